@@ -1,0 +1,1 @@
+//! Datasets: reading labelled utterances in JointBERT, JSON lines, CoNLL and TSV/CSV formats.

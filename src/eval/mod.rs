@@ -1,0 +1,1 @@
+//! Evaluation: intent accuracy, conlleval span F1, sentence accuracy and readable reports.

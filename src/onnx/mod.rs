@@ -1,0 +1,1 @@
+//! ONNX models: lossless read/write, graph rewriting, import, quantization and merged export.
