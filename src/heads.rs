@@ -1,1 +1,349 @@
-//! TODO-doc
+//! Task heads, built in candle from differentiable operations only.
+//!
+//! - The **intent head** reads the pooled sentence embedding and an attention-pooled, learned mix of
+//!   the cached hidden states of every word; an MLP classifies the concatenation.
+//! - The **slot head** reads its own learned mix of the cached hidden states per word and runs a
+//!   bidirectional GRU over the sentence (the last layer of a sentence-embedding model carries little
+//!   token-level information on its own; context recovers most of it), then a per-word classifier.
+//!
+//! The two heads share no parameter, so one can be frozen while the other trains without changing the
+//! frozen head's predictions.
+//!
+//! candle's fused `layer_norm`, `softmax_last_dim` and rotary kernels have no backward pass; nothing
+//! here uses them (see `tests/grad_tests.rs`).
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which part of the model a parameter belongs to: the unit of freezing and of learning rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Group {
+    /// The intent head.
+    Intent,
+    /// The slot head.
+    Slot,
+    /// Transformer layer `i` of the backbone (0-based), when unfrozen.
+    Layer(usize),
+}
+
+/// A named trainable tensor.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub group: Group,
+    pub var: Var,
+}
+
+/// All parameters of a model, in creation order (which fixes names and initialisation).
+#[derive(Debug, Default, Clone)]
+pub struct ParamSet {
+    pub params: Vec<Param>,
+}
+
+/// How a new parameter is initialised.
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    Zeros,
+    Ones,
+    /// Uniform in `[-a, a]`.
+    Uniform(f32),
+    /// Xavier/Glorot uniform for a `[fan_out, fan_in]` matrix.
+    Xavier,
+}
+
+impl ParamSet {
+    /// Creates a parameter; `rng` makes initialisation reproducible.
+    pub fn add(&mut self, name: &str, shape: &[usize], init: Init, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = match init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Uniform(a) => (0..n).map(|_| rng.random_range(-a..=a)).collect(),
+            Init::Xavier => {
+                let (fo, fi) = (shape[0] as f32, shape[1..].iter().product::<usize>() as f32);
+                let a = (6.0 / (fi + fo)).sqrt();
+                (0..n).map(|_| rng.random_range(-a..=a)).collect()
+            }
+        };
+        let var = Var::from_tensor(&Tensor::from_vec(data, shape, dev)?)?;
+        let t = var.as_tensor().clone();
+        self.params.push(Param { name: name.to_string(), group, var });
+        Ok(t)
+    }
+
+    /// Parameters by name.
+    pub fn by_name(&self) -> BTreeMap<&str, &Param> {
+        self.params.iter().map(|p| (p.name.as_str(), p)).collect()
+    }
+
+    /// Number of scalar parameters in the given groups.
+    pub fn count(&self, groups: &dyn Fn(Group) -> bool) -> usize {
+        self.params.iter().filter(|p| groups(p.group)).map(|p| p.var.as_tensor().elem_count()).sum()
+    }
+}
+
+/// Dropout with a seeded mask (candle's own dropout draws from an unseeded generator, which would make
+/// runs irreproducible).
+pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    let Some(rng) = rng else { return Ok(x.clone()) };
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+/// Softmax over the last dimension from differentiable primitives.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// A dense layer `y = x W^T + b` with `W: [out, in]` (PyTorch layout).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Creates `name.weight` and `name.bias`.
+    pub fn new(ps: &mut ParamSet, name: &str, inp: usize, out: usize, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Self> {
+        let weight = ps.add(&format!("{name}.weight"), &[out, inp], Init::Xavier, group, rng, dev)?;
+        let bias = ps.add(&format!("{name}.bias"), &[out], Init::Zeros, group, rng, dev)?;
+        Ok(Self { weight, bias })
+    }
+
+    /// Applies the layer over the last dimension of `x` (any rank >= 2).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inp = *dims.last().expect("rank >= 1");
+        let flat = x.reshape(((), inp))?;
+        let y = flat.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let mut out = dims;
+        *out.last_mut().expect("rank >= 1") = self.weight.dim(0)?;
+        y.reshape(out)
+    }
+}
+
+/// A learned softmax-weighted mix of `K` hidden states (ELMo's scalar mix).
+#[derive(Debug, Clone)]
+pub struct LayerMix {
+    pub weights: Tensor,
+    pub gamma: Tensor,
+}
+
+impl LayerMix {
+    pub fn new(ps: &mut ParamSet, name: &str, k: usize, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Self> {
+        let weights = ps.add(&format!("{name}.weights"), &[k], Init::Zeros, group, rng, dev)?;
+        let gamma = ps.add(&format!("{name}.gamma"), &[1], Init::Ones, group, rng, dev)?;
+        Ok(Self { weights, gamma })
+    }
+
+    /// `[B, W, K, H]` -> `[B, W, H]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let k = self.weights.dim(0)?;
+        let w = softmax_last(&self.weights)?.broadcast_mul(&self.gamma)?.reshape((1, 1, k, 1))?;
+        x.broadcast_mul(&w)?.sum(2)
+    }
+}
+
+/// One direction of a GRU (PyTorch's formulation, `linear_before_reset`, gate order r, z, n).
+#[derive(Debug, Clone)]
+pub struct GruDir {
+    pub w_ih: Tensor,
+    pub w_hh: Tensor,
+    pub b_ih: Tensor,
+    pub b_hh: Tensor,
+}
+
+impl GruDir {
+    pub fn new(ps: &mut ParamSet, name: &str, inp: usize, hid: usize, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Self> {
+        let a = 1.0 / (hid as f32).sqrt();
+        Ok(Self {
+            w_ih: ps.add(&format!("{name}.weight_ih"), &[3 * hid, inp], Init::Uniform(a), group, rng, dev)?,
+            w_hh: ps.add(&format!("{name}.weight_hh"), &[3 * hid, hid], Init::Uniform(a), group, rng, dev)?,
+            b_ih: ps.add(&format!("{name}.bias_ih"), &[3 * hid], Init::Uniform(a), group, rng, dev)?,
+            b_hh: ps.add(&format!("{name}.bias_hh"), &[3 * hid], Init::Uniform(a), group, rng, dev)?,
+        })
+    }
+
+    fn hidden(&self) -> Result<usize> {
+        self.w_hh.dim(1)
+    }
+
+    /// `x: [B, T, in]`, `mask: [B, T]` (1 for real positions, padding at the end) -> `[B, T, hid]`.
+    /// Padding positions output zeros and leave the state unchanged, so the reverse direction starts
+    /// at each sentence's own last word.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, reverse: bool) -> Result<Tensor> {
+        let (b, t, inp) = x.dims3()?;
+        let hid = self.hidden()?;
+        let xp = x.reshape((b * t, inp))?.matmul(&self.w_ih.t()?)?.broadcast_add(&self.b_ih)?.reshape((b, t, 3 * hid))?;
+        let w_hh_t = self.w_hh.t()?;
+        let mut h = Tensor::zeros((b, hid), DType::F32, x.device())?;
+        let mut outs: Vec<Tensor> = Vec::with_capacity(t);
+        let steps: Vec<usize> = if reverse { (0..t).rev().collect() } else { (0..t).collect() };
+        for &s in &steps {
+            let gi = xp.narrow(1, s, 1)?.squeeze(1)?;
+            let gh = h.matmul(&w_hh_t)?.broadcast_add(&self.b_hh)?;
+            let (i_r, i_z, i_n) = (gi.narrow(1, 0, hid)?, gi.narrow(1, hid, hid)?, gi.narrow(1, 2 * hid, hid)?);
+            let (h_r, h_z, h_n) = (gh.narrow(1, 0, hid)?, gh.narrow(1, hid, hid)?, gh.narrow(1, 2 * hid, hid)?);
+            let r = candle_nn::ops::sigmoid(&(i_r + h_r)?)?;
+            let z = candle_nn::ops::sigmoid(&(i_z + h_z)?)?;
+            let n = (i_n + r.mul(&h_n)?)?.tanh()?;
+            let h_new = (&n + z.mul(&(&h - &n)?)?)?;
+            let m = mask.narrow(1, s, 1)?;
+            h = (&h + h_new.sub(&h)?.broadcast_mul(&m)?)?;
+            outs.push(h.broadcast_mul(&m)?);
+        }
+        if reverse {
+            outs.reverse();
+        }
+        Tensor::stack(&outs, 1)
+    }
+}
+
+/// Slot head settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotHeadConfig {
+    /// GRU units per direction (default 128).
+    pub gru_hidden: usize,
+    /// Dropout on the GRU's input and output during training (default 0.25).
+    pub dropout: f32,
+}
+
+impl Default for SlotHeadConfig {
+    fn default() -> Self {
+        Self { gru_hidden: 128, dropout: 0.25 }
+    }
+}
+
+/// Intent head settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentHeadConfig {
+    /// Width of the MLP's hidden layer (default 256).
+    pub hidden: usize,
+    /// Dropout before each dense layer during training (default 0.25).
+    pub dropout: f32,
+}
+
+impl Default for IntentHeadConfig {
+    fn default() -> Self {
+        Self { hidden: 256, dropout: 0.25 }
+    }
+}
+
+/// The architecture of both heads: everything needed to rebuild them around saved weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadsConfig {
+    /// Backbone hidden size.
+    pub hidden: usize,
+    /// Number of cached hidden states each head mixes.
+    pub states: usize,
+    /// Intent labels (index = class id); empty when the data has no intents.
+    pub intents: Vec<String>,
+    /// BIO tags (index = class id); empty when the data has no tags.
+    pub tags: Vec<String>,
+    pub intent_head: IntentHeadConfig,
+    pub slot_head: SlotHeadConfig,
+}
+
+/// The intent head.
+#[derive(Debug, Clone)]
+pub struct IntentHead {
+    pub mix: LayerMix,
+    pub attn: Linear,
+    pub hidden: Linear,
+    pub out: Linear,
+    pub dropout: f32,
+}
+
+impl IntentHead {
+    /// `words: [B, W, K, H]`, `mask: [B, W]`, `pooled: [B, H]` -> logits `[B, intents]`.
+    pub fn forward(&self, words: &Tensor, mask: &Tensor, pooled: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let x = self.mix.forward(words)?;
+        let scores = self.attn.forward(&x.tanh()?)?.squeeze(2)?; // [B, W]
+        let neg = ((mask.ones_like()? - mask)? * -1e4)?;
+        let a = softmax_last(&(scores + neg)?)?; // [B, W]
+        let ctx = a.unsqueeze(1)?.matmul(&x)?.squeeze(1)?; // [B, H]
+        let feats = Tensor::cat(&[pooled, &ctx], 1)?;
+        let feats = dropout(&feats, self.dropout, rng.as_deref_mut())?;
+        let h = self.hidden.forward(&feats)?.gelu_erf()?;
+        let h = dropout(&h, self.dropout, rng.as_deref_mut())?;
+        self.out.forward(&h)
+    }
+}
+
+/// The slot head.
+#[derive(Debug, Clone)]
+pub struct SlotHead {
+    pub mix: LayerMix,
+    pub fwd: GruDir,
+    pub bwd: GruDir,
+    pub out: Linear,
+    pub dropout: f32,
+}
+
+impl SlotHead {
+    /// `words: [B, W, K, H]`, `mask: [B, W]` -> logits `[B, W, tags]`.
+    pub fn forward(&self, words: &Tensor, mask: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let x = self.mix.forward(words)?;
+        let x = dropout(&x, self.dropout, rng.as_deref_mut())?;
+        let f = self.fwd.forward(&x, mask, false)?;
+        let b = self.bwd.forward(&x, mask, true)?;
+        let h = Tensor::cat(&[f, b], 2)?;
+        let h = dropout(&h, self.dropout, rng.as_deref_mut())?;
+        self.out.forward(&h)
+    }
+}
+
+/// Both heads (each present only when the data has its task) and their parameters.
+#[derive(Debug, Clone)]
+pub struct Heads {
+    pub config: HeadsConfig,
+    pub intent: Option<IntentHead>,
+    pub slot: Option<SlotHead>,
+    pub params: ParamSet,
+}
+
+impl Heads {
+    /// Builds freshly initialised heads; the same seed gives the same weights.
+    pub fn new(config: HeadsConfig, seed: u64, dev: &Device) -> Result<Self> {
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+        let mut ps = ParamSet::default();
+        let (h, k) = (config.hidden, config.states);
+        let intent = if config.intents.is_empty() {
+            None
+        } else {
+            let c = &config.intent_head;
+            let g = Group::Intent;
+            Some(IntentHead {
+                mix: LayerMix::new(&mut ps, "intent.mix", k, g, &mut rng, dev)?,
+                attn: Linear::new(&mut ps, "intent.attn", h, 1, g, &mut rng, dev)?,
+                hidden: Linear::new(&mut ps, "intent.hidden", 2 * h, c.hidden, g, &mut rng, dev)?,
+                out: Linear::new(&mut ps, "intent.out", c.hidden, config.intents.len(), g, &mut rng, dev)?,
+                dropout: c.dropout,
+            })
+        };
+        let slot = if config.tags.is_empty() {
+            None
+        } else {
+            let c = &config.slot_head;
+            let g = Group::Slot;
+            Some(SlotHead {
+                mix: LayerMix::new(&mut ps, "slot.mix", k, g, &mut rng, dev)?,
+                fwd: GruDir::new(&mut ps, "slot.gru.fwd", h, c.gru_hidden, g, &mut rng, dev)?,
+                bwd: GruDir::new(&mut ps, "slot.gru.bwd", h, c.gru_hidden, g, &mut rng, dev)?,
+                out: Linear::new(&mut ps, "slot.out", 2 * c.gru_hidden, config.tags.len(), g, &mut rng, dev)?,
+                dropout: c.dropout,
+            })
+        };
+        Ok(Self { config, intent, slot, params: ps })
+    }
+}

@@ -1,1 +1,151 @@
-//! TODO-doc
+//! Inference with a trained run: features straight from the backbone (no cache), heads, decoding to
+//! labels, word spans and character offsets.
+
+use candle_core::Device;
+use serde::Serialize;
+
+use crate::backbone::{Backbone, BatchStates};
+use crate::eval::Prediction;
+use crate::heads::{softmax_last, Heads};
+use crate::tokenize::Tokenized;
+use crate::train::batch::{make_batch, Batch, ExampleRows};
+
+/// Decoded output of the heads for one example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Intent id, its probability, and the logits over all intents.
+    pub intent: Option<(usize, f32, Vec<f32>)>,
+    /// Tag id and probability per word.
+    pub tags: Option<Vec<(usize, f32)>>,
+}
+
+/// Runs the heads on a batch and decodes arg-max labels.
+pub fn decode_batch(heads: &Heads, batch: &Batch, words_per_example: &[usize]) -> candle_core::Result<Vec<Decoded>> {
+    let n = words_per_example.len();
+    let intents = match &heads.intent {
+        Some(h) => {
+            let logits = h.forward(&batch.words, &batch.mask, &batch.pooled, None)?;
+            let probs = softmax_last(&logits)?;
+            let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+            let probs: Vec<Vec<f32>> = probs.to_vec2()?;
+            Some(logits.into_iter().zip(probs).map(|(l, p)| {
+                let (id, prob) = argmax(&p);
+                (id, prob, l)
+            }).collect::<Vec<_>>())
+        }
+        None => None,
+    };
+    let tags = match &heads.slot {
+        Some(h) => {
+            let probs = softmax_last(&h.forward(&batch.words, &batch.mask, None)?)?;
+            let probs: Vec<Vec<Vec<f32>>> = probs.to_vec3()?;
+            Some(probs.into_iter().zip(words_per_example).map(|(p, &w)| p[..w].iter().map(|row| argmax(row)).collect::<Vec<_>>()).collect::<Vec<_>>())
+        }
+        None => None,
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut intents = intents.map(|v| v.into_iter());
+    let mut tags = tags.map(|v| v.into_iter());
+    for _ in 0..n {
+        out.push(Decoded {
+            intent: intents.as_mut().and_then(|it| it.next()),
+            tags: tags.as_mut().and_then(|it| it.next()),
+        });
+    }
+    Ok(out)
+}
+
+/// Index and value of the largest element (first on ties).
+pub fn argmax(v: &[f32]) -> (usize, f32) {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+}
+
+/// Labels of a decoded example; words cut by truncation are tagged `O`.
+pub fn to_prediction(heads: &Heads, d: &Decoded, kept: &[bool]) -> Prediction {
+    Prediction {
+        intent: d.intent.as_ref().map(|(i, _, _)| heads.config.intents[*i].clone()),
+        tags: d.tags.as_ref().map(|t| {
+            t.iter().zip(kept).map(|((id, _), &k)| if k { heads.config.tags[*id].clone() } else { "O".to_string() }).collect()
+        }),
+    }
+}
+
+/// Builds an example's features from one batch row of backbone outputs: the requested states
+/// (`positions` into [`BatchStates::states`]) mean-pooled per word, and the pooled last state.
+pub fn example_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usize], last: usize) -> ExampleRows {
+    let hidden = out.states[0].shape()[2];
+    let n = tok.ids.len();
+    let mut pooled = vec![0f32; hidden];
+    for t in 0..n {
+        for (a, v) in pooled.iter_mut().zip(out.states[last].slice(ndarray::s![r, t, ..]).iter()) {
+            *a += *v;
+        }
+    }
+    pooled.iter_mut().for_each(|a| *a /= n.max(1) as f32);
+    let mut rows = Vec::with_capacity(tok.word_tokens.len() * positions.len() * hidden);
+    let mut kept = Vec::with_capacity(tok.word_tokens.len());
+    for &(s, e) in &tok.word_tokens {
+        kept.push(e > s);
+        for &p in positions {
+            if e > s {
+                let span = out.states[p].slice(ndarray::s![r, s as usize..e as usize, ..]);
+                let scale = 1.0 / (e - s) as f32;
+                rows.extend((0..hidden).map(|h| span.column(h).sum() * scale));
+            } else {
+                rows.extend(std::iter::repeat_n(0f32, hidden));
+            }
+        }
+    }
+    ExampleRows { rows, words: tok.word_tokens.len(), kept, pooled }
+}
+
+/// A slot found in a text: type, text, word range and character (byte) range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotSpan {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+    /// First word (0-based).
+    pub start: usize,
+    /// One past the last word.
+    pub end: usize,
+    /// Byte offset of the first character in the input line.
+    pub char_start: usize,
+    /// Byte offset one past the last character.
+    pub char_end: usize,
+    /// Mean probability of the span's tags.
+    pub prob: f32,
+}
+
+/// Runs the backbone and heads over tokenized examples in batches; returns decoded outputs and
+/// per-example kept-word flags.
+pub fn run_examples(
+    backbone: &mut Backbone,
+    heads: &Heads,
+    states: &[usize],
+    toks: &[Tokenized],
+    batch_size: usize,
+) -> anyhow::Result<Vec<(Decoded, Vec<bool>)>> {
+    let positions: Vec<usize> = states
+        .iter()
+        .map(|s| backbone.states.iter().position(|b| b == s).expect("backbone loaded with the run's states"))
+        .collect();
+    let last = backbone.states.iter().position(|&b| b == backbone.layers).expect("last state loaded");
+    let mut order: Vec<usize> = (0..toks.len()).collect();
+    order.sort_by_key(|&i| (toks[i].ids.len(), i));
+    let mut results: Vec<Option<(Decoded, Vec<bool>)>> = vec![None; toks.len()];
+    let dev = Device::Cpu;
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
+        let out = backbone.run(&batch)?;
+        let rows: Vec<ExampleRows> = (0..chunk.len()).map(|r| example_rows(&out, r, batch[r], &positions, last)).collect();
+        let refs: Vec<&ExampleRows> = rows.iter().collect();
+        let b = make_batch(&refs, states.len(), backbone.hidden, &dev)?;
+        let words: Vec<usize> = rows.iter().map(|r| r.words).collect();
+        let decoded = decode_batch(heads, &b, &words)?;
+        for ((&i, d), r) in chunk.iter().zip(decoded).zip(rows) {
+            results[i] = Some((d, r.kept));
+        }
+    }
+    Ok(results.into_iter().map(|r| r.expect("every example decoded")).collect())
+}

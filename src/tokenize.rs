@@ -1,1 +1,150 @@
-//! TODO-doc
+//! Words to sub-word tokens, keeping the alignment that tags and predictions need.
+//!
+//! Every example is encoded from its words (pre-tokenized input), so each sub-token knows its word.
+//! Padding is done per batch by the backbone (batch-longest), never by the tokenizer: `tokenizer.json`
+//! files often pad to a fixed length (MiniLM's pads to 128), which would waste most of the compute.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use tokenizers::{InputSequence, Tokenizer, TruncationParams};
+
+/// Errors while loading or running a tokenizer.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("tokenizer {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("{origin}: tokenizer failed: {message}")]
+    Encode { origin: String, message: String },
+}
+
+/// One example as the backbone sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Token ids, including special tokens, at most the model's limit.
+    pub ids: Vec<u32>,
+    /// Segment ids (all zero for single sentences).
+    pub type_ids: Vec<u32>,
+    /// For each word, the half-open range of its sub-tokens in `ids`; empty when the word was cut by
+    /// truncation (or produced no token at all).
+    pub word_tokens: Vec<(u32, u32)>,
+    /// Whether truncation removed tokens of this example.
+    pub truncated: bool,
+}
+
+impl Tokenized {
+    /// Number of words that kept at least one token.
+    pub fn kept_words(&self) -> usize {
+        self.word_tokens.iter().filter(|(s, e)| e > s).count()
+    }
+}
+
+/// A tokenizer with batch-longest padding disabled, truncation at the model's limit.
+pub struct WordTokenizer {
+    inner: Tokenizer,
+    max_tokens: usize,
+}
+
+impl WordTokenizer {
+    /// Default token limit when neither `tokenizer.json` nor the caller sets one (BERT's position limit).
+    pub const DEFAULT_MAX_TOKENS: usize = 512;
+
+    /// Loads `tokenizer.json`. `max_tokens` overrides the truncation length found in the file.
+    pub fn from_file(path: &Path, max_tokens: Option<usize>) -> Result<Self, TokenizeError> {
+        let err = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+        let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        let max_tokens = max_tokens
+            .or_else(|| inner.get_truncation().map(|t| t.max_length))
+            .unwrap_or(Self::DEFAULT_MAX_TOKENS);
+        if max_tokens < 3 {
+            return Err(err(format!("token limit {max_tokens} is too small")));
+        }
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Self { inner, max_tokens })
+    }
+
+    /// The truncation length in tokens, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The id of the padding token (0 when the tokenizer does not name one).
+    pub fn pad_id(&self) -> u32 {
+        ["[PAD]", "<pad>"].iter().find_map(|t| self.inner.token_to_id(t)).unwrap_or(0)
+    }
+
+    /// Encodes one example given as words. `origin` names it in errors.
+    pub fn encode_words(&self, words: &[String], origin: &dyn Fn() -> String) -> Result<Tokenized, TokenizeError> {
+        let input = InputSequence::from(words.iter().map(String::as_str).collect::<Vec<_>>());
+        let enc = self
+            .inner
+            .encode(input, true)
+            .map_err(|e| TokenizeError::Encode { origin: origin(), message: e.to_string() })?;
+        let mut word_tokens = vec![(0u32, 0u32); words.len()];
+        for (t, w) in enc.get_word_ids().iter().enumerate() {
+            if let Some(w) = w {
+                let span = &mut word_tokens[*w as usize];
+                if span.1 == span.0 {
+                    *span = (t as u32, t as u32 + 1);
+                } else {
+                    span.1 = t as u32 + 1;
+                }
+            }
+        }
+        let truncated = !enc.get_overflowing().is_empty()
+            || word_tokens.last().is_some_and(|(s, e)| s == e) && enc.len() >= self.max_tokens;
+        Ok(Tokenized { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec(), word_tokens, truncated })
+    }
+
+    /// Encodes many examples in parallel (on the current rayon pool), keeping order.
+    pub fn encode_all<'a, I>(&self, examples: I) -> Result<Vec<Tokenized>, TokenizeError>
+    where
+        I: IndexedParallelIterator<Item = (&'a [String], String)>,
+    {
+        examples.map(|(words, origin)| self.encode_words(words, &|| origin.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> Option<WordTokenizer> {
+        let p = crate::backbone::find_default_model().ok()?.tokenizer;
+        Some(WordTokenizer::from_file(&p, None).unwrap())
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn sub_tokens_map_to_their_words() {
+        let Some(t) = tokenizer() else { return eprintln!("skipped: no model set up") };
+        let w = words("play unbelievably loud music");
+        let enc = t.encode_words(&w, &|| "test".into()).unwrap();
+        assert_eq!(enc.word_tokens.len(), 4);
+        assert_eq!(enc.word_tokens[0], (1, 2), "[CLS] comes first");
+        let (s, e) = enc.word_tokens[1];
+        assert!(e - s >= 2, "'unbelievably' splits into several sub-words: {:?}", enc.word_tokens);
+        assert_eq!(enc.word_tokens[2].0, e, "spans are contiguous");
+        assert!(!enc.truncated);
+        assert_eq!(enc.ids.len() as u32, enc.word_tokens[3].1 + 1, "[SEP] comes last");
+    }
+
+    #[test]
+    fn long_inputs_are_truncated_and_reported() {
+        let Some(_) = tokenizer() else { return eprintln!("skipped: no model set up") };
+        let p = crate::backbone::find_default_model().unwrap().tokenizer;
+        let t = WordTokenizer::from_file(&p, Some(8)).unwrap();
+        let w = words("one two three four five six seven eight nine ten");
+        let enc = t.encode_words(&w, &|| "test".into()).unwrap();
+        assert_eq!(enc.ids.len(), 8);
+        assert!(enc.truncated);
+        assert_eq!(enc.kept_words(), 6);
+        assert_eq!(enc.word_tokens[9], (0, 0));
+    }
+}

@@ -27,7 +27,8 @@ pub enum RuntimeError {
     AlreadyFrom(PathBuf),
 }
 
-static LOADED: OnceLock<PathBuf> = OnceLock::new();
+static LOADED: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The architecture folder name set-up uses under `.runtime/`.
 pub fn arch_dir() -> &'static str {
@@ -76,28 +77,44 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
 /// Loads ONNX Runtime once per process and returns the library path in use. Later calls return the
 /// same path; asking for a different explicit library after the first load is an error.
 pub fn init(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
+    Ok(loaded(explicit)?.0.clone())
+}
+
+/// The process's ONNX Runtime environment (sessions are built on it), loading the library first if
+/// needed (from the default locations).
+pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeError> {
+    Ok(&loaded(None)?.1)
+}
+
+/// A session builder on the process's environment.
+pub fn session_builder() -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+    let env = environment()?;
+    ort::session::Session::builder(env).map_err(|e| RuntimeError::Load {
+        path: LOADED.get().map(|l| l.0.clone()).unwrap_or_default(),
+        message: e.to_string(),
+    })
+}
+
+fn loaded(explicit: Option<&Path>) -> Result<&'static (PathBuf, ort::environment::Environment), RuntimeError> {
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(done) = LOADED.get() {
         if let Some(p) = explicit {
-            if p != done {
-                return Err(RuntimeError::AlreadyFrom(done.clone()));
+            if p != done.0 {
+                return Err(RuntimeError::AlreadyFrom(done.0.clone()));
             }
         }
-        return Ok(done.clone());
+        return Ok(done);
     }
     let path = locate(explicit)?;
     if !path.is_file() {
         return Err(RuntimeError::Load { path, message: "no such file".into() });
     }
-    let builder = ort::init_from(&path)
+    let builder = ort::init_from(&path).map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
+    let env = builder
+        .with_name("edgetune")
+        .with_telemetry(false)
+        .build()
         .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
-    // A concurrent initialiser may have won the race; `build` then reports "only one environment".
-    match builder.with_name("edgetune").with_telemetry(false).build() {
-        Ok(_env) => {}
-        Err(e) if LOADED.get().is_some() => {
-            let _ = e;
-        }
-        Err(e) => return Err(RuntimeError::Load { path, message: e.to_string() }),
-    }
-    let _ = LOADED.set(path);
-    Ok(LOADED.get().expect("set above").clone())
+    let _ = LOADED.set((path, env));
+    Ok(LOADED.get().expect("set above"))
 }

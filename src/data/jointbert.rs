@@ -1,0 +1,71 @@
+//! JointBERT folders: `seq.in` (whitespace-separated words), `seq.out` (one BIO tag per word) and
+//! `label` (the intent), line `i` of each file describing example `i`. `seq.out` or `label` may be
+//! absent, and then that task is absent. Trailing blank lines are ignored.
+
+use std::path::{Path, PathBuf};
+
+use super::{check_tags, clean_intent, numbered_lines, read_text, words_of, DataError, Example, Origin};
+
+/// The non-trailing-blank lines of a file in the folder, or `None` if the file does not exist.
+fn read_lines(folder: &Path, name: &str) -> Result<Option<(PathBuf, Vec<String>)>, DataError> {
+    let path = folder.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read_text(&path)?;
+    let mut lines: Vec<String> = numbered_lines(&text).map(|(_, l)| l.to_string()).collect();
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    Ok(Some((path, lines)))
+}
+
+/// Reads the JointBERT folder `folder`.
+pub(super) fn read(folder: &Path) -> Result<Vec<Example>, DataError> {
+    let Some((seq_in, words_lines)) = read_lines(folder, "seq.in")? else {
+        return Err(DataError::file(folder, "no seq.in in this JointBERT folder"));
+    };
+    let seq_out = read_lines(folder, "seq.out")?;
+    let label = read_lines(folder, "label")?;
+    if seq_out.is_none() && label.is_none() {
+        return Err(DataError::file(
+            folder,
+            "has seq.in but neither seq.out (tags) nor label (intents), so there is nothing to learn",
+        ));
+    }
+    for (path, lines) in seq_out.iter().chain(label.iter()) {
+        if lines.len() != words_lines.len() {
+            let first_odd = lines.len().min(words_lines.len()) + 1;
+            return Err(DataError::at(
+                path,
+                first_odd,
+                format!(
+                    "{} lines, but {} has {}; the files must have one line per example",
+                    lines.len(),
+                    seq_in.display(),
+                    words_lines.len()
+                ),
+            ));
+        }
+    }
+
+    let mut examples = Vec::with_capacity(words_lines.len());
+    for (i, text) in words_lines.iter().enumerate() {
+        let line = i + 1;
+        let words = words_of(text, &seq_in, line, "")?;
+        let tags = match &seq_out {
+            Some((path, lines)) => {
+                let tags: Vec<String> = lines[i].split_whitespace().map(str::to_string).collect();
+                check_tags(&tags, words.len(), path, line, "")?;
+                Some(tags)
+            }
+            None => None,
+        };
+        let intent = match &label {
+            Some((path, lines)) => Some(clean_intent(&lines[i], path, line, "")?),
+            None => None,
+        };
+        examples.push(Example { words, tags, intent, origin: Origin { file: seq_in.clone(), line } });
+    }
+    Ok(examples)
+}

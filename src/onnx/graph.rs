@@ -1,0 +1,502 @@
+//! A small builder for ONNX graphs (nodes, initializers, attributes, typed inputs/outputs) and
+//! helpers to read tensors and walk graphs. Used by the importer, the quantizer and the merged export.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::proto::{
+    self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
+use super::OnnxError;
+
+/// ONNX IR version written by the builder (IR 8 = ONNX 1.10+, read by every ORT since 1.10).
+pub const IR_VERSION: i64 = 8;
+/// Default-domain opset written by the builder (17 has `LayerNormalization`).
+pub const OPSET: i64 = 17;
+
+/// One dimension of a declared input/output shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(i64),
+    /// A symbolic (dynamic) size such as `batch`.
+    Param(String),
+}
+
+impl Dim {
+    /// A symbolic dimension.
+    pub fn param(name: &str) -> Self {
+        Dim::Param(name.to_string())
+    }
+}
+
+/// A tensor-typed `ValueInfoProto` (graph input/output).
+pub fn value_info(name: &str, elem_type: DataType, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            denotation: None,
+            value: Some(match d {
+                Dim::Fixed(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+                Dim::Param(p) => tensor_shape_proto::dimension::Value::DimParam(p.clone()),
+            }),
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            denotation: None,
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem_type as i32),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The element type and dims of a tensor-typed value info, if declared.
+pub fn value_info_shape(vi: &ValueInfoProto) -> Option<(i32, Vec<Dim>)> {
+    let Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), .. }) = &vi.r#type else {
+        return None;
+    };
+    let dims = t
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::Fixed(*v),
+                    Some(tensor_shape_proto::dimension::Value::DimParam(p)) => Dim::Param(p.clone()),
+                    None => Dim::Param(String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((t.elem_type.unwrap_or(0), dims))
+}
+
+/// An `INT` attribute (kept even when zero: proto2 optional).
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+}
+
+/// An `INTS` attribute.
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A `FLOAT` attribute.
+pub fn attr_float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+}
+
+/// A `FLOATS` attribute.
+pub fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Floats as i32),
+        floats: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A `STRING` attribute.
+pub fn attr_string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+/// A `STRINGS` attribute.
+pub fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Strings as i32),
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A `TENSOR` attribute (e.g. `Constant`'s `value`).
+pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(t),
+        ..Default::default()
+    }
+}
+
+/// Looks up an attribute of a node by name.
+pub fn get_attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+    node.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+}
+
+/// Element types that can be stored in a [`TensorProto`] as little-endian `raw_data`.
+pub trait TensorElement: Copy {
+    /// The ONNX data type.
+    const DATA_TYPE: DataType;
+    /// Appends the little-endian bytes of `self`.
+    fn put(self, out: &mut Vec<u8>);
+}
+
+macro_rules! tensor_element {
+    ($t:ty, $dt:expr) => {
+        impl TensorElement for $t {
+            const DATA_TYPE: DataType = $dt;
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    };
+}
+tensor_element!(f32, DataType::Float);
+tensor_element!(i64, DataType::Int64);
+tensor_element!(i32, DataType::Int32);
+tensor_element!(i8, DataType::Int8);
+tensor_element!(u8, DataType::Uint8);
+
+/// A tensor with `raw_data` (little-endian). Shape/data length mismatches are the caller's bug and
+/// are reported by [`tensor_checked`].
+pub fn tensor<T: TensorElement>(name: &str, dims: &[i64], data: &[T]) -> TensorProto {
+    let mut raw = Vec::with_capacity(data.len() * std::mem::size_of::<T>());
+    for &v in data {
+        v.put(&mut raw);
+    }
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: dims.to_vec(),
+        data_type: Some(T::DATA_TYPE as i32),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
+}
+
+/// Like [`tensor`], but checks that `dims` multiply to `data.len()`.
+pub fn tensor_checked<T: TensorElement>(name: &str, dims: &[i64], data: &[T]) -> Result<TensorProto, OnnxError> {
+    let n: i64 = dims.iter().product();
+    if n < 0 || n as usize != data.len() {
+        return Err(OnnxError::graph(format!("tensor {name}: dims {dims:?} do not match {} values", data.len())));
+    }
+    Ok(tensor(name, dims, data))
+}
+
+/// Number of elements of a tensor from its dims.
+pub fn tensor_numel(t: &TensorProto) -> usize {
+    t.dims.iter().map(|&d| d.max(0) as usize).product()
+}
+
+fn tensor_name(t: &TensorProto) -> &str {
+    t.name.as_deref().unwrap_or("<unnamed>")
+}
+
+/// Reads a float tensor (`raw_data` or `float_data`) as `f32` values.
+pub fn tensor_to_f32(t: &TensorProto) -> Result<Vec<f32>, OnnxError> {
+    if t.data_type != Some(DataType::Float as i32) {
+        return Err(OnnxError::graph(format!("tensor {}: data type {:?} is not float", tensor_name(t), t.data_type)));
+    }
+    if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32) {
+        return Err(OnnxError::graph(format!("tensor {}: external data is not supported", tensor_name(t))));
+    }
+    let n = tensor_numel(t);
+    let v: Vec<f32> = match &t.raw_data {
+        Some(raw) if !raw.is_empty() || t.float_data.is_empty() => {
+            raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+        _ => t.float_data.clone(),
+    };
+    if v.len() != n {
+        return Err(OnnxError::graph(format!(
+            "tensor {}: {} values for dims {:?}",
+            tensor_name(t),
+            v.len(),
+            t.dims
+        )));
+    }
+    Ok(v)
+}
+
+/// Reads an int64 tensor (`raw_data` or `int64_data`).
+pub fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>, OnnxError> {
+    if t.data_type != Some(DataType::Int64 as i32) {
+        return Err(OnnxError::graph(format!("tensor {}: data type {:?} is not int64", tensor_name(t), t.data_type)));
+    }
+    let v: Vec<i64> = match &t.raw_data {
+        Some(raw) if !raw.is_empty() || t.int64_data.is_empty() => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        _ => t.int64_data.clone(),
+    };
+    if v.len() != tensor_numel(t) {
+        return Err(OnnxError::graph(format!("tensor {}: {} values for dims {:?}", tensor_name(t), v.len(), t.dims)));
+    }
+    Ok(v)
+}
+
+/// Builds a [`GraphProto`] node by node, generating unique value names.
+///
+/// ```
+/// use edgetune::onnx::graph::{GraphBuilder, Dim, attr_int};
+/// use edgetune::onnx::proto::tensor_proto::DataType;
+/// let mut b = GraphBuilder::new("g");
+/// b.input("x", DataType::Float, &[Dim::param("batch"), Dim::Fixed(4)]);
+/// let w = b.initializer_f32("w", &[4, 2], &[0.0; 8]);
+/// let y = b.op("MatMul", &["x", &w], vec![]);
+/// let z = b.op("Softmax", &[&y], vec![attr_int("axis", -1)]);
+/// b.output_as(&z, "y", DataType::Float, &[Dim::param("batch"), Dim::Fixed(2)]);
+/// let model = b.into_model("doc");
+/// assert_eq!(model.graph.unwrap().node.len(), 3);
+/// ```
+#[derive(Debug, Default)]
+pub struct GraphBuilder {
+    /// The graph under construction.
+    pub graph: GraphProto,
+    used: HashSet<String>,
+    counters: HashMap<String, usize>,
+    opsets: BTreeMap<String, i64>,
+}
+
+impl GraphBuilder {
+    /// An empty graph named `name`, default-domain opset [`OPSET`].
+    pub fn new(name: &str) -> Self {
+        let mut opsets = BTreeMap::new();
+        opsets.insert(String::new(), OPSET);
+        GraphBuilder { graph: GraphProto { name: Some(name.into()), ..Default::default() }, opsets, ..Default::default() }
+    }
+
+    /// Continues building on an existing graph (names already used are respected).
+    pub fn from_graph(graph: GraphProto) -> Self {
+        let mut used = HashSet::new();
+        for n in &graph.node {
+            used.extend(n.output.iter().cloned());
+            if let Some(name) = &n.name {
+                used.insert(name.clone());
+            }
+        }
+        used.extend(graph.input.iter().filter_map(|v| v.name.clone()));
+        used.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
+        let mut opsets = BTreeMap::new();
+        opsets.insert(String::new(), OPSET);
+        GraphBuilder { graph, used, opsets, ..Default::default() }
+    }
+
+    /// Requires at least `version` of opset `domain` ("" = default, "com.microsoft", ...).
+    pub fn require_opset(&mut self, domain: &str, version: i64) {
+        let e = self.opsets.entry(domain.to_string()).or_insert(version);
+        *e = (*e).max(version);
+    }
+
+    /// A fresh value/node name starting with `prefix`, never returned before in this graph.
+    pub fn unique(&mut self, prefix: &str) -> String {
+        if self.used.insert(prefix.to_string()) {
+            return prefix.to_string();
+        }
+        loop {
+            let c = self.counters.entry(prefix.to_string()).or_insert(0);
+            *c += 1;
+            let name = format!("{prefix}_{c}");
+            if self.used.insert(name.clone()) {
+                return name;
+            }
+        }
+    }
+
+    /// Declares a graph input.
+    pub fn input(&mut self, name: &str, elem_type: DataType, dims: &[Dim]) -> String {
+        self.used.insert(name.to_string());
+        self.graph.input.push(value_info(name, elem_type, dims));
+        name.to_string()
+    }
+
+    /// Declares an existing value as a graph output.
+    pub fn output(&mut self, name: &str, elem_type: DataType, dims: &[Dim]) {
+        self.graph.output.push(value_info(name, elem_type, dims));
+    }
+
+    /// Exposes value `value` as graph output `name` through an `Identity` node (or directly when the
+    /// names are equal).
+    pub fn output_as(&mut self, value: &str, name: &str, elem_type: DataType, dims: &[Dim]) {
+        if value != name {
+            self.used.insert(name.to_string());
+            self.node_named("Identity", &[value], &[name], vec![]);
+        }
+        self.output(name, elem_type, dims);
+    }
+
+    /// Adds an initializer (its name made unique) and returns the name.
+    pub fn initializer(&mut self, mut t: TensorProto) -> String {
+        let name = self.unique(t.name.as_deref().unwrap_or("init"));
+        t.name = Some(name.clone());
+        self.graph.initializer.push(t);
+        name
+    }
+
+    /// Adds a float initializer.
+    pub fn initializer_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+        self.initializer(tensor(name, dims, data))
+    }
+
+    /// Adds an int64 initializer.
+    pub fn initializer_i64(&mut self, name: &str, dims: &[i64], data: &[i64]) -> String {
+        self.initializer(tensor(name, dims, data))
+    }
+
+    /// Adds a node with explicit output names and returns the node's index.
+    pub fn node_named(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> usize {
+        let base = outputs.first().map(|o| format!("{o}_{op}")).unwrap_or_else(|| op.to_string());
+        let node_name = self.unique(&base);
+        for o in outputs {
+            self.used.insert(o.to_string());
+        }
+        self.graph.node.push(NodeProto {
+            name: Some(node_name),
+            op_type: Some(op.to_string()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            attribute: attrs,
+            ..Default::default()
+        });
+        self.graph.node.len() - 1
+    }
+
+    /// Adds a node with one generated output name (prefix `op` lower-cased) and returns it.
+    pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+        let prefix = op.to_ascii_lowercase();
+        self.op_as(op, inputs, attrs, &prefix)
+    }
+
+    /// Like [`GraphBuilder::op`], with a chosen output-name prefix (e.g. `layer3.attn.q`).
+    pub fn op_as(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out_prefix: &str) -> String {
+        let out = self.unique(out_prefix);
+        self.node_named(op, inputs, &[&out], attrs);
+        out
+    }
+
+    /// Adds a node with `n` generated outputs (e.g. `GRU`, `DynamicQuantizeLinear`) and returns them.
+    pub fn op_multi(&mut self, op: &str, inputs: &[&str], n: usize, attrs: Vec<AttributeProto>, out_prefix: &str) -> Vec<String> {
+        let outs: Vec<String> = (0..n).map(|i| self.unique(&format!("{out_prefix}.{i}"))).collect();
+        let refs: Vec<&str> = outs.iter().map(|s| s.as_str()).collect();
+        self.node_named(op, inputs, &refs, attrs);
+        outs
+    }
+
+    /// A `MatMul` by a constant `[in, out]` weight (row-major), plus an optional bias `Add`.
+    pub fn linear(&mut self, x: &str, weight_in_out: &[f32], in_dim: usize, out_dim: usize, bias: Option<&[f32]>, prefix: &str) -> String {
+        let w = self.initializer_f32(&format!("{prefix}.weight"), &[in_dim as i64, out_dim as i64], weight_in_out);
+        let y = self.op_as("MatMul", &[x, &w], vec![], &format!("{prefix}.matmul"));
+        match bias {
+            Some(b) => {
+                let b = self.initializer_f32(&format!("{prefix}.bias"), &[out_dim as i64], b);
+                self.op_as("Add", &[&y, &b], vec![], &format!("{prefix}.out"))
+            }
+            None => y,
+        }
+    }
+
+    /// Finishes the graph as a model (IR [`IR_VERSION`], the required opsets).
+    pub fn into_model(self, producer: &str) -> ModelProto {
+        ModelProto {
+            ir_version: Some(IR_VERSION),
+            producer_name: Some(producer.to_string()),
+            producer_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            opset_import: self
+                .opsets
+                .iter()
+                .map(|(d, v)| OperatorSetIdProto { domain: Some(d.clone()), version: Some(*v) })
+                .collect(),
+            graph: Some(self.graph),
+            ..Default::default()
+        }
+    }
+}
+
+/// The default-domain opset version a model imports (0 if none).
+pub fn default_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx"))
+        .and_then(|o| o.version)
+        .unwrap_or(0)
+}
+
+/// Node indices of `graph` in a topological order (stable: file order among ready nodes). Errors on
+/// cycles or values that nothing produces (graph inputs, initializers and empty optional inputs are
+/// sources). Subgraph-captured values are treated as sources.
+pub fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for o in &n.output {
+            if !o.is_empty() {
+                producer.insert(o.as_str(), i);
+            }
+        }
+    }
+    let mut indeg = vec![0usize; graph.node.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
+    for (i, n) in graph.node.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for inp in &n.input {
+            if let Some(&p) = producer.get(inp.as_str()) {
+                if p != i && seen.insert(p) {
+                    indeg[i] += 1;
+                    users[p].push(i);
+                }
+            }
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..graph.node.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(graph.node.len());
+    while let Some(&i) = ready.iter().next() {
+        ready.remove(&i);
+        order.push(i);
+        for &u in &users[i] {
+            indeg[u] -= 1;
+            if indeg[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() != graph.node.len() {
+        return Err(OnnxError::graph(format!(
+            "graph has a cycle ({} of {} nodes ordered)",
+            order.len(),
+            graph.node.len()
+        )));
+    }
+    Ok(order)
+}
+
+/// Map from value name to the index of the node producing it.
+pub fn producers(graph: &GraphProto) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for o in &n.output {
+            m.insert(o.clone(), i);
+        }
+    }
+    m
+}
+
+/// Map from value name to the indices of the nodes consuming it.
+pub fn consumers(graph: &GraphProto) -> HashMap<String, Vec<usize>> {
+    let mut m: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for inp in &n.input {
+            m.entry(inp.clone()).or_default().push(i);
+        }
+    }
+    m
+}

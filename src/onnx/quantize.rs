@@ -1,0 +1,1 @@
+//! Dynamic int8 quantization.

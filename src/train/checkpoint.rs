@@ -1,0 +1,151 @@
+//! Atomic training checkpoints: weights, optimizer moments, early-stopping state and the epoch.
+//!
+//! The random stream of epoch `e` is derived from (seed, e), so a run resumed at an epoch boundary
+//! draws exactly what the uninterrupted run would have drawn. `state.json` is written last and
+//! records the hashes of the tensor files, so a checkpoint interrupted mid-write is never loaded.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamW;
+use super::TrainSettings;
+use crate::eval::Metrics;
+use crate::fsutil;
+use crate::heads::ParamSet;
+use crate::run::{self, RunError};
+
+/// Folder of the checkpoint inside the run directory.
+pub const DIR: &str = "checkpoint";
+
+/// One epoch's log line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub valid: Metrics,
+    pub seconds: f64,
+}
+
+/// Progress of a training run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub best_score: f64,
+    pub best_epoch: usize,
+    /// Epochs since the best one.
+    pub bad_epochs: usize,
+    pub optimizer_step: u64,
+    pub history: Vec<EpochLog>,
+    /// The settings the run was started with.
+    pub settings: TrainSettings,
+    /// Hashes of `current.safetensors`, `best.safetensors`, `optim.safetensors`.
+    pub hashes: HashMap<String, String>,
+    #[serde(skip)]
+    pub best_weights: Option<Vec<u8>>,
+}
+
+impl State {
+    /// The state before the first epoch.
+    pub fn new(settings: &TrainSettings) -> Self {
+        Self {
+            epoch: 0,
+            best_score: f64::NEG_INFINITY,
+            best_epoch: 0,
+            bad_epochs: 0,
+            optimizer_step: 0,
+            history: Vec::new(),
+            settings: settings.clone(),
+            hashes: HashMap::new(),
+            best_weights: None,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io { path: path.to_path_buf(), source }
+}
+
+fn optim_bytes(opt: &AdamW, params: &ParamSet) -> candle_core::Result<Vec<u8>> {
+    let mut ps = ParamSet::default();
+    for p in &params.params {
+        if let Some((m, v)) = opt.moments.get(&p.name) {
+            for (prefix, t) in [("m", m), ("v", v)] {
+                ps.params.push(crate::heads::Param {
+                    name: format!("{prefix}.{}", p.name),
+                    group: p.group,
+                    var: candle_core::Var::from_tensor(t)?,
+                });
+            }
+        }
+    }
+    run::weights_bytes(&ps)
+}
+
+/// Writes a checkpoint (each file atomically, `state.json` last).
+pub fn save(dir: &Path, state: &State, params: &ParamSet, opt: &AdamW, best: &[u8]) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let current = run::weights_bytes(params).map_err(|e| RunError::Corrupt { path: dir.into(), message: e.to_string() })?;
+    let optim = optim_bytes(opt, params).map_err(|e| RunError::Corrupt { path: dir.into(), message: e.to_string() })?;
+    let mut state = state.clone();
+    state.optimizer_step = opt.step;
+    state.hashes.clear();
+    for (name, bytes) in [("current.safetensors", &current), ("best.safetensors", &best.to_vec()), ("optim.safetensors", &optim)] {
+        let p = dir.join(name);
+        fsutil::write_atomic(&p, bytes).map_err(io(&p))?;
+        state.hashes.insert(name.to_string(), fsutil::sha256_bytes(bytes));
+    }
+    let p = dir.join("state.json");
+    fsutil::write_atomic(&p, &serde_json::to_vec_pretty(&state).expect("state serializes")).map_err(io(&p))
+}
+
+/// Reads the checkpoint's settings only (to restart a run with its original options).
+pub fn read_settings(dir: &Path) -> Result<TrainSettings, RunError> {
+    let p = dir.join("state.json");
+    let bytes = std::fs::read(&p).map_err(|_| RunError::NotARun {
+        path: dir.parent().unwrap_or(dir).to_path_buf(),
+        message: "no checkpoint to resume from".into(),
+    })?;
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt { path: p, message: e.to_string() })?;
+    Ok(state.settings)
+}
+
+/// Loads a checkpoint into `params` and `opt`, verifying every file against `state.json`.
+pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, RunError> {
+    let p = dir.join("state.json");
+    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    let mut state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt { path: p.clone(), message: e.to_string() })?;
+    let mut files = HashMap::new();
+    for name in ["current.safetensors", "best.safetensors", "optim.safetensors"] {
+        let fp = dir.join(name);
+        let b = std::fs::read(&fp).map_err(io(&fp))?;
+        if state.hashes.get(name).map(String::as_str) != Some(fsutil::sha256_bytes(&b).as_str()) {
+            return Err(RunError::Corrupt { path: fp, message: "content does not match state.json".into() });
+        }
+        files.insert(name, b);
+    }
+    run::load_weights(&files["current.safetensors"], params, &dir.join("current.safetensors"))?;
+    let optim_path = dir.join("optim.safetensors");
+    let st = safetensors::SafeTensors::deserialize(&files["optim.safetensors"])
+        .map_err(|e| RunError::Corrupt { path: optim_path.clone(), message: e.to_string() })?;
+    opt.moments.clear();
+    for p in &params.params {
+        let (Ok(m), Ok(v)) = (st.tensor(&format!("m.{}", p.name)), st.tensor(&format!("v.{}", p.name))) else { continue };
+        let to_t = |view: safetensors::tensor::TensorView| -> Result<Tensor, RunError> {
+            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Tensor::from_vec(data, view.shape(), &Device::Cpu).map_err(|e| RunError::Corrupt { path: optim_path.clone(), message: e.to_string() })
+        };
+        opt.moments.insert(p.name.clone(), (to_t(m)?, to_t(v)?));
+    }
+    opt.step = state.optimizer_step;
+    state.best_weights = Some(files.remove("best.safetensors").expect("read above"));
+    Ok(state)
+}
+
+/// Removes a finished run's checkpoint (best effort: a leftover checkpoint is harmless).
+pub fn remove(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,471 @@
+//! Training the heads (and, optionally, the top backbone layers) on cached features.
+//!
+//! One epoch reads only the feature cache. Parameters are grouped ([`Group`]); a frozen group gets
+//! no optimizer update (and is not even run when its loss does not matter). Every epoch ends with a
+//! validation pass (early stopping keeps the best weights) and an atomic checkpoint, so a killed
+//! run continues with `--resume` to the same result as an uninterrupted one.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod optim;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Dataset, Example, Split};
+use crate::eval::{self, LabelSets, Metrics, Prediction};
+use crate::features::{FeatureContext, FeatureSpec, SplitFeatures, Unit};
+use crate::heads::{Group, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
+use crate::infer::{decode_batch, to_prediction};
+use crate::run::{self, BackboneRef, RunConfig, RUN_FORMAT};
+use batch::{make_batch, ExampleRows};
+use optim::{AdamW, GroupSettings};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Features(#[from] crate::features::FeatureError),
+    #[error(transparent)]
+    Run(#[from] run::RunError),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Training settings (validated; see the CLI for their flags and defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation score.
+    pub patience: usize,
+    pub batch_size: usize,
+    /// Peak learning rate of the heads.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Hidden states the heads read (0 = embeddings, L = last layer).
+    pub states: Vec<usize>,
+    pub intent_head: IntentHeadConfig,
+    pub slot_head: SlotHeadConfig,
+    /// Keep the intent head exactly as loaded from `init_from`.
+    pub freeze_intent: bool,
+    /// Keep the slot head exactly as loaded from `init_from`.
+    pub freeze_slot: bool,
+    /// A finished run whose heads initialise this one.
+    pub init_from: Option<PathBuf>,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            epochs: 40,
+            patience: 6,
+            batch_size: 32,
+            lr: 2e-3,
+            weight_decay: 0.01,
+            seed: 13,
+            states: Vec::new(),
+            intent_head: IntentHeadConfig::default(),
+            slot_head: SlotHeadConfig::default(),
+            freeze_intent: false,
+            freeze_slot: false,
+            init_from: None,
+        }
+    }
+}
+
+/// The default hidden states for a backbone with `layers` layers: the upper half plus the last,
+/// at most four (the last layer of a sentence-embedding model carries little token information).
+pub fn default_states(layers: usize) -> Vec<usize> {
+    let first = layers.saturating_sub(3).max(1).min(layers);
+    (first..=layers).collect()
+}
+
+/// Per-split features with their examples.
+pub struct SplitData<'a> {
+    pub split: &'a Split,
+    pub feats: SplitFeatures,
+}
+
+impl SplitData<'_> {
+    /// Reads the features of example `i`.
+    pub fn rows(&self, i: usize, scratch: &mut Vec<half::f16>) -> Result<ExampleRows, TrainError> {
+        let mut rows = Vec::new();
+        self.feats.read_rows(i, &mut rows, scratch)?;
+        let kept = self.feats.meta.word_tokens[i].iter().map(|(s, e)| e > s).collect();
+        Ok(ExampleRows { rows, words: self.feats.meta.rows[i] as usize, kept, pooled: self.feats.pooled(i).to_vec() })
+    }
+}
+
+/// What `train` produced.
+pub struct TrainOutcome {
+    pub config: RunConfig,
+    pub valid: Metrics,
+    pub test: Option<(Metrics, eval::EvalReport)>,
+}
+
+/// Label sets of a training split: sorted intents, and tags with `O` first.
+pub fn label_lists(train: &Split) -> (Vec<String>, Vec<String>) {
+    let intents: BTreeSet<String> = train.examples.iter().filter_map(|e| e.intent.clone()).collect();
+    let mut tags: BTreeSet<String> = train.examples.iter().flat_map(|e| e.tags.iter().flatten().cloned()).collect();
+    let mut tag_list = Vec::new();
+    if train.has_tags() {
+        tags.remove("O");
+        tag_list.push("O".to_string());
+        tag_list.extend(tags);
+    }
+    (if train.has_intent() { intents.into_iter().collect() } else { Vec::new() }, tag_list)
+}
+
+fn targets(heads: &Heads, ex: &[&Example], width: usize, dev: &Device) -> Result<(Option<Tensor>, Option<(Tensor, Tensor)>), TrainError> {
+    let intent = if heads.intent.is_some() {
+        let ids: Vec<u32> = ex
+            .iter()
+            .map(|e| {
+                let i = e.intent.as_ref().expect("training examples have intents");
+                heads.config.intents.iter().position(|x| x == i).expect("label from train") as u32
+            })
+            .collect();
+        Some(Tensor::from_vec(ids, ex.len(), dev)?)
+    } else {
+        None
+    };
+    let tags = if heads.slot.is_some() {
+        let (mut idx, mut tgt) = (Vec::new(), Vec::new());
+        for (b, e) in ex.iter().enumerate() {
+            for (w, t) in e.tags.as_ref().expect("training examples have tags").iter().enumerate() {
+                if let Some(id) = heads.config.tags.iter().position(|x| x == t) {
+                    idx.push((b * width + w) as u32);
+                    tgt.push(id as u32);
+                }
+            }
+        }
+        let n = idx.len();
+        Some((Tensor::from_vec(idx, n, dev)?, Tensor::from_vec(tgt, n, dev)?))
+    } else {
+        None
+    };
+    Ok((intent, tags))
+}
+
+/// Predicts labels for every example of a split from its cached features.
+pub fn predict_split(heads: &Heads, data: &SplitData, batch_size: usize) -> Result<Vec<Prediction>, TrainError> {
+    let dev = Device::Cpu;
+    let n = data.feats.len();
+    let mut scratch = Vec::new();
+    let mut preds = Vec::with_capacity(n);
+    let k = data.feats.meta.spec.states.len();
+    let h = data.feats.meta.hidden;
+    for start in (0..n).step_by(batch_size.max(1)) {
+        let end = (start + batch_size).min(n);
+        let rows: Vec<ExampleRows> = (start..end).map(|i| data.rows(i, &mut scratch)).collect::<Result<_, _>>()?;
+        let refs: Vec<&ExampleRows> = rows.iter().collect();
+        let b = make_batch(&refs, k, h, &dev)?;
+        let words: Vec<usize> = rows.iter().map(|r| r.words).collect();
+        for (d, r) in decode_batch(heads, &b, &words)?.iter().zip(&rows) {
+            preds.push(to_prediction(heads, d, &r.kept));
+        }
+    }
+    Ok(preds)
+}
+
+/// Validation score for early stopping: the mean of the available headline metrics.
+pub fn score(m: &Metrics) -> f64 {
+    let v: Vec<f64> = [m.intent_accuracy, m.slot_f1, m.sentence_accuracy].into_iter().flatten().collect();
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Which groups train under these settings.
+pub fn trainable(settings: &TrainSettings, g: Group) -> bool {
+    match g {
+        Group::Intent => !settings.freeze_intent,
+        Group::Slot => !settings.freeze_slot,
+        Group::Layer(_) => false,
+    }
+}
+
+/// Everything `train` needs besides the settings.
+pub struct TrainJob<'a> {
+    pub dataset: &'a Dataset,
+    pub ctx: &'a mut FeatureContext,
+    pub out: PathBuf,
+    pub settings: TrainSettings,
+    /// Print per-epoch progress on stderr.
+    pub verbose: bool,
+    /// Continue from the checkpoint in `out`.
+    pub resume: bool,
+}
+
+/// Trains, validates every epoch, keeps the best weights, writes the run and evaluates on test.
+pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
+    let TrainJob { dataset, ctx, out, settings, verbose, resume } = job;
+    let dev = Device::Cpu;
+    let layers = ctx.layers();
+    let states = if settings.states.is_empty() { default_states(layers) } else { settings.states.clone() };
+    if let Some(bad) = states.iter().find(|&&s| s > layers) {
+        return Err(TrainError::Invalid(format!("hidden state {bad} does not exist: the backbone has {layers} layers (0..={layers})")));
+    }
+    let spec = FeatureSpec { states: states.clone(), unit: Unit::Words };
+    let (intents, tags) = label_lists(&dataset.train);
+    let mut settings = settings;
+    settings.states = states.clone();
+
+    // Initial heads: fresh, or from another run (frozen heads must come from one).
+    let init = match &settings.init_from {
+        Some(dir) => Some(run::load_run(dir)?),
+        None => None,
+    };
+    let config = match &init {
+        Some((rc, _)) => {
+            if rc.features.states != states {
+                return Err(TrainError::Invalid(format!(
+                    "--init-from run reads hidden states {:?}, this run {states:?}; use the same --layers",
+                    rc.features.states
+                )));
+            }
+            let mut c = rc.heads.clone();
+            if !intents.is_empty() && !settings.freeze_intent && intents != c.intents {
+                return Err(TrainError::Invalid(format!(
+                    "the intent labels differ from the --init-from run's ({} vs {}); train a new run instead",
+                    intents.len(),
+                    c.intents.len()
+                )));
+            }
+            if !tags.is_empty() && !settings.freeze_slot && tags != c.tags {
+                return Err(TrainError::Invalid(format!(
+                    "the slot tags differ from the --init-from run's ({} vs {}); train a new run instead",
+                    tags.len(),
+                    c.tags.len()
+                )));
+            }
+            c.intent_head.dropout = settings.intent_head.dropout;
+            c.slot_head.dropout = settings.slot_head.dropout;
+            c
+        }
+        None => HeadsConfig {
+            hidden: 0,
+            states: states.len(),
+            intents: intents.clone(),
+            tags: tags.clone(),
+            intent_head: settings.intent_head.clone(),
+            slot_head: settings.slot_head.clone(),
+        },
+    };
+    // A task the data lacks keeps its head as initialised (frozen).
+    if intents.is_empty() {
+        settings.freeze_intent = true;
+    }
+    if tags.is_empty() {
+        settings.freeze_slot = true;
+    }
+    if init.is_none() && (settings.freeze_intent && !intents.is_empty() || settings.freeze_slot && !tags.is_empty()) {
+        return Err(TrainError::Invalid("freezing a head needs --init-from RUN (a frozen fresh head would be random)".into()));
+    }
+
+    let train_f = ctx.load_or_extract(&dataset.train, &spec)?;
+    let valid_f = ctx.load_or_extract(&dataset.valid, &spec)?;
+    let hidden = train_f.meta.hidden;
+    let mut config = config;
+    config.hidden = hidden;
+    let heads = Heads::new(config, settings.seed, &dev)?;
+    if let Some((_, ref src)) = init {
+        let bytes = run::weights_bytes(&src.params)?;
+        run::load_weights(&bytes, &heads.params, settings.init_from.as_deref().unwrap_or(Path::new("")))?;
+    }
+    let train_d = SplitData { split: &dataset.train, feats: train_f };
+    let valid_d = SplitData { split: &dataset.valid, feats: valid_f };
+    let frozen_before = frozen_snapshot(&heads, &settings)?;
+    let n_trainable = heads.params.count(&|g| trainable(&settings, g));
+    if n_trainable == 0 {
+        return Err(TrainError::Invalid("nothing to train: every head is frozen".into()));
+    }
+
+    let group_settings = |g: Group| -> Option<GroupSettings> {
+        trainable(&settings, g).then_some(GroupSettings { lr: settings.lr, weight_decay: settings.weight_decay })
+    };
+    let mut opt = AdamW::default();
+    let mut state = checkpoint::State::new(&settings);
+    let ckpt_dir = out.join(checkpoint::DIR);
+    if resume {
+        state = checkpoint::load(&ckpt_dir, &heads.params, &mut opt)?;
+        if verbose {
+            eprintln!("resuming at epoch {} of {}", state.epoch + 1, settings.epochs);
+        }
+    }
+    let mut best_bytes = match &state.best_weights {
+        Some(b) => b.clone(),
+        None => run::weights_bytes(&heads.params)?,
+    };
+    let train_ex: Vec<&Example> = dataset.train.examples.iter().collect();
+    let mut scratch = Vec::new();
+    let k = states.len();
+    let steps_per_epoch = train_ex.len().div_ceil(settings.batch_size);
+    let total_steps = (steps_per_epoch * settings.epochs).max(1);
+    while state.epoch < settings.epochs && state.bad_epochs < settings.patience {
+        let t0 = Instant::now();
+        let epoch = state.epoch;
+        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1));
+        let mut order: Vec<usize> = (0..train_ex.len()).collect();
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0f64;
+        for (step, chunk) in order.chunks(settings.batch_size).enumerate() {
+            let rows: Vec<ExampleRows> = chunk.iter().map(|&i| train_d.rows(i, &mut scratch)).collect::<Result<_, _>>()?;
+            let refs: Vec<&ExampleRows> = rows.iter().collect();
+            let b = make_batch(&refs, k, hidden, &dev)?;
+            let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
+            let (ti, ts) = targets(&heads, &ex, b.width, &dev)?;
+            let mut loss: Option<Tensor> = None;
+            if let (Some(h), Some(t), true) = (&heads.intent, &ti, trainable(&settings, Group::Intent)) {
+                let logits = h.forward(&b.words, &b.mask, &b.pooled, Some(&mut rng))?;
+                loss = Some(candle_nn::loss::cross_entropy(&logits, t)?);
+            }
+            if let (Some(h), Some((idx, t)), true) = (&heads.slot, &ts, trainable(&settings, Group::Slot)) {
+                let logits = h.forward(&b.words, &b.mask, Some(&mut rng))?;
+                let n_tags = heads.config.tags.len();
+                let flat = logits.reshape(((), n_tags))?.index_select(idx, 0)?;
+                let l = candle_nn::loss::cross_entropy(&flat, t)?;
+                loss = Some(match loss {
+                    Some(x) => (x + l)?,
+                    None => l,
+                });
+            }
+            let Some(loss) = loss else { continue };
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let grads = loss.backward()?;
+            let done = epoch * steps_per_epoch + step;
+            // Linear warm-up over the first epoch, then cosine decay to a tenth.
+            let warm = (done as f64 + 1.0) / steps_per_epoch as f64;
+            let cos = 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total_steps as f64).cos());
+            opt.step(&heads.params, &grads, &group_settings, warm.min(1.0) * (0.1 + 0.9 * cos))?;
+        }
+        let preds = predict_split(&heads, &valid_d, 128)?;
+        let labels = LabelSets { intents: heads.config.intents.iter().cloned().collect(), slot_types: slot_types(&heads.config.tags) };
+        let m = eval::evaluate(&valid_d.split.examples, &preds, &labels).metrics;
+        let s = score(&m);
+        let improved = s > state.best_score;
+        if improved {
+            state.best_score = s;
+            state.best_epoch = epoch + 1;
+            state.bad_epochs = 0;
+            best_bytes = run::weights_bytes(&heads.params)?;
+        } else {
+            state.bad_epochs += 1;
+        }
+        state.epoch += 1;
+        state.history.push(checkpoint::EpochLog { epoch: epoch + 1, loss: loss_sum / steps_per_epoch.max(1) as f64, valid: m.clone(), seconds: t0.elapsed().as_secs_f64() });
+        checkpoint::save(&ckpt_dir, &state, &heads.params, &opt, &best_bytes)?;
+        if verbose {
+            eprintln!(
+                "epoch {:>2}/{}: loss {:.4}  valid {}{}  ({:.1} s)",
+                epoch + 1,
+                settings.epochs,
+                loss_sum / steps_per_epoch.max(1) as f64,
+                fmt_metrics(&m),
+                if improved { "  *best" } else { "" },
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    run::load_weights(&best_bytes, &heads.params, &ckpt_dir)?;
+    check_frozen(&heads, &settings, &frozen_before)?;
+
+    let valid_preds = predict_split(&heads, &valid_d, 128)?;
+    let labels = LabelSets { intents: heads.config.intents.iter().cloned().collect(), slot_types: slot_types(&heads.config.tags) };
+    let valid_m = eval::evaluate(&valid_d.split.examples, &valid_preds, &labels).metrics;
+    let mut test = None;
+    if let Some(ts) = &dataset.test {
+        let tf = ctx.load_or_extract(ts, &spec)?;
+        let td = SplitData { split: ts, feats: tf };
+        let preds = predict_split(&heads, &td, 128)?;
+        let report = eval::evaluate(&ts.examples, &preds, &labels);
+        test = Some((report.metrics.clone(), report));
+    }
+    let mut metrics = std::collections::BTreeMap::new();
+    metrics.insert("valid".to_string(), serde_json::to_value(&valid_m).expect("metrics serialize"));
+    if let Some((m, _)) = &test {
+        metrics.insert("test".to_string(), serde_json::to_value(m).expect("metrics serialize"));
+    }
+    let mut training = serde_json::to_value(&settings).expect("settings serialize");
+    training["best_epoch"] = state.best_epoch.into();
+    training["epochs_run"] = state.epoch.into();
+    training["data"] = dataset.train.source.display().to_string().into();
+    training["truncated_train_examples"] = train_d.feats.meta.truncated.len().into();
+    let rc = RunConfig {
+        format: RUN_FORMAT,
+        edgetune_version: env!("CARGO_PKG_VERSION").to_string(),
+        backbone: BackboneRef {
+            onnx: std::fs::canonicalize(&ctx.files.onnx).unwrap_or(ctx.files.onnx.clone()),
+            onnx_sha256: ctx.model_sha().to_string(),
+            tokenizer: std::fs::canonicalize(&ctx.files.tokenizer).unwrap_or(ctx.files.tokenizer.clone()),
+            tokenizer_sha256: ctx.tokenizer_sha().to_string(),
+            layers,
+            hidden,
+            max_tokens: ctx.tokenizer.max_tokens(),
+        },
+        features: spec,
+        heads: heads.config.clone(),
+        weights: run::WeightsRef { file: run::WEIGHTS_FILE.into(), sha256: String::new() },
+        training,
+        metrics,
+    };
+    let weights = run::weights_bytes(&heads.params)?;
+    let rc = run::save_run(&out, rc, &weights)?;
+    checkpoint::remove(&ckpt_dir);
+    Ok(TrainOutcome { config: rc, valid: valid_m, test })
+}
+
+/// Slot types (`X` of `B-X`/`I-X`) of a tag list.
+pub fn slot_types(tags: &[String]) -> BTreeSet<String> {
+    tags.iter().filter_map(|t| t.get(2..).filter(|_| t.len() > 2).map(str::to_string)).collect()
+}
+
+/// Headline metrics in one line.
+pub fn fmt_metrics(m: &Metrics) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = m.intent_accuracy {
+        parts.push(format!("intent {:.2}%", v * 100.0));
+    }
+    if let Some(v) = m.slot_f1 {
+        parts.push(format!("slot F1 {:.2}", v * 100.0));
+    }
+    if let Some(v) = m.sentence_accuracy {
+        parts.push(format!("sentence {:.2}%", v * 100.0));
+    }
+    parts.join(", ")
+}
+
+type Snapshot = Vec<(String, Vec<u8>)>;
+
+fn frozen_snapshot(heads: &Heads, settings: &TrainSettings) -> Result<Snapshot, TrainError> {
+    let mut out = Vec::new();
+    for p in heads.params.params.iter().filter(|p| !trainable(settings, p.group)) {
+        let v: Vec<f32> = p.var.as_tensor().flatten_all()?.to_vec1()?;
+        out.push((p.name.clone(), bytemuck::cast_slice(&v).to_vec()));
+    }
+    Ok(out)
+}
+
+/// Verifies that every frozen tensor is byte-identical to its state before training.
+fn check_frozen(heads: &Heads, settings: &TrainSettings, before: &Snapshot) -> Result<(), TrainError> {
+    let after = frozen_snapshot(heads, settings)?;
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        if a != b {
+            return Err(TrainError::Invalid(format!("internal error: frozen tensor `{name}` changed during training")));
+        }
+    }
+    Ok(())
+}
