@@ -147,6 +147,7 @@ pub struct FeatureContext {
     model_sha: String,
     tokenizer_sha: String,
     layers: usize,
+    hidden: usize,
     backbone: Option<Backbone>,
 }
 
@@ -165,7 +166,9 @@ impl FeatureContext {
             .map_err(|e| BackboneError::Model { path: files.onnx.clone(), message: e.to_string() })?;
         let layers = crate::onnx::count_layers(&model)
             .map_err(|e| BackboneError::Model { path: files.onnx.clone(), message: e.to_string() })?;
+        let hidden = declared_hidden(&model);
         Ok(Self {
+            hidden,
             files,
             tokenizer,
             session,
@@ -182,6 +185,11 @@ impl FeatureContext {
     /// Number of transformer layers of the backbone.
     pub fn layers(&self) -> usize {
         self.layers
+    }
+
+    /// Hidden size of the backbone, as declared by the graph (0 if it does not say).
+    pub fn hidden(&self) -> usize {
+        self.hidden
     }
 
     /// SHA-256 of the backbone's ONNX file.
@@ -415,6 +423,30 @@ fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     }
     let pooled: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok(SplitFeatures { meta, dir: dir.to_path_buf(), offsets, states, pooled })
+}
+
+/// The hidden size from the graph's `last_hidden_state` output shape, else from the size of its
+/// first LayerNormalization's scale.
+fn declared_hidden(model: &crate::onnx::proto::ModelProto) -> usize {
+    let Some(g) = model.graph.as_ref() else { return 0 };
+    let from_output = g.output.iter().find(|o| o.name.as_deref() == Some("last_hidden_state")).and_then(|o| {
+        use crate::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto::Value as T};
+        match o.r#type.as_ref()?.value.as_ref()? {
+            T::TensorType(t) => match t.shape.as_ref()?.dim.get(2)?.value.as_ref()? {
+                Value::DimValue(v) => Some(*v as usize),
+                _ => None,
+            },
+            _ => None,
+        }
+    });
+    from_output
+        .or_else(|| {
+            let ln = g.node.iter().find(|n| n.op_type.as_deref() == Some("LayerNormalization"))?;
+            let scale = ln.input.get(1)?;
+            let init = g.initializer.iter().find(|t| t.name.as_deref() == Some(scale.as_str()))?;
+            init.dims.first().map(|&d| d as usize)
+        })
+        .unwrap_or(0)
 }
 
 /// The default cache directory: `$EDGETUNE_CACHE`, else `$XDG_CACHE_HOME/edgetune`, else

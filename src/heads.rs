@@ -147,10 +147,22 @@ impl LayerMix {
     }
 
     /// `[B, W, K, H]` -> `[B, W, H]`.
+    ///
+    /// A sum of K scaled slices rather than a broadcast product reduced over dimension 2: candle's
+    /// reductions over inner dimensions (and the broadcast's backward) take a slow strided path,
+    /// which made this the most expensive op of an epoch.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.weights.dim(0)?;
-        let w = softmax_last(&self.weights)?.broadcast_mul(&self.gamma)?.reshape((1, 1, k, 1))?;
-        x.broadcast_mul(&w)?.sum(2)
+        let w = softmax_last(&self.weights)?.broadcast_mul(&self.gamma)?;
+        let mut acc: Option<Tensor> = None;
+        for i in 0..k {
+            let term = x.narrow(2, i, 1)?.squeeze(2)?.broadcast_mul(&w.narrow(0, i, 1)?)?;
+            acc = Some(match acc {
+                Some(a) => (a + term)?,
+                None => term,
+            });
+        }
+        acc.ok_or_else(|| candle_core::Error::Msg("layer mix over zero states".into()))
     }
 }
 
@@ -178,35 +190,55 @@ impl GruDir {
         self.w_hh.dim(1)
     }
 
-    /// `x: [B, T, in]`, `mask: [B, T]` (1 for real positions, padding at the end) -> `[B, T, hid]`.
-    /// Padding positions output zeros and leave the state unchanged, so the reverse direction starts
-    /// at each sentence's own last word.
-    pub fn forward(&self, x: &Tensor, mask: &Tensor, reverse: bool) -> Result<Tensor> {
+    /// Runs the recurrence over `x: [B, T, in]` from position 0 to T-1 -> `[B, T, hid]`. Positions
+    /// after a sentence's end produce values that callers mask out; they never influence earlier
+    /// positions.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, inp) = x.dims3()?;
         let hid = self.hidden()?;
-        let xp = x.reshape((b * t, inp))?.matmul(&self.w_ih.t()?)?.broadcast_add(&self.b_ih)?.reshape((b, t, 3 * hid))?;
-        let w_hh_t = self.w_hh.t()?;
+        // Input projections for all steps at once, laid out [T, B, 3*hid] so each step is a
+        // contiguous slice.
+        let xp = x
+            .reshape((b * t, inp))?
+            .matmul(&self.w_ih.t()?)?
+            .broadcast_add(&self.b_ih)?
+            .reshape((b, t, 3 * hid))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let w_hh_t = self.w_hh.t()?.contiguous()?;
         let mut h = Tensor::zeros((b, hid), DType::F32, x.device())?;
         let mut outs: Vec<Tensor> = Vec::with_capacity(t);
-        let steps: Vec<usize> = if reverse { (0..t).rev().collect() } else { (0..t).collect() };
-        for &s in &steps {
-            let gi = xp.narrow(1, s, 1)?.squeeze(1)?;
+        for s in 0..t {
+            let gi = xp.get(s)?;
             let gh = h.matmul(&w_hh_t)?.broadcast_add(&self.b_hh)?;
-            let (i_r, i_z, i_n) = (gi.narrow(1, 0, hid)?, gi.narrow(1, hid, hid)?, gi.narrow(1, 2 * hid, hid)?);
-            let (h_r, h_z, h_n) = (gh.narrow(1, 0, hid)?, gh.narrow(1, hid, hid)?, gh.narrow(1, 2 * hid, hid)?);
-            let r = candle_nn::ops::sigmoid(&(i_r + h_r)?)?;
-            let z = candle_nn::ops::sigmoid(&(i_z + h_z)?)?;
-            let n = (i_n + r.mul(&h_n)?)?.tanh()?;
-            let h_new = (&n + z.mul(&(&h - &n)?)?)?;
-            let m = mask.narrow(1, s, 1)?;
-            h = (&h + h_new.sub(&h)?.broadcast_mul(&m)?)?;
-            outs.push(h.broadcast_mul(&m)?);
-        }
-        if reverse {
-            outs.reverse();
+            let rz = candle_nn::ops::sigmoid(&(gi.narrow(1, 0, 2 * hid)? + gh.narrow(1, 0, 2 * hid)?)?)?;
+            let (r, z) = (rz.narrow(1, 0, hid)?, rz.narrow(1, hid, hid)?);
+            let n = (gi.narrow(1, 2 * hid, hid)? + r.mul(&gh.narrow(1, 2 * hid, hid)?)?)?.tanh()?;
+            h = (&n + z.mul(&(&h - &n)?)?)?;
+            outs.push(h.clone());
         }
         Tensor::stack(&outs, 1)
     }
+}
+
+/// For each sentence of a right-padded batch, the flat `[B*T]` gather indices that reverse its
+/// first `len` positions and keep the padding in place. Applying them twice is the identity.
+pub fn reverse_indices(lengths: &[usize], t: usize, dev: &Device) -> Result<Tensor> {
+    let mut idx = Vec::with_capacity(lengths.len() * t);
+    for (b, &len) in lengths.iter().enumerate() {
+        for p in 0..t {
+            let src = if p < len { len - 1 - p } else { p };
+            idx.push((b * t + src) as u32);
+        }
+    }
+    Tensor::from_vec(idx, lengths.len() * t, dev)
+}
+
+/// Reorders the positions of `x: [B, T, ...]` by flat indices from [`reverse_indices`].
+pub fn gather_positions(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let rest: usize = dims[2..].iter().product();
+    x.reshape((dims[0] * dims[1], rest))?.index_select(idx, 0)?.reshape(dims)
 }
 
 /// Slot head settings.
@@ -284,6 +316,8 @@ impl IntentHead {
 #[derive(Debug, Clone)]
 pub struct SlotHead {
     pub mix: LayerMix,
+    /// Down-projection of the mixed states to the GRU width (halves the cost of the recurrent layer).
+    pub proj: Linear,
     pub fwd: GruDir,
     pub bwd: GruDir,
     pub out: Linear,
@@ -295,9 +329,16 @@ impl SlotHead {
     pub fn forward(&self, words: &Tensor, mask: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let x = self.mix.forward(words)?;
         let x = dropout(&x, self.dropout, rng.as_deref_mut())?;
-        let f = self.fwd.forward(&x, mask, false)?;
-        let b = self.bwd.forward(&x, mask, true)?;
-        let h = Tensor::cat(&[f, b], 2)?;
+        let x = self.proj.forward(&x)?;
+        let (bsz, t) = mask.dims2()?;
+        // Sentence length = one past the last word with features (padding and truncation cut the end).
+        let lengths: Vec<usize> =
+            mask.to_vec2::<f32>()?.iter().map(|row| row.iter().rposition(|&m| m > 0.0).map_or(0, |p| p + 1)).collect();
+        debug_assert_eq!(lengths.len(), bsz);
+        let rev = reverse_indices(&lengths, t, x.device())?;
+        let f = self.fwd.forward(&x)?;
+        let b = gather_positions(&self.bwd.forward(&gather_positions(&x, &rev)?)?, &rev)?;
+        let h = Tensor::cat(&[f, b], 2)?.broadcast_mul(&mask.unsqueeze(2)?)?;
         let h = dropout(&h, self.dropout, rng.as_deref_mut())?;
         self.out.forward(&h)
     }
@@ -338,8 +379,9 @@ impl Heads {
             let g = Group::Slot;
             Some(SlotHead {
                 mix: LayerMix::new(&mut ps, "slot.mix", k, g, &mut rng, dev)?,
-                fwd: GruDir::new(&mut ps, "slot.gru.fwd", h, c.gru_hidden, g, &mut rng, dev)?,
-                bwd: GruDir::new(&mut ps, "slot.gru.bwd", h, c.gru_hidden, g, &mut rng, dev)?,
+                proj: Linear::new(&mut ps, "slot.proj", h, c.gru_hidden, g, &mut rng, dev)?,
+                fwd: GruDir::new(&mut ps, "slot.gru.fwd", c.gru_hidden, c.gru_hidden, g, &mut rng, dev)?,
+                bwd: GruDir::new(&mut ps, "slot.gru.bwd", c.gru_hidden, c.gru_hidden, g, &mut rng, dev)?,
                 out: Linear::new(&mut ps, "slot.out", 2 * c.gru_hidden, config.tags.len(), g, &mut rng, dev)?,
                 dropout: c.dropout,
             })

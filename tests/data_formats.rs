@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use edgetune::data::{
-    load_dataset, load_split, read_file_split, split_words, validate_tag, DataError, Dataset, Format, Split,
+    load_dataset, load_split, read_file_split, split_words, validate_tag, DataError, Dataset,
+    Format, Split,
 };
 
 fn write(dir: &Path, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
@@ -35,7 +36,10 @@ fn load_err(dir: &Path, name: &str, format: Option<Format>) -> String {
 
 fn assert_contains(message: &str, parts: &[&str]) {
     for part in parts {
-        assert!(message.contains(part), "message {message:?} does not contain {part:?}");
+        assert!(
+            message.contains(part),
+            "message {message:?} does not contain {part:?}"
+        );
     }
 }
 
@@ -44,7 +48,11 @@ fn assert_contains(message: &str, parts: &[&str]) {
 #[test]
 fn jointbert_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "train/seq.in", "turn on the light \nplay jazz\n\n");
+    write(
+        tmp.path(),
+        "train/seq.in",
+        "turn on the light \nplay jazz\n\n",
+    );
     write(tmp.path(), "train/seq.out", "O O O B-device\nO B-genre\n");
     write(tmp.path(), "train/label", "turn_on\nplay_music\n");
     let split = load(tmp.path(), "train");
@@ -123,13 +131,13 @@ fn conll_sentences_docstart_and_columns() {
             "EU NNP B-NP B-ORG\n",  // 3
             "rejects VBZ B-VP O\n", // 4
             "German JJ B-NP B-MISC\n",
-            " \t \n",                 // 6: whitespace-only separates sentences
-            "Peter\tNNP\tI-PER\n",    // 7: IOB1 is accepted
+            " \t \n",                  // 6: whitespace-only separates sentences
+            "Peter\tNNP\tI-PER\n",     // 7: IOB1 is accepted
             "Blackburn\tNNP\tI-PER\n", // 8
-            "\n\n",                   // 9, 10
-            "-DOCSTART- O\n",         // 11
-            "\n",                     // 12
-            "Hi O\r\n",               // 13: CRLF
+            "\n\n",                    // 9, 10
+            "-DOCSTART- O\n",          // 11
+            "\n",                      // 12
+            "Hi O\r\n",                // 13: CRLF
         ),
     );
     let split = load(tmp.path(), "train");
@@ -156,7 +164,11 @@ fn conll_txt_extension() {
 #[test]
 fn tsv_with_header_and_tabs_in_text() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "train.tsv", "Label\tText\nturn_on\tturn on\tthe light\n\nplay_music\tplay jazz\n");
+    write(
+        tmp.path(),
+        "train.tsv",
+        "Label\tText\nturn_on\tturn on\tthe light\n\nplay_music\tplay jazz\n",
+    );
     let split = load(tmp.path(), "train");
     assert_eq!(split.format, Format::Tsv);
     assert_eq!(split.examples.len(), 2);
@@ -174,12 +186,13 @@ fn csv_rfc4180_quoting() {
         tmp.path(),
         "train.csv",
         concat!(
-            "Intent,TEXT\r\n",                          // 1: header
-            "turn_on,turn on the light\r\n",            // 2
+            "Intent,TEXT\r\n",                           // 1: header
+            "turn_on,turn on the light\r\n",             // 2
             "say,\"he said \"\"hi\"\", then left\"\r\n", // 3
-            "\r\n",                                     // 4
-            "\"note\",\"two\nlines\"\n",                // 5-6
-            "play_music,play jazz",                     // 7, no final newline
+            "\r\n",                                      // 4
+            "\"note\",\"two\nlines\"\n",                 // 5-6
+            " \"greet\" ,\t\"hi there\" \n",             // 7: blanks around quoted fields
+            "play_music,play jazz",                      // 8, no final newline
         ),
     );
     let split = load(tmp.path(), "train");
@@ -195,7 +208,8 @@ fn csv_rfc4180_quoting() {
             (2, "turn_on", strings("turn on the light")),
             (3, "say", strings("he said \"hi\", then left")),
             (5, "note", strings("two lines")),
-            (7, "play_music", strings("play jazz")),
+            (7, "greet", strings("hi there")),
+            (8, "play_music", strings("play jazz")),
         ]
     );
 }
@@ -204,10 +218,16 @@ fn csv_rfc4180_quoting() {
 fn format_override_parses_whatever_the_extension() {
     let tmp = tempfile::tempdir().unwrap();
     // JSON lines in a .txt file: detected as CoNLL (and failing), parsed fine with the override.
-    write(tmp.path(), "train.txt", "{\"text\": \"play jazz\", \"intent\": \"play_music\"}\n");
+    write(
+        tmp.path(),
+        "train.txt",
+        "{\"text\": \"play jazz\", \"intent\": \"play_music\"}\n",
+    );
     let detected = load_err(tmp.path(), "train", None);
     assert_contains(&detected, &["train.txt:1"]);
-    let split = load_split(tmp.path(), "train", Some(Format::Jsonl)).unwrap().unwrap();
+    let split = load_split(tmp.path(), "train", Some(Format::Jsonl))
+        .unwrap()
+        .unwrap();
     assert_eq!(split.format, Format::Jsonl);
     assert_eq!(split.examples[0].words, strings("play jazz"));
 
@@ -222,8 +242,15 @@ fn format_override_parses_whatever_the_extension() {
     // A JointBERT folder given directly, and a folder with a file format forced on it.
     write(tmp.path(), "jb/seq.in", "hi there\n");
     write(tmp.path(), "jb/label", "greet\n");
-    assert_eq!(read_file_split(&tmp.path().join("jb"), None).unwrap().format, Format::JointBert);
-    let err = read_file_split(&tmp.path().join("jb"), Some(Format::Csv)).unwrap_err().to_string();
+    assert_eq!(
+        read_file_split(&tmp.path().join("jb"), None)
+            .unwrap()
+            .format,
+        Format::JointBert
+    );
+    let err = read_file_split(&tmp.path().join("jb"), Some(Format::Csv))
+        .unwrap_err()
+        .to_string();
     assert_contains(&err, &["jb", "csv"]);
 }
 
@@ -238,8 +265,14 @@ fn format_names_round_trip() {
     ] {
         assert_eq!(name.parse::<Format>().unwrap(), format);
         assert_eq!(format.to_string(), name);
-        assert_eq!(serde_json::to_string(&format).unwrap(), format!("\"{name}\""));
-        assert_eq!(serde_json::from_str::<Format>(&format!("\"{name}\"")).unwrap(), format);
+        assert_eq!(
+            serde_json::to_string(&format).unwrap(),
+            format!("\"{name}\"")
+        );
+        assert_eq!(
+            serde_json::from_str::<Format>(&format!("\"{name}\"")).unwrap(),
+            format
+        );
     }
     assert_eq!("JSONL".parse::<Format>().unwrap(), Format::Jsonl);
     let err = "xml".parse::<Format>().unwrap_err().to_string();
@@ -261,7 +294,18 @@ fn validate_tag_accepts_bio_only() {
     for ok in ["O", "B-city", "I-city", "B-from.city_name", "I-x-y"] {
         assert_eq!(validate_tag(ok), Ok(()), "{ok}");
     }
-    for bad in ["", "o", "B-", "I-", "B", "E-city", "S-city", "B_city", "b-city", "B-new york"] {
+    for bad in [
+        "",
+        "o",
+        "B-",
+        "I-",
+        "B",
+        "E-city",
+        "S-city",
+        "B_city",
+        "b-city",
+        "B-new york",
+    ] {
         assert!(validate_tag(bad).is_err(), "{bad:?} should be rejected");
     }
 }
@@ -269,11 +313,22 @@ fn validate_tag_accepts_bio_only() {
 // ---------------------------------------------------------------- datasets
 
 fn numbered_jsonl(n: usize) -> String {
-    (0..n).map(|i| format!("{{\"text\": \"utterance number {i}\", \"intent\": \"i{}\"}}\n", i % 3)).collect()
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"utterance number {i}\", \"intent\": \"i{}\"}}\n",
+                i % 3
+            )
+        })
+        .collect()
 }
 
 fn ids(split: &Split) -> Vec<usize> {
-    split.examples.iter().map(|e| e.words[2].parse().unwrap()).collect()
+    split
+        .examples
+        .iter()
+        .map(|e| e.words[2].parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -290,7 +345,11 @@ fn held_out_valid_is_deterministic_and_disjoint() {
     assert_eq!(a.valid.name, "valid");
     assert_eq!(ids(&a.valid), ids(&b.valid));
     assert_eq!(ids(&a.train), ids(&b.train));
-    assert_ne!(ids(&a.valid), ids(&c.valid), "another seed should hold out other examples");
+    assert_ne!(
+        ids(&a.valid),
+        ids(&c.valid),
+        "another seed should hold out other examples"
+    );
     // Disjoint, complete, and each part in file order.
     let mut all = ids(&a.train);
     all.extend(ids(&a.valid));
@@ -308,15 +367,25 @@ fn held_out_valid_keeps_at_least_one_each_side() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "train.jsonl", numbered_jsonl(3));
     let tiny = load_dataset(tmp.path(), None, 0.01, 1).unwrap();
-    assert_eq!((tiny.train.examples.len(), tiny.valid.examples.len()), (2, 1));
+    assert_eq!(
+        (tiny.train.examples.len(), tiny.valid.examples.len()),
+        (2, 1)
+    );
     let huge = load_dataset(tmp.path(), None, 0.99, 1).unwrap();
-    assert_eq!((huge.train.examples.len(), huge.valid.examples.len()), (1, 2));
+    assert_eq!(
+        (huge.train.examples.len(), huge.valid.examples.len()),
+        (1, 2)
+    );
 
     let one = tempfile::tempdir().unwrap();
     write(one.path(), "train.jsonl", numbered_jsonl(1));
-    let err = load_dataset(one.path(), None, 0.1, 1).unwrap_err().to_string();
+    let err = load_dataset(one.path(), None, 0.1, 1)
+        .unwrap_err()
+        .to_string();
     assert_contains(&err, &["train.jsonl", "valid"]);
-    let err = load_dataset(tmp.path(), None, 1.5, 1).unwrap_err().to_string();
+    let err = load_dataset(tmp.path(), None, 1.5, 1)
+        .unwrap_err()
+        .to_string();
     assert_contains(&err, &["train.jsonl", "1.5"]);
 }
 
@@ -354,13 +423,22 @@ fn demo_dataset_loads() {
         assert_eq!(split.format, Format::Jsonl);
         assert!(split.has_intent() && split.has_tags(), "{}", split.name);
         for e in &split.examples {
-            assert!(e.words.iter().all(|w| *w == w.to_lowercase()), "{}: not lowercase", e.origin);
+            assert!(
+                e.words.iter().all(|w| *w == w.to_lowercase()),
+                "{}: not lowercase",
+                e.origin
+            );
         }
     }
     assert_eq!(d.train.examples.len(), 519);
     assert_eq!(d.valid.examples.len(), 80);
     assert_eq!(test.examples.len(), 101);
-    let intents = |s: &Split| s.examples.iter().map(|e| e.intent.clone().unwrap()).collect::<std::collections::BTreeSet<_>>();
+    let intents = |s: &Split| {
+        s.examples
+            .iter()
+            .map(|e| e.intent.clone().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
     assert_eq!(intents(&d.train).len(), 9);
     assert_eq!(intents(&d.valid), intents(&d.train));
     assert_eq!(intents(test), intents(&d.train));
@@ -388,7 +466,10 @@ fn error_tag_count_mismatch() {
         "{\"words\": [\"a\"], \"tags\": [\"O\"]}\n\n{\"words\": [\"a\", \"b\", \"c\"], \"tags\": [\"O\", \"O\"]}\n",
     );
     let err = load_err(tmp.path(), "train", None);
-    assert_contains(&err, &["train.jsonl:3:", "field \"tags\"", "2 tags for 3 words"]);
+    assert_contains(
+        &err,
+        &["train.jsonl:3:", "field \"tags\"", "2 tags for 3 words"],
+    );
 
     write(tmp.path(), "jb/train/seq.in", "a b\nc d e\n");
     write(tmp.path(), "jb/train/seq.out", "O O\nO B-x\n");
@@ -412,7 +493,11 @@ fn error_malformed_tag() {
     let err = load_err(tmp.path(), "train", None);
     assert_contains(&err, &["train.conll:5:", "\"E-x\""]);
 
-    write(tmp.path(), "j/train.jsonl", "{\"words\": [\"a\", \"b\"], \"tags\": [\"O\", \"B-\"]}\n");
+    write(
+        tmp.path(),
+        "j/train.jsonl",
+        "{\"words\": [\"a\", \"b\"], \"tags\": [\"O\", \"B-\"]}\n",
+    );
     let err = load_err(&tmp.path().join("j"), "train", None);
     assert_contains(&err, &["train.jsonl:1:", "field \"tags\"", "tag 2", "B-"]);
 }
@@ -459,7 +544,11 @@ fn error_text_without_words() {
     let err = load_err(&tmp.path().join("c"), "train", None);
     assert_contains(&err, &["train.csv:2:", "empty intent"]);
 
-    write(tmp.path(), "j/train.jsonl", "{\"text\": \"hi\", \"intent\": \"x\"}\n{\"text\": \" \", \"intent\": \"x\"}\n");
+    write(
+        tmp.path(),
+        "j/train.jsonl",
+        "{\"text\": \"hi\", \"intent\": \"x\"}\n{\"text\": \" \", \"intent\": \"x\"}\n",
+    );
     let err = load_err(&tmp.path().join("j"), "train", None);
     assert_contains(&err, &["train.jsonl:2:", "field \"text\"", "no words"]);
 }
@@ -467,7 +556,11 @@ fn error_text_without_words() {
 #[test]
 fn error_non_utf8() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "train.tsv", b"a\tplay jazz\nb\tplay rock\nc\tcaf\xe9 music\n".as_slice());
+    write(
+        tmp.path(),
+        "train.tsv",
+        b"a\tplay jazz\nb\tplay rock\nc\tcaf\xe9 music\n".as_slice(),
+    );
     let err = load_err(tmp.path(), "train", None);
     assert_contains(&err, &["train.tsv:3:", "UTF-8"]);
 
@@ -481,16 +574,46 @@ fn error_non_utf8() {
 fn error_bad_json_and_wrong_types() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        ("{\"text\": \"a\", \"intent\": \"x\"}\n{\"text\": \"b\", \"intent\": }\n", &["train.jsonl:2:", "invalid JSON"][..]),
-        ("{\"text\": \"a\", \"intent\": \"x\"}\n[1, 2]\n", &["train.jsonl:2:", "JSON object"][..]),
-        ("{\"text\": 5, \"intent\": \"x\"}\n", &["train.jsonl:1:", "field \"text\"", "number"][..]),
-        ("{\"words\": [\"a\", 3], \"intent\": \"x\"}\n", &["train.jsonl:1:", "field \"words\"", "element 2"][..]),
-        ("{\"words\": \"a b\", \"intent\": \"x\"}\n", &["train.jsonl:1:", "field \"words\"", "array"][..]),
-        ("{\"words\": [\"a b\"], \"intent\": \"x\"}\n", &["train.jsonl:1:", "field \"words\"", "whitespace"][..]),
-        ("{\"text\": \"a\", \"intent\": 1}\n", &["train.jsonl:1:", "field \"intent\""][..]),
-        ("{\"text\": \"a\", \"tags\": \"O\"}\n", &["train.jsonl:1:", "field \"tags\""][..]),
-        ("\n\n{\"intent\": \"x\"}\n", &["train.jsonl:3:", "\"text\""][..]),
-        ("{\"text\": \"a\"}\n", &["train.jsonl:1:", "\"intent\"", "\"tags\""][..]),
+        (
+            "{\"text\": \"a\", \"intent\": \"x\"}\n{\"text\": \"b\", \"intent\": }\n",
+            &["train.jsonl:2:", "invalid JSON"][..],
+        ),
+        (
+            "{\"text\": \"a\", \"intent\": \"x\"}\n[1, 2]\n",
+            &["train.jsonl:2:", "JSON object"][..],
+        ),
+        (
+            "{\"text\": 5, \"intent\": \"x\"}\n",
+            &["train.jsonl:1:", "field \"text\"", "number"][..],
+        ),
+        (
+            "{\"words\": [\"a\", 3], \"intent\": \"x\"}\n",
+            &["train.jsonl:1:", "field \"words\"", "element 2"][..],
+        ),
+        (
+            "{\"words\": \"a b\", \"intent\": \"x\"}\n",
+            &["train.jsonl:1:", "field \"words\"", "array"][..],
+        ),
+        (
+            "{\"words\": [\"a b\"], \"intent\": \"x\"}\n",
+            &["train.jsonl:1:", "field \"words\"", "whitespace"][..],
+        ),
+        (
+            "{\"text\": \"a\", \"intent\": 1}\n",
+            &["train.jsonl:1:", "field \"intent\""][..],
+        ),
+        (
+            "{\"text\": \"a\", \"tags\": \"O\"}\n",
+            &["train.jsonl:1:", "field \"tags\""][..],
+        ),
+        (
+            "\n\n{\"intent\": \"x\"}\n",
+            &["train.jsonl:3:", "\"text\""][..],
+        ),
+        (
+            "{\"text\": \"a\"}\n",
+            &["train.jsonl:1:", "\"intent\"", "\"tags\""][..],
+        ),
     ];
     for (i, (content, expected)) in cases.into_iter().enumerate() {
         let dir = tmp.path().join(i.to_string());
@@ -521,16 +644,29 @@ fn error_inconsistent_tasks_within_a_split() {
 #[test]
 fn error_inconsistent_tasks_across_splits() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "train.jsonl", "{\"words\": [\"a\"], \"tags\": [\"O\"], \"intent\": \"x\"}\n");
+    write(
+        tmp.path(),
+        "train.jsonl",
+        "{\"words\": [\"a\"], \"tags\": [\"O\"], \"intent\": \"x\"}\n",
+    );
     write(tmp.path(), "valid.tsv", "x\ta\n");
-    let err = load_dataset(tmp.path(), None, 0.1, 0).unwrap_err().to_string();
-    assert_contains(&err, &["valid.tsv", "intent only", "train.jsonl", "intent and tags"]);
+    let err = load_dataset(tmp.path(), None, 0.1, 0)
+        .unwrap_err()
+        .to_string();
+    assert_contains(
+        &err,
+        &["valid.tsv", "intent only", "train.jsonl", "intent and tags"],
+    );
 }
 
 #[test]
 fn error_two_candidates_for_a_split() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "train.jsonl", "{\"text\": \"a\", \"intent\": \"x\"}\n");
+    write(
+        tmp.path(),
+        "train.jsonl",
+        "{\"text\": \"a\", \"intent\": \"x\"}\n",
+    );
     write(tmp.path(), "train.tsv", "x\ta\n");
     let err = load_err(tmp.path(), "train", None);
     assert_contains(&err, &["train.jsonl", "train.tsv", "\"train\""]);
@@ -548,7 +684,10 @@ fn error_csv_structure() {
     let tmp = tempfile::tempdir().unwrap();
     for (i, (content, expected)) in [
         ("x,a\ny,b,c\n", &["train.csv:2:", "found 3"][..]),
-        ("x,a\ny,\"open\nz,c\n", &["train.csv:2:", "unterminated"][..]),
+        (
+            "x,a\ny,\"open\nz,c\n",
+            &["train.csv:2:", "unterminated"][..],
+        ),
         ("x,\"a\"b\n", &["train.csv:1:", "closing quote"][..]),
         ("x,a\nonly\n", &["train.csv:2:", "found 1"][..]),
     ]
@@ -560,15 +699,26 @@ fn error_csv_structure() {
         assert_contains(&load_err(&dir, "train", None), expected);
     }
     write(tmp.path(), "t/train.tsv", "x\ta\nno tab here\n");
-    assert_contains(&load_err(&tmp.path().join("t"), "train", None), &["train.tsv:2:", "tab"]);
+    assert_contains(
+        &load_err(&tmp.path().join("t"), "train", None),
+        &["train.tsv:2:", "tab"],
+    );
 }
 
 #[test]
 fn error_values_expose_path_and_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "train.jsonl", "{\"text\": \"a\", \"intent\": \"x\"}\n{oops}\n");
+    let file = write(
+        tmp.path(),
+        "train.jsonl",
+        "{\"text\": \"a\", \"intent\": \"x\"}\n{oops}\n",
+    );
     let err = load_split(tmp.path(), "train", None).unwrap_err();
     assert_eq!(err.path(), file.as_path());
     assert_eq!(err.line(), Some(2));
-    assert!(err.to_string().starts_with(&format!("{}:2: invalid JSON", file.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:2: invalid JSON", file.display())),
+        "{err}"
+    );
 }

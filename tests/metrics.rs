@@ -12,7 +12,11 @@ fn tags(s: &str) -> Vec<String> {
 }
 
 fn span(kind: &str, start: usize, end: usize) -> Span {
-    Span { kind: kind.to_string(), start, end }
+    Span {
+        kind: kind.to_string(),
+        start,
+        end,
+    }
 }
 
 fn example(intent: Option<&str>, tag_str: Option<&str>, line: usize) -> Example {
@@ -21,12 +25,18 @@ fn example(intent: Option<&str>, tag_str: Option<&str>, line: usize) -> Example 
         words: (0..n).map(|i| format!("w{i}")).collect(),
         tags: tag_str.map(tags),
         intent: intent.map(str::to_string),
-        origin: Origin { file: PathBuf::from("gold.jsonl"), line },
+        origin: Origin {
+            file: PathBuf::from("gold.jsonl"),
+            line,
+        },
     }
 }
 
 fn pred(intent: Option<&str>, tag_str: Option<&str>) -> Prediction {
-    Prediction { intent: intent.map(str::to_string), tags: tag_str.map(tags) }
+    Prediction {
+        intent: intent.map(str::to_string),
+        tags: tag_str.map(tags),
+    }
 }
 
 fn labels(intents: &[&str], slot_types: &[&str]) -> LabelSets {
@@ -48,13 +58,19 @@ fn prf(tp: usize, fp: usize, fn_: usize) -> Prf {
 
 #[test]
 fn spans_bio() {
-    assert_eq!(spans(&tags("B-a I-a O B-b")), vec![span("a", 0, 2), span("b", 3, 4)]);
+    assert_eq!(
+        spans(&tags("B-a I-a O B-b")),
+        vec![span("a", 0, 2), span("b", 3, 4)]
+    );
     assert_eq!(spans(&tags("O O")), vec![]);
     assert_eq!(spans(&[]), vec![]);
     // A chunk running to the end of the sentence.
     assert_eq!(spans(&tags("O B-a I-a I-a")), vec![span("a", 1, 4)]);
     // B after B of the same type starts a new chunk.
-    assert_eq!(spans(&tags("B-a B-a I-a")), vec![span("a", 0, 1), span("a", 1, 3)]);
+    assert_eq!(
+        spans(&tags("B-a B-a I-a")),
+        vec![span("a", 0, 1), span("a", 1, 3)]
+    );
 }
 
 #[test]
@@ -67,15 +83,26 @@ fn spans_iob1_and_type_changes() {
     // I-X after a tag of another type closes the old chunk and opens a new one.
     assert_eq!(
         spans(&tags("B-a I-b I-b B-b I-a")),
-        vec![span("a", 0, 1), span("b", 1, 3), span("b", 3, 4), span("a", 4, 5)]
+        vec![
+            span("a", 0, 1),
+            span("b", 1, 3),
+            span("b", 3, 4),
+            span("a", 4, 5)
+        ]
     );
     // Types with hyphens and dots: the type is everything after the first hyphen.
-    assert_eq!(spans(&tags("B-from.city-name I-from.city-name")), vec![span("from.city-name", 0, 2)]);
+    assert_eq!(
+        spans(&tags("B-from.city-name I-from.city-name")),
+        vec![span("from.city-name", 0, 2)]
+    );
 }
 
 #[test]
 fn spans_treat_malformed_tags_as_o() {
-    assert_eq!(spans(&tags("B-a junk I-a")), vec![span("a", 0, 1), span("a", 2, 3)]);
+    assert_eq!(
+        spans(&tags("B-a junk I-a")),
+        vec![span("a", 0, 1), span("a", 2, 3)]
+    );
     assert_eq!(spans(&tags("B- I-a E-a S-b")), vec![span("a", 1, 2)]);
     assert_eq!(spans(&tags("B-a I-")), vec![span("a", 0, 1)]);
 }
@@ -90,9 +117,15 @@ fn prf_ratios_and_undefined_cases() {
     approx(p.f1(), 2.0 * 0.75 * 0.6 / 1.35);
     assert_eq!(p.support(), 5);
     let zero = prf(0, 0, 0);
-    assert_eq!((zero.precision(), zero.recall(), zero.f1()), (0.0, 0.0, 0.0));
+    assert_eq!(
+        (zero.precision(), zero.recall(), zero.f1()),
+        (0.0, 0.0, 0.0)
+    );
     let only_fp = prf(0, 4, 0);
-    assert_eq!((only_fp.precision(), only_fp.recall(), only_fp.f1()), (0.0, 0.0, 0.0));
+    assert_eq!(
+        (only_fp.precision(), only_fp.recall(), only_fp.f1()),
+        (0.0, 0.0, 0.0)
+    );
 }
 
 #[test]
@@ -178,7 +211,10 @@ fn intent_scores_and_confusions() {
     assert_eq!(r.intents["play"], prf(0, 1, 0));
     assert_eq!(
         r.intent_confusions,
-        vec![("on".to_string(), "off".to_string(), 2), ("off".to_string(), "play".to_string(), 1)]
+        vec![
+            ("on".to_string(), "off".to_string(), 2),
+            ("off".to_string(), "play".to_string(), 1)
+        ]
     );
     assert_eq!(r.metrics.slot_f1, None);
     assert_eq!(r.metrics.sentence_accuracy, None);
@@ -193,9 +229,9 @@ fn sentence_accuracy_needs_intent_and_all_chunks() {
         example(Some("y"), Some("I-b I-b"), 4),
     ];
     let p = [
-        pred(Some("x"), Some("B-a O")), // both right
+        pred(Some("x"), Some("B-a O")),   // both right
         pred(Some("x"), Some("B-a B-a")), // an extra chunk
-        pred(Some("x"), Some("O B-b")), // wrong intent
+        pred(Some("x"), Some("O B-b")),   // wrong intent
         pred(Some("y"), Some("B-b I-b")), // same chunk as IOB1 gold: right
     ];
     let r = evaluate(&gold, &p, &labels(&["x", "y"], &["a", "b"]));
@@ -208,15 +244,22 @@ fn sentence_accuracy_needs_intent_and_all_chunks() {
 
 #[test]
 fn missing_task_or_prediction_counts_as_miss() {
-    let gold = [example(Some("x"), Some("B-a"), 1), example(Some("x"), Some("B-a"), 2)];
-    // The first prediction has no tags; the second is missing altogether.
-    let p = [pred(Some("x"), None)];
+    let gold = [
+        example(Some("x"), Some("B-a"), 1),
+        example(Some("x"), Some("O"), 2),
+        example(Some("x"), Some("B-a"), 3),
+    ];
+    // The first two predictions have no tags (even "O" is then not right); the third is missing.
+    let p = [pred(Some("x"), None), pred(Some("x"), None)];
     let r = evaluate(&gold, &p, &labels(&["x"], &["a"]));
-    assert_eq!(r.metrics.examples, 2);
-    approx(r.metrics.intent_accuracy.unwrap(), 0.5);
+    assert_eq!(r.metrics.examples, 3);
+    approx(r.metrics.intent_accuracy.unwrap(), 2.0 / 3.0);
     assert_eq!(r.slots["a"], prf(0, 0, 2));
     assert_eq!(r.metrics.sentence_accuracy, Some(0.0));
-    assert_eq!(r.intent_confusions, vec![("x".to_string(), "(none)".to_string(), 1)]);
+    assert_eq!(
+        r.intent_confusions,
+        vec![("x".to_string(), "(none)".to_string(), 1)]
+    );
 }
 
 #[test]
@@ -242,14 +285,23 @@ fn unseen_labels_are_misses_and_listed() {
     approx(r.metrics.slot_precision.unwrap(), 1.0);
     assert_eq!(
         r.intent_confusions,
-        vec![("c".to_string(), "a".to_string(), 1), ("c".to_string(), "b".to_string(), 1)]
+        vec![
+            ("c".to_string(), "a".to_string(), 1),
+            ("c".to_string(), "b".to_string(), 1)
+        ]
     );
 }
 
 #[test]
 fn label_sets_from_examples() {
-    let ex = [example(Some("a"), Some("B-x I-x O junk"), 1), example(Some("b"), Some("I-y"), 2)];
-    assert_eq!(LabelSets::from_examples(&ex), labels(&["a", "b"], &["x", "y"]));
+    let ex = [
+        example(Some("a"), Some("B-x I-x O junk"), 1),
+        example(Some("b"), Some("I-y"), 2),
+    ];
+    assert_eq!(
+        LabelSets::from_examples(&ex),
+        labels(&["a", "b"], &["x", "y"])
+    );
 }
 
 // ---------------------------------------------------------------- output
@@ -257,11 +309,26 @@ fn label_sets_from_examples() {
 #[test]
 fn metrics_json_field_names() {
     let gold = [example(Some("x"), Some("B-a O"), 1)];
-    let r = evaluate(&gold, &[pred(Some("x"), Some("B-a O"))], &labels(&["x"], &["a"]));
+    let r = evaluate(
+        &gold,
+        &[pred(Some("x"), Some("B-a O"))],
+        &labels(&["x"], &["a"]),
+    );
     let json = serde_json::to_value(&r.metrics).unwrap();
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut expected =
-        vec!["examples", "intent_accuracy", "sentence_accuracy", "slot_f1", "slot_precision", "slot_recall"];
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec![
+        "examples",
+        "intent_accuracy",
+        "sentence_accuracy",
+        "slot_f1",
+        "slot_precision",
+        "slot_recall",
+    ];
     expected.sort();
     let mut keys_sorted = keys.clone();
     keys_sorted.sort();
@@ -271,13 +338,23 @@ fn metrics_json_field_names() {
 
     // Intent-only gold: the slot and sentence fields are left out, not null.
     let gold = [example(Some("x"), None, 1), example(Some("y"), None, 2)];
-    let r = evaluate(&gold, &[pred(Some("x"), None), pred(Some("x"), None)], &labels(&["x", "y"], &[]));
+    let r = evaluate(
+        &gold,
+        &[pred(Some("x"), None), pred(Some("x"), None)],
+        &labels(&["x", "y"], &[]),
+    );
     let json = serde_json::to_value(&r.metrics).unwrap();
-    assert_eq!(json, serde_json::json!({"examples": 2, "intent_accuracy": 0.5}));
+    assert_eq!(
+        json,
+        serde_json::json!({"examples": 2, "intent_accuracy": 0.5})
+    );
 
     // The whole report serializes too; Prf's false negatives are "fn".
     let report = serde_json::to_value(&r).unwrap();
-    assert_eq!(report["intents"]["y"], serde_json::json!({"tp": 0, "fp": 0, "fn": 1}));
+    assert_eq!(
+        report["intents"]["y"],
+        serde_json::json!({"tp": 0, "fp": 0, "fn": 1})
+    );
     let back: EvalReport = serde_json::from_value(report).unwrap();
     assert_eq!(back, r);
 }

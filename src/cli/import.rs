@@ -1,9 +1,55 @@
 //! `edgetune import`.
 
+use std::path::PathBuf;
+
+use edgetune::onnx::import::{import, parse_hidden_states, ImportOptions};
+
 /// Flags of `edgetune import`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(value_name = "HF_DIR")]
+    pub hf_dir: PathBuf,
+    /// Output model directory (backbone.onnx, tokenizer.json, manifest.json).
+    #[arg(long, value_name = "MODEL_DIR")]
+    pub out: PathBuf,
+    /// Hidden states exposed as outputs hidden_state_K: `all` (default), `none`, or a list `0,3,6`.
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    pub hidden_states: String,
+    /// Skip the self-verification against candle (not recommended).
+    #[arg(long)]
+    pub no_verify: bool,
+}
 
-pub fn run(_g: &super::Global, _a: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`edgetune import` is not available in this build yet")
+/// Runs `edgetune import`.
+pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
+    if let Some(p) = &g.ort_lib {
+        edgetune::backbone::init_runtime(Some(p.as_path()))?;
+    }
+    let mut opts = ImportOptions::new(&a.hf_dir, &a.out);
+    opts.hidden_states = parse_hidden_states(&a.hidden_states)?;
+    opts.verify = !a.no_verify;
+    opts.threads = g.threads;
+    let r = import(&opts)?;
+    println!(
+        "imported {} ({} layers, hidden {}, {} heads) -> {}",
+        a.hf_dir.display(),
+        r.config.num_hidden_layers,
+        r.config.hidden_size,
+        r.config.num_attention_heads,
+        r.backbone.display()
+    );
+    println!("outputs: last_hidden_state {}", r.hidden_outputs.join(" "));
+    match r.verification {
+        Some(v) => println!(
+            "verified vs candle BertModel on {} sentences: max |diff| last_hidden_state {:.3e}, mean-pooled {:.3e} (tolerance {:.0e})",
+            v.sentences,
+            v.max_abs_diff_hidden,
+            v.max_abs_diff_pooled,
+            edgetune::onnx::import::VERIFY_TOLERANCE
+        ),
+        None => println!("verification skipped (--no-verify)"),
+    }
+    println!("manifest: {}", r.manifest.display());
+    Ok(())
 }

@@ -2,8 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod common;
+mod eval;
 mod import;
+mod infer;
+mod merged;
 mod quantize;
+mod train;
 
 /// Global flags shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,6 +33,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train the task heads on a dataset (backbone frozen, features cached).
+    Train(train::Args),
+    /// Evaluate a run on a split: intent accuracy, slot F1 (conlleval), sentence accuracy.
+    Eval(eval::Args),
+    /// Predict intents and slots for text lines (a file or stdin), one JSON line each.
+    Infer(infer::Args),
     /// Convert a Hugging Face BERT-family checkpoint to ONNX (self-verified against candle).
     Import(import::Args),
     /// Dynamic int8 quantization (per-channel weight scales) of a model directory's backbone.
@@ -38,6 +49,9 @@ enum Command {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(a) => train::run(&cli.global, a),
+        Command::Eval(a) => eval::run(&cli.global, a),
+        Command::Infer(a) => infer::run(&cli.global, a),
         Command::Import(a) => import::run(&cli.global, a),
         Command::Quantize(a) => quantize::run(&cli.global, a),
     };

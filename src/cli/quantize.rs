@@ -1,9 +1,100 @@
 //! `edgetune quantize`.
 
+use std::path::PathBuf;
+
+use edgetune::onnx::quantize::{quantize_dir, QuantizeDirOptions, QuantizeOptions, DEFAULT_WARN_COSINE};
+
 /// Flags of `edgetune quantize`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Model directory written by `edgetune import`.
+    #[arg(value_name = "MODEL_DIR")]
+    pub model_dir: PathBuf,
+    /// Output file (default: MODEL_DIR/backbone.int8.onnx).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Keep MatMuls whose node, output or weight name matches PATTERN in fp32 (substring, `*`
+    /// wildcard; repeatable), e.g. `encoder.layer.5.output.dense`.
+    #[arg(long = "keep-fp32", value_name = "PATTERN")]
+    pub keep_fp32: Vec<String>,
+    /// Use the full 8-bit weight range (may saturate on AVX2 CPUs without VNNI).
+    #[arg(long)]
+    pub full_range: bool,
+    /// One weight scale per tensor instead of per output column.
+    #[arg(long)]
+    pub per_tensor: bool,
+    /// Sentences for the fidelity report, one per line (default: built-in samples).
+    #[arg(long, value_name = "FILE")]
+    pub sentences: Option<PathBuf>,
+    /// Warn when the mean pooled cosine vs fp32 is below this.
+    #[arg(long, value_name = "COS", default_value_t = DEFAULT_WARN_COSINE)]
+    pub warn_below: f32,
+    /// Also measure throughput of fp32 vs int8 (batch 32, length-sorted, --threads or 2 threads).
+    #[arg(long)]
+    pub bench: bool,
+    /// Before quantizing, rank the weight MatMuls by the fidelity reached when only that one stays
+    /// fp32 (one ONNX Runtime pass per MatMul over the sentences), to choose --keep-fp32 patterns.
+    #[arg(long)]
+    pub sensitivity: bool,
+}
 
-pub fn run(_g: &super::Global, _a: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`edgetune quantize` is not available in this build yet")
+/// Runs `edgetune quantize`.
+pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
+    if let Some(p) = &g.ort_lib {
+        edgetune::backbone::init_runtime(Some(p.as_path()))?;
+    }
+    let sentences = match &a.sentences {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        }
+        None => None,
+    };
+    let quant = QuantizeOptions { reduce_range: !a.full_range, per_channel: !a.per_tensor, keep_fp32: a.keep_fp32 };
+    if a.sensitivity {
+        let tok = edgetune::onnx::runtime::load_tokenizer(&a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE))?;
+        let texts: Vec<String> = sentences.clone().unwrap_or_else(|| {
+            edgetune::onnx::import::VERIFY_SENTENCES.iter().map(|s| s.to_string()).collect()
+        });
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let fp32 = a.model_dir.join(edgetune::onnx::import::BACKBONE_FILE);
+        let (all, rows) = edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads)?;
+        println!(
+            "sensitivity on {} sentences; all quantized: pooled cosine mean {:.5}, min {:.5}",
+            all.sentences, all.mean_cosine, all.min_cosine
+        );
+        for r in &rows {
+            println!("  keep fp32 {:<60} mean {:.5} min {:.5}", r.node, r.fidelity.mean_cosine, r.fidelity.min_cosine);
+        }
+    }
+    let opts = QuantizeDirOptions {
+        model_dir: a.model_dir.clone(),
+        out: a.out,
+        quant,
+        sentences,
+        warn_cosine: a.warn_below,
+        threads: g.threads,
+        measure_speed: a.bench,
+    };
+    let r = quantize_dir(&opts)?;
+    println!(
+        "wrote {}: {} MatMuls int8 ({} fp32 kept), {} DynamicQuantizeLinear; ORT fused {} (DynamicQuantizeMatMul/MatMulIntegerToFloat), {} unfused MatMulInteger",
+        r.out.display(),
+        r.summary.quantized.len(),
+        r.summary.kept_fp32.len(),
+        r.summary.dynamic_quantize_nodes,
+        r.fused_nodes,
+        r.unfused_nodes
+    );
+    println!(
+        "fidelity vs fp32 on {} sentences: pooled cosine mean {:.5}, min {:.5}",
+        r.fidelity.sentences, r.fidelity.mean_cosine, r.fidelity.min_cosine
+    );
+    if let Some((f, q)) = r.speed {
+        println!("throughput: fp32 {f:.1} sent/s, int8 {q:.1} sent/s, speed-up {:.2}x", q / f);
+    }
+    if let Some(w) = &r.warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
 }

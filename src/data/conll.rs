@@ -26,11 +26,15 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Example>, DataError> 
             return Err(DataError::at(
                 path,
                 line,
-                format!("expected at least 2 columns (token ... tag), found 1 (\"{}\")", columns[0]),
+                format!(
+                    "expected at least 2 columns (token ... tag), found 1 (\"{}\")",
+                    columns[0]
+                ),
             ));
         }
         let tag = columns[columns.len() - 1];
-        validate_tag(tag).map_err(|reason| DataError::at(path, line, format!("tag column: {reason}")))?;
+        validate_tag(tag)
+            .map_err(|reason| DataError::at(path, line, format!("tag column: {reason}")))?;
         let (_, words, tags) = current.get_or_insert_with(|| (line, Vec::new(), Vec::new()));
         words.push(columns[0].to_string());
         tags.push(tag.to_string());
@@ -39,13 +43,20 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Example>, DataError> 
     Ok(examples)
 }
 
-fn flush(current: &mut Option<(usize, Vec<String>, Vec<String>)>, examples: &mut Vec<Example>, path: &Path) {
+fn flush(
+    current: &mut Option<(usize, Vec<String>, Vec<String>)>,
+    examples: &mut Vec<Example>,
+    path: &Path,
+) {
     if let Some((line, words, tags)) = current.take() {
         examples.push(Example {
             words,
             tags: Some(tags),
             intent: None,
-            origin: Origin { file: path.to_path_buf(), line },
+            origin: Origin {
+                file: path.to_path_buf(),
+                line,
+            },
         });
     }
 }

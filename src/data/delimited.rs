@@ -8,13 +8,22 @@ use super::{clean_intent, numbered_lines, words_of, DataError, Example, Origin};
 /// True if the two fields are a header row.
 fn is_header(label: &str, text: &str) -> bool {
     let label = label.trim();
-    (label.eq_ignore_ascii_case("label") || label.eq_ignore_ascii_case("intent")) && text.trim().eq_ignore_ascii_case("text")
+    (label.eq_ignore_ascii_case("label") || label.eq_ignore_ascii_case("intent"))
+        && text.trim().eq_ignore_ascii_case("text")
 }
 
 fn example(path: &Path, line: usize, label: &str, text: &str) -> Result<Example, DataError> {
     let intent = clean_intent(label, path, line, "label column")?;
     let words = words_of(text, path, line, "text column")?;
-    Ok(Example { words, tags: None, intent: Some(intent), origin: Origin { file: path.to_path_buf(), line } })
+    Ok(Example {
+        words,
+        tags: None,
+        intent: Some(intent),
+        origin: Origin {
+            file: path.to_path_buf(),
+            line,
+        },
+    })
 }
 
 /// Parses the TSV `text` of the file `path`: the label, a tab, the text (which may contain more tabs).
@@ -26,7 +35,11 @@ pub(super) fn parse_tsv(path: &Path, text: &str) -> Result<Vec<Example>, DataErr
             continue;
         }
         let Some((label, rest)) = raw.split_once('\t') else {
-            return Err(DataError::at(path, line, "expected label<TAB>text, found no tab"));
+            return Err(DataError::at(
+                path,
+                line,
+                "expected label<TAB>text, found no tab",
+            ));
         };
         if std::mem::take(&mut first) && is_header(label, rest) {
             continue;
@@ -44,6 +57,7 @@ struct Record {
 
 /// Splits CSV `text` into records following RFC 4180: fields separated by commas, records by
 /// LF or CRLF; a field in double quotes may contain commas, line breaks and `""` for a quote.
+/// Spaces and tabs around a quoted field are ignored.
 fn records(path: &Path, text: &str) -> Result<Vec<Record>, DataError> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
@@ -53,8 +67,11 @@ fn records(path: &Path, text: &str) -> Result<Vec<Record>, DataError> {
         let mut fields = Vec::new();
         let mut field = String::new();
         loop {
-            // At the start of a field.
-            if chars.peek() == Some(&'"') {
+            // At the start of a field. Spaces before an opening quote are tolerated (and dropped).
+            let mut after_blanks = chars.clone();
+            while after_blanks.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+            if after_blanks.peek() == Some(&'"') {
+                chars = after_blanks;
                 let quote_line = line;
                 chars.next();
                 loop {
@@ -79,6 +96,7 @@ fn records(path: &Path, text: &str) -> Result<Vec<Record>, DataError> {
                         }
                     }
                 }
+                while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
                 match chars.peek() {
                     None | Some(',') | Some('\n') | Some('\r') => {}
                     Some(c) => {
@@ -117,7 +135,10 @@ fn records(path: &Path, text: &str) -> Result<Vec<Record>, DataError> {
             }
             break;
         }
-        out.push(Record { line: start_line, fields });
+        out.push(Record {
+            line: start_line,
+            fields,
+        });
     }
     Ok(out)
 }
@@ -153,12 +174,16 @@ mod tests {
     use super::*;
 
     fn recs(text: &str) -> Vec<(usize, Vec<String>)> {
-        records(Path::new("x.csv"), text).unwrap().into_iter().map(|r| (r.line, r.fields)).collect()
+        records(Path::new("x.csv"), text)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.line, r.fields))
+            .collect()
     }
 
     #[test]
     fn rfc4180_quoting_and_line_numbers() {
-        let got = recs("a,b\r\n\"x, \"\"y\"\"\",\"multi\nline\"\nc,\n");
+        let got = recs("a,b\r\n\"x, \"\"y\"\"\", \"multi\nline\" \nc,\n");
         assert_eq!(
             got,
             vec![
@@ -171,7 +196,12 @@ mod tests {
 
     #[test]
     fn unterminated_quote_names_opening_line() {
-        let err = records(Path::new("x.csv"), "a,b\nc,\"open\n\n").err().unwrap();
-        assert_eq!(err.to_string(), "x.csv:2: unterminated quoted field (a \" opened here is never closed)");
+        let err = records(Path::new("x.csv"), "a,b\nc,\"open\n\n")
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "x.csv:2: unterminated quoted field (a \" opened here is never closed)"
+        );
     }
 }

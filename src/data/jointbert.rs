@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_tags, clean_intent, numbered_lines, read_text, words_of, DataError, Example, Origin};
+use super::{
+    check_tags, clean_intent, numbered_lines, read_text, words_of, DataError, Example, Origin,
+};
 
 /// The non-trailing-blank lines of a file in the folder, or `None` if the file does not exist.
 fn read_lines(folder: &Path, name: &str) -> Result<Option<(PathBuf, Vec<String>)>, DataError> {
@@ -23,7 +25,10 @@ fn read_lines(folder: &Path, name: &str) -> Result<Option<(PathBuf, Vec<String>)
 /// Reads the JointBERT folder `folder`.
 pub(super) fn read(folder: &Path) -> Result<Vec<Example>, DataError> {
     let Some((seq_in, words_lines)) = read_lines(folder, "seq.in")? else {
-        return Err(DataError::file(folder, "no seq.in in this JointBERT folder"));
+        return Err(DataError::file(
+            folder,
+            "no seq.in in this JointBERT folder",
+        ));
     };
     let seq_out = read_lines(folder, "seq.out")?;
     let label = read_lines(folder, "label")?;
@@ -65,7 +70,15 @@ pub(super) fn read(folder: &Path) -> Result<Vec<Example>, DataError> {
             Some((path, lines)) => Some(clean_intent(&lines[i], path, line, "")?),
             None => None,
         };
-        examples.push(Example { words, tags, intent, origin: Origin { file: seq_in.clone(), line } });
+        examples.push(Example {
+            words,
+            tags,
+            intent,
+            origin: Origin {
+                file: seq_in.clone(),
+                line,
+            },
+        });
     }
     Ok(examples)
 }

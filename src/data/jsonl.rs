@@ -31,12 +31,20 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// A JSON array of strings, or an error naming the field and the offending element.
-fn string_array(v: &Value, field: &str, path: &Path, line: usize) -> Result<Vec<String>, DataError> {
+fn string_array(
+    v: &Value,
+    field: &str,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<String>, DataError> {
     let Value::Array(items) = v else {
         return Err(DataError::at(
             path,
             line,
-            format!("field \"{field}\": expected an array of strings, found {}", type_name(v)),
+            format!(
+                "field \"{field}\": expected an array of strings, found {}",
+                type_name(v)
+            ),
         ));
     };
     items
@@ -47,7 +55,11 @@ fn string_array(v: &Value, field: &str, path: &Path, line: usize) -> Result<Vec<
             other => Err(DataError::at(
                 path,
                 line,
-                format!("field \"{field}\": element {} is {}, expected a string", i + 1, type_name(other)),
+                format!(
+                    "field \"{field}\": element {} is {}, expected a string",
+                    i + 1,
+                    type_name(other)
+                ),
             )),
         })
         .collect()
@@ -57,11 +69,22 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
     let value: Value = serde_json::from_str(raw).map_err(|e| {
         // serde_json's message ends in "at line 1 column N"; the line is ours, keep only the column.
         let msg = e.to_string();
-        let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_string();
-        DataError::at(path, line, format!("invalid JSON: {msg} (column {})", e.column()))
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m)
+            .to_string();
+        DataError::at(
+            path,
+            line,
+            format!("invalid JSON: {msg} (column {})", e.column()),
+        )
     })?;
     let Value::Object(obj) = value else {
-        return Err(DataError::at(path, line, format!("expected a JSON object, found {}", type_name(&value))));
+        return Err(DataError::at(
+            path,
+            line,
+            format!("expected a JSON object, found {}", type_name(&value)),
+        ));
     };
     let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
 
@@ -69,17 +92,28 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
         (Some(w), _) => {
             let words = string_array(w, "words", path, line)?;
             if words.is_empty() {
-                return Err(DataError::at(path, line, "field \"words\": empty list of words"));
+                return Err(DataError::at(
+                    path,
+                    line,
+                    "field \"words\": empty list of words",
+                ));
             }
             for (i, w) in words.iter().enumerate() {
                 if w.is_empty() {
-                    return Err(DataError::at(path, line, format!("field \"words\": word {} is empty", i + 1)));
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        format!("field \"words\": word {} is empty", i + 1),
+                    ));
                 }
                 if w.chars().any(char::is_whitespace) {
                     return Err(DataError::at(
                         path,
                         line,
-                        format!("field \"words\": word {} ({w:?}) contains whitespace", i + 1),
+                        format!(
+                            "field \"words\": word {} ({w:?}) contains whitespace",
+                            i + 1
+                        ),
                     ));
                 }
             }
@@ -90,10 +124,19 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
             return Err(DataError::at(
                 path,
                 line,
-                format!("field \"text\": expected a string, found {}", type_name(other)),
+                format!(
+                    "field \"text\": expected a string, found {}",
+                    type_name(other)
+                ),
             ))
         }
-        (None, None) => return Err(DataError::at(path, line, "missing field \"text\" (or \"words\")")),
+        (None, None) => {
+            return Err(DataError::at(
+                path,
+                line,
+                "missing field \"text\" (or \"words\")",
+            ))
+        }
     };
 
     let tags = match present("tags") {
@@ -111,14 +154,29 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
             return Err(DataError::at(
                 path,
                 line,
-                format!("field \"intent\": expected a string, found {}", type_name(other)),
+                format!(
+                    "field \"intent\": expected a string, found {}",
+                    type_name(other)
+                ),
             ))
         }
         None => None,
     };
 
     if tags.is_none() && intent.is_none() {
-        return Err(DataError::at(path, line, "no labels: expected field \"intent\" and/or \"tags\""));
+        return Err(DataError::at(
+            path,
+            line,
+            "no labels: expected field \"intent\" and/or \"tags\"",
+        ));
     }
-    Ok(Example { words, tags, intent, origin: Origin { file: path.to_path_buf(), line } })
+    Ok(Example {
+        words,
+        tags,
+        intent,
+        origin: Origin {
+            file: path.to_path_buf(),
+            line,
+        },
+    })
 }

@@ -40,7 +40,13 @@ pub enum Format {
 
 impl Format {
     /// All formats, in the order they are listed in messages.
-    pub const ALL: [Format; 5] = [Format::JointBert, Format::Jsonl, Format::Conll, Format::Tsv, Format::Csv];
+    pub const ALL: [Format; 5] = [
+        Format::JointBert,
+        Format::Jsonl,
+        Format::Conll,
+        Format::Tsv,
+        Format::Csv,
+    ];
 
     /// The lowercase name used on the command line and in serialized form.
     pub fn name(self) -> &'static str {
@@ -214,7 +220,9 @@ impl DataError {
     /// The file or folder the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            DataError::Io { path, .. } | DataError::Line { path, .. } | DataError::File { path, .. } => path,
+            DataError::Io { path, .. }
+            | DataError::Line { path, .. }
+            | DataError::File { path, .. } => path,
             DataError::Ambiguous { dir, .. } | DataError::MissingSplit { dir, .. } => dir,
         }
     }
@@ -227,16 +235,29 @@ impl DataError {
         }
     }
 
+    /// An error on `line` of `path`.
     pub(crate) fn at(path: &Path, line: usize, message: impl Into<String>) -> DataError {
-        DataError::Line { path: path.to_path_buf(), line, message: message.into() }
+        DataError::Line {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
     }
 
+    /// An error about `path` as a whole.
     pub(crate) fn file(path: &Path, message: impl Into<String>) -> DataError {
-        DataError::File { path: path.to_path_buf(), message: message.into() }
+        DataError::File {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 
+    /// An I/O error reading `path`.
     pub(crate) fn io(path: &Path, source: std::io::Error) -> DataError {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -268,14 +289,25 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     }
     let kind = match tag.strip_prefix("B-").or_else(|| tag.strip_prefix("I-")) {
         Some(kind) => kind,
-        None if tag.is_empty() => return Err("empty tag (expected O, B-TYPE or I-TYPE)".to_string()),
-        None => return Err(format!("malformed tag \"{tag}\" (expected O, B-TYPE or I-TYPE)")),
+        None if tag.is_empty() => {
+            return Err("empty tag (expected O, B-TYPE or I-TYPE)".to_string())
+        }
+        None => {
+            return Err(format!(
+                "malformed tag \"{tag}\" (expected O, B-TYPE or I-TYPE)"
+            ))
+        }
     };
     if kind.is_empty() {
-        return Err(format!("malformed tag \"{tag}\": empty slot type after \"{}\"", &tag[..2]));
+        return Err(format!(
+            "malformed tag \"{tag}\": empty slot type after \"{}\"",
+            &tag[..2]
+        ));
     }
     if kind.chars().any(char::is_whitespace) {
-        return Err(format!("malformed tag \"{tag}\": slot type contains whitespace"));
+        return Err(format!(
+            "malformed tag \"{tag}\": slot type contains whitespace"
+        ));
     }
     Ok(())
 }
@@ -284,7 +316,11 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
 ///
 /// With `format` given, the split is still found by the known layouts/extensions but parsed as
 /// that format.
-pub fn load_split(dir: &Path, name: &str, format: Option<Format>) -> Result<Option<Split>, DataError> {
+pub fn load_split(
+    dir: &Path,
+    name: &str,
+    format: Option<Format>,
+) -> Result<Option<Split>, DataError> {
     let folder = dir.join(name);
     let mut candidates: Vec<PathBuf> = Vec::new();
     let mut bare_folder = None;
@@ -334,15 +370,25 @@ pub fn read_file_split(path: &Path, format: Option<Format>) -> Result<Split, Dat
 /// When there is no `valid` split, `holdout_fraction` of train (rounded, at least 1 example, and
 /// train keeps at least 1) is held out, chosen by a `ChaCha8Rng` seeded with `seed`; both parts
 /// keep the file order. All splits must have the same tasks as train.
-pub fn load_dataset(dir: &Path, format: Option<Format>, holdout_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
+pub fn load_dataset(
+    dir: &Path,
+    format: Option<Format>,
+    holdout_fraction: f64,
+    seed: u64,
+) -> Result<Dataset, DataError> {
     if !dir.is_dir() {
         return Err(match fs::metadata(dir) {
             Err(e) => DataError::io(dir, e),
-            Ok(_) => DataError::file(dir, "not a directory (a dataset is a directory with train/valid/test splits)"),
+            Ok(_) => DataError::file(
+                dir,
+                "not a directory (a dataset is a directory with train/valid/test splits)",
+            ),
         });
     }
-    let train = load_split(dir, "train", format)?
-        .ok_or_else(|| DataError::MissingSplit { dir: dir.to_path_buf(), split: "train".to_string() })?;
+    let train = load_split(dir, "train", format)?.ok_or_else(|| DataError::MissingSplit {
+        dir: dir.to_path_buf(),
+        split: "train".to_string(),
+    })?;
     let test = load_split(dir, "test", format)?;
     let (train, valid, valid_held_out) = match load_split(dir, "valid", format)? {
         Some(valid) => (train, valid, false),
@@ -354,7 +400,12 @@ pub fn load_dataset(dir: &Path, format: Option<Format>, holdout_fraction: f64, s
     for split in std::iter::once(&valid).chain(test.as_ref()) {
         check_same_tasks(&train, split)?;
     }
-    Ok(Dataset { train, valid, valid_held_out, test })
+    Ok(Dataset {
+        train,
+        valid,
+        valid_held_out,
+        test,
+    })
 }
 
 /// Splits `train` into (train, valid) deterministically.
@@ -390,8 +441,19 @@ fn hold_out(train: Split, fraction: f64, seed: u64) -> Result<(Split, Split), Da
             kept.push(example);
         }
     }
-    let valid = Split { name: "valid".to_string(), source: train.source.clone(), format: train.format, examples: held };
-    Ok((Split { examples: kept, ..train }, valid))
+    let valid = Split {
+        name: "valid".to_string(),
+        source: train.source.clone(),
+        format: train.format,
+        examples: held,
+    };
+    Ok((
+        Split {
+            examples: kept,
+            ..train
+        },
+        valid,
+    ))
 }
 
 /// Describes a task set for messages.
@@ -404,6 +466,7 @@ fn tasks_name(intent: bool, tags: bool) -> &'static str {
     }
 }
 
+/// `other` must have the same tasks as `train`.
 fn check_same_tasks(train: &Split, other: &Split) -> Result<(), DataError> {
     let (ti, tt) = (train.has_intent(), train.has_tags());
     let (oi, ot) = (other.has_intent(), other.has_tags());
@@ -459,19 +522,35 @@ fn read_named(path: &Path, name: &str, format: Option<Format>) -> Result<Split, 
         Format::JointBert => (jointbert::read(path)?, path.join("seq.in")),
         Format::Jsonl => (jsonl::parse(path, &read_text(path)?)?, path.to_path_buf()),
         Format::Conll => (conll::parse(path, &read_text(path)?)?, path.to_path_buf()),
-        Format::Tsv => (delimited::parse_tsv(path, &read_text(path)?)?, path.to_path_buf()),
-        Format::Csv => (delimited::parse_csv(path, &read_text(path)?)?, path.to_path_buf()),
+        Format::Tsv => (
+            delimited::parse_tsv(path, &read_text(path)?)?,
+            path.to_path_buf(),
+        ),
+        Format::Csv => (
+            delimited::parse_csv(path, &read_text(path)?)?,
+            path.to_path_buf(),
+        ),
     };
     if examples.is_empty() {
-        return Err(DataError::file(&error_file, format!("no examples (parsed as {format})")));
+        return Err(DataError::file(
+            &error_file,
+            format!("no examples (parsed as {format})"),
+        ));
     }
     check_consistent_tasks(&examples)?;
-    Ok(Split { name: name.to_string(), source: path.to_path_buf(), format, examples })
+    Ok(Split {
+        name: name.to_string(),
+        source: path.to_path_buf(),
+        format,
+        examples,
+    })
 }
 
 /// Every example of a split must have the same tasks as the first one.
 fn check_consistent_tasks(examples: &[Example]) -> Result<(), DataError> {
-    let Some(first) = examples.first() else { return Ok(()) };
+    let Some(first) = examples.first() else {
+        return Ok(());
+    };
     let tasks = |e: &Example| (e.intent.is_some(), e.tags.is_some());
     let want = tasks(first);
     if let Some(bad) = examples.iter().find(|e| tasks(e) != want) {
@@ -501,14 +580,28 @@ pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
         let bytes = e.as_bytes();
         let valid = e.utf8_error().valid_up_to();
         let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = valid - bytes[..valid].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
-        DataError::at(path, line, format!("invalid UTF-8 (byte 0x{:02X} at byte column {column})", bytes[valid]))
+        let column = valid
+            - bytes[..valid]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        DataError::at(
+            path,
+            line,
+            format!(
+                "invalid UTF-8 (byte 0x{:02X} at byte column {column})",
+                bytes[valid]
+            ),
+        )
     })
 }
 
 /// Lines of `text` with their 1-based numbers; a trailing `\r` is dropped.
 pub(crate) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
 }
 
 /// `what: message`, or just `message` when `what` is empty.
@@ -521,16 +614,34 @@ fn prefixed(what: &str, message: &str) -> String {
 }
 
 /// Splits `text` into words; errors (naming `field`) if there are none.
-pub(crate) fn words_of(text: &str, path: &Path, line: usize, field: &str) -> Result<Vec<String>, DataError> {
-    let words: Vec<String> = split_words(text).into_iter().map(|(s, e)| text[s..e].to_string()).collect();
+pub(crate) fn words_of(
+    text: &str,
+    path: &Path,
+    line: usize,
+    field: &str,
+) -> Result<Vec<String>, DataError> {
+    let words: Vec<String> = split_words(text)
+        .into_iter()
+        .map(|(s, e)| text[s..e].to_string())
+        .collect();
     if words.is_empty() {
-        return Err(DataError::at(path, line, prefixed(field, "text has no words")));
+        return Err(DataError::at(
+            path,
+            line,
+            prefixed(field, "text has no words"),
+        ));
     }
     Ok(words)
 }
 
 /// Validates a tag sequence against the words; `what` prefixes messages (e.g. `field "tags"`).
-pub(crate) fn check_tags(tags: &[String], n_words: usize, path: &Path, line: usize, what: &str) -> Result<(), DataError> {
+pub(crate) fn check_tags(
+    tags: &[String],
+    n_words: usize,
+    path: &Path,
+    line: usize,
+    what: &str,
+) -> Result<(), DataError> {
     if tags.len() != n_words {
         return Err(DataError::at(
             path,
@@ -539,16 +650,31 @@ pub(crate) fn check_tags(tags: &[String], n_words: usize, path: &Path, line: usi
         ));
     }
     for (i, tag) in tags.iter().enumerate() {
-        validate_tag(tag).map_err(|reason| DataError::at(path, line, prefixed(what, &format!("tag {}: {reason}", i + 1))))?;
+        validate_tag(tag).map_err(|reason| {
+            DataError::at(
+                path,
+                line,
+                prefixed(what, &format!("tag {}: {reason}", i + 1)),
+            )
+        })?;
     }
     Ok(())
 }
 
 /// Validates an intent label (non-empty, no surrounding whitespace is kept).
-pub(crate) fn clean_intent(intent: &str, path: &Path, line: usize, what: &str) -> Result<String, DataError> {
+pub(crate) fn clean_intent(
+    intent: &str,
+    path: &Path,
+    line: usize,
+    what: &str,
+) -> Result<String, DataError> {
     let intent = intent.trim();
     if intent.is_empty() {
-        return Err(DataError::at(path, line, prefixed(what, "empty intent label")));
+        return Err(DataError::at(
+            path,
+            line,
+            prefixed(what, "empty intent label"),
+        ));
     }
     Ok(intent.to_string())
 }

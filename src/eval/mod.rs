@@ -51,7 +51,11 @@ pub fn spans(tags: &[String]) -> Vec<Span> {
         let starts = tag == 'B' || (tag == 'I' && (prev_tag == 'O' || prev_kind != kind));
         if ends {
             if let Some((k, s)) = open.take() {
-                out.push(Span { kind: k, start: s, end: i });
+                out.push(Span {
+                    kind: k,
+                    start: s,
+                    end: i,
+                });
             }
         }
         if starts {
@@ -60,7 +64,11 @@ pub fn spans(tags: &[String]) -> Vec<Span> {
         (prev_tag, prev_kind) = (tag, kind);
     }
     if let Some((kind, start)) = open {
-        out.push(Span { kind, start, end: tags.len() });
+        out.push(Span {
+            kind,
+            start,
+            end: tags.len(),
+        });
     }
     out
 }
@@ -231,7 +239,10 @@ pub fn evaluate(gold: &[Example], pred: &[Prediction], labels: &LabelSets) -> Ev
                 if let Some(pi) = &p.intent {
                     report.intents.entry(pi.clone()).or_default().fp += 1;
                 }
-                let shown = p.intent.clone().unwrap_or_else(|| NO_PREDICTION.to_string());
+                let shown = p
+                    .intent
+                    .clone()
+                    .unwrap_or_else(|| NO_PREDICTION.to_string());
                 *confusions.entry((gi.clone(), shown)).or_default() += 1;
                 false
             }
@@ -246,12 +257,20 @@ pub fn evaluate(gold: &[Example], pred: &[Prediction], labels: &LabelSets) -> Ev
                     *report.unseen_slot_types.entry(s.kind.clone()).or_default() += 1;
                 }
                 let hit = pred_spans.contains(s);
-                let counts = Prf { tp: hit as usize, fp: 0, fn_: (!hit) as usize };
+                let counts = Prf {
+                    tp: hit as usize,
+                    fp: 0,
+                    fn_: (!hit) as usize,
+                };
                 report.slots.entry(s.kind.clone()).or_default().add(counts);
                 slot_total.add(counts);
             }
             for s in pred_spans.iter().filter(|s| !gold_spans.contains(s)) {
-                let counts = Prf { tp: 0, fp: 1, fn_: 0 };
+                let counts = Prf {
+                    tp: 0,
+                    fp: 1,
+                    fn_: 0,
+                };
                 report.slots.entry(s.kind.clone()).or_default().add(counts);
                 slot_total.add(counts);
             }
@@ -266,9 +285,12 @@ pub fn evaluate(gold: &[Example], pred: &[Prediction], labels: &LabelSets) -> Ev
         }
     }
 
-    let mut confusions: Vec<(String, String, usize)> = confusions.into_iter().map(|((g, p), n)| (g, p, n)).collect();
+    let mut confusions: Vec<(String, String, usize)> = confusions
+        .into_iter()
+        .map(|((g, p), n)| (g, p, n))
+        .collect();
     // Stable sort: equal counts keep the (gold, predicted) name order of the BTreeMap.
-    confusions.sort_by(|a, b| b.2.cmp(&a.2));
+    confusions.sort_by_key(|c| std::cmp::Reverse(c.2));
     report.intent_confusions = confusions;
 
     let fraction = |right: usize, total: usize| (total > 0).then(|| ratio(right, total));

@@ -22,7 +22,12 @@ fn push_prf_table(out: &mut String, title: &str, rows: &BTreeMap<String, Prf>) {
     if rows.is_empty() {
         return;
     }
-    let width = rows.keys().map(|k| k.chars().count()).max().unwrap_or(0).max(title.len());
+    let width = rows
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(title.len());
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -60,7 +65,11 @@ pub fn render_table(report: &EvalReport) -> String {
     if !report.intent_confusions.is_empty() {
         let _ = writeln!(out);
         let shown = report.intent_confusions.len().min(TOP_CONFUSIONS);
-        let _ = writeln!(out, "top intent confusions (gold -> predicted), {shown} of {}:", report.intent_confusions.len());
+        let _ = writeln!(
+            out,
+            "top intent confusions (gold -> predicted), {shown} of {}:",
+            report.intent_confusions.len()
+        );
         for (gold, pred, n) in report.intent_confusions.iter().take(TOP_CONFUSIONS) {
             let _ = writeln!(out, "  {n:>5}  {gold} -> {pred}");
         }

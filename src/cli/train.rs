@@ -1,0 +1,236 @@
+//! `edgetune train`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use edgetune::backbone::ModelFiles;
+use edgetune::data::{self, Format};
+use edgetune::heads::{IntentHeadConfig, SlotHeadConfig};
+use edgetune::train::{self, checkpoint, fmt_metrics, TrainJob, TrainSettings};
+
+use super::common;
+use super::Global;
+
+/// Flags of `edgetune train`.
+///
+/// Freezing scenarios: by default the backbone is frozen and both heads train on cached features.
+/// `--init-from RUN --freeze-intent` (or `--freeze-slot`) keeps one head exactly as in RUN while the
+/// other trains; with both frozen there is nothing to train (use `eval`/`infer`/`export` on the run).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Dataset directory: splits train, valid (optional) and test (optional), as JointBERT folders
+    /// or train.jsonl / train.txt / train.conll / train.tsv / train.csv files.
+    #[arg(long, value_name = "DIR", required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Run directory to write (weights, config, metrics).
+    #[arg(long, value_name = "RUN", required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted run from its checkpoint (same data and settings as it was started with).
+    #[arg(long, value_name = "RUN", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Dataset format (default: detected from file names).
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Backbone: a model directory or an .onnx file with tokenizer.json beside it (default: $EDGETUNE_MODEL,
+    /// then set-up's .models/default).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Truncate inputs to this many tokens (default: the tokenizer's own limit).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// Feature cache directory (default: $EDGETUNE_CACHE, else ~/.cache/edgetune).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Hidden states the heads read, comma-separated (0 = embeddings, L = last layer; default: the top four).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub layers: Vec<usize>,
+    /// Random seed (initialisation, shuffling, dropout, held-out split).
+    #[arg(long, default_value_t = 13)]
+    pub seed: u64,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    /// Early stopping: epochs without improvement on valid.
+    #[arg(long, default_value_t = 6)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate of the heads (AdamW, warm-up then cosine decay).
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Fraction of train held out for validation when the dataset has no valid split.
+    #[arg(long, default_value_t = 0.1)]
+    pub holdout: f64,
+    /// GRU units per direction in the slot head.
+    #[arg(long, default_value_t = 128)]
+    pub slot_gru: usize,
+    /// Hidden width of the intent head's MLP.
+    #[arg(long, default_value_t = 256)]
+    pub intent_hidden: usize,
+    /// Dropout in both heads.
+    #[arg(long, default_value_t = 0.25)]
+    pub dropout: f32,
+    /// Initialise both heads from a finished run.
+    #[arg(long, value_name = "RUN")]
+    pub init_from: Option<PathBuf>,
+    /// Keep the intent head exactly as in --init-from (byte-identical) while the slot head trains.
+    #[arg(long, requires = "init_from")]
+    pub freeze_intent: bool,
+    /// Keep the slot head exactly as in --init-from (byte-identical) while the intent head trains.
+    #[arg(long, requires = "init_from")]
+    pub freeze_slot: bool,
+    /// Print the plan (trainable parameters, cache size, expected peak memory) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the final metrics as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Validated options.
+struct Options {
+    data: PathBuf,
+    out: PathBuf,
+    resume: bool,
+    format: Option<Format>,
+    model: Option<PathBuf>,
+    max_tokens: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    holdout: f64,
+    settings: TrainSettings,
+    dry_run: bool,
+    json: bool,
+    quiet: bool,
+}
+
+fn validate(a: Args) -> anyhow::Result<Options> {
+    let (out, resume) = match (&a.resume, &a.out) {
+        (Some(r), _) => (r.clone(), true),
+        (None, Some(o)) => (o.clone(), false),
+        (None, None) => bail!("--out RUN is required"),
+    };
+    if a.batch_size == 0 || a.epochs == 0 || a.patience == 0 {
+        bail!("--batch-size, --epochs and --patience must be at least 1");
+    }
+    if !(0.0..1.0).contains(&a.holdout) || a.holdout == 0.0 {
+        bail!("--holdout must be in (0, 1)");
+    }
+    if !(0.0..1.0).contains(&a.dropout) {
+        bail!("--dropout must be in [0, 1)");
+    }
+    if !(a.lr > 0.0 && a.lr.is_finite()) {
+        bail!("--lr must be positive");
+    }
+    if a.freeze_intent && a.freeze_slot {
+        bail!(
+            "nothing to train: --freeze-intent and --freeze-slot freeze every head. A fully frozen model needs no \
+             training: use `edgetune eval`, `edgetune infer` or `edgetune export` on the run directly"
+        );
+    }
+    let mut settings = TrainSettings {
+        epochs: a.epochs,
+        patience: a.patience,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        states: a.layers,
+        intent_head: IntentHeadConfig { hidden: a.intent_hidden, dropout: a.dropout },
+        slot_head: SlotHeadConfig { gru_hidden: a.slot_gru, dropout: a.dropout },
+        freeze_intent: a.freeze_intent,
+        freeze_slot: a.freeze_slot,
+        init_from: a.init_from,
+    };
+    let mut data = a.data.clone();
+    if resume {
+        let saved = checkpoint::read_settings(&out.join(checkpoint::DIR))?;
+        let recorded = out.join(checkpoint::DIR).join("job.json");
+        let job: serde_json::Value = serde_json::from_slice(&std::fs::read(&recorded).with_context(|| recorded.display().to_string())?)?;
+        settings = saved;
+        if data.is_none() {
+            data = job["data"].as_str().map(PathBuf::from);
+        }
+    }
+    if !resume && out.join(edgetune::run::CONFIG_FILE).exists() {
+        bail!("{} already holds a finished run; choose another --out", out.display());
+    }
+    Ok(Options {
+        data: data.context("--data DIR is required")?,
+        out,
+        resume,
+        format: a.format,
+        model: a.model,
+        max_tokens: a.max_tokens,
+        cache_dir: a.cache_dir,
+        holdout: a.holdout,
+        settings,
+        dry_run: a.dry_run,
+        json: a.json,
+        quiet: a.quiet,
+    })
+}
+
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    let o = validate(a)?;
+    let threads = common::setup_threads(g)?;
+    let dataset = data::load_dataset(&o.data, o.format, o.holdout, o.settings.seed)?;
+    common::init_runtime(g)?;
+    let files = ModelFiles::from_arg(o.model.as_deref())?;
+    let mut ctx = common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
+    let (intents, tags) = train::label_lists(&dataset.train);
+    if !o.quiet {
+        eprintln!(
+            "data: {} train / {} valid{} / {} test examples; {} intents, {} tags; backbone {} ({} layers)",
+            dataset.train.examples.len(),
+            dataset.valid.examples.len(),
+            if dataset.valid_held_out { " (held out of train)" } else { "" },
+            dataset.test.as_ref().map_or(0, |t| t.examples.len()),
+            intents.len(),
+            tags.len(),
+            ctx.files.onnx.display(),
+            ctx.layers(),
+        );
+    }
+    if o.dry_run {
+        let plan = train::plan(&dataset, &ctx, &o.settings);
+        println!("{plan}");
+        return Ok(());
+    }
+    if !o.resume {
+        std::fs::create_dir_all(o.out.join(checkpoint::DIR)).with_context(|| o.out.display().to_string())?;
+        let job = serde_json::json!({ "data": std::fs::canonicalize(&o.data).unwrap_or(o.data.clone()) });
+        let p = o.out.join(checkpoint::DIR).join("job.json");
+        edgetune::fsutil::write_atomic(&p, job.to_string().as_bytes()).with_context(|| p.display().to_string())?;
+    }
+    if !o.quiet {
+        eprintln!("{}", train::plan(&dataset, &ctx, &o.settings));
+    }
+    let outcome = train::train(TrainJob {
+        dataset: &dataset,
+        ctx: &mut ctx,
+        out: o.out.clone(),
+        settings: o.settings,
+        verbose: !o.quiet,
+        resume: o.resume,
+    })?;
+    if o.json {
+        let mut v = serde_json::json!({ "valid": outcome.valid });
+        if let Some((m, _)) = &outcome.test {
+            v["test"] = serde_json::to_value(m)?;
+        }
+        println!("{v}");
+    } else {
+        println!("run written to {}", o.out.display());
+        println!("valid: {}", fmt_metrics(&outcome.valid));
+        if let Some((m, _)) = &outcome.test {
+            println!("test:  {} ({} examples)", fmt_metrics(m), m.examples);
+        }
+    }
+    Ok(())
+}
