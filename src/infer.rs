@@ -73,8 +73,14 @@ pub fn to_prediction(heads: &Heads, d: &Decoded, kept: &[bool]) -> Prediction {
 /// Builds an example's features from one batch row of backbone outputs: the requested states
 /// (`positions` into [`BatchStates::states`]) mean-pooled per word, and the pooled last state.
 pub fn example_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usize], last: usize) -> ExampleRows {
-    let hidden = out.states[0].shape()[2];
-    let n = tok.ids.len();
+    let (rows, kept) = word_rows(out, r, tok, positions);
+    ExampleRows { rows, words: tok.word_tokens.len(), kept, pooled: pooled_mean(out, r, tok.ids.len(), last) }
+}
+
+/// The sentence embedding: the mean of the first `n` token states of batch row `r` of state `last`
+/// (special tokens included, as sentence-transformers pools).
+pub fn pooled_mean(out: &BatchStates, r: usize, n: usize, last: usize) -> Vec<f32> {
+    let hidden = out.states[last].shape()[2];
     let mut pooled = vec![0f32; hidden];
     for t in 0..n {
         for (a, v) in pooled.iter_mut().zip(out.states[last].slice(ndarray::s![r, t, ..]).iter()) {
@@ -82,21 +88,32 @@ pub fn example_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[u
         }
     }
     pooled.iter_mut().for_each(|a| *a /= n.max(1) as f32);
-    let mut rows = Vec::with_capacity(tok.word_tokens.len() * positions.len() * hidden);
+    pooled
+}
+
+/// Per word, per requested state: the mean of the word's sub-token states (`[words, states,
+/// hidden]` row-major; zeros for a word cut by truncation), and which words have features.
+pub fn word_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usize]) -> (Vec<f32>, Vec<bool>) {
+    let hidden = out.states[0].shape()[2];
+    let mut rows = vec![0f32; tok.word_tokens.len() * positions.len() * hidden];
     let mut kept = Vec::with_capacity(tok.word_tokens.len());
-    for &(s, e) in &tok.word_tokens {
+    for (w, &(s, e)) in tok.word_tokens.iter().enumerate() {
         kept.push(e > s);
-        for &p in positions {
-            if e > s {
-                let span = out.states[p].slice(ndarray::s![r, s as usize..e as usize, ..]);
-                let scale = 1.0 / (e - s) as f32;
-                rows.extend((0..hidden).map(|h| span.column(h).sum() * scale));
-            } else {
-                rows.extend(std::iter::repeat_n(0f32, hidden));
+        if e <= s {
+            continue;
+        }
+        let scale = 1.0 / (e - s) as f32;
+        for (k, &p) in positions.iter().enumerate() {
+            let dst = &mut rows[(w * positions.len() + k) * hidden..][..hidden];
+            for t in s as usize..e as usize {
+                for (a, v) in dst.iter_mut().zip(out.states[p].slice(ndarray::s![r, t, ..]).iter()) {
+                    *a += *v;
+                }
             }
+            dst.iter_mut().for_each(|a| *a *= scale);
         }
     }
-    ExampleRows { rows, words: tok.word_tokens.len(), kept, pooled }
+    (rows, kept)
 }
 
 /// A slot found in a text: type, text, word range and character (byte) range.

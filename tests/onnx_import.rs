@@ -138,6 +138,9 @@ fn tiny_bert_import_quantize_run() {
         warn_cosine: quantize::DEFAULT_WARN_COSINE,
         threads: Some(1),
         measure_speed: false,
+            smooth_alpha: Some(0.5),
+            calibration: None,
+            auto_alpha: false,
     })
     .unwrap();
     eprintln!("tiny quantize: {:?} fused {} unfused {}", qr.fidelity, qr.fused_nodes, qr.unfused_nodes);

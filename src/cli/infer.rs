@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// One input line's answer.
-fn answer(text: &str, heads: &edgetune::heads::Heads, d: &edgetune::infer::Decoded, kept: &[bool], truncated: bool, logits: bool) -> serde_json::Value {
+pub(super) fn answer(text: &str, heads: &edgetune::heads::Heads, d: &edgetune::infer::Decoded, kept: &[bool], truncated: bool, logits: bool) -> serde_json::Value {
     let words = split_words(text);
     let pred = to_prediction(heads, d, kept);
     let mut v = json!({ "text": text });

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod eval;
+mod export;
 mod import;
 mod infer;
 mod merged;
@@ -41,6 +42,8 @@ enum Command {
     Infer(infer::Args),
     /// Convert a Hugging Face BERT-family checkpoint to ONNX (self-verified against candle).
     Import(import::Args),
+    /// Write one merged ONNX model (backbone, word pooling and both heads), verified against the run.
+    Export(export::Args),
     /// Dynamic int8 quantization (per-channel weight scales) of a model directory's backbone.
     Quantize(quantize::Args),
 }
@@ -54,6 +57,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Infer(a) => infer::run(&cli.global, a),
         Command::Import(a) => import::run(&cli.global, a),
         Command::Quantize(a) => quantize::run(&cli.global, a),
+        Command::Export(a) => export::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

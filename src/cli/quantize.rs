@@ -36,6 +36,21 @@ pub struct Args {
     /// fp32 (one ONNX Runtime pass per MatMul over the sentences), to choose --keep-fp32 patterns.
     #[arg(long)]
     pub sensitivity: bool,
+    /// Activation smoothing strength in (0, 1] (SmoothQuant-style per-channel rescaling of MatMul
+    /// inputs into the weights, exact in fp32); 0 disables it.
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.5)]
+    pub smooth: f32,
+    /// Calibration sentences for smoothing, one per line (default: built-in samples). Use
+    /// training data, not the sentences you evaluate on.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
+    /// Choose the smoothing strength per activation among {0, A/2, A, (1+A)/2} by simulating the
+    /// int8 MatMuls on calibration rows.
+    #[arg(long)]
+    pub auto_smooth: bool,
+    /// At most this many calibration sentences are used.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub calibration_limit: usize,
 }
 
 /// Runs `edgetune quantize`.
@@ -43,14 +58,23 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
     if let Some(p) = &g.ort_lib {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
     }
-    let sentences = match &a.sentences {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-            Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
-        }
-        None => None,
+    let read_lines = |p: &PathBuf| -> anyhow::Result<Vec<String>> {
+        let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
     };
-    let quant = QuantizeOptions { reduce_range: !a.full_range, per_channel: !a.per_tensor, keep_fp32: a.keep_fp32 };
+    let sentences = a.sentences.as_ref().map(read_lines).transpose()?;
+    let calibration = a
+        .calibration
+        .as_ref()
+        .map(read_lines)
+        .transpose()?
+        .map(|v| v.into_iter().take(a.calibration_limit).collect::<Vec<_>>());
+    let quant = QuantizeOptions {
+        reduce_range: !a.full_range,
+        per_channel: !a.per_tensor,
+        keep_fp32: a.keep_fp32,
+        smooth: None,
+    };
     if a.sensitivity {
         let tok = edgetune::onnx::runtime::load_tokenizer(&a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE))?;
         let texts: Vec<String> = sentences.clone().unwrap_or_else(|| {
@@ -75,14 +99,18 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         warn_cosine: a.warn_below,
         threads: g.threads,
         measure_speed: a.bench,
+        smooth_alpha: Some(a.smooth),
+        calibration,
+        auto_alpha: a.auto_smooth,
     };
     let r = quantize_dir(&opts)?;
     println!(
-        "wrote {}: {} MatMuls int8 ({} fp32 kept), {} DynamicQuantizeLinear; ORT fused {} (DynamicQuantizeMatMul/MatMulIntegerToFloat), {} unfused MatMulInteger",
+        "wrote {}: {} MatMuls int8 ({} fp32 kept), {} DynamicQuantizeLinear, {} smoothed; ORT fused {} (DynamicQuantizeMatMul/MatMulIntegerToFloat), {} unfused MatMulInteger",
         r.out.display(),
         r.summary.quantized.len(),
         r.summary.kept_fp32.len(),
         r.summary.dynamic_quantize_nodes,
+        r.summary.smoothed_activations,
         r.fused_nodes,
         r.unfused_nodes
     );

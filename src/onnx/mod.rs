@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
+pub mod export;
 pub mod graph;
 pub mod hidden;
 pub mod import;

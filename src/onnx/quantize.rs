@@ -39,11 +39,13 @@ pub struct QuantizeOptions {
     /// MatMuls kept in fp32: a node is kept when its name, its output or its weight name contains
     /// one of these substrings (`*` matches any run of characters).
     pub keep_fp32: Vec<String>,
+    /// Activation smoothing statistics (see [`activation_stats`]); `None` = no smoothing.
+    pub smooth: Option<ActivationStats>,
 }
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        QuantizeOptions { reduce_range: true, per_channel: true, keep_fp32: Vec::new() }
+        QuantizeOptions { reduce_range: true, per_channel: true, keep_fp32: Vec::new(), smooth: None }
     }
 }
 
@@ -56,6 +58,9 @@ pub struct QuantizeSummary {
     pub kept_fp32: Vec<String>,
     /// `DynamicQuantizeLinear` nodes inserted (one per distinct activation).
     pub dynamic_quantize_nodes: usize,
+    /// Activations rescaled by smoothing.
+    #[serde(default)]
+    pub smoothed_activations: usize,
 }
 
 /// Simple wildcard match: `*` = any run; otherwise substring match.
@@ -134,33 +139,122 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
     let g = model.graph.take().ok_or_else(|| OnnxError::graph("model has no graph"))?;
     let qmax = if opts.reduce_range { 63 } else { 127 };
     let mut summary = QuantizeSummary::default();
-    let mut replaced: HashMap<usize, Vec<NodeProto>> = HashMap::new();
-    let mut dql: HashMap<String, (String, String, String)> = HashMap::new();
-    let mut b = GraphBuilder::from_graph(g);
-    let mut dead_inits = Vec::new();
+
+    // Decide which MatMuls are quantized, and group them by their activation input.
+    let mut chosen: Vec<(usize, usize)> = Vec::new();
     for (ni, wi) in targets {
-        let node = b.graph.node[ni].clone();
-        let wt = b.graph.initializer[wi].clone();
-        let label = node_label(&node);
-        let wname = wt.name.clone().unwrap_or_default();
+        let node = &g.node[ni];
+        let label = node_label(node);
+        let wname = g.initializer[wi].name.clone().unwrap_or_default();
         let keep = opts.keep_fp32.iter().any(|p| {
             pattern_matches(p, &label) || pattern_matches(p, &wname) || node.output.iter().any(|o| pattern_matches(p, o))
         });
         if keep {
             summary.kept_fp32.push(label);
-            continue;
+        } else {
+            chosen.push((ni, wi));
         }
+    }
+    let mut weights: HashMap<usize, Vec<f32>> = HashMap::new();
+    for &(_, wi) in &chosen {
+        weights.insert(wi, tensor_to_f32(&g.initializer[wi])?);
+    }
+    // Activation smoothing: per input channel j, s_j = amax(X_j)^a / amax(W_j,:)^(1-a); X is
+    // multiplied by 1/s (one Mul) and the weight rows by s, which is exact in fp32.
+    let mut smooth: HashMap<String, Vec<f32>> = HashMap::new();
+    if let Some(stats) = &opts.smooth {
+        let mut wmax: HashMap<String, Vec<f32>> = HashMap::new();
+        for &(ni, wi) in &chosen {
+            let x = &g.node[ni].input[0];
+            let t = &g.initializer[wi];
+            let (k, n) = (t.dims[0].max(0) as usize, t.dims[1].max(0) as usize);
+            let w = &weights[&wi];
+            let e = wmax.entry(x.clone()).or_insert_with(|| vec![0f32; k]);
+            if e.len() != k {
+                continue;
+            }
+            for r in 0..k {
+                for c in 0..n {
+                    e[r] = e[r].max(w[r * n + c].abs());
+                }
+            }
+        }
+        let factors = |am: &[f32], wm: &[f32], alpha: f32| -> Vec<f32> {
+            am.iter()
+                .zip(wm)
+                .map(|(&a, &w)| {
+                    if alpha > 0.0 && a > 0.0 && w > 0.0 {
+                        (a.powf(alpha) / w.powf(1.0 - alpha)).clamp(1e-4, 1e4)
+                    } else {
+                        1.0
+                    }
+                })
+                .collect()
+        };
+        for (x, wm) in wmax {
+            let Some(am) = stats.amax.get(&x).filter(|a| a.len() == wm.len()) else { continue };
+            let k = wm.len();
+            let f = match stats.samples.get(&x).filter(|s| !s.is_empty() && s.len() % k == 0) {
+                Some(sample) => {
+                    let group: Vec<(&[f32], usize)> = chosen
+                        .iter()
+                        .filter(|&&(ni, _)| g.node[ni].input[0] == x)
+                        .map(|&(_, wi)| (weights[&wi].as_slice(), g.initializer[wi].dims[1].max(0) as usize))
+                        .collect();
+                    let a = stats.alpha;
+                    let mut best: Option<(f64, Vec<f32>)> = None;
+                    for cand in [0.0, a / 2.0, a, (1.0 + a) / 2.0] {
+                        let f = factors(am, &wm, cand);
+                        let e = simulated_error(sample, k, &group, &f, qmax, opts.per_channel);
+                        if best.as_ref().is_none_or(|(b, _)| e < *b) {
+                            best = Some((e, f));
+                        }
+                    }
+                    best.map(|(_, f)| f).unwrap_or_else(|| vec![1.0; k])
+                }
+                None => factors(am, &wm, stats.alpha),
+            };
+            if f.iter().any(|&v| v != 1.0) {
+                smooth.insert(x, f);
+            }
+        }
+    }
+
+    let mut replaced: HashMap<usize, Vec<NodeProto>> = HashMap::new();
+    let mut dql: HashMap<String, (String, String, String)> = HashMap::new();
+    let mut b = GraphBuilder::from_graph(g);
+    let mut dead_inits = Vec::new();
+    for (ni, wi) in chosen {
+        let node = b.graph.node[ni].clone();
+        let wt = b.graph.initializer[wi].clone();
+        let label = node_label(&node);
+        let wname = wt.name.clone().unwrap_or_default();
         let (k, n) = (wt.dims[0].max(0) as usize, wt.dims[1].max(0) as usize);
-        let w = tensor_to_f32(&wt)?;
-        let (q, scales) = quantize_weight(&w, k, n, opts.per_channel, qmax);
+        let mut w = weights.remove(&wi).unwrap_or_default();
         let x = node.input[0].clone();
+        if let Some(f) = smooth.get(&x) {
+            for r in 0..k {
+                for c in 0..n {
+                    w[r * n + c] *= f[r];
+                }
+            }
+        }
+        let (q, scales) = quantize_weight(&w, k, n, opts.per_channel, qmax);
         let y = node.output.first().cloned().unwrap_or_default();
         let mut new_nodes = Vec::new();
         let before = b.graph.node.len();
         let (xq, xs, xzp) = match dql.get(&x) {
             Some(t) => t.clone(),
             None => {
-                let outs = b.op_multi("DynamicQuantizeLinear", &[&x], 3, vec![], &format!("{x}.dql"));
+                let input = match smooth.get(&x) {
+                    Some(f) => {
+                        let inv: Vec<f32> = f.iter().map(|v| 1.0 / v).collect();
+                        let c = b.initializer(tensor(&format!("{x}.smooth"), &[k as i64], &inv));
+                        b.op_as("Mul", &[&x, &c], vec![], &format!("{x}.smoothed"))
+                    }
+                    None => x.clone(),
+                };
+                let outs = b.op_multi("DynamicQuantizeLinear", &[&input], 3, vec![], &format!("{x}.dql"));
                 let t = (outs[0].clone(), outs[1].clone(), outs[2].clone());
                 summary.dynamic_quantize_nodes += 1;
                 dql.insert(x.clone(), t.clone());
@@ -179,6 +273,7 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
         dead_inits.push(wi);
         summary.quantized.push(label);
     }
+    summary.smoothed_activations = smooth.len();
     // Splice the replacements in place of the original nodes (keeps a topological order as long
     // as each DynamicQuantizeLinear is emitted before its first consumer, which holds because the
     // first replaced MatMul of an activation carries it).
@@ -189,8 +284,16 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
             None => b.graph.node.push(n),
         }
     }
+    // Drop the fp32 weights no node uses any more (a weight shared with a kept MatMul stays).
+    let used: std::collections::HashSet<&str> =
+        b.graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
     dead_inits.sort_unstable();
-    for wi in dead_inits.into_iter().rev() {
+    dead_inits.dedup();
+    let dead: Vec<usize> = dead_inits
+        .into_iter()
+        .filter(|&wi| !b.graph.initializer[wi].name.as_deref().is_some_and(|n| used.contains(n)))
+        .collect();
+    for wi in dead.into_iter().rev() {
         b.graph.initializer.remove(wi);
     }
     model.graph = Some(b.graph);
@@ -199,6 +302,132 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
         return Err(OnnxError::graph("model opset < 11 cannot hold DynamicQuantizeLinear"));
     }
     Ok(summary)
+}
+
+/// Per-channel activation statistics for smoothing: max |x_j| over calibration tokens for each
+/// MatMul input tensor, and the migration strength `alpha` (0 = none, 0.5 = SmoothQuant default).
+#[derive(Debug, Clone, Default)]
+pub struct ActivationStats {
+    /// Tensor name -> per-channel max |x| (last axis).
+    pub amax: HashMap<String, Vec<f32>>,
+    /// Migration strength.
+    pub alpha: f32,
+    /// Tensor name -> sampled calibration rows (row-major, `amax[name].len()` columns). When
+    /// present, the strength is chosen per activation among `{0, alpha/2, alpha, (1+alpha)/2}`
+    /// by simulating the int8 MatMuls on these rows (smallest relative output error).
+    pub samples: HashMap<String, Vec<f32>>,
+}
+
+/// Relative squared error of `X W` when X is quantized like `DynamicQuantizeLinear` (per tensor,
+/// asymmetric u8) after division by `f`, and `diag(f) W` symmetric per column with `qmax`.
+fn simulated_error(x: &[f32], k: usize, ws: &[(&[f32], usize)], f: &[f32], qmax: i32, per_channel: bool) -> f64 {
+    let m = x.len() / k.max(1);
+    let xs: Vec<f32> = x.iter().enumerate().map(|(i, &v)| v / f[i % k]).collect();
+    let lo = xs.iter().copied().fold(0f32, f32::min);
+    let hi = xs.iter().copied().fold(0f32, f32::max);
+    let scale = ((hi - lo) / 255.0).max(f32::MIN_POSITIVE);
+    let zp = (-lo / scale).round().clamp(0.0, 255.0);
+    let xd: Vec<f32> = xs.iter().map(|&v| (((v / scale).round() + zp).clamp(0.0, 255.0) - zp) * scale).collect();
+    let (mut num, mut den) = (0f64, 0f64);
+    for &(w, n) in ws {
+        let wsc: Vec<f32> = (0..k * n).map(|i| w[i] * f[i / n]).collect();
+        let (q, sc) = quantize_weight(&wsc, k, n, per_channel, qmax);
+        let wd: Vec<f32> = q.iter().enumerate().map(|(i, &v)| f32::from(v) * sc[i % n]).collect();
+        let mut y = vec![0f32; n];
+        let mut yq = vec![0f32; n];
+        for r in 0..m {
+            y.iter_mut().for_each(|v| *v = 0.0);
+            yq.iter_mut().for_each(|v| *v = 0.0);
+            for j in 0..k {
+                let (a, aq) = (x[r * k + j], xd[r * k + j]);
+                let (wr, wdr) = (&w[j * n..(j + 1) * n], &wd[j * n..(j + 1) * n]);
+                for c in 0..n {
+                    y[c] += a * wr[c];
+                    yq[c] += aq * wdr[c];
+                }
+            }
+            for c in 0..n {
+                num += f64::from(y[c] - yq[c]).powi(2);
+                den += f64::from(y[c]).powi(2);
+            }
+        }
+    }
+    num / den.max(f64::MIN_POSITIVE)
+}
+
+/// Calibration rows kept per activation for choosing the smoothing strength.
+pub const SAMPLE_ROWS: usize = 192;
+
+/// Runs the fp32 model on calibration sentences with every weight-MatMul input exposed, and
+/// collects per-channel max |x| over real (unpadded) tokens, plus sampled rows.
+pub fn activation_stats(
+    fp32_path: &Path,
+    tokenizer: &tokenizers::Tokenizer,
+    texts: &[&str],
+    alpha: f32,
+    threads: Option<usize>,
+) -> Result<ActivationStats, OnnxError> {
+    let mut model = load_model(fp32_path)?;
+    let inputs: Vec<String> = {
+        let g = model.graph.as_ref().ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        let mut v: Vec<String> = weight_matmuls(&model).iter().map(|&(ni, _)| g.node[ni].input[0].clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if let Some(g) = model.graph.as_mut() {
+        let have: std::collections::HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
+        for x in &inputs {
+            if !have.contains(x) {
+                let mut vi = graph::value_info(x, DataType::Float, &[]);
+                if let Some(super::proto::TypeProto { value: Some(super::proto::type_proto::Value::TensorType(t)), .. }) =
+                    vi.r#type.as_mut()
+                {
+                    t.shape = None;
+                }
+                g.output.push(vi);
+            }
+        }
+    }
+    let dir = tempfile_dir()?;
+    let tmp = dir.join("calibration.onnx");
+    save_model(&tmp, &model)?;
+    let opts = SessionOptions { threads, ..Default::default() };
+    let mut s = runtime::open_session(&tmp, &opts)?;
+    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut amax: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut samples: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut token_counter = 0usize;
+    for chunk in texts.chunks(32) {
+        let b = EncoderBatch::tokenize(tokenizer, chunk, 128)?;
+        let outs = runtime::run_encoder(&mut s, &b, &names)?;
+        for (name, o) in names.iter().zip(outs) {
+            let k = o.shape.last().copied().unwrap_or(0);
+            if k == 0 || o.data.len() != b.attention_mask.len() * k {
+                continue;
+            }
+            let e = amax.entry(name.to_string()).or_insert_with(|| vec![0f32; k]);
+            let smp = samples.entry(name.to_string()).or_default();
+            let mut counter = token_counter;
+            for (t, &m) in b.attention_mask.iter().enumerate() {
+                if m != 0 {
+                    let row = &o.data[t * k..(t + 1) * k];
+                    for (a, &v) in e.iter_mut().zip(row) {
+                        *a = a.max(v.abs());
+                    }
+                    // Every 7th real token, up to SAMPLE_ROWS rows.
+                    if counter % 7 == 0 && smp.len() < SAMPLE_ROWS * k {
+                        smp.extend_from_slice(row);
+                    }
+                    counter += 1;
+                }
+            }
+        }
+        token_counter += b.attention_mask.iter().filter(|&&m| m != 0).count();
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ActivationStats { amax, alpha, samples })
 }
 
 /// Counts the operator types of the graph ONNX Runtime actually runs after its optimizations
@@ -294,36 +523,38 @@ pub fn fidelity_of(a: &[Vec<f32>], b: &[Vec<f32>]) -> Fidelity {
     }
 }
 
-/// Sentences per second of an encoder file on `texts` (batches of `batch_size`, length-sorted),
-/// best of `repeats` passes after one warm-up pass.
+/// Sentences per second of encoder files on `texts` (batches of `batch_size`, length-sorted,
+/// `threads` intra-op threads). The models are timed in alternation, pass after pass, and each
+/// figure is the best of `repeats` passes after a warm-up, so background load affects them alike.
 pub fn throughput(
-    path: &Path,
+    paths: &[&Path],
     tokenizer: &tokenizers::Tokenizer,
     texts: &[&str],
     batch_size: usize,
     threads: usize,
     repeats: usize,
-) -> Result<f64, OnnxError> {
+) -> Result<Vec<f64>, OnnxError> {
     let opts = SessionOptions { threads: Some(threads), ..Default::default() };
-    let mut s = runtime::open_session(path, &opts)?;
+    let mut sessions = paths.iter().map(|p| runtime::open_session(p, &opts)).collect::<Result<Vec<_>, _>>()?;
     let mut order: Vec<&str> = texts.to_vec();
     order.sort_by_key(|t| tokenizer.encode(*t, true).map(|e| e.get_ids().len()).unwrap_or(0));
     let batches: Vec<EncoderBatch> = order
         .chunks(batch_size.max(1))
         .map(|c| EncoderBatch::tokenize(tokenizer, c, 128))
         .collect::<Result<_, _>>()?;
-    let mut best = f64::INFINITY;
+    let mut best = vec![f64::INFINITY; sessions.len()];
     for rep in 0..=repeats.max(1) {
-        let t0 = Instant::now();
-        for b in &batches {
-            runtime::run_encoder(&mut s, b, &["last_hidden_state"])?;
-        }
-        let dt = t0.elapsed().as_secs_f64();
-        if rep > 0 {
-            best = best.min(dt);
+        for (s, b) in sessions.iter_mut().zip(best.iter_mut()) {
+            let t0 = Instant::now();
+            for batch in &batches {
+                runtime::run_encoder(s, batch, &["last_hidden_state"])?;
+            }
+            if rep > 0 {
+                *b = b.min(t0.elapsed().as_secs_f64());
+            }
         }
     }
-    Ok(texts.len() as f64 / best)
+    Ok(best.into_iter().map(|t| texts.len() as f64 / t).collect())
 }
 
 /// Options of [`quantize_dir`].
@@ -343,6 +574,13 @@ pub struct QuantizeDirOptions {
     pub threads: Option<usize>,
     /// Also measure throughput (batch 32, length-sorted) of fp32 vs int8.
     pub measure_speed: bool,
+    /// Activation smoothing strength (`None` or 0 = off); statistics come from `calibration`.
+    pub smooth_alpha: Option<f32>,
+    /// Calibration sentences for smoothing (default: the built-in samples).
+    pub calibration: Option<Vec<String>>,
+    /// Choose the smoothing strength per activation by simulating the int8 MatMuls on calibration
+    /// rows (see [`ActivationStats::samples`]); false = `smooth_alpha` everywhere.
+    pub auto_alpha: bool,
 }
 
 /// Report of [`quantize_dir`].
@@ -370,24 +608,41 @@ pub struct QuantizeReport {
 pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxError> {
     let src = opts.model_dir.join(BACKBONE_FILE);
     let out = opts.out.clone().unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
+    let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
+    let mut quant = opts.quant.clone();
+    if let Some(alpha) = opts.smooth_alpha.filter(|&a| a > 0.0) {
+        if !(alpha <= 1.0) {
+            return Err(OnnxError::Invalid(format!("smoothing alpha {alpha} must be in (0, 1]")));
+        }
+        let cal: Vec<String> = match &opts.calibration {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => super::import::VERIFY_SENTENCES.iter().map(|s| s.to_string()).collect(),
+        };
+        let refs: Vec<&str> = cal.iter().map(String::as_str).collect();
+        let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads)?;
+        if !opts.auto_alpha {
+            stats.samples.clear();
+        }
+        quant.smooth = Some(stats);
+    }
     let mut model = load_model(&src)?;
-    let summary = quantize_model(&mut model, &opts.quant)?;
+    let summary = quantize_model(&mut model, &quant)?;
     if summary.quantized.is_empty() {
         return Err(OnnxError::Graph { path: src.display().to_string(), message: "no weight MatMul to quantize".into() });
     }
     super::set_metadata(&mut model, "edgetune.quantization", &format!(
-        "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32",
+        "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}",
         if opts.quant.per_channel { "per-channel" } else { "per-tensor" },
         if opts.quant.reduce_range { 7 } else { 8 },
         summary.quantized.len(),
-        summary.kept_fp32.len()
+        summary.kept_fp32.len(),
+        opts.smooth_alpha.unwrap_or(0.0)
     ));
     save_model(&out, &model)?;
     let counts = fused_op_counts(&out)?;
     let fused = counts.get("DynamicQuantizeMatMul").copied().unwrap_or(0)
         + counts.get("MatMulIntegerToFloat").copied().unwrap_or(0);
     let unfused = counts.get("MatMulInteger").copied().unwrap_or(0);
-    let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
     let sentences: Vec<String> = match &opts.sentences {
         Some(s) if !s.is_empty() => s.clone(),
         _ => super::import::VERIFY_SENTENCES.iter().map(|s| s.to_string()).collect(),
@@ -396,7 +651,8 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
     let fid = fidelity(&src, &out, &tok, &refs, opts.threads)?;
     let speed = if opts.measure_speed {
         let t = opts.threads.unwrap_or(2);
-        Some((throughput(&src, &tok, &refs, 32, t, 3)?, throughput(&out, &tok, &refs, 32, t, 3)?))
+        let v = throughput(&[&src, &out], &tok, &refs, 32, t, 5)?;
+        Some((v[0], v[1]))
     } else {
         None
     };

@@ -1,0 +1,579 @@
+//! The merged export: one ONNX graph holding the frozen backbone, word pooling and both task heads.
+//!
+//! The backbone graph is kept exactly as used in training (same nodes, same initializers, same
+//! opsets); the nodes of the heads are appended to it (value names prefixed `head/`) and the
+//! backbone's own outputs are replaced by the heads' outputs. Nodes that no output needs any more
+//! (a pooler, say) are pruned.
+//!
+//! Inputs:
+//! - `input_ids`, `attention_mask` (and `token_type_ids` when the backbone has it): int64
+//!   `[batch, sequence]`, padded with the tokenizer's pad id;
+//! - `word_pool`: float `[batch, words, sequence]`; row `w` holds `1/n` at the `n` sub-tokens of word
+//!   `w` (all zero for padding words and words cut by truncation);
+//! - `word_mask`: float `[batch, words]`, 1 for words with sub-tokens.
+//!
+//! Outputs (each only when the run has the head): `intent_logits`, `intent_probs` `[batch, intents]`,
+//! `intent_id` int64 `[batch]`; `slot_logits`, `slot_probs` `[batch, words, tags]`, `slot_ids` int64
+//! `[batch, words]`.
+//!
+//! The semantics are those of [`crate::infer::run_examples`]: per-word features are the mean of the
+//! word's sub-token vectors, the pooled embedding is the mean of the last hidden state over all real
+//! tokens, the layer mixes are linear (so they are applied to the token states before pooling, the
+//! same value up to rounding), and the slot head's bidirectional GRU is ONNX's `GRU` with PyTorch's
+//! `linear_before_reset` formulation, running over each sentence's own words (`sequence_lens`).
+
+use std::collections::HashSet;
+
+use ndarray::{Array2, Array3};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::graph::{self, attr_int, attr_ints, attr_string, value_info_shape, Dim, GraphBuilder};
+use super::proto::{tensor_proto::DataType, ModelProto};
+use super::{set_metadata, OnnxError};
+use crate::heads::{softmax_last, GruDir, Heads, LayerMix, Linear};
+use crate::tokenize::Tokenized;
+
+/// Version of the merged-model contract (inputs, outputs, metadata keys).
+pub const FORMAT_VERSION: u32 = 1;
+/// Metadata key: JSON array of intent labels (index = `intent_id`).
+pub const META_INTENTS: &str = "edgetune.intents";
+/// Metadata key: JSON array of BIO tags (index = `slot_ids` value).
+pub const META_TAGS: &str = "edgetune.tags";
+/// Metadata key: SHA-256 of the `tokenizer.json` the model expects.
+pub const META_TOKENIZER_SHA: &str = "edgetune.tokenizer_sha256";
+/// Metadata key: truncation length in tokens.
+pub const META_MAX_TOKENS: &str = "edgetune.max_tokens";
+/// Metadata key: [`FORMAT_VERSION`].
+pub const META_FORMAT: &str = "edgetune.format_version";
+/// Metadata key: the hidden states the heads read (JSON array), for the record.
+pub const META_STATES: &str = "edgetune.states";
+/// Metadata key: the token id `input_ids` are padded with.
+pub const META_PAD_ID: &str = "edgetune.pad_id";
+
+/// What the merge needs besides the backbone graph and the heads.
+#[derive(Debug, Clone)]
+pub struct MergeSpec {
+    /// Hidden states the heads read, in the order of the run's features (`RunConfig.features.states`).
+    pub states: Vec<usize>,
+    /// SHA-256 of the tokenizer.
+    pub tokenizer_sha256: String,
+    /// Truncation length in tokens.
+    pub max_tokens: usize,
+    /// The tokenizer's padding id.
+    pub pad_id: u32,
+}
+
+fn tensor_f32(t: &candle_core::Tensor) -> Result<Vec<f32>, OnnxError> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| OnnxError::graph(format!("reading head weights: {e}")))
+}
+
+/// `W^T` of a `[out, in]` weight, row-major `[in, out]`.
+fn transposed(w: &candle_core::Tensor) -> Result<(Vec<f32>, usize, usize), OnnxError> {
+    let (out, inp) = w.dims2().map_err(|e| OnnxError::graph(e.to_string()))?;
+    let v = tensor_f32(w)?;
+    let mut t = vec![0f32; v.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = v[o * inp + i];
+        }
+    }
+    Ok((t, inp, out))
+}
+
+struct Ctx {
+    b: GraphBuilder,
+    opset: i64,
+}
+
+impl Ctx {
+    fn i64s(&mut self, name: &str, v: &[i64]) -> String {
+        self.b.initializer_i64(name, &[v.len() as i64], v)
+    }
+
+    fn scalar_f32(&mut self, name: &str, v: f32) -> String {
+        self.b.initializer_f32(name, &[], &[v])
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<super::proto::AttributeProto>, name: &str) -> String {
+        self.b.op_as(op, inputs, attrs, &format!("head/{name}"))
+    }
+
+    fn linear(&mut self, x: &str, l: &Linear, name: &str) -> Result<String, OnnxError> {
+        let (w, inp, out) = transposed(&l.weight)?;
+        let bias = tensor_f32(&l.bias)?;
+        Ok(self.b.linear(x, &w, inp, out, Some(&bias), &format!("head/{name}")))
+    }
+
+    fn squeeze(&mut self, x: &str, axis: i64, name: &str) -> String {
+        let a = self.i64s(&format!("head/{name}.axes"), &[axis]);
+        self.op("Squeeze", &[x, &a], vec![], name)
+    }
+
+    fn unsqueeze(&mut self, x: &str, axis: i64, name: &str) -> String {
+        let a = self.i64s(&format!("head/{name}.axes"), &[axis]);
+        self.op("Unsqueeze", &[x, &a], vec![], name)
+    }
+
+    /// `softmax(weights) * gamma`-weighted sum of the token states, `[B, S, H]`.
+    fn mix(&mut self, mix: &LayerMix, states: &[String], name: &str) -> Result<String, OnnxError> {
+        let w: Vec<f32> = softmax_last(&mix.weights)
+            .and_then(|w| w.broadcast_mul(&mix.gamma))
+            .and_then(|w| w.to_vec1::<f32>())
+            .map_err(|e| OnnxError::graph(e.to_string()))?;
+        if w.len() != states.len() {
+            return Err(OnnxError::graph(format!("{name}: {} mix weights for {} states", w.len(), states.len())));
+        }
+        let mut acc: Option<String> = None;
+        for (i, (s, wi)) in states.iter().zip(&w).enumerate() {
+            let c = self.scalar_f32(&format!("head/{name}.w{i}"), *wi);
+            let term = self.op("Mul", &[s, &c], vec![], &format!("{name}.term{i}"));
+            acc = Some(match acc {
+                Some(a) => self.op("Add", &[&a, &term], vec![], &format!("{name}.sum{i}")),
+                None => term,
+            });
+        }
+        acc.ok_or_else(|| OnnxError::graph("layer mix over zero states"))
+    }
+
+    /// `tanh`-free exact GELU: `0.5 x (1 + erf(x / sqrt 2))`.
+    fn gelu_erf(&mut self, x: &str, name: &str) -> String {
+        let r = self.scalar_f32(&format!("head/{name}.inv_sqrt2"), std::f32::consts::FRAC_1_SQRT_2);
+        let one = self.scalar_f32(&format!("head/{name}.one"), 1.0);
+        let half = self.scalar_f32(&format!("head/{name}.half"), 0.5);
+        let s = self.op("Mul", &[x, &r], vec![], &format!("{name}.scaled"));
+        let e = self.op("Erf", &[&s], vec![], &format!("{name}.erf"));
+        let e1 = self.op("Add", &[&e, &one], vec![], &format!("{name}.erf1"));
+        let h = self.op("Mul", &[&e1, &half], vec![], &format!("{name}.half"));
+        self.op("Mul", &[&h, x], vec![], name)
+    }
+}
+
+/// PyTorch gate blocks (r, z, n) of a `[3h, ...]` tensor reordered to ONNX's (z, r, h).
+fn reorder_gates(v: &[f32], hid: usize) -> Vec<f32> {
+    let block = v.len() / 3;
+    debug_assert_eq!(block % hid, 0);
+    let (r, rest) = v.split_at(block);
+    let (z, n) = rest.split_at(block);
+    [z, r, n].concat()
+}
+
+fn gru_weights(dirs: &[&GruDir], hid: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), OnnxError> {
+    let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
+    for d in dirs {
+        w.extend(reorder_gates(&tensor_f32(&d.w_ih)?, hid));
+        r.extend(reorder_gates(&tensor_f32(&d.w_hh)?, hid));
+        b.extend(reorder_gates(&tensor_f32(&d.b_ih)?, hid));
+        b.extend(reorder_gates(&tensor_f32(&d.b_hh)?, hid));
+    }
+    Ok((w, r, b))
+}
+
+/// Removes nodes that no graph output depends on, then initializers and value infos nothing uses.
+/// Graphs with subgraphs (control flow) are left alone.
+fn prune(g: &mut super::proto::GraphProto) -> Result<(), OnnxError> {
+    if g.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+        return Ok(());
+    }
+    let order = graph::topological_order(g)?;
+    let mut needed: HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
+    let mut keep = vec![false; g.node.len()];
+    for &i in order.iter().rev() {
+        let n = &g.node[i];
+        if n.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            needed.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+        }
+    }
+    let mut i = 0;
+    g.node.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    g.initializer.retain(|t| t.name.as_ref().is_some_and(|n| needed.contains(n)));
+    let produced: HashSet<String> = g.node.iter().flat_map(|n| n.output.iter().cloned()).collect();
+    g.value_info.retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n)));
+    Ok(())
+}
+
+/// Builds the merged model from the backbone graph (as loaded from its file) and trained heads.
+pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> Result<ModelProto, OnnxError> {
+    let opset = graph::default_opset(&model);
+    if opset < 13 {
+        return Err(OnnxError::Invalid(format!(
+            "the backbone imports opset {opset}; the merged export needs opset 13 or later"
+        )));
+    }
+    let layers = super::count_layers(&model)?;
+    if let Some(bad) = spec.states.iter().find(|&&s| s > layers) {
+        return Err(OnnxError::Invalid(format!("hidden state {bad} requested, the backbone has 0..={layers}")));
+    }
+    let tensors = super::hidden::hidden_state_tensors(&model)?;
+    let g = model.graph.take().ok_or_else(|| OnnxError::graph("model has no graph"))?;
+    if !g.output.iter().any(|o| o.name.as_deref() == Some("last_hidden_state")) {
+        return Err(OnnxError::graph("backbone has no output `last_hidden_state`"));
+    }
+    let inputs: Vec<String> = g.input.iter().filter_map(|i| i.name.clone()).collect();
+    for needed in ["input_ids", "attention_mask"] {
+        if !inputs.iter().any(|n| n == needed) {
+            return Err(OnnxError::graph(format!("backbone has no input `{needed}` (inputs: {inputs:?})")));
+        }
+    }
+    let (batch, seq) = g
+        .input
+        .iter()
+        .find(|i| i.name.as_deref() == Some("input_ids"))
+        .and_then(value_info_shape)
+        .filter(|(_, d)| d.len() == 2)
+        .map(|(_, d)| (d[0].clone(), d[1].clone()))
+        .unwrap_or((Dim::param("batch"), Dim::param("sequence")));
+    let words = Dim::param("words");
+    let state_name = |k: usize| if k == layers { "last_hidden_state".to_string() } else { tensors[k].clone() };
+
+    let mut b = GraphBuilder::from_graph(g);
+    b.graph.output.clear();
+    let mut c = Ctx { b, opset };
+    let word_pool = c.b.input("word_pool", DataType::Float, &[batch.clone(), words.clone(), seq.clone()]);
+    let word_mask = c.b.input("word_mask", DataType::Float, &[batch.clone(), words.clone()]);
+    let states: Vec<String> = spec.states.iter().map(|&k| state_name(k)).collect();
+
+    if let Some(h) = &heads.intent {
+        // Pooled embedding: mean of the last hidden state over real tokens.
+        let last = state_name(layers);
+        let m = c.op("Cast", &["attention_mask"], vec![attr_int("to", DataType::Float as i64)], "pool.mask");
+        let m1 = c.unsqueeze(&m, 1, "pool.mask1");
+        let sum = c.op("MatMul", &[&m1, &last], vec![], "pool.sum");
+        let sum = c.squeeze(&sum, 1, "pool.sum_sq");
+        let ax = c.i64s("head/pool.axes", &[1]);
+        let cnt = c.op("ReduceSum", &[&m, &ax], vec![attr_int("keepdims", 1)], "pool.count");
+        let one = c.scalar_f32("head/pool.one", 1.0);
+        let cnt = c.op("Max", &[&cnt, &one], vec![], "pool.count1");
+        let pooled = c.op("Div", &[&sum, &cnt], vec![], "pool.pooled");
+        // Attention over the mixed word features.
+        let mixed = c.mix(&h.mix, &states, "intent.mix")?;
+        let x = c.op("MatMul", &[&word_pool, &mixed], vec![], "intent.words");
+        let t = c.op("Tanh", &[&x], vec![], "intent.tanh");
+        let s = c.linear(&t, &h.attn, "intent.attn")?;
+        let s = c.squeeze(&s, 2, "intent.scores");
+        let one = c.scalar_f32("head/intent.one", 1.0);
+        let big = c.scalar_f32("head/intent.neg", -1e4);
+        let inv = c.op("Sub", &[&one, &word_mask], vec![], "intent.inv_mask");
+        let neg = c.op("Mul", &[&inv, &big], vec![], "intent.neg_mask");
+        let s = c.op("Add", &[&s, &neg], vec![], "intent.masked");
+        let a = c.op("Softmax", &[&s], vec![attr_int("axis", -1)], "intent.attention");
+        let a = c.unsqueeze(&a, 1, "intent.attention1");
+        let ctx = c.op("MatMul", &[&a, &x], vec![], "intent.context1");
+        let ctx = c.squeeze(&ctx, 1, "intent.context");
+        let feats = c.op("Concat", &[&pooled, &ctx], vec![attr_int("axis", 1)], "intent.feats");
+        let hid = c.linear(&feats, &h.hidden, "intent.hidden")?;
+        let hid = c.gelu_erf(&hid, "intent.gelu");
+        let logits = c.linear(&hid, &h.out, "intent.out")?;
+        let probs = c.op("Softmax", &[&logits], vec![attr_int("axis", -1)], "intent.softmax");
+        let id = c.op("ArgMax", &[&probs], vec![attr_int("axis", -1), attr_int("keepdims", 0)], "intent.argmax");
+        let n = Dim::Fixed(heads.config.intents.len() as i64);
+        c.b.output_as(&logits, "intent_logits", DataType::Float, &[batch.clone(), n.clone()]);
+        c.b.output_as(&probs, "intent_probs", DataType::Float, &[batch.clone(), n]);
+        c.b.output_as(&id, "intent_id", DataType::Int64, &[batch.clone()]);
+    }
+
+    if let Some(h) = &heads.slot {
+        let mixed = c.mix(&h.mix, &states, "slot.mix")?;
+        let x = c.op("MatMul", &[&word_pool, &mixed], vec![], "slot.words");
+        let x = c.linear(&x, &h.proj, "slot.proj")?;
+        let hid = h.fwd.w_hh.dim(1).map_err(|e| OnnxError::graph(e.to_string()))?;
+        // Sentence length = one past the last word with features.
+        let shape = c.op("Shape", &[&word_mask], vec![], "slot.mask_shape");
+        let idx1 = c.i64s("head/slot.idx1", &[1]);
+        let w = c.op("Gather", &[&shape, &idx1], vec![attr_int("axis", 0)], "slot.width1");
+        let w = c.squeeze(&w, 0, "slot.width");
+        let one_i = c.b.initializer_i64("head/slot.one_i", &[], &[1]);
+        let w1 = c.op("Add", &[&w, &one_i], vec![], "slot.width_plus1");
+        let pos = c.op("Range", &[&one_i, &w1, &one_i], vec![], "slot.positions");
+        let pos = c.op("Cast", &[&pos], vec![attr_int("to", DataType::Float as i64)], "slot.positions_f");
+        let mp = c.op("Mul", &[&word_mask, &pos], vec![], "slot.mask_pos");
+        let len = if c.opset >= 18 {
+            let ax = c.i64s("head/slot.len_axes", &[1]);
+            c.op("ReduceMax", &[&mp, &ax], vec![attr_int("keepdims", 0)], "slot.len_f")
+        } else {
+            c.op("ReduceMax", &[&mp], vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)], "slot.len_f")
+        };
+        let len = c.op("Cast", &[&len], vec![attr_int("to", DataType::Int32 as i64)], "slot.lengths");
+        let xt = c.op("Transpose", &[&x], vec![attr_ints("perm", &[1, 0, 2])], "slot.gru_in");
+        let (gw, gr, gb) = gru_weights(&[&h.fwd, &h.bwd], hid)?;
+        let inp = h.fwd.w_ih.dim(1).map_err(|e| OnnxError::graph(e.to_string()))?;
+        let gw = c.b.initializer_f32("head/slot.gru.W", &[2, 3 * hid as i64, inp as i64], &gw);
+        let gr = c.b.initializer_f32("head/slot.gru.R", &[2, 3 * hid as i64, hid as i64], &gr);
+        let gb = c.b.initializer_f32("head/slot.gru.B", &[2, 6 * hid as i64], &gb);
+        let outs = c.b.op_multi(
+            "GRU",
+            &[&xt, &gw, &gr, &gb, &len],
+            1,
+            vec![
+                attr_int("hidden_size", hid as i64),
+                attr_string("direction", "bidirectional"),
+                attr_int("linear_before_reset", 1),
+            ],
+            "head/slot.gru",
+        );
+        // Y: [W, 2, B, hid] -> [B, W, 2, hid] -> [B, W, 2*hid] (forward then backward, as concatenated in training).
+        let y = c.op("Transpose", &[&outs[0]], vec![attr_ints("perm", &[2, 0, 1, 3])], "slot.gru_t");
+        let shp = c.i64s("head/slot.shape", &[0, 0, -1]);
+        let y = c.op("Reshape", &[&y, &shp], vec![], "slot.gru_out");
+        let m = c.unsqueeze(&word_mask, 2, "slot.mask3");
+        let y = c.op("Mul", &[&y, &m], vec![], "slot.masked");
+        let logits = c.linear(&y, &h.out, "slot.out")?;
+        let probs = c.op("Softmax", &[&logits], vec![attr_int("axis", -1)], "slot.softmax");
+        let ids = c.op("ArgMax", &[&probs], vec![attr_int("axis", -1), attr_int("keepdims", 0)], "slot.argmax");
+        let n = Dim::Fixed(heads.config.tags.len() as i64);
+        c.b.output_as(&logits, "slot_logits", DataType::Float, &[batch.clone(), words.clone(), n.clone()]);
+        c.b.output_as(&probs, "slot_probs", DataType::Float, &[batch.clone(), words.clone(), n]);
+        c.b.output_as(&ids, "slot_ids", DataType::Int64, &[batch.clone(), words.clone()]);
+    }
+    if heads.intent.is_none() && heads.slot.is_none() {
+        return Err(OnnxError::Invalid("the run has neither an intent nor a slot head".into()));
+    }
+    let mut g = c.b.graph;
+    prune(&mut g)?;
+    // Keep the backbone's inputs the heads still need (all of them, in practice) plus ours.
+    model.graph = Some(g);
+    model.producer_name = Some("edgetune".into());
+    model.producer_version = Some(env!("CARGO_PKG_VERSION").into());
+    let json = |v: &[String]| serde_json::to_string(v).expect("labels serialize");
+    set_metadata(&mut model, META_FORMAT, &FORMAT_VERSION.to_string());
+    set_metadata(&mut model, META_INTENTS, &json(&heads.config.intents));
+    set_metadata(&mut model, META_TAGS, &json(&heads.config.tags));
+    set_metadata(&mut model, META_TOKENIZER_SHA, &spec.tokenizer_sha256);
+    set_metadata(&mut model, META_MAX_TOKENS, &spec.max_tokens.to_string());
+    set_metadata(&mut model, META_STATES, &serde_json::to_string(&spec.states).expect("states serialize"));
+    set_metadata(&mut model, META_PAD_ID, &spec.pad_id.to_string());
+    model.doc_string = Some(DOC.into());
+    Ok(model)
+}
+
+/// The model's `doc_string`: its contract in short.
+const DOC: &str = "edgetune merged model (backbone + word pooling + intent/slot heads). Inputs: input_ids, \
+attention_mask[, token_type_ids] int64 [batch, sequence] padded with edgetune.pad_id; word_pool float \
+[batch, words, sequence] (row w = 1/n at the n sub-tokens of word w, zeros for padding/truncated words); \
+word_mask float [batch, words]. Outputs: intent_logits/intent_probs [batch, intents], intent_id int64 \
+[batch]; slot_logits/slot_probs [batch, words, tags], slot_ids int64 [batch, words]. Labels: metadata \
+edgetune.intents / edgetune.tags (JSON). Tokenizer: tokenizer.json beside the model.";
+
+/// The inputs of a merged model for a batch of tokenized examples (row-major, padded to the
+/// batch's longest sequence and sentence).
+#[derive(Debug, Clone)]
+pub struct MergedInputs {
+    pub input_ids: Array2<i64>,
+    pub attention_mask: Array2<i64>,
+    pub token_type_ids: Array2<i64>,
+    pub word_pool: Array3<f32>,
+    pub word_mask: Array2<f32>,
+}
+
+impl MergedInputs {
+    /// Pads `batch` with `pad_id`; at least one token and one word wide.
+    pub fn new(batch: &[&Tokenized], pad_id: u32) -> Self {
+        let b = batch.len();
+        let t = batch.iter().map(|x| x.ids.len()).max().unwrap_or(0).max(1);
+        let w = batch.iter().map(|x| x.word_tokens.len()).max().unwrap_or(0).max(1);
+        let mut me = MergedInputs {
+            input_ids: Array2::from_elem((b, t), pad_id as i64),
+            attention_mask: Array2::zeros((b, t)),
+            token_type_ids: Array2::zeros((b, t)),
+            word_pool: Array3::zeros((b, w, t)),
+            word_mask: Array2::zeros((b, w)),
+        };
+        for (r, x) in batch.iter().enumerate() {
+            for (c, (&id, &ty)) in x.ids.iter().zip(&x.type_ids).enumerate() {
+                me.input_ids[[r, c]] = id as i64;
+                me.attention_mask[[r, c]] = 1;
+                me.token_type_ids[[r, c]] = ty as i64;
+            }
+            for (j, &(s, e)) in x.word_tokens.iter().enumerate() {
+                if e > s {
+                    me.word_mask[[r, j]] = 1.0;
+                    let v = 1.0 / (e - s) as f32;
+                    for k in s..e {
+                        me.word_pool[[r, j, k as usize]] = v;
+                    }
+                }
+            }
+        }
+        me
+    }
+}
+
+/// A merged model's outputs for one batch (`None` for a head the model lacks).
+#[derive(Debug, Clone, Default)]
+pub struct MergedOutputs {
+    /// `[batch, intents]`.
+    pub intent_logits: Option<Array2<f32>>,
+    pub intent_probs: Option<Array2<f32>>,
+    pub intent_id: Option<Vec<i64>>,
+    /// `[batch, words, tags]`.
+    pub slot_logits: Option<Array3<f32>>,
+    pub slot_probs: Option<Array3<f32>>,
+    pub slot_ids: Option<Array2<i64>>,
+}
+
+/// Runs a merged-model session on one batch.
+pub fn run_merged(session: &mut Session, x: &MergedInputs) -> Result<MergedOutputs, OnnxError> {
+    let err = |e: ort::Error| OnnxError::Runtime { path: "<merged model>".into(), message: e.to_string() };
+    let has_types = session.inputs().iter().any(|i| i.name() == "token_type_ids");
+    let out_names: HashSet<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    let ids = TensorRef::from_array_view(&x.input_ids).map_err(err)?;
+    let mask = TensorRef::from_array_view(&x.attention_mask).map_err(err)?;
+    let types = TensorRef::from_array_view(&x.token_type_ids).map_err(err)?;
+    let pool = TensorRef::from_array_view(&x.word_pool).map_err(err)?;
+    let wmask = TensorRef::from_array_view(&x.word_mask).map_err(err)?;
+    let outputs = if has_types {
+        session
+            .run(ort::inputs![
+                "input_ids" => ids, "attention_mask" => mask, "token_type_ids" => types,
+                "word_pool" => pool, "word_mask" => wmask
+            ])
+            .map_err(err)?
+    } else {
+        session
+            .run(ort::inputs!["input_ids" => ids, "attention_mask" => mask, "word_pool" => pool, "word_mask" => wmask])
+            .map_err(err)?
+    };
+    let f2 = |n: &str| -> Result<Option<Array2<f32>>, OnnxError> {
+        if !out_names.contains(n) {
+            return Ok(None);
+        }
+        let v = outputs[n].try_extract_array::<f32>().map_err(err)?;
+        Ok(Some(v.into_dimensionality().map_err(|e| OnnxError::graph(format!("{n}: {e}")))?.to_owned()))
+    };
+    let f3 = |n: &str| -> Result<Option<Array3<f32>>, OnnxError> {
+        if !out_names.contains(n) {
+            return Ok(None);
+        }
+        let v = outputs[n].try_extract_array::<f32>().map_err(err)?;
+        Ok(Some(v.into_dimensionality().map_err(|e| OnnxError::graph(format!("{n}: {e}")))?.to_owned()))
+    };
+    let mut o = MergedOutputs { intent_logits: f2("intent_logits")?, intent_probs: f2("intent_probs")?, ..Default::default() };
+    o.slot_logits = f3("slot_logits")?;
+    o.slot_probs = f3("slot_probs")?;
+    if out_names.contains("intent_id") {
+        o.intent_id = Some(outputs["intent_id"].try_extract_array::<i64>().map_err(err)?.iter().copied().collect());
+    }
+    if out_names.contains("slot_ids") {
+        let v = outputs["slot_ids"].try_extract_array::<i64>().map_err(err)?;
+        o.slot_ids = Some(v.into_dimensionality().map_err(|e| OnnxError::graph(format!("slot_ids: {e}")))?.to_owned());
+    }
+    Ok(o)
+}
+
+/// Sentences the export checks itself on (plus one longer than the token limit, for truncation).
+pub const SAMPLE_SENTENCES: &[&str] = &[
+    "play some jazz music",
+    "book a table for two tonight at eight",
+    "what is the weather like in paris tomorrow",
+    "set an alarm for 7 am",
+    "add this unbelievably loud song to my playlist",
+    "hello",
+    "rate this novel five stars",
+    // A word without any token (format character) in the middle, and a sentence of only such a word
+    // (zero-length GRU sequence).
+    "play \u{200b} jazz",
+    "\u{200b}",
+];
+
+/// The figures of a self-check.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Sentences compared.
+    pub sentences: usize,
+    /// Largest |intent logit difference| (0 without an intent head).
+    pub intent_max_diff: f32,
+    /// Largest |slot logit difference| over each sentence's words (0 without a slot head).
+    pub slot_max_diff: f32,
+    /// Predicted ids that differ (intents + word tags).
+    pub id_mismatches: usize,
+}
+
+impl VerifyReport {
+    /// Largest logit difference of both heads.
+    pub fn max_diff(&self) -> f32 {
+        self.intent_max_diff.max(self.slot_max_diff)
+    }
+}
+
+/// Reference logits of the training pipeline (backbone outputs pooled per word by
+/// [`crate::infer::example_rows`], heads in candle) for each example, in order: intent logits and
+/// per-word slot logits (the sentence's words only).
+#[allow(clippy::type_complexity)]
+pub fn reference_logits(
+    backbone: &mut crate::backbone::Backbone,
+    heads: &Heads,
+    states: &[usize],
+    toks: &[Tokenized],
+) -> anyhow::Result<Vec<(Option<Vec<f32>>, Option<Vec<Vec<f32>>>)>> {
+    use crate::infer::example_rows;
+    use crate::train::batch::make_batch;
+    let positions: Vec<usize> =
+        states.iter().map(|s| backbone.states.iter().position(|b| b == s).expect("backbone has the run's states")).collect();
+    let last = backbone.states.iter().position(|&b| b == backbone.layers).expect("last state loaded");
+    let mut order: Vec<usize> = (0..toks.len()).collect();
+    order.sort_by_key(|&i| (toks[i].ids.len(), i));
+    let mut res = vec![(None, None); toks.len()];
+    let dev = candle_core::Device::Cpu;
+    for chunk in order.chunks(32) {
+        let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
+        let out = backbone.run(&batch)?;
+        let rows: Vec<_> = (0..chunk.len()).map(|r| example_rows(&out, r, batch[r], &positions, last)).collect();
+        let refs: Vec<_> = rows.iter().collect();
+        let b = make_batch(&refs, states.len(), backbone.hidden, &dev)?;
+        let il: Option<Vec<Vec<f32>>> = match &heads.intent {
+            Some(h) => Some(h.forward(&b.words, &b.mask, &b.pooled, None)?.to_vec2()?),
+            None => None,
+        };
+        let sl: Option<Vec<Vec<Vec<f32>>>> = match &heads.slot {
+            Some(h) => Some(h.forward(&b.words, &b.mask, None)?.to_vec3()?),
+            None => None,
+        };
+        for (r, &i) in chunk.iter().enumerate() {
+            let w = rows[r].words;
+            res[i] = (il.as_ref().map(|v| v[r].clone()), sl.as_ref().map(|v| v[r][..w].to_vec()));
+        }
+    }
+    Ok(res)
+}
+
+/// Compares a merged model (a session on it) with the training pipeline on `toks` (all in one
+/// padded batch on the merged side, length-sorted batches on the reference side, as `infer` does).
+pub fn verify(
+    merged: &mut Session,
+    backbone: &mut crate::backbone::Backbone,
+    heads: &Heads,
+    states: &[usize],
+    toks: &[Tokenized],
+    pad_id: u32,
+) -> anyhow::Result<VerifyReport> {
+    let reference = reference_logits(backbone, heads, states, toks)?;
+    let decoded = crate::infer::run_examples(backbone, heads, states, toks, 32)?;
+    let refs: Vec<&Tokenized> = toks.iter().collect();
+    let out = run_merged(merged, &MergedInputs::new(&refs, pad_id))?;
+    let mut rep = VerifyReport { sentences: toks.len(), ..Default::default() };
+    for (i, ((ri, rs), (d, _))) in reference.iter().zip(&decoded).enumerate() {
+        if let (Some(ri), Some((id, _, _))) = (ri, &d.intent) {
+            let ml = out.intent_logits.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no intent_logits"))?;
+            let mid = out.intent_id.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no intent_id"))?;
+            let row: Vec<f32> = ml.row(i).to_vec();
+            rep.intent_max_diff = rep.intent_max_diff.max(super::runtime::max_abs_diff(ri, &row));
+            rep.id_mismatches += usize::from(mid[i] as usize != *id);
+        }
+        if let (Some(rs), Some(tags)) = (rs, &d.tags) {
+            let ml = out.slot_logits.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no slot_logits"))?;
+            let mid = out.slot_ids.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no slot_ids"))?;
+            for (w, (row, (tid, _))) in rs.iter().zip(tags).enumerate() {
+                let m: Vec<f32> = ml.slice(ndarray::s![i, w, ..]).to_vec();
+                rep.slot_max_diff = rep.slot_max_diff.max(super::runtime::max_abs_diff(row, &m));
+                rep.id_mismatches += usize::from(mid[[i, w]] as usize != *tid);
+            }
+        }
+    }
+    Ok(rep)
+}

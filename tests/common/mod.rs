@@ -1,0 +1,52 @@
+//! Helpers shared by the CLI integration tests: the binary, temp dirs, the real model.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails with set-up instructions when the runtime or default model is missing (CI sets them up).
+pub fn require_setup() {
+    let r = root();
+    let lib = r.join(".runtime").join(std::env::consts::ARCH).join("libonnxruntime.so");
+    let model = r.join(".models").join("default");
+    assert!(
+        lib.is_file() && model.exists(),
+        "ONNX Runtime ({}) or the default model ({}) is missing: run `./setup.sh test` (or models/setup.sh + models/prepare.sh)",
+        lib.display(),
+        model.display()
+    );
+}
+
+/// `edgetune` with an isolated feature cache.
+pub fn edgetune(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgetune"));
+    c.env("EDGETUNE_CACHE", cache).env_remove("EDGETUNE_MODEL").current_dir(root());
+    c
+}
+
+/// Runs a command and asserts success, returning stdout.
+pub fn ok(mut c: Command) -> String {
+    let out: Output = c.output().expect("edgetune starts");
+    assert!(
+        out.status.success(),
+        "command failed: {c:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs a command and asserts failure, returning stderr.
+pub fn fails(mut c: Command) -> String {
+    let out: Output = c.output().expect("edgetune starts");
+    assert!(!out.status.success(), "command unexpectedly succeeded: {c:?}\nstdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert!(!err.contains("panicked"), "a panic instead of an error: {err}");
+    err
+}

@@ -1,0 +1,200 @@
+//! The merged export end to end: train a tiny run on the demo data with the CLI, export it (the
+//! export checks itself), then compare `infer --model` with `infer --run`, the merged model in
+//! Python's onnxruntime with the training pipeline, and check that the self-check would catch a
+//! model that disagrees.
+//!
+//! Needs set-up's `.models/default` and `.runtime/` (see `models/setup.sh`); fails if they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgetune::backbone::{Backbone, ModelFiles, SessionConfig};
+use edgetune::onnx::export::{self, MergeSpec, MergedInputs};
+use edgetune::tokenize::{Tokenized, WordTokenizer};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require_setup() {
+    let model = root().join(".models/default/model.onnx");
+    let rt = root().join(".runtime").join(std::env::consts::ARCH).join("libonnxruntime.so");
+    assert!(
+        model.is_file() && rt.is_file(),
+        "this test needs the default model ({}) and ONNX Runtime ({}); run models/setup.sh first",
+        model.display(),
+        rt.display()
+    );
+}
+
+fn edgetune(args: &[&str], cache: &Path) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_edgetune"))
+        .args(args)
+        .args(["--threads", "1"])
+        .env("EDGETUNE_CACHE", cache)
+        .current_dir(root())
+        .output()
+        .expect("edgetune runs");
+    assert!(
+        out.status.success(),
+        "edgetune {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8(bytes.to_vec()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Same structure and strings, floats within `tol`; returns the largest float difference.
+fn compare(a: &serde_json::Value, b: &serde_json::Value, tol: f64, path: &str) -> f64 {
+    use serde_json::Value as V;
+    match (a, b) {
+        (V::Number(x), V::Number(y)) if x.is_f64() || y.is_f64() => {
+            let d = (x.as_f64().unwrap() - y.as_f64().unwrap()).abs();
+            assert!(d <= tol, "{path}: {x} vs {y}");
+            d
+        }
+        (V::Object(x), V::Object(y)) => {
+            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{path}: keys differ");
+            x.iter().map(|(k, v)| compare(v, &y[k], tol, &format!("{path}.{k}"))).fold(0.0, f64::max)
+        }
+        (V::Array(x), V::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{path}: lengths differ");
+            x.iter().zip(y).enumerate().map(|(i, (p, q))| compare(p, q, tol, &format!("{path}[{i}]"))).fold(0.0, f64::max)
+        }
+        _ => {
+            assert_eq!(a, b, "{path}");
+            0.0
+        }
+    }
+}
+
+/// Sentences of the demo test split, plus an empty line and one longer than the token limit.
+fn sentences() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("data/demo/test.jsonl")).unwrap();
+    let mut out: Vec<String> = text
+        .lines()
+        .take(40)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["words"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    out.push(String::new());
+    // A word without tokens in the middle, and a line of only such a word.
+    out.push("play \u{200b} jazz".into());
+    out.push("\u{200b}".into());
+    out.push(["play unbelievably loud jazz in the kitchen"; 40].join(" "));
+    out
+}
+
+fn python_onnxruntime() -> bool {
+    Command::new("python3")
+        .args(["-c", "import onnxruntime, numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn export_matches_run_in_rust_and_python() {
+    require_setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = tmp.path().join("run");
+    let out_dir = tmp.path().join("deploy");
+    let merged = out_dir.join("merged.onnx");
+    let (run_s, merged_s) = (run.to_str().unwrap(), merged.to_str().unwrap());
+    edgetune(&["train", "--data", "data/demo", "--out", run_s, "--epochs", "2", "-q"], &cache);
+
+    // Export: self-checked, tokenizer beside the model.
+    let o = edgetune(&["export", "--run", run_s, "--out", merged_s], &cache);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("self-check passed"), "{err}");
+    eprintln!("{}", err.trim());
+    assert!(out_dir.join("tokenizer.json").is_file());
+
+    // infer --model vs infer --run on the same lines: same labels and spans, numbers within 1e-4.
+    let input = tmp.path().join("input.txt");
+    let lines = sentences();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let a = json_lines(&edgetune(&["infer", "--run", run_s, input.to_str().unwrap(), "--logits"], &cache).stdout);
+    let b = json_lines(&edgetune(&["infer", "--model", merged_s, input.to_str().unwrap(), "--logits"], &cache).stdout);
+    assert_eq!(a.len(), lines.len());
+    let d = compare(&serde_json::Value::Array(a.clone()), &serde_json::Value::Array(b), 1e-4, "infer");
+    eprintln!("infer --run vs infer --model: {} lines, max |diff| {d:.2e}", a.len());
+    assert!(a.iter().any(|v| v["truncated"] == true), "the long line is truncated");
+
+    // The training pipeline, in process.
+    edgetune::backbone::init_runtime(None).unwrap();
+    let (rc, heads) = edgetune::run::load_run(&run).unwrap();
+    let files = ModelFiles { onnx: rc.backbone.onnx.clone(), tokenizer: rc.backbone.tokenizer.clone() };
+    let tokenizer = WordTokenizer::from_file(&out_dir.join("tokenizer.json"), Some(rc.backbone.max_tokens)).unwrap();
+    let toks: Vec<Tokenized> = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| tokenizer.encode_words(&l.split_whitespace().map(str::to_string).collect::<Vec<_>>(), &|| "t".into()).unwrap())
+        .collect();
+    let mut states = rc.features.states.clone();
+    states.push(rc.backbone.layers);
+    let cfg = SessionConfig { threads: 1, ..SessionConfig::default() };
+    let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &cfg).unwrap();
+    let reference = edgetune::infer::run_examples(&mut backbone, &heads, &rc.features.states, &toks, 32).unwrap();
+
+    // Python's onnxruntime on the merged model, fed the same inputs (one padded batch).
+    if python_onnxruntime() {
+        let refs: Vec<&Tokenized> = toks.iter().collect();
+        let x = MergedInputs::new(&refs, tokenizer.pad_id());
+        let spec = |shape: &[usize], dtype: &str, data: serde_json::Value| serde_json::json!({ "shape": shape, "dtype": dtype, "data": data });
+        let inputs = serde_json::json!({
+            "input_ids": spec(x.input_ids.shape(), "int64", serde_json::json!(x.input_ids.iter().collect::<Vec<_>>())),
+            "attention_mask": spec(x.attention_mask.shape(), "int64", serde_json::json!(x.attention_mask.iter().collect::<Vec<_>>())),
+            "token_type_ids": spec(x.token_type_ids.shape(), "int64", serde_json::json!(x.token_type_ids.iter().collect::<Vec<_>>())),
+            "word_pool": spec(x.word_pool.shape(), "float32", serde_json::json!(x.word_pool.iter().collect::<Vec<_>>())),
+            "word_mask": spec(x.word_mask.shape(), "float32", serde_json::json!(x.word_mask.iter().collect::<Vec<_>>())),
+        });
+        let inputs_path = tmp.path().join("inputs.json");
+        std::fs::write(&inputs_path, inputs.to_string()).unwrap();
+        let o = Command::new("python3")
+            .arg(root().join("tests/export_parity.py"))
+            .arg(&merged)
+            .arg(&inputs_path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "export_parity.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        let py: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let (mut intent_diff, mut words) = (0f32, 0usize);
+        for (i, (d, kept)) in reference.iter().enumerate() {
+            let (id, _, logits) = d.intent.as_ref().expect("demo data has intents");
+            assert_eq!(py["intent_id"][i].as_u64().unwrap() as usize, *id, "sentence {i}: intent");
+            assert_eq!(py["intent"][i].as_str().unwrap(), rc.heads.intents[*id]);
+            for (j, l) in logits.iter().enumerate() {
+                intent_diff = intent_diff.max((py["intent_logits"][i][j].as_f64().unwrap() as f32 - l).abs());
+            }
+            for (w, ((tid, _), k)) in d.tags.as_ref().expect("demo data has tags").iter().zip(kept).enumerate() {
+                let p = py["slot_ids"][i][w].as_u64().unwrap() as usize;
+                assert!(!k || p == *tid, "sentence {i} word {w}: tag {p} vs {tid}");
+                words += usize::from(*k);
+            }
+        }
+        eprintln!("python onnxruntime vs pipeline: {} sentences, {words} words, ids identical, max |diff intent logit| {intent_diff:.2e}", toks.len());
+        assert!(intent_diff <= 1e-4, "intent logits differ by {intent_diff}");
+    } else {
+        eprintln!("SKIPPED the Python parity check: python3 with onnxruntime and numpy is not available");
+    }
+
+    // The self-check catches a model that disagrees: heads perturbed after the merge.
+    let model = edgetune::onnx::load_model(&rc.backbone.onnx).unwrap();
+    let spec = MergeSpec { states: rc.features.states.clone(), tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(), max_tokens: rc.backbone.max_tokens, pad_id: tokenizer.pad_id() };
+    let bytes = edgetune::onnx::encode_model(&export::build_merged(model, &heads, &spec).unwrap());
+    let mut session = edgetune::backbone::open_session(&bytes, Path::new("<merged>"), &cfg).unwrap();
+    let ok = export::verify(&mut session, &mut backbone, &heads, &rc.features.states, &toks[..4], tokenizer.pad_id()).unwrap();
+    assert!(ok.max_diff() <= 1e-4 && ok.id_mismatches == 0, "{ok:?}");
+    let p = heads.params.params.iter().find(|p| p.name == "slot.out.bias").unwrap();
+    p.var.set(&(p.var.as_tensor() + 0.01).unwrap()).unwrap();
+    let bad = export::verify(&mut session, &mut backbone, &heads, &rc.features.states, &toks[..4], tokenizer.pad_id()).unwrap();
+    assert!(bad.slot_max_diff > 1e-3, "perturbed heads must be detected: {bad:?}");
+}
