@@ -38,7 +38,7 @@ fn model_dir() -> Option<PathBuf> {
             warn_cosine: 0.0,
             threads: Some(2),
             measure_speed: false,
-            smooth_alpha: Some(0.5),
+            smooth_alpha: Some(0.7),
             calibration: None,
             auto_alpha: false,
         };
@@ -49,15 +49,28 @@ fn model_dir() -> Option<PathBuf> {
 
 fn bench(c: &mut Criterion) {
     let Some(dir) = model_dir() else { return };
-    let Ok(tok) = runtime::load_tokenizer(&dir.join(import::TOKENIZER_FILE)) else { return };
+    let Ok(tok) = runtime::load_tokenizer(&dir.join(import::TOKENIZER_FILE)) else {
+        return;
+    };
     let texts: Vec<&str> = SENTENCES.iter().cycle().take(32).copied().collect();
-    let Ok(batch) = runtime::EncoderBatch::tokenize(&tok, &texts, 128) else { return };
-    let opts = runtime::SessionOptions { threads: Some(2), ..Default::default() };
+    let Ok(batch) = runtime::EncoderBatch::tokenize(&tok, &texts, 128) else {
+        return;
+    };
+    let opts = runtime::SessionOptions {
+        threads: Some(2),
+        ..Default::default()
+    };
     let mut g = c.benchmark_group("minilm_batch32_2threads");
     for file in [import::BACKBONE_FILE, quantize::INT8_FILE] {
-        let Ok(mut s) = runtime::open_session(&dir.join(file), &opts) else { continue };
+        let Ok(mut s) = runtime::open_session(&dir.join(file), &opts) else {
+            continue;
+        };
         g.bench_function(file, |b| {
-            b.iter(|| runtime::run_encoder(&mut s, &batch, &["last_hidden_state"]).map(|o| o.len()).unwrap_or(0))
+            b.iter(|| {
+                runtime::run_encoder(&mut s, &batch, &["last_hidden_state"])
+                    .map(|o| o.len())
+                    .unwrap_or(0)
+            })
         });
     }
     g.finish();

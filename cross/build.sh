@@ -65,7 +65,7 @@ check_binary() {
   if [ -n "$too_new" ]; then
     echo "cross/build.sh: FAILED: $bin needs glibc symbol versions above GLIBC_$glibc: $(tr '\n' ' ' <<< "$too_new")" >&2
     echo "  symbols responsible:" >&2
-    "$readelf" --dyn-syms -W "$bin" | grep -E "@($(paste -sd'|' <<< "$too_new"))" | awk '{print "   ", $NF}' | head -20 >&2
+    "$readelf" --dyn-syms -W "$bin" | grep -oE "[^ ]+@+($(paste -sd'|' <<< "$too_new"))" | sort -u | sed 's/^/    /' | head -20 >&2
     exit 1
   fi
   if "$readelf" -S -W "$bin" | grep -qE '\] \.(symtab|debug_info) '; then

@@ -46,7 +46,10 @@ pub enum FeatureError {
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> FeatureError + '_ {
-    move |source| FeatureError::Io { path: path.to_path_buf(), source }
+    move |source| FeatureError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What one row of cached states stands for.
@@ -118,12 +121,20 @@ impl SplitFeatures {
     }
 
     /// Reads example `i`'s rows (`rows × states × hidden` values) into `out`, converted to f32.
-    pub fn read_rows(&self, i: usize, out: &mut Vec<f32>, scratch: &mut Vec<f16>) -> Result<(), FeatureError> {
+    pub fn read_rows(
+        &self,
+        i: usize,
+        out: &mut Vec<f32>,
+        scratch: &mut Vec<f16>,
+    ) -> Result<(), FeatureError> {
         let n = self.meta.rows[i] as usize * self.row_width();
         scratch.resize(n, f16::ZERO);
         let path = self.dir.join("states.f16");
         self.states
-            .read_exact_at(bytemuck::cast_slice_mut(scratch.as_mut_slice()), self.offsets[i] * 2)
+            .read_exact_at(
+                bytemuck::cast_slice_mut(scratch.as_mut_slice()),
+                self.offsets[i] * 2,
+            )
             .map_err(io_err(&path))?;
         out.clear();
         out.extend(scratch.iter().map(|v| v.to_f32()));
@@ -162,11 +173,16 @@ impl FeatureContext {
     ) -> Result<Self, FeatureError> {
         let tokenizer = WordTokenizer::from_file(&files.tokenizer, max_tokens)?;
         let model_sha = fsutil::sha256_file(&files.onnx).map_err(io_err(&files.onnx))?;
-        let tokenizer_sha = fsutil::sha256_file(&files.tokenizer).map_err(io_err(&files.tokenizer))?;
-        let model = crate::onnx::load_model(&files.onnx)
-            .map_err(|e| BackboneError::Model { path: files.onnx.clone(), message: e.to_string() })?;
-        let layers = crate::onnx::count_layers(&model)
-            .map_err(|e| BackboneError::Model { path: files.onnx.clone(), message: e.to_string() })?;
+        let tokenizer_sha =
+            fsutil::sha256_file(&files.tokenizer).map_err(io_err(&files.tokenizer))?;
+        let model = crate::onnx::load_model(&files.onnx).map_err(|e| BackboneError::Model {
+            path: files.onnx.clone(),
+            message: e.to_string(),
+        })?;
+        let layers = crate::onnx::count_layers(&model).map_err(|e| BackboneError::Model {
+            path: files.onnx.clone(),
+            message: e.to_string(),
+        })?;
         let hidden = declared_hidden(&model);
         Ok(Self {
             hidden,
@@ -221,6 +237,11 @@ impl FeatureContext {
         Ok(self.backbone.as_mut().expect("loaded above"))
     }
 
+    /// Frees the backbone's session (its weights and memory arena) until it is needed again.
+    pub fn release_backbone(&mut self) {
+        self.backbone = None;
+    }
+
     /// The cache key of `split` under `spec`.
     pub fn key(&self, split: &Split, spec: &FeatureSpec) -> String {
         let mut h = Sha256::new();
@@ -240,7 +261,11 @@ impl FeatureContext {
     }
 
     /// Opens the cached features of `split`, extracting them first when no valid entry exists.
-    pub fn load_or_extract(&mut self, split: &Split, spec: &FeatureSpec) -> Result<SplitFeatures, FeatureError> {
+    pub fn load_or_extract(
+        &mut self,
+        split: &Split,
+        spec: &FeatureSpec,
+    ) -> Result<SplitFeatures, FeatureError> {
         let key = self.key(split, spec);
         let dir = self.cache_dir.join(&key);
         if dir.join("meta.json").is_file() {
@@ -262,12 +287,22 @@ impl FeatureContext {
         let items: Vec<(&[String], String)> = split
             .examples
             .iter()
-            .map(|e| (e.words.as_slice(), format!("{}:{}", e.origin.file.display(), e.origin.line)))
+            .map(|e| {
+                (
+                    e.words.as_slice(),
+                    format!("{}:{}", e.origin.file.display(), e.origin.line),
+                )
+            })
             .collect();
         Ok(self.tokenizer.encode_all(items.into_par_iter())?)
     }
 
-    fn extract(&mut self, split: &Split, spec: &FeatureSpec, key: &str) -> Result<(), FeatureError> {
+    fn extract(
+        &mut self,
+        split: &Split,
+        spec: &FeatureSpec,
+        key: &str,
+    ) -> Result<(), FeatureError> {
         let toks = self.tokenize(split)?;
         let rows: Vec<u32> = toks
             .iter()
@@ -304,9 +339,19 @@ impl FeatureContext {
         let pos: Vec<usize> = spec
             .states
             .iter()
-            .map(|s| backbone.states.iter().position(|b| b == s).expect("backbone loaded with spec states"))
+            .map(|s| {
+                backbone
+                    .states
+                    .iter()
+                    .position(|b| b == s)
+                    .expect("backbone loaded with spec states")
+            })
             .collect();
-        let last_pos = backbone.states.iter().position(|&b| b == layers).expect("last state always loaded");
+        let last_pos = backbone
+            .states
+            .iter()
+            .position(|&b| b == layers)
+            .expect("last state always loaded");
 
         let mut order: Vec<usize> = (0..toks.len()).collect();
         order.sort_by_key(|&i| (toks[i].ids.len(), i));
@@ -329,19 +374,33 @@ impl FeatureContext {
             let out = backbone.run(&batch)?;
             for (r, &i) in chunk.iter().enumerate() {
                 let t = &toks[i];
-                pooled[i * hidden..(i + 1) * hidden].copy_from_slice(&pooled_mean(&out, r, t.ids.len(), last_pos));
+                pooled[i * hidden..(i + 1) * hidden].copy_from_slice(&pooled_mean(
+                    &out,
+                    r,
+                    t.ids.len(),
+                    last_pos,
+                ));
                 buf.clear();
                 match spec.unit {
                     Unit::Tokens => {
                         for tok in 0..t.ids.len() {
                             for &sp in &pos {
-                                buf.extend(out.states[sp].slice(ndarray::s![r, tok, ..]).iter().map(|&v| f16::from_f32(v)));
+                                buf.extend(
+                                    out.states[sp]
+                                        .slice(ndarray::s![r, tok, ..])
+                                        .iter()
+                                        .map(|&v| f16::from_f32(v)),
+                                );
                             }
                         }
                     }
-                    Unit::Words => buf.extend(word_rows(&out, r, t, &pos).0.into_iter().map(f16::from_f32)),
+                    Unit::Words => {
+                        buf.extend(word_rows(&out, r, t, &pos).0.into_iter().map(f16::from_f32))
+                    }
                 }
-                states_file.write_all_at(bytemuck::cast_slice(&buf), offsets[i] * 2).map_err(io_err(&states_path))?;
+                states_file
+                    .write_all_at(bytemuck::cast_slice(&buf), offsets[i] * 2)
+                    .map_err(io_err(&states_path))?;
             }
             bar.inc(chunk.len() as u64);
         }
@@ -349,7 +408,8 @@ impl FeatureContext {
         states_file.sync_all().map_err(io_err(&states_path))?;
         drop(states_file);
         let pooled_path = tmp.join("pooled.f32");
-        fsutil::write_atomic(&pooled_path, bytemuck::cast_slice(&pooled)).map_err(io_err(&pooled_path))?;
+        fsutil::write_atomic(&pooled_path, bytemuck::cast_slice(&pooled))
+            .map_err(io_err(&pooled_path))?;
         let meta = CacheMeta {
             version: CACHE_VERSION,
             key: key.to_string(),
@@ -359,11 +419,20 @@ impl FeatureContext {
             max_tokens,
             rows,
             word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
-            truncated: toks.iter().enumerate().filter(|(_, t)| t.truncated).map(|(i, _)| i).collect(),
+            truncated: toks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.truncated)
+                .map(|(i, _)| i)
+                .collect(),
             tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
         };
         let meta_path = tmp.join("meta.json");
-        fsutil::write_atomic(&meta_path, &serde_json::to_vec(&meta).expect("meta serializes")).map_err(io_err(&meta_path))?;
+        fsutil::write_atomic(
+            &meta_path,
+            &serde_json::to_vec(&meta).expect("meta serializes"),
+        )
+        .map_err(io_err(&meta_path))?;
         let dest = cache_dir.join(key);
         let _ = fs::remove_dir_all(&dest);
         fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
@@ -373,10 +442,14 @@ impl FeatureContext {
 }
 
 fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
-    let corrupt = |message: String| FeatureError::Corrupt { path: dir.to_path_buf(), message };
+    let corrupt = |message: String| FeatureError::Corrupt {
+        path: dir.to_path_buf(),
+        message,
+    };
     let meta_path = dir.join("meta.json");
-    let meta: CacheMeta = serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
-        .map_err(|e| corrupt(format!("meta.json: {e}")))?;
+    let meta: CacheMeta =
+        serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
+            .map_err(|e| corrupt(format!("meta.json: {e}")))?;
     if meta.version != CACHE_VERSION || meta.key != key || meta.rows.len() != meta.examples {
         return Err(corrupt("meta.json does not match its key".into()));
     }
@@ -392,36 +465,66 @@ fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     let states = File::open(&states_path).map_err(io_err(&states_path))?;
     let len = states.metadata().map_err(io_err(&states_path))?.len();
     if len != acc * 2 {
-        return Err(corrupt(format!("states.f16 has {len} bytes, expected {}", acc * 2)));
+        return Err(corrupt(format!(
+            "states.f16 has {len} bytes, expected {}",
+            acc * 2
+        )));
     }
     let pooled_path = dir.join("pooled.f32");
     let bytes = fs::read(&pooled_path).map_err(io_err(&pooled_path))?;
     if bytes.len() != meta.examples * meta.hidden * 4 {
-        return Err(corrupt(format!("pooled.f32 has {} bytes, expected {}", bytes.len(), meta.examples * meta.hidden * 4)));
+        return Err(corrupt(format!(
+            "pooled.f32 has {} bytes, expected {}",
+            bytes.len(),
+            meta.examples * meta.hidden * 4
+        )));
     }
-    let pooled: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Ok(SplitFeatures { meta, dir: dir.to_path_buf(), offsets, states, pooled })
+    let pooled: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(SplitFeatures {
+        meta,
+        dir: dir.to_path_buf(),
+        offsets,
+        states,
+        pooled,
+    })
 }
 
 /// The hidden size from the graph's `last_hidden_state` output shape, else from the size of its
 /// first LayerNormalization's scale.
 fn declared_hidden(model: &crate::onnx::proto::ModelProto) -> usize {
-    let Some(g) = model.graph.as_ref() else { return 0 };
-    let from_output = g.output.iter().find(|o| o.name.as_deref() == Some("last_hidden_state")).and_then(|o| {
-        use crate::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto::Value as T};
-        match o.r#type.as_ref()?.value.as_ref()? {
-            T::TensorType(t) => match t.shape.as_ref()?.dim.get(2)?.value.as_ref()? {
-                Value::DimValue(v) => Some(*v as usize),
+    let Some(g) = model.graph.as_ref() else {
+        return 0;
+    };
+    let from_output = g
+        .output
+        .iter()
+        .find(|o| o.name.as_deref() == Some("last_hidden_state"))
+        .and_then(|o| {
+            use crate::onnx::proto::{
+                tensor_shape_proto::dimension::Value, type_proto::Value as T,
+            };
+            match o.r#type.as_ref()?.value.as_ref()? {
+                T::TensorType(t) => match t.shape.as_ref()?.dim.get(2)?.value.as_ref()? {
+                    Value::DimValue(v) => Some(*v as usize),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        }
-    });
+            }
+        });
     from_output
         .or_else(|| {
-            let ln = g.node.iter().find(|n| n.op_type.as_deref() == Some("LayerNormalization"))?;
+            let ln = g
+                .node
+                .iter()
+                .find(|n| n.op_type.as_deref() == Some("LayerNormalization"))?;
             let scale = ln.input.get(1)?;
-            let init = g.initializer.iter().find(|t| t.name.as_deref() == Some(scale.as_str()))?;
+            let init = g
+                .initializer
+                .iter()
+                .find(|t| t.name.as_deref() == Some(scale.as_str()))?;
             init.dims.first().map(|&d| d as usize)
         })
         .unwrap_or(0)

@@ -57,7 +57,15 @@ pub enum Init {
 
 impl ParamSet {
     /// Creates a parameter; `rng` makes initialisation reproducible.
-    pub fn add(&mut self, name: &str, shape: &[usize], init: Init, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Tensor> {
+    pub fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        group: Group,
+        rng: &mut ChaCha8Rng,
+        dev: &Device,
+    ) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = match init {
             Init::Zeros => vec![0.0; n],
@@ -71,7 +79,11 @@ impl ParamSet {
         };
         let var = Var::from_tensor(&Tensor::from_vec(data, shape, dev)?)?;
         let t = var.as_tensor().clone();
-        self.params.push(Param { name: name.to_string(), group, var });
+        self.params.push(Param {
+            name: name.to_string(),
+            group,
+            var,
+        });
         Ok(t)
     }
 
@@ -82,7 +94,11 @@ impl ParamSet {
 
     /// Number of scalar parameters in the given groups.
     pub fn count(&self, groups: &dyn Fn(Group) -> bool) -> usize {
-        self.params.iter().filter(|p| groups(p.group)).map(|p| p.var.as_tensor().elem_count()).sum()
+        self.params
+            .iter()
+            .filter(|p| groups(p.group))
+            .map(|p| p.var.as_tensor().elem_count())
+            .sum()
     }
 }
 
@@ -94,7 +110,15 @@ pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut ChaCha8Rng>) -> Result<Tenso
         return Ok(x.clone());
     }
     let keep = 1.0 - p;
-    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect();
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 
@@ -114,9 +138,31 @@ pub struct Linear {
 
 impl Linear {
     /// Creates `name.weight` and `name.bias`.
-    pub fn new(ps: &mut ParamSet, name: &str, inp: usize, out: usize, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Self> {
-        let weight = ps.add(&format!("{name}.weight"), &[out, inp], Init::Xavier, group, rng, dev)?;
-        let bias = ps.add(&format!("{name}.bias"), &[out], Init::Zeros, group, rng, dev)?;
+    pub fn new(
+        ps: &mut ParamSet,
+        name: &str,
+        inp: usize,
+        out: usize,
+        group: Group,
+        rng: &mut ChaCha8Rng,
+        dev: &Device,
+    ) -> Result<Self> {
+        let weight = ps.add(
+            &format!("{name}.weight"),
+            &[out, inp],
+            Init::Xavier,
+            group,
+            rng,
+            dev,
+        )?;
+        let bias = ps.add(
+            &format!("{name}.bias"),
+            &[out],
+            Init::Zeros,
+            group,
+            rng,
+            dev,
+        )?;
         Ok(Self { weight, bias })
     }
 
@@ -140,8 +186,22 @@ pub struct LayerMix {
 }
 
 impl LayerMix {
-    pub fn new(ps: &mut ParamSet, name: &str, k: usize, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Self> {
-        let weights = ps.add(&format!("{name}.weights"), &[k], Init::Zeros, group, rng, dev)?;
+    pub fn new(
+        ps: &mut ParamSet,
+        name: &str,
+        k: usize,
+        group: Group,
+        rng: &mut ChaCha8Rng,
+        dev: &Device,
+    ) -> Result<Self> {
+        let weights = ps.add(
+            &format!("{name}.weights"),
+            &[k],
+            Init::Zeros,
+            group,
+            rng,
+            dev,
+        )?;
         let gamma = ps.add(&format!("{name}.gamma"), &[1], Init::Ones, group, rng, dev)?;
         Ok(Self { weights, gamma })
     }
@@ -156,7 +216,10 @@ impl LayerMix {
         let w = softmax_last(&self.weights)?.broadcast_mul(&self.gamma)?;
         let mut acc: Option<Tensor> = None;
         for i in 0..k {
-            let term = x.narrow(2, i, 1)?.squeeze(2)?.broadcast_mul(&w.narrow(0, i, 1)?)?;
+            let term = x
+                .narrow(2, i, 1)?
+                .squeeze(2)?
+                .broadcast_mul(&w.narrow(0, i, 1)?)?;
             acc = Some(match acc {
                 Some(a) => (a + term)?,
                 None => term,
@@ -176,13 +239,49 @@ pub struct GruDir {
 }
 
 impl GruDir {
-    pub fn new(ps: &mut ParamSet, name: &str, inp: usize, hid: usize, group: Group, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Self> {
+    pub fn new(
+        ps: &mut ParamSet,
+        name: &str,
+        inp: usize,
+        hid: usize,
+        group: Group,
+        rng: &mut ChaCha8Rng,
+        dev: &Device,
+    ) -> Result<Self> {
         let a = 1.0 / (hid as f32).sqrt();
         Ok(Self {
-            w_ih: ps.add(&format!("{name}.weight_ih"), &[3 * hid, inp], Init::Uniform(a), group, rng, dev)?,
-            w_hh: ps.add(&format!("{name}.weight_hh"), &[3 * hid, hid], Init::Uniform(a), group, rng, dev)?,
-            b_ih: ps.add(&format!("{name}.bias_ih"), &[3 * hid], Init::Uniform(a), group, rng, dev)?,
-            b_hh: ps.add(&format!("{name}.bias_hh"), &[3 * hid], Init::Uniform(a), group, rng, dev)?,
+            w_ih: ps.add(
+                &format!("{name}.weight_ih"),
+                &[3 * hid, inp],
+                Init::Uniform(a),
+                group,
+                rng,
+                dev,
+            )?,
+            w_hh: ps.add(
+                &format!("{name}.weight_hh"),
+                &[3 * hid, hid],
+                Init::Uniform(a),
+                group,
+                rng,
+                dev,
+            )?,
+            b_ih: ps.add(
+                &format!("{name}.bias_ih"),
+                &[3 * hid],
+                Init::Uniform(a),
+                group,
+                rng,
+                dev,
+            )?,
+            b_hh: ps.add(
+                &format!("{name}.bias_hh"),
+                &[3 * hid],
+                Init::Uniform(a),
+                group,
+                rng,
+                dev,
+            )?,
         })
     }
 
@@ -211,7 +310,8 @@ impl GruDir {
         for s in 0..t {
             let gi = xp.get(s)?;
             let gh = h.matmul(&w_hh_t)?.broadcast_add(&self.b_hh)?;
-            let rz = candle_nn::ops::sigmoid(&(gi.narrow(1, 0, 2 * hid)? + gh.narrow(1, 0, 2 * hid)?)?)?;
+            let rz =
+                candle_nn::ops::sigmoid(&(gi.narrow(1, 0, 2 * hid)? + gh.narrow(1, 0, 2 * hid)?)?)?;
             let (r, z) = (rz.narrow(1, 0, hid)?, rz.narrow(1, hid, hid)?);
             let n = (gi.narrow(1, 2 * hid, hid)? + r.mul(&gh.narrow(1, 2 * hid, hid)?)?)?.tanh()?;
             h = (&n + z.mul(&(&h - &n)?)?)?;
@@ -238,7 +338,9 @@ pub fn reverse_indices(lengths: &[usize], t: usize, dev: &Device) -> Result<Tens
 pub fn gather_positions(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let rest: usize = dims[2..].iter().product();
-    x.reshape((dims[0] * dims[1], rest))?.index_select(idx, 0)?.reshape(dims)
+    x.reshape((dims[0] * dims[1], rest))?
+        .index_select(idx, 0)?
+        .reshape(dims)
 }
 
 /// Slot head settings.
@@ -252,7 +354,10 @@ pub struct SlotHeadConfig {
 
 impl Default for SlotHeadConfig {
     fn default() -> Self {
-        Self { gru_hidden: 128, dropout: 0.25 }
+        Self {
+            gru_hidden: 128,
+            dropout: 0.25,
+        }
     }
 }
 
@@ -267,7 +372,10 @@ pub struct IntentHeadConfig {
 
 impl Default for IntentHeadConfig {
     fn default() -> Self {
-        Self { hidden: 256, dropout: 0.25 }
+        Self {
+            hidden: 256,
+            dropout: 0.25,
+        }
     }
 }
 
@@ -298,7 +406,13 @@ pub struct IntentHead {
 
 impl IntentHead {
     /// `words: [B, W, K, H]`, `mask: [B, W]`, `pooled: [B, H]` -> logits `[B, intents]`.
-    pub fn forward(&self, words: &Tensor, mask: &Tensor, pooled: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        mask: &Tensor,
+        pooled: &Tensor,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
         let x = self.mix.forward(words)?;
         let scores = self.attn.forward(&x.tanh()?)?.squeeze(2)?; // [B, W]
         let neg = ((mask.ones_like()? - mask)? * -1e4)?;
@@ -326,14 +440,22 @@ pub struct SlotHead {
 
 impl SlotHead {
     /// `words: [B, W, K, H]`, `mask: [B, W]` -> logits `[B, W, tags]`.
-    pub fn forward(&self, words: &Tensor, mask: &Tensor, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        mask: &Tensor,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
         let x = self.mix.forward(words)?;
         let x = dropout(&x, self.dropout, rng.as_deref_mut())?;
         let x = self.proj.forward(&x)?;
         let (bsz, t) = mask.dims2()?;
         // Sentence length = one past the last word with features (padding and truncation cut the end).
-        let lengths: Vec<usize> =
-            mask.to_vec2::<f32>()?.iter().map(|row| row.iter().rposition(|&m| m > 0.0).map_or(0, |p| p + 1)).collect();
+        let lengths: Vec<usize> = mask
+            .to_vec2::<f32>()?
+            .iter()
+            .map(|row| row.iter().rposition(|&m| m > 0.0).map_or(0, |p| p + 1))
+            .collect();
         debug_assert_eq!(lengths.len(), bsz);
         let rev = reverse_indices(&lengths, t, x.device())?;
         let f = self.fwd.forward(&x)?;
@@ -368,7 +490,15 @@ impl Heads {
                 mix: LayerMix::new(&mut ps, "intent.mix", k, g, &mut rng, dev)?,
                 attn: Linear::new(&mut ps, "intent.attn", h, 1, g, &mut rng, dev)?,
                 hidden: Linear::new(&mut ps, "intent.hidden", 2 * h, c.hidden, g, &mut rng, dev)?,
-                out: Linear::new(&mut ps, "intent.out", c.hidden, config.intents.len(), g, &mut rng, dev)?,
+                out: Linear::new(
+                    &mut ps,
+                    "intent.out",
+                    c.hidden,
+                    config.intents.len(),
+                    g,
+                    &mut rng,
+                    dev,
+                )?,
                 dropout: c.dropout,
             })
         };
@@ -380,12 +510,41 @@ impl Heads {
             Some(SlotHead {
                 mix: LayerMix::new(&mut ps, "slot.mix", k, g, &mut rng, dev)?,
                 proj: Linear::new(&mut ps, "slot.proj", h, c.gru_hidden, g, &mut rng, dev)?,
-                fwd: GruDir::new(&mut ps, "slot.gru.fwd", c.gru_hidden, c.gru_hidden, g, &mut rng, dev)?,
-                bwd: GruDir::new(&mut ps, "slot.gru.bwd", c.gru_hidden, c.gru_hidden, g, &mut rng, dev)?,
-                out: Linear::new(&mut ps, "slot.out", 2 * c.gru_hidden, config.tags.len(), g, &mut rng, dev)?,
+                fwd: GruDir::new(
+                    &mut ps,
+                    "slot.gru.fwd",
+                    c.gru_hidden,
+                    c.gru_hidden,
+                    g,
+                    &mut rng,
+                    dev,
+                )?,
+                bwd: GruDir::new(
+                    &mut ps,
+                    "slot.gru.bwd",
+                    c.gru_hidden,
+                    c.gru_hidden,
+                    g,
+                    &mut rng,
+                    dev,
+                )?,
+                out: Linear::new(
+                    &mut ps,
+                    "slot.out",
+                    2 * c.gru_hidden,
+                    config.tags.len(),
+                    g,
+                    &mut rng,
+                    dev,
+                )?,
                 dropout: c.dropout,
             })
         };
-        Ok(Self { config, intent, slot, params: ps })
+        Ok(Self {
+            config,
+            intent,
+            slot,
+            params: ps,
+        })
     }
 }

@@ -15,12 +15,18 @@ use crate::train::batch::{make_batch, Batch, ExampleRows};
 pub struct Decoded {
     /// Intent id, its probability, and the logits over all intents.
     pub intent: Option<(usize, f32, Vec<f32>)>,
-    /// Tag id and probability per word.
+    /// Arg-max tag id and its probability per word.
     pub tags: Option<Vec<(usize, f32)>>,
+    /// The full tag distribution per word (what [`to_prediction`] decodes).
+    pub tag_probs: Option<Vec<Vec<f32>>>,
 }
 
 /// Runs the heads on a batch and decodes arg-max labels.
-pub fn decode_batch(heads: &Heads, batch: &Batch, words_per_example: &[usize]) -> candle_core::Result<Vec<Decoded>> {
+pub fn decode_batch(
+    heads: &Heads,
+    batch: &Batch,
+    words_per_example: &[usize],
+) -> candle_core::Result<Vec<Decoded>> {
     let n = words_per_example.len();
     let intents = match &heads.intent {
         Some(h) => {
@@ -28,10 +34,16 @@ pub fn decode_batch(heads: &Heads, batch: &Batch, words_per_example: &[usize]) -
             let probs = softmax_last(&logits)?;
             let logits: Vec<Vec<f32>> = logits.to_vec2()?;
             let probs: Vec<Vec<f32>> = probs.to_vec2()?;
-            Some(logits.into_iter().zip(probs).map(|(l, p)| {
-                let (id, prob) = argmax(&p);
-                (id, prob, l)
-            }).collect::<Vec<_>>())
+            Some(
+                logits
+                    .into_iter()
+                    .zip(probs)
+                    .map(|(l, p)| {
+                        let (id, prob) = argmax(&p);
+                        (id, prob, l)
+                    })
+                    .collect::<Vec<_>>(),
+            )
         }
         None => None,
     };
@@ -39,7 +51,16 @@ pub fn decode_batch(heads: &Heads, batch: &Batch, words_per_example: &[usize]) -
         Some(h) => {
             let probs = softmax_last(&h.forward(&batch.words, &batch.mask, None)?)?;
             let probs: Vec<Vec<Vec<f32>>> = probs.to_vec3()?;
-            Some(probs.into_iter().zip(words_per_example).map(|(p, &w)| p[..w].iter().map(|row| argmax(row)).collect::<Vec<_>>()).collect::<Vec<_>>())
+            Some(
+                probs
+                    .into_iter()
+                    .zip(words_per_example)
+                    .map(|(mut p, &w)| {
+                        p.truncate(w);
+                        p
+                    })
+                    .collect::<Vec<_>>(),
+            )
         }
         None => None,
     };
@@ -47,9 +68,13 @@ pub fn decode_batch(heads: &Heads, batch: &Batch, words_per_example: &[usize]) -
     let mut intents = intents.map(|v| v.into_iter());
     let mut tags = tags.map(|v| v.into_iter());
     for _ in 0..n {
+        let probs = tags.as_mut().and_then(|it| it.next());
         out.push(Decoded {
             intent: intents.as_mut().and_then(|it| it.next()),
-            tags: tags.as_mut().and_then(|it| it.next()),
+            tags: probs
+                .as_ref()
+                .map(|p| p.iter().map(|row| argmax(row)).collect()),
+            tag_probs: probs,
         });
     }
     Ok(out)
@@ -57,24 +82,136 @@ pub fn decode_batch(heads: &Heads, batch: &Batch, words_per_example: &[usize]) -
 
 /// Index and value of the largest element (first on ties).
 pub fn argmax(v: &[f32]) -> (usize, f32) {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
 }
 
-/// Labels of a decoded example; words cut by truncation are tagged `O`.
+/// Labels of a decoded example: the intent's arg-max, and the most probable tag sequence that is
+/// valid BIO (an `I-X` only after `B-X` or `I-X`); words cut by truncation are tagged `O`.
 pub fn to_prediction(heads: &Heads, d: &Decoded, kept: &[bool]) -> Prediction {
     Prediction {
-        intent: d.intent.as_ref().map(|(i, _, _)| heads.config.intents[*i].clone()),
-        tags: d.tags.as_ref().map(|t| {
-            t.iter().zip(kept).map(|((id, _), &k)| if k { heads.config.tags[*id].clone() } else { "O".to_string() }).collect()
+        intent: d
+            .intent
+            .as_ref()
+            .map(|(i, _, _)| heads.config.intents[*i].clone()),
+        tags: d.tag_probs.as_ref().map(|p| {
+            bio_viterbi(p, &heads.config.tags)
+                .into_iter()
+                .zip(kept)
+                .map(|(id, &k)| {
+                    if k {
+                        heads.config.tags[id].clone()
+                    } else {
+                        "O".to_string()
+                    }
+                })
+                .collect()
         }),
+    }
+}
+
+/// The most probable tag sequence under per-word distributions `probs` that obeys BIO: no `I-X`
+/// at the start or after anything but `B-X`/`I-X`. Returns tag ids.
+pub fn bio_viterbi(probs: &[Vec<f32>], tags: &[String]) -> Vec<usize> {
+    let n = tags.len();
+    if probs.is_empty() || n == 0 {
+        return Vec::new();
+    }
+    let inside: Vec<Option<&str>> = tags.iter().map(|t| t.strip_prefix("I-")).collect();
+    fn kind(t: &str) -> &str {
+        t.get(2..).unwrap_or("")
+    }
+    let allowed = |prev: Option<usize>, next: usize| match inside[next] {
+        None => true,
+        Some(x) => prev.is_some_and(|p| {
+            (tags[p].starts_with("B-") || tags[p].starts_with("I-")) && kind(&tags[p]) == x
+        }),
+    };
+    let logp = |p: f32| (p.max(1e-12) as f64).ln();
+    let mut score: Vec<f64> = (0..n)
+        .map(|j| {
+            if allowed(None, j) {
+                logp(probs[0][j])
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect();
+    let mut back: Vec<Vec<usize>> = Vec::with_capacity(probs.len());
+    for row in &probs[1..] {
+        let mut next = vec![f64::NEG_INFINITY; n];
+        let mut from = vec![0usize; n];
+        for j in 0..n {
+            for i in 0..n {
+                if score[i] > f64::NEG_INFINITY && allowed(Some(i), j) && score[i] > next[j] {
+                    next[j] = score[i];
+                    from[j] = i;
+                }
+            }
+            next[j] += logp(row[j]);
+        }
+        back.push(from);
+        score = next;
+    }
+    let mut best = (0..n).fold(0, |b, j| if score[j] > score[b] { j } else { b });
+    let mut path = vec![best];
+    for from in back.iter().rev() {
+        best = from[best];
+        path.push(best);
+    }
+    path.reverse();
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viterbi_repairs_invalid_bio() {
+        let tags: Vec<String> = ["O", "B-a", "I-a", "B-b", "I-b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // Arg-max would be O I-a I-a: invalid start of a chunk.
+        let p = vec![
+            vec![0.6, 0.3, 0.05, 0.03, 0.02],
+            vec![0.1, 0.1, 0.7, 0.05, 0.05],
+            vec![0.1, 0.1, 0.7, 0.05, 0.05],
+        ];
+        assert_eq!(bio_viterbi(&p, &tags), vec![1, 2, 2]);
+        // B-a I-b is invalid: the type must continue.
+        let p = vec![vec![0.0, 0.9, 0.0, 0.1, 0.0], vec![0.1, 0.0, 0.3, 0.0, 0.6]];
+        assert_eq!(bio_viterbi(&p, &tags), vec![1, 2]);
+        // A valid arg-max path is kept.
+        let p = vec![vec![0.1, 0.8, 0.1, 0.0, 0.0], vec![0.9, 0.0, 0.1, 0.0, 0.0]];
+        assert_eq!(bio_viterbi(&p, &tags), vec![1, 0]);
     }
 }
 
 /// Builds an example's features from one batch row of backbone outputs: the requested states
 /// (`positions` into [`BatchStates::states`]) mean-pooled per word, and the pooled last state.
-pub fn example_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usize], last: usize) -> ExampleRows {
+pub fn example_rows(
+    out: &BatchStates,
+    r: usize,
+    tok: &Tokenized,
+    positions: &[usize],
+    last: usize,
+) -> ExampleRows {
     let (rows, kept) = word_rows(out, r, tok, positions);
-    ExampleRows { rows, words: tok.word_tokens.len(), kept, pooled: pooled_mean(out, r, tok.ids.len(), last) }
+    ExampleRows {
+        rows,
+        words: tok.word_tokens.len(),
+        kept,
+        pooled: pooled_mean(out, r, tok.ids.len(), last),
+    }
 }
 
 /// The sentence embedding: the mean of the first `n` token states of batch row `r` of state `last`
@@ -83,7 +220,10 @@ pub fn pooled_mean(out: &BatchStates, r: usize, n: usize, last: usize) -> Vec<f3
     let hidden = out.states[last].shape()[2];
     let mut pooled = vec![0f32; hidden];
     for t in 0..n {
-        for (a, v) in pooled.iter_mut().zip(out.states[last].slice(ndarray::s![r, t, ..]).iter()) {
+        for (a, v) in pooled
+            .iter_mut()
+            .zip(out.states[last].slice(ndarray::s![r, t, ..]).iter())
+        {
             *a += *v;
         }
     }
@@ -93,7 +233,12 @@ pub fn pooled_mean(out: &BatchStates, r: usize, n: usize, last: usize) -> Vec<f3
 
 /// Per word, per requested state: the mean of the word's sub-token states (`[words, states,
 /// hidden]` row-major; zeros for a word cut by truncation), and which words have features.
-pub fn word_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usize]) -> (Vec<f32>, Vec<bool>) {
+pub fn word_rows(
+    out: &BatchStates,
+    r: usize,
+    tok: &Tokenized,
+    positions: &[usize],
+) -> (Vec<f32>, Vec<bool>) {
     let hidden = out.states[0].shape()[2];
     let mut rows = vec![0f32; tok.word_tokens.len() * positions.len() * hidden];
     let mut kept = Vec::with_capacity(tok.word_tokens.len());
@@ -106,7 +251,10 @@ pub fn word_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usiz
         for (k, &p) in positions.iter().enumerate() {
             let dst = &mut rows[(w * positions.len() + k) * hidden..][..hidden];
             for t in s as usize..e as usize {
-                for (a, v) in dst.iter_mut().zip(out.states[p].slice(ndarray::s![r, t, ..]).iter()) {
+                for (a, v) in dst
+                    .iter_mut()
+                    .zip(out.states[p].slice(ndarray::s![r, t, ..]).iter())
+                {
                     *a += *v;
                 }
             }
@@ -145,9 +293,19 @@ pub fn run_examples(
 ) -> anyhow::Result<Vec<(Decoded, Vec<bool>)>> {
     let positions: Vec<usize> = states
         .iter()
-        .map(|s| backbone.states.iter().position(|b| b == s).expect("backbone loaded with the run's states"))
+        .map(|s| {
+            backbone
+                .states
+                .iter()
+                .position(|b| b == s)
+                .expect("backbone loaded with the run's states")
+        })
         .collect();
-    let last = backbone.states.iter().position(|&b| b == backbone.layers).expect("last state loaded");
+    let last = backbone
+        .states
+        .iter()
+        .position(|&b| b == backbone.layers)
+        .expect("last state loaded");
     let mut order: Vec<usize> = (0..toks.len()).collect();
     order.sort_by_key(|&i| (toks[i].ids.len(), i));
     let mut results: Vec<Option<(Decoded, Vec<bool>)>> = vec![None; toks.len()];
@@ -155,7 +313,9 @@ pub fn run_examples(
     for chunk in order.chunks(batch_size.max(1)) {
         let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
         let out = backbone.run(&batch)?;
-        let rows: Vec<ExampleRows> = (0..chunk.len()).map(|r| example_rows(&out, r, batch[r], &positions, last)).collect();
+        let rows: Vec<ExampleRows> = (0..chunk.len())
+            .map(|r| example_rows(&out, r, batch[r], &positions, last))
+            .collect();
         let refs: Vec<&ExampleRows> = rows.iter().collect();
         let b = make_batch(&refs, states.len(), backbone.hidden, &dev)?;
         let words: Vec<usize> = rows.iter().map(|r| r.words).collect();
@@ -164,5 +324,8 @@ pub fn run_examples(
             results[i] = Some((d, r.kept));
         }
     }
-    Ok(results.into_iter().map(|r| r.expect("every example decoded")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every example decoded"))
+        .collect())
 }

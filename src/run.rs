@@ -31,7 +31,10 @@ pub enum RunError {
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Which backbone a run was trained on.
@@ -80,13 +83,21 @@ pub fn weights_bytes(params: &ParamSet) -> candle_core::Result<Vec<u8>> {
     for p in &params.params {
         let t = p.var.as_tensor();
         let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        tensors.push((p.name.clone(), t.dims().to_vec(), bytemuck::cast_slice(&v).to_vec()));
+        tensors.push((
+            p.name.clone(),
+            t.dims().to_vec(),
+            bytemuck::cast_slice(&v).to_vec(),
+        ));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(n, s, b)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("sizes agree"))
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .expect("sizes agree"),
+            )
         })
         .collect();
     safetensors::serialize(views, None).map_err(|e| candle_core::Error::Msg(e.to_string()))
@@ -94,16 +105,31 @@ pub fn weights_bytes(params: &ParamSet) -> candle_core::Result<Vec<u8>> {
 
 /// Reads safetensors `bytes` into `params`: every parameter must be present with its shape.
 pub fn load_weights(bytes: &[u8], params: &ParamSet, path: &Path) -> Result<(), RunError> {
-    let corrupt = |message: String| RunError::Corrupt { path: path.to_path_buf(), message };
+    let corrupt = |message: String| RunError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
     for p in &params.params {
-        let view = st.tensor(&p.name).map_err(|_| corrupt(format!("tensor `{}` is missing", p.name)))?;
+        let view = st
+            .tensor(&p.name)
+            .map_err(|_| corrupt(format!("tensor `{}` is missing", p.name)))?;
         let want = p.var.as_tensor().dims().to_vec();
         if view.shape() != want.as_slice() || view.dtype() != safetensors::Dtype::F32 {
-            return Err(corrupt(format!("tensor `{}` is {:?} {:?}, expected F32 {want:?}", p.name, view.dtype(), view.shape())));
+            return Err(corrupt(format!(
+                "tensor `{}` is {:?} {:?}, expected F32 {want:?}",
+                p.name,
+                view.dtype(),
+                view.shape()
+            )));
         }
-        let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let t = Tensor::from_vec(data, want.as_slice(), &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let t = Tensor::from_vec(data, want.as_slice(), &Device::Cpu)
+            .map_err(|e| corrupt(e.to_string()))?;
         p.var.set(&t).map_err(|e| corrupt(e.to_string()))?;
     }
     Ok(())
@@ -113,12 +139,18 @@ pub fn load_weights(bytes: &[u8], params: &ParamSet, path: &Path) -> Result<(), 
 pub fn save_run(dir: &Path, mut config: RunConfig, weights: &[u8]) -> Result<RunConfig, RunError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| RunError::Io { path: path.clone(), source }
+        move |source| RunError::Io {
+            path: path.clone(),
+            source,
+        }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let wpath = dir.join(WEIGHTS_FILE);
     fsutil::write_atomic(&wpath, weights).map_err(io(&wpath))?;
-    config.weights = WeightsRef { file: WEIGHTS_FILE.into(), sha256: fsutil::sha256_bytes(weights) };
+    config.weights = WeightsRef {
+        file: WEIGHTS_FILE.into(),
+        sha256: fsutil::sha256_bytes(weights),
+    };
     let cpath = dir.join(CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&config).expect("config serializes");
     fsutil::write_atomic(&cpath, &json).map_err(io(&cpath))?;
@@ -129,7 +161,10 @@ pub fn save_run(dir: &Path, mut config: RunConfig, weights: &[u8]) -> Result<Run
 pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
     let cpath = dir.join(CONFIG_FILE);
     if !dir.is_dir() {
-        return Err(RunError::NotARun { path: dir.to_path_buf(), message: "no such directory".into() });
+        return Err(RunError::NotARun {
+            path: dir.to_path_buf(),
+            message: "no such directory".into(),
+        });
     }
     let bytes = std::fs::read(&cpath).map_err(|_| RunError::NotARun {
         path: dir.to_path_buf(),
@@ -140,7 +175,13 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
         message: format!("line {}, column {}: {e}", e.line(), e.column()),
     })?;
     if config.format != RUN_FORMAT {
-        return Err(RunError::Corrupt { path: cpath, message: format!("run format {} is not supported (expected {RUN_FORMAT})", config.format) });
+        return Err(RunError::Corrupt {
+            path: cpath,
+            message: format!(
+                "run format {} is not supported (expected {RUN_FORMAT})",
+                config.format
+            ),
+        });
     }
     Ok(config)
 }
@@ -149,16 +190,25 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
 pub fn load_run(dir: &Path) -> Result<(RunConfig, Heads), RunError> {
     let config = read_config(dir)?;
     let wpath = dir.join(&config.weights.file);
-    let bytes = std::fs::read(&wpath).map_err(|source| RunError::Io { path: wpath.clone(), source })?;
+    let bytes = std::fs::read(&wpath).map_err(|source| RunError::Io {
+        path: wpath.clone(),
+        source,
+    })?;
     let sha = fsutil::sha256_bytes(&bytes);
     if sha != config.weights.sha256 {
         return Err(RunError::Corrupt {
             path: wpath,
-            message: format!("content hash {sha} does not match {} recorded in {CONFIG_FILE}", config.weights.sha256),
+            message: format!(
+                "content hash {sha} does not match {} recorded in {CONFIG_FILE}",
+                config.weights.sha256
+            ),
         });
     }
-    let heads = Heads::new(config.heads.clone(), 0, &Device::Cpu)
-        .map_err(|e| RunError::Corrupt { path: dir.join(CONFIG_FILE), message: e.to_string() })?;
+    let heads =
+        Heads::new(config.heads.clone(), 0, &Device::Cpu).map_err(|e| RunError::Corrupt {
+            path: dir.join(CONFIG_FILE),
+            message: e.to_string(),
+        })?;
     load_weights(&bytes, &heads.params, &wpath)?;
     Ok((config, heads))
 }

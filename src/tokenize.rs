@@ -51,7 +51,10 @@ impl WordTokenizer {
 
     /// Loads `tokenizer.json`. `max_tokens` overrides the truncation length found in the file.
     pub fn from_file(path: &Path, max_tokens: Option<usize>) -> Result<Self, TokenizeError> {
-        let err = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+        let err = |message: String| TokenizeError::Load {
+            path: path.to_path_buf(),
+            message,
+        };
         let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         let max_tokens = max_tokens
             .or_else(|| inner.get_truncation().map(|t| t.max_length))
@@ -61,7 +64,10 @@ impl WordTokenizer {
         }
         inner.with_padding(None);
         inner
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| err(e.to_string()))?;
         Ok(Self { inner, max_tokens })
     }
@@ -73,16 +79,26 @@ impl WordTokenizer {
 
     /// The id of the padding token (0 when the tokenizer does not name one).
     pub fn pad_id(&self) -> u32 {
-        ["[PAD]", "<pad>"].iter().find_map(|t| self.inner.token_to_id(t)).unwrap_or(0)
+        ["[PAD]", "<pad>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
+            .unwrap_or(0)
     }
 
     /// Encodes one example given as words. `origin` names it in errors.
-    pub fn encode_words(&self, words: &[String], origin: &dyn Fn() -> String) -> Result<Tokenized, TokenizeError> {
+    pub fn encode_words(
+        &self,
+        words: &[String],
+        origin: &dyn Fn() -> String,
+    ) -> Result<Tokenized, TokenizeError> {
         let input = InputSequence::from(words.iter().map(String::as_str).collect::<Vec<_>>());
         let enc = self
             .inner
             .encode(input, true)
-            .map_err(|e| TokenizeError::Encode { origin: origin(), message: e.to_string() })?;
+            .map_err(|e| TokenizeError::Encode {
+                origin: origin(),
+                message: e.to_string(),
+            })?;
         let mut word_tokens = vec![(0u32, 0u32); words.len()];
         for (t, w) in enc.get_word_ids().iter().enumerate() {
             if let Some(w) = w {
@@ -96,7 +112,12 @@ impl WordTokenizer {
         }
         let truncated = !enc.get_overflowing().is_empty()
             || word_tokens.last().is_some_and(|(s, e)| s == e) && enc.len() >= self.max_tokens;
-        Ok(Tokenized { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec(), word_tokens, truncated })
+        Ok(Tokenized {
+            ids: enc.get_ids().to_vec(),
+            type_ids: enc.get_type_ids().to_vec(),
+            word_tokens,
+            truncated,
+        })
     }
 
     /// Encodes many examples in parallel (on the current rayon pool), keeping order.
@@ -104,7 +125,9 @@ impl WordTokenizer {
     where
         I: IndexedParallelIterator<Item = (&'a [String], String)>,
     {
-        examples.map(|(words, origin)| self.encode_words(words, &|| origin.clone())).collect()
+        examples
+            .map(|(words, origin)| self.encode_words(words, &|| origin.clone()))
+            .collect()
     }
 }
 
@@ -123,21 +146,33 @@ mod tests {
 
     #[test]
     fn sub_tokens_map_to_their_words() {
-        let Some(t) = tokenizer() else { return eprintln!("skipped: no model set up") };
+        let Some(t) = tokenizer() else {
+            return eprintln!("skipped: no model set up");
+        };
         let w = words("play unbelievably loud music");
         let enc = t.encode_words(&w, &|| "test".into()).unwrap();
         assert_eq!(enc.word_tokens.len(), 4);
         assert_eq!(enc.word_tokens[0], (1, 2), "[CLS] comes first");
         let (s, e) = enc.word_tokens[1];
-        assert!(e - s >= 2, "'unbelievably' splits into several sub-words: {:?}", enc.word_tokens);
+        assert!(
+            e - s >= 2,
+            "'unbelievably' splits into several sub-words: {:?}",
+            enc.word_tokens
+        );
         assert_eq!(enc.word_tokens[2].0, e, "spans are contiguous");
         assert!(!enc.truncated);
-        assert_eq!(enc.ids.len() as u32, enc.word_tokens[3].1 + 1, "[SEP] comes last");
+        assert_eq!(
+            enc.ids.len() as u32,
+            enc.word_tokens[3].1 + 1,
+            "[SEP] comes last"
+        );
     }
 
     #[test]
     fn long_inputs_are_truncated_and_reported() {
-        let Some(_) = tokenizer() else { return eprintln!("skipped: no model set up") };
+        let Some(_) = tokenizer() else {
+            return eprintln!("skipped: no model set up");
+        };
         let p = crate::backbone::find_default_model().unwrap().tokenizer;
         let t = WordTokenizer::from_file(&p, Some(8)).unwrap();
         let w = words("one two three four five six seven eight nine ten");

@@ -11,13 +11,23 @@ fn train_eval_infer_on_demo_data() {
     let cache = tmp.path().join("cache");
     let run = tmp.path().join("run");
     let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--out"]).arg(&run).args(["--threads", "2", "--epochs", "12", "--json", "-q"]);
+    c.args(["train", "--data", "data/demo", "--out"])
+        .arg(&run)
+        .args(["--threads", "2", "--epochs", "12", "--json", "-q"]);
     let out = ok(c);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("train --json prints one JSON object");
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).expect("train --json prints one JSON object");
     assert!(v["test"]["intent_accuracy"].as_f64().unwrap() > 0.8, "{v}");
 
     let mut c = edgetune(&cache);
-    c.args(["eval", "--run"]).arg(&run).args(["--data", "data/demo", "--split", "test", "--json", "-q"]);
+    c.args(["eval", "--run"]).arg(&run).args([
+        "--data",
+        "data/demo",
+        "--split",
+        "test",
+        "--json",
+        "-q",
+    ]);
     let m: serde_json::Value = serde_json::from_str(ok(c).trim()).unwrap();
     // 9 intents (chance ~11%) and 9 slot types: far above chance, below perfection is fine.
     assert_eq!(m["examples"], 101);
@@ -27,29 +37,66 @@ fn train_eval_infer_on_demo_data() {
     assert_eq!(m, v["test"], "eval reproduces train's test metrics");
 
     let mut c = edgetune(&cache);
-    c.args(["eval", "--run"]).arg(&run).args(["--data", "data/demo", "--split", "test", "-q"]);
+    c.args(["eval", "--run"])
+        .arg(&run)
+        .args(["--data", "data/demo", "--split", "test", "-q"]);
     let table = ok(c);
-    assert!(table.contains("set_temperature") && table.contains("precision"), "{table}");
+    assert!(
+        table.contains("set_temperature") && table.contains("precision"),
+        "{table}"
+    );
 
     let input = tmp.path().join("lines.txt");
-    std::fs::write(&input, "turn on the lights in the kitchen\n\n  set the thermostat to 21 degrees\n").unwrap();
+    std::fs::write(
+        &input,
+        "turn on the lights in the kitchen\n\n  set the thermostat to 21 degrees\n",
+    )
+    .unwrap();
     let mut c = edgetune(&cache);
     c.args(["infer", "--run"]).arg(&run).arg(&input);
-    let lines: Vec<serde_json::Value> = ok(c).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = ok(c)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["intent"]["label"], "turn_on", "{}", lines[0]);
     let p = lines[0]["intent"]["prob"].as_f64().unwrap();
     assert!(p > 0.5 && p <= 1.0);
-    let room = lines[0]["slots"].as_array().unwrap().iter().find(|s| s["type"] == "room").expect("a room slot");
+    let room = lines[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "room")
+        .expect("a room slot");
     assert_eq!(room["text"], "kitchen");
-    assert_eq!((room["start"].as_u64(), room["end"].as_u64()), (Some(6), Some(7)));
-    assert_eq!(&"turn on the lights in the kitchen"[room["char_start"].as_u64().unwrap() as usize..room["char_end"].as_u64().unwrap() as usize], "kitchen");
+    assert_eq!(
+        (room["start"].as_u64(), room["end"].as_u64()),
+        (Some(6), Some(7))
+    );
+    assert_eq!(
+        &"turn on the lights in the kitchen"[room["char_start"].as_u64().unwrap() as usize
+            ..room["char_end"].as_u64().unwrap() as usize],
+        "kitchen"
+    );
     assert_eq!(lines[1]["error"], "empty input");
-    assert_eq!(lines[2]["intent"]["label"], "set_temperature", "{}", lines[2]);
-    let value = lines[2]["slots"].as_array().unwrap().iter().find(|s| s["type"] == "value").expect("a value slot");
+    assert_eq!(
+        lines[2]["intent"]["label"], "set_temperature",
+        "{}",
+        lines[2]
+    );
+    let value = lines[2]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "value")
+        .expect("a value slot");
     assert_eq!(value["text"], "21");
     let line = "  set the thermostat to 21 degrees";
-    assert_eq!(value["char_start"].as_u64(), Some(line.find("21").unwrap() as u64), "offsets are into the original line, leading spaces included");
+    assert_eq!(
+        value["char_start"].as_u64(),
+        Some(line.find("21").unwrap() as u64),
+        "offsets are into the original line, leading spaces included"
+    );
 
     // A corrupted run is an error naming the file, never a panic.
     let w = run.join("heads.safetensors");
@@ -60,7 +107,10 @@ fn train_eval_infer_on_demo_data() {
     let mut c = edgetune(&cache);
     c.args(["infer", "--run"]).arg(&run).arg(&input);
     let err = fails(c);
-    assert!(err.contains("heads.safetensors") && err.contains("hash"), "{err}");
+    assert!(
+        err.contains("heads.safetensors") && err.contains("hash"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,25 +120,42 @@ fn bad_inputs_are_clear_errors() {
     let cache = tmp.path().join("cache");
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("train.jsonl"), "{\"words\": [\"a\", \"b\"], \"tags\": [\"O\"], \"intent\": \"x\"}\n").unwrap();
+    std::fs::write(
+        data.join("train.jsonl"),
+        "{\"words\": [\"a\", \"b\"], \"tags\": [\"O\"], \"intent\": \"x\"}\n",
+    )
+    .unwrap();
     let mut c = edgetune(&cache);
-    c.args(["train", "--data"]).arg(&data).arg("--out").arg(tmp.path().join("run"));
+    c.args(["train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("run"));
     let err = fails(c);
     assert!(err.contains("train.jsonl:1"), "{err}");
     assert!(!tmp.path().join("run").join("config.json").exists());
 
     let mut c = edgetune(&cache);
-    c.args(["eval", "--run"]).arg(tmp.path().join("nope")).args(["--data", "data/demo"]);
+    c.args(["eval", "--run"])
+        .arg(tmp.path().join("nope"))
+        .args(["--data", "data/demo"]);
     let err = fails(c);
-    assert!(err.contains("nope") && err.contains("not a finished edgetune run"), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("not a finished edgetune run"),
+        "{err}"
+    );
 
     let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--out"]).arg(tmp.path().join("r2")).args(["--ort-lib", "/nonexistent/libonnxruntime.so"]);
+    c.args(["train", "--data", "data/demo", "--out"])
+        .arg(tmp.path().join("r2"))
+        .args(["--ort-lib", "/nonexistent/libonnxruntime.so"]);
     let err = fails(c);
     assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
 
     let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--out"]).arg(tmp.path().join("r3")).args(["--freeze-intent", "--freeze-slot", "--init-from"]).arg(root());
+    c.args(["train", "--data", "data/demo", "--out"])
+        .arg(tmp.path().join("r3"))
+        .args(["--freeze-intent", "--freeze-slot", "--init-from"])
+        .arg(root());
     let err = fails(c);
     assert!(err.contains("nothing to train"), "{err}");
 }

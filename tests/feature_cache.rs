@@ -21,7 +21,10 @@ fn split(texts: &[&str]) -> Split {
                 words: t.split_whitespace().map(str::to_string).collect(),
                 tags: None,
                 intent: Some("x".into()),
-                origin: Origin { file: "mem".into(), line: i + 1 },
+                origin: Origin {
+                    file: "mem".into(),
+                    line: i + 1,
+                },
             })
             .collect(),
     }
@@ -30,7 +33,16 @@ fn split(texts: &[&str]) -> Split {
 fn ctx(cache: &std::path::Path, max_tokens: Option<usize>) -> FeatureContext {
     edgetune::backbone::init_runtime(None).unwrap();
     let files = ModelFiles::resolve(&common::root().join(".models/default")).unwrap();
-    let mut c = FeatureContext::new(files, max_tokens, SessionConfig { threads: 1, ..Default::default() }, cache.to_path_buf()).unwrap();
+    let mut c = FeatureContext::new(
+        files,
+        max_tokens,
+        SessionConfig {
+            threads: 1,
+            ..Default::default()
+        },
+        cache.to_path_buf(),
+    )
+    .unwrap();
     c.progress = false;
     c
 }
@@ -39,8 +51,15 @@ fn ctx(cache: &std::path::Path, max_tokens: Option<usize>) -> FeatureContext {
 fn cache_is_keyed_by_content_and_rebuilt_when_stale_or_damaged() {
     common::require_setup();
     let tmp = tempfile::tempdir().unwrap();
-    let spec = FeatureSpec { states: vec![5, 6], unit: Unit::Words };
-    let s = split(&["turn on the kitchen lights", "play jazz", "what is the weather in paris tomorrow"]);
+    let spec = FeatureSpec {
+        states: vec![5, 6],
+        unit: Unit::Words,
+    };
+    let s = split(&[
+        "turn on the kitchen lights",
+        "play jazz",
+        "what is the weather in paris tomorrow",
+    ]);
     let mut c = ctx(tmp.path(), None);
     let f1 = c.load_or_extract(&s, &spec).unwrap();
     assert_eq!(f1.meta.rows, vec![5, 2, 7]);
@@ -50,12 +69,28 @@ fn cache_is_keyed_by_content_and_rebuilt_when_stale_or_damaged() {
     // Unchanged: the same entry, not recomputed.
     let f2 = c.load_or_extract(&s, &spec).unwrap();
     assert_eq!(f2.dir, f1.dir);
-    assert_eq!(std::fs::metadata(&states).unwrap().modified().unwrap(), mtime);
+    assert_eq!(
+        std::fs::metadata(&states).unwrap().modified().unwrap(),
+        mtime
+    );
 
     // Changed text, states or token limit: another key.
-    let s2 = split(&["turn on the kitchen lights", "play blues", "what is the weather in paris tomorrow"]);
+    let s2 = split(&[
+        "turn on the kitchen lights",
+        "play blues",
+        "what is the weather in paris tomorrow",
+    ]);
     assert_ne!(c.key(&s2, &spec), c.key(&s, &spec));
-    assert_ne!(c.key(&s, &FeatureSpec { states: vec![6], unit: Unit::Words }), c.key(&s, &spec));
+    assert_ne!(
+        c.key(
+            &s,
+            &FeatureSpec {
+                states: vec![6],
+                unit: Unit::Words
+            }
+        ),
+        c.key(&s, &spec)
+    );
     let c8 = ctx(tmp.path(), Some(8));
     assert_ne!(c8.key(&s, &spec), c.key(&s, &spec));
 
@@ -70,7 +105,10 @@ fn cache_is_keyed_by_content_and_rebuilt_when_stale_or_damaged() {
     f3.read_rows(2, &mut rows3, &mut scratch).unwrap();
     assert_eq!(rows, rows3);
     // No temp directories are left behind.
-    let names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 }
 
@@ -78,13 +116,20 @@ fn cache_is_keyed_by_content_and_rebuilt_when_stale_or_damaged() {
 fn cached_rows_match_a_direct_backbone_run() {
     common::require_setup();
     let tmp = tempfile::tempdir().unwrap();
-    let spec = FeatureSpec { states: vec![3, 6], unit: Unit::Words };
+    let spec = FeatureSpec {
+        states: vec![3, 6],
+        unit: Unit::Words,
+    };
     let s = split(&["set an alarm for seven", "unbelievably loud music"]);
     let mut c = ctx(tmp.path(), None);
     let f = c.load_or_extract(&s, &spec).unwrap();
     let toks = c.tokenize(&s).unwrap();
     let b = c.backbone(&spec).unwrap();
-    let pos: Vec<usize> = spec.states.iter().map(|st| b.states.iter().position(|x| x == st).unwrap()).collect();
+    let pos: Vec<usize> = spec
+        .states
+        .iter()
+        .map(|st| b.states.iter().position(|x| x == st).unwrap())
+        .collect();
     let last = b.states.iter().position(|&x| x == b.layers).unwrap();
     let out = b.run(&[&toks[1]]).unwrap();
     let direct = edgetune::infer::example_rows(&out, 0, &toks[1], &pos, last);
@@ -92,8 +137,17 @@ fn cached_rows_match_a_direct_backbone_run() {
     f.read_rows(1, &mut rows, &mut Vec::new()).unwrap();
     assert_eq!(rows.len(), direct.rows.len());
     // The cache stores f16: equal within half precision.
-    let max = rows.iter().zip(&direct.rows).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max);
+    let max = rows
+        .iter()
+        .zip(&direct.rows)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0f32, f32::max);
     assert!(max < 2e-3, "cached rows differ from a direct run by {max}");
-    let pd = f.pooled(1).iter().zip(&direct.pooled).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let pd = f
+        .pooled(1)
+        .iter()
+        .zip(&direct.pooled)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(pd < 1e-4, "pooled embedding differs by {pd}");
 }

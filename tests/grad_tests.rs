@@ -12,8 +12,14 @@ fn heads() -> Heads {
         states: 3,
         intents: vec!["a".into(), "b".into(), "c".into()],
         tags: vec!["O".into(), "B-x".into(), "I-x".into()],
-        intent_head: IntentHeadConfig { hidden: 8, dropout: 0.1 },
-        slot_head: SlotHeadConfig { gru_hidden: 6, dropout: 0.1 },
+        intent_head: IntentHeadConfig {
+            hidden: 8,
+            dropout: 0.1,
+        },
+        slot_head: SlotHeadConfig {
+            gru_hidden: 6,
+            dropout: 0.1,
+        },
     };
     Heads::new(config, 7, &Device::Cpu).unwrap()
 }
@@ -22,7 +28,8 @@ fn batch() -> (Tensor, Tensor, Tensor) {
     let dev = Device::Cpu;
     let words = Tensor::randn(0f32, 1.0, (2, 5, 3, 16), &dev).unwrap();
     // Second sentence is shorter: padding at the end must not break the backward pass.
-    let mask = Tensor::from_vec(vec![1f32, 1., 1., 1., 1., 1., 1., 1., 0., 0.], (2, 5), &dev).unwrap();
+    let mask =
+        Tensor::from_vec(vec![1f32, 1., 1., 1., 1., 1., 1., 1., 0., 0.], (2, 5), &dev).unwrap();
     let pooled = Tensor::randn(0f32, 1.0, (2, 16), &dev).unwrap();
     (words, mask, pooled)
 }
@@ -32,11 +39,26 @@ fn assert_grads(h: &Heads, loss: &Tensor, trained: &str) {
     for p in &h.params.params {
         let g = grads.get(p.var.as_tensor());
         if p.name.starts_with(trained) {
-            let g = g.unwrap_or_else(|| panic!("trainable tensor `{}` received no gradient", p.name));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(norm > 0.0, "trainable tensor `{}` received an all-zero gradient", p.name);
+            let g =
+                g.unwrap_or_else(|| panic!("trainable tensor `{}` received no gradient", p.name));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                norm > 0.0,
+                "trainable tensor `{}` received an all-zero gradient",
+                p.name
+            );
         } else {
-            assert!(g.is_none(), "frozen tensor `{}` received a gradient", p.name);
+            assert!(
+                g.is_none(),
+                "frozen tensor `{}` received a gradient",
+                p.name
+            );
         }
     }
 }
@@ -46,7 +68,12 @@ fn intent_head_gradients_reach_every_parameter() {
     let h = heads();
     let (w, m, p) = batch();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    let logits = h.intent.as_ref().unwrap().forward(&w, &m, &p, Some(&mut rng)).unwrap();
+    let logits = h
+        .intent
+        .as_ref()
+        .unwrap()
+        .forward(&w, &m, &p, Some(&mut rng))
+        .unwrap();
     let t = Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, &t).unwrap();
     assert_grads(&h, &loss, "intent.");
@@ -59,7 +86,11 @@ fn slot_head_gradients_reach_every_parameter() {
     let logits = h.slot.as_ref().unwrap().forward(&w, &m, None).unwrap();
     let t = Tensor::from_vec(vec![1u32, 2, 0, 0, 1, 0, 1, 2], 8, &Device::Cpu).unwrap();
     let idx = Tensor::from_vec(vec![0u32, 1, 2, 3, 4, 5, 6, 7], 8, &Device::Cpu).unwrap();
-    let flat = logits.reshape((10, 3)).unwrap().index_select(&idx, 0).unwrap();
+    let flat = logits
+        .reshape((10, 3))
+        .unwrap()
+        .index_select(&idx, 0)
+        .unwrap();
     let loss = candle_nn::loss::cross_entropy(&flat, &t).unwrap();
     assert_grads(&h, &loss, "slot.");
 }
@@ -81,5 +112,8 @@ fn padding_does_not_change_a_sentence_s_slot_logits() {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    assert!(diff < 1e-5, "padding leaked into the backward GRU: max |diff| {diff}");
+    assert!(
+        diff < 1e-5,
+        "padding leaked into the backward GRU: max |diff| {diff}"
+    );
 }

@@ -18,7 +18,10 @@ fn root() -> PathBuf {
 
 fn require_setup() {
     let model = root().join(".models/default/model.onnx");
-    let rt = root().join(".runtime").join(std::env::consts::ARCH).join("libonnxruntime.so");
+    let rt = root()
+        .join(".runtime")
+        .join(std::env::consts::ARCH)
+        .join("libonnxruntime.so");
     assert!(
         model.is_file() && rt.is_file(),
         "this test needs the default model ({}) and ONNX Runtime ({}); run models/setup.sh first",
@@ -45,7 +48,11 @@ fn edgetune(args: &[&str], cache: &Path) -> std::process::Output {
 }
 
 fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8(bytes.to_vec()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Same structure and strings, floats within `tol`; returns the largest float difference.
@@ -58,12 +65,22 @@ fn compare(a: &serde_json::Value, b: &serde_json::Value, tol: f64, path: &str) -
             d
         }
         (V::Object(x), V::Object(y)) => {
-            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{path}: keys differ");
-            x.iter().map(|(k, v)| compare(v, &y[k], tol, &format!("{path}.{k}"))).fold(0.0, f64::max)
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{path}: keys differ"
+            );
+            x.iter()
+                .map(|(k, v)| compare(v, &y[k], tol, &format!("{path}.{k}")))
+                .fold(0.0, f64::max)
         }
         (V::Array(x), V::Array(y)) => {
             assert_eq!(x.len(), y.len(), "{path}: lengths differ");
-            x.iter().zip(y).enumerate().map(|(i, (p, q))| compare(p, q, tol, &format!("{path}[{i}]"))).fold(0.0, f64::max)
+            x.iter()
+                .zip(y)
+                .enumerate()
+                .map(|(i, (p, q))| compare(p, q, tol, &format!("{path}[{i}]")))
+                .fold(0.0, f64::max)
         }
         _ => {
             assert_eq!(a, b, "{path}");
@@ -80,7 +97,13 @@ fn sentences() -> Vec<String> {
         .take(40)
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["words"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect::<Vec<_>>().join(" ")
+            v["words"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect();
     out.push(String::new());
@@ -108,7 +131,19 @@ fn export_matches_run_in_rust_and_python() {
     let out_dir = tmp.path().join("deploy");
     let merged = out_dir.join("merged.onnx");
     let (run_s, merged_s) = (run.to_str().unwrap(), merged.to_str().unwrap());
-    edgetune(&["train", "--data", "data/demo", "--out", run_s, "--epochs", "2", "-q"], &cache);
+    edgetune(
+        &[
+            "train",
+            "--data",
+            "data/demo",
+            "--out",
+            run_s,
+            "--epochs",
+            "2",
+            "-q",
+        ],
+        &cache,
+    );
 
     // Export: self-checked, tokenizer beside the model.
     let o = edgetune(&["export", "--run", run_s, "--out", merged_s], &cache);
@@ -121,28 +156,76 @@ fn export_matches_run_in_rust_and_python() {
     let input = tmp.path().join("input.txt");
     let lines = sentences();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let a = json_lines(&edgetune(&["infer", "--run", run_s, input.to_str().unwrap(), "--logits"], &cache).stdout);
-    let b = json_lines(&edgetune(&["infer", "--model", merged_s, input.to_str().unwrap(), "--logits"], &cache).stdout);
+    let a = json_lines(
+        &edgetune(
+            &["infer", "--run", run_s, input.to_str().unwrap(), "--logits"],
+            &cache,
+        )
+        .stdout,
+    );
+    let b = json_lines(
+        &edgetune(
+            &[
+                "infer",
+                "--model",
+                merged_s,
+                input.to_str().unwrap(),
+                "--logits",
+            ],
+            &cache,
+        )
+        .stdout,
+    );
     assert_eq!(a.len(), lines.len());
-    let d = compare(&serde_json::Value::Array(a.clone()), &serde_json::Value::Array(b), 1e-4, "infer");
-    eprintln!("infer --run vs infer --model: {} lines, max |diff| {d:.2e}", a.len());
-    assert!(a.iter().any(|v| v["truncated"] == true), "the long line is truncated");
+    let d = compare(
+        &serde_json::Value::Array(a.clone()),
+        &serde_json::Value::Array(b),
+        1e-4,
+        "infer",
+    );
+    eprintln!(
+        "infer --run vs infer --model: {} lines, max |diff| {d:.2e}",
+        a.len()
+    );
+    assert!(
+        a.iter().any(|v| v["truncated"] == true),
+        "the long line is truncated"
+    );
 
     // The training pipeline, in process.
     edgetune::backbone::init_runtime(None).unwrap();
     let (rc, heads) = edgetune::run::load_run(&run).unwrap();
-    let files = ModelFiles { onnx: rc.backbone.onnx.clone(), tokenizer: rc.backbone.tokenizer.clone() };
-    let tokenizer = WordTokenizer::from_file(&out_dir.join("tokenizer.json"), Some(rc.backbone.max_tokens)).unwrap();
+    let files = ModelFiles {
+        onnx: rc.backbone.onnx.clone(),
+        tokenizer: rc.backbone.tokenizer.clone(),
+    };
+    let tokenizer = WordTokenizer::from_file(
+        &out_dir.join("tokenizer.json"),
+        Some(rc.backbone.max_tokens),
+    )
+    .unwrap();
     let toks: Vec<Tokenized> = lines
         .iter()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| tokenizer.encode_words(&l.split_whitespace().map(str::to_string).collect::<Vec<_>>(), &|| "t".into()).unwrap())
+        .map(|l| {
+            tokenizer
+                .encode_words(
+                    &l.split_whitespace().map(str::to_string).collect::<Vec<_>>(),
+                    &|| "t".into(),
+                )
+                .unwrap()
+        })
         .collect();
     let mut states = rc.features.states.clone();
     states.push(rc.backbone.layers);
-    let cfg = SessionConfig { threads: 1, ..SessionConfig::default() };
+    let cfg = SessionConfig {
+        threads: 1,
+        ..SessionConfig::default()
+    };
     let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &cfg).unwrap();
-    let reference = edgetune::infer::run_examples(&mut backbone, &heads, &rc.features.states, &toks, 32).unwrap();
+    let reference =
+        edgetune::infer::run_examples(&mut backbone, &heads, &rc.features.states, &toks, 32)
+            .unwrap();
 
     // Python's onnxruntime on the merged model, fed the same inputs (one padded batch).
     if python_onnxruntime() {
@@ -164,17 +247,33 @@ fn export_matches_run_in_rust_and_python() {
             .arg(&inputs_path)
             .output()
             .unwrap();
-        assert!(o.status.success(), "export_parity.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "export_parity.py failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let py: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let (mut intent_diff, mut words) = (0f32, 0usize);
         for (i, (d, kept)) in reference.iter().enumerate() {
             let (id, _, logits) = d.intent.as_ref().expect("demo data has intents");
-            assert_eq!(py["intent_id"][i].as_u64().unwrap() as usize, *id, "sentence {i}: intent");
+            assert_eq!(
+                py["intent_id"][i].as_u64().unwrap() as usize,
+                *id,
+                "sentence {i}: intent"
+            );
             assert_eq!(py["intent"][i].as_str().unwrap(), rc.heads.intents[*id]);
             for (j, l) in logits.iter().enumerate() {
-                intent_diff = intent_diff.max((py["intent_logits"][i][j].as_f64().unwrap() as f32 - l).abs());
+                intent_diff =
+                    intent_diff.max((py["intent_logits"][i][j].as_f64().unwrap() as f32 - l).abs());
             }
-            for (w, ((tid, _), k)) in d.tags.as_ref().expect("demo data has tags").iter().zip(kept).enumerate() {
+            for (w, ((tid, _), k)) in d
+                .tags
+                .as_ref()
+                .expect("demo data has tags")
+                .iter()
+                .zip(kept)
+                .enumerate()
+            {
                 let p = py["slot_ids"][i][w].as_u64().unwrap() as usize;
                 assert!(!k || p == *tid, "sentence {i} word {w}: tag {p} vs {tid}");
                 words += usize::from(*k);
@@ -183,18 +282,50 @@ fn export_matches_run_in_rust_and_python() {
         eprintln!("python onnxruntime vs pipeline: {} sentences, {words} words, ids identical, max |diff intent logit| {intent_diff:.2e}", toks.len());
         assert!(intent_diff <= 1e-4, "intent logits differ by {intent_diff}");
     } else {
-        eprintln!("SKIPPED the Python parity check: python3 with onnxruntime and numpy is not available");
+        eprintln!(
+            "SKIPPED the Python parity check: python3 with onnxruntime and numpy is not available"
+        );
     }
 
     // The self-check catches a model that disagrees: heads perturbed after the merge.
     let model = edgetune::onnx::load_model(&rc.backbone.onnx).unwrap();
-    let spec = MergeSpec { states: rc.features.states.clone(), tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(), max_tokens: rc.backbone.max_tokens, pad_id: tokenizer.pad_id() };
+    let spec = MergeSpec {
+        states: rc.features.states.clone(),
+        tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
+        max_tokens: rc.backbone.max_tokens,
+        pad_id: tokenizer.pad_id(),
+    };
     let bytes = edgetune::onnx::encode_model(&export::build_merged(model, &heads, &spec).unwrap());
-    let mut session = edgetune::backbone::open_session(&bytes, Path::new("<merged>"), &cfg).unwrap();
-    let ok = export::verify(&mut session, &mut backbone, &heads, &rc.features.states, &toks[..4], tokenizer.pad_id()).unwrap();
+    let mut session =
+        edgetune::backbone::open_session(&bytes, Path::new("<merged>"), &cfg).unwrap();
+    let ok = export::verify(
+        &mut session,
+        &mut backbone,
+        &heads,
+        &rc.features.states,
+        &toks[..4],
+        tokenizer.pad_id(),
+    )
+    .unwrap();
     assert!(ok.max_diff() <= 1e-4 && ok.id_mismatches == 0, "{ok:?}");
-    let p = heads.params.params.iter().find(|p| p.name == "slot.out.bias").unwrap();
+    let p = heads
+        .params
+        .params
+        .iter()
+        .find(|p| p.name == "slot.out.bias")
+        .unwrap();
     p.var.set(&(p.var.as_tensor() + 0.01).unwrap()).unwrap();
-    let bad = export::verify(&mut session, &mut backbone, &heads, &rc.features.states, &toks[..4], tokenizer.pad_id()).unwrap();
-    assert!(bad.slot_max_diff > 1e-3, "perturbed heads must be detected: {bad:?}");
+    let bad = export::verify(
+        &mut session,
+        &mut backbone,
+        &heads,
+        &rc.features.states,
+        &toks[..4],
+        tokenizer.pad_id(),
+    )
+    .unwrap();
+    assert!(
+        bad.slot_max_diff > 1e-3,
+        "perturbed heads must be detected: {bad:?}"
+    );
 }

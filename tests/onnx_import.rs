@@ -8,15 +8,19 @@ use edgetune::onnx::{self, import, quantize, runtime};
 use rand::{Rng, SeedableRng};
 
 const WORDS: &[&str] = &[
-    "play", "some", "jazz", "book", "a", "table", "for", "two", "tonight", "what", "is", "the", "weather", "in",
-    "paris", "add", "song", "to", "my", "playlist", "rate", "this", "novel", "stars", "hello", "##s", "##ing",
+    "play", "some", "jazz", "book", "a", "table", "for", "two", "tonight", "what", "is", "the",
+    "weather", "in", "paris", "add", "song", "to", "my", "playlist", "rate", "this", "novel",
+    "stars", "hello", "##s", "##ing",
 ];
 
 /// Writes a tiny random BERT (`layers` layers, hidden 32, 4 heads) into `dir`, optionally with
 /// `bert.`-prefixed weight names.
 fn write_tiny_bert(dir: &Path, layers: usize, prefixed: bool, seed: u64) {
     let (h, inter, max_pos, types) = (32usize, 64usize, 40usize, 2usize);
-    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     vocab.extend(WORDS.iter().map(|s| s.to_string()));
     let v = vocab.len();
     let config = serde_json::json!({
@@ -26,19 +30,39 @@ fn write_tiny_bert(dir: &Path, layers: usize, prefixed: bool, seed: u64) {
         "hidden_dropout_prob": 0.1, "initializer_range": 0.02, "pad_token_id": 0,
         "position_embedding_type": "absolute"
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     let mut add = |name: &str, shape: Vec<usize>, scale: f32, offset: f32| {
         let n = shape.iter().product();
-        let data = (0..n).map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0)).collect();
-        let full = if prefixed { format!("bert.{name}") } else { name.to_string() };
+        let data = (0..n)
+            .map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0))
+            .collect();
+        let full = if prefixed {
+            format!("bert.{name}")
+        } else {
+            name.to_string()
+        };
         tensors.insert(full, (shape, data));
     };
     add("embeddings.word_embeddings.weight", vec![v, h], 1.0, 0.0);
-    add("embeddings.position_embeddings.weight", vec![max_pos, h], 0.5, 0.0);
-    add("embeddings.token_type_embeddings.weight", vec![types, h], 0.5, 0.0);
+    add(
+        "embeddings.position_embeddings.weight",
+        vec![max_pos, h],
+        0.5,
+        0.0,
+    );
+    add(
+        "embeddings.token_type_embeddings.weight",
+        vec![types, h],
+        0.5,
+        0.0,
+    );
     add("embeddings.LayerNorm.weight", vec![h], 0.2, 1.0);
     add("embeddings.LayerNorm.bias", vec![h], 0.1, 0.0);
     for i in 0..layers {
@@ -65,13 +89,22 @@ fn write_tiny_bert(dir: &Path, layers: usize, prefixed: bool, seed: u64) {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
-        .map(|(k, (s, d))| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(k, (s, d))| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
         .collect();
     let st = safetensors::tensor::serialize(views, None).unwrap();
     std::fs::write(dir.join("model.safetensors"), st).unwrap();
 
-    let vocab_map: serde_json::Map<String, serde_json::Value> =
-        vocab.iter().enumerate().map(|(i, w)| (w.clone(), serde_json::json!(i))).collect();
+    let vocab_map: serde_json::Map<String, serde_json::Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.clone(), serde_json::json!(i)))
+        .collect();
     let special = |id: usize, s: &str| {
         serde_json::json!({"id": id, "special": true, "content": s, "single_word": false, "lstrip": false,
                            "rstrip": false, "normalized": false})
@@ -89,7 +122,11 @@ fn write_tiny_bert(dir: &Path, layers: usize, prefixed: bool, seed: u64) {
         "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
         "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab_map}
     });
-    std::fs::write(dir.join("tokenizer.json"), serde_json::to_string(&tok).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        serde_json::to_string(&tok).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -103,28 +140,54 @@ fn tiny_bert_import_quantize_run() {
     let r = import::import(&import::ImportOptions::new(&hf, &out)).unwrap();
     let v = r.verification.expect("verification ran");
     eprintln!("tiny import: {v:?}");
-    assert!(v.max_abs_diff_hidden <= 1e-4 && v.max_abs_diff_pooled <= 1e-4, "{v:?}");
-    assert_eq!(r.hidden_outputs, vec!["hidden_state_0", "hidden_state_1", "hidden_state_2"]);
+    assert!(
+        v.max_abs_diff_hidden <= 1e-4 && v.max_abs_diff_pooled <= 1e-4,
+        "{v:?}"
+    );
+    assert_eq!(
+        r.hidden_outputs,
+        vec!["hidden_state_0", "hidden_state_1", "hidden_state_2"]
+    );
     for f in ["backbone.onnx", "tokenizer.json", "manifest.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let m = import::Manifest::load(&out).unwrap();
     assert_eq!(m.num_layers, 2);
     assert_eq!(m.hidden_size, 32);
-    assert_eq!(m.files["backbone.onnx"], edgetune::fsutil::sha256_file(&out.join("backbone.onnx")).unwrap());
-    assert_eq!(m.source_files["model.safetensors"], edgetune::fsutil::sha256_file(&hf.join("model.safetensors")).unwrap());
+    assert_eq!(
+        m.files["backbone.onnx"],
+        edgetune::fsutil::sha256_file(&out.join("backbone.onnx")).unwrap()
+    );
+    assert_eq!(
+        m.source_files["model.safetensors"],
+        edgetune::fsutil::sha256_file(&hf.join("model.safetensors")).unwrap()
+    );
     assert_eq!(m.outputs[0], "last_hidden_state");
 
     // The imported graph: standard ops, hidden states by metadata, last state == last_hidden_state.
     let model = onnx::load_model(&out.join("backbone.onnx")).unwrap();
     assert_eq!(onnx::count_layers(&model).unwrap(), 2);
     let g = model.graph.as_ref().unwrap();
-    let lns = g.node.iter().filter(|n| n.op_type.as_deref() == Some("LayerNormalization")).count();
+    let lns = g
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("LayerNormalization"))
+        .count();
     assert_eq!(lns, 5, "2L+1 LayerNormalization nodes");
     let mut s = runtime::open_session(&out.join("backbone.onnx"), &Default::default()).unwrap();
     let tok = runtime::load_tokenizer(&out.join("tokenizer.json")).unwrap();
-    let b = runtime::EncoderBatch::tokenize(&tok, &["play some jazz", "what is the weather in paris tonight"], 64).unwrap();
-    let o = runtime::run_encoder(&mut s, &b, &["last_hidden_state", "hidden_state_0", "hidden_state_2"]).unwrap();
+    let b = runtime::EncoderBatch::tokenize(
+        &tok,
+        &["play some jazz", "what is the weather in paris tonight"],
+        64,
+    )
+    .unwrap();
+    let o = runtime::run_encoder(
+        &mut s,
+        &b,
+        &["last_hidden_state", "hidden_state_0", "hidden_state_2"],
+    )
+    .unwrap();
     assert_eq!(o[0].shape, vec![2, b.seq, 32]);
     assert!(o[2].data == o[0].data);
     assert!(runtime::max_abs_diff(&o[1].data, &o[0].data) > 0.1);
@@ -138,28 +201,51 @@ fn tiny_bert_import_quantize_run() {
         warn_cosine: quantize::DEFAULT_WARN_COSINE,
         threads: Some(1),
         measure_speed: false,
-            smooth_alpha: Some(0.5),
-            calibration: None,
-            auto_alpha: false,
+        smooth_alpha: Some(0.7),
+        calibration: None,
+        auto_alpha: false,
     })
     .unwrap();
-    eprintln!("tiny quantize: {:?} fused {} unfused {}", qr.fidelity, qr.fused_nodes, qr.unfused_nodes);
+    eprintln!(
+        "tiny quantize: {:?} fused {} unfused {}",
+        qr.fidelity, qr.fused_nodes, qr.unfused_nodes
+    );
     assert_eq!(qr.summary.quantized.len(), 12);
-    assert_eq!(qr.summary.dynamic_quantize_nodes, 8, "q/k/v share one DynamicQuantizeLinear per layer");
+    assert_eq!(
+        qr.summary.dynamic_quantize_nodes, 8,
+        "q/k/v share one DynamicQuantizeLinear per layer"
+    );
     assert_eq!(qr.fused_nodes, 12, "ORT must fuse every quantized MatMul");
     assert_eq!(qr.unfused_nodes, 0);
-    assert!(qr.fidelity.mean_cosine > 0.98 && qr.fidelity.mean_cosine <= 1.0 + 1e-6, "{:?}", qr.fidelity);
+    assert!(
+        qr.fidelity.mean_cosine > 0.98 && qr.fidelity.mean_cosine <= 1.0 + 1e-6,
+        "{:?}",
+        qr.fidelity
+    );
     let q = onnx::load_model(&out.join("backbone.int8.onnx")).unwrap();
     let qg = q.graph.as_ref().unwrap();
-    assert_eq!(qg.node.iter().filter(|n| n.op_type.as_deref() == Some("MatMulInteger")).count(), 12);
-    let int8_weights = qg.initializer.iter().filter(|t| t.data_type == Some(3)).count();
+    assert_eq!(
+        qg.node
+            .iter()
+            .filter(|n| n.op_type.as_deref() == Some("MatMulInteger"))
+            .count(),
+        12
+    );
+    let int8_weights = qg
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(3))
+        .count();
     assert_eq!(int8_weights, 24, "12 int8 weights + 12 int8 zero points");
     let m = import::Manifest::load(&out).unwrap();
     assert!(m.files.contains_key("backbone.int8.onnx"));
 
     // --keep-fp32 keeps exactly the matching MatMuls.
     let mut q2 = onnx::load_model(&out.join("backbone.onnx")).unwrap();
-    let opts = quantize::QuantizeOptions { keep_fp32: vec!["layer.1.output.dense".into()], ..Default::default() };
+    let opts = quantize::QuantizeOptions {
+        keep_fp32: vec!["layer.1.output.dense".into()],
+        ..Default::default()
+    };
     let s2 = quantize::quantize_model(&mut q2, &opts).unwrap();
     assert_eq!(s2.quantized.len(), 11);
     assert_eq!(s2.kept_fp32.len(), 1);
@@ -181,7 +267,10 @@ fn tiny_bert_unprefixed_and_subset_of_hidden_states() {
     let r = import::import(&opts).unwrap();
     assert_eq!(r.hidden_outputs, vec!["hidden_state_0", "hidden_state_3"]);
     let m = import::Manifest::load(&tmp.path().join("m")).unwrap();
-    assert_eq!(m.outputs, vec!["last_hidden_state", "hidden_state_0", "hidden_state_3"]);
+    assert_eq!(
+        m.outputs,
+        vec!["last_hidden_state", "hidden_state_0", "hidden_state_3"]
+    );
     // Out-of-range request fails cleanly.
     opts.hidden_states = Some(vec![4]);
     assert!(import::import(&opts).is_err());
@@ -194,10 +283,17 @@ fn import_rejects_wrong_weights() {
     std::fs::create_dir_all(&hf).unwrap();
     write_tiny_bert(&hf, 1, false, 3);
     // Claim a wider model than the weights: the error names the tensor and the file.
-    let cfg = std::fs::read_to_string(hf.join("config.json")).unwrap().replace("\"intermediate_size\": 64", "\"intermediate_size\": 65");
+    let cfg = std::fs::read_to_string(hf.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 65");
     std::fs::write(hf.join("config.json"), cfg).unwrap();
-    let e = import::import(&import::ImportOptions::new(&hf, tmp.path().join("m"))).unwrap_err().to_string();
-    assert!(e.contains("model.safetensors") && e.contains("intermediate.dense"), "{e}");
+    let e = import::import(&import::ImportOptions::new(&hf, tmp.path().join("m")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("intermediate.dense"),
+        "{e}"
+    );
     assert!(!tmp.path().join("m/backbone.onnx").exists());
 }
 

@@ -24,7 +24,9 @@ fn attr_count(g: &proto::GraphProto) -> (usize, usize) {
         .node
         .iter()
         .flat_map(|n| &n.attribute)
-        .filter(|a| a.r#type == Some(proto::attribute_proto::AttributeType::Int as i32) && a.i == Some(0))
+        .filter(|a| {
+            a.r#type == Some(proto::attribute_proto::AttributeType::Int as i32) && a.i == Some(0)
+        })
         .count();
     (all, zero_ints)
 }
@@ -48,7 +50,10 @@ fn round_trip_keeps_everything() {
     // The third-party file is canonical protobuf (field order, unpacked proto2 repeats), so a
     // lossless round trip reproduces it byte for byte.
     assert_eq!(written.len(), original.len(), "re-encoded size");
-    assert!(written == original, "re-encoded bytes differ from the original file");
+    assert!(
+        written == original,
+        "re-encoded bytes differ from the original file"
+    );
 
     let again = onnx::load_model(&out).unwrap();
     assert_eq!(again, model);
@@ -61,13 +66,26 @@ fn round_trip_keeps_everything() {
 #[test]
 fn zero_valued_attribute_survives_encoding() {
     let a = onnx::graph::attr_int("axis", 0);
-    let node = proto::NodeProto { op_type: Some("Gather".into()), attribute: vec![a], ..Default::default() };
-    let g = proto::GraphProto { node: vec![node], ..Default::default() };
-    let m = proto::ModelProto { graph: Some(g), ..Default::default() };
+    let node = proto::NodeProto {
+        op_type: Some("Gather".into()),
+        attribute: vec![a],
+        ..Default::default()
+    };
+    let g = proto::GraphProto {
+        node: vec![node],
+        ..Default::default()
+    };
+    let m = proto::ModelProto {
+        graph: Some(g),
+        ..Default::default()
+    };
     let back = onnx::decode_model(&onnx::encode_model(&m)).unwrap();
     let attr = &back.graph.unwrap().node[0].attribute[0];
     assert_eq!(attr.i, Some(0), "axis = 0 must be stored explicitly");
-    assert_eq!(attr.r#type, Some(proto::attribute_proto::AttributeType::Int as i32));
+    assert_eq!(
+        attr.r#type,
+        Some(proto::attribute_proto::AttributeType::Int as i32)
+    );
 }
 
 #[test]
@@ -76,7 +94,10 @@ fn metadata_helpers() {
     onnx::set_metadata(&mut m, "a", "1");
     onnx::set_metadata(&mut m, "b", "2");
     onnx::set_metadata(&mut m, "a", "3");
-    assert_eq!(onnx::model_metadata(&m), vec![("a".into(), "3".into()), ("b".into(), "2".into())]);
+    assert_eq!(
+        onnx::model_metadata(&m),
+        vec![("a".into(), "3".into()), ("b".into(), "2".into())]
+    );
     assert_eq!(onnx::metadata_value(&m, "b"), Some("2"));
 }
 
@@ -87,7 +108,9 @@ fn load_errors_name_the_file() {
     std::fs::write(&p, b"\xff\xff\xff not a protobuf").unwrap();
     let e = onnx::load_model(&p).unwrap_err().to_string();
     assert!(e.contains("junk.onnx"), "{e}");
-    let e = onnx::load_model(Path::new("/nonexistent/x.onnx")).unwrap_err().to_string();
+    let e = onnx::load_model(Path::new("/nonexistent/x.onnx"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/x.onnx"), "{e}");
 }
 
@@ -109,7 +132,10 @@ fn hidden_states_of_foreign_int8_export_run_in_ort() {
     onnx::save_model(&out, &model).unwrap();
     let mut s = onnx::runtime::open_session(&out, &Default::default()).unwrap();
     let batch = onnx::runtime::EncoderBatch::from_ids(
-        &[vec![101, 7592, 2088, 102], vec![101, 2023, 2003, 1037, 3231, 6251, 102]],
+        &[
+            vec![101, 7592, 2088, 102],
+            vec![101, 2023, 2003, 1037, 3231, 6251, 102],
+        ],
         0,
     );
     let mut want: Vec<&str> = vec!["last_hidden_state"];
@@ -119,7 +145,10 @@ fn hidden_states_of_foreign_int8_export_run_in_ort() {
     for h in &o[1..] {
         assert_eq!(h.shape, vec![2, 7, 384]);
     }
-    assert!(o[7].data == o[0].data, "hidden_state_6 must equal last_hidden_state exactly");
+    assert!(
+        o[7].data == o[0].data,
+        "hidden_state_6 must equal last_hidden_state exactly"
+    );
     // Different layers really are different tensors.
     assert!(onnx::runtime::max_abs_diff(&o[1].data, &o[2].data) > 0.1);
     assert!(onnx::runtime::max_abs_diff(&o[6].data, &o[7].data) > 0.1);

@@ -11,7 +11,14 @@ use edgetune::onnx::{import, quantize};
 fn lines(var: &str, limit: usize) -> Option<Vec<String>> {
     let p = std::env::var(var).ok()?;
     let text = std::fs::read_to_string(&p).ok()?;
-    Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).take(limit).map(String::from).collect())
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(limit)
+            .map(String::from)
+            .collect(),
+    )
 }
 
 #[test]
@@ -27,17 +34,33 @@ fn measure_minilm_quantization() {
     if !dir.join(import::BACKBONE_FILE).is_file() {
         import::import(&import::ImportOptions::new(&hf, &dir)).unwrap();
     }
-    let alpha: f32 = std::env::var("EDGETUNE_ALPHA").ok().and_then(|v| v.parse().ok()).unwrap_or(0.5);
+    let alpha: f32 = std::env::var("EDGETUNE_ALPHA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.5);
     let keep: Vec<String> = std::env::var("EDGETUNE_KEEP")
         .ok()
-        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let full_range = std::env::var("EDGETUNE_FULL_RANGE").is_ok();
-    let out = dir.join(format!("measure-a{alpha}-k{}{}.onnx", keep.len(), if full_range { "-full" } else { "" }));
+    let out = dir.join(format!(
+        "measure-a{alpha}-k{}{}.onnx",
+        keep.len(),
+        if full_range { "-full" } else { "" }
+    ));
     let opts = quantize::QuantizeDirOptions {
         model_dir: dir.clone(),
         out: Some(out),
-        quant: quantize::QuantizeOptions { keep_fp32: keep, reduce_range: !full_range, ..Default::default() },
+        quant: quantize::QuantizeOptions {
+            keep_fp32: keep,
+            reduce_range: !full_range,
+            ..Default::default()
+        },
         sentences: lines("EDGETUNE_EVAL", usize::MAX),
         warn_cosine: quantize::DEFAULT_WARN_COSINE,
         threads: Some(2),
@@ -60,6 +83,9 @@ fn measure_minilm_quantization() {
         r.fidelity.sentences, r.fidelity.mean_cosine, r.fidelity.min_cosine
     );
     if let Some((f, q)) = r.speed {
-        println!("throughput fp32 {f:.1}/s int8 {q:.1}/s speed-up {:.2}x", q / f);
+        println!(
+            "throughput fp32 {f:.1}/s int8 {q:.1}/s speed-up {:.2}x",
+            q / f
+        );
     }
 }

@@ -54,16 +54,24 @@ impl ModelFiles {
     /// directory holding `backbone.int8.onnx`, `backbone.onnx` or `model.onnx` (first found) and
     /// `tokenizer.json`.
     pub fn resolve(path: &Path) -> Result<Self, BackboneError> {
-        let err = |message: &str| BackboneError::Model { path: path.to_path_buf(), message: message.into() };
+        let err = |message: &str| BackboneError::Model {
+            path: path.to_path_buf(),
+            message: message.into(),
+        };
         let (onnx, dir) = if path.is_dir() {
             let onnx = ["backbone.int8.onnx", "backbone.onnx", "model.onnx"]
                 .iter()
                 .map(|n| path.join(n))
                 .find(|p| p.is_file())
-                .ok_or_else(|| err("directory holds no backbone.int8.onnx, backbone.onnx or model.onnx"))?;
+                .ok_or_else(|| {
+                    err("directory holds no backbone.int8.onnx, backbone.onnx or model.onnx")
+                })?;
             (onnx, path.to_path_buf())
         } else if path.is_file() {
-            (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
+            (
+                path.to_path_buf(),
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            )
         } else {
             return Err(err("no such file or directory"));
         };
@@ -121,18 +129,31 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { threads: default_threads(), memory_pattern: true, spinning: true }
+        Self {
+            threads: default_threads(),
+            memory_pattern: true,
+            spinning: true,
+        }
     }
 }
 
 /// All available cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Opens an ONNX Runtime session on model bytes.
-pub fn open_session(bytes: &[u8], path: &Path, cfg: &SessionConfig) -> Result<Session, BackboneError> {
-    let err = |e: ort::Error| BackboneError::Model { path: path.to_path_buf(), message: e.to_string() };
+pub fn open_session(
+    bytes: &[u8],
+    path: &Path,
+    cfg: &SessionConfig,
+) -> Result<Session, BackboneError> {
+    let err = |e: ort::Error| BackboneError::Model {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut b = runtime::session_builder()?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| err(e.into()))?
@@ -171,19 +192,34 @@ pub struct BatchStates {
 impl Backbone {
     /// Loads the model, exposing the requested hidden states as outputs. `states` may include
     /// `layers` (the last hidden state); an empty list means the last one only.
-    pub fn load(files: &ModelFiles, states: &[usize], pad_id: u32, cfg: &SessionConfig) -> Result<Self, BackboneError> {
+    pub fn load(
+        files: &ModelFiles,
+        states: &[usize],
+        pad_id: u32,
+        cfg: &SessionConfig,
+    ) -> Result<Self, BackboneError> {
         let path = files.onnx.clone();
-        let merr = |message: String| BackboneError::Model { path: path.clone(), message };
+        let merr = |message: String| BackboneError::Model {
+            path: path.clone(),
+            message,
+        };
         let mut model = crate::onnx::load_model(&path).map_err(|e| merr(e.to_string()))?;
         let layers = crate::onnx::count_layers(&model).map_err(|e| merr(e.to_string()))?;
-        let states: Vec<usize> = if states.is_empty() { vec![layers] } else { states.to_vec() };
+        let states: Vec<usize> = if states.is_empty() {
+            vec![layers]
+        } else {
+            states.to_vec()
+        };
         if let Some(bad) = states.iter().find(|&&s| s > layers) {
-            return Err(merr(format!("hidden state {bad} requested, but the model has {layers} layers (0..={layers})")));
+            return Err(merr(format!(
+                "hidden state {bad} requested, but the model has {layers} layers (0..={layers})"
+            )));
         }
         let lower: Vec<usize> = states.iter().copied().filter(|&s| s < layers).collect();
         let mut names_lower = Vec::new();
         if !lower.is_empty() {
-            names_lower = crate::onnx::expose_hidden_states(&mut model, &lower).map_err(|e| merr(e.to_string()))?;
+            names_lower = crate::onnx::expose_hidden_states(&mut model, &lower)
+                .map_err(|e| merr(e.to_string()))?;
         }
         let bytes = prost::Message::encode_to_vec(&model);
         drop(model);
@@ -192,23 +228,52 @@ impl Backbone {
         let input_names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for needed in ["input_ids", "attention_mask"] {
             if !input_names.contains(&needed) {
-                return Err(merr(format!("model has no input `{needed}` (inputs: {input_names:?})")));
+                return Err(merr(format!(
+                    "model has no input `{needed}` (inputs: {input_names:?})"
+                )));
             }
         }
         let has_token_types = input_names.contains(&"token_type_ids");
-        if let Some(extra) = input_names.iter().find(|n| !["input_ids", "attention_mask", "token_type_ids"].contains(n)) {
+        if let Some(extra) = input_names
+            .iter()
+            .find(|n| !["input_ids", "attention_mask", "token_type_ids"].contains(n))
+        {
             return Err(merr(format!("unsupported model input `{extra}`")));
         }
-        if !session.outputs().iter().any(|o| o.name() == "last_hidden_state") {
+        if !session
+            .outputs()
+            .iter()
+            .any(|o| o.name() == "last_hidden_state")
+        {
             return Err(merr("model has no output `last_hidden_state`".into()));
         }
         let mut lower_names = lower.iter().zip(names_lower);
         let output_names = states
             .iter()
-            .map(|&s| if s == layers { "last_hidden_state".to_string() } else { lower_names.next().expect("one name per lower state").1 })
+            .map(|&s| {
+                if s == layers {
+                    "last_hidden_state".to_string()
+                } else {
+                    lower_names.next().expect("one name per lower state").1
+                }
+            })
             .collect();
-        let mut me = Self { session, path, hidden: 0, layers, states, output_names, has_token_types, pad_id };
-        let probe = Tokenized { ids: vec![pad_id, pad_id], type_ids: vec![0, 0], word_tokens: vec![], truncated: false };
+        let mut me = Self {
+            session,
+            path,
+            hidden: 0,
+            layers,
+            states,
+            output_names,
+            has_token_types,
+            pad_id,
+        };
+        let probe = Tokenized {
+            ids: vec![pad_id, pad_id],
+            type_ids: vec![0, 0],
+            word_tokens: vec![],
+            truncated: false,
+        };
         me.hidden = me.run(&[&probe])?.states[0].shape()[2];
         Ok(me)
     }
@@ -227,26 +292,38 @@ impl Backbone {
                 types[[r, c]] = ty as i64;
             }
         }
-        let rerr = |e: ort::Error| BackboneError::Run { path: self.path.clone(), message: e.to_string() };
+        let rerr = |e: ort::Error| BackboneError::Run {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
         let ids_v = TensorRef::from_array_view(&ids).map_err(rerr)?;
         let mask_v = TensorRef::from_array_view(&mask).map_err(rerr)?;
         let types_v = TensorRef::from_array_view(&types).map_err(rerr)?;
         let path = self.path.clone();
-        let rerr = |e: ort::Error| BackboneError::Run { path: path.clone(), message: e.to_string() };
+        let rerr = |e: ort::Error| BackboneError::Run {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let outputs = if self.has_token_types {
             self.session
                 .run(ort::inputs!["input_ids" => ids_v, "attention_mask" => mask_v, "token_type_ids" => types_v])
                 .map_err(rerr)?
         } else {
-            self.session.run(ort::inputs!["input_ids" => ids_v, "attention_mask" => mask_v]).map_err(rerr)?
+            self.session
+                .run(ort::inputs!["input_ids" => ids_v, "attention_mask" => mask_v])
+                .map_err(rerr)?
         };
         let mut states = Vec::with_capacity(self.output_names.len());
         for name in &self.output_names {
-            let v: ArrayViewD<f32> = outputs[name.as_str()].try_extract_array::<f32>().map_err(rerr)?;
-            let v = v.into_dimensionality::<Ix3>().map_err(|e| BackboneError::Run {
-                path: path.clone(),
-                message: format!("output `{name}` is not [batch, sequence, hidden]: {e}"),
-            })?;
+            let v: ArrayViewD<f32> = outputs[name.as_str()]
+                .try_extract_array::<f32>()
+                .map_err(rerr)?;
+            let v = v
+                .into_dimensionality::<Ix3>()
+                .map_err(|e| BackboneError::Run {
+                    path: path.clone(),
+                    message: format!("output `{name}` is not [batch, sequence, hidden]: {e}"),
+                })?;
             states.push(v.to_owned());
         }
         Ok(BatchStates { states })

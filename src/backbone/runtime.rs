@@ -69,9 +69,15 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
                 return Ok(candidate);
             }
         }
-        searched.push(format!("{}/**/.runtime/{}/{ORT_LIB_NAME}", root.display(), arch_dir()));
+        searched.push(format!(
+            "{}/**/.runtime/{}/{ORT_LIB_NAME}",
+            root.display(),
+            arch_dir()
+        ));
     }
-    Err(RuntimeError::NotFound { searched: searched.join(", ") })
+    Err(RuntimeError::NotFound {
+        searched: searched.join(", "),
+    })
 }
 
 /// Loads ONNX Runtime once per process and returns the library path in use. Later calls return the
@@ -95,7 +101,9 @@ pub fn session_builder() -> Result<ort::session::builder::SessionBuilder, Runtim
     })
 }
 
-fn loaded(explicit: Option<&Path>) -> Result<&'static (PathBuf, ort::environment::Environment), RuntimeError> {
+fn loaded(
+    explicit: Option<&Path>,
+) -> Result<&'static (PathBuf, ort::environment::Environment), RuntimeError> {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(done) = LOADED.get() {
         if let Some(p) = explicit {
@@ -107,14 +115,23 @@ fn loaded(explicit: Option<&Path>) -> Result<&'static (PathBuf, ort::environment
     }
     let path = locate(explicit)?;
     if !path.is_file() {
-        return Err(RuntimeError::Load { path, message: "no such file".into() });
+        return Err(RuntimeError::Load {
+            path,
+            message: "no such file".into(),
+        });
     }
-    let builder = ort::init_from(&path).map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
+    let builder = ort::init_from(&path).map_err(|e| RuntimeError::Load {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let env = builder
         .with_name("edgetune")
         .with_telemetry(false)
         .build()
-        .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
+        .map_err(|e| RuntimeError::Load {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     let _ = LOADED.set((path, env));
     Ok(LOADED.get().expect("set above"))
 }

@@ -20,7 +20,9 @@ pub fn setup_threads(g: &Global) -> anyhow::Result<usize> {
     };
     // candle sizes its matmul parallelism from RAYON_NUM_THREADS; set before any tensor work.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(n)
 }
 
@@ -31,7 +33,10 @@ pub fn init_runtime(g: &Global) -> anyhow::Result<PathBuf> {
 
 /// Session settings from the global flags.
 pub fn session_config(threads: usize) -> SessionConfig {
-    SessionConfig { threads, ..SessionConfig::default() }
+    SessionConfig {
+        threads,
+        ..SessionConfig::default()
+    }
 }
 
 /// The backbone a run was trained on: `--model` if given, else the recorded path, else the default
@@ -39,14 +44,19 @@ pub fn session_config(threads: usize) -> SessionConfig {
 pub fn run_model(rc: &RunConfig, model: Option<&Path>) -> anyhow::Result<ModelFiles> {
     let files = match model {
         Some(p) => ModelFiles::resolve(p)?,
-        None if rc.backbone.onnx.is_file() && rc.backbone.tokenizer.is_file() => {
-            ModelFiles { onnx: rc.backbone.onnx.clone(), tokenizer: rc.backbone.tokenizer.clone() }
-        }
+        None if rc.backbone.onnx.is_file() && rc.backbone.tokenizer.is_file() => ModelFiles {
+            onnx: rc.backbone.onnx.clone(),
+            tokenizer: rc.backbone.tokenizer.clone(),
+        },
         None => ModelFiles::from_arg(None).with_context(|| {
-            format!("the run's backbone {} is not here; pass --model", rc.backbone.onnx.display())
+            format!(
+                "the run's backbone {} is not here; pass --model",
+                rc.backbone.onnx.display()
+            )
         })?,
     };
-    let sha = edgetune::fsutil::sha256_file(&files.onnx).with_context(|| files.onnx.display().to_string())?;
+    let sha = edgetune::fsutil::sha256_file(&files.onnx)
+        .with_context(|| files.onnx.display().to_string())?;
     if sha != rc.backbone.onnx_sha256 {
         bail!(
             "{} is not the backbone this run was trained on (sha256 {} vs recorded {}); pass --model with the right one",
@@ -55,9 +65,13 @@ pub fn run_model(rc: &RunConfig, model: Option<&Path>) -> anyhow::Result<ModelFi
             &rc.backbone.onnx_sha256[..12.min(rc.backbone.onnx_sha256.len())]
         );
     }
-    let tsha = edgetune::fsutil::sha256_file(&files.tokenizer).with_context(|| files.tokenizer.display().to_string())?;
+    let tsha = edgetune::fsutil::sha256_file(&files.tokenizer)
+        .with_context(|| files.tokenizer.display().to_string())?;
     if tsha != rc.backbone.tokenizer_sha256 {
-        bail!("{} is not the tokenizer this run was trained with (sha256 differs)", files.tokenizer.display());
+        bail!(
+            "{} is not the tokenizer this run was trained with (sha256 differs)",
+            files.tokenizer.display()
+        );
     }
     Ok(files)
 }
@@ -70,7 +84,12 @@ pub fn feature_context(
     cache_dir: Option<PathBuf>,
     progress: bool,
 ) -> anyhow::Result<FeatureContext> {
-    let mut ctx = FeatureContext::new(files, max_tokens, session_config(threads), cache_dir.unwrap_or_else(default_cache_dir))?;
+    let mut ctx = FeatureContext::new(
+        files,
+        max_tokens,
+        session_config(threads),
+        cache_dir.unwrap_or_else(default_cache_dir),
+    )?;
     ctx.progress = progress;
     Ok(ctx)
 }

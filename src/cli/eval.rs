@@ -53,12 +53,24 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     };
     common::init_runtime(g)?;
     let files = common::run_model(&rc, a.model.as_deref())?;
-    let mut ctx = common::feature_context(files, Some(rc.backbone.max_tokens), threads, a.cache_dir, !a.quiet)?;
+    let mut ctx = common::feature_context(
+        files,
+        Some(rc.backbone.max_tokens),
+        threads,
+        a.cache_dir,
+        !a.quiet,
+    )?;
     let feats = ctx.load_or_extract(&split, &rc.features)?;
     let truncated = feats.meta.truncated.len();
-    let data = SplitData { split: &split, feats };
+    let data = SplitData {
+        split: &split,
+        feats,
+    };
     let preds = predict_split(&heads, &data, 128)?;
-    let labels = LabelSets { intents: heads.config.intents.iter().cloned().collect(), slot_types: slot_types(&heads.config.tags) };
+    let labels = LabelSets {
+        intents: heads.config.intents.iter().cloned().collect(),
+        slot_types: slot_types(&heads.config.tags),
+    };
     // A task the run has no head for cannot be scored: drop its gold labels.
     let gold: Vec<_> = split
         .examples
@@ -88,7 +100,12 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         }
         println!("{v}");
     } else {
-        println!("{} ({} examples, run {})", split.source.display(), split.examples.len(), a.run.display());
+        println!(
+            "{} ({} examples, run {})",
+            split.source.display(),
+            split.examples.len(),
+            a.run.display()
+        );
         if truncated > 0 {
             println!("note: {truncated} examples were truncated at {} tokens; their cut words count as tagged O", rc.backbone.max_tokens);
         }

@@ -41,12 +41,21 @@ fn check_sentences(file: Option<&Path>, max_tokens: usize) -> anyhow::Result<Vec
         out.extend(text.lines().map(words).filter(|w| !w.is_empty()));
     }
     let pool: Vec<String> = SAMPLE_SENTENCES.iter().flat_map(|s| words(s)).collect();
-    out.push(pool.iter().cycle().take(max_tokens.min(600) + 8).cloned().collect());
+    out.push(
+        pool.iter()
+            .cycle()
+            .take(max_tokens.min(600) + 8)
+            .cloned()
+            .collect(),
+    );
     Ok(out)
 }
 
 fn words(s: &str) -> Vec<String> {
-    edgetune::data::split_words(s).into_iter().map(|(a, b)| s[a..b].to_string()).collect()
+    edgetune::data::split_words(s)
+        .into_iter()
+        .map(|(a, b)| s[a..b].to_string())
+        .collect()
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -55,9 +64,17 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     common::init_runtime(g)?;
     let files = common::run_model(&rc, a.backbone.as_deref())?;
     if a.out.is_dir() {
-        bail!("{}: is a directory; --out names the .onnx file to write", a.out.display());
+        bail!(
+            "{}: is a directory; --out names the .onnx file to write",
+            a.out.display()
+        );
     }
-    let dir = a.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let dir = a
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
 
     let backbone_model = edgetune::onnx::load_model(&files.onnx)?;
@@ -86,7 +103,14 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     }
     let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &cfg)?;
     let mut session = edgetune::backbone::open_session(&bytes, &a.out, &cfg)?;
-    let rep = export::verify(&mut session, &mut backbone, &heads, &rc.features.states, &toks, tokenizer.pad_id())?;
+    let rep = export::verify(
+        &mut session,
+        &mut backbone,
+        &heads,
+        &rc.features.states,
+        &toks,
+        tokenizer.pad_id(),
+    )?;
     drop(session);
     drop(backbone);
     let figure = format!(
@@ -101,8 +125,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let tok_out = dir.join("tokenizer.json");
     let same = std::fs::canonicalize(&tok_out).ok() == std::fs::canonicalize(&files.tokenizer).ok();
     if !same {
-        let tok_bytes = std::fs::read(&files.tokenizer).with_context(|| files.tokenizer.display().to_string())?;
-        edgetune::fsutil::write_atomic(&tok_out, &tok_bytes).with_context(|| tok_out.display().to_string())?;
+        let tok_bytes = std::fs::read(&files.tokenizer)
+            .with_context(|| files.tokenizer.display().to_string())?;
+        edgetune::fsutil::write_atomic(&tok_out, &tok_bytes)
+            .with_context(|| tok_out.display().to_string())?;
     }
     eprintln!("self-check passed: {figure}");
     eprintln!(

@@ -35,7 +35,14 @@ pub struct Args {
 }
 
 /// One input line's answer.
-pub(super) fn answer(text: &str, heads: &edgetune::heads::Heads, d: &edgetune::infer::Decoded, kept: &[bool], truncated: bool, logits: bool) -> serde_json::Value {
+pub(super) fn answer(
+    text: &str,
+    heads: &edgetune::heads::Heads,
+    d: &edgetune::infer::Decoded,
+    kept: &[bool],
+    truncated: bool,
+    logits: bool,
+) -> serde_json::Value {
     let words = split_words(text);
     let pred = to_prediction(heads, d, kept);
     let mut v = json!({ "text": text });
@@ -45,13 +52,32 @@ pub(super) fn answer(text: &str, heads: &edgetune::heads::Heads, d: &edgetune::i
             v["intent_logits"] = json!(l);
         }
     }
-    if let (Some(tags), Some(probs)) = (&pred.tags, &d.tags) {
+    if let (Some(tags), Some(probs)) = (&pred.tags, &d.tag_probs) {
         let slots: Vec<SlotSpan> = spans(tags)
             .into_iter()
             .map(|s| {
                 let (cs, ce) = (words[s.start].0, words[s.end - 1].1);
-                let prob = probs[s.start..s.end].iter().map(|(_, p)| p).sum::<f32>() / (s.end - s.start) as f32;
-                SlotSpan { kind: s.kind, text: text[cs..ce].to_string(), start: s.start, end: s.end, char_start: cs, char_end: ce, prob }
+                let prob = (s.start..s.end)
+                    .map(|w| {
+                        let id = heads
+                            .config
+                            .tags
+                            .iter()
+                            .position(|t| *t == tags[w])
+                            .unwrap_or(0);
+                        probs[w][id]
+                    })
+                    .sum::<f32>()
+                    / (s.end - s.start) as f32;
+                SlotSpan {
+                    kind: s.kind,
+                    text: text[cs..ce].to_string(),
+                    start: s.start,
+                    end: s.end,
+                    char_start: cs,
+                    char_end: ce,
+                    prob,
+                }
             })
             .collect();
         v["slots"] = json!(slots);
@@ -76,9 +102,16 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     if !states.contains(&rc.backbone.layers) {
         states.push(rc.backbone.layers);
     }
-    let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &common::session_config(threads))?;
+    let mut backbone = Backbone::load(
+        &files,
+        &states,
+        tokenizer.pad_id(),
+        &common::session_config(threads),
+    )?;
     let reader: Box<dyn BufRead> = match &a.input {
-        Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p).with_context(|| p.display().to_string())?)),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| p.display().to_string())?,
+        )),
         None => Box::new(std::io::stdin().lock()),
     };
     let interactive = a.input.is_none();
@@ -88,10 +121,15 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let mut flush = |pending: &mut Vec<String>, out: &mut dyn Write| -> anyhow::Result<()> {
         let mut toks = Vec::with_capacity(pending.len());
         for text in pending.iter() {
-            let words: Vec<String> = split_words(text).into_iter().map(|(s, e)| text[s..e].to_string()).collect();
+            let words: Vec<String> = split_words(text)
+                .into_iter()
+                .map(|(s, e)| text[s..e].to_string())
+                .collect();
             toks.push(tokenizer.encode_words(&words, &|| "input".into())?);
         }
-        let idx: Vec<usize> = (0..pending.len()).filter(|&i| !toks[i].word_tokens.is_empty()).collect();
+        let idx: Vec<usize> = (0..pending.len())
+            .filter(|&i| !toks[i].word_tokens.is_empty())
+            .collect();
         let live: Vec<_> = idx.iter().map(|&i| toks[i].clone()).collect();
         let results = run_examples(&mut backbone, &heads, &rc.features.states, &live, 32)?;
         let mut results = idx.into_iter().zip(results).peekable();
@@ -110,7 +148,15 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         Ok(())
     };
     for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}: not UTF-8 text", a.input.as_ref().map_or("stdin".into(), |p| p.display().to_string()), n + 1))?;
+        let line = line.with_context(|| {
+            format!(
+                "{}: line {}: not UTF-8 text",
+                a.input
+                    .as_ref()
+                    .map_or("stdin".into(), |p| p.display().to_string()),
+                n + 1
+            )
+        })?;
         pending.push(line.trim_end_matches('\r').to_string());
         if interactive || pending.len() >= 64 {
             flush(&mut pending, &mut out)?;

@@ -25,21 +25,38 @@ struct Meta {
 
 fn read_meta(model: &edgetune::onnx::proto::ModelProto, path: &Path) -> anyhow::Result<Meta> {
     let get = |k: &str| {
-        edgetune::onnx::metadata_value(model, k)
-            .with_context(|| format!("{}: no metadata `{k}`; not a merged model written by `edgetune export`", path.display()))
+        edgetune::onnx::metadata_value(model, k).with_context(|| {
+            format!(
+                "{}: no metadata `{k}`; not a merged model written by `edgetune export`",
+                path.display()
+            )
+        })
     };
-    let version: u32 = get(export::META_FORMAT)?.parse().with_context(|| format!("{}: bad {}", path.display(), export::META_FORMAT))?;
+    let version: u32 = get(export::META_FORMAT)?
+        .parse()
+        .with_context(|| format!("{}: bad {}", path.display(), export::META_FORMAT))?;
     if version != export::FORMAT_VERSION {
-        bail!("{}: merged-model format {version} is not supported (expected {})", path.display(), export::FORMAT_VERSION);
+        bail!(
+            "{}: merged-model format {version} is not supported (expected {})",
+            path.display(),
+            export::FORMAT_VERSION
+        );
     }
     let labels = |k: &str| -> anyhow::Result<Vec<String>> {
-        serde_json::from_str(get(k)?).with_context(|| format!("{}: metadata `{k}` is not a JSON array of strings", path.display()))
+        serde_json::from_str(get(k)?).with_context(|| {
+            format!(
+                "{}: metadata `{k}` is not a JSON array of strings",
+                path.display()
+            )
+        })
     };
     Ok(Meta {
         intents: labels(export::META_INTENTS)?,
         tags: labels(export::META_TAGS)?,
         tokenizer_sha256: get(export::META_TOKENIZER_SHA)?.to_string(),
-        max_tokens: get(export::META_MAX_TOKENS)?.parse().with_context(|| format!("{}: bad {}", path.display(), export::META_MAX_TOKENS))?,
+        max_tokens: get(export::META_MAX_TOKENS)?
+            .parse()
+            .with_context(|| format!("{}: bad {}", path.display(), export::META_MAX_TOKENS))?,
     })
 }
 
@@ -51,8 +68,14 @@ fn label_heads(meta: &Meta) -> anyhow::Result<Heads> {
         states: 1,
         intents: meta.intents.clone(),
         tags: meta.tags.clone(),
-        intent_head: edgetune::heads::IntentHeadConfig { hidden: 1, dropout: 0.0 },
-        slot_head: edgetune::heads::SlotHeadConfig { gru_hidden: 1, dropout: 0.0 },
+        intent_head: edgetune::heads::IntentHeadConfig {
+            hidden: 1,
+            dropout: 0.0,
+        },
+        slot_head: edgetune::heads::SlotHeadConfig {
+            gru_hidden: 1,
+            dropout: 0.0,
+        },
     };
     Ok(Heads::new(config, 0, &candle_core::Device::Cpu)?)
 }
@@ -81,31 +104,56 @@ fn decode(out: &export::MergedOutputs, batch: &[&Tokenized]) -> Vec<Decoded> {
                 ),
                 _ => None,
             },
+            tag_probs: out.slot_probs.as_ref().map(|p| {
+                (0..t.word_tokens.len())
+                    .map(|w| p.slice(ndarray::s![i, w, ..]).to_vec())
+                    .collect()
+            }),
         })
         .collect()
 }
 
-pub fn infer(g: &super::Global, threads: usize, merged: &Path, input: Option<&Path>, logits: bool) -> anyhow::Result<()> {
+pub fn infer(
+    g: &super::Global,
+    threads: usize,
+    merged: &Path,
+    input: Option<&Path>,
+    logits: bool,
+) -> anyhow::Result<()> {
     common::init_runtime(g)?;
     let bytes = std::fs::read(merged).with_context(|| merged.display().to_string())?;
-    let model = edgetune::onnx::decode_model(&bytes).with_context(|| format!("{}: not a valid ONNX model", merged.display()))?;
+    let model = edgetune::onnx::decode_model(&bytes)
+        .with_context(|| format!("{}: not a valid ONNX model", merged.display()))?;
     let meta = read_meta(&model, merged)?;
     drop(model);
-    let dir = merged.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = merged
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tok_path = dir.join("tokenizer.json");
-    let sha = edgetune::fsutil::sha256_file(&tok_path)
-        .with_context(|| format!("{}: the merged model needs its tokenizer.json beside it", tok_path.display()))?;
+    let sha = edgetune::fsutil::sha256_file(&tok_path).with_context(|| {
+        format!(
+            "{}: the merged model needs its tokenizer.json beside it",
+            tok_path.display()
+        )
+    })?;
     if sha != meta.tokenizer_sha256 {
-        bail!("{} is not the tokenizer this model was exported with (sha256 differs)", tok_path.display());
+        bail!(
+            "{} is not the tokenizer this model was exported with (sha256 differs)",
+            tok_path.display()
+        );
     }
     let tokenizer = WordTokenizer::from_file(&tok_path, Some(meta.max_tokens))?;
     let pad = tokenizer.pad_id();
     let heads = label_heads(&meta)?;
-    let mut session = edgetune::backbone::open_session(&bytes, merged, &common::session_config(threads))?;
+    let mut session =
+        edgetune::backbone::open_session(&bytes, merged, &common::session_config(threads))?;
     drop(bytes);
 
     let reader: Box<dyn BufRead> = match input {
-        Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p).with_context(|| p.display().to_string())?)),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| p.display().to_string())?,
+        )),
         None => Box::new(std::io::stdin().lock()),
     };
     let interactive = input.is_none();
@@ -115,11 +163,16 @@ pub fn infer(g: &super::Global, threads: usize, merged: &Path, input: Option<&Pa
     let mut flush = |pending: &mut Vec<String>, out: &mut dyn Write| -> anyhow::Result<()> {
         let mut toks = Vec::with_capacity(pending.len());
         for text in pending.iter() {
-            let words: Vec<String> = split_words(text).into_iter().map(|(s, e)| text[s..e].to_string()).collect();
+            let words: Vec<String> = split_words(text)
+                .into_iter()
+                .map(|(s, e)| text[s..e].to_string())
+                .collect();
             toks.push(tokenizer.encode_words(&words, &|| "input".into())?);
         }
         // Length-sorted batches of 32, like `infer --run`.
-        let mut order: Vec<usize> = (0..toks.len()).filter(|&i| !toks[i].word_tokens.is_empty()).collect();
+        let mut order: Vec<usize> = (0..toks.len())
+            .filter(|&i| !toks[i].word_tokens.is_empty())
+            .collect();
         order.sort_by_key(|&i| (toks[i].ids.len(), i));
         let mut results: Vec<Option<Decoded>> = vec![None; toks.len()];
         for chunk in order.chunks(32) {
@@ -145,7 +198,11 @@ pub fn infer(g: &super::Global, threads: usize, merged: &Path, input: Option<&Pa
     };
     for (n, line) in reader.lines().enumerate() {
         let line = line.with_context(|| {
-            format!("{}: line {}: not UTF-8 text", input.map_or("stdin".into(), |p| p.display().to_string()), n + 1)
+            format!(
+                "{}: line {}: not UTF-8 text",
+                input.map_or("stdin".into(), |p| p.display().to_string()),
+                n + 1
+            )
         })?;
         pending.push(line.trim_end_matches('\r').to_string());
         if interactive || pending.len() >= 64 {

@@ -24,7 +24,11 @@ pub struct Global {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "edgetune", version, about = "Adapt transformer models to new tasks on the edge device itself.")]
+#[command(
+    name = "edgetune",
+    version,
+    about = "Adapt transformer models to new tasks on the edge device itself."
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,

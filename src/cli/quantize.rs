@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use edgetune::onnx::quantize::{quantize_dir, QuantizeDirOptions, QuantizeOptions, DEFAULT_WARN_COSINE};
+use edgetune::onnx::quantize::{
+    quantize_dir, QuantizeDirOptions, QuantizeOptions, DEFAULT_WARN_COSINE,
+};
 
 /// Flags of `edgetune quantize`.
 #[derive(Debug, clap::Args)]
@@ -38,7 +40,7 @@ pub struct Args {
     pub sensitivity: bool,
     /// Activation smoothing strength in (0, 1] (SmoothQuant-style per-channel rescaling of MatMul
     /// inputs into the weights, exact in fp32); 0 disables it.
-    #[arg(long, value_name = "ALPHA", default_value_t = 0.5)]
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.7)]
     pub smooth: f32,
     /// Calibration sentences for smoothing, one per line (default: built-in samples). Use
     /// training data, not the sentences you evaluate on.
@@ -59,8 +61,14 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
     }
     let read_lines = |p: &PathBuf| -> anyhow::Result<Vec<String>> {
-        let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        let text =
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
     };
     let sentences = a.sentences.as_ref().map(read_lines).transpose()?;
     let calibration = a
@@ -76,19 +84,28 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         smooth: None,
     };
     if a.sensitivity {
-        let tok = edgetune::onnx::runtime::load_tokenizer(&a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE))?;
+        let tok = edgetune::onnx::runtime::load_tokenizer(
+            &a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE),
+        )?;
         let texts: Vec<String> = sentences.clone().unwrap_or_else(|| {
-            edgetune::onnx::import::VERIFY_SENTENCES.iter().map(|s| s.to_string()).collect()
+            edgetune::onnx::import::VERIFY_SENTENCES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         });
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let fp32 = a.model_dir.join(edgetune::onnx::import::BACKBONE_FILE);
-        let (all, rows) = edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads)?;
+        let (all, rows) =
+            edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads)?;
         println!(
             "sensitivity on {} sentences; all quantized: pooled cosine mean {:.5}, min {:.5}",
             all.sentences, all.mean_cosine, all.min_cosine
         );
         for r in &rows {
-            println!("  keep fp32 {:<60} mean {:.5} min {:.5}", r.node, r.fidelity.mean_cosine, r.fidelity.min_cosine);
+            println!(
+                "  keep fp32 {:<60} mean {:.5} min {:.5}",
+                r.node, r.fidelity.mean_cosine, r.fidelity.min_cosine
+            );
         }
     }
     let opts = QuantizeDirOptions {
@@ -119,7 +136,10 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         r.fidelity.sentences, r.fidelity.mean_cosine, r.fidelity.min_cosine
     );
     if let Some((f, q)) = r.speed {
-        println!("throughput: fp32 {f:.1} sent/s, int8 {q:.1} sent/s, speed-up {:.2}x", q / f);
+        println!(
+            "throughput: fp32 {f:.1} sent/s, int8 {q:.1} sent/s, speed-up {:.2}x",
+            q / f
+        );
     }
     if let Some(w) = &r.warning {
         eprintln!("warning: {w}");

@@ -141,8 +141,14 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         weight_decay: a.weight_decay,
         seed: a.seed,
         states: a.layers,
-        intent_head: IntentHeadConfig { hidden: a.intent_hidden, dropout: a.dropout },
-        slot_head: SlotHeadConfig { gru_hidden: a.slot_gru, dropout: a.dropout },
+        intent_head: IntentHeadConfig {
+            hidden: a.intent_hidden,
+            dropout: a.dropout,
+        },
+        slot_head: SlotHeadConfig {
+            gru_hidden: a.slot_gru,
+            dropout: a.dropout,
+        },
         freeze_intent: a.freeze_intent,
         freeze_slot: a.freeze_slot,
         init_from: a.init_from,
@@ -151,14 +157,19 @@ fn validate(a: Args) -> anyhow::Result<Options> {
     if resume {
         let saved = checkpoint::read_settings(&out.join(checkpoint::DIR))?;
         let recorded = out.join(checkpoint::DIR).join("job.json");
-        let job: serde_json::Value = serde_json::from_slice(&std::fs::read(&recorded).with_context(|| recorded.display().to_string())?)?;
+        let job: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&recorded).with_context(|| recorded.display().to_string())?,
+        )?;
         settings = saved;
         if data.is_none() {
             data = job["data"].as_str().map(PathBuf::from);
         }
     }
     if !resume && out.join(edgetune::run::CONFIG_FILE).exists() {
-        bail!("{} already holds a finished run; choose another --out", out.display());
+        bail!(
+            "{} already holds a finished run; choose another --out",
+            out.display()
+        );
     }
     Ok(Options {
         data: data.context("--data DIR is required")?,
@@ -182,7 +193,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let dataset = data::load_dataset(&o.data, o.format, o.holdout, o.settings.seed)?;
     common::init_runtime(g)?;
     let files = ModelFiles::from_arg(o.model.as_deref())?;
-    let mut ctx = common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
+    let mut ctx =
+        common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
     let (intents, tags) = train::label_lists(&dataset.train);
     if !o.quiet {
         eprintln!(
@@ -203,10 +215,13 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if !o.resume {
-        std::fs::create_dir_all(o.out.join(checkpoint::DIR)).with_context(|| o.out.display().to_string())?;
-        let job = serde_json::json!({ "data": std::fs::canonicalize(&o.data).unwrap_or(o.data.clone()) });
+        std::fs::create_dir_all(o.out.join(checkpoint::DIR))
+            .with_context(|| o.out.display().to_string())?;
+        let job =
+            serde_json::json!({ "data": std::fs::canonicalize(&o.data).unwrap_or(o.data.clone()) });
         let p = o.out.join(checkpoint::DIR).join("job.json");
-        edgetune::fsutil::write_atomic(&p, job.to_string().as_bytes()).with_context(|| p.display().to_string())?;
+        edgetune::fsutil::write_atomic(&p, job.to_string().as_bytes())
+            .with_context(|| p.display().to_string())?;
     }
     if !o.quiet {
         eprintln!("{}", train::plan(&dataset, &ctx, &o.settings));

@@ -97,14 +97,22 @@ impl Ctx {
         self.b.initializer_f32(name, &[], &[v])
     }
 
-    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<super::proto::AttributeProto>, name: &str) -> String {
+    fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<super::proto::AttributeProto>,
+        name: &str,
+    ) -> String {
         self.b.op_as(op, inputs, attrs, &format!("head/{name}"))
     }
 
     fn linear(&mut self, x: &str, l: &Linear, name: &str) -> Result<String, OnnxError> {
         let (w, inp, out) = transposed(&l.weight)?;
         let bias = tensor_f32(&l.bias)?;
-        Ok(self.b.linear(x, &w, inp, out, Some(&bias), &format!("head/{name}")))
+        Ok(self
+            .b
+            .linear(x, &w, inp, out, Some(&bias), &format!("head/{name}")))
     }
 
     fn squeeze(&mut self, x: &str, axis: i64, name: &str) -> String {
@@ -124,7 +132,11 @@ impl Ctx {
             .and_then(|w| w.to_vec1::<f32>())
             .map_err(|e| OnnxError::graph(e.to_string()))?;
         if w.len() != states.len() {
-            return Err(OnnxError::graph(format!("{name}: {} mix weights for {} states", w.len(), states.len())));
+            return Err(OnnxError::graph(format!(
+                "{name}: {} mix weights for {} states",
+                w.len(),
+                states.len()
+            )));
         }
         let mut acc: Option<String> = None;
         for (i, (s, wi)) in states.iter().zip(&w).enumerate() {
@@ -140,7 +152,10 @@ impl Ctx {
 
     /// `tanh`-free exact GELU: `0.5 x (1 + erf(x / sqrt 2))`.
     fn gelu_erf(&mut self, x: &str, name: &str) -> String {
-        let r = self.scalar_f32(&format!("head/{name}.inv_sqrt2"), std::f32::consts::FRAC_1_SQRT_2);
+        let r = self.scalar_f32(
+            &format!("head/{name}.inv_sqrt2"),
+            std::f32::consts::FRAC_1_SQRT_2,
+        );
         let one = self.scalar_f32(&format!("head/{name}.one"), 1.0);
         let half = self.scalar_f32(&format!("head/{name}.half"), 0.5);
         let s = self.op("Mul", &[x, &r], vec![], &format!("{name}.scaled"));
@@ -174,7 +189,11 @@ fn gru_weights(dirs: &[&GruDir], hid: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<
 /// Removes nodes that no graph output depends on, then initializers and value infos nothing uses.
 /// Graphs with subgraphs (control flow) are left alone.
 fn prune(g: &mut super::proto::GraphProto) -> Result<(), OnnxError> {
-    if g.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+    if g.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    }) {
         return Ok(());
     }
     let order = graph::topological_order(g)?;
@@ -192,14 +211,24 @@ fn prune(g: &mut super::proto::GraphProto) -> Result<(), OnnxError> {
         i += 1;
         keep[i - 1]
     });
-    g.initializer.retain(|t| t.name.as_ref().is_some_and(|n| needed.contains(n)));
-    let produced: HashSet<String> = g.node.iter().flat_map(|n| n.output.iter().cloned()).collect();
-    g.value_info.retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n)));
+    g.initializer
+        .retain(|t| t.name.as_ref().is_some_and(|n| needed.contains(n)));
+    let produced: HashSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().cloned())
+        .collect();
+    g.value_info
+        .retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n)));
     Ok(())
 }
 
 /// Builds the merged model from the backbone graph (as loaded from its file) and trained heads.
-pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> Result<ModelProto, OnnxError> {
+pub fn build_merged(
+    mut model: ModelProto,
+    heads: &Heads,
+    spec: &MergeSpec,
+) -> Result<ModelProto, OnnxError> {
     let opset = graph::default_opset(&model);
     if opset < 13 {
         return Err(OnnxError::Invalid(format!(
@@ -208,17 +237,30 @@ pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> R
     }
     let layers = super::count_layers(&model)?;
     if let Some(bad) = spec.states.iter().find(|&&s| s > layers) {
-        return Err(OnnxError::Invalid(format!("hidden state {bad} requested, the backbone has 0..={layers}")));
+        return Err(OnnxError::Invalid(format!(
+            "hidden state {bad} requested, the backbone has 0..={layers}"
+        )));
     }
     let tensors = super::hidden::hidden_state_tensors(&model)?;
-    let g = model.graph.take().ok_or_else(|| OnnxError::graph("model has no graph"))?;
-    if !g.output.iter().any(|o| o.name.as_deref() == Some("last_hidden_state")) {
-        return Err(OnnxError::graph("backbone has no output `last_hidden_state`"));
+    let g = model
+        .graph
+        .take()
+        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+    if !g
+        .output
+        .iter()
+        .any(|o| o.name.as_deref() == Some("last_hidden_state"))
+    {
+        return Err(OnnxError::graph(
+            "backbone has no output `last_hidden_state`",
+        ));
     }
     let inputs: Vec<String> = g.input.iter().filter_map(|i| i.name.clone()).collect();
     for needed in ["input_ids", "attention_mask"] {
         if !inputs.iter().any(|n| n == needed) {
-            return Err(OnnxError::graph(format!("backbone has no input `{needed}` (inputs: {inputs:?})")));
+            return Err(OnnxError::graph(format!(
+                "backbone has no input `{needed}` (inputs: {inputs:?})"
+            )));
         }
     }
     let (batch, seq) = g
@@ -230,24 +272,48 @@ pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> R
         .map(|(_, d)| (d[0].clone(), d[1].clone()))
         .unwrap_or((Dim::param("batch"), Dim::param("sequence")));
     let words = Dim::param("words");
-    let state_name = |k: usize| if k == layers { "last_hidden_state".to_string() } else { tensors[k].clone() };
+    let state_name = |k: usize| {
+        if k == layers {
+            "last_hidden_state".to_string()
+        } else {
+            tensors[k].clone()
+        }
+    };
 
     let mut b = GraphBuilder::from_graph(g);
     b.graph.output.clear();
     let mut c = Ctx { b, opset };
-    let word_pool = c.b.input("word_pool", DataType::Float, &[batch.clone(), words.clone(), seq.clone()]);
-    let word_mask = c.b.input("word_mask", DataType::Float, &[batch.clone(), words.clone()]);
+    let word_pool = c.b.input(
+        "word_pool",
+        DataType::Float,
+        &[batch.clone(), words.clone(), seq.clone()],
+    );
+    let word_mask = c.b.input(
+        "word_mask",
+        DataType::Float,
+        &[batch.clone(), words.clone()],
+    );
     let states: Vec<String> = spec.states.iter().map(|&k| state_name(k)).collect();
 
     if let Some(h) = &heads.intent {
         // Pooled embedding: mean of the last hidden state over real tokens.
         let last = state_name(layers);
-        let m = c.op("Cast", &["attention_mask"], vec![attr_int("to", DataType::Float as i64)], "pool.mask");
+        let m = c.op(
+            "Cast",
+            &["attention_mask"],
+            vec![attr_int("to", DataType::Float as i64)],
+            "pool.mask",
+        );
         let m1 = c.unsqueeze(&m, 1, "pool.mask1");
         let sum = c.op("MatMul", &[&m1, &last], vec![], "pool.sum");
         let sum = c.squeeze(&sum, 1, "pool.sum_sq");
         let ax = c.i64s("head/pool.axes", &[1]);
-        let cnt = c.op("ReduceSum", &[&m, &ax], vec![attr_int("keepdims", 1)], "pool.count");
+        let cnt = c.op(
+            "ReduceSum",
+            &[&m, &ax],
+            vec![attr_int("keepdims", 1)],
+            "pool.count",
+        );
         let one = c.scalar_f32("head/pool.one", 1.0);
         let cnt = c.op("Max", &[&cnt, &one], vec![], "pool.count1");
         let pooled = c.op("Div", &[&sum, &cnt], vec![], "pool.pooled");
@@ -262,18 +328,43 @@ pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> R
         let inv = c.op("Sub", &[&one, &word_mask], vec![], "intent.inv_mask");
         let neg = c.op("Mul", &[&inv, &big], vec![], "intent.neg_mask");
         let s = c.op("Add", &[&s, &neg], vec![], "intent.masked");
-        let a = c.op("Softmax", &[&s], vec![attr_int("axis", -1)], "intent.attention");
+        let a = c.op(
+            "Softmax",
+            &[&s],
+            vec![attr_int("axis", -1)],
+            "intent.attention",
+        );
         let a = c.unsqueeze(&a, 1, "intent.attention1");
         let ctx = c.op("MatMul", &[&a, &x], vec![], "intent.context1");
         let ctx = c.squeeze(&ctx, 1, "intent.context");
-        let feats = c.op("Concat", &[&pooled, &ctx], vec![attr_int("axis", 1)], "intent.feats");
+        let feats = c.op(
+            "Concat",
+            &[&pooled, &ctx],
+            vec![attr_int("axis", 1)],
+            "intent.feats",
+        );
         let hid = c.linear(&feats, &h.hidden, "intent.hidden")?;
         let hid = c.gelu_erf(&hid, "intent.gelu");
         let logits = c.linear(&hid, &h.out, "intent.out")?;
-        let probs = c.op("Softmax", &[&logits], vec![attr_int("axis", -1)], "intent.softmax");
-        let id = c.op("ArgMax", &[&probs], vec![attr_int("axis", -1), attr_int("keepdims", 0)], "intent.argmax");
+        let probs = c.op(
+            "Softmax",
+            &[&logits],
+            vec![attr_int("axis", -1)],
+            "intent.softmax",
+        );
+        let id = c.op(
+            "ArgMax",
+            &[&probs],
+            vec![attr_int("axis", -1), attr_int("keepdims", 0)],
+            "intent.argmax",
+        );
         let n = Dim::Fixed(heads.config.intents.len() as i64);
-        c.b.output_as(&logits, "intent_logits", DataType::Float, &[batch.clone(), n.clone()]);
+        c.b.output_as(
+            &logits,
+            "intent_logits",
+            DataType::Float,
+            &[batch.clone(), n.clone()],
+        );
         c.b.output_as(&probs, "intent_probs", DataType::Float, &[batch.clone(), n]);
         c.b.output_as(&id, "intent_id", DataType::Int64, &[batch.clone()]);
     }
@@ -282,30 +373,71 @@ pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> R
         let mixed = c.mix(&h.mix, &states, "slot.mix")?;
         let x = c.op("MatMul", &[&word_pool, &mixed], vec![], "slot.words");
         let x = c.linear(&x, &h.proj, "slot.proj")?;
-        let hid = h.fwd.w_hh.dim(1).map_err(|e| OnnxError::graph(e.to_string()))?;
+        let hid = h
+            .fwd
+            .w_hh
+            .dim(1)
+            .map_err(|e| OnnxError::graph(e.to_string()))?;
         // Sentence length = one past the last word with features.
         let shape = c.op("Shape", &[&word_mask], vec![], "slot.mask_shape");
         let idx1 = c.i64s("head/slot.idx1", &[1]);
-        let w = c.op("Gather", &[&shape, &idx1], vec![attr_int("axis", 0)], "slot.width1");
+        let w = c.op(
+            "Gather",
+            &[&shape, &idx1],
+            vec![attr_int("axis", 0)],
+            "slot.width1",
+        );
         let w = c.squeeze(&w, 0, "slot.width");
         let one_i = c.b.initializer_i64("head/slot.one_i", &[], &[1]);
         let w1 = c.op("Add", &[&w, &one_i], vec![], "slot.width_plus1");
         let pos = c.op("Range", &[&one_i, &w1, &one_i], vec![], "slot.positions");
-        let pos = c.op("Cast", &[&pos], vec![attr_int("to", DataType::Float as i64)], "slot.positions_f");
+        let pos = c.op(
+            "Cast",
+            &[&pos],
+            vec![attr_int("to", DataType::Float as i64)],
+            "slot.positions_f",
+        );
         let mp = c.op("Mul", &[&word_mask, &pos], vec![], "slot.mask_pos");
         let len = if c.opset >= 18 {
             let ax = c.i64s("head/slot.len_axes", &[1]);
-            c.op("ReduceMax", &[&mp, &ax], vec![attr_int("keepdims", 0)], "slot.len_f")
+            c.op(
+                "ReduceMax",
+                &[&mp, &ax],
+                vec![attr_int("keepdims", 0)],
+                "slot.len_f",
+            )
         } else {
-            c.op("ReduceMax", &[&mp], vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)], "slot.len_f")
+            c.op(
+                "ReduceMax",
+                &[&mp],
+                vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
+                "slot.len_f",
+            )
         };
-        let len = c.op("Cast", &[&len], vec![attr_int("to", DataType::Int32 as i64)], "slot.lengths");
-        let xt = c.op("Transpose", &[&x], vec![attr_ints("perm", &[1, 0, 2])], "slot.gru_in");
+        let len = c.op(
+            "Cast",
+            &[&len],
+            vec![attr_int("to", DataType::Int32 as i64)],
+            "slot.lengths",
+        );
+        let xt = c.op(
+            "Transpose",
+            &[&x],
+            vec![attr_ints("perm", &[1, 0, 2])],
+            "slot.gru_in",
+        );
         let (gw, gr, gb) = gru_weights(&[&h.fwd, &h.bwd], hid)?;
-        let inp = h.fwd.w_ih.dim(1).map_err(|e| OnnxError::graph(e.to_string()))?;
-        let gw = c.b.initializer_f32("head/slot.gru.W", &[2, 3 * hid as i64, inp as i64], &gw);
-        let gr = c.b.initializer_f32("head/slot.gru.R", &[2, 3 * hid as i64, hid as i64], &gr);
-        let gb = c.b.initializer_f32("head/slot.gru.B", &[2, 6 * hid as i64], &gb);
+        let inp = h
+            .fwd
+            .w_ih
+            .dim(1)
+            .map_err(|e| OnnxError::graph(e.to_string()))?;
+        let gw =
+            c.b.initializer_f32("head/slot.gru.W", &[2, 3 * hid as i64, inp as i64], &gw);
+        let gr =
+            c.b.initializer_f32("head/slot.gru.R", &[2, 3 * hid as i64, hid as i64], &gr);
+        let gb =
+            c.b.initializer_f32("head/slot.gru.B", &[2, 6 * hid as i64], &gb);
         let outs = c.b.op_multi(
             "GRU",
             &[&xt, &gw, &gr, &gb, &len],
@@ -318,21 +450,53 @@ pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> R
             "head/slot.gru",
         );
         // Y: [W, 2, B, hid] -> [B, W, 2, hid] -> [B, W, 2*hid] (forward then backward, as concatenated in training).
-        let y = c.op("Transpose", &[&outs[0]], vec![attr_ints("perm", &[2, 0, 1, 3])], "slot.gru_t");
+        let y = c.op(
+            "Transpose",
+            &[&outs[0]],
+            vec![attr_ints("perm", &[2, 0, 1, 3])],
+            "slot.gru_t",
+        );
         let shp = c.i64s("head/slot.shape", &[0, 0, -1]);
         let y = c.op("Reshape", &[&y, &shp], vec![], "slot.gru_out");
         let m = c.unsqueeze(&word_mask, 2, "slot.mask3");
         let y = c.op("Mul", &[&y, &m], vec![], "slot.masked");
         let logits = c.linear(&y, &h.out, "slot.out")?;
-        let probs = c.op("Softmax", &[&logits], vec![attr_int("axis", -1)], "slot.softmax");
-        let ids = c.op("ArgMax", &[&probs], vec![attr_int("axis", -1), attr_int("keepdims", 0)], "slot.argmax");
+        let probs = c.op(
+            "Softmax",
+            &[&logits],
+            vec![attr_int("axis", -1)],
+            "slot.softmax",
+        );
+        let ids = c.op(
+            "ArgMax",
+            &[&probs],
+            vec![attr_int("axis", -1), attr_int("keepdims", 0)],
+            "slot.argmax",
+        );
         let n = Dim::Fixed(heads.config.tags.len() as i64);
-        c.b.output_as(&logits, "slot_logits", DataType::Float, &[batch.clone(), words.clone(), n.clone()]);
-        c.b.output_as(&probs, "slot_probs", DataType::Float, &[batch.clone(), words.clone(), n]);
-        c.b.output_as(&ids, "slot_ids", DataType::Int64, &[batch.clone(), words.clone()]);
+        c.b.output_as(
+            &logits,
+            "slot_logits",
+            DataType::Float,
+            &[batch.clone(), words.clone(), n.clone()],
+        );
+        c.b.output_as(
+            &probs,
+            "slot_probs",
+            DataType::Float,
+            &[batch.clone(), words.clone(), n],
+        );
+        c.b.output_as(
+            &ids,
+            "slot_ids",
+            DataType::Int64,
+            &[batch.clone(), words.clone()],
+        );
     }
     if heads.intent.is_none() && heads.slot.is_none() {
-        return Err(OnnxError::Invalid("the run has neither an intent nor a slot head".into()));
+        return Err(OnnxError::Invalid(
+            "the run has neither an intent nor a slot head".into(),
+        ));
     }
     let mut g = c.b.graph;
     prune(&mut g)?;
@@ -346,7 +510,11 @@ pub fn build_merged(mut model: ModelProto, heads: &Heads, spec: &MergeSpec) -> R
     set_metadata(&mut model, META_TAGS, &json(&heads.config.tags));
     set_metadata(&mut model, META_TOKENIZER_SHA, &spec.tokenizer_sha256);
     set_metadata(&mut model, META_MAX_TOKENS, &spec.max_tokens.to_string());
-    set_metadata(&mut model, META_STATES, &serde_json::to_string(&spec.states).expect("states serialize"));
+    set_metadata(
+        &mut model,
+        META_STATES,
+        &serde_json::to_string(&spec.states).expect("states serialize"),
+    );
     set_metadata(&mut model, META_PAD_ID, &spec.pad_id.to_string());
     model.doc_string = Some(DOC.into());
     Ok(model)
@@ -376,7 +544,12 @@ impl MergedInputs {
     pub fn new(batch: &[&Tokenized], pad_id: u32) -> Self {
         let b = batch.len();
         let t = batch.iter().map(|x| x.ids.len()).max().unwrap_or(0).max(1);
-        let w = batch.iter().map(|x| x.word_tokens.len()).max().unwrap_or(0).max(1);
+        let w = batch
+            .iter()
+            .map(|x| x.word_tokens.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut me = MergedInputs {
             input_ids: Array2::from_elem((b, t), pad_id as i64),
             attention_mask: Array2::zeros((b, t)),
@@ -419,9 +592,19 @@ pub struct MergedOutputs {
 
 /// Runs a merged-model session on one batch.
 pub fn run_merged(session: &mut Session, x: &MergedInputs) -> Result<MergedOutputs, OnnxError> {
-    let err = |e: ort::Error| OnnxError::Runtime { path: "<merged model>".into(), message: e.to_string() };
-    let has_types = session.inputs().iter().any(|i| i.name() == "token_type_ids");
-    let out_names: HashSet<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    let err = |e: ort::Error| OnnxError::Runtime {
+        path: "<merged model>".into(),
+        message: e.to_string(),
+    };
+    let has_types = session
+        .inputs()
+        .iter()
+        .any(|i| i.name() == "token_type_ids");
+    let out_names: HashSet<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
     let ids = TensorRef::from_array_view(&x.input_ids).map_err(err)?;
     let mask = TensorRef::from_array_view(&x.attention_mask).map_err(err)?;
     let types = TensorRef::from_array_view(&x.token_type_ids).map_err(err)?;
@@ -444,24 +627,49 @@ pub fn run_merged(session: &mut Session, x: &MergedInputs) -> Result<MergedOutpu
             return Ok(None);
         }
         let v = outputs[n].try_extract_array::<f32>().map_err(err)?;
-        Ok(Some(v.into_dimensionality().map_err(|e| OnnxError::graph(format!("{n}: {e}")))?.to_owned()))
+        Ok(Some(
+            v.into_dimensionality()
+                .map_err(|e| OnnxError::graph(format!("{n}: {e}")))?
+                .to_owned(),
+        ))
     };
     let f3 = |n: &str| -> Result<Option<Array3<f32>>, OnnxError> {
         if !out_names.contains(n) {
             return Ok(None);
         }
         let v = outputs[n].try_extract_array::<f32>().map_err(err)?;
-        Ok(Some(v.into_dimensionality().map_err(|e| OnnxError::graph(format!("{n}: {e}")))?.to_owned()))
+        Ok(Some(
+            v.into_dimensionality()
+                .map_err(|e| OnnxError::graph(format!("{n}: {e}")))?
+                .to_owned(),
+        ))
     };
-    let mut o = MergedOutputs { intent_logits: f2("intent_logits")?, intent_probs: f2("intent_probs")?, ..Default::default() };
+    let mut o = MergedOutputs {
+        intent_logits: f2("intent_logits")?,
+        intent_probs: f2("intent_probs")?,
+        ..Default::default()
+    };
     o.slot_logits = f3("slot_logits")?;
     o.slot_probs = f3("slot_probs")?;
     if out_names.contains("intent_id") {
-        o.intent_id = Some(outputs["intent_id"].try_extract_array::<i64>().map_err(err)?.iter().copied().collect());
+        o.intent_id = Some(
+            outputs["intent_id"]
+                .try_extract_array::<i64>()
+                .map_err(err)?
+                .iter()
+                .copied()
+                .collect(),
+        );
     }
     if out_names.contains("slot_ids") {
-        let v = outputs["slot_ids"].try_extract_array::<i64>().map_err(err)?;
-        o.slot_ids = Some(v.into_dimensionality().map_err(|e| OnnxError::graph(format!("slot_ids: {e}")))?.to_owned());
+        let v = outputs["slot_ids"]
+            .try_extract_array::<i64>()
+            .map_err(err)?;
+        o.slot_ids = Some(
+            v.into_dimensionality()
+                .map_err(|e| OnnxError::graph(format!("slot_ids: {e}")))?
+                .to_owned(),
+        );
     }
     Ok(o)
 }
@@ -513,9 +721,21 @@ pub fn reference_logits(
 ) -> anyhow::Result<Vec<(Option<Vec<f32>>, Option<Vec<Vec<f32>>>)>> {
     use crate::infer::example_rows;
     use crate::train::batch::make_batch;
-    let positions: Vec<usize> =
-        states.iter().map(|s| backbone.states.iter().position(|b| b == s).expect("backbone has the run's states")).collect();
-    let last = backbone.states.iter().position(|&b| b == backbone.layers).expect("last state loaded");
+    let positions: Vec<usize> = states
+        .iter()
+        .map(|s| {
+            backbone
+                .states
+                .iter()
+                .position(|b| b == s)
+                .expect("backbone has the run's states")
+        })
+        .collect();
+    let last = backbone
+        .states
+        .iter()
+        .position(|&b| b == backbone.layers)
+        .expect("last state loaded");
     let mut order: Vec<usize> = (0..toks.len()).collect();
     order.sort_by_key(|&i| (toks[i].ids.len(), i));
     let mut res = vec![(None, None); toks.len()];
@@ -523,7 +743,9 @@ pub fn reference_logits(
     for chunk in order.chunks(32) {
         let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
         let out = backbone.run(&batch)?;
-        let rows: Vec<_> = (0..chunk.len()).map(|r| example_rows(&out, r, batch[r], &positions, last)).collect();
+        let rows: Vec<_> = (0..chunk.len())
+            .map(|r| example_rows(&out, r, batch[r], &positions, last))
+            .collect();
         let refs: Vec<_> = rows.iter().collect();
         let b = make_batch(&refs, states.len(), backbone.hidden, &dev)?;
         let il: Option<Vec<Vec<f32>>> = match &heads.intent {
@@ -536,7 +758,10 @@ pub fn reference_logits(
         };
         for (r, &i) in chunk.iter().enumerate() {
             let w = rows[r].words;
-            res[i] = (il.as_ref().map(|v| v[r].clone()), sl.as_ref().map(|v| v[r][..w].to_vec()));
+            res[i] = (
+                il.as_ref().map(|v| v[r].clone()),
+                sl.as_ref().map(|v| v[r][..w].to_vec()),
+            );
         }
     }
     Ok(res)
@@ -556,18 +781,35 @@ pub fn verify(
     let decoded = crate::infer::run_examples(backbone, heads, states, toks, 32)?;
     let refs: Vec<&Tokenized> = toks.iter().collect();
     let out = run_merged(merged, &MergedInputs::new(&refs, pad_id))?;
-    let mut rep = VerifyReport { sentences: toks.len(), ..Default::default() };
+    let mut rep = VerifyReport {
+        sentences: toks.len(),
+        ..Default::default()
+    };
     for (i, ((ri, rs), (d, _))) in reference.iter().zip(&decoded).enumerate() {
         if let (Some(ri), Some((id, _, _))) = (ri, &d.intent) {
-            let ml = out.intent_logits.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no intent_logits"))?;
-            let mid = out.intent_id.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no intent_id"))?;
+            let ml = out
+                .intent_logits
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("merged model has no intent_logits"))?;
+            let mid = out
+                .intent_id
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("merged model has no intent_id"))?;
             let row: Vec<f32> = ml.row(i).to_vec();
-            rep.intent_max_diff = rep.intent_max_diff.max(super::runtime::max_abs_diff(ri, &row));
+            rep.intent_max_diff = rep
+                .intent_max_diff
+                .max(super::runtime::max_abs_diff(ri, &row));
             rep.id_mismatches += usize::from(mid[i] as usize != *id);
         }
         if let (Some(rs), Some(tags)) = (rs, &d.tags) {
-            let ml = out.slot_logits.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no slot_logits"))?;
-            let mid = out.slot_ids.as_ref().ok_or_else(|| anyhow::anyhow!("merged model has no slot_ids"))?;
+            let ml = out
+                .slot_logits
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("merged model has no slot_logits"))?;
+            let mid = out
+                .slot_ids
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("merged model has no slot_ids"))?;
             for (w, (row, (tid, _))) in rs.iter().zip(tags).enumerate() {
                 let m: Vec<f32> = ml.slice(ndarray::s![i, w, ..]).to_vec();
                 rep.slot_max_diff = rep.slot_max_diff.max(super::runtime::max_abs_diff(row, &m));

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::proto::{
     self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use super::OnnxError;
 
@@ -58,7 +58,11 @@ pub fn value_info(name: &str, elem_type: DataType, dims: &[Dim]) -> ValueInfoPro
 
 /// The element type and dims of a tensor-typed value info, if declared.
 pub fn value_info_shape(vi: &ValueInfoProto) -> Option<(i32, Vec<Dim>)> {
-    let Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), .. }) = &vi.r#type else {
+    let Some(TypeProto {
+        value: Some(type_proto::Value::TensorType(t)),
+        ..
+    }) = &vi.r#type
+    else {
         return None;
     };
     let dims = t
@@ -69,7 +73,9 @@ pub fn value_info_shape(vi: &ValueInfoProto) -> Option<(i32, Vec<Dim>)> {
                 .iter()
                 .map(|d| match &d.value {
                     Some(tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::Fixed(*v),
-                    Some(tensor_shape_proto::dimension::Value::DimParam(p)) => Dim::Param(p.clone()),
+                    Some(tensor_shape_proto::dimension::Value::DimParam(p)) => {
+                        Dim::Param(p.clone())
+                    }
                     None => Dim::Param(String::new()),
                 })
                 .collect()
@@ -80,7 +86,12 @@ pub fn value_info_shape(vi: &ValueInfoProto) -> Option<(i32, Vec<Dim>)> {
 
 /// An `INT` attribute (kept even when zero: proto2 optional).
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 /// An `INTS` attribute.
@@ -95,7 +106,12 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
 
 /// A `FLOAT` attribute.
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
+        ..Default::default()
+    }
 }
 
 /// A `FLOATS` attribute.
@@ -140,7 +156,9 @@ pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
 
 /// Looks up an attribute of a node by name.
 pub fn get_attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
-    node.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+    node.attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some(name))
 }
 
 /// Element types that can be stored in a [`TensorProto`] as little-endian `raw_data`.
@@ -184,10 +202,17 @@ pub fn tensor<T: TensorElement>(name: &str, dims: &[i64], data: &[T]) -> TensorP
 }
 
 /// Like [`tensor`], but checks that `dims` multiply to `data.len()`.
-pub fn tensor_checked<T: TensorElement>(name: &str, dims: &[i64], data: &[T]) -> Result<TensorProto, OnnxError> {
+pub fn tensor_checked<T: TensorElement>(
+    name: &str,
+    dims: &[i64],
+    data: &[T],
+) -> Result<TensorProto, OnnxError> {
     let n: i64 = dims.iter().product();
     if n < 0 || n as usize != data.len() {
-        return Err(OnnxError::graph(format!("tensor {name}: dims {dims:?} do not match {} values", data.len())));
+        return Err(OnnxError::graph(format!(
+            "tensor {name}: dims {dims:?} do not match {} values",
+            data.len()
+        )));
     }
     Ok(tensor(name, dims, data))
 }
@@ -204,16 +229,24 @@ fn tensor_name(t: &TensorProto) -> &str {
 /// Reads a float tensor (`raw_data` or `float_data`) as `f32` values.
 pub fn tensor_to_f32(t: &TensorProto) -> Result<Vec<f32>, OnnxError> {
     if t.data_type != Some(DataType::Float as i32) {
-        return Err(OnnxError::graph(format!("tensor {}: data type {:?} is not float", tensor_name(t), t.data_type)));
+        return Err(OnnxError::graph(format!(
+            "tensor {}: data type {:?} is not float",
+            tensor_name(t),
+            t.data_type
+        )));
     }
     if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32) {
-        return Err(OnnxError::graph(format!("tensor {}: external data is not supported", tensor_name(t))));
+        return Err(OnnxError::graph(format!(
+            "tensor {}: external data is not supported",
+            tensor_name(t)
+        )));
     }
     let n = tensor_numel(t);
     let v: Vec<f32> = match &t.raw_data {
-        Some(raw) if !raw.is_empty() || t.float_data.is_empty() => {
-            raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-        }
+        Some(raw) if !raw.is_empty() || t.float_data.is_empty() => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         _ => t.float_data.clone(),
     };
     if v.len() != n {
@@ -230,7 +263,11 @@ pub fn tensor_to_f32(t: &TensorProto) -> Result<Vec<f32>, OnnxError> {
 /// Reads an int64 tensor (`raw_data` or `int64_data`).
 pub fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>, OnnxError> {
     if t.data_type != Some(DataType::Int64 as i32) {
-        return Err(OnnxError::graph(format!("tensor {}: data type {:?} is not int64", tensor_name(t), t.data_type)));
+        return Err(OnnxError::graph(format!(
+            "tensor {}: data type {:?} is not int64",
+            tensor_name(t),
+            t.data_type
+        )));
     }
     let v: Vec<i64> = match &t.raw_data {
         Some(raw) if !raw.is_empty() || t.int64_data.is_empty() => raw
@@ -240,7 +277,12 @@ pub fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>, OnnxError> {
         _ => t.int64_data.clone(),
     };
     if v.len() != tensor_numel(t) {
-        return Err(OnnxError::graph(format!("tensor {}: {} values for dims {:?}", tensor_name(t), v.len(), t.dims)));
+        return Err(OnnxError::graph(format!(
+            "tensor {}: {} values for dims {:?}",
+            tensor_name(t),
+            v.len(),
+            t.dims
+        )));
     }
     Ok(v)
 }
@@ -273,7 +315,14 @@ impl GraphBuilder {
     pub fn new(name: &str) -> Self {
         let mut opsets = BTreeMap::new();
         opsets.insert(String::new(), OPSET);
-        GraphBuilder { graph: GraphProto { name: Some(name.into()), ..Default::default() }, opsets, ..Default::default() }
+        GraphBuilder {
+            graph: GraphProto {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            opsets,
+            ..Default::default()
+        }
     }
 
     /// Continues building on an existing graph (names already used are respected).
@@ -289,7 +338,12 @@ impl GraphBuilder {
         used.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
         let mut opsets = BTreeMap::new();
         opsets.insert(String::new(), OPSET);
-        GraphBuilder { graph, used, opsets, ..Default::default() }
+        GraphBuilder {
+            graph,
+            used,
+            opsets,
+            ..Default::default()
+        }
     }
 
     /// Requires at least `version` of opset `domain` ("" = default, "com.microsoft", ...).
@@ -354,8 +408,17 @@ impl GraphBuilder {
     }
 
     /// Adds a node with explicit output names and returns the node's index.
-    pub fn node_named(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> usize {
-        let base = outputs.first().map(|o| format!("{o}_{op}")).unwrap_or_else(|| op.to_string());
+    pub fn node_named(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> usize {
+        let base = outputs
+            .first()
+            .map(|o| format!("{o}_{op}"))
+            .unwrap_or_else(|| op.to_string());
         let node_name = self.unique(&base);
         for o in outputs {
             self.used.insert(o.to_string());
@@ -378,23 +441,50 @@ impl GraphBuilder {
     }
 
     /// Like [`GraphBuilder::op`], with a chosen output-name prefix (e.g. `layer3.attn.q`).
-    pub fn op_as(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out_prefix: &str) -> String {
+    pub fn op_as(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        out_prefix: &str,
+    ) -> String {
         let out = self.unique(out_prefix);
         self.node_named(op, inputs, &[&out], attrs);
         out
     }
 
     /// Adds a node with `n` generated outputs (e.g. `GRU`, `DynamicQuantizeLinear`) and returns them.
-    pub fn op_multi(&mut self, op: &str, inputs: &[&str], n: usize, attrs: Vec<AttributeProto>, out_prefix: &str) -> Vec<String> {
-        let outs: Vec<String> = (0..n).map(|i| self.unique(&format!("{out_prefix}.{i}"))).collect();
+    pub fn op_multi(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        n: usize,
+        attrs: Vec<AttributeProto>,
+        out_prefix: &str,
+    ) -> Vec<String> {
+        let outs: Vec<String> = (0..n)
+            .map(|i| self.unique(&format!("{out_prefix}.{i}")))
+            .collect();
         let refs: Vec<&str> = outs.iter().map(|s| s.as_str()).collect();
         self.node_named(op, inputs, &refs, attrs);
         outs
     }
 
     /// A `MatMul` by a constant `[in, out]` weight (row-major), plus an optional bias `Add`.
-    pub fn linear(&mut self, x: &str, weight_in_out: &[f32], in_dim: usize, out_dim: usize, bias: Option<&[f32]>, prefix: &str) -> String {
-        let w = self.initializer_f32(&format!("{prefix}.weight"), &[in_dim as i64, out_dim as i64], weight_in_out);
+    pub fn linear(
+        &mut self,
+        x: &str,
+        weight_in_out: &[f32],
+        in_dim: usize,
+        out_dim: usize,
+        bias: Option<&[f32]>,
+        prefix: &str,
+    ) -> String {
+        let w = self.initializer_f32(
+            &format!("{prefix}.weight"),
+            &[in_dim as i64, out_dim as i64],
+            weight_in_out,
+        );
         let y = self.op_as("MatMul", &[x, &w], vec![], &format!("{prefix}.matmul"));
         match bias {
             Some(b) => {
@@ -414,7 +504,10 @@ impl GraphBuilder {
             opset_import: self
                 .opsets
                 .iter()
-                .map(|(d, v)| OperatorSetIdProto { domain: Some(d.clone()), version: Some(*v) })
+                .map(|(d, v)| OperatorSetIdProto {
+                    domain: Some(d.clone()),
+                    version: Some(*v),
+                })
                 .collect(),
             graph: Some(self.graph),
             ..Default::default()
@@ -427,7 +520,9 @@ pub fn default_opset(model: &ModelProto) -> i64 {
     model
         .opset_import
         .iter()
-        .find(|o| o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx"))
+        .find(|o| {
+            o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx")
+        })
         .and_then(|o| o.version)
         .unwrap_or(0)
 }
@@ -457,7 +552,8 @@ pub fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
             }
         }
     }
-    let mut ready: std::collections::BTreeSet<usize> = (0..graph.node.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..graph.node.len()).filter(|&i| indeg[i] == 0).collect();
     let mut order = Vec::with_capacity(graph.node.len());
     while let Some(&i) = ready.iter().next() {
         ready.remove(&i);

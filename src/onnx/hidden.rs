@@ -25,12 +25,18 @@ pub fn hidden_state_name(k: usize) -> String {
 }
 
 fn layer_norms(model: &ModelProto) -> Result<Vec<&NodeProto>, OnnxError> {
-    let g = model.graph.as_ref().ok_or_else(|| OnnxError::graph("model has no graph"))?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
     let order = graph::topological_order(g)?;
     Ok(order
         .into_iter()
         .map(|i| &g.node[i])
-        .filter(|n| n.op_type.as_deref() == Some("LayerNormalization") && n.domain.as_deref().unwrap_or("").is_empty())
+        .filter(|n| {
+            n.op_type.as_deref() == Some("LayerNormalization")
+                && n.domain.as_deref().unwrap_or("").is_empty()
+        })
         .collect())
 }
 
@@ -38,9 +44,11 @@ fn layer_norms(model: &ModelProto) -> Result<Vec<&NodeProto>, OnnxError> {
 /// else from the `2L + 1` fused `LayerNormalization` nodes.
 pub fn count_layers(model: &ModelProto) -> Result<usize, OnnxError> {
     if let Some(v) = metadata_value(model, META_NUM_LAYERS) {
-        return v
-            .parse()
-            .map_err(|_| OnnxError::graph(format!("metadata {META_NUM_LAYERS} = {v:?} is not a number")));
+        return v.parse().map_err(|_| {
+            OnnxError::graph(format!(
+                "metadata {META_NUM_LAYERS} = {v:?} is not a number"
+            ))
+        });
     }
     let n = layer_norms(model)?.len();
     if n == 0 || n % 2 == 0 {
@@ -60,7 +68,9 @@ pub fn hidden_state_tensors(model: &ModelProto) -> Result<Vec<String>, OnnxError
             .map(|k| {
                 metadata_value(model, &format!("{META_HIDDEN_TENSOR}{k}"))
                     .map(str::to_string)
-                    .ok_or_else(|| OnnxError::graph(format!("metadata {META_HIDDEN_TENSOR}{k} missing")))
+                    .ok_or_else(|| {
+                        OnnxError::graph(format!("metadata {META_HIDDEN_TENSOR}{k} missing"))
+                    })
             })
             .collect();
     }
@@ -92,7 +102,11 @@ fn hidden_size(model: &ModelProto) -> Option<i64> {
     let g = model.graph.as_ref()?;
     let ln = layer_norms(model).ok()?.into_iter().next()?;
     let scale = ln.input.get(1)?;
-    if let Some(t) = g.initializer.iter().find(|t| t.name.as_ref() == Some(scale)) {
+    if let Some(t) = g
+        .initializer
+        .iter()
+        .find(|t| t.name.as_ref() == Some(scale))
+    {
         return t.dims.last().copied();
     }
     // int8-storage exports compute the scale (Cast/Mul of a quantized initializer): look one hop back.
@@ -108,14 +122,22 @@ fn hidden_size(model: &ModelProto) -> Option<i64> {
 /// Adds graph outputs `hidden_state_{k}` (float, `[batch, sequence, hidden]`) for each `k` in
 /// `states` via `Identity` nodes, and returns their names in the order of `states`. Outputs already
 /// present are kept, not duplicated. `k` must be in `0..=L`.
-pub fn expose_hidden_states(model: &mut ModelProto, states: &[usize]) -> Result<Vec<String>, OnnxError> {
+pub fn expose_hidden_states(
+    model: &mut ModelProto,
+    states: &[usize],
+) -> Result<Vec<String>, OnnxError> {
     let tensors = hidden_state_tensors(model)?;
     let l = tensors.len() - 1;
     if let Some(&bad) = states.iter().find(|&&k| k > l) {
-        return Err(OnnxError::Invalid(format!("hidden state {bad} requested, the model has 0..={l}")));
+        return Err(OnnxError::Invalid(format!(
+            "hidden state {bad} requested, the model has 0..={l}"
+        )));
     }
     let hidden = hidden_size(model);
-    let g = model.graph.as_mut().ok_or_else(|| OnnxError::graph("model has no graph"))?;
+    let g = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
     // Batch/sequence dimension names from the first input, so shapes line up with the inputs.
     let (batch, seq) = g
         .input
@@ -124,7 +146,9 @@ pub fn expose_hidden_states(model: &mut ModelProto, states: &[usize]) -> Result<
         .filter(|(_, d)| d.len() == 2)
         .map(|(_, d)| (d[0].clone(), d[1].clone()))
         .unwrap_or((Dim::param("batch"), Dim::param("sequence")));
-    let hidden = hidden.map(Dim::Fixed).unwrap_or_else(|| Dim::param("hidden"));
+    let hidden = hidden
+        .map(Dim::Fixed)
+        .unwrap_or_else(|| Dim::param("hidden"));
     let existing: HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
     let mut b = graph::GraphBuilder::from_graph(std::mem::take(g));
     let mut names = Vec::with_capacity(states.len());
@@ -132,9 +156,16 @@ pub fn expose_hidden_states(model: &mut ModelProto, states: &[usize]) -> Result<
         let name = hidden_state_name(k);
         if !existing.contains(&name) && !names.contains(&name) {
             if b.graph.node.iter().any(|n| n.output.contains(&name)) {
-                return Err(OnnxError::graph(format!("a value named {name} already exists and is not an output")));
+                return Err(OnnxError::graph(format!(
+                    "a value named {name} already exists and is not an output"
+                )));
             }
-            b.output_as(&tensors[k], &name, DataType::Float, &[batch.clone(), seq.clone(), hidden.clone()]);
+            b.output_as(
+                &tensors[k],
+                &name,
+                DataType::Float,
+                &[batch.clone(), seq.clone(), hidden.clone()],
+            );
         }
         names.push(name);
     }

@@ -81,24 +81,43 @@ impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
         let text = std::fs::read_to_string(path).map_err(|e| OnnxError::io(path, e))?;
-        let c: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| OnnxError::Source { path: path.to_path_buf(), message: format!("invalid config: {e}") })?;
-        let bad = |m: String| Err(OnnxError::Source { path: path.to_path_buf(), message: m });
+        let c: BertConfig = serde_json::from_str(&text).map_err(|e| OnnxError::Source {
+            path: path.to_path_buf(),
+            message: format!("invalid config: {e}"),
+        })?;
+        let bad = |m: String| {
+            Err(OnnxError::Source {
+                path: path.to_path_buf(),
+                message: m,
+            })
+        };
         if c.hidden_act != "gelu" {
-            return bad(format!("hidden_act {:?} is not supported (only exact \"gelu\")", c.hidden_act));
+            return bad(format!(
+                "hidden_act {:?} is not supported (only exact \"gelu\")",
+                c.hidden_act
+            ));
         }
         if let Some(p) = &c.position_embedding_type {
             if p != "absolute" {
-                return bad(format!("position_embedding_type {p:?} is not supported (only \"absolute\")"));
+                return bad(format!(
+                    "position_embedding_type {p:?} is not supported (only \"absolute\")"
+                ));
             }
         }
-        if c.num_attention_heads == 0 || c.hidden_size == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0
+            || c.hidden_size == 0
+            || c.hidden_size % c.num_attention_heads != 0
+        {
             return bad(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
             ));
         }
-        if c.num_hidden_layers == 0 || c.intermediate_size == 0 || c.vocab_size == 0 || c.max_position_embeddings == 0 {
+        if c.num_hidden_layers == 0
+            || c.intermediate_size == 0
+            || c.vocab_size == 0
+            || c.max_position_embeddings == 0
+        {
             return bad("zero-sized dimension in config".into());
         }
         Ok(c)
@@ -123,7 +142,13 @@ pub struct ImportOptions {
 impl ImportOptions {
     /// Defaults: all hidden states, verification on.
     pub fn new(hf_dir: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
-        ImportOptions { hf_dir: hf_dir.into(), out_dir: out_dir.into(), hidden_states: None, verify: true, threads: None }
+        ImportOptions {
+            hf_dir: hf_dir.into(),
+            out_dir: out_dir.into(),
+            hidden_states: None,
+            verify: true,
+            threads: None,
+        }
     }
 }
 
@@ -186,13 +211,17 @@ impl Manifest {
     pub fn load(model_dir: &Path) -> Result<Self, OnnxError> {
         let p = model_dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&p).map_err(|e| OnnxError::io(&p, e))?;
-        serde_json::from_str(&text).map_err(|e| OnnxError::Source { path: p, message: format!("invalid manifest: {e}") })
+        serde_json::from_str(&text).map_err(|e| OnnxError::Source {
+            path: p,
+            message: format!("invalid manifest: {e}"),
+        })
     }
 
     /// Writes `manifest.json` atomically.
     pub fn save(&self, model_dir: &Path) -> Result<(), OnnxError> {
         let p = model_dir.join(MANIFEST_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| OnnxError::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| OnnxError::Invalid(e.to_string()))?;
         fsutil::write_atomic(&p, text.as_bytes()).map_err(|e| OnnxError::io(&p, e))
     }
 }
@@ -207,34 +236,50 @@ impl Weights {
     /// Reads every tensor of a safetensors file as f32 (f32, f16 and bf16 accepted).
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
         let bytes = std::fs::read(path).map_err(|e| OnnxError::io(path, e))?;
-        let src = |m: String| OnnxError::Source { path: path.to_path_buf(), message: m };
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| src(format!("invalid safetensors: {e}")))?;
+        let src = |m: String| OnnxError::Source {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| src(format!("invalid safetensors: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let data = view.data();
             let v: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => {
-                    data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-                }
-                safetensors::Dtype::F16 => {
-                    data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-                }
-                safetensors::Dtype::BF16 => {
-                    data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-                }
+                safetensors::Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                safetensors::Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                safetensors::Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
                 _ => continue, // integer buffers such as position_ids are not weights
             };
             tensors.insert(name, (view.shape().to_vec(), v));
         }
-        Ok(Weights { tensors, path: path.to_path_buf() })
+        Ok(Weights {
+            tensors,
+            path: path.to_path_buf(),
+        })
     }
 
     /// A weight by its unprefixed name (`embeddings.word_embeddings.weight`), checking its shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32], OnnxError> {
         let alts: Vec<String> = if name.ends_with("LayerNorm.weight") {
-            vec![name.to_string(), name.replace("LayerNorm.weight", "LayerNorm.gamma")]
+            vec![
+                name.to_string(),
+                name.replace("LayerNorm.weight", "LayerNorm.gamma"),
+            ]
         } else if name.ends_with("LayerNorm.bias") {
-            vec![name.to_string(), name.replace("LayerNorm.bias", "LayerNorm.beta")]
+            vec![
+                name.to_string(),
+                name.replace("LayerNorm.bias", "LayerNorm.beta"),
+            ]
         } else {
             vec![name.to_string()]
         };
@@ -244,14 +289,19 @@ impl Weights {
                     if s != shape {
                         return Err(OnnxError::Source {
                             path: self.path.clone(),
-                            message: format!("tensor {prefix}{a} has shape {s:?}, expected {shape:?}"),
+                            message: format!(
+                                "tensor {prefix}{a} has shape {s:?}, expected {shape:?}"
+                            ),
                         });
                     }
                     return Ok(v);
                 }
             }
         }
-        Err(OnnxError::Source { path: self.path.clone(), message: format!("tensor {name} (or bert.{name}) is missing") })
+        Err(OnnxError::Source {
+            path: self.path.clone(),
+            message: format!("tensor {name} (or bert.{name}) is missing"),
+        })
     }
 }
 
@@ -268,7 +318,11 @@ fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 /// Builds the fp32 encoder graph from weights. Value names: `hidden.{k}` are the hidden states
 /// (`hidden.{L}` is emitted as `last_hidden_state`); recorded in metadata for [`super::hidden`].
-pub fn build_bert_graph(c: &BertConfig, w: &Weights, hidden_states: &[usize]) -> Result<ModelProto, OnnxError> {
+pub fn build_bert_graph(
+    c: &BertConfig,
+    w: &Weights,
+    hidden_states: &[usize],
+) -> Result<ModelProto, OnnxError> {
     let h = c.hidden_size;
     let nh = c.num_attention_heads;
     let hd = h / nh;
@@ -282,25 +336,55 @@ pub fn build_bert_graph(c: &BertConfig, w: &Weights, hidden_states: &[usize]) ->
     b.input("token_type_ids", DataType::Int64, &io);
 
     // Embeddings: word + position (rows 0..seq) + token type, then LayerNorm.
-    let word = b.initializer_f32("embeddings.word_embeddings.weight", &[c.vocab_size as i64, hi], w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?);
+    let word = b.initializer_f32(
+        "embeddings.word_embeddings.weight",
+        &[c.vocab_size as i64, hi],
+        w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
+    );
     let pos = b.initializer_f32(
         "embeddings.position_embeddings.weight",
         &[c.max_position_embeddings as i64, hi],
-        w.get("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?,
+        w.get(
+            "embeddings.position_embeddings.weight",
+            &[c.max_position_embeddings, h],
+        )?,
     );
     let typ = b.initializer_f32(
         "embeddings.token_type_embeddings.weight",
         &[c.type_vocab_size as i64, hi],
-        w.get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?,
+        w.get(
+            "embeddings.token_type_embeddings.weight",
+            &[c.type_vocab_size, h],
+        )?,
     );
     let zero = b.initializer_i64("const.zero_1d", &[1], &[0]);
     let one = b.initializer_i64("const.one_1d", &[1], &[1]);
     let two = b.initializer_i64("const.two_1d", &[1], &[2]);
-    let e_word = b.op_as("Gather", &[&word, "input_ids"], vec![attr_int("axis", 0)], "embeddings.word");
+    let e_word = b.op_as(
+        "Gather",
+        &[&word, "input_ids"],
+        vec![attr_int("axis", 0)],
+        "embeddings.word",
+    );
     let shape = b.op_as("Shape", &["input_ids"], vec![], "embeddings.ids_shape");
-    let seq_len = b.op_as("Slice", &[&shape, &one, &two, &zero], vec![], "embeddings.seq_len");
-    let e_pos = b.op_as("Slice", &[&pos, &zero, &seq_len, &zero], vec![], "embeddings.position");
-    let e_typ = b.op_as("Gather", &[&typ, "token_type_ids"], vec![attr_int("axis", 0)], "embeddings.token_type");
+    let seq_len = b.op_as(
+        "Slice",
+        &[&shape, &one, &two, &zero],
+        vec![],
+        "embeddings.seq_len",
+    );
+    let e_pos = b.op_as(
+        "Slice",
+        &[&pos, &zero, &seq_len, &zero],
+        vec![],
+        "embeddings.position",
+    );
+    let e_typ = b.op_as(
+        "Gather",
+        &[&typ, "token_type_ids"],
+        vec![attr_int("axis", 0)],
+        "embeddings.token_type",
+    );
     let s1 = b.op_as("Add", &[&e_word, &e_typ], vec![], "embeddings.sum");
     let s2 = b.op_as("Add", &[&s1, &e_pos], vec![], "embeddings.sum");
     let mut x = layer_norm(&mut b, w, &s2, "embeddings.LayerNorm", h, eps, "hidden.0")?;
@@ -308,8 +392,18 @@ pub fn build_bert_graph(c: &BertConfig, w: &Weights, hidden_states: &[usize]) ->
 
     // Additive attention mask [batch, 1, 1, seq]: (1 - mask) * f32::MIN, as candle/transformers do.
     let axes = b.initializer_i64("const.mask_axes", &[2], &[1, 2]);
-    let m4 = b.op_as("Unsqueeze", &["attention_mask", &axes], vec![], "mask.unsqueezed");
-    let mf = b.op_as("Cast", &[&m4], vec![attr_int("to", DataType::Float as i64)], "mask.float");
+    let m4 = b.op_as(
+        "Unsqueeze",
+        &["attention_mask", &axes],
+        vec![],
+        "mask.unsqueezed",
+    );
+    let mf = b.op_as(
+        "Cast",
+        &[&m4],
+        vec![attr_int("to", DataType::Float as i64)],
+        "mask.float",
+    );
     let onef = b.initializer(tensor("const.one_f", &[], &[1f32]));
     let minf = b.initializer(tensor("const.min_f", &[], &[f32::MIN]));
     let inv = b.op_as("Sub", &[&onef, &mf], vec![], "mask.inverted");
@@ -323,31 +417,101 @@ pub fn build_bert_graph(c: &BertConfig, w: &Weights, hidden_states: &[usize]) ->
 
     for i in 0..l {
         let p = format!("encoder.layer.{i}");
-        let lin = |b: &mut GraphBuilder, x: &str, name: &str, din: usize, dout: usize| -> Result<String, OnnxError> {
+        let lin = |b: &mut GraphBuilder,
+                   x: &str,
+                   name: &str,
+                   din: usize,
+                   dout: usize|
+         -> Result<String, OnnxError> {
             let wt = w.get(&format!("{p}.{name}.weight"), &[dout, din])?;
             let bias = w.get(&format!("{p}.{name}.bias"), &[dout])?;
-            Ok(b.linear(x, &transpose(wt, dout, din), din, dout, Some(bias), &format!("{p}.{name}")))
+            Ok(b.linear(
+                x,
+                &transpose(wt, dout, din),
+                din,
+                dout,
+                Some(bias),
+                &format!("{p}.{name}"),
+            ))
         };
         let q = lin(&mut b, &x, "attention.self.query", h, h)?;
         let k = lin(&mut b, &x, "attention.self.key", h, h)?;
         let v = lin(&mut b, &x, "attention.self.value", h, h)?;
         let split = |b: &mut GraphBuilder, t: &str, perm: &[i64], n: &str| {
-            let r = b.op_as("Reshape", &[t, &heads_shape], vec![], &format!("{p}.attention.{n}_heads"));
-            b.op_as("Transpose", &[&r], vec![attr_ints("perm", perm)], &format!("{p}.attention.{n}_t"))
+            let r = b.op_as(
+                "Reshape",
+                &[t, &heads_shape],
+                vec![],
+                &format!("{p}.attention.{n}_heads"),
+            );
+            b.op_as(
+                "Transpose",
+                &[&r],
+                vec![attr_ints("perm", perm)],
+                &format!("{p}.attention.{n}_t"),
+            )
         };
         let qh = split(&mut b, &q, &[0, 2, 1, 3], "q");
         let kh = split(&mut b, &k, &[0, 2, 3, 1], "k");
         let vh = split(&mut b, &v, &[0, 2, 1, 3], "v");
-        let sc = b.op_as("MatMul", &[&qh, &kh], vec![], &format!("{p}.attention.scores"));
-        let sc = b.op_as("Div", &[&sc, &scale], vec![], &format!("{p}.attention.scaled"));
-        let sc = b.op_as("Add", &[&sc, &mask_add], vec![], &format!("{p}.attention.masked"));
-        let pr = b.op_as("Softmax", &[&sc], vec![attr_int("axis", -1)], &format!("{p}.attention.probs"));
-        let ctx = b.op_as("MatMul", &[&pr, &vh], vec![], &format!("{p}.attention.context"));
-        let ctx = b.op_as("Transpose", &[&ctx], vec![attr_ints("perm", &[0, 2, 1, 3])], &format!("{p}.attention.context_t"));
-        let ctx = b.op_as("Reshape", &[&ctx, &merge_shape], vec![], &format!("{p}.attention.context_merged"));
+        let sc = b.op_as(
+            "MatMul",
+            &[&qh, &kh],
+            vec![],
+            &format!("{p}.attention.scores"),
+        );
+        let sc = b.op_as(
+            "Div",
+            &[&sc, &scale],
+            vec![],
+            &format!("{p}.attention.scaled"),
+        );
+        let sc = b.op_as(
+            "Add",
+            &[&sc, &mask_add],
+            vec![],
+            &format!("{p}.attention.masked"),
+        );
+        let pr = b.op_as(
+            "Softmax",
+            &[&sc],
+            vec![attr_int("axis", -1)],
+            &format!("{p}.attention.probs"),
+        );
+        let ctx = b.op_as(
+            "MatMul",
+            &[&pr, &vh],
+            vec![],
+            &format!("{p}.attention.context"),
+        );
+        let ctx = b.op_as(
+            "Transpose",
+            &[&ctx],
+            vec![attr_ints("perm", &[0, 2, 1, 3])],
+            &format!("{p}.attention.context_t"),
+        );
+        let ctx = b.op_as(
+            "Reshape",
+            &[&ctx, &merge_shape],
+            vec![],
+            &format!("{p}.attention.context_merged"),
+        );
         let ao = lin(&mut b, &ctx, "attention.output.dense", h, h)?;
-        let res = b.op_as("Add", &[&ao, &x], vec![], &format!("{p}.attention.residual"));
-        let x1 = layer_norm(&mut b, w, &res, &format!("{p}.attention.output.LayerNorm"), h, eps, &format!("{p}.attention.out"))?;
+        let res = b.op_as(
+            "Add",
+            &[&ao, &x],
+            vec![],
+            &format!("{p}.attention.residual"),
+        );
+        let x1 = layer_norm(
+            &mut b,
+            w,
+            &res,
+            &format!("{p}.attention.output.LayerNorm"),
+            h,
+            eps,
+            &format!("{p}.attention.out"),
+        )?;
         // FFN with exact gelu: x * 0.5 * (1 + erf(x / sqrt(2))).
         let f = lin(&mut b, &x1, "intermediate.dense", h, c.intermediate_size)?;
         let d = b.op_as("Div", &[&f, &sqrt2], vec![], &format!("{p}.gelu.scaled"));
@@ -357,14 +521,29 @@ pub fn build_bert_graph(c: &BertConfig, w: &Weights, hidden_states: &[usize]) ->
         let g = b.op_as("Mul", &[&m, &half_f], vec![], &format!("{p}.gelu.out"));
         let o = lin(&mut b, &g, "output.dense", c.intermediate_size, h)?;
         let res = b.op_as("Add", &[&o, &x1], vec![], &format!("{p}.output.residual"));
-        let out_name = if i + 1 == l { "last_hidden_state".to_string() } else { format!("hidden.{}", i + 1) };
-        x = layer_norm(&mut b, w, &res, &format!("{p}.output.LayerNorm"), h, eps, &out_name)?;
+        let out_name = if i + 1 == l {
+            "last_hidden_state".to_string()
+        } else {
+            format!("hidden.{}", i + 1)
+        };
+        x = layer_norm(
+            &mut b,
+            w,
+            &res,
+            &format!("{p}.output.LayerNorm"),
+            h,
+            eps,
+            &out_name,
+        )?;
         hidden_tensors.push(x.clone());
     }
     let out_dims = [Dim::param("batch"), Dim::param("sequence"), Dim::Fixed(hi)];
     b.output("last_hidden_state", DataType::Float, &out_dims);
     let mut model = b.into_model("edgetune");
-    model.doc_string = Some(format!("BERT-family encoder imported by edgetune {}", env!("CARGO_PKG_VERSION")));
+    model.doc_string = Some(format!(
+        "BERT-family encoder imported by edgetune {}",
+        env!("CARGO_PKG_VERSION")
+    ));
     set_metadata(&mut model, META_NUM_LAYERS, &l.to_string());
     set_metadata(&mut model, META_HIDDEN_SIZE, &h.to_string());
     for (k, t) in hidden_tensors.iter().enumerate() {
@@ -375,15 +554,35 @@ pub fn build_bert_graph(c: &BertConfig, w: &Weights, hidden_states: &[usize]) ->
 }
 
 #[allow(clippy::too_many_arguments)]
-fn layer_norm(b: &mut GraphBuilder, w: &Weights, x: &str, name: &str, h: usize, eps: f32, out: &str) -> Result<String, OnnxError> {
-    let g = b.initializer_f32(&format!("{name}.weight"), &[h as i64], w.get(&format!("{name}.weight"), &[h])?);
-    let be = b.initializer_f32(&format!("{name}.bias"), &[h as i64], w.get(&format!("{name}.bias"), &[h])?);
+fn layer_norm(
+    b: &mut GraphBuilder,
+    w: &Weights,
+    x: &str,
+    name: &str,
+    h: usize,
+    eps: f32,
+    out: &str,
+) -> Result<String, OnnxError> {
+    let g = b.initializer_f32(
+        &format!("{name}.weight"),
+        &[h as i64],
+        w.get(&format!("{name}.weight"), &[h])?,
+    );
+    let be = b.initializer_f32(
+        &format!("{name}.bias"),
+        &[h as i64],
+        w.get(&format!("{name}.bias"), &[h])?,
+    );
     let out = b.unique(out);
     b.node_named(
         "LayerNormalization",
         &[x, &g, &be],
         &[&out],
-        vec![attr_int("axis", -1), attr_float("epsilon", eps), attr_int("stash_type", 1)],
+        vec![
+            attr_int("axis", -1),
+            attr_float("epsilon", eps),
+            attr_int("stash_type", 1),
+        ],
     );
     Ok(out)
 }
@@ -399,17 +598,26 @@ pub fn parse_hidden_states(s: &str) -> Result<Option<Vec<usize>>, OnnxError> {
     }
     s.split(',')
         .map(|p| {
-            p.trim().parse::<usize>().map_err(|_| OnnxError::Invalid(format!("--hidden-states: {p:?} is not a layer index")))
+            p.trim().parse::<usize>().map_err(|_| {
+                OnnxError::Invalid(format!("--hidden-states: {p:?} is not a layer index"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }
 
 /// Runs candle-transformers' `BertModel` on a batch; returns last_hidden_state `[batch*seq*hidden]`.
-pub fn candle_reference(c: &BertConfig, safetensors_path: &Path, batch: &EncoderBatch) -> Result<Vec<f32>, OnnxError> {
+pub fn candle_reference(
+    c: &BertConfig,
+    safetensors_path: &Path,
+    batch: &EncoderBatch,
+) -> Result<Vec<f32>, OnnxError> {
     use candle_core::{DType, Device, Tensor};
     use candle_transformers::models::bert::{BertModel, Config, HiddenAct, PositionEmbeddingType};
-    let err = |e: candle_core::Error| OnnxError::Source { path: safetensors_path.to_path_buf(), message: format!("candle: {e}") };
+    let err = |e: candle_core::Error| OnnxError::Source {
+        path: safetensors_path.to_path_buf(),
+        message: format!("candle: {e}"),
+    };
     let cfg = Config {
         vocab_size: c.vocab_size,
         hidden_size: c.hidden_size,
@@ -430,14 +638,17 @@ pub fn candle_reference(c: &BertConfig, safetensors_path: &Path, batch: &Encoder
     };
     let dev = Device::Cpu;
     let bytes = std::fs::read(safetensors_path).map_err(|e| OnnxError::io(safetensors_path, e))?;
-    let vb = candle_nn::VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).map_err(err)?;
+    let vb =
+        candle_nn::VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).map_err(err)?;
     let model = BertModel::load(vb, &cfg).map_err(err)?;
     let shape = (batch.batch, batch.seq);
     let ids = Tensor::from_vec(batch.input_ids.clone(), shape, &dev).map_err(err)?;
     let tt = Tensor::from_vec(batch.token_type_ids.clone(), shape, &dev).map_err(err)?;
     let mask = Tensor::from_vec(batch.attention_mask.clone(), shape, &dev).map_err(err)?;
     let out = model.forward(&ids, &tt, Some(&mask)).map_err(err)?;
-    out.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
+    out.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(err)
 }
 
 /// Compares an encoder ONNX file with candle's `BertModel` on `sentences`.
@@ -451,13 +662,23 @@ pub fn verify_against_candle(
 ) -> Result<Verification, OnnxError> {
     let max_len = c.max_position_embeddings.min(128);
     let batch = EncoderBatch::tokenize(tokenizer, sentences, max_len)?;
-    if let Some(&bad) = batch.input_ids.iter().find(|&&i| i < 0 || i as usize >= c.vocab_size) {
+    if let Some(&bad) = batch
+        .input_ids
+        .iter()
+        .find(|&&i| i < 0 || i as usize >= c.vocab_size)
+    {
         return Err(OnnxError::Source {
             path: onnx_path.to_path_buf(),
-            message: format!("tokenizer produced id {bad} outside the vocabulary ({})", c.vocab_size),
+            message: format!(
+                "tokenizer produced id {bad} outside the vocabulary ({})",
+                c.vocab_size
+            ),
         });
     }
-    let opts = runtime::SessionOptions { threads, ..Default::default() };
+    let opts = runtime::SessionOptions {
+        threads,
+        ..Default::default()
+    };
     let mut s = runtime::open_session(onnx_path, &opts)?;
     let o = runtime::run_encoder(&mut s, &batch, &["last_hidden_state"])?;
     let reference = candle_reference(c, safetensors_path, &batch)?;
@@ -465,8 +686,16 @@ pub fn verify_against_candle(
     let d_hidden = runtime::max_abs_diff(&o[0].data, &reference);
     let pa = runtime::mean_pool(&o[0].data, &batch.attention_mask, batch.batch, batch.seq, h);
     let pb = runtime::mean_pool(&reference, &batch.attention_mask, batch.batch, batch.seq, h);
-    let d_pooled = pa.iter().zip(&pb).map(|(a, b)| runtime::max_abs_diff(a, b)).fold(0f32, f32::max);
-    Ok(Verification { sentences: sentences.len(), max_abs_diff_hidden: d_hidden, max_abs_diff_pooled: d_pooled })
+    let d_pooled = pa
+        .iter()
+        .zip(&pb)
+        .map(|(a, b)| runtime::max_abs_diff(a, b))
+        .fold(0f32, f32::max);
+    Ok(Verification {
+        sentences: sentences.len(),
+        max_abs_diff_hidden: d_hidden,
+        max_abs_diff_pooled: d_pooled,
+    })
 }
 
 /// Imports a Hugging Face BERT-family checkpoint: writes `backbone.onnx`, `tokenizer.json` and
@@ -479,7 +708,10 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
     let c = BertConfig::load(&cfg_path)?;
     for p in [&st_path, &tok_path] {
         if !p.is_file() {
-            return Err(OnnxError::Source { path: p.clone(), message: "missing".into() });
+            return Err(OnnxError::Source {
+                path: p.clone(),
+                message: "missing".into(),
+            });
         }
     }
     let tokenizer = runtime::load_tokenizer(&tok_path)?;
@@ -489,7 +721,9 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
         Some(v) => v.clone(),
     };
     if let Some(&bad) = states.iter().find(|&&k| k > l) {
-        return Err(OnnxError::Invalid(format!("hidden state {bad} requested, the model has 0..={l}")));
+        return Err(OnnxError::Invalid(format!(
+            "hidden state {bad} requested, the model has 0..={l}"
+        )));
     }
     let weights = Weights::load(&st_path)?;
     let model = build_bert_graph(&c, &weights, &states)?;
@@ -501,7 +735,14 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
     let staged = opts.out_dir.join(format!(".{BACKBONE_FILE}.staged"));
     save_model(&staged, &model)?;
     let verification = if opts.verify {
-        let v = verify_against_candle(&staged, &c, &st_path, &tokenizer, VERIFY_SENTENCES, opts.threads);
+        let v = verify_against_candle(
+            &staged,
+            &c,
+            &st_path,
+            &tokenizer,
+            VERIFY_SENTENCES,
+            opts.threads,
+        );
         let v = match v {
             Ok(v) => v,
             Err(e) => {
@@ -509,7 +750,8 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
                 return Err(e);
             }
         };
-        if !(v.max_abs_diff_hidden <= VERIFY_TOLERANCE && v.max_abs_diff_pooled <= VERIFY_TOLERANCE) {
+        if !(v.max_abs_diff_hidden <= VERIFY_TOLERANCE && v.max_abs_diff_pooled <= VERIFY_TOLERANCE)
+        {
             let _ = std::fs::remove_file(&staged);
             return Err(OnnxError::Verify {
                 path: backbone,
@@ -536,9 +778,18 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
     files.insert(TOKENIZER_FILE.to_string(), fsutil::sha256_bytes(&tok_bytes));
     let mut source_files = BTreeMap::new();
     for p in [&cfg_path, &st_path, &tok_path] {
-        source_files.insert(p.file_name().unwrap_or_default().to_string_lossy().into_owned(), sha(p)?);
+        source_files.insert(
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha(p)?,
+        );
     }
-    let g = model.graph.as_ref().ok_or_else(|| OnnxError::graph("no graph"))?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::graph("no graph"))?;
     let hidden_outputs: Vec<String> = states.iter().map(|&k| hidden_state_name(k)).collect();
     let manifest = Manifest {
         format: "edgetune-model/1".into(),

@@ -85,18 +85,27 @@ pub enum OnnxError {
 impl OnnxError {
     /// A graph error for an in-memory model.
     pub(crate) fn graph(message: impl Into<String>) -> Self {
-        OnnxError::Graph { path: "<model>".into(), message: message.into() }
+        OnnxError::Graph {
+            path: "<model>".into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        OnnxError::Io { path: path.to_path_buf(), source }
+        OnnxError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
 /// Reads an ONNX model file. Every field of the schema is kept, including zero-valued proto2 optionals.
 pub fn load_model(path: &Path) -> Result<ModelProto, OnnxError> {
     let bytes = std::fs::read(path).map_err(|e| OnnxError::io(path, e))?;
-    decode_model(&bytes).map_err(|source| OnnxError::Decode { path: path.to_path_buf(), source })
+    decode_model(&bytes).map_err(|source| OnnxError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Decodes an ONNX model from bytes.
@@ -128,7 +137,12 @@ pub fn model_metadata(model: &ModelProto) -> Vec<(String, String)> {
     model
         .metadata_props
         .iter()
-        .map(|p| (p.key.clone().unwrap_or_default(), p.value.clone().unwrap_or_default()))
+        .map(|p| {
+            (
+                p.key.clone().unwrap_or_default(),
+                p.value.clone().unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -143,7 +157,11 @@ pub fn metadata_value<'m>(model: &'m ModelProto, key: &str) -> Option<&'m str> {
 
 /// Sets (replaces or appends) one `metadata_props` entry.
 pub fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
-    if let Some(p) = model.metadata_props.iter_mut().find(|p| p.key.as_deref() == Some(key)) {
+    if let Some(p) = model
+        .metadata_props
+        .iter_mut()
+        .find(|p| p.key.as_deref() == Some(key))
+    {
         p.value = Some(value.to_string());
     } else {
         model.metadata_props.push(proto::StringStringEntryProto {

@@ -45,7 +45,12 @@ pub struct QuantizeOptions {
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        QuantizeOptions { reduce_range: true, per_channel: true, keep_fp32: Vec::new(), smooth: None }
+        QuantizeOptions {
+            reduce_range: true,
+            per_channel: true,
+            keep_fp32: Vec::new(),
+            smooth: None,
+        }
     }
 }
 
@@ -84,19 +89,29 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
             None => return false,
         }
     }
-    parts.last().is_none_or(|l| l.is_empty() || text.ends_with(l))
+    parts
+        .last()
+        .is_none_or(|l| l.is_empty() || text.ends_with(l))
 }
 
 /// The weight MatMuls of a graph: `MatMul` nodes whose second input is a 2-D float initializer.
 /// Returns (node index, weight initializer index).
 pub fn weight_matmuls(model: &ModelProto) -> Vec<(usize, usize)> {
-    let Some(g) = model.graph.as_ref() else { return Vec::new() };
-    let inits: HashMap<&str, usize> =
-        g.initializer.iter().enumerate().filter_map(|(i, t)| t.name.as_deref().map(|n| (n, i))).collect();
+    let Some(g) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let inits: HashMap<&str, usize> = g
+        .initializer
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.name.as_deref().map(|n| (n, i)))
+        .collect();
     g.node
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.op_type.as_deref() == Some("MatMul") && n.domain.as_deref().unwrap_or("").is_empty())
+        .filter(|(_, n)| {
+            n.op_type.as_deref() == Some("MatMul") && n.domain.as_deref().unwrap_or("").is_empty()
+        })
         .filter_map(|(i, n)| {
             let w = *inits.get(n.input.get(1)?.as_str())?;
             let t = &g.initializer[w];
@@ -106,12 +121,21 @@ pub fn weight_matmuls(model: &ModelProto) -> Vec<(usize, usize)> {
 }
 
 fn node_label(n: &NodeProto) -> String {
-    n.name.clone().or_else(|| n.output.first().cloned()).unwrap_or_default()
+    n.name
+        .clone()
+        .or_else(|| n.output.first().cloned())
+        .unwrap_or_default()
 }
 
 /// Symmetric int8 quantization of a `[k, n]` weight: per column (or per tensor) scale
 /// `max|w| / qmax`. Returns (int8 values, scales).
-pub fn quantize_weight(w: &[f32], k: usize, n: usize, per_channel: bool, qmax: i32) -> (Vec<i8>, Vec<f32>) {
+pub fn quantize_weight(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    per_channel: bool,
+    qmax: i32,
+) -> (Vec<i8>, Vec<f32>) {
     let mut amax = vec![0f32; n];
     for r in 0..k {
         for (c, a) in amax.iter_mut().enumerate() {
@@ -122,11 +146,16 @@ pub fn quantize_weight(w: &[f32], k: usize, n: usize, per_channel: bool, qmax: i
         let m = amax.iter().copied().fold(0f32, f32::max);
         amax.iter_mut().for_each(|a| *a = m);
     }
-    let scales: Vec<f32> = amax.iter().map(|&a| if a > 0.0 { a / qmax as f32 } else { 1.0 }).collect();
+    let scales: Vec<f32> = amax
+        .iter()
+        .map(|&a| if a > 0.0 { a / qmax as f32 } else { 1.0 })
+        .collect();
     let mut q = vec![0i8; k * n];
     for r in 0..k {
         for c in 0..n {
-            let v = (w[r * n + c] / scales[c]).round().clamp(-(qmax as f32), qmax as f32);
+            let v = (w[r * n + c] / scales[c])
+                .round()
+                .clamp(-(qmax as f32), qmax as f32);
             q[r * n + c] = v as i8;
         }
     }
@@ -134,9 +163,15 @@ pub fn quantize_weight(w: &[f32], k: usize, n: usize, per_channel: bool, qmax: i
 }
 
 /// Rewrites the weight MatMuls of `model` into the dynamic-int8 pattern (see module docs).
-pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<QuantizeSummary, OnnxError> {
+pub fn quantize_model(
+    model: &mut ModelProto,
+    opts: &QuantizeOptions,
+) -> Result<QuantizeSummary, OnnxError> {
     let targets = weight_matmuls(model);
-    let g = model.graph.take().ok_or_else(|| OnnxError::graph("model has no graph"))?;
+    let g = model
+        .graph
+        .take()
+        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
     let qmax = if opts.reduce_range { 63 } else { 127 };
     let mut summary = QuantizeSummary::default();
 
@@ -147,7 +182,9 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
         let label = node_label(node);
         let wname = g.initializer[wi].name.clone().unwrap_or_default();
         let keep = opts.keep_fp32.iter().any(|p| {
-            pattern_matches(p, &label) || pattern_matches(p, &wname) || node.output.iter().any(|o| pattern_matches(p, o))
+            pattern_matches(p, &label)
+                || pattern_matches(p, &wname)
+                || node.output.iter().any(|o| pattern_matches(p, o))
         });
         if keep {
             summary.kept_fp32.push(label);
@@ -192,14 +229,25 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
                 .collect()
         };
         for (x, wm) in wmax {
-            let Some(am) = stats.amax.get(&x).filter(|a| a.len() == wm.len()) else { continue };
+            let Some(am) = stats.amax.get(&x).filter(|a| a.len() == wm.len()) else {
+                continue;
+            };
             let k = wm.len();
-            let f = match stats.samples.get(&x).filter(|s| !s.is_empty() && s.len() % k == 0) {
+            let f = match stats
+                .samples
+                .get(&x)
+                .filter(|s| !s.is_empty() && s.len() % k == 0)
+            {
                 Some(sample) => {
                     let group: Vec<(&[f32], usize)> = chosen
                         .iter()
                         .filter(|&&(ni, _)| g.node[ni].input[0] == x)
-                        .map(|&(_, wi)| (weights[&wi].as_slice(), g.initializer[wi].dims[1].max(0) as usize))
+                        .map(|&(_, wi)| {
+                            (
+                                weights[&wi].as_slice(),
+                                g.initializer[wi].dims[1].max(0) as usize,
+                            )
+                        })
                         .collect();
                     let a = stats.alpha;
                     let mut best: Option<(f64, Vec<f32>)> = None;
@@ -254,7 +302,13 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
                     }
                     None => x.clone(),
                 };
-                let outs = b.op_multi("DynamicQuantizeLinear", &[&input], 3, vec![], &format!("{x}.dql"));
+                let outs = b.op_multi(
+                    "DynamicQuantizeLinear",
+                    &[&input],
+                    3,
+                    vec![],
+                    &format!("{x}.dql"),
+                );
                 let t = (outs[0].clone(), outs[1].clone(), outs[2].clone());
                 summary.dynamic_quantize_nodes += 1;
                 dql.insert(x.clone(), t.clone());
@@ -263,9 +317,23 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
         };
         let wq = b.initializer(tensor(&format!("{wname}.int8"), &[k as i64, n as i64], &q));
         let ws = b.initializer(tensor(&format!("{wname}.scale"), &[n as i64], &scales));
-        let wzp = b.initializer(tensor(&format!("{wname}.zero_point"), &[n as i64], &vec![0i8; n]));
-        let mmi = b.op_as("MatMulInteger", &[&xq, &wq, &xzp, &wzp], vec![], &format!("{y}.int32"));
-        let cast = b.op_as("Cast", &[&mmi], vec![attr_int("to", DataType::Float as i64)], &format!("{y}.cast"));
+        let wzp = b.initializer(tensor(
+            &format!("{wname}.zero_point"),
+            &[n as i64],
+            &vec![0i8; n],
+        ));
+        let mmi = b.op_as(
+            "MatMulInteger",
+            &[&xq, &wq, &xzp, &wzp],
+            vec![],
+            &format!("{y}.int32"),
+        );
+        let cast = b.op_as(
+            "Cast",
+            &[&mmi],
+            vec![attr_int("to", DataType::Float as i64)],
+            &format!("{y}.cast"),
+        );
         let scale = b.op_as("Mul", &[&xs, &ws], vec![], &format!("{y}.scale"));
         b.node_named("Mul", &[&cast, &scale], &[&y], vec![]);
         new_nodes.extend(b.graph.node.drain(before..));
@@ -285,13 +353,22 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
         }
     }
     // Drop the fp32 weights no node uses any more (a weight shared with a kept MatMul stays).
-    let used: std::collections::HashSet<&str> =
-        b.graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+    let used: std::collections::HashSet<&str> = b
+        .graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
     dead_inits.sort_unstable();
     dead_inits.dedup();
     let dead: Vec<usize> = dead_inits
         .into_iter()
-        .filter(|&wi| !b.graph.initializer[wi].name.as_deref().is_some_and(|n| used.contains(n)))
+        .filter(|&wi| {
+            !b.graph.initializer[wi]
+                .name
+                .as_deref()
+                .is_some_and(|n| used.contains(n))
+        })
         .collect();
     for wi in dead.into_iter().rev() {
         b.graph.initializer.remove(wi);
@@ -299,7 +376,9 @@ pub fn quantize_model(model: &mut ModelProto, opts: &QuantizeOptions) -> Result<
     model.graph = Some(b.graph);
     // DynamicQuantizeLinear/MatMulInteger need opset 11; our graphs are 17.
     if graph::default_opset(model) < 11 {
-        return Err(OnnxError::graph("model opset < 11 cannot hold DynamicQuantizeLinear"));
+        return Err(OnnxError::graph(
+            "model opset < 11 cannot hold DynamicQuantizeLinear",
+        ));
     }
     Ok(summary)
 }
@@ -320,19 +399,33 @@ pub struct ActivationStats {
 
 /// Relative squared error of `X W` when X is quantized like `DynamicQuantizeLinear` (per tensor,
 /// asymmetric u8) after division by `f`, and `diag(f) W` symmetric per column with `qmax`.
-fn simulated_error(x: &[f32], k: usize, ws: &[(&[f32], usize)], f: &[f32], qmax: i32, per_channel: bool) -> f64 {
+fn simulated_error(
+    x: &[f32],
+    k: usize,
+    ws: &[(&[f32], usize)],
+    f: &[f32],
+    qmax: i32,
+    per_channel: bool,
+) -> f64 {
     let m = x.len() / k.max(1);
     let xs: Vec<f32> = x.iter().enumerate().map(|(i, &v)| v / f[i % k]).collect();
     let lo = xs.iter().copied().fold(0f32, f32::min);
     let hi = xs.iter().copied().fold(0f32, f32::max);
     let scale = ((hi - lo) / 255.0).max(f32::MIN_POSITIVE);
     let zp = (-lo / scale).round().clamp(0.0, 255.0);
-    let xd: Vec<f32> = xs.iter().map(|&v| (((v / scale).round() + zp).clamp(0.0, 255.0) - zp) * scale).collect();
+    let xd: Vec<f32> = xs
+        .iter()
+        .map(|&v| (((v / scale).round() + zp).clamp(0.0, 255.0) - zp) * scale)
+        .collect();
     let (mut num, mut den) = (0f64, 0f64);
     for &(w, n) in ws {
         let wsc: Vec<f32> = (0..k * n).map(|i| w[i] * f[i / n]).collect();
         let (q, sc) = quantize_weight(&wsc, k, n, per_channel, qmax);
-        let wd: Vec<f32> = q.iter().enumerate().map(|(i, &v)| f32::from(v) * sc[i % n]).collect();
+        let wd: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f32::from(v) * sc[i % n])
+            .collect();
         let mut y = vec![0f32; n];
         let mut yq = vec![0f32; n];
         for r in 0..m {
@@ -369,19 +462,28 @@ pub fn activation_stats(
 ) -> Result<ActivationStats, OnnxError> {
     let mut model = load_model(fp32_path)?;
     let inputs: Vec<String> = {
-        let g = model.graph.as_ref().ok_or_else(|| OnnxError::graph("model has no graph"))?;
-        let mut v: Vec<String> = weight_matmuls(&model).iter().map(|&(ni, _)| g.node[ni].input[0].clone()).collect();
+        let g = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        let mut v: Vec<String> = weight_matmuls(&model)
+            .iter()
+            .map(|&(ni, _)| g.node[ni].input[0].clone())
+            .collect();
         v.sort();
         v.dedup();
         v
     };
     if let Some(g) = model.graph.as_mut() {
-        let have: std::collections::HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
+        let have: std::collections::HashSet<String> =
+            g.output.iter().filter_map(|o| o.name.clone()).collect();
         for x in &inputs {
             if !have.contains(x) {
                 let mut vi = graph::value_info(x, DataType::Float, &[]);
-                if let Some(super::proto::TypeProto { value: Some(super::proto::type_proto::Value::TensorType(t)), .. }) =
-                    vi.r#type.as_mut()
+                if let Some(super::proto::TypeProto {
+                    value: Some(super::proto::type_proto::Value::TensorType(t)),
+                    ..
+                }) = vi.r#type.as_mut()
                 {
                     t.shape = None;
                 }
@@ -392,7 +494,10 @@ pub fn activation_stats(
     let dir = tempfile_dir()?;
     let tmp = dir.join("calibration.onnx");
     save_model(&tmp, &model)?;
-    let opts = SessionOptions { threads, ..Default::default() };
+    let opts = SessionOptions {
+        threads,
+        ..Default::default()
+    };
     let mut s = runtime::open_session(&tmp, &opts)?;
     let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let mut amax: HashMap<String, Vec<f32>> = HashMap::new();
@@ -406,7 +511,9 @@ pub fn activation_stats(
             if k == 0 || o.data.len() != b.attention_mask.len() * k {
                 continue;
             }
-            let e = amax.entry(name.to_string()).or_insert_with(|| vec![0f32; k]);
+            let e = amax
+                .entry(name.to_string())
+                .or_insert_with(|| vec![0f32; k]);
             let smp = samples.entry(name.to_string()).or_default();
             let mut counter = token_counter;
             for (t, &m) in b.attention_mask.iter().enumerate() {
@@ -427,7 +534,11 @@ pub fn activation_stats(
     }
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(ActivationStats { amax, alpha, samples })
+    Ok(ActivationStats {
+        amax,
+        alpha,
+        samples,
+    })
 }
 
 /// Counts the operator types of the graph ONNX Runtime actually runs after its optimizations
@@ -435,14 +546,20 @@ pub fn activation_stats(
 pub fn fused_op_counts(path: &Path) -> Result<BTreeMap<String, usize>, OnnxError> {
     let dir = tempfile_dir()?;
     let opt = dir.join("optimized.onnx");
-    let opts = SessionOptions { optimized_model_path: Some(opt.clone()), threads: Some(1), ..Default::default() };
+    let opts = SessionOptions {
+        optimized_model_path: Some(opt.clone()),
+        threads: Some(1),
+        ..Default::default()
+    };
     let s = runtime::open_session(path, &opts)?;
     drop(s);
     let m = load_model(&opt)?;
     let _ = std::fs::remove_dir_all(&dir);
     let mut counts = BTreeMap::new();
     for n in &m.graph.unwrap_or_default().node {
-        *counts.entry(n.op_type.clone().unwrap_or_default()).or_insert(0) += 1;
+        *counts
+            .entry(n.op_type.clone().unwrap_or_default())
+            .or_insert(0) += 1;
     }
     Ok(counts)
 }
@@ -451,7 +568,10 @@ fn tempfile_dir() -> Result<PathBuf, OnnxError> {
     let d = std::env::temp_dir().join(format!(
         "edgetune-ort-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
     ));
     std::fs::create_dir_all(&d).map_err(|e| OnnxError::io(&d, e))?;
     Ok(d)
@@ -479,7 +599,12 @@ pub fn pooled_embeddings(
     let mut order: Vec<usize> = (0..texts.len()).collect();
     let lens: Vec<usize> = texts
         .iter()
-        .map(|t| tokenizer.encode(*t, true).map(|e| e.get_ids().len()).unwrap_or(0))
+        .map(|t| {
+            tokenizer
+                .encode(*t, true)
+                .map(|e| e.get_ids().len())
+                .unwrap_or(0)
+        })
         .collect();
     order.sort_by_key(|&i| lens[i]);
     let mut out = vec![Vec::new(); texts.len()];
@@ -504,7 +629,10 @@ pub fn fidelity(
     texts: &[&str],
     threads: Option<usize>,
 ) -> Result<Fidelity, OnnxError> {
-    let opts = SessionOptions { threads, ..Default::default() };
+    let opts = SessionOptions {
+        threads,
+        ..Default::default()
+    };
     let mut a = runtime::open_session(fp32, &opts)?;
     let mut b = runtime::open_session(int8, &opts)?;
     let ea = pooled_embeddings(&mut a, tokenizer, texts, 32, 128)?;
@@ -514,7 +642,11 @@ pub fn fidelity(
 
 /// Mean/min cosine of paired embeddings.
 pub fn fidelity_of(a: &[Vec<f32>], b: &[Vec<f32>]) -> Fidelity {
-    let cos: Vec<f32> = a.iter().zip(b).map(|(x, y)| runtime::cosine(x, y)).collect();
+    let cos: Vec<f32> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| runtime::cosine(x, y))
+        .collect();
     let n = cos.len().max(1) as f32;
     Fidelity {
         sentences: cos.len(),
@@ -534,10 +666,21 @@ pub fn throughput(
     threads: usize,
     repeats: usize,
 ) -> Result<Vec<f64>, OnnxError> {
-    let opts = SessionOptions { threads: Some(threads), ..Default::default() };
-    let mut sessions = paths.iter().map(|p| runtime::open_session(p, &opts)).collect::<Result<Vec<_>, _>>()?;
+    let opts = SessionOptions {
+        threads: Some(threads),
+        ..Default::default()
+    };
+    let mut sessions = paths
+        .iter()
+        .map(|p| runtime::open_session(p, &opts))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut order: Vec<&str> = texts.to_vec();
-    order.sort_by_key(|t| tokenizer.encode(*t, true).map(|e| e.get_ids().len()).unwrap_or(0));
+    order.sort_by_key(|t| {
+        tokenizer
+            .encode(*t, true)
+            .map(|e| e.get_ids().len())
+            .unwrap_or(0)
+    });
     let batches: Vec<EncoderBatch> = order
         .chunks(batch_size.max(1))
         .map(|c| EncoderBatch::tokenize(tokenizer, c, 128))
@@ -607,16 +750,24 @@ pub struct QuantizeReport {
 /// records the result in the manifest.
 pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxError> {
     let src = opts.model_dir.join(BACKBONE_FILE);
-    let out = opts.out.clone().unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
     let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
     let mut quant = opts.quant.clone();
     if let Some(alpha) = opts.smooth_alpha.filter(|&a| a > 0.0) {
         if !(alpha <= 1.0) {
-            return Err(OnnxError::Invalid(format!("smoothing alpha {alpha} must be in (0, 1]")));
+            return Err(OnnxError::Invalid(format!(
+                "smoothing alpha {alpha} must be in (0, 1]"
+            )));
         }
         let cal: Vec<String> = match &opts.calibration {
             Some(c) if !c.is_empty() => c.clone(),
-            _ => super::import::VERIFY_SENTENCES.iter().map(|s| s.to_string()).collect(),
+            _ => super::import::VERIFY_SENTENCES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         let refs: Vec<&str> = cal.iter().map(String::as_str).collect();
         let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads)?;
@@ -628,16 +779,27 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
     let mut model = load_model(&src)?;
     let summary = quantize_model(&mut model, &quant)?;
     if summary.quantized.is_empty() {
-        return Err(OnnxError::Graph { path: src.display().to_string(), message: "no weight MatMul to quantize".into() });
+        return Err(OnnxError::Graph {
+            path: src.display().to_string(),
+            message: "no weight MatMul to quantize".into(),
+        });
     }
-    super::set_metadata(&mut model, "edgetune.quantization", &format!(
-        "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}",
-        if opts.quant.per_channel { "per-channel" } else { "per-tensor" },
-        if opts.quant.reduce_range { 7 } else { 8 },
-        summary.quantized.len(),
-        summary.kept_fp32.len(),
-        opts.smooth_alpha.unwrap_or(0.0)
-    ));
+    super::set_metadata(
+        &mut model,
+        "edgetune.quantization",
+        &format!(
+            "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}",
+            if opts.quant.per_channel {
+                "per-channel"
+            } else {
+                "per-tensor"
+            },
+            if opts.quant.reduce_range { 7 } else { 8 },
+            summary.quantized.len(),
+            summary.kept_fp32.len(),
+            opts.smooth_alpha.unwrap_or(0.0)
+        ),
+    );
     save_model(&out, &model)?;
     let counts = fused_op_counts(&out)?;
     let fused = counts.get("DynamicQuantizeMatMul").copied().unwrap_or(0)
@@ -645,7 +807,10 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
     let unfused = counts.get("MatMulInteger").copied().unwrap_or(0);
     let sentences: Vec<String> = match &opts.sentences {
         Some(s) if !s.is_empty() => s.clone(),
-        _ => super::import::VERIFY_SENTENCES.iter().map(|s| s.to_string()).collect(),
+        _ => super::import::VERIFY_SENTENCES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     };
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let fid = fidelity(&src, &out, &tok, &refs, opts.threads)?;
@@ -662,11 +827,23 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             fid.mean_cosine, opts.warn_cosine, fid.min_cosine
         )
     });
-    let report = QuantizeReport { out: out.clone(), summary, fidelity: fid, fused_nodes: fused, unfused_nodes: unfused, speed, warning };
+    let report = QuantizeReport {
+        out: out.clone(),
+        summary,
+        fidelity: fid,
+        fused_nodes: fused,
+        unfused_nodes: unfused,
+        speed,
+        warning,
+    };
     // Record in the manifest when the output is inside the model directory.
     if let Ok(mut m) = Manifest::load(&opts.model_dir) {
         if out.parent() == Some(opts.model_dir.as_path()) {
-            let name = out.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = out
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let sha = fsutil::sha256_file(&out).map_err(|e| OnnxError::io(&out, e))?;
             m.files.insert(name, sha);
             m.extra.insert(
@@ -699,7 +876,10 @@ pub fn sensitivity(
     threads: Option<usize>,
 ) -> Result<(Fidelity, Vec<Sensitivity>), OnnxError> {
     let model = load_model(fp32_path)?;
-    let opts = SessionOptions { threads, ..Default::default() };
+    let opts = SessionOptions {
+        threads,
+        ..Default::default()
+    };
     let mut s = runtime::open_session(fp32_path, &opts)?;
     let reference = pooled_embeddings(&mut s, tokenizer, texts, 32, 128)?;
     drop(s);
@@ -716,13 +896,19 @@ pub fn sensitivity(
         Ok(fidelity_of(&reference, &e))
     };
     let all = eval(Vec::new())?;
-    let g = model.graph.as_ref().ok_or_else(|| OnnxError::graph("model has no graph"))?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
     let mut rows = Vec::new();
     for (ni, _) in weight_matmuls(&model) {
         let label = node_label(&g.node[ni]);
         // Anchor the pattern on the exact node name.
         let f = eval(vec![label.clone()])?;
-        rows.push(Sensitivity { node: label, fidelity: f });
+        rows.push(Sensitivity {
+            node: label,
+            fidelity: f,
+        });
     }
     let _ = std::fs::remove_dir_all(&dir);
     rows.sort_by(|a, b| b.fidelity.mean_cosine.total_cmp(&a.fidelity.mean_cosine));

@@ -9,7 +9,10 @@ use ort::value::Tensor;
 use super::OnnxError;
 
 fn rt_err(path: &str, e: impl std::fmt::Display) -> OnnxError {
-    OnnxError::Runtime { path: path.to_string(), message: e.to_string() }
+    OnnxError::Runtime {
+        path: path.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Session settings.
@@ -25,7 +28,11 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { threads: None, optimization: GraphOptimizationLevel::All, optimized_model_path: None }
+        SessionOptions {
+            threads: None,
+            optimization: GraphOptimizationLevel::All,
+            optimized_model_path: None,
+        }
     }
 }
 
@@ -69,7 +76,11 @@ impl EncoderBatch {
     /// Pads token-id sequences with `pad_id` to the longest one.
     pub fn from_ids(rows: &[Vec<i64>], pad_id: i64) -> Self {
         let seq = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let mut b = EncoderBatch { batch: rows.len(), seq, ..Default::default() };
+        let mut b = EncoderBatch {
+            batch: rows.len(),
+            seq,
+            ..Default::default()
+        };
         for r in rows {
             for j in 0..seq {
                 b.input_ids.push(r.get(j).copied().unwrap_or(pad_id));
@@ -82,9 +93,16 @@ impl EncoderBatch {
 
     /// Tokenizes `texts` with a Hugging Face `tokenizer.json` (special tokens added), truncating to
     /// `max_len` tokens.
-    pub fn tokenize(tokenizer: &tokenizers::Tokenizer, texts: &[&str], max_len: usize) -> Result<Self, OnnxError> {
+    pub fn tokenize(
+        tokenizer: &tokenizers::Tokenizer,
+        texts: &[&str],
+        max_len: usize,
+    ) -> Result<Self, OnnxError> {
         // tokenizer.json may pad every sequence to a fixed length: pad ourselves, to the batch's longest.
-        let pad = tokenizer.get_padding().map(|p| i64::from(p.pad_id)).unwrap_or(0);
+        let pad = tokenizer
+            .get_padding()
+            .map(|p| i64::from(p.pad_id))
+            .unwrap_or(0);
         let mut tk = tokenizer.clone();
         tk.with_padding(None);
         let mut rows = Vec::with_capacity(texts.len());
@@ -109,8 +127,10 @@ impl EncoderBatch {
 
 /// Loads a `tokenizer.json`.
 pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, OnnxError> {
-    tokenizers::Tokenizer::from_file(path)
-        .map_err(|e| OnnxError::Source { path: path.to_path_buf(), message: format!("cannot load tokenizer: {e}") })
+    tokenizers::Tokenizer::from_file(path).map_err(|e| OnnxError::Source {
+        path: path.to_path_buf(),
+        message: format!("cannot load tokenizer: {e}"),
+    })
 }
 
 /// A float output: shape and row-major values.
@@ -124,16 +144,29 @@ pub struct FloatOutput {
 
 /// Runs an encoder session on a batch (feeding only the inputs the model declares) and returns the
 /// named float outputs.
-pub fn run_encoder(session: &mut Session, batch: &EncoderBatch, outputs: &[&str]) -> Result<Vec<FloatOutput>, OnnxError> {
+pub fn run_encoder(
+    session: &mut Session,
+    batch: &EncoderBatch,
+    outputs: &[&str],
+) -> Result<Vec<FloatOutput>, OnnxError> {
     let shape = [batch.batch as i64, batch.seq as i64];
-    let names: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+    let names: Vec<String> = session
+        .inputs()
+        .iter()
+        .map(|i| i.name().to_string())
+        .collect();
     let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
     for n in &names {
         let data = match n.as_str() {
             "input_ids" => &batch.input_ids,
             "attention_mask" => &batch.attention_mask,
             "token_type_ids" => &batch.token_type_ids,
-            other => return Err(rt_err("<session>", format!("unexpected model input {other:?}"))),
+            other => {
+                return Err(rt_err(
+                    "<session>",
+                    format!("unexpected model input {other:?}"),
+                ))
+            }
         };
         let t = Tensor::from_array((shape, data.clone())).map_err(|e| rt_err("<session>", e))?;
         inputs.push((n.clone(), t.into()));
@@ -141,15 +174,28 @@ pub fn run_encoder(session: &mut Session, batch: &EncoderBatch, outputs: &[&str]
     let out = session.run(inputs).map_err(|e| rt_err("<session>", e))?;
     let mut res = Vec::with_capacity(outputs.len());
     for &o in outputs {
-        let v = out.get(o).ok_or_else(|| rt_err("<session>", format!("model has no output {o:?}")))?;
-        let (s, d) = v.try_extract_tensor::<f32>().map_err(|e| rt_err("<session>", e))?;
-        res.push(FloatOutput { shape: s.iter().map(|&x| x.max(0) as usize).collect(), data: d.to_vec() });
+        let v = out
+            .get(o)
+            .ok_or_else(|| rt_err("<session>", format!("model has no output {o:?}")))?;
+        let (s, d) = v
+            .try_extract_tensor::<f32>()
+            .map_err(|e| rt_err("<session>", e))?;
+        res.push(FloatOutput {
+            shape: s.iter().map(|&x| x.max(0) as usize).collect(),
+            data: d.to_vec(),
+        });
     }
     Ok(res)
 }
 
 /// Mean of the hidden states over real tokens: `hidden` is `[batch, seq, dim]`, `mask` `[batch, seq]`.
-pub fn mean_pool(hidden: &[f32], mask: &[i64], batch: usize, seq: usize, dim: usize) -> Vec<Vec<f32>> {
+pub fn mean_pool(
+    hidden: &[f32],
+    mask: &[i64],
+    batch: usize,
+    seq: usize,
+    dim: usize,
+) -> Vec<Vec<f32>> {
     (0..batch)
         .map(|b| {
             let mut acc = vec![0f32; dim];

@@ -28,7 +28,12 @@ pub struct Batch {
 }
 
 /// Pads `examples` to the longest one (at least one word wide).
-pub fn make_batch(examples: &[&ExampleRows], states: usize, hidden: usize, dev: &Device) -> Result<Batch> {
+pub fn make_batch(
+    examples: &[&ExampleRows],
+    states: usize,
+    hidden: usize,
+    dev: &Device,
+) -> Result<Batch> {
     let b = examples.len();
     let w = examples.iter().map(|e| e.words).max().unwrap_or(0).max(1);
     let row = states * hidden;

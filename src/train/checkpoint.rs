@@ -66,7 +66,10 @@ impl State {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io { path: path.to_path_buf(), source }
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn optim_bytes(opt: &AdamW, params: &ParamSet) -> candle_core::Result<Vec<u8>> {
@@ -86,20 +89,42 @@ fn optim_bytes(opt: &AdamW, params: &ParamSet) -> candle_core::Result<Vec<u8>> {
 }
 
 /// Writes a checkpoint (each file atomically, `state.json` last).
-pub fn save(dir: &Path, state: &State, params: &ParamSet, opt: &AdamW, best: &[u8]) -> Result<(), RunError> {
+pub fn save(
+    dir: &Path,
+    state: &State,
+    params: &ParamSet,
+    opt: &AdamW,
+    best: &[u8],
+) -> Result<(), RunError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let current = run::weights_bytes(params).map_err(|e| RunError::Corrupt { path: dir.into(), message: e.to_string() })?;
-    let optim = optim_bytes(opt, params).map_err(|e| RunError::Corrupt { path: dir.into(), message: e.to_string() })?;
+    let current = run::weights_bytes(params).map_err(|e| RunError::Corrupt {
+        path: dir.into(),
+        message: e.to_string(),
+    })?;
+    let optim = optim_bytes(opt, params).map_err(|e| RunError::Corrupt {
+        path: dir.into(),
+        message: e.to_string(),
+    })?;
     let mut state = state.clone();
     state.optimizer_step = opt.step;
     state.hashes.clear();
-    for (name, bytes) in [("current.safetensors", &current), ("best.safetensors", &best.to_vec()), ("optim.safetensors", &optim)] {
+    for (name, bytes) in [
+        ("current.safetensors", &current),
+        ("best.safetensors", &best.to_vec()),
+        ("optim.safetensors", &optim),
+    ] {
         let p = dir.join(name);
         fsutil::write_atomic(&p, bytes).map_err(io(&p))?;
-        state.hashes.insert(name.to_string(), fsutil::sha256_bytes(bytes));
+        state
+            .hashes
+            .insert(name.to_string(), fsutil::sha256_bytes(bytes));
     }
     let p = dir.join("state.json");
-    fsutil::write_atomic(&p, &serde_json::to_vec_pretty(&state).expect("state serializes")).map_err(io(&p))
+    fsutil::write_atomic(
+        &p,
+        &serde_json::to_vec_pretty(&state).expect("state serializes"),
+    )
+    .map_err(io(&p))
 }
 
 /// Reads the checkpoint's settings only (to restart a run with its original options).
@@ -109,7 +134,10 @@ pub fn read_settings(dir: &Path) -> Result<TrainSettings, RunError> {
         path: dir.parent().unwrap_or(dir).to_path_buf(),
         message: "no checkpoint to resume from".into(),
     })?;
-    let state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt { path: p, message: e.to_string() })?;
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
+        path: p,
+        message: e.to_string(),
+    })?;
     Ok(state.settings)
 }
 
@@ -117,26 +145,56 @@ pub fn read_settings(dir: &Path) -> Result<TrainSettings, RunError> {
 pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, RunError> {
     let p = dir.join("state.json");
     let bytes = std::fs::read(&p).map_err(io(&p))?;
-    let mut state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt { path: p.clone(), message: e.to_string() })?;
+    let mut state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
     let mut files = HashMap::new();
-    for name in ["current.safetensors", "best.safetensors", "optim.safetensors"] {
+    for name in [
+        "current.safetensors",
+        "best.safetensors",
+        "optim.safetensors",
+    ] {
         let fp = dir.join(name);
         let b = std::fs::read(&fp).map_err(io(&fp))?;
         if state.hashes.get(name).map(String::as_str) != Some(fsutil::sha256_bytes(&b).as_str()) {
-            return Err(RunError::Corrupt { path: fp, message: "content does not match state.json".into() });
+            return Err(RunError::Corrupt {
+                path: fp,
+                message: "content does not match state.json".into(),
+            });
         }
         files.insert(name, b);
     }
-    run::load_weights(&files["current.safetensors"], params, &dir.join("current.safetensors"))?;
+    run::load_weights(
+        &files["current.safetensors"],
+        params,
+        &dir.join("current.safetensors"),
+    )?;
     let optim_path = dir.join("optim.safetensors");
-    let st = safetensors::SafeTensors::deserialize(&files["optim.safetensors"])
-        .map_err(|e| RunError::Corrupt { path: optim_path.clone(), message: e.to_string() })?;
+    let st = safetensors::SafeTensors::deserialize(&files["optim.safetensors"]).map_err(|e| {
+        RunError::Corrupt {
+            path: optim_path.clone(),
+            message: e.to_string(),
+        }
+    })?;
     opt.moments.clear();
     for p in &params.params {
-        let (Ok(m), Ok(v)) = (st.tensor(&format!("m.{}", p.name)), st.tensor(&format!("v.{}", p.name))) else { continue };
+        let (Ok(m), Ok(v)) = (
+            st.tensor(&format!("m.{}", p.name)),
+            st.tensor(&format!("v.{}", p.name)),
+        ) else {
+            continue;
+        };
         let to_t = |view: safetensors::tensor::TensorView| -> Result<Tensor, RunError> {
-            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            Tensor::from_vec(data, view.shape(), &Device::Cpu).map_err(|e| RunError::Corrupt { path: optim_path.clone(), message: e.to_string() })
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Tensor::from_vec(data, view.shape(), &Device::Cpu).map_err(|e| RunError::Corrupt {
+                path: optim_path.clone(),
+                message: e.to_string(),
+            })
         };
         opt.moments.insert(p.name.clone(), (to_t(m)?, to_t(v)?));
     }

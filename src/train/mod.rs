@@ -102,8 +102,16 @@ impl SplitData<'_> {
     pub fn rows(&self, i: usize, scratch: &mut Vec<half::f16>) -> Result<ExampleRows, TrainError> {
         let mut rows = Vec::new();
         self.feats.read_rows(i, &mut rows, scratch)?;
-        let kept = self.feats.meta.word_tokens[i].iter().map(|(s, e)| e > s).collect();
-        Ok(ExampleRows { rows, words: self.feats.meta.rows[i] as usize, kept, pooled: self.feats.pooled(i).to_vec() })
+        let kept = self.feats.meta.word_tokens[i]
+            .iter()
+            .map(|(s, e)| e > s)
+            .collect();
+        Ok(ExampleRows {
+            rows,
+            words: self.feats.meta.rows[i] as usize,
+            kept,
+            pooled: self.feats.pooled(i).to_vec(),
+        })
     }
 }
 
@@ -116,24 +124,49 @@ pub struct TrainOutcome {
 
 /// Label sets of a training split: sorted intents, and tags with `O` first.
 pub fn label_lists(train: &Split) -> (Vec<String>, Vec<String>) {
-    let intents: BTreeSet<String> = train.examples.iter().filter_map(|e| e.intent.clone()).collect();
-    let mut tags: BTreeSet<String> = train.examples.iter().flat_map(|e| e.tags.iter().flatten().cloned()).collect();
+    let intents: BTreeSet<String> = train
+        .examples
+        .iter()
+        .filter_map(|e| e.intent.clone())
+        .collect();
+    let mut tags: BTreeSet<String> = train
+        .examples
+        .iter()
+        .flat_map(|e| e.tags.iter().flatten().cloned())
+        .collect();
     let mut tag_list = Vec::new();
     if train.has_tags() {
         tags.remove("O");
         tag_list.push("O".to_string());
         tag_list.extend(tags);
     }
-    (if train.has_intent() { intents.into_iter().collect() } else { Vec::new() }, tag_list)
+    (
+        if train.has_intent() {
+            intents.into_iter().collect()
+        } else {
+            Vec::new()
+        },
+        tag_list,
+    )
 }
 
-fn targets(heads: &Heads, ex: &[&Example], width: usize, dev: &Device) -> Result<(Option<Tensor>, Option<(Tensor, Tensor)>), TrainError> {
+fn targets(
+    heads: &Heads,
+    ex: &[&Example],
+    width: usize,
+    dev: &Device,
+) -> Result<(Option<Tensor>, Option<(Tensor, Tensor)>), TrainError> {
     let intent = if heads.intent.is_some() {
         let ids: Vec<u32> = ex
             .iter()
             .map(|e| {
                 let i = e.intent.as_ref().expect("training examples have intents");
-                heads.config.intents.iter().position(|x| x == i).expect("label from train") as u32
+                heads
+                    .config
+                    .intents
+                    .iter()
+                    .position(|x| x == i)
+                    .expect("label from train") as u32
             })
             .collect();
         Some(Tensor::from_vec(ids, ex.len(), dev)?)
@@ -143,7 +176,13 @@ fn targets(heads: &Heads, ex: &[&Example], width: usize, dev: &Device) -> Result
     let tags = if heads.slot.is_some() {
         let (mut idx, mut tgt) = (Vec::new(), Vec::new());
         for (b, e) in ex.iter().enumerate() {
-            for (w, t) in e.tags.as_ref().expect("training examples have tags").iter().enumerate() {
+            for (w, t) in e
+                .tags
+                .as_ref()
+                .expect("training examples have tags")
+                .iter()
+                .enumerate()
+            {
                 if let Some(id) = heads.config.tags.iter().position(|x| x == t) {
                     idx.push((b * width + w) as u32);
                     tgt.push(id as u32);
@@ -151,7 +190,10 @@ fn targets(heads: &Heads, ex: &[&Example], width: usize, dev: &Device) -> Result
             }
         }
         let n = idx.len();
-        Some((Tensor::from_vec(idx, n, dev)?, Tensor::from_vec(tgt, n, dev)?))
+        Some((
+            Tensor::from_vec(idx, n, dev)?,
+            Tensor::from_vec(tgt, n, dev)?,
+        ))
     } else {
         None
     };
@@ -159,7 +201,11 @@ fn targets(heads: &Heads, ex: &[&Example], width: usize, dev: &Device) -> Result
 }
 
 /// Predicts labels for every example of a split from its cached features.
-pub fn predict_split(heads: &Heads, data: &SplitData, batch_size: usize) -> Result<Vec<Prediction>, TrainError> {
+pub fn predict_split(
+    heads: &Heads,
+    data: &SplitData,
+    batch_size: usize,
+) -> Result<Vec<Prediction>, TrainError> {
     let dev = Device::Cpu;
     let n = data.feats.len();
     let mut scratch = Vec::new();
@@ -168,7 +214,9 @@ pub fn predict_split(heads: &Heads, data: &SplitData, batch_size: usize) -> Resu
     let h = data.feats.meta.hidden;
     for start in (0..n).step_by(batch_size.max(1)) {
         let end = (start + batch_size).min(n);
-        let rows: Vec<ExampleRows> = (start..end).map(|i| data.rows(i, &mut scratch)).collect::<Result<_, _>>()?;
+        let rows: Vec<ExampleRows> = (start..end)
+            .map(|i| data.rows(i, &mut scratch))
+            .collect::<Result<_, _>>()?;
         let refs: Vec<&ExampleRows> = rows.iter().collect();
         let b = make_batch(&refs, k, h, &dev)?;
         let words: Vec<usize> = rows.iter().map(|r| r.words).collect();
@@ -181,7 +229,11 @@ pub fn predict_split(heads: &Heads, data: &SplitData, batch_size: usize) -> Resu
 
 /// Shuffled batches of similar-length examples: shuffle, sort windows of 32 batches by length,
 /// cut into batches, shuffle the batch order. Less padding, same randomness from the seed.
-pub fn bucketed_batches(lengths: &[u32], batch_size: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+pub fn bucketed_batches(
+    lengths: &[u32],
+    batch_size: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.shuffle(rng);
     let mut batches: Vec<Vec<usize>> = Vec::new();
@@ -196,7 +248,10 @@ pub fn bucketed_batches(lengths: &[u32], batch_size: usize, rng: &mut ChaCha8Rng
 
 /// Validation score for early stopping: the mean of the available headline metrics.
 pub fn score(m: &Metrics) -> f64 {
-    let v: Vec<f64> = [m.intent_accuracy, m.slot_f1, m.sentence_accuracy].into_iter().flatten().collect();
+    let v: Vec<f64> = [m.intent_accuracy, m.slot_f1, m.sentence_accuracy]
+        .into_iter()
+        .flatten()
+        .collect();
     if v.is_empty() {
         0.0
     } else {
@@ -227,14 +282,30 @@ pub struct TrainJob<'a> {
 
 /// Trains, validates every epoch, keeps the best weights, writes the run and evaluates on test.
 pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
-    let TrainJob { dataset, ctx, out, settings, verbose, resume } = job;
+    let TrainJob {
+        dataset,
+        ctx,
+        out,
+        settings,
+        verbose,
+        resume,
+    } = job;
     let dev = Device::Cpu;
     let layers = ctx.layers();
-    let states = if settings.states.is_empty() { default_states(layers) } else { settings.states.clone() };
+    let states = if settings.states.is_empty() {
+        default_states(layers)
+    } else {
+        settings.states.clone()
+    };
     if let Some(bad) = states.iter().find(|&&s| s > layers) {
-        return Err(TrainError::Invalid(format!("hidden state {bad} does not exist: the backbone has {layers} layers (0..={layers})")));
+        return Err(TrainError::Invalid(format!(
+            "hidden state {bad} does not exist: the backbone has {layers} layers (0..={layers})"
+        )));
     }
-    let spec = FeatureSpec { states: states.clone(), unit: Unit::Words };
+    let spec = FeatureSpec {
+        states: states.clone(),
+        unit: Unit::Words,
+    };
     let (intents, tags) = label_lists(&dataset.train);
     let mut settings = settings;
     settings.states = states.clone();
@@ -287,30 +358,56 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     if tags.is_empty() {
         settings.freeze_slot = true;
     }
-    if init.is_none() && (settings.freeze_intent && !intents.is_empty() || settings.freeze_slot && !tags.is_empty()) {
-        return Err(TrainError::Invalid("freezing a head needs --init-from RUN (a frozen fresh head would be random)".into()));
+    if init.is_none()
+        && (settings.freeze_intent && !intents.is_empty()
+            || settings.freeze_slot && !tags.is_empty())
+    {
+        return Err(TrainError::Invalid(
+            "freezing a head needs --init-from RUN (a frozen fresh head would be random)".into(),
+        ));
     }
 
     let train_f = ctx.load_or_extract(&dataset.train, &spec)?;
     let valid_f = ctx.load_or_extract(&dataset.valid, &spec)?;
+    let test_f = match &dataset.test {
+        Some(t) => Some(ctx.load_or_extract(t, &spec)?),
+        None => None,
+    };
+    // Training reads only the cache: the backbone's memory is not needed any more.
+    ctx.release_backbone();
     let hidden = train_f.meta.hidden;
     let mut config = config;
     config.hidden = hidden;
     let heads = Heads::new(config, settings.seed, &dev)?;
     if let Some((_, ref src)) = init {
         let bytes = run::weights_bytes(&src.params)?;
-        run::load_weights(&bytes, &heads.params, settings.init_from.as_deref().unwrap_or(Path::new("")))?;
+        run::load_weights(
+            &bytes,
+            &heads.params,
+            settings.init_from.as_deref().unwrap_or(Path::new("")),
+        )?;
     }
-    let train_d = SplitData { split: &dataset.train, feats: train_f };
-    let valid_d = SplitData { split: &dataset.valid, feats: valid_f };
+    let train_d = SplitData {
+        split: &dataset.train,
+        feats: train_f,
+    };
+    let valid_d = SplitData {
+        split: &dataset.valid,
+        feats: valid_f,
+    };
     let frozen_before = frozen_snapshot(&heads, &settings)?;
     let n_trainable = heads.params.count(&|g| trainable(&settings, g));
     if n_trainable == 0 {
-        return Err(TrainError::Invalid("nothing to train: every head is frozen".into()));
+        return Err(TrainError::Invalid(
+            "nothing to train: every head is frozen".into(),
+        ));
     }
 
     let group_settings = |g: Group| -> Option<GroupSettings> {
-        trainable(&settings, g).then_some(GroupSettings { lr: settings.lr, weight_decay: settings.weight_decay })
+        trainable(&settings, g).then_some(GroupSettings {
+            lr: settings.lr,
+            weight_decay: settings.weight_decay,
+        })
     };
     let mut opt = AdamW::default();
     let mut state = checkpoint::State::new(&settings);
@@ -318,7 +415,11 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     if resume {
         state = checkpoint::load(&ckpt_dir, &heads.params, &mut opt)?;
         if verbose {
-            eprintln!("resuming at epoch {} of {}", state.epoch + 1, settings.epochs);
+            eprintln!(
+                "resuming at epoch {} of {}",
+                state.epoch + 1,
+                settings.epochs
+            );
         }
     }
     let mut best_bytes = match &state.best_weights {
@@ -333,21 +434,33 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     while state.epoch < settings.epochs && state.bad_epochs < settings.patience {
         let t0 = Instant::now();
         let epoch = state.epoch;
-        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            settings
+                .seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(epoch as u64 + 1),
+        );
         let batches = bucketed_batches(&train_d.feats.meta.rows, settings.batch_size, &mut rng);
         let mut loss_sum = 0f64;
         for (step, chunk) in batches.iter().enumerate() {
-            let rows: Vec<ExampleRows> = chunk.iter().map(|&i| train_d.rows(i, &mut scratch)).collect::<Result<_, _>>()?;
+            let rows: Vec<ExampleRows> = chunk
+                .iter()
+                .map(|&i| train_d.rows(i, &mut scratch))
+                .collect::<Result<_, _>>()?;
             let refs: Vec<&ExampleRows> = rows.iter().collect();
             let b = make_batch(&refs, k, hidden, &dev)?;
             let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
             let (ti, ts) = targets(&heads, &ex, b.width, &dev)?;
             let mut loss: Option<Tensor> = None;
-            if let (Some(h), Some(t), true) = (&heads.intent, &ti, trainable(&settings, Group::Intent)) {
+            if let (Some(h), Some(t), true) =
+                (&heads.intent, &ti, trainable(&settings, Group::Intent))
+            {
                 let logits = h.forward(&b.words, &b.mask, &b.pooled, Some(&mut rng))?;
                 loss = Some(candle_nn::loss::cross_entropy(&logits, t)?);
             }
-            if let (Some(h), Some((idx, t)), true) = (&heads.slot, &ts, trainable(&settings, Group::Slot)) {
+            if let (Some(h), Some((idx, t)), true) =
+                (&heads.slot, &ts, trainable(&settings, Group::Slot))
+            {
                 let logits = h.forward(&b.words, &b.mask, Some(&mut rng))?;
                 let n_tags = heads.config.tags.len();
                 let flat = logits.reshape(((), n_tags))?.index_select(idx, 0)?;
@@ -364,11 +477,19 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             // Linear warm-up over the first epoch, then cosine decay to a tenth.
             let warm = (done as f64 + 1.0) / steps_per_epoch as f64;
             let cos = 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total_steps as f64).cos());
-            opt.step(&heads.params, &grads, &group_settings, warm.min(1.0) * (0.1 + 0.9 * cos))?;
+            opt.step(
+                &heads.params,
+                &grads,
+                &group_settings,
+                warm.min(1.0) * (0.1 + 0.9 * cos),
+            )?;
         }
         let t_train = t0.elapsed().as_secs_f64();
         let preds = predict_split(&heads, &valid_d, 128)?;
-        let labels = LabelSets { intents: heads.config.intents.iter().cloned().collect(), slot_types: slot_types(&heads.config.tags) };
+        let labels = LabelSets {
+            intents: heads.config.intents.iter().cloned().collect(),
+            slot_types: slot_types(&heads.config.tags),
+        };
         let m = eval::evaluate(&valid_d.split.examples, &preds, &labels).metrics;
         let s = score(&m);
         let improved = s > state.best_score;
@@ -381,11 +502,20 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             state.bad_epochs += 1;
         }
         state.epoch += 1;
-        state.history.push(checkpoint::EpochLog { epoch: epoch + 1, loss: loss_sum / steps_per_epoch.max(1) as f64, valid: m.clone(), seconds: t0.elapsed().as_secs_f64() });
+        state.history.push(checkpoint::EpochLog {
+            epoch: epoch + 1,
+            loss: loss_sum / steps_per_epoch.max(1) as f64,
+            valid: m.clone(),
+            seconds: t0.elapsed().as_secs_f64(),
+        });
         let t_valid = t0.elapsed().as_secs_f64();
         checkpoint::save(&ckpt_dir, &state, &heads.params, &opt, &best_bytes)?;
         if std::env::var_os("EDGETUNE_PROFILE").is_some() {
-            eprintln!("  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s", t_valid - t_train, t0.elapsed().as_secs_f64() - t_valid);
+            eprintln!(
+                "  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s",
+                t_valid - t_train,
+                t0.elapsed().as_secs_f64() - t_valid
+            );
         }
         if verbose {
             eprintln!(
@@ -403,20 +533,31 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     check_frozen(&heads, &settings, &frozen_before)?;
 
     let valid_preds = predict_split(&heads, &valid_d, 128)?;
-    let labels = LabelSets { intents: heads.config.intents.iter().cloned().collect(), slot_types: slot_types(&heads.config.tags) };
+    let labels = LabelSets {
+        intents: heads.config.intents.iter().cloned().collect(),
+        slot_types: slot_types(&heads.config.tags),
+    };
     let valid_m = eval::evaluate(&valid_d.split.examples, &valid_preds, &labels).metrics;
     let mut test = None;
-    if let Some(ts) = &dataset.test {
-        let tf = ctx.load_or_extract(ts, &spec)?;
-        let td = SplitData { split: ts, feats: tf };
+    if let (Some(ts), Some(tf)) = (&dataset.test, test_f) {
+        let td = SplitData {
+            split: ts,
+            feats: tf,
+        };
         let preds = predict_split(&heads, &td, 128)?;
         let report = eval::evaluate(&ts.examples, &preds, &labels);
         test = Some((report.metrics.clone(), report));
     }
     let mut metrics = std::collections::BTreeMap::new();
-    metrics.insert("valid".to_string(), serde_json::to_value(&valid_m).expect("metrics serialize"));
+    metrics.insert(
+        "valid".to_string(),
+        serde_json::to_value(&valid_m).expect("metrics serialize"),
+    );
     if let Some((m, _)) = &test {
-        metrics.insert("test".to_string(), serde_json::to_value(m).expect("metrics serialize"));
+        metrics.insert(
+            "test".to_string(),
+            serde_json::to_value(m).expect("metrics serialize"),
+        );
     }
     let mut training = serde_json::to_value(&settings).expect("settings serialize");
     training["best_epoch"] = state.best_epoch.into();
@@ -429,7 +570,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         backbone: BackboneRef {
             onnx: std::fs::canonicalize(&ctx.files.onnx).unwrap_or(ctx.files.onnx.clone()),
             onnx_sha256: ctx.model_sha().to_string(),
-            tokenizer: std::fs::canonicalize(&ctx.files.tokenizer).unwrap_or(ctx.files.tokenizer.clone()),
+            tokenizer: std::fs::canonicalize(&ctx.files.tokenizer)
+                .unwrap_or(ctx.files.tokenizer.clone()),
             tokenizer_sha256: ctx.tokenizer_sha().to_string(),
             layers,
             hidden,
@@ -437,21 +579,32 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         },
         features: spec,
         heads: heads.config.clone(),
-        weights: run::WeightsRef { file: run::WEIGHTS_FILE.into(), sha256: String::new() },
+        weights: run::WeightsRef {
+            file: run::WEIGHTS_FILE.into(),
+            sha256: String::new(),
+        },
         training,
         metrics,
     };
     let weights = run::weights_bytes(&heads.params)?;
     let rc = run::save_run(&out, rc, &weights)?;
     checkpoint::remove(&ckpt_dir);
-    Ok(TrainOutcome { config: rc, valid: valid_m, test })
+    Ok(TrainOutcome {
+        config: rc,
+        valid: valid_m,
+        test,
+    })
 }
 
 /// The plan printed before training (and by `--dry-run`): trainable parameters, feature cache size
 /// and expected peak memory.
 pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -> String {
     let layers = ctx.layers();
-    let states = if settings.states.is_empty() { default_states(layers) } else { settings.states.clone() };
+    let states = if settings.states.is_empty() {
+        default_states(layers)
+    } else {
+        settings.states.clone()
+    };
     let h = ctx.hidden();
     let k = states.len();
     let (intents, tags) = label_lists(&dataset.train);
@@ -467,25 +620,49 @@ pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -
         let g = settings.slot_head.gru_hidden;
         (k + 1) + (h * g + g) + 2 * (6 * g * g + 6 * g) + (2 * g * tags.len() + tags.len())
     };
-    let trainable = (if settings.freeze_intent { 0 } else { intent_params }) + (if settings.freeze_slot { 0 } else { slot_params });
-    let words: usize = [Some(&dataset.train), Some(&dataset.valid), dataset.test.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|s| s.examples.iter().map(|e| e.words.len()).sum::<usize>())
-        .sum();
-    let examples: usize = [Some(&dataset.train), Some(&dataset.valid), dataset.test.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|s| s.examples.len())
-        .sum();
+    let trainable = (if settings.freeze_intent {
+        0
+    } else {
+        intent_params
+    }) + (if settings.freeze_slot { 0 } else { slot_params });
+    let words: usize = [
+        Some(&dataset.train),
+        Some(&dataset.valid),
+        dataset.test.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| s.examples.iter().map(|e| e.words.len()).sum::<usize>())
+    .sum();
+    let examples: usize = [
+        Some(&dataset.train),
+        Some(&dataset.valid),
+        dataset.test.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| s.examples.len())
+    .sum();
     let cache = words * k * h * 2 + examples * h * 4;
-    let model_bytes = std::fs::metadata(&ctx.files.onnx).map(|m| m.len() as usize).unwrap_or(0);
-    let longest = dataset.train.examples.iter().map(|e| e.words.len()).max().unwrap_or(1);
+    let model_bytes = std::fs::metadata(&ctx.files.onnx)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
+    let longest = dataset
+        .train
+        .examples
+        .iter()
+        .map(|e| e.words.len())
+        .max()
+        .unwrap_or(1);
     // ORT holds the model about three times over (weights, prepacked copies, arena); one batch of
     // activations per state; candle keeps weights, two Adam moments, gradients and the batch graph.
-    let extraction = 3 * model_bytes + ctx.batch_size * ctx.tokenizer.max_tokens().min(4 * longest) * h * 4 * (layers + 2) * 2;
-    let training = 4 * 4 * (intent_params + slot_params) + settings.batch_size * longest * (k + 6) * h * 4 * 3;
-    let tokenizer_bytes = std::fs::metadata(&ctx.files.tokenizer).map(|m| m.len() as usize * 8).unwrap_or(0);
+    let extraction = 3 * model_bytes
+        + ctx.batch_size * ctx.tokenizer.max_tokens().min(4 * longest) * h * 4 * (layers + 2) * 2;
+    let training =
+        4 * 4 * (intent_params + slot_params) + settings.batch_size * longest * (k + 6) * h * 4 * 3;
+    let tokenizer_bytes = std::fs::metadata(&ctx.files.tokenizer)
+        .map(|m| m.len() as usize * 8)
+        .unwrap_or(0);
     let peak = 40 * MIB + tokenizer_bytes + extraction.max(training) + examples * h * 4;
     let frozen: Vec<&str> = [
         (settings.freeze_intent && !intents.is_empty(), "intent head"),
@@ -509,7 +686,9 @@ const MIB: usize = 1 << 20;
 
 /// Slot types (`X` of `B-X`/`I-X`) of a tag list.
 pub fn slot_types(tags: &[String]) -> BTreeSet<String> {
-    tags.iter().filter_map(|t| t.get(2..).filter(|_| t.len() > 2).map(str::to_string)).collect()
+    tags.iter()
+        .filter_map(|t| t.get(2..).filter(|_| t.len() > 2).map(str::to_string))
+        .collect()
 }
 
 /// Headline metrics in one line.
@@ -531,7 +710,12 @@ type Snapshot = Vec<(String, Vec<u8>)>;
 
 fn frozen_snapshot(heads: &Heads, settings: &TrainSettings) -> Result<Snapshot, TrainError> {
     let mut out = Vec::new();
-    for p in heads.params.params.iter().filter(|p| !trainable(settings, p.group)) {
+    for p in heads
+        .params
+        .params
+        .iter()
+        .filter(|p| !trainable(settings, p.group))
+    {
         let v: Vec<f32> = p.var.as_tensor().flatten_all()?.to_vec1()?;
         out.push((p.name.clone(), bytemuck::cast_slice(&v).to_vec()));
     }
@@ -539,11 +723,17 @@ fn frozen_snapshot(heads: &Heads, settings: &TrainSettings) -> Result<Snapshot, 
 }
 
 /// Verifies that every frozen tensor is byte-identical to its state before training.
-fn check_frozen(heads: &Heads, settings: &TrainSettings, before: &Snapshot) -> Result<(), TrainError> {
+fn check_frozen(
+    heads: &Heads,
+    settings: &TrainSettings,
+    before: &Snapshot,
+) -> Result<(), TrainError> {
     let after = frozen_snapshot(heads, settings)?;
     for ((name, a), (_, b)) in before.iter().zip(&after) {
         if a != b {
-            return Err(TrainError::Invalid(format!("internal error: frozen tensor `{name}` changed during training")));
+            return Err(TrainError::Invalid(format!(
+                "internal error: frozen tensor `{name}` changed during training"
+            )));
         }
     }
     Ok(())

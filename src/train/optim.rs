@@ -31,7 +31,13 @@ pub struct AdamW {
 
 impl Default for AdamW {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, moments: HashMap::new() }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+            moments: HashMap::new(),
+        }
     }
 }
 
@@ -52,7 +58,9 @@ impl AdamW {
         let c2 = 1.0 - b2.powi(t);
         for p in &params.params {
             let Some(s) = settings(p.group) else { continue };
-            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                continue;
+            };
             let g = g.detach();
             let w = p.var.as_tensor().detach();
             let (m, v) = match self.moments.remove(&p.name) {

@@ -13,7 +13,10 @@ pub fn root() -> PathBuf {
 /// Fails with set-up instructions when the runtime or default model is missing (CI sets them up).
 pub fn require_setup() {
     let r = root();
-    let lib = r.join(".runtime").join(std::env::consts::ARCH).join("libonnxruntime.so");
+    let lib = r
+        .join(".runtime")
+        .join(std::env::consts::ARCH)
+        .join("libonnxruntime.so");
     let model = r.join(".models").join("default");
     assert!(
         lib.is_file() && model.exists(),
@@ -26,7 +29,9 @@ pub fn require_setup() {
 /// `edgetune` with an isolated feature cache.
 pub fn edgetune(cache: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_edgetune"));
-    c.env("EDGETUNE_CACHE", cache).env_remove("EDGETUNE_MODEL").current_dir(root());
+    c.env("EDGETUNE_CACHE", cache)
+        .env_remove("EDGETUNE_MODEL")
+        .current_dir(root());
     c
 }
 
@@ -45,8 +50,15 @@ pub fn ok(mut c: Command) -> String {
 /// Runs a command and asserts failure, returning stderr.
 pub fn fails(mut c: Command) -> String {
     let out: Output = c.output().expect("edgetune starts");
-    assert!(!out.status.success(), "command unexpectedly succeeded: {c:?}\nstdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "command unexpectedly succeeded: {c:?}\nstdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert!(!err.contains("panicked"), "a panic instead of an error: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "a panic instead of an error: {err}"
+    );
     err
 }
