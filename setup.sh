@@ -25,8 +25,7 @@ bash models/setup.sh
 case "$mode" in
   demo)
     step "build (release)"
-    cargo build --release --locked 2>&1 | grep -vE '^\s+(Compiling|Downloaded|Downloading)' >&2 || true
-    cargo build --release --locked -q
+    cargo build --release --locked
     bash models/prepare.sh target/release/edgetune
     bin=target/release/edgetune
     run=runs/demo

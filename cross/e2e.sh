@@ -163,7 +163,7 @@ compare() { # compare NAME A B [extra compare.py args]
   fi
   local msg
   if msg="$(python3 "$root/cross/compare.py" --tol "$tol" --name "$name" "$@" "$a" "$b")"; then
-    pass "$msg"
+    pass "${msg#OK }"
   else
     fail "$name"; echo "$msg" | sed 's/^/    /'
   fi

@@ -314,7 +314,6 @@ impl FeatureContext {
         let progress = self.progress;
         let batch_size = self.batch_size.max(1);
         let max_tokens = self.tokenizer.max_tokens();
-        let layers = self.layers;
         let cache_dir = self.cache_dir.clone();
         let backbone = self.backbone(spec)?;
         let hidden = backbone.hidden;
@@ -336,22 +335,7 @@ impl FeatureContext {
         let mut pooled = vec![0f32; toks.len() * hidden];
 
         // Where each requested state sits among the backbone's outputs; the last state is always there.
-        let pos: Vec<usize> = spec
-            .states
-            .iter()
-            .map(|s| {
-                backbone
-                    .states
-                    .iter()
-                    .position(|b| b == s)
-                    .expect("backbone loaded with spec states")
-            })
-            .collect();
-        let last_pos = backbone
-            .states
-            .iter()
-            .position(|&b| b == layers)
-            .expect("last state always loaded");
+        let (pos, last_pos) = backbone.positions(&spec.states);
 
         let mut order: Vec<usize> = (0..toks.len()).collect();
         order.sort_by_key(|&i| (toks[i].ids.len(), i));

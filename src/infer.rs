@@ -291,21 +291,7 @@ pub fn run_examples(
     toks: &[Tokenized],
     batch_size: usize,
 ) -> anyhow::Result<Vec<(Decoded, Vec<bool>)>> {
-    let positions: Vec<usize> = states
-        .iter()
-        .map(|s| {
-            backbone
-                .states
-                .iter()
-                .position(|b| b == s)
-                .expect("backbone loaded with the run's states")
-        })
-        .collect();
-    let last = backbone
-        .states
-        .iter()
-        .position(|&b| b == backbone.layers)
-        .expect("last state loaded");
+    let (positions, last) = backbone.positions(states);
     let mut order: Vec<usize> = (0..toks.len()).collect();
     order.sort_by_key(|&i| (toks[i].ids.len(), i));
     let mut results: Vec<Option<(Decoded, Vec<bool>)>> = vec![None; toks.len()];

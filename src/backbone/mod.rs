@@ -278,6 +278,18 @@ impl Backbone {
         Ok(me)
     }
 
+    /// Where each of `states` sits among [`BatchStates::states`], and where the last layer's state
+    /// sits. Panics if a state was not requested at load time (a programming error).
+    pub fn positions(&self, states: &[usize]) -> (Vec<usize>, usize) {
+        let at = |s: usize| {
+            self.states
+                .iter()
+                .position(|&b| b == s)
+                .unwrap_or_else(|| panic!("hidden state {s} was not loaded (have {:?})", self.states))
+        };
+        (states.iter().map(|&s| at(s)).collect(), at(self.layers))
+    }
+
     /// Runs one batch, padded to its longest member.
     pub fn run(&mut self, batch: &[&Tokenized]) -> Result<BatchStates, BackboneError> {
         let b = batch.len();

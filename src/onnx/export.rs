@@ -721,21 +721,7 @@ pub fn reference_logits(
 ) -> anyhow::Result<Vec<(Option<Vec<f32>>, Option<Vec<Vec<f32>>>)>> {
     use crate::infer::example_rows;
     use crate::train::batch::make_batch;
-    let positions: Vec<usize> = states
-        .iter()
-        .map(|s| {
-            backbone
-                .states
-                .iter()
-                .position(|b| b == s)
-                .expect("backbone has the run's states")
-        })
-        .collect();
-    let last = backbone
-        .states
-        .iter()
-        .position(|&b| b == backbone.layers)
-        .expect("last state loaded");
+    let (positions, last) = backbone.positions(states);
     let mut order: Vec<usize> = (0..toks.len()).collect();
     order.sort_by_key(|&i| (toks[i].ids.len(), i));
     let mut res = vec![(None, None); toks.len()];

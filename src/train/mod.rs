@@ -150,13 +150,15 @@ pub fn label_lists(train: &Split) -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// Training targets of the heads that train: intent ids, and (flat word index, tag id) pairs.
 fn targets(
     heads: &Heads,
+    settings: &TrainSettings,
     ex: &[&Example],
     width: usize,
     dev: &Device,
 ) -> Result<(Option<Tensor>, Option<(Tensor, Tensor)>), TrainError> {
-    let intent = if heads.intent.is_some() {
+    let intent = if heads.intent.is_some() && trainable(settings, Group::Intent) {
         let ids: Vec<u32> = ex
             .iter()
             .map(|e| {
@@ -173,7 +175,7 @@ fn targets(
     } else {
         None
     };
-    let tags = if heads.slot.is_some() {
+    let tags = if heads.slot.is_some() && trainable(settings, Group::Slot) {
         let (mut idx, mut tgt) = (Vec::new(), Vec::new());
         for (b, e) in ex.iter().enumerate() {
             for (w, t) in e
@@ -450,7 +452,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             let refs: Vec<&ExampleRows> = rows.iter().collect();
             let b = make_batch(&refs, k, hidden, &dev)?;
             let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
-            let (ti, ts) = targets(&heads, &ex, b.width, &dev)?;
+            let (ti, ts) = targets(&heads, &settings, &ex, b.width, &dev)?;
             let mut loss: Option<Tensor> = None;
             if let (Some(h), Some(t), true) =
                 (&heads.intent, &ti, trainable(&settings, Group::Intent))
@@ -531,6 +533,14 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     }
     run::load_weights(&best_bytes, &heads.params, &ckpt_dir)?;
     check_frozen(&heads, &settings, &frozen_before)?;
+    if verbose && !frozen_before.is_empty() {
+        let names: Vec<&str> = frozen_before.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "frozen: {} tensors verified byte-identical after training ({})",
+            names.len(),
+            names.join(", ")
+        );
+    }
 
     let valid_preds = predict_split(&heads, &valid_d, 128)?;
     let labels = LabelSets {
