@@ -43,6 +43,13 @@ case "$mode" in
     cargo build --locked --bin edgetune
     bash models/prepare.sh target/debug/edgetune
     cargo test --locked
+    if [ "$(uname -m)" = x86_64 ] && [ "${EDGETUNE_SKIP_ARM:-0}" != 1 ]; then
+      step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
+      bash cross/setup.sh
+      bash cross/build.sh --profile release --ortcheck
+      bash cross/e2e.sh --no-build --host-bin target/debug/edgetune \
+        --arm-bin target/aarch64-unknown-linux-gnu/release/edgetune
+    fi
     ;;
   *)
     echo "usage: ./setup.sh demo|test" >&2; exit 2 ;;

@@ -11,10 +11,18 @@ use common::{edgetune, fails, ok, require_setup};
 fn tensors(run: &Path) -> BTreeMap<String, Vec<u8>> {
     let bytes = std::fs::read(run.join("heads.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect()
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect()
 }
 
-fn assert_group(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>, prefix: &str, same: bool) {
+fn assert_group(
+    a: &BTreeMap<String, Vec<u8>>,
+    b: &BTreeMap<String, Vec<u8>>,
+    prefix: &str,
+    same: bool,
+) {
     let mut n = 0;
     for (name, v) in a.iter().filter(|(n, _)| n.starts_with(prefix)) {
         n += 1;
@@ -35,13 +43,20 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     let base = tmp.path().join("base");
     let common_args = ["--threads", "1", "--epochs", "2", "-q"];
     let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--out"]).arg(&base).args(common_args);
+    c.args(["train", "--data", "data/demo", "--out"])
+        .arg(&base)
+        .args(common_args);
     ok(c);
 
     // The intent head frozen, the slot head trains.
     let frozen = tmp.path().join("frozen-intent");
     let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--init-from"]).arg(&base).arg("--freeze-intent").arg("--out").arg(&frozen).args(common_args);
+    c.args(["train", "--data", "data/demo", "--init-from"])
+        .arg(&base)
+        .arg("--freeze-intent")
+        .arg("--out")
+        .arg(&frozen)
+        .args(common_args);
     ok(c);
     let (a, b) = (tensors(&base), tensors(&frozen));
     assert_group(&a, &b, "intent.", true);
@@ -51,12 +66,22 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     let conll = tmp.path().join("conll");
     std::fs::create_dir(&conll).unwrap();
     for split in ["train", "valid"] {
-        let text = std::fs::read_to_string(common::root().join(format!("data/demo/{split}.jsonl"))).unwrap();
+        let text = std::fs::read_to_string(common::root().join(format!("data/demo/{split}.jsonl")))
+            .unwrap();
         let mut out = String::new();
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            for (w, t) in v["words"].as_array().unwrap().iter().zip(v["tags"].as_array().unwrap()) {
-                out.push_str(&format!("{} {}\n", w.as_str().unwrap(), t.as_str().unwrap()));
+            for (w, t) in v["words"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(v["tags"].as_array().unwrap())
+            {
+                out.push_str(&format!(
+                    "{} {}\n",
+                    w.as_str().unwrap(),
+                    t.as_str().unwrap()
+                ));
             }
             out.push('\n');
         }
@@ -64,18 +89,31 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     }
     let tags_only = tmp.path().join("tags-only");
     let mut c = edgetune(&cache);
-    c.args(["train", "--data"]).arg(&conll).arg("--init-from").arg(&base).arg("--out").arg(&tags_only).args(common_args);
+    c.args(["train", "--data"])
+        .arg(&conll)
+        .arg("--init-from")
+        .arg(&base)
+        .arg("--out")
+        .arg(&tags_only)
+        .args(common_args);
     ok(c);
     let c2 = tensors(&tags_only);
     assert_group(&a, &c2, "intent.", true);
     assert_group(&a, &c2, "slot.", false);
     // The carried-over intent head still answers.
     let mut c = edgetune(&cache);
-    c.args(["infer", "--run"]).arg(&tags_only).stdin(std::process::Stdio::piped());
+    c.args(["infer", "--run"])
+        .arg(&tags_only)
+        .stdin(std::process::Stdio::piped());
     let out = {
         let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"turn off the lamp in the hall\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"turn off the lamp in the hall\n")
+            .unwrap();
         String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
     };
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -83,7 +121,13 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
 
     // Everything frozen: nothing to train.
     let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--init-from"]).arg(&base).args(["--freeze-intent", "--freeze-slot", "--out"]).arg(tmp.path().join("x"));
+    c.args(["train", "--data", "data/demo", "--init-from"])
+        .arg(&base)
+        .args(["--freeze-intent", "--freeze-slot", "--out"])
+        .arg(tmp.path().join("x"));
     let err = fails(c);
-    assert!(err.contains("nothing to train") && err.contains("eval"), "{err}");
+    assert!(
+        err.contains("nothing to train") && err.contains("eval"),
+        "{err}"
+    );
 }

@@ -282,10 +282,9 @@ impl Backbone {
     /// sits. Panics if a state was not requested at load time (a programming error).
     pub fn positions(&self, states: &[usize]) -> (Vec<usize>, usize) {
         let at = |s: usize| {
-            self.states
-                .iter()
-                .position(|&b| b == s)
-                .unwrap_or_else(|| panic!("hidden state {s} was not loaded (have {:?})", self.states))
+            self.states.iter().position(|&b| b == s).unwrap_or_else(|| {
+                panic!("hidden state {s} was not loaded (have {:?})", self.states)
+            })
         };
         (states.iter().map(|&s| at(s)).collect(), at(self.layers))
     }
