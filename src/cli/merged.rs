@@ -16,14 +16,17 @@ use edgetune::tokenize::{Tokenized, WordTokenizer};
 use super::common;
 
 /// Labels and limits read from the merged model's metadata.
-struct Meta {
+pub(super) struct Meta {
     intents: Vec<String>,
     tags: Vec<String>,
     tokenizer_sha256: String,
-    max_tokens: usize,
+    pub(super) max_tokens: usize,
 }
 
-fn read_meta(model: &edgetune::onnx::proto::ModelProto, path: &Path) -> anyhow::Result<Meta> {
+pub(super) fn read_meta(
+    model: &edgetune::onnx::proto::ModelProto,
+    path: &Path,
+) -> anyhow::Result<Meta> {
     let get = |k: &str| {
         edgetune::onnx::metadata_value(model, k).with_context(|| {
             format!(
@@ -62,7 +65,7 @@ fn read_meta(model: &edgetune::onnx::proto::ModelProto, path: &Path) -> anyhow::
 
 /// Heads carrying only the label lists (tiny weights), so that [`super::infer::answer`] formats
 /// merged-model predictions exactly as it formats a run's.
-fn label_heads(meta: &Meta) -> anyhow::Result<Heads> {
+pub(super) fn label_heads(meta: &Meta) -> anyhow::Result<Heads> {
     let config = HeadsConfig {
         hidden: 1,
         states: 1,
@@ -81,7 +84,7 @@ fn label_heads(meta: &Meta) -> anyhow::Result<Heads> {
 }
 
 /// Decodes one batch of merged outputs like [`edgetune::infer::decode_batch`].
-fn decode(out: &export::MergedOutputs, batch: &[&Tokenized]) -> Vec<Decoded> {
+pub(super) fn decode(out: &export::MergedOutputs, batch: &[&Tokenized]) -> Vec<Decoded> {
     batch
         .iter()
         .enumerate()

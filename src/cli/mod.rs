@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod common;
 mod eval;
 mod export;
@@ -44,6 +45,9 @@ enum Command {
     Eval(eval::Args),
     /// Predict intents and slots for text lines (a file or stdin), one JSON line each.
     Infer(infer::Args),
+    /// Measure this device: cold start, batch-1 latency (p50/p99) of a merged model, backbone
+    /// extraction throughput, peak memory.
+    Bench(bench::Args),
     /// Convert a Hugging Face BERT-family checkpoint to ONNX (self-verified against candle).
     Import(import::Args),
     /// Write one merged ONNX model (backbone, word pooling and both heads), verified against the run.
@@ -57,6 +61,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train::run(&cli.global, a),
+        Command::Bench(a) => bench::run(&cli.global, a),
         Command::Eval(a) => eval::run(&cli.global, a),
         Command::Infer(a) => infer::run(&cli.global, a),
         Command::Import(a) => import::run(&cli.global, a),
