@@ -6,7 +6,6 @@ use std::time::Instant;
 use anyhow::Context;
 
 use edgetune::backbone::{Backbone, ModelFiles};
-use edgetune::data::split_words;
 use edgetune::onnx::export::{self, MergedInputs};
 use edgetune::tokenize::{Tokenized, WordTokenizer};
 
@@ -77,14 +76,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn encode(tokenizer: &WordTokenizer, text: &str) -> anyhow::Result<Tokenized> {
-    let words: Vec<String> = split_words(text)
-        .into_iter()
-        .map(|(s, e)| text[s..e].to_string())
-        .collect();
-    Ok(tokenizer.encode_words(&words, &|| "bench".into())?)
-}
-
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let threads = common::setup_threads(g)?;
@@ -117,7 +108,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         edgetune::backbone::open_session(&bytes, &a.model, &common::session_config(threads))?;
     drop(bytes);
     let pad = tokenizer.pad_id();
-    let t = encode(&tokenizer, &sentences[0])?;
+    let t = super::infer::encode_line(&tokenizer, &sentences[0])?;
     let o = export::run_merged(&mut session, &MergedInputs::new(&[&t], pad))?;
     let _ = super::merged::decode(&o, &[&t]);
     let cold = start.elapsed().as_secs_f64() * 1e3;
@@ -127,7 +118,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     for i in 0..a.n.max(1) {
         let s = &sentences[i % sentences.len()];
         let t0 = Instant::now();
-        let t = encode(&tokenizer, s)?;
+        let t = super::infer::encode_line(&tokenizer, s)?;
         if t.word_tokens.is_empty() {
             continue;
         }
@@ -144,7 +135,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let mut backbone =
         Backbone::load(&files, &[], btok.pad_id(), &common::session_config(threads))?;
     let mut toks: Vec<Tokenized> = (0..256)
-        .map(|i| encode(&btok, &sentences[i % sentences.len()]))
+        .map(|i| super::infer::encode_line(&btok, &sentences[i % sentences.len()]))
         .collect::<Result<_, _>>()?;
     toks.sort_by_key(|t| t.ids.len());
     let t0 = Instant::now();

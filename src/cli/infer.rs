@@ -1,7 +1,7 @@
 //! `edgetune infer`: a streaming filter from text lines to JSON lines.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::json;
@@ -10,7 +10,7 @@ use edgetune::backbone::Backbone;
 use edgetune::data::split_words;
 use edgetune::eval::spans;
 use edgetune::infer::{run_examples, to_prediction, SlotSpan};
-use edgetune::tokenize::WordTokenizer;
+use edgetune::tokenize::{Tokenized, WordTokenizer};
 
 use super::common;
 use super::Global;
@@ -108,60 +108,78 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         tokenizer.pad_id(),
         &common::session_config(threads),
     )?;
-    let reader: Box<dyn BufRead> = match &a.input {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| p.display().to_string())?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
-    let interactive = a.input.is_none();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut pending: Vec<String> = Vec::new();
-    let mut flush = |pending: &mut Vec<String>, out: &mut dyn Write| -> anyhow::Result<()> {
-        let mut toks = Vec::with_capacity(pending.len());
-        for text in pending.iter() {
-            let words: Vec<String> = split_words(text)
-                .into_iter()
-                .map(|(s, e)| text[s..e].to_string())
-                .collect();
-            toks.push(tokenizer.encode_words(&words, &|| "input".into())?);
-        }
-        let idx: Vec<usize> = (0..pending.len())
+    let states = rc.features.states.clone();
+    stream_lines(a.input.as_deref(), |texts| {
+        let toks = texts
+            .iter()
+            .map(|t| encode_line(&tokenizer, t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let idx: Vec<usize> = (0..texts.len())
             .filter(|&i| !toks[i].word_tokens.is_empty())
             .collect();
-        let live: Vec<_> = idx.iter().map(|&i| toks[i].clone()).collect();
-        let results = run_examples(&mut backbone, &heads, &rc.features.states, &live, 32)?;
-        let mut results = idx.into_iter().zip(results).peekable();
-        for (i, text) in pending.iter().enumerate() {
-            let v = match results.peek() {
+        let live: Vec<Tokenized> = idx.iter().map(|&i| toks[i].clone()).collect();
+        let mut results = idx
+            .into_iter()
+            .zip(run_examples(&mut backbone, &heads, &states, &live, 32)?)
+            .peekable();
+        Ok(texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| match results.peek() {
                 Some((j, _)) if *j == i => {
                     let (_, (d, kept)) = results.next().expect("peeked");
                     answer(text, &heads, &d, &kept, toks[i].truncated, a.logits)
                 }
                 _ => json!({ "text": text, "error": "empty input" }),
-            };
-            writeln!(out, "{v}")?;
-        }
-        out.flush()?;
-        pending.clear();
-        Ok(())
+            })
+            .collect())
+    })
+}
+
+/// Words of a raw input line (whitespace-separated, see [`split_words`]), tokenized.
+pub(super) fn encode_line(tokenizer: &WordTokenizer, text: &str) -> anyhow::Result<Tokenized> {
+    let words: Vec<String> = split_words(text)
+        .into_iter()
+        .map(|(s, e)| text[s..e].to_string())
+        .collect();
+    Ok(tokenizer.encode_words(&words, &|| "input".into())?)
+}
+
+/// The streaming filter shared by both `infer` modes: reads text lines from `input` (or stdin,
+/// answered line by line, so it works interactively), hands them to `answer_chunk` (up to 64 at a
+/// time from a file), and writes the JSON values it returns, one line each, in input order.
+pub(super) fn stream_lines(
+    input: Option<&Path>,
+    mut answer_chunk: impl FnMut(&[String]) -> anyhow::Result<Vec<serde_json::Value>>,
+) -> anyhow::Result<()> {
+    let reader: Box<dyn BufRead> = match input {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| p.display().to_string())?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
     };
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| {
-            format!(
-                "{}: line {}: not UTF-8 text",
-                a.input
-                    .as_ref()
-                    .map_or("stdin".into(), |p| p.display().to_string()),
-                n + 1
-            )
-        })?;
-        pending.push(line.trim_end_matches('\r').to_string());
-        if interactive || pending.len() >= 64 {
-            flush(&mut pending, &mut out)?;
+    let name = input.map_or("stdin".into(), |p| p.display().to_string());
+    let chunk = if input.is_none() { 1 } else { 64 };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut pending: Vec<String> = Vec::new();
+    let mut lines = reader.lines().enumerate();
+    loop {
+        let next = lines.next();
+        if let Some((n, line)) = &next {
+            let line = line
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{name}: line {}: not UTF-8 text ({e})", n + 1))?;
+            pending.push(line.trim_end_matches('\r').to_string());
+        }
+        if !pending.is_empty() && (next.is_none() || pending.len() >= chunk) {
+            for v in answer_chunk(&pending)? {
+                writeln!(out, "{v}")?;
+            }
+            out.flush()?;
+            pending.clear();
+        }
+        if next.is_none() {
+            return Ok(());
         }
     }
-    flush(&mut pending, &mut out)?;
-    Ok(())
 }

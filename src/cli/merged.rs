@@ -1,13 +1,11 @@
 //! Inference with a merged ONNX model (`edgetune export`'s output): nothing but the model file and
 //! the `tokenizer.json` beside it.
 
-use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use edgetune::data::split_words;
 use edgetune::heads::{Heads, HeadsConfig};
 use edgetune::infer::Decoded;
 use edgetune::onnx::export::{self, MergedInputs};
@@ -153,25 +151,11 @@ pub fn infer(
         edgetune::backbone::open_session(&bytes, merged, &common::session_config(threads))?;
     drop(bytes);
 
-    let reader: Box<dyn BufRead> = match input {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| p.display().to_string())?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
-    let interactive = input.is_none();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut pending: Vec<String> = Vec::new();
-    let mut flush = |pending: &mut Vec<String>, out: &mut dyn Write| -> anyhow::Result<()> {
-        let mut toks = Vec::with_capacity(pending.len());
-        for text in pending.iter() {
-            let words: Vec<String> = split_words(text)
-                .into_iter()
-                .map(|(s, e)| text[s..e].to_string())
-                .collect();
-            toks.push(tokenizer.encode_words(&words, &|| "input".into())?);
-        }
+    super::infer::stream_lines(input, |texts| {
+        let toks = texts
+            .iter()
+            .map(|t| super::infer::encode_line(&tokenizer, t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // Length-sorted batches of 32, like `infer --run`.
         let mut order: Vec<usize> = (0..toks.len())
             .filter(|&i| !toks[i].word_tokens.is_empty())
@@ -185,33 +169,16 @@ pub fn infer(
                 results[i] = Some(d);
             }
         }
-        for (i, text) in pending.iter().enumerate() {
-            let v = match &results[i] {
+        Ok(texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| match &results[i] {
                 Some(d) => {
                     let kept: Vec<bool> = toks[i].word_tokens.iter().map(|(s, e)| e > s).collect();
                     super::infer::answer(text, &heads, d, &kept, toks[i].truncated, logits)
                 }
                 None => json!({ "text": text, "error": "empty input" }),
-            };
-            writeln!(out, "{v}")?;
-        }
-        out.flush()?;
-        pending.clear();
-        Ok(())
-    };
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| {
-            format!(
-                "{}: line {}: not UTF-8 text",
-                input.map_or("stdin".into(), |p| p.display().to_string()),
-                n + 1
-            )
-        })?;
-        pending.push(line.trim_end_matches('\r').to_string());
-        if interactive || pending.len() >= 64 {
-            flush(&mut pending, &mut out)?;
-        }
-    }
-    flush(&mut pending, &mut out)?;
-    Ok(())
+            })
+            .collect())
+    })
 }
