@@ -8,6 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 mode="${1:-demo}"
+tdir="${CARGO_TARGET_DIR:-target}"
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required ($2)" >&2; exit 1; }; }
 need cargo "install Rust: https://rustup.rs"
@@ -26,8 +27,8 @@ case "$mode" in
   demo)
     step "build (release)"
     cargo build --release --locked
-    bash models/prepare.sh target/release/edgetune
-    bin=target/release/edgetune
+    bash models/prepare.sh "$tdir/release/edgetune"
+    bin="$tdir/release/edgetune"
     run=runs/demo
     rm -rf "$run"
     step "train on data/demo (backbone frozen, heads trained on cached features)"
@@ -43,14 +44,14 @@ case "$mode" in
     python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy
     step "build and test"
     cargo build --locked --bin edgetune
-    bash models/prepare.sh target/debug/edgetune
+    bash models/prepare.sh "$tdir/debug/edgetune"
     cargo test --locked
     if [ "$(uname -m)" = x86_64 ] && [ "${EDGETUNE_SKIP_ARM:-0}" != 1 ]; then
       step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
       bash cross/setup.sh
       bash cross/build.sh --profile release --ortcheck
-      bash cross/e2e.sh --no-build --host-bin target/debug/edgetune \
-        --arm-bin target/aarch64-unknown-linux-gnu/release/edgetune
+      bash cross/e2e.sh --no-build --host-bin "$tdir/debug/edgetune" \
+        --arm-bin "$tdir/aarch64-unknown-linux-gnu/release/edgetune"
     fi
     ;;
   *)
