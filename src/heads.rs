@@ -249,39 +249,21 @@ impl GruDir {
         dev: &Device,
     ) -> Result<Self> {
         let a = 1.0 / (hid as f32).sqrt();
+        let mut add = |suffix: &str, shape: &[usize]| {
+            ps.add(
+                &format!("{name}.{suffix}"),
+                shape,
+                Init::Uniform(a),
+                group,
+                rng,
+                dev,
+            )
+        };
         Ok(Self {
-            w_ih: ps.add(
-                &format!("{name}.weight_ih"),
-                &[3 * hid, inp],
-                Init::Uniform(a),
-                group,
-                rng,
-                dev,
-            )?,
-            w_hh: ps.add(
-                &format!("{name}.weight_hh"),
-                &[3 * hid, hid],
-                Init::Uniform(a),
-                group,
-                rng,
-                dev,
-            )?,
-            b_ih: ps.add(
-                &format!("{name}.bias_ih"),
-                &[3 * hid],
-                Init::Uniform(a),
-                group,
-                rng,
-                dev,
-            )?,
-            b_hh: ps.add(
-                &format!("{name}.bias_hh"),
-                &[3 * hid],
-                Init::Uniform(a),
-                group,
-                rng,
-                dev,
-            )?,
+            w_ih: add("weight_ih", &[3 * hid, inp])?,
+            w_hh: add("weight_hh", &[3 * hid, hid])?,
+            b_ih: add("bias_ih", &[3 * hid])?,
+            b_hh: add("bias_hh", &[3 * hid])?,
         })
     }
 

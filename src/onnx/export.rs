@@ -151,6 +151,37 @@ impl Ctx {
     }
 
     /// `tanh`-free exact GELU: `0.5 x (1 + erf(x / sqrt 2))`.
+    /// The three outputs of a classifier: `{task}_logits`, `{task}_probs` (softmax over the last
+    /// axis) and the arg-max `ids_name` (int64), with `lead` the leading dimensions.
+    fn classifier_outputs(
+        &mut self,
+        logits: &str,
+        task: &str,
+        ids_name: &str,
+        lead: &[Dim],
+        classes: usize,
+    ) {
+        let probs = self.op(
+            "Softmax",
+            &[logits],
+            vec![attr_int("axis", -1)],
+            &format!("{task}.softmax"),
+        );
+        let ids = self.op(
+            "ArgMax",
+            &[&probs],
+            vec![attr_int("axis", -1), attr_int("keepdims", 0)],
+            &format!("{task}.argmax"),
+        );
+        let mut dims = lead.to_vec();
+        dims.push(Dim::Fixed(classes as i64));
+        self.b
+            .output_as(logits, &format!("{task}_logits"), DataType::Float, &dims);
+        self.b
+            .output_as(&probs, &format!("{task}_probs"), DataType::Float, &dims);
+        self.b.output_as(&ids, ids_name, DataType::Int64, lead);
+    }
+
     fn gelu_erf(&mut self, x: &str, name: &str) -> String {
         let r = self.scalar_f32(
             &format!("head/{name}.inv_sqrt2"),
@@ -346,27 +377,13 @@ pub fn build_merged(
         let hid = c.linear(&feats, &h.hidden, "intent.hidden")?;
         let hid = c.gelu_erf(&hid, "intent.gelu");
         let logits = c.linear(&hid, &h.out, "intent.out")?;
-        let probs = c.op(
-            "Softmax",
-            &[&logits],
-            vec![attr_int("axis", -1)],
-            "intent.softmax",
-        );
-        let id = c.op(
-            "ArgMax",
-            &[&probs],
-            vec![attr_int("axis", -1), attr_int("keepdims", 0)],
-            "intent.argmax",
-        );
-        let n = Dim::Fixed(heads.config.intents.len() as i64);
-        c.b.output_as(
+        c.classifier_outputs(
             &logits,
-            "intent_logits",
-            DataType::Float,
-            &[batch.clone(), n.clone()],
+            "intent",
+            "intent_id",
+            &[batch.clone()],
+            heads.config.intents.len(),
         );
-        c.b.output_as(&probs, "intent_probs", DataType::Float, &[batch.clone(), n]);
-        c.b.output_as(&id, "intent_id", DataType::Int64, &[batch.clone()]);
     }
 
     if let Some(h) = &heads.slot {
@@ -461,36 +478,12 @@ pub fn build_merged(
         let m = c.unsqueeze(&word_mask, 2, "slot.mask3");
         let y = c.op("Mul", &[&y, &m], vec![], "slot.masked");
         let logits = c.linear(&y, &h.out, "slot.out")?;
-        let probs = c.op(
-            "Softmax",
-            &[&logits],
-            vec![attr_int("axis", -1)],
-            "slot.softmax",
-        );
-        let ids = c.op(
-            "ArgMax",
-            &[&probs],
-            vec![attr_int("axis", -1), attr_int("keepdims", 0)],
-            "slot.argmax",
-        );
-        let n = Dim::Fixed(heads.config.tags.len() as i64);
-        c.b.output_as(
+        c.classifier_outputs(
             &logits,
-            "slot_logits",
-            DataType::Float,
-            &[batch.clone(), words.clone(), n.clone()],
-        );
-        c.b.output_as(
-            &probs,
-            "slot_probs",
-            DataType::Float,
-            &[batch.clone(), words.clone(), n],
-        );
-        c.b.output_as(
-            &ids,
+            "slot",
             "slot_ids",
-            DataType::Int64,
             &[batch.clone(), words.clone()],
+            heads.config.tags.len(),
         );
     }
     if heads.intent.is_none() && heads.slot.is_none() {
