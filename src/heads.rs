@@ -12,6 +12,9 @@
 //! candle's fused `layer_norm`, `softmax_last_dim` and rotary kernels have no backward pass; nothing
 //! here uses them (see `tests/grad_tests.rs`).
 
+pub mod gru;
+pub mod ops;
+
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -110,16 +113,17 @@ pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut ChaCha8Rng>) -> Result<Tenso
         return Ok(x.clone());
     }
     let keep = 1.0 - p;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| {
-            if rng.random::<f32>() < keep {
-                1.0 / keep
-            } else {
-                0.0
-            }
-        })
+    // Bulk-drawn 32-bit words compared with an integer threshold: the same Bernoulli(keep) draw as
+    // comparing a uniform float, without a float conversion per element.
+    let mut bits = vec![0u32; x.elem_count()];
+    rng.fill(&mut bits[..]);
+    let threshold = (keep as f64 * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+    let scale = 1.0 / keep;
+    let mask: Vec<f32> = bits
+        .iter()
+        .map(|&b| if b < threshold { scale } else { 0.0 })
         .collect();
-    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+    ops::const_mul(x, mask, 1)
 }
 
 /// Softmax over the last dimension from differentiable primitives.
@@ -170,8 +174,8 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let inp = *dims.last().expect("rank >= 1");
-        let flat = x.reshape(((), inp))?;
-        let y = flat.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let flat = x.reshape(((), inp))?.contiguous()?;
+        let y = flat.apply_op3(&self.weight, &self.bias, ops::LinearOp)?;
         let mut out = dims;
         *out.last_mut().expect("rank >= 1") = self.weight.dim(0)?;
         y.reshape(out)
@@ -206,26 +210,11 @@ impl LayerMix {
         Ok(Self { weights, gamma })
     }
 
-    /// `[B, W, K, H]` -> `[B, W, H]`.
-    ///
-    /// A sum of K scaled slices rather than a broadcast product reduced over dimension 2: candle's
-    /// reductions over inner dimensions (and the broadcast's backward) take a slow strided path,
-    /// which made this the most expensive op of an epoch.
+    /// `[B, W, K, H]` -> `[B, W, H]` (the fused [`ops::MixOp`]: candle's own formulation
+    /// computed a gradient for the constant cached states too, the most expensive part of an epoch).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let k = self.weights.dim(0)?;
         let w = softmax_last(&self.weights)?.broadcast_mul(&self.gamma)?;
-        let mut acc: Option<Tensor> = None;
-        for i in 0..k {
-            let term = x
-                .narrow(2, i, 1)?
-                .squeeze(2)?
-                .broadcast_mul(&w.narrow(0, i, 1)?)?;
-            acc = Some(match acc {
-                Some(a) => (a + term)?,
-                None => term,
-            });
-        }
-        acc.ok_or_else(|| candle_core::Error::Msg("layer mix over zero states".into()))
+        x.contiguous()?.apply_op2(&w, ops::MixOp)
     }
 }
 
@@ -325,12 +314,34 @@ pub fn gather_positions(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
         .reshape(dims)
 }
 
+/// Both directions of a bidirectional GRU over `x: [B, T, in]` with per-sentence `lengths` ->
+/// `[B, T, 2 * hid]` (forward states, then backward states; zero at padding).
+///
+/// The fused [`gru::BiGruOp`] (`train`: keep its gate activations for the backward pass). Equal to running [`GruDir::forward`] on `x` and on each sentence reversed.
+pub fn bigru(
+    fwd: &GruDir,
+    bwd: &GruDir,
+    x: &Tensor,
+    lengths: Vec<usize>,
+    train: bool,
+) -> Result<Tensor> {
+    let hid = fwd.hidden()?;
+    let params = gru::pack([
+        [&fwd.w_ih, &fwd.w_hh, &fwd.b_ih, &fwd.b_hh],
+        [&bwd.w_ih, &bwd.w_hh, &bwd.b_ih, &bwd.b_hh],
+    ])?;
+    let h = x
+        .contiguous()?
+        .apply_op2(&params, gru::BiGruOp::new(lengths, hid, train))?;
+    Tensor::cat(&[h.get(0)?, h.get(1)?], 2)
+}
+
 /// Slot head settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlotHeadConfig {
     /// GRU units per direction (default 128).
     pub gru_hidden: usize,
-    /// Dropout on the GRU's input and output during training (default 0.25).
+    /// Dropout on the GRU's input and output during training (default 0.1).
     pub dropout: f32,
 }
 
@@ -338,7 +349,7 @@ impl Default for SlotHeadConfig {
     fn default() -> Self {
         Self {
             gru_hidden: 128,
-            dropout: 0.25,
+            dropout: 0.1,
         }
     }
 }
@@ -348,7 +359,7 @@ impl Default for SlotHeadConfig {
 pub struct IntentHeadConfig {
     /// Width of the MLP's hidden layer (default 256).
     pub hidden: usize,
-    /// Dropout before each dense layer during training (default 0.25).
+    /// Dropout before each dense layer during training (default 0.1).
     pub dropout: f32,
 }
 
@@ -356,7 +367,7 @@ impl Default for IntentHeadConfig {
     fn default() -> Self {
         Self {
             hidden: 256,
-            dropout: 0.25,
+            dropout: 0.1,
         }
     }
 }
@@ -431,7 +442,7 @@ impl SlotHead {
         let x = self.mix.forward(words)?;
         let x = dropout(&x, self.dropout, rng.as_deref_mut())?;
         let x = self.proj.forward(&x)?;
-        let (bsz, t) = mask.dims2()?;
+        let bsz = mask.dim(0)?;
         // Sentence length = one past the last word with features (padding and truncation cut the end).
         let lengths: Vec<usize> = mask
             .to_vec2::<f32>()?
@@ -439,10 +450,8 @@ impl SlotHead {
             .map(|row| row.iter().rposition(|&m| m > 0.0).map_or(0, |p| p + 1))
             .collect();
         debug_assert_eq!(lengths.len(), bsz);
-        let rev = reverse_indices(&lengths, t, x.device())?;
-        let f = self.fwd.forward(&x)?;
-        let b = gather_positions(&self.bwd.forward(&gather_positions(&x, &rev)?)?, &rev)?;
-        let h = Tensor::cat(&[f, b], 2)?.broadcast_mul(&mask.unsqueeze(2)?)?;
+        let h = bigru(&self.fwd, &self.bwd, &x, lengths, rng.is_some())?
+            .broadcast_mul(&mask.unsqueeze(2)?)?;
         let h = dropout(&h, self.dropout, rng.as_deref_mut())?;
         self.out.forward(&h)
     }

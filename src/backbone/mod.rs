@@ -3,7 +3,10 @@
 //! Any encoder with inputs `input_ids`, `attention_mask` (and optionally `token_type_ids`) and output
 //! `last_hidden_state` works. Hidden states of lower layers are exposed as extra graph outputs at load
 //! time (see [`crate::onnx::expose_hidden_states`]); the file on disk is never changed.
+//!
+//! [`layers`] rebuilds the top transformer layers in candle, trainable, for `--unfreeze-top N`.
 
+pub mod layers;
 pub mod runtime;
 
 use std::path::{Path, PathBuf};

@@ -44,7 +44,7 @@ pub enum TrainError {
 /// Training settings (validated; see the CLI for their flags and defaults).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainSettings {
-    /// Maximum epochs.
+    /// Epochs; 0 = [`auto_epochs`].
     pub epochs: usize,
     /// Stop after this many epochs without a better validation score.
     pub patience: usize,
@@ -68,7 +68,7 @@ pub struct TrainSettings {
 impl Default for TrainSettings {
     fn default() -> Self {
         Self {
-            epochs: 40,
+            epochs: 0,
             patience: 6,
             batch_size: 64,
             lr: 3e-3,
@@ -89,6 +89,16 @@ impl Default for TrainSettings {
 pub fn default_states(layers: usize) -> Vec<usize> {
     let first = layers.saturating_sub(3).max(1).min(layers);
     (first..=layers).collect()
+}
+
+/// Optimizer steps the default schedule aims for. Measured on SNIPS (13,084 sentences, batch 64):
+/// 6 epochs (1,230 steps) reach the accuracy of longer schedules within noise.
+pub const AUTO_STEPS: usize = 1200;
+
+/// The default number of epochs: about [`AUTO_STEPS`] optimizer steps, at least 6, at most 100.
+pub fn auto_epochs(examples: usize, batch_size: usize) -> usize {
+    let steps = examples.div_ceil(batch_size.max(1)).max(1);
+    AUTO_STEPS.div_ceil(steps).clamp(6, 100)
 }
 
 /// Per-split features with their examples.
@@ -202,6 +212,9 @@ fn targets(
     Ok((intent, tags))
 }
 
+/// A padded batch with its training targets.
+type Prepared = (batch::Batch, Option<Tensor>, Option<(Tensor, Tensor)>);
+
 /// Predicts labels for every example of a split from its cached features.
 pub fn predict_split(
     heads: &Heads,
@@ -311,6 +324,9 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     let (intents, tags) = label_lists(&dataset.train);
     let mut settings = settings;
     settings.states = states.clone();
+    if settings.epochs == 0 {
+        settings.epochs = auto_epochs(dataset.train.examples.len(), settings.batch_size);
+    }
 
     // Initial heads: fresh, or from another run (frozen heads must come from one).
     let init = match &settings.init_from {
@@ -429,7 +445,6 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         None => run::weights_bytes(&heads.params)?,
     };
     let train_ex: Vec<&Example> = dataset.train.examples.iter().collect();
-    let mut scratch = Vec::new();
     let k = states.len();
     let steps_per_epoch = train_ex.len().div_ceil(settings.batch_size);
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
@@ -444,48 +459,81 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         );
         let batches = bucketed_batches(&train_d.feats.meta.rows, settings.batch_size, &mut rng);
         let mut loss_sum = 0f64;
-        for (step, chunk) in batches.iter().enumerate() {
-            let rows: Vec<ExampleRows> = chunk
-                .iter()
-                .map(|&i| train_d.rows(i, &mut scratch))
-                .collect::<Result<_, _>>()?;
-            let refs: Vec<&ExampleRows> = rows.iter().collect();
-            let b = make_batch(&refs, k, hidden, &dev)?;
-            let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
-            let (ti, ts) = targets(&heads, &settings, &ex, b.width, &dev)?;
-            let mut loss: Option<Tensor> = None;
-            if let (Some(h), Some(t), true) =
-                (&heads.intent, &ti, trainable(&settings, Group::Intent))
-            {
-                let logits = h.forward(&b.words, &b.mask, &b.pooled, Some(&mut rng))?;
-                loss = Some(candle_nn::loss::cross_entropy(&logits, t)?);
+        let mut prof = [0f64; 6];
+        let mut tick = Instant::now();
+        let mut lap = |i: usize, prof: &mut [f64; 6]| {
+            prof[i] += tick.elapsed().as_secs_f64();
+            tick = Instant::now();
+        };
+        // Batches are read from the cache and padded on a second thread, one or two steps ahead.
+        std::thread::scope(|scope| -> Result<(), TrainError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, TrainError>>(2);
+            let (batches, heads, settings, train_d, train_ex) =
+                (&batches, &heads, &settings, &train_d, &train_ex);
+            scope.spawn(move || {
+                let mut scratch = Vec::new();
+                for chunk in batches {
+                    let prepared = (|| -> Result<Prepared, TrainError> {
+                        let rows: Vec<ExampleRows> = chunk
+                            .iter()
+                            .map(|&i| train_d.rows(i, &mut scratch))
+                            .collect::<Result<_, _>>()?;
+                        let refs: Vec<&ExampleRows> = rows.iter().collect();
+                        let b = make_batch(&refs, k, hidden, &Device::Cpu)?;
+                        let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
+                        let (ti, ts) = targets(heads, settings, &ex, b.width, &Device::Cpu)?;
+                        Ok((b, ti, ts))
+                    })();
+                    let failed = prepared.is_err();
+                    // A closed channel means the consumer stopped (on an error of its own).
+                    if tx.send(prepared).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for (step, prepared) in rx.iter().enumerate() {
+                let (b, ti, ts) = prepared?;
+                lap(0, &mut prof);
+                let mut loss: Option<Tensor> = None;
+                if let (Some(h), Some(t), true) =
+                    (&heads.intent, &ti, trainable(&settings, Group::Intent))
+                {
+                    let logits = h.forward(&b.words, &b.mask, &b.pooled, Some(&mut rng))?;
+                    loss = Some(candle_nn::loss::cross_entropy(&logits, t)?);
+                }
+                lap(1, &mut prof);
+                if let (Some(h), Some((idx, t)), true) =
+                    (&heads.slot, &ts, trainable(&settings, Group::Slot))
+                {
+                    let logits = h.forward(&b.words, &b.mask, Some(&mut rng))?;
+                    let n_tags = heads.config.tags.len();
+                    let flat = logits.reshape(((), n_tags))?.index_select(idx, 0)?;
+                    let l = candle_nn::loss::cross_entropy(&flat, t)?;
+                    loss = Some(match loss {
+                        Some(x) => (x + l)?,
+                        None => l,
+                    });
+                }
+                lap(2, &mut prof);
+                let Some(loss) = loss else { continue };
+                loss_sum += loss.to_scalar::<f32>()? as f64;
+                let grads = loss.backward()?;
+                lap(3, &mut prof);
+                let done = epoch * steps_per_epoch + step;
+                // Linear warm-up over the first epoch, then cosine decay to a tenth.
+                let warm = (done as f64 + 1.0) / steps_per_epoch as f64;
+                let cos =
+                    0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total_steps as f64).cos());
+                opt.step(
+                    &heads.params,
+                    &grads,
+                    &group_settings,
+                    warm.min(1.0) * (0.1 + 0.9 * cos),
+                )?;
+                lap(4, &mut prof);
             }
-            if let (Some(h), Some((idx, t)), true) =
-                (&heads.slot, &ts, trainable(&settings, Group::Slot))
-            {
-                let logits = h.forward(&b.words, &b.mask, Some(&mut rng))?;
-                let n_tags = heads.config.tags.len();
-                let flat = logits.reshape(((), n_tags))?.index_select(idx, 0)?;
-                let l = candle_nn::loss::cross_entropy(&flat, t)?;
-                loss = Some(match loss {
-                    Some(x) => (x + l)?,
-                    None => l,
-                });
-            }
-            let Some(loss) = loss else { continue };
-            loss_sum += loss.to_scalar::<f32>()? as f64;
-            let grads = loss.backward()?;
-            let done = epoch * steps_per_epoch + step;
-            // Linear warm-up over the first epoch, then cosine decay to a tenth.
-            let warm = (done as f64 + 1.0) / steps_per_epoch as f64;
-            let cos = 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total_steps as f64).cos());
-            opt.step(
-                &heads.params,
-                &grads,
-                &group_settings,
-                warm.min(1.0) * (0.1 + 0.9 * cos),
-            )?;
-        }
+            Ok(())
+        })?;
         let t_train = t0.elapsed().as_secs_f64();
         let preds = predict_split(&heads, &valid_d, 128)?;
         let labels = LabelSets {
@@ -513,6 +561,11 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         let t_valid = t0.elapsed().as_secs_f64();
         checkpoint::save(&ckpt_dir, &state, &heads.params, &opt, &best_bytes)?;
         if std::env::var_os("EDGETUNE_PROFILE").is_some() {
+            eprintln!(
+                "  timing: batches {:.2} s, intent fwd {:.2} s, slot fwd {:.2} s, backward {:.2} s, \
+                 optimizer {:.2} s",
+                prof[0], prof[1], prof[2], prof[3], prof[4]
+            );
             eprintln!(
                 "  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s",
                 t_valid - t_train,
@@ -617,6 +670,13 @@ pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -
     };
     let h = ctx.hidden();
     let k = states.len();
+    let n_train = dataset.train.examples.len();
+    let steps = n_train.div_ceil(settings.batch_size.max(1));
+    let epochs = if settings.epochs == 0 {
+        auto_epochs(n_train, settings.batch_size)
+    } else {
+        settings.epochs
+    };
     let (intents, tags) = label_lists(&dataset.train);
     let intent_params = if intents.is_empty() {
         0
@@ -683,7 +743,8 @@ pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -
     .filter_map(|(f, n)| f.then_some(n))
     .collect();
     format!(
-        "plan: heads read hidden states {states:?} of {layers}; trainable parameters {trainable} \
+        "plan: heads read hidden states {states:?} of {layers}; {epochs} epochs of {steps} steps; \
+         trainable parameters {trainable} \
          (intent head {intent_params}, slot head {slot_params}); frozen: {}; feature cache ~{:.1} MiB; \
          expected peak memory ~{:.0} MiB",
         frozen.join(", "),

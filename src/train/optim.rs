@@ -61,18 +61,29 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let g = g.detach();
-            let w = p.var.as_tensor().detach();
-            let (m, v) = match self.moments.remove(&p.name) {
-                Some(mv) => mv,
-                None => (w.zeros_like()?, w.zeros_like()?),
+            let w = p.var.as_tensor();
+            let (shape, dev) = (w.shape().clone(), w.device().clone());
+            let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+            let (gv, mut wv) = (flat(g)?, flat(w)?);
+            let (mut mv, mut vv) = match self.moments.remove(&p.name) {
+                Some((m, v)) => (flat(&m)?, flat(&v)?),
+                None => (vec![0f32; wv.len()], vec![0f32; wv.len()]),
             };
-            let m = ((m * b1)? + (&g * (1.0 - b1))?)?;
-            let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let lr = s.lr * lr_scale;
-            let upd = ((&m / c1)? / ((&v / c2)?.sqrt()? + self.eps)?)?;
-            let decayed = (&w * (1.0 - lr * s.weight_decay))?;
-            p.var.set(&(decayed - (upd * lr)?)?)?;
+            // One pass over plain vectors: the same arithmetic as a chain of tensor ops, without
+            // allocating eight temporaries per parameter and step.
+            let lr = (s.lr * lr_scale) as f32;
+            let decay = 1.0 - lr * s.weight_decay as f32;
+            let (b1f, b2f, c1f, c2f, eps) =
+                (b1 as f32, b2 as f32, c1 as f32, c2 as f32, self.eps as f32);
+            for (((w, m), v), g) in wv.iter_mut().zip(&mut mv).zip(&mut vv).zip(&gv) {
+                *m = b1f * *m + (1.0 - b1f) * g;
+                *v = b2f * *v + (1.0 - b2f) * g * g;
+                let upd = (*m / c1f) / ((*v / c2f).sqrt() + eps);
+                *w = *w * decay - lr * upd;
+            }
+            p.var.set(&Tensor::from_vec(wv, &shape, &dev)?)?;
+            let m = Tensor::from_vec(mv, &shape, &dev)?;
+            let v = Tensor::from_vec(vv, &shape, &dev)?;
             self.moments.insert(p.name.clone(), (m, v));
         }
         Ok(())
