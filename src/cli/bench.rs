@@ -27,6 +27,29 @@ pub struct Args {
     /// Batch-1 predictions to time.
     #[arg(long, default_value_t = 200)]
     pub n: usize,
+    /// ONNX Runtime without its CPU arena allocator.
+    #[arg(long)]
+    pub no_arena: bool,
+    /// ONNX Runtime without memory-pattern planning.
+    #[arg(long)]
+    pub no_memory_pattern: bool,
+    /// ONNX Runtime without spinning intra-op threads.
+    #[arg(long)]
+    pub no_spinning: bool,
+    /// ONNX Runtime without weight prepacking.
+    #[arg(long)]
+    pub no_prepacking: bool,
+}
+
+/// Session settings from the flags.
+fn session_settings(a: &Args, threads: usize) -> edgetune::backbone::SessionConfig {
+    edgetune::backbone::SessionConfig {
+        arena: !a.no_arena,
+        memory_pattern: !a.no_memory_pattern,
+        spinning: !a.no_spinning,
+        prepacking: !a.no_prepacking,
+        ..common::session_config(threads)
+    }
 }
 
 const SENTENCES: &[&str] = &[
@@ -105,7 +128,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         .unwrap_or(std::path::Path::new("."));
     let tokenizer = WordTokenizer::from_file(&dir.join("tokenizer.json"), Some(meta.max_tokens))?;
     let mut session =
-        edgetune::backbone::open_session(&bytes, &a.model, &common::session_config(threads))?;
+        edgetune::backbone::open_session(&bytes, &a.model, &session_settings(&a, threads))?;
     drop(bytes);
     let pad = tokenizer.pad_id();
     let t = super::infer::encode_line(&tokenizer, &sentences[0])?;
@@ -132,8 +155,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     // Extraction throughput of the backbone: batches of 32, length-sorted.
     let files = ModelFiles::from_arg(a.backbone.as_deref())?;
     let btok = WordTokenizer::from_file(&files.tokenizer, None)?;
-    let mut backbone =
-        Backbone::load(&files, &[], btok.pad_id(), &common::session_config(threads))?;
+    let mut backbone = Backbone::load(&files, &[], btok.pad_id(), &session_settings(&a, threads))?;
     let mut toks: Vec<Tokenized> = (0..256)
         .map(|i| super::infer::encode_line(&btok, &sentences[i % sentences.len()]))
         .collect::<Result<_, _>>()?;

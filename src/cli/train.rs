@@ -72,6 +72,10 @@ pub struct Args {
     /// Hidden width of the intent head's MLP.
     #[arg(long, default_value_t = 256)]
     pub intent_hidden: usize,
+    /// Memory budget, e.g. `512M` or `1G`: batch sizes and ONNX Runtime settings are chosen so the
+    /// expected peak fits (an error if it cannot); the measured peak is reported at the end.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<usize>,
     /// Dropout in both heads.
     #[arg(long, default_value_t = 0.1)]
     pub dropout: f32,
@@ -107,6 +111,7 @@ struct Options {
     holdout: f64,
     settings: TrainSettings,
     dry_run: bool,
+    max_memory: Option<usize>,
     json: bool,
     quiet: bool,
 }
@@ -184,6 +189,7 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         holdout: a.holdout,
         settings,
         dry_run: a.dry_run,
+        max_memory: a.max_memory,
         json: a.json,
         quiet: a.quiet,
     })
@@ -211,6 +217,13 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             ctx.layers(),
         );
     }
+    let mut o = o;
+    if let Some(budget) = o.max_memory {
+        let fit = train::fit_memory(&dataset, &mut ctx, &mut o.settings, budget)?;
+        if !o.quiet || o.dry_run {
+            eprintln!("{fit}");
+        }
+    }
     if o.dry_run {
         let plan = train::plan(&dataset, &ctx, &o.settings);
         println!("{plan}");
@@ -236,6 +249,14 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         verbose: !o.quiet,
         resume: o.resume,
     })?;
+    if let (Some(budget), Some(peak)) = (o.max_memory, train::peak_rss()) {
+        let msg = format!("peak RSS {} MiB (budget {} MiB)", peak >> 20, budget >> 20);
+        if peak > budget {
+            eprintln!("warning: {msg}: over budget");
+        } else if !o.quiet {
+            eprintln!("{msg}");
+        }
+    }
     if o.json {
         let mut v = serde_json::json!({ "valid": outcome.valid });
         if let Some((m, _)) = &outcome.test {
@@ -250,4 +271,27 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses `512M`, `1G`, `800MiB`, `1.5GB` or plain bytes.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512M, 1G)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("unknown size unit `{u}` in `{s}` (use K, M or G)")),
+    };
+    if v <= 0.0 {
+        return Err(format!("`{s}`: the size must be positive"));
+    }
+    Ok((v * mult) as usize)
 }

@@ -662,6 +662,72 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
 /// The plan printed before training (and by `--dry-run`): trainable parameters, feature cache size
 /// and expected peak memory.
 pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -> String {
+    plan_and_peak(dataset, ctx, settings).0
+}
+
+/// The expected peak memory of `train` (bytes), as [`plan`] prints it.
+pub fn expected_peak(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -> usize {
+    plan_and_peak(dataset, ctx, settings).1
+}
+
+/// Fits `train` into `budget` bytes: turns off ONNX Runtime's memory-pattern planning and halves
+/// the extraction batch (down to 4) and then the training batch (down to 16) until the expected
+/// peak fits. Returns what was chosen, or an error naming the smallest expected peak.
+pub fn fit_memory(
+    dataset: &Dataset,
+    ctx: &mut FeatureContext,
+    settings: &mut TrainSettings,
+    budget: usize,
+) -> Result<String, TrainError> {
+    ctx.session.memory_pattern = false;
+    ctx.session.arena = false;
+    loop {
+        let peak = expected_peak(dataset, ctx, settings);
+        if peak <= budget {
+            return Ok(format!(
+                "memory budget {} MiB: extraction batch {}, training batch {}, ONNX Runtime arena and memory \
+                 patterns off; expected peak ~{} MiB",
+                budget / MIB,
+                ctx.batch_size,
+                settings.batch_size,
+                peak / MIB
+            ));
+        }
+        if ctx.batch_size > 4 {
+            ctx.batch_size /= 2;
+        } else if settings.batch_size > 16 {
+            settings.batch_size /= 2;
+        } else {
+            return Err(TrainError::Invalid(format!(
+                "--max-memory {} MiB is too small: even with batches of {} (extraction) and {} \
+                 (training) this job is expected to need ~{} MiB",
+                budget / MIB,
+                ctx.batch_size,
+                settings.batch_size,
+                peak / MIB
+            )));
+        }
+    }
+}
+
+/// Peak resident memory of this process so far (bytes), where the OS reports it.
+pub fn peak_rss() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+fn plan_and_peak(
+    dataset: &Dataset,
+    ctx: &FeatureContext,
+    settings: &TrainSettings,
+) -> (String, usize) {
     let layers = ctx.layers();
     let states = if settings.states.is_empty() {
         default_states(layers)
@@ -742,7 +808,7 @@ pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -
     .into_iter()
     .filter_map(|(f, n)| f.then_some(n))
     .collect();
-    format!(
+    let text = format!(
         "plan: heads read hidden states {states:?} of {layers}; {epochs} epochs of {steps} steps; \
          trainable parameters {trainable} \
          (intent head {intent_params}, slot head {slot_params}); frozen: {}; feature cache ~{:.1} MiB; \
@@ -750,7 +816,8 @@ pub fn plan(dataset: &Dataset, ctx: &FeatureContext, settings: &TrainSettings) -
         frozen.join(", "),
         cache as f64 / MIB as f64,
         peak as f64 / MIB as f64
-    )
+    );
+    (text, peak)
 }
 
 const MIB: usize = 1 << 20;
