@@ -33,9 +33,9 @@ pub struct Args {
     /// ONNX Runtime without memory-pattern planning.
     #[arg(long)]
     pub no_memory_pattern: bool,
-    /// ONNX Runtime without spinning intra-op threads.
+    /// ONNX Runtime with spinning intra-op threads (off by default).
     #[arg(long)]
-    pub no_spinning: bool,
+    pub spinning: bool,
     /// ONNX Runtime without weight prepacking.
     #[arg(long)]
     pub no_prepacking: bool,
@@ -46,7 +46,7 @@ fn session_settings(a: &Args, threads: usize) -> edgetune::backbone::SessionConf
     edgetune::backbone::SessionConfig {
         arena: !a.no_arena,
         memory_pattern: !a.no_memory_pattern,
-        spinning: !a.no_spinning,
+        spinning: a.spinning,
         prepacking: !a.no_prepacking,
         ..common::session_config(threads)
     }
