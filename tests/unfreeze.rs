@@ -121,7 +121,11 @@ fn check(heads: &Heads, grads: &GradStore, trained: &dyn Fn(Group) -> bool) -> u
     for p in &heads.params.params {
         let g = grads.get(p.var.as_tensor());
         if !trained(p.group) {
-            assert!(g.is_none(), "frozen tensor `{}` received a gradient", p.name);
+            assert!(
+                g.is_none(),
+                "frozen tensor `{}` received a gradient",
+                p.name
+            );
             continue;
         }
         let g = g.unwrap_or_else(|| panic!("trainable tensor `{}` received no gradient", p.name));
@@ -251,7 +255,10 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
     assert!(m["intent_accuracy"].as_f64().unwrap() > 0.85, "{m}");
     assert!(m["slot_f1"].as_f64().unwrap() > 0.80, "{m}");
     assert!(m["sentence_accuracy"].as_f64().unwrap() > 0.6, "{m}");
-    assert_eq!(m, v["test"], "eval (fine-tuned layers rebuilt) reproduces train's test metrics");
+    assert_eq!(
+        m, v["test"],
+        "eval (fine-tuned layers rebuilt) reproduces train's test metrics"
+    );
 
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
@@ -294,4 +301,77 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
     c.args(train_args(&tmp.path().join("r3"), "7"));
     let err = fails(c);
     assert!(err.contains("6 layers"), "{err}");
+}
+
+/// A run with unfrozen layers killed after its first checkpoint and resumed ends with the same
+/// weights (heads and layers) as an uninterrupted one: the checkpoint holds the layers and their
+/// AdamW moments.
+#[test]
+fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
+    require_setup();
+    minilm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            "data/demo",
+            "--unfreeze-top",
+            "1",
+            "--threads",
+            "1",
+            "--epochs",
+            "3",
+            "--patience",
+            "10",
+            "-q",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let a = tmp.path().join("a");
+    let mut c = edgetune(&cache);
+    c.args(args(&a));
+    ok(c);
+
+    let b = tmp.path().join("b");
+    let mut c = edgetune(&cache);
+    c.args(args(&b));
+    let mut child = c.spawn().unwrap();
+    let state = b.join("checkpoint").join("state.json");
+    let start = std::time::Instant::now();
+    loop {
+        let epoch = std::fs::read(&state)
+            .ok()
+            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["epoch"].as_u64())
+            .unwrap_or(0);
+        if epoch >= 1 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training finished before it could be killed"
+        );
+        assert!(start.elapsed().as_secs() < 600, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let mut c = edgetune(&cache);
+    c.args(["train", "--threads", "1", "-q", "--resume"])
+        .arg(&b);
+    ok(c);
+    let wa = std::fs::read(a.join("heads.safetensors")).unwrap();
+    let wb = std::fs::read(b.join("heads.safetensors")).unwrap();
+    assert!(
+        wa == wb,
+        "resumed weights differ from the uninterrupted run's"
+    );
+    let st = safetensors::SafeTensors::deserialize(&wa).unwrap();
+    assert!(st.tensor("encoder.layer.5.output.dense.weight").is_ok());
 }

@@ -85,14 +85,17 @@ impl Dense {
         Ok(Self { weight, bias })
     }
 
-    /// Applies the layer over the last dimension of `x` (any rank >= 2).
+    /// Applies the layer over the last dimension of `x` (any rank >= 2), as the fused
+    /// [`crate::heads::ops::LinearOp`] (candle's `matmul(w.t()) + broadcast_add(b)` reduced the bias
+    /// gradient and transposed the weight gradient through slow strided paths).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut dims = x.dims().to_vec();
         let inp = dims.pop().expect("rank >= 1");
-        let y = x
-            .reshape(((), inp))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
+        let y = x.reshape(((), inp))?.contiguous()?.apply_op3(
+            &self.weight,
+            &self.bias,
+            crate::heads::ops::LinearOp,
+        )?;
         dims.push(self.weight.dim(0)?);
         y.reshape(dims)
     }
