@@ -375,3 +375,58 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     let st = safetensors::SafeTensors::deserialize(&wa).unwrap();
     assert!(st.tensor("encoder.layer.5.output.dense.weight").is_ok());
 }
+
+/// The fused layer norm equals the formulation from candle primitives in value and in the
+/// gradients of its input, scale and shift.
+#[test]
+fn fused_layer_norm_matches_the_primitive_formulation() {
+    use candle_core::Var;
+    use edgetune::backbone::layers::LayerNorm;
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0.5f32, 2.0, (3, 5, 24), &dev).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 24, &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 24, &dev).unwrap()).unwrap();
+    let r = Tensor::randn(0f32, 1.0, (3, 5, 24), &dev).unwrap();
+    let ln = LayerNorm {
+        weight: w.as_tensor().clone(),
+        bias: b.as_tensor().clone(),
+        eps: 1e-12,
+    };
+    let fused = ln.forward(x.as_tensor()).unwrap();
+    let reference = ln.forward_reference(x.as_tensor()).unwrap();
+    let diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert!(diff(&fused, &reference) < 1e-5);
+    let gf = fused
+        .mul(&r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gr = reference
+        .mul(&r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for v in [&x, &w, &b] {
+        let (a, c) = (
+            gf.get(v.as_tensor()).unwrap(),
+            gr.get(v.as_tensor()).unwrap(),
+        );
+        let d = diff(a, c);
+        assert!(d < 1e-4, "gradient differs by {d}");
+    }
+}

@@ -130,8 +130,25 @@ impl LayerNorm {
     }
 
     /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension (biased variance, as
-    /// PyTorch and ONNX compute it).
+    /// PyTorch and ONNX compute it): the fused [`crate::heads::ops::LayerNormOp`], equal to
+    /// [`LayerNorm::forward_reference`] in values and gradients (`tests/unfreeze.rs`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let h = *dims.last().expect("rank >= 1");
+        x.reshape(((), h))?
+            .contiguous()?
+            .apply_op3(
+                &self.weight,
+                &self.bias,
+                crate::heads::ops::LayerNormOp {
+                    eps: self.eps as f32,
+                },
+            )?
+            .reshape(dims)
+    }
+
+    /// The same from candle primitives (the reference for the fused op).
+    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;

@@ -52,7 +52,7 @@ pub struct Args {
     pub seed: u64,
     /// Epochs (the learning-rate schedule spans them; early stopping may end sooner). Default: enough
     /// for about 1,200 optimizer steps, at least 6 and at most 100 (6 on SNIPS' 13,084 sentences,
-    /// more on small datasets).
+    /// more on small datasets); half that, at least 3, with --unfreeze-top.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Early stopping: epochs without improvement on valid.
