@@ -196,7 +196,7 @@ impl SplitData<'_> {
         idx: &[usize],
         scratch: &mut Vec<half::f16>,
         dev: &Device,
-    ) -> Result<(Input, Vec<usize>, Vec<Vec<bool>>), TrainError> {
+    ) -> Result<ReadBatch, TrainError> {
         let k = self.feats.meta.spec.states.len();
         let h = self.feats.meta.hidden;
         if self.is_tokens() {
@@ -228,6 +228,10 @@ impl SplitData<'_> {
         }
     }
 }
+
+/// A batch read from the cache: the padded input, words per example, and per example which words
+/// have features.
+pub type ReadBatch = (Input, Vec<usize>, Vec<Vec<bool>>);
 
 /// A padded batch as read from the cache.
 pub enum Input {
@@ -686,7 +690,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             for (step, prepared) in rx.iter().enumerate() {
                 let (b, ti, ts) = prepared?;
                 lap(0, &mut prof);
-                let b = b.heads_input(&heads, Some((LAYER_DROPOUT, &mut rng)))?;
+                let b = b.heads_input(heads, Some((LAYER_DROPOUT, &mut rng)))?;
                 lap(5, &mut prof);
                 let mut loss: Option<Tensor> = None;
                 if let (Some(h), Some(t), true) =
