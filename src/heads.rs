@@ -464,6 +464,8 @@ pub struct Heads {
     pub intent: Option<IntentHead>,
     pub slot: Option<SlotHead>,
     pub params: ParamSet,
+    /// The unfrozen top backbone layers (`--unfreeze-top`), whose parameters are in `params` too.
+    pub top: Option<crate::backbone::layers::Unfrozen>,
 }
 
 impl Heads {
@@ -536,6 +538,32 @@ impl Heads {
             intent,
             slot,
             params: ps,
+            top: None,
+        })
+    }
+
+    /// The heads' word-level input from a batch of cached token states, through the unfrozen top
+    /// layers (an error if there are none). `dropout`: training (the layers' dropout).
+    pub fn token_inputs(
+        &self,
+        tb: &crate::train::batch::TokenBatch,
+        dropout: Option<(f32, &mut ChaCha8Rng)>,
+    ) -> Result<crate::train::batch::Batch> {
+        let top = self.top.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg("token-level features need unfrozen top layers".into())
+        })?;
+        let (words, pooled) = top.word_inputs(
+            &tb.states,
+            &tb.token_mask,
+            &tb.word_avg,
+            &tb.sentence_avg,
+            dropout,
+        )?;
+        Ok(crate::train::batch::Batch {
+            words,
+            mask: tb.word_mask.clone(),
+            pooled,
+            width: tb.width,
         })
     }
 }

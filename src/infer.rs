@@ -8,7 +8,7 @@ use crate::backbone::{Backbone, BatchStates};
 use crate::eval::Prediction;
 use crate::heads::{softmax_last, Heads};
 use crate::tokenize::Tokenized;
-use crate::train::batch::{make_batch, Batch, ExampleRows};
+use crate::train::batch::{make_batch, make_token_batch, Batch, ExampleRows, TokenRows};
 
 /// Decoded output of the heads for one example.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,6 +264,23 @@ pub fn word_rows(
     (rows, kept)
 }
 
+/// The token-level states of batch row `r` (`positions` into [`BatchStates::states`]), as the
+/// feature cache stores them for unfrozen top layers: `[tokens, states, hidden]`.
+pub fn token_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usize]) -> TokenRows {
+    let hidden = out.states[0].shape()[2];
+    let mut rows = Vec::with_capacity(tok.ids.len() * positions.len() * hidden);
+    for t in 0..tok.ids.len() {
+        for &p in positions {
+            rows.extend(out.states[p].slice(ndarray::s![r, t, ..]).iter());
+        }
+    }
+    TokenRows {
+        rows,
+        tokens: tok.ids.len(),
+        word_tokens: tok.word_tokens.clone(),
+    }
+}
+
 /// A slot found in a text: type, text, word range and character (byte) range.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlotSpan {
@@ -299,6 +316,22 @@ pub fn run_examples(
     for chunk in order.chunks(batch_size.max(1)) {
         let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
         let out = backbone.run(&batch)?;
+        if heads.top.is_some() {
+            // Unfrozen top layers: they run on the token states, then pool to words.
+            let rows: Vec<TokenRows> = (0..chunk.len())
+                .map(|r| token_rows(&out, r, batch[r], &positions))
+                .collect();
+            let refs: Vec<&TokenRows> = rows.iter().collect();
+            let tb = make_token_batch(&refs, states.len(), backbone.hidden, &dev)?;
+            let b = heads.token_inputs(&tb, None)?;
+            let words: Vec<usize> = rows.iter().map(|r| r.word_tokens.len()).collect();
+            let decoded = decode_batch(heads, &b, &words)?;
+            for ((&i, d), r) in chunk.iter().zip(decoded).zip(rows) {
+                let kept = r.word_tokens.iter().map(|(s, e)| e > s).collect();
+                results[i] = Some((d, kept));
+            }
+            continue;
+        }
         let rows: Vec<ExampleRows> = (0..chunk.len())
             .map(|r| example_rows(&out, r, batch[r], &positions, last))
             .collect();

@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::layers::{TopLayers, Unfrozen};
 use crate::features::FeatureSpec;
 use crate::fsutil;
 use crate::heads::{Heads, HeadsConfig, ParamSet};
+use crate::onnx::import::{BertConfig, Weights};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -67,14 +69,38 @@ pub struct RunConfig {
     pub format: u32,
     pub edgetune_version: String,
     pub backbone: BackboneRef,
-    /// The cached features the heads read.
+    /// The cached features (the heads' input, or with unfrozen layers their input).
     pub features: FeatureSpec,
+    /// The fine-tuned top backbone layers (`--unfreeze-top`), stored in the weights file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_layers: Option<TopLayersRef>,
     pub heads: HeadsConfig,
     pub weights: WeightsRef,
     /// Training settings as given (for the record; reproduces the run with the same data).
     pub training: serde_json::Value,
     /// Metrics by split name (`valid`, `test`).
     pub metrics: BTreeMap<String, serde_json::Value>,
+}
+
+/// The fine-tuned top layers of a run: layers `first..L` run in candle on cached state `first`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLayersRef {
+    /// The lowest fine-tuned layer; its input is hidden state `first`.
+    pub first: usize,
+    /// The hidden states the heads read (some from the cache, the others from the layers).
+    pub head_states: Vec<usize>,
+    /// The architecture of the checkpoint the layers came from.
+    pub config: BertConfig,
+    /// Where the initial fp32 weights came from (for the record and for export).
+    pub hf_weights: PathBuf,
+}
+
+/// The hidden states a run's heads read.
+pub fn head_states(rc: &RunConfig) -> Vec<usize> {
+    match &rc.top_layers {
+        Some(t) => t.head_states.clone(),
+        None => rc.features.states.clone(),
+    }
 }
 
 /// Serializes parameters to safetensors bytes (f32, names as in the [`ParamSet`]).
@@ -204,11 +230,26 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, Heads), RunError> {
             ),
         });
     }
-    let heads =
+    let mut heads =
         Heads::new(config.heads.clone(), 0, &Device::Cpu).map_err(|e| RunError::Corrupt {
             path: dir.join(CONFIG_FILE),
             message: e.to_string(),
         })?;
+    if let Some(t) = &config.top_layers {
+        // The fine-tuned layers are in the run's own weights file (by their checkpoint names).
+        let corrupt = |message: String| RunError::Corrupt {
+            path: wpath.clone(),
+            message,
+        };
+        let w = Weights::load(&wpath).map_err(|e| corrupt(e.to_string()))?;
+        let top = TopLayers::load(&mut heads.params, &w, &t.config, t.first, &Device::Cpu)
+            .map_err(|e| corrupt(e.to_string()))?;
+        heads.top = Some(Unfrozen {
+            top,
+            cached: config.features.states.clone(),
+            head_states: t.head_states.clone(),
+        });
+    }
     load_weights(&bytes, &heads.params, &wpath)?;
     Ok((config, heads))
 }

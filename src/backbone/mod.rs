@@ -99,6 +99,18 @@ impl ModelFiles {
 
 /// Finds `.models/default` beside the executable, or in the working directory, or any of their parents.
 pub fn find_default_model() -> Result<ModelFiles, BackboneError> {
+    match find_models_dir(DEFAULT_MODEL_DIR) {
+        Some(candidate) => ModelFiles::resolve(&candidate),
+        None => Err(BackboneError::NoDefault),
+    }
+}
+
+/// Name of the Hugging Face checkpoint directory (fp32 weights) that set-up creates under `.models/`.
+pub const DEFAULT_HF_DIR: &str = "minilm-hf";
+
+/// Finds `.models/{name}` beside the executable, or in the working directory, or any of their
+/// parents (the first found).
+pub fn find_models_dir(name: &str) -> Option<PathBuf> {
     let mut roots = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(d) = exe.parent() {
@@ -110,13 +122,13 @@ pub fn find_default_model() -> Result<ModelFiles, BackboneError> {
     }
     for root in &roots {
         for dir in root.ancestors() {
-            let candidate = dir.join(".models").join(DEFAULT_MODEL_DIR);
+            let candidate = dir.join(".models").join(name);
             if candidate.is_dir() {
-                return ModelFiles::resolve(&candidate);
+                return Some(candidate);
             }
         }
     }
-    Err(BackboneError::NoDefault)
+    None
 }
 
 /// ONNX Runtime session settings.

@@ -61,6 +61,15 @@ fn words(s: &str) -> Vec<String> {
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
     let (rc, heads) = edgetune::run::load_run(&a.run)?;
+    if let Some(t) = &rc.top_layers {
+        bail!(
+            "{}: this run fine-tuned the backbone's top {} layers (--unfreeze-top); exporting them into the \
+             merged model is not implemented yet, and exporting the original layers would silently give \
+             other predictions. Use `edgetune infer --run` / `eval --run` for this run",
+            a.run.display(),
+            rc.backbone.layers - t.first
+        );
+    }
     common::init_runtime(g)?;
     let files = common::run_model(&rc, a.backbone.as_deref())?;
     if a.out.is_dir() {

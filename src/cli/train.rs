@@ -17,6 +17,8 @@ use super::Global;
 /// Freezing scenarios: by default the backbone is frozen and both heads train on cached features.
 /// `--init-from RUN --freeze-intent` (or `--freeze-slot`) keeps one head exactly as in RUN while the
 /// other trains; with both frozen there is nothing to train (use `eval`/`infer`/`export` on the run).
+/// `--unfreeze-top N` (transfer learning) also trains the backbone's top N layers, in candle, on the
+/// cached token states of the layer below them.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Dataset directory: splits train, valid (optional) and test (optional), as JointBERT folders
@@ -50,7 +52,7 @@ pub struct Args {
     pub seed: u64,
     /// Epochs (the learning-rate schedule spans them; early stopping may end sooner). Default: enough
     /// for about 1,200 optimizer steps, at least 6 and at most 100 (6 on SNIPS' 13,084 sentences,
-    /// more on small datasets).
+    /// more on small datasets); half that, at least 3, with --unfreeze-top.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Early stopping: epochs without improvement on valid.
@@ -88,6 +90,21 @@ pub struct Args {
     /// Keep the slot head exactly as in --init-from (byte-identical) while the intent head trains.
     #[arg(long, requires = "init_from")]
     pub freeze_slot: bool,
+    /// Transfer learning: train the top N transformer layers (1..=L) together with the heads. The
+    /// frozen layers' output is cached per token; the top layers run in candle from the fp32 weights
+    /// of --hf-weights, with layer-wise learning rates (--layer-lr, --layer-lr-decay) and dropout 0.1.
+    #[arg(long, value_name = "N")]
+    pub unfreeze_top: Option<usize>,
+    /// The backbone's Hugging Face checkpoint (config.json + model.safetensors, fp32) for
+    /// --unfreeze-top (default: set-up's .models/minilm-hf, found like .models/default).
+    #[arg(long, value_name = "DIR", requires = "unfreeze_top")]
+    pub hf_weights: Option<PathBuf>,
+    /// Peak learning rate of the top unfrozen layer.
+    #[arg(long, default_value_t = train::DEFAULT_LAYER_LR, requires = "unfreeze_top")]
+    pub layer_lr: f64,
+    /// Learning-rate factor per layer below the top one.
+    #[arg(long, default_value_t = train::DEFAULT_LAYER_LR_DECAY, requires = "unfreeze_top")]
+    pub layer_lr_decay: f64,
     /// Print the plan (trainable parameters, cache size, expected peak memory) and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -134,6 +151,43 @@ fn validate(a: Args) -> anyhow::Result<Options> {
     if !(a.lr > 0.0 && a.lr.is_finite()) {
         bail!("--lr must be positive");
     }
+    if a.unfreeze_top == Some(0) {
+        bail!("--unfreeze-top must be at least 1 (without it the backbone stays frozen)");
+    }
+    if !(a.layer_lr > 0.0 && a.layer_lr.is_finite()) {
+        bail!("--layer-lr must be positive");
+    }
+    if !(a.layer_lr_decay > 0.0 && a.layer_lr_decay <= 1.0) {
+        bail!("--layer-lr-decay must be in (0, 1]");
+    }
+    let hf_weights = match (a.unfreeze_top, &a.hf_weights) {
+        (None, _) => None,
+        (Some(_), Some(d)) => Some(d.clone()),
+        (Some(_), None) => Some(
+            edgetune::backbone::find_models_dir(edgetune::backbone::DEFAULT_HF_DIR).with_context(
+                || {
+                    format!(
+                        "--unfreeze-top needs the backbone's fp32 weights and no .models/{} was found \
+                         (beside the executable or in the working directory and their parents); pass \
+                         --hf-weights DIR (a Hugging Face checkpoint with config.json and model.safetensors)",
+                        edgetune::backbone::DEFAULT_HF_DIR
+                    )
+                },
+            )?,
+        ),
+    };
+    let hf_weights = match hf_weights {
+        Some(d) => {
+            if !d.join("config.json").is_file() || !d.join("model.safetensors").is_file() {
+                bail!(
+                    "--hf-weights {}: expected a Hugging Face checkpoint directory with config.json and model.safetensors",
+                    d.display()
+                );
+            }
+            Some(std::fs::canonicalize(&d).unwrap_or(d))
+        }
+        None => None,
+    };
     if a.freeze_intent && a.freeze_slot {
         bail!(
             "nothing to train: --freeze-intent and --freeze-slot freeze every head. A fully frozen model needs no \
@@ -159,6 +213,10 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         freeze_intent: a.freeze_intent,
         freeze_slot: a.freeze_slot,
         init_from: a.init_from,
+        unfreeze_top: a.unfreeze_top.unwrap_or(0),
+        layer_lr: a.layer_lr,
+        layer_lr_decay: a.layer_lr_decay,
+        hf_weights,
     };
     let mut data = a.data.clone();
     if resume {

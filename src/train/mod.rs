@@ -19,13 +19,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::layers::{TopLayers, Unfrozen, LAYER_DROPOUT};
 use crate::data::{Dataset, Example, Split};
 use crate::eval::{self, LabelSets, Metrics, Prediction};
 use crate::features::{FeatureContext, FeatureSpec, SplitFeatures, Unit};
-use crate::heads::{Group, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
+use crate::heads::{Group, Heads, HeadsConfig, IntentHeadConfig, ParamSet, SlotHeadConfig};
 use crate::infer::{decode_batch, to_prediction};
+use crate::onnx::import::{BertConfig, Weights};
 use crate::run::{self, BackboneRef, RunConfig, RUN_FORMAT};
-use batch::{make_batch, ExampleRows};
+use batch::{make_batch, make_token_batch, Batch, ExampleRows, TokenBatch, TokenRows};
 use optim::{AdamW, GroupSettings};
 
 /// Errors of training.
@@ -63,6 +65,33 @@ pub struct TrainSettings {
     pub freeze_slot: bool,
     /// A finished run whose heads initialise this one.
     pub init_from: Option<PathBuf>,
+    /// Train the top N transformer layers of the backbone together with the heads (0 = backbone
+    /// frozen).
+    #[serde(default)]
+    pub unfreeze_top: usize,
+    /// Peak learning rate of the top unfrozen layer.
+    #[serde(default = "default_layer_lr")]
+    pub layer_lr: f64,
+    /// Factor of the learning rate per layer below the top one (layer-wise decay).
+    #[serde(default = "default_layer_lr_decay")]
+    pub layer_lr_decay: f64,
+    /// The Hugging Face checkpoint (config.json + model.safetensors) with the fp32 weights of the
+    /// unfrozen layers.
+    #[serde(default)]
+    pub hf_weights: Option<PathBuf>,
+}
+
+/// Default peak learning rate of the top unfrozen layer.
+pub const DEFAULT_LAYER_LR: f64 = 1e-4;
+/// Default layer-wise learning-rate decay.
+pub const DEFAULT_LAYER_LR_DECAY: f64 = 0.9;
+
+fn default_layer_lr() -> f64 {
+    DEFAULT_LAYER_LR
+}
+
+fn default_layer_lr_decay() -> f64 {
+    DEFAULT_LAYER_LR_DECAY
 }
 
 impl Default for TrainSettings {
@@ -80,6 +109,10 @@ impl Default for TrainSettings {
             freeze_intent: false,
             freeze_slot: false,
             init_from: None,
+            unfreeze_top: 0,
+            layer_lr: DEFAULT_LAYER_LR,
+            layer_lr_decay: DEFAULT_LAYER_LR_DECAY,
+            hf_weights: None,
         }
     }
 }
@@ -99,6 +132,18 @@ pub const AUTO_STEPS: usize = 1200;
 pub fn auto_epochs(examples: usize, batch_size: usize) -> usize {
     let steps = examples.div_ceil(batch_size.max(1)).max(1);
     AUTO_STEPS.div_ceil(steps).clamp(6, 100)
+}
+
+/// The default number of epochs with `unfreeze_top` layers unfrozen: half of [`auto_epochs`], at
+/// least 3 (an unfrozen layer costs more per step than both heads together, and the adapting
+/// layers converge faster: 3 epochs on SNIPS).
+pub fn auto_epochs_for(examples: usize, batch_size: usize, unfreeze_top: usize) -> usize {
+    let e = auto_epochs(examples, batch_size);
+    if unfreeze_top > 0 {
+        e.div_ceil(2).max(3)
+    } else {
+        e
+    }
 }
 
 /// Per-split features with their examples.
@@ -121,6 +166,99 @@ impl SplitData<'_> {
             words: self.feats.meta.rows[i] as usize,
             kept,
             pooled: self.feats.pooled(i).to_vec(),
+        })
+    }
+
+    /// Reads the token-level features of example `i` (a cache of [`Unit::Tokens`]).
+    pub fn token_rows(
+        &self,
+        i: usize,
+        scratch: &mut Vec<half::f16>,
+    ) -> Result<TokenRows, TrainError> {
+        let mut rows = Vec::new();
+        self.feats.read_rows(i, &mut rows, scratch)?;
+        Ok(TokenRows {
+            rows,
+            tokens: self.feats.meta.rows[i] as usize,
+            word_tokens: self.feats.meta.word_tokens[i].clone(),
+        })
+    }
+
+    /// Whether the cache holds token-level states (unfrozen top layers).
+    pub fn is_tokens(&self) -> bool {
+        self.feats.meta.spec.unit == Unit::Tokens
+    }
+
+    /// Reads examples `idx` and pads them into a batch for the heads (word level) or for the
+    /// unfrozen layers (token level).
+    pub fn batch(
+        &self,
+        idx: &[usize],
+        scratch: &mut Vec<half::f16>,
+        dev: &Device,
+    ) -> Result<ReadBatch, TrainError> {
+        let k = self.feats.meta.spec.states.len();
+        let h = self.feats.meta.hidden;
+        if self.is_tokens() {
+            let rows: Vec<TokenRows> = idx
+                .iter()
+                .map(|&i| self.token_rows(i, scratch))
+                .collect::<Result<_, _>>()?;
+            let refs: Vec<&TokenRows> = rows.iter().collect();
+            let words = rows.iter().map(|r| r.word_tokens.len()).collect();
+            let kept = rows
+                .iter()
+                .map(|r| r.word_tokens.iter().map(|(s, e)| e > s).collect())
+                .collect();
+            Ok((
+                Input::Tokens(make_token_batch(&refs, k, h, dev)?),
+                words,
+                kept,
+            ))
+        } else {
+            let rows: Vec<ExampleRows> = idx
+                .iter()
+                .map(|&i| self.rows(i, scratch))
+                .collect::<Result<_, _>>()?;
+            let refs: Vec<&ExampleRows> = rows.iter().collect();
+            let b = make_batch(&refs, k, h, dev)?;
+            let words = rows.iter().map(|r| r.words).collect();
+            let kept = rows.into_iter().map(|r| r.kept).collect();
+            Ok((Input::Words(b), words, kept))
+        }
+    }
+}
+
+/// A batch read from the cache: the padded input, words per example, and per example which words
+/// have features.
+pub type ReadBatch = (Input, Vec<usize>, Vec<Vec<bool>>);
+
+/// A padded batch as read from the cache.
+pub enum Input {
+    /// Word-level states: the heads' input as is (frozen backbone).
+    Words(Batch),
+    /// Token-level states: the unfrozen layers run first ([`Heads::token_inputs`]).
+    Tokens(TokenBatch),
+}
+
+impl Input {
+    /// Longest sentence in words.
+    pub fn width(&self) -> usize {
+        match self {
+            Input::Words(b) => b.width,
+            Input::Tokens(t) => t.width,
+        }
+    }
+
+    /// The heads' input (running the unfrozen layers on token-level states; `dropout`: training).
+    pub fn heads_input(
+        self,
+        heads: &Heads,
+        dropout: Option<(f32, &mut ChaCha8Rng)>,
+    ) -> Result<Batch, TrainError> {
+        Ok(match self {
+            Input::Words(b) => b,
+            Input::Tokens(t) => heads.token_inputs(&t, dropout)?,
         })
     }
 }
@@ -213,7 +351,7 @@ fn targets(
 }
 
 /// A padded batch with its training targets.
-type Prepared = (batch::Batch, Option<Tensor>, Option<(Tensor, Tensor)>);
+type Prepared = (Input, Option<Tensor>, Option<(Tensor, Tensor)>);
 
 /// Predicts labels for every example of a split from its cached features.
 pub fn predict_split(
@@ -225,18 +363,13 @@ pub fn predict_split(
     let n = data.feats.len();
     let mut scratch = Vec::new();
     let mut preds = Vec::with_capacity(n);
-    let k = data.feats.meta.spec.states.len();
-    let h = data.feats.meta.hidden;
     for start in (0..n).step_by(batch_size.max(1)) {
         let end = (start + batch_size).min(n);
-        let rows: Vec<ExampleRows> = (start..end)
-            .map(|i| data.rows(i, &mut scratch))
-            .collect::<Result<_, _>>()?;
-        let refs: Vec<&ExampleRows> = rows.iter().collect();
-        let b = make_batch(&refs, k, h, &dev)?;
-        let words: Vec<usize> = rows.iter().map(|r| r.words).collect();
-        for (d, r) in decode_batch(heads, &b, &words)?.iter().zip(&rows) {
-            preds.push(to_prediction(heads, d, &r.kept));
+        let idx: Vec<usize> = (start..end).collect();
+        let (input, words, kept) = data.batch(&idx, &mut scratch, &dev)?;
+        let b = input.heads_input(heads, None)?;
+        for (d, k) in decode_batch(heads, &b, &words)?.iter().zip(&kept) {
+            preds.push(to_prediction(heads, d, k));
         }
     }
     Ok(preds)
@@ -279,7 +412,8 @@ pub fn trainable(settings: &TrainSettings, g: Group) -> bool {
     match g {
         Group::Intent => !settings.freeze_intent,
         Group::Slot => !settings.freeze_slot,
-        Group::Layer(_) => false,
+        // Only the unfrozen layers are parameters at all.
+        Group::Layer(_) => settings.unfreeze_top > 0,
     }
 }
 
@@ -317,15 +451,41 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             "hidden state {bad} does not exist: the backbone has {layers} layers (0..={layers})"
         )));
     }
-    let spec = FeatureSpec {
-        states: states.clone(),
-        unit: Unit::Words,
+    let unfreeze = settings.unfreeze_top;
+    if unfreeze > layers {
+        return Err(TrainError::Invalid(format!(
+            "--unfreeze-top {unfreeze}: the backbone has only {layers} layers (1..={layers})"
+        )));
+    }
+    let first = layers - unfreeze;
+    // Unfrozen layers read token-level states of layer `first` (and the heads the lower states
+    // they mix); a frozen backbone's heads read word-level states.
+    let spec = if unfreeze > 0 {
+        FeatureSpec {
+            states: Unfrozen::cached_states(&states, first),
+            unit: Unit::Tokens,
+        }
+    } else {
+        FeatureSpec {
+            states: states.clone(),
+            unit: Unit::Words,
+        }
+    };
+    // Load (and check) the checkpoint's layers before the long extraction.
+    let hf = if unfreeze > 0 {
+        Some(load_hf(&settings, layers, ctx.hidden())?)
+    } else {
+        None
     };
     let (intents, tags) = label_lists(&dataset.train);
     let mut settings = settings;
     settings.states = states.clone();
     if settings.epochs == 0 {
-        settings.epochs = auto_epochs(dataset.train.examples.len(), settings.batch_size);
+        settings.epochs = auto_epochs_for(
+            dataset.train.examples.len(),
+            settings.batch_size,
+            settings.unfreeze_top,
+        );
     }
 
     // Initial heads: fresh, or from another run (frozen heads must come from one).
@@ -335,11 +495,21 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     };
     let config = match &init {
         Some((rc, _)) => {
-            if rc.features.states != states {
+            if run::head_states(rc) != states {
                 return Err(TrainError::Invalid(format!(
                     "--init-from run reads hidden states {:?}, this run {states:?}; use the same --layers",
-                    rc.features.states
+                    run::head_states(rc)
                 )));
+            }
+            if let Some(t) = &rc.top_layers {
+                if t.first != first {
+                    return Err(TrainError::Invalid(format!(
+                        "the --init-from run fine-tuned the top {} backbone layers; its heads read their \
+                         outputs, so train with --unfreeze-top {} too",
+                        layers - t.first,
+                        layers - t.first
+                    )));
+                }
             }
             let mut c = rc.heads.clone();
             if !intents.is_empty() && !settings.freeze_intent && intents != c.intents {
@@ -396,12 +566,37 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     let hidden = train_f.meta.hidden;
     let mut config = config;
     config.hidden = hidden;
-    let heads = Heads::new(config, settings.seed, &dev)?;
-    if let Some((_, ref src)) = init {
+    let hf_config = hf.as_ref().map(|(c, _, _)| c.clone());
+    let mut heads = Heads::new(config, settings.seed, &dev)?;
+    if let Some((bert, weights, _)) = &hf {
+        let top = TopLayers::load(&mut heads.params, weights, bert, first, &dev)
+            .map_err(|e| TrainError::Invalid(format!("--hf-weights: {e}")))?;
+        heads.top = Some(Unfrozen {
+            top,
+            cached: spec.states.clone(),
+            head_states: states.clone(),
+        });
+    }
+    drop(hf);
+    if let Some((ref rc, ref src)) = init {
         let bytes = run::weights_bytes(&src.params)?;
+        // An init run with a frozen backbone provides the heads; the layers come from the checkpoint.
+        let target = if rc.top_layers.is_some() {
+            heads.params.clone()
+        } else {
+            ParamSet {
+                params: heads
+                    .params
+                    .params
+                    .iter()
+                    .filter(|p| !matches!(p.group, Group::Layer(_)))
+                    .cloned()
+                    .collect(),
+            }
+        };
         run::load_weights(
             &bytes,
-            &heads.params,
+            &target,
             settings.init_from.as_deref().unwrap_or(Path::new("")),
         )?;
     }
@@ -422,9 +617,16 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     }
 
     let group_settings = |g: Group| -> Option<GroupSettings> {
-        trainable(&settings, g).then_some(GroupSettings {
-            lr: settings.lr,
-            weight_decay: settings.weight_decay,
+        trainable(&settings, g).then_some(match g {
+            // Layer-wise decay: the top layer at --layer-lr, each layer below a factor smaller.
+            Group::Layer(i) => GroupSettings {
+                lr: settings.layer_lr * settings.layer_lr_decay.powi((layers - 1 - i) as i32),
+                weight_decay: settings.weight_decay,
+            },
+            _ => GroupSettings {
+                lr: settings.lr,
+                weight_decay: settings.weight_decay,
+            },
         })
     };
     let mut opt = AdamW::default();
@@ -445,7 +647,6 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         None => run::weights_bytes(&heads.params)?,
     };
     let train_ex: Vec<&Example> = dataset.train.examples.iter().collect();
-    let k = states.len();
     let steps_per_epoch = train_ex.len().div_ceil(settings.batch_size);
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
     while state.epoch < settings.epochs && state.bad_epochs < settings.patience {
@@ -474,14 +675,9 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                 let mut scratch = Vec::new();
                 for chunk in batches {
                     let prepared = (|| -> Result<Prepared, TrainError> {
-                        let rows: Vec<ExampleRows> = chunk
-                            .iter()
-                            .map(|&i| train_d.rows(i, &mut scratch))
-                            .collect::<Result<_, _>>()?;
-                        let refs: Vec<&ExampleRows> = rows.iter().collect();
-                        let b = make_batch(&refs, k, hidden, &Device::Cpu)?;
+                        let (b, _, _) = train_d.batch(chunk, &mut scratch, &Device::Cpu)?;
                         let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
-                        let (ti, ts) = targets(heads, settings, &ex, b.width, &Device::Cpu)?;
+                        let (ti, ts) = targets(heads, settings, &ex, b.width(), &Device::Cpu)?;
                         Ok((b, ti, ts))
                     })();
                     let failed = prepared.is_err();
@@ -494,6 +690,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             for (step, prepared) in rx.iter().enumerate() {
                 let (b, ti, ts) = prepared?;
                 lap(0, &mut prof);
+                let b = b.heads_input(heads, Some((LAYER_DROPOUT, &mut rng)))?;
+                lap(5, &mut prof);
                 let mut loss: Option<Tensor> = None;
                 if let (Some(h), Some(t), true) =
                     (&heads.intent, &ti, trainable(&settings, Group::Intent))
@@ -562,9 +760,9 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         checkpoint::save(&ckpt_dir, &state, &heads.params, &opt, &best_bytes)?;
         if std::env::var_os("EDGETUNE_PROFILE").is_some() {
             eprintln!(
-                "  timing: batches {:.2} s, intent fwd {:.2} s, slot fwd {:.2} s, backward {:.2} s, \
-                 optimizer {:.2} s",
-                prof[0], prof[1], prof[2], prof[3], prof[4]
+                "  timing: batches {:.2} s, layers fwd {:.2} s, intent fwd {:.2} s, slot fwd {:.2} s, \
+                 backward {:.2} s, optimizer {:.2} s",
+                prof[0], prof[5], prof[1], prof[2], prof[3], prof[4]
             );
             eprintln!(
                 "  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s",
@@ -641,6 +839,12 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             max_tokens: ctx.tokenizer.max_tokens(),
         },
         features: spec,
+        top_layers: heads.top.as_ref().map(|u| run::TopLayersRef {
+            first: u.top.first,
+            head_states: u.head_states.clone(),
+            config: hf_config.clone().expect("loaded with the layers"),
+            hf_weights: settings.hf_weights.clone().unwrap_or_default(),
+        }),
         heads: heads.config.clone(),
         weights: run::WeightsRef {
             file: run::WEIGHTS_FILE.into(),
@@ -657,6 +861,39 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         valid: valid_m,
         test,
     })
+}
+
+/// Loads the Hugging Face checkpoint of `settings.hf_weights` and checks that it matches the
+/// backbone (`layers` layers of width `hidden`; `hidden` 0 = not declared by the graph).
+pub fn load_hf(
+    settings: &TrainSettings,
+    layers: usize,
+    hidden: usize,
+) -> Result<(BertConfig, Weights, PathBuf), TrainError> {
+    let dir = settings.hf_weights.clone().ok_or_else(|| {
+        TrainError::Invalid(
+            "--unfreeze-top needs the backbone's fp32 weights: pass --hf-weights DIR (a Hugging Face \
+             checkpoint with config.json and model.safetensors)"
+                .into(),
+        )
+    })?;
+    let bad = |m: String| TrainError::Invalid(format!("--hf-weights {}: {m}", dir.display()));
+    let cfg = BertConfig::load(&dir.join("config.json")).map_err(|e| bad(e.to_string()))?;
+    if cfg.num_hidden_layers != layers || (hidden != 0 && cfg.hidden_size != hidden) {
+        return Err(bad(format!(
+            "the checkpoint has {} layers of width {}, the backbone {layers} layers of width {}; \
+             pass the checkpoint the backbone was made from",
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            if hidden == 0 {
+                "?".to_string()
+            } else {
+                hidden.to_string()
+            }
+        )));
+    }
+    let weights = Weights::load(&dir.join("model.safetensors")).map_err(|e| bad(e.to_string()))?;
+    Ok((cfg, weights, dir))
 }
 
 /// The plan printed before training (and by `--dry-run`): trainable parameters, feature cache size
@@ -739,7 +976,7 @@ fn plan_and_peak(
     let n_train = dataset.train.examples.len();
     let steps = n_train.div_ceil(settings.batch_size.max(1));
     let epochs = if settings.epochs == 0 {
-        auto_epochs(n_train, settings.batch_size)
+        auto_epochs_for(n_train, settings.batch_size, settings.unfreeze_top)
     } else {
         settings.epochs
     };
@@ -756,11 +993,16 @@ fn plan_and_peak(
         let g = settings.slot_head.gru_hidden;
         (k + 1) + (h * g + g) + 2 * (6 * g * g + 6 * g) + (2 * g * tags.len() + tags.len())
     };
+    // Unfrozen layers: attention (4 dense h×h), FFN (h×4h, 4h×h), two layer norms, per layer.
+    let n_top = settings.unfreeze_top.min(layers);
+    let ffn = 4 * h;
+    let layer_params = n_top * (4 * (h * h + h) + (h * ffn + ffn) + (ffn * h + h) + 4 * h);
     let trainable = (if settings.freeze_intent {
         0
     } else {
         intent_params
-    }) + (if settings.freeze_slot { 0 } else { slot_params });
+    }) + (if settings.freeze_slot { 0 } else { slot_params })
+        + layer_params;
     let words: usize = [
         Some(&dataset.train),
         Some(&dataset.valid),
@@ -779,7 +1021,20 @@ fn plan_and_peak(
     .flatten()
     .map(|s| s.examples.len())
     .sum();
-    let cache = words * k * h * 2 + examples * h * 4;
+    // With unfrozen layers the cache holds token-level states (the heads' states up to the first
+    // unfrozen layer's input, and that input): about 1.3 tokens per word plus [CLS] and [SEP].
+    let first = layers - n_top;
+    let cached_k = if n_top > 0 {
+        crate::backbone::layers::Unfrozen::cached_states(&states, first).len()
+    } else {
+        k
+    };
+    let rows = if n_top > 0 {
+        words * 13 / 10 + 2 * examples
+    } else {
+        words
+    };
+    let cache = rows * cached_k * h * 2 + examples * h * 4;
     let model_bytes = std::fs::metadata(&ctx.files.onnx)
         .map(|m| m.len() as usize)
         .unwrap_or(0);
@@ -794,8 +1049,23 @@ fn plan_and_peak(
     // activations per state; candle keeps weights, two Adam moments, gradients and the batch graph.
     let extraction = 3 * model_bytes
         + ctx.batch_size * ctx.tokenizer.max_tokens().min(4 * longest) * h * 4 * (layers + 2) * 2;
-    let training =
-        4 * 4 * (intent_params + slot_params) + settings.batch_size * longest * (k + 6) * h * 4 * 3;
+    let longest_tokens = longest * 2 + 2;
+    // Per unfrozen layer and token the backward pass keeps about 16 hidden-sized activations, two
+    // FFN-sized ones and the attention scores of every head.
+    let heads_n = (h / 32).max(1);
+    let layer_acts = n_top
+        * settings.batch_size
+        * longest_tokens
+        * (16 * h + 2 * ffn + 3 * heads_n * longest_tokens)
+        * 4;
+    let training = 4 * 4 * (intent_params + slot_params + layer_params)
+        + settings.batch_size * longest * (k + 6) * h * 4 * 3
+        + layer_acts
+        + if n_top > 0 {
+            2 * settings.batch_size * longest_tokens * cached_k * h * 4
+        } else {
+            0
+        };
     let tokenizer_bytes = std::fs::metadata(&ctx.files.tokenizer)
         .map(|m| m.len() as usize * 8)
         .unwrap_or(0);
@@ -803,15 +1073,39 @@ fn plan_and_peak(
     let frozen: Vec<&str> = [
         (settings.freeze_intent && !intents.is_empty(), "intent head"),
         (settings.freeze_slot && !tags.is_empty(), "slot head"),
-        (true, "backbone"),
+        (n_top == 0, "backbone"),
     ]
     .into_iter()
     .filter_map(|(f, n)| f.then_some(n))
     .collect();
+    let top = if n_top > 0 {
+        format!(
+            ", top {n_top} backbone layers {layer_params} (layers {first}..{layers}, LR {:e} x {} per layer below)",
+            settings.layer_lr, settings.layer_lr_decay
+        )
+    } else {
+        String::new()
+    };
+    let mut frozen: Vec<String> = frozen.into_iter().map(str::to_string).collect();
+    if n_top > 0 {
+        frozen.push(if first > 0 {
+            format!("embeddings and backbone layers 0..{first}")
+        } else {
+            "embeddings".to_string()
+        });
+    }
+    let cache_kind = if n_top > 0 {
+        format!(
+            "token-level states {:?}",
+            crate::backbone::layers::Unfrozen::cached_states(&states, first)
+        )
+    } else {
+        "word-level".to_string()
+    };
     let text = format!(
         "plan: heads read hidden states {states:?} of {layers}; {epochs} epochs of {steps} steps; \
          trainable parameters {trainable} \
-         (intent head {intent_params}, slot head {slot_params}); frozen: {}; feature cache ~{:.1} MiB; \
+         (intent head {intent_params}, slot head {slot_params}{top}); frozen: {}; feature cache ({cache_kind}) ~{:.1} MiB; \
          expected peak memory ~{:.0} MiB",
         frozen.join(", "),
         cache as f64 / MIB as f64,
