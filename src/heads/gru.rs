@@ -119,20 +119,6 @@ impl Dims {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        return Err(candle_core::Error::Msg(format!(
-            "fused GRU: {what} must be f32"
-        )));
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => Err(candle_core::Error::Msg(format!(
-            "fused GRU: {what} must be contiguous"
-        ))),
-    }
-}
-
 /// `e^x` to about 2 ulp, branch-free so that loops over it vectorise (Cephes' `expf`: reduction to
 /// `r` in [-ln2/2, ln2/2], a degree-6 polynomial, the exponent put in by bit arithmetic). libm's
 /// `expf`/`tanhf` are scalar calls and were a fifth of an epoch.
@@ -549,7 +535,10 @@ impl CustomOp2 for BiGruOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, p) = (contiguous(s1, l1, "x")?, contiguous(s2, l2, "params")?);
+        let (x, p) = (
+            super::ops::slice(s1, l1, "fused GRU input")?,
+            super::ops::slice(s2, l2, "fused GRU parameters")?,
+        );
         let dm = Dims::from(l1, p.len(), self.hidden, &self.lengths)?;
         let (h, h3, per_out) = (dm.h, 3 * dm.h, dm.b * dm.t * dm.h);
         let mut out = vec![0f32; 2 * per_out];
