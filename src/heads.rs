@@ -442,16 +442,18 @@ impl SlotHead {
         let x = self.mix.forward(words)?;
         let x = dropout(&x, self.dropout, rng.as_deref_mut())?;
         let x = self.proj.forward(&x)?;
-        let bsz = mask.dim(0)?;
+        let (bsz, width) = mask.dims2()?;
+        let mask_values: Vec<f32> = mask.flatten_all()?.to_vec1()?;
         // Sentence length = one past the last word with features (padding and truncation cut the end).
-        let lengths: Vec<usize> = mask
-            .to_vec2::<f32>()?
-            .iter()
+        let lengths: Vec<usize> = mask_values
+            .chunks(width.max(1))
             .map(|row| row.iter().rposition(|&m| m > 0.0).map_or(0, |p| p + 1))
             .collect();
         debug_assert_eq!(lengths.len(), bsz);
-        let h = bigru(&self.fwd, &self.bwd, &x, lengths, rng.is_some())?
-            .broadcast_mul(&mask.unsqueeze(2)?)?;
+        let h = bigru(&self.fwd, &self.bwd, &x, lengths, rng.is_some())?;
+        // The mask is a constant: multiplied without building a gradient for it.
+        let units = h.dim(2)?;
+        let h = ops::const_mul(&h, mask_values, units)?;
         let h = dropout(&h, self.dropout, rng.as_deref_mut())?;
         self.out.forward(&h)
     }
