@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{edgetune, ok, require_setup};
 
 fn args(run: &std::path::Path) -> Vec<String> {
@@ -41,30 +39,7 @@ fn resume_after_kill_matches_uninterrupted_run() {
     let b = tmp.path().join("b");
     let mut c = edgetune(&cache);
     c.args(args(&b));
-    let mut child = c.spawn().unwrap();
-    let state = b.join("checkpoint").join("state.json");
-    let start = Instant::now();
-    loop {
-        let epoch = std::fs::read(&state)
-            .ok()
-            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["epoch"].as_u64())
-            .unwrap_or(0);
-        if epoch >= 2 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "training finished before it could be killed"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    common::kill_after_epochs(c, &b, 2);
     assert!(
         !b.join("config.json").exists(),
         "a killed run must not look finished"

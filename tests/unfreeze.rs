@@ -341,27 +341,7 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     let b = tmp.path().join("b");
     let mut c = edgetune(&cache);
     c.args(args(&b));
-    let mut child = c.spawn().unwrap();
-    let state = b.join("checkpoint").join("state.json");
-    let start = std::time::Instant::now();
-    loop {
-        let epoch = std::fs::read(&state)
-            .ok()
-            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["epoch"].as_u64())
-            .unwrap_or(0);
-        if epoch >= 1 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "training finished before it could be killed"
-        );
-        assert!(start.elapsed().as_secs() < 600, "no checkpoint appeared");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    common::kill_after_epochs(c, &b, 1);
     let mut c = edgetune(&cache);
     c.args(["train", "--threads", "1", "-q", "--resume"])
         .arg(&b);

@@ -62,3 +62,30 @@ pub fn fails(mut c: Command) -> String {
     );
     err
 }
+
+/// Starts a `train` command, waits until its checkpoint in `run` records at least `epochs`
+/// finished epochs, then kills it with SIGKILL (the run must still be unfinished then).
+#[allow(dead_code)]
+pub fn kill_after_epochs(mut c: Command, run: &Path, epochs: u64) {
+    let mut child = c.spawn().unwrap();
+    let state = run.join("checkpoint").join("state.json");
+    let start = std::time::Instant::now();
+    loop {
+        let epoch = std::fs::read(&state)
+            .ok()
+            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["epoch"].as_u64())
+            .unwrap_or(0);
+        if epoch >= epochs {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training finished before it could be killed"
+        );
+        assert!(start.elapsed().as_secs() < 600, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
