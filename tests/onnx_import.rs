@@ -321,3 +321,111 @@ fn real_minilm_import_matches_candle() {
     let model = onnx::load_model(&r.backbone).unwrap();
     assert_eq!(onnx::count_layers(&model).unwrap(), 6);
 }
+
+/// Outlier decomposition: one activation channel made 50x larger than the others (through its
+/// LayerNorm weight) sets the int8 activation scale of the MatMul it feeds; splitting it off into
+/// fp32 must bring the output back close to fp32, keep every int8 MatMul fused by ONNX Runtime,
+/// and move the bias `Add` in front of the outlier `Add` (so ORT folds the bias into the int8 op).
+#[test]
+fn outlier_channels_are_multiplied_in_fp32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = tmp.path().join("hf");
+    std::fs::create_dir_all(&hf).unwrap();
+    write_tiny_bert(&hf, 2, false, 5);
+    let out = tmp.path().join("m");
+    import::import(&import::ImportOptions::new(&hf, &out)).unwrap();
+    let fp32 = out.join("backbone.onnx");
+    let mut model = onnx::load_model(&fp32).unwrap();
+    let ln = "encoder.layer.0.attention.output.LayerNorm.weight";
+    {
+        let g = model.graph.as_mut().unwrap();
+        let t = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name.as_deref() == Some(ln))
+            .unwrap();
+        let mut w = onnx::graph::tensor_to_f32(t).unwrap();
+        w[3] *= 50.0;
+        *t = onnx::graph::tensor(ln, &[w.len() as i64], &w);
+    }
+    onnx::save_model(&fp32, &model).unwrap();
+
+    let tok = runtime::load_tokenizer(&out.join("tokenizer.json")).unwrap();
+    let texts = [
+        "play some jazz",
+        "what is the weather in paris tonight",
+        "book a table for two",
+        "add this song to my playlist",
+        "rate this novel five stars",
+    ];
+    let stats = quantize::activation_stats(&fp32, &tok, &texts, 0.0, Some(1)).unwrap();
+    let x = "encoder.layer.0.attention.out";
+    assert_eq!(
+        quantize::outlier_channels(&stats.amax[x], quantize::DEFAULT_OUTLIER_RATIO),
+        vec![3],
+        "amax {:?}",
+        stats.amax[x]
+    );
+    let b = runtime::EncoderBatch::tokenize(&tok, &texts, 64).unwrap();
+    let run = |p: &Path| {
+        let mut s = runtime::open_session(p, &Default::default()).unwrap();
+        runtime::run_encoder(&mut s, &b, &["last_hidden_state"])
+            .unwrap()
+            .remove(0)
+            .data
+    };
+    let reference = run(&fp32);
+    let mut errors = Vec::new();
+    for ratio in [0.0, quantize::DEFAULT_OUTLIER_RATIO] {
+        let mut m = onnx::load_model(&fp32).unwrap();
+        let s = quantize::quantize_model(
+            &mut m,
+            &quantize::QuantizeOptions {
+                smooth: Some(stats.clone()),
+                outlier_ratio: ratio,
+                // Only the MatMul the outlier feeds is int8: the error below is its alone.
+                keep_fp32: vec!["attention".into(), "output.dense".into(), "layer.1".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let p = tmp.path().join(format!("q{ratio}.onnx"));
+        onnx::save_model(&p, &m).unwrap();
+        let g = m.graph.as_ref().unwrap();
+        let gathers = g
+            .node
+            .iter()
+            .filter(|n| n.op_type.as_deref() == Some("Gather"))
+            .filter(|n| n.input[0] == x)
+            .count();
+        if ratio > 0.0 {
+            assert_eq!(s.quantized.len(), 1, "{s:?}");
+            assert_eq!(s.outlier_channels, 1, "{s:?}");
+            assert_eq!(gathers, 1);
+            // The outlier sum comes last: it produces the name the bias Add used to produce.
+            let dense = "encoder.layer.0.intermediate.dense.out";
+            let producer = g
+                .node
+                .iter()
+                .find(|n| n.output.iter().any(|o| o == dense))
+                .unwrap();
+            assert!(
+                producer.input.iter().any(|i| i.ends_with(".outliers")),
+                "{producer:?}"
+            );
+        } else {
+            assert_eq!((s.outlier_channels, gathers), (0, 0));
+        }
+        let counts = quantize::fused_op_counts(&p).unwrap();
+        assert_eq!(counts.get("MatMulInteger"), None, "{counts:?}");
+        errors.push(runtime::max_abs_diff(&run(&p), &reference));
+    }
+    eprintln!(
+        "max |diff| to fp32: plain int8 {}, with outlier split {}",
+        errors[0], errors[1]
+    );
+    assert!(
+        errors[1] * 3.0 < errors[0],
+        "splitting the outlier channel off should cut the error: {errors:?}"
+    );
+}

@@ -39,8 +39,56 @@ pub struct QuantizeOptions {
     /// MatMuls kept in fp32: a node is kept when its name, its output or its weight name contains
     /// one of these substrings (`*` matches any run of characters).
     pub keep_fp32: Vec<String>,
-    /// Activation smoothing statistics (see [`activation_stats`]); `None` = no smoothing.
+    /// Activation statistics (see [`activation_stats`]) for smoothing and outlier channels;
+    /// `None` = neither.
     pub smooth: Option<ActivationStats>,
+    /// Outlier decomposition: input channels whose calibration max |x| exceeds this many times
+    /// the median channel's are taken out of the int8 MatMul and multiplied in fp32 (a `Gather`
+    /// of those few channels and a small fp32 `MatMul` added to the int8 result), so that one
+    /// extreme channel no longer sets the per-tensor activation scale. 0 = off. At most
+    /// [`MAX_OUTLIER_FRACTION`] of the channels are split off.
+    pub outlier_ratio: f32,
+}
+
+/// At most `K / MAX_OUTLIER_FRACTION` (and at least 1) input channels of a `[K, N]` MatMul are
+/// split off as outliers.
+pub const MAX_OUTLIER_FRACTION: usize = 64;
+
+/// Default for [`QuantizeOptions::outlier_ratio`].
+pub const DEFAULT_OUTLIER_RATIO: f32 = 6.0;
+
+/// Splitting channels off must at least halve the activation's range (max |x| of all channels
+/// over max |x| of the rest), else the extra fp32 product is not worth its cost.
+pub const MIN_OUTLIER_GAIN: f32 = 2.0;
+
+/// Outlier channels of one activation: those with `amax > ratio * median(amax)`, largest first,
+/// capped at `max(1, K / MAX_OUTLIER_FRACTION)`, returned in ascending channel order; empty when
+/// removing them would shrink the range by less than [`MIN_OUTLIER_GAIN`].
+pub fn outlier_channels(amax: &[f32], ratio: f32) -> Vec<usize> {
+    if ratio <= 0.0 || amax.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted = amax.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if median <= 0.0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<usize> = (0..amax.len())
+        .filter(|&j| amax[j] > ratio * median)
+        .collect();
+    idx.sort_by(|&a, &b| amax[b].total_cmp(&amax[a]));
+    idx.truncate((amax.len() / MAX_OUTLIER_FRACTION).max(1));
+    idx.sort_unstable();
+    let all = sorted[sorted.len() - 1];
+    let rest = (0..amax.len())
+        .filter(|j| idx.binary_search(j).is_err())
+        .map(|j| amax[j])
+        .fold(0f32, f32::max);
+    if idx.is_empty() || all < MIN_OUTLIER_GAIN * rest {
+        return Vec::new();
+    }
+    idx
 }
 
 impl Default for QuantizeOptions {
@@ -50,6 +98,7 @@ impl Default for QuantizeOptions {
             per_channel: true,
             keep_fp32: Vec::new(),
             smooth: None,
+            outlier_ratio: 0.0,
         }
     }
 }
@@ -66,6 +115,9 @@ pub struct QuantizeSummary {
     /// Activations rescaled by smoothing.
     #[serde(default)]
     pub smoothed_activations: usize,
+    /// Input channels split off into fp32 (outlier decomposition), summed over activations.
+    #[serde(default)]
+    pub outlier_channels: usize,
 }
 
 /// Simple wildcard match: `*` = any run; otherwise substring match.
@@ -196,6 +248,19 @@ pub fn quantize_model(
     for &(_, wi) in &chosen {
         weights.insert(wi, tensor_to_f32(&g.initializer[wi])?);
     }
+    // Outlier channels per activation (from the calibration maxima).
+    let mut outliers: HashMap<String, Vec<usize>> = HashMap::new();
+    if let Some(stats) = opts.smooth.as_ref().filter(|_| opts.outlier_ratio > 0.0) {
+        for &(ni, _) in &chosen {
+            let x = &g.node[ni].input[0];
+            if let Some(am) = stats.amax.get(x) {
+                let o = outlier_channels(am, opts.outlier_ratio);
+                if !o.is_empty() {
+                    outliers.insert(x.clone(), o);
+                }
+            }
+        }
+    }
     // Activation smoothing: per input channel j, s_j = amax(X_j)^a / amax(W_j,:)^(1-a); X is
     // multiplied by 1/s (one Mul) and the weight rows by s, which is exact in fp32.
     let mut smooth: HashMap<String, Vec<f32>> = HashMap::new();
@@ -233,22 +298,41 @@ pub fn quantize_model(
                 continue;
             };
             let k = wm.len();
+            // Split-off channels leave the int8 path: no factor for them, and the simulation
+            // sees them as zero (their fp32 product is exact).
+            let out_ch: &[usize] = outliers.get(&x).map(Vec::as_slice).unwrap_or(&[]);
+            let mut am = am.clone();
+            for &j in out_ch {
+                am[j] = 0.0;
+            }
+            let am = am.as_slice();
             let f = match stats
                 .samples
                 .get(&x)
                 .filter(|s| !s.is_empty() && s.len() % k == 0)
             {
                 Some(sample) => {
-                    let group: Vec<(&[f32], usize)> = chosen
+                    let mut sample = sample.clone();
+                    for row in sample.chunks_mut(k) {
+                        for &j in out_ch {
+                            row[j] = 0.0;
+                        }
+                    }
+                    let sample = sample.as_slice();
+                    let stripped: Vec<(Vec<f32>, usize)> = chosen
                         .iter()
                         .filter(|&&(ni, _)| g.node[ni].input[0] == x)
                         .map(|&(_, wi)| {
-                            (
-                                weights[&wi].as_slice(),
-                                g.initializer[wi].dims[1].max(0) as usize,
-                            )
+                            let n = g.initializer[wi].dims[1].max(0) as usize;
+                            let mut w = weights[&wi].clone();
+                            for &j in out_ch {
+                                w[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
+                            }
+                            (w, n)
                         })
                         .collect();
+                    let group: Vec<(&[f32], usize)> =
+                        stripped.iter().map(|(w, n)| (w.as_slice(), *n)).collect();
                     let a = stats.alpha;
                     let mut best: Option<(f64, Vec<f32>)> = None;
                     for cand in [0.0, a / 2.0, a, (1.0 + a) / 2.0] {
@@ -270,6 +354,9 @@ pub fn quantize_model(
 
     let mut replaced: HashMap<usize, Vec<NodeProto>> = HashMap::new();
     let mut dql: HashMap<String, (String, String, String)> = HashMap::new();
+    let mut gathered: HashMap<String, String> = HashMap::new();
+    // (int8 result, fp32 outlier product, sum) of each split MatMul.
+    let mut outlier_adds: Vec<(String, String, String)> = Vec::new();
     let mut b = GraphBuilder::from_graph(g);
     let mut dead_inits = Vec::new();
     for (ni, wi) in chosen {
@@ -280,6 +367,13 @@ pub fn quantize_model(
         let (k, n) = (wt.dims[0].max(0) as usize, wt.dims[1].max(0) as usize);
         let mut w = weights.remove(&wi).unwrap_or_default();
         let x = node.input[0].clone();
+        let out_ch: Vec<usize> = outliers.get(&x).cloned().unwrap_or_default();
+        // The split-off rows, unscaled, for the fp32 product; zero in the int8 weight.
+        let mut w_out = Vec::with_capacity(out_ch.len() * n);
+        for &j in &out_ch {
+            w_out.extend_from_slice(&w[j * n..(j + 1) * n]);
+            w[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
+        }
         if let Some(f) = smooth.get(&x) {
             for r in 0..k {
                 for c in 0..n {
@@ -294,13 +388,18 @@ pub fn quantize_model(
         let (xq, xs, xzp) = match dql.get(&x) {
             Some(t) => t.clone(),
             None => {
-                let input = match smooth.get(&x) {
-                    Some(f) => {
-                        let inv: Vec<f32> = f.iter().map(|v| 1.0 / v).collect();
-                        let c = b.initializer(tensor(&format!("{x}.smooth"), &[k as i64], &inv));
-                        b.op_as("Mul", &[&x, &c], vec![], &format!("{x}.smoothed"))
+                let input = if smooth.contains_key(&x) || !out_ch.is_empty() {
+                    let mut inv: Vec<f32> = match smooth.get(&x) {
+                        Some(f) => f.iter().map(|v| 1.0 / v).collect(),
+                        None => vec![1.0; k],
+                    };
+                    for &j in &out_ch {
+                        inv[j] = 0.0;
                     }
-                    None => x.clone(),
+                    let c = b.initializer(tensor(&format!("{x}.smooth"), &[k as i64], &inv));
+                    b.op_as("Mul", &[&x, &c], vec![], &format!("{x}.smoothed"))
+                } else {
+                    x.clone()
                 };
                 let outs = b.op_multi(
                     "DynamicQuantizeLinear",
@@ -335,7 +434,39 @@ pub fn quantize_model(
             &format!("{y}.cast"),
         );
         let scale = b.op_as("Mul", &[&xs, &ws], vec![], &format!("{y}.scale"));
-        b.node_named("Mul", &[&cast, &scale], &[&y], vec![]);
+        if out_ch.is_empty() {
+            b.node_named("Mul", &[&cast, &scale], &[&y], vec![]);
+        } else {
+            let xo = match gathered.get(&x) {
+                Some(t) => t.clone(),
+                None => {
+                    let ids: Vec<i64> = out_ch.iter().map(|&j| j as i64).collect();
+                    let idx = b.initializer_i64(
+                        &format!("{x}.outlier_channels"),
+                        &[ids.len() as i64],
+                        &ids,
+                    );
+                    let t = b.op_as(
+                        "Gather",
+                        &[&x, &idx],
+                        vec![attr_int("axis", -1)],
+                        &format!("{x}.outliers"),
+                    );
+                    summary.outlier_channels += out_ch.len();
+                    gathered.insert(x.clone(), t.clone());
+                    t
+                }
+            };
+            let yq = b.op_as("Mul", &[&cast, &scale], vec![], &format!("{y}.int8"));
+            let wo = b.initializer(tensor(
+                &format!("{wname}.outlier_rows"),
+                &[out_ch.len() as i64, n as i64],
+                &w_out,
+            ));
+            let yo = b.op_as("MatMul", &[&xo, &wo], vec![], &format!("{y}.outliers"));
+            b.node_named("Add", &[&yq, &yo], &[&y], vec![]);
+            outlier_adds.push((yq, yo, y.clone()));
+        }
         new_nodes.extend(b.graph.node.drain(before..));
         replaced.insert(ni, new_nodes);
         dead_inits.push(wi);
@@ -352,6 +483,7 @@ pub fn quantize_model(
             None => b.graph.node.push(n),
         }
     }
+    add_outliers_after_bias(&mut b.graph, &outlier_adds)?;
     // Drop the fp32 weights no node uses any more (a weight shared with a kept MatMul stays).
     let used: std::collections::HashSet<&str> = b
         .graph
@@ -381,6 +513,65 @@ pub fn quantize_model(
         ));
     }
     Ok(summary)
+}
+
+/// Moves each outlier `Add(int8, fp32)` behind the MatMul's bias `Add` when the MatMul output has
+/// no other use: `(int8 + bias) + fp32` instead of `(int8 + fp32) + bias`, so that ONNX Runtime
+/// can fold the bias into its fused int8 MatMul. Restores a topological node order.
+fn add_outliers_after_bias(
+    g: &mut super::proto::GraphProto,
+    adds: &[(String, String, String)],
+) -> Result<(), OnnxError> {
+    if adds.is_empty() {
+        return Ok(());
+    }
+    let consumers = graph::consumers(g);
+    let producers = graph::producers(g);
+    let outputs: std::collections::HashSet<String> =
+        g.output.iter().filter_map(|o| o.name.clone()).collect();
+    let bias_len: HashMap<String, usize> = g
+        .initializer
+        .iter()
+        .filter(|t| t.dims.len() == 1)
+        .filter_map(|t| Some((t.name.clone()?, t.dims[0].max(0) as usize)))
+        .collect();
+    let mut moved = false;
+    for (yq, yo, y) in adds {
+        let (Some(users), Some(&add_i)) = (consumers.get(y), producers.get(y)) else {
+            continue;
+        };
+        if users.len() != 1 || outputs.contains(y) {
+            continue;
+        }
+        let bi = users[0];
+        let bias = &g.node[bi];
+        let is_bias_add = bias.op_type.as_deref() == Some("Add")
+            && bias.input.len() == 2
+            && bias.output.len() == 1
+            && bias.input.iter().any(|i| i == y)
+            && bias.input.iter().any(|i| bias_len.contains_key(i));
+        if !is_bias_add {
+            continue;
+        }
+        let z = bias.output[0].clone();
+        let partial = format!("{z}.partial");
+        let bias = &mut g.node[bi];
+        for i in bias.input.iter_mut().filter(|i| *i == y) {
+            *i = yq.clone();
+        }
+        bias.output[0] = partial.clone();
+        let add = &mut g.node[add_i];
+        add.input = vec![partial, yo.clone()];
+        add.output = vec![z];
+        moved = true;
+    }
+    if moved {
+        let order = graph::topological_order(g)?;
+        let mut old: Vec<Option<NodeProto>> =
+            std::mem::take(&mut g.node).into_iter().map(Some).collect();
+        g.node = order.into_iter().filter_map(|i| old[i].take()).collect();
+    }
+    Ok(())
 }
 
 /// Per-channel activation statistics for smoothing: max |x_j| over calibration tokens for each
@@ -588,6 +779,17 @@ pub struct Fidelity {
     pub min_cosine: f32,
 }
 
+/// Token counts of `texts` (special tokens included), ignoring any fixed-length padding the
+/// tokenizer.json asks for (MiniLM's pads everything to 128, which would make every length equal).
+pub fn token_lengths(tokenizer: &tokenizers::Tokenizer, texts: &[&str]) -> Vec<usize> {
+    let mut tk = tokenizer.clone();
+    tk.with_padding(None);
+    texts
+        .iter()
+        .map(|t| tk.encode(*t, true).map(|e| e.get_ids().len()).unwrap_or(0))
+        .collect()
+}
+
 /// Pooled embeddings of `texts` from an encoder session, batched (`batch_size`, length-sorted).
 pub fn pooled_embeddings(
     session: &mut ort::session::Session,
@@ -597,15 +799,7 @@ pub fn pooled_embeddings(
     max_len: usize,
 ) -> Result<Vec<Vec<f32>>, OnnxError> {
     let mut order: Vec<usize> = (0..texts.len()).collect();
-    let lens: Vec<usize> = texts
-        .iter()
-        .map(|t| {
-            tokenizer
-                .encode(*t, true)
-                .map(|e| e.get_ids().len())
-                .unwrap_or(0)
-        })
-        .collect();
+    let lens = token_lengths(tokenizer, texts);
     order.sort_by_key(|&i| lens[i]);
     let mut out = vec![Vec::new(); texts.len()];
     for chunk in order.chunks(batch_size.max(1)) {
@@ -674,13 +868,10 @@ pub fn throughput(
         .iter()
         .map(|p| runtime::open_session(p, &opts))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut order: Vec<&str> = texts.to_vec();
-    order.sort_by_key(|t| {
-        tokenizer
-            .encode(*t, true)
-            .map(|e| e.get_ids().len())
-            .unwrap_or(0)
-    });
+    let lens = token_lengths(tokenizer, texts);
+    let mut idx: Vec<usize> = (0..texts.len()).collect();
+    idx.sort_by_key(|&i| lens[i]);
+    let order: Vec<&str> = idx.iter().map(|&i| texts[i]).collect();
     let batches: Vec<EncoderBatch> = order
         .chunks(batch_size.max(1))
         .map(|c| EncoderBatch::tokenize(tokenizer, c, 128))
@@ -756,12 +947,19 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
     let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
     let mut quant = opts.quant.clone();
-    if let Some(alpha) = opts.smooth_alpha.filter(|&a| a > 0.0) {
-        if !(alpha <= 1.0) {
-            return Err(OnnxError::Invalid(format!(
-                "smoothing alpha {alpha} must be in (0, 1]"
-            )));
-        }
+    let alpha = opts.smooth_alpha.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(OnnxError::Invalid(format!(
+            "smoothing alpha {alpha} must be in [0, 1]"
+        )));
+    }
+    if !(quant.outlier_ratio >= 0.0) {
+        return Err(OnnxError::Invalid(format!(
+            "outlier ratio {} must be >= 0",
+            quant.outlier_ratio
+        )));
+    }
+    if alpha > 0.0 || quant.outlier_ratio > 0.0 {
         let cal: Vec<String> = match &opts.calibration {
             Some(c) if !c.is_empty() => c.clone(),
             _ => super::import::VERIFY_SENTENCES
@@ -771,7 +969,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         };
         let refs: Vec<&str> = cal.iter().map(String::as_str).collect();
         let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads)?;
-        if !opts.auto_alpha {
+        if !opts.auto_alpha || alpha == 0.0 {
             stats.samples.clear();
         }
         quant.smooth = Some(stats);
@@ -788,7 +986,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         &mut model,
         "edgetune.quantization",
         &format!(
-            "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}",
+            "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}, {} outlier channels fp32",
             if opts.quant.per_channel {
                 "per-channel"
             } else {
@@ -797,7 +995,8 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             if opts.quant.reduce_range { 7 } else { 8 },
             summary.quantized.len(),
             summary.kept_fp32.len(),
-            opts.smooth_alpha.unwrap_or(0.0)
+            alpha,
+            summary.outlier_channels
         ),
     );
     save_model(&out, &model)?;
