@@ -152,6 +152,45 @@ fn export_matches_run_in_rust_and_python() {
     eprintln!("{}", err.trim());
     assert!(out_dir.join("tokenizer.json").is_file());
 
+    // More check sentences than one batch (32): both sides of the self-check batch alike, so the
+    // int8 backbone's per-batch activation scales agree and the check still passes.
+    let check_file = tmp.path().join("check.txt");
+    let many = sentences();
+    assert!(many.len() > 32);
+    std::fs::write(&check_file, many.join("\n") + "\n").unwrap();
+    let merged2 = out_dir.join("merged2.onnx");
+    let o = edgetune(
+        &[
+            "export",
+            "--run",
+            run_s,
+            "--out",
+            merged2.to_str().unwrap(),
+            "--check-file",
+            check_file.to_str().unwrap(),
+        ],
+        &cache,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("self-check passed"), "{err}");
+
+    // --fp32-layers is for runs with fine-tuned layers: refused on this one, nothing written.
+    let merged3 = out_dir.join("merged3.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_edgetune"))
+        .args(["export", "--fp32-layers", "--run", run_s, "--out"])
+        .arg(&merged3)
+        .env("EDGETUNE_CACHE", &cache)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--unfreeze-top"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!merged3.exists());
+
     // infer --model vs infer --run on the same lines: same labels and spans, numbers within 1e-4.
     let input = tmp.path().join("input.txt");
     let lines = sentences();

@@ -4,8 +4,10 @@
 //!   tensor (heads and layers) receives a non-zero gradient through the token-to-word pooling, and
 //!   a frozen head none; an optimizer step leaves the frozen head byte-identical;
 //! - end to end through the CLI on the demo data: `train --unfreeze-top 1`, `eval --json` (same
-//!   metrics as training reported), `infer --run`, a resume after a kill, and a clear refusal of
-//!   `export`.
+//!   metrics as training reported), `infer --run`, a resume after a kill;
+//! - export of the fine-tuned layers into the merged model: splicing a backbone's own layers back
+//!   into it changes nothing; `export` with `--fp32-layers` matches `infer --run` within 1e-4 and
+//!   with int8 layers agrees on the labels; a model with the original layers instead does not match.
 
 mod common;
 
@@ -280,16 +282,6 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
         "{line}"
     );
 
-    // Exporting would silently drop the fine-tuned layers: refused with a clear message.
-    let mut c = edgetune(&cache);
-    c.args(["export", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(tmp.path().join("m.onnx"));
-    let err = fails(c);
-    assert!(err.contains("--unfreeze-top"), "{err}");
-    assert!(!tmp.path().join("m.onnx").exists());
-
     // A bad checkpoint is a clear error.
     let mut c = edgetune(&cache);
     c.args(train_args(&tmp.path().join("r2"), "1"))
@@ -409,4 +401,309 @@ fn fused_layer_norm_matches_the_primitive_formulation() {
         let d = diff(a, c);
         assert!(d < 1e-4, "gradient differs by {d}");
     }
+}
+
+/// Encoder outputs of an in-memory model (written to `dir` first) on a few sentences.
+fn encode(
+    model: &edgetune::onnx::proto::ModelProto,
+    dir: &std::path::Path,
+    outputs: &[&str],
+) -> (Vec<Vec<f32>>, Vec<i64>) {
+    use edgetune::onnx::runtime;
+    let path = dir.join("encoder.onnx");
+    edgetune::onnx::save_model(&path, model).unwrap();
+    let mut s = runtime::open_session(&path, &Default::default()).unwrap();
+    let tok =
+        runtime::load_tokenizer(&common::root().join(".models/default/tokenizer.json")).unwrap();
+    let b = runtime::EncoderBatch::tokenize(
+        &tok,
+        &[
+            "play some jazz",
+            "turn on the lights in the kitchen and dim the ones in the hall",
+            "hello",
+        ],
+        64,
+    )
+    .unwrap();
+    let o = runtime::run_encoder(&mut s, &b, outputs).unwrap();
+    (o.into_iter().map(|o| o.data).collect(), b.attention_mask)
+}
+
+/// Replacing a backbone's top layers by a graph built from the same checkpoint weights reproduces
+/// the backbone (fp32: same hidden states; int8 layers: close), removes the old layers' nodes, and
+/// names the new hidden states in the metadata. A layer count that does not fit is an error.
+#[test]
+fn splicing_a_backbones_own_layers_back_reproduces_it() {
+    use edgetune::onnx::hidden::hidden_state_tensors;
+    use edgetune::onnx::quantize::{quantize_model, QuantizeOptions};
+    use edgetune::onnx::top_layers::{build_top_layers, splice_top_layers};
+    require_setup();
+    let hf = minilm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = BertConfig::load(&hf.join("config.json")).unwrap();
+    let w = Weights::load(&hf.join("model.safetensors")).unwrap();
+    let top = build_top_layers(&cfg, &w, 4).unwrap();
+    assert_eq!(top.graph.as_ref().unwrap().output.len(), 2);
+
+    let fp32 =
+        edgetune::onnx::load_model(&common::root().join(".models/default/backbone.onnx")).unwrap();
+    let spliced = splice_top_layers(fp32.clone(), &top, 4).unwrap();
+    assert_eq!(edgetune::onnx::count_layers(&spliced).unwrap(), 6);
+    let before = hidden_state_tensors(&fp32).unwrap();
+    let after = hidden_state_tensors(&spliced).unwrap();
+    assert_eq!(
+        before[..=4],
+        after[..=4],
+        "states up to 4 are the backbone's own"
+    );
+    assert!(
+        after[5].starts_with("top/") && after[6] == "last_hidden_state",
+        "{after:?}"
+    );
+    let g = spliced.graph.as_ref().unwrap();
+    for n in &g.node {
+        let name = n.name.as_deref().unwrap_or("");
+        assert!(
+            !(name.starts_with("encoder.layer.4.") || name.starts_with("encoder.layer.5.")),
+            "old layer node {name} still in the graph"
+        );
+    }
+    let old_weight = "encoder.layer.5.output.dense.weight";
+    assert!(g
+        .initializer
+        .iter()
+        .all(|t| t.name.as_deref() != Some(old_weight)));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name.as_deref() == Some(&format!("top/{old_weight}"))));
+    let outs = ["last_hidden_state", "hidden_state_3", "hidden_state_5"];
+    let (a, _) = encode(&fp32, tmp.path(), &outs);
+    let (b, _) = encode(&spliced, tmp.path(), &outs);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let d = edgetune::onnx::runtime::max_abs_diff(x, y);
+        assert!(d <= 1e-5, "{}: max |diff| {d}", outs[i]);
+    }
+
+    // The int8 backbone with int8 layers 4..6 of its own checkpoint stays close to it.
+    let int8 =
+        edgetune::onnx::load_model(&common::root().join(".models/default/backbone.int8.onnx"))
+            .unwrap();
+    let mut q = top.clone();
+    let summary = quantize_model(&mut q, &QuantizeOptions::default()).unwrap();
+    assert_eq!(summary.quantized.len(), 12, "6 weight MatMuls per layer");
+    let spliced8 = splice_top_layers(int8.clone(), &q, 4).unwrap();
+    let (a, mask) = encode(&int8, tmp.path(), &["last_hidden_state"]);
+    let (b, _) = encode(&spliced8, tmp.path(), &["last_hidden_state"]);
+    let n = mask.len() / 3;
+    let pa = edgetune::onnx::runtime::mean_pool(&a[0], &mask, 3, n, 384);
+    let pb = edgetune::onnx::runtime::mean_pool(&b[0], &mask, 3, n, 384);
+    for (x, y) in pa.iter().zip(&pb) {
+        let c = edgetune::onnx::runtime::cosine(x, y);
+        assert!(c > 0.99, "pooled cosine {c}");
+    }
+    assert!(edgetune::onnx::runtime::max_abs_diff(&a[0], &b[0]) > 0.0);
+
+    // Two layers do not replace layers 3..6.
+    let err = splice_top_layers(fp32, &top, 3).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+}
+
+/// `infer` output lines as JSON.
+fn infer_lines(cache: &std::path::Path, args: &[&std::ffi::OsStr]) -> Vec<serde_json::Value> {
+    let mut c = edgetune(cache);
+    c.arg("infer")
+        .args(args)
+        .args(["--logits", "--threads", "1"]);
+    ok(c)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The labels of an `infer` line: intent and slot spans.
+fn labels(v: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    let slots: Vec<serde_json::Value> = v["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::json!([s["type"], s["start"], s["end"]]))
+        .collect();
+    (v["intent"]["label"].clone(), serde_json::json!(slots))
+}
+
+/// Largest |difference| of the intent logits of two `infer --logits` outputs (same lines).
+fn max_logit_diff(a: &[serde_json::Value], b: &[serde_json::Value]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mut d = 0f64;
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (
+            x["intent_logits"].as_array().unwrap(),
+            y["intent_logits"].as_array().unwrap(),
+        );
+        assert_eq!(x.len(), y.len());
+        for (p, q) in x.iter().zip(y) {
+            d = d.max((p.as_f64().unwrap() - q.as_f64().unwrap()).abs());
+        }
+    }
+    d
+}
+
+/// `export` of a run with the top layer fine-tuned: with `--fp32-layers` the merged model
+/// reproduces `infer --run` (labels identical, logits within 1e-4); by default the layers are int8,
+/// the graph is proven with fp32 layers first, and the labels agree; a merged model built with the
+/// checkpoint's original layers instead does not reproduce the run (the fine-tuned weights are in
+/// the export).
+#[test]
+fn export_with_the_top_layer_fine_tuned() {
+    use edgetune::onnx::export::{build_merged, MergeSpec};
+    use edgetune::onnx::top_layers::{build_top_layers, splice_top_layers};
+    use std::ffi::OsStr;
+    require_setup();
+    let hf = minilm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = tmp.path().join("run");
+    let mut c = edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "--unfreeze-top",
+        "1",
+        "--threads",
+        "1",
+        "--epochs",
+        "8",
+        "-q",
+        "--out",
+    ])
+    .arg(&run);
+    ok(c);
+
+    let export = |out: &std::path::Path, fp32: bool| -> serde_json::Value {
+        let mut c = edgetune(&cache);
+        c.args(["export", "--json", "--threads", "1", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(out);
+        if fp32 {
+            c.arg("--fp32-layers");
+        }
+        let v: serde_json::Value = serde_json::from_str(ok(c).trim()).unwrap();
+        eprintln!("export (fp32 layers: {fp32}): {v}");
+        v
+    };
+    let m32 = tmp.path().join("fp32").join("model.onnx");
+    let m8 = tmp.path().join("int8").join("model.onnx");
+    let v32 = export(&m32, true);
+    let v8 = export(&m8, false);
+
+    // Self-check figures: fp32 layers match the pipeline; int8 layers agree on the ids.
+    assert_eq!(v32["layers"]["precision"], "fp32");
+    assert_eq!(v32["layers"]["first"], 5);
+    assert!(
+        v32["check"]["max_diff_logit"].as_f64().unwrap() <= 1e-4,
+        "{v32}"
+    );
+    assert_eq!(v32["check"]["id_mismatches"], 0, "{v32}");
+    assert!(v32["check"]["slot_ids"].as_u64().unwrap() > 50, "{v32}");
+    assert!(v32.get("graph_check").is_none());
+    assert_eq!(v8["layers"]["precision"], "int8");
+    assert_eq!(v8["layers"]["quantized_matmuls"], 6, "{v8}");
+    assert!(
+        v8["graph_check"]["max_diff_logit"].as_f64().unwrap() <= 1e-4,
+        "{v8}"
+    );
+    assert_eq!(v8["graph_check"]["id_mismatches"], 0, "{v8}");
+    assert!(
+        v8["check"]["id_agreement"].as_f64().unwrap() >= 0.98,
+        "{v8}"
+    );
+    // Quantized layers do change the logits a little, and the file shrinks (6 MatMuls of 1.8 M
+    // weights to int8: about 5 MB).
+    assert!(
+        v8["check"]["max_diff_logit"].as_f64().unwrap() > 1e-4,
+        "{v8}"
+    );
+    let (s32, s8) = (
+        std::fs::metadata(&m32).unwrap().len(),
+        std::fs::metadata(&m8).unwrap().len(),
+    );
+    assert!(s32 > s8 + 4_000_000, "fp32 {s32} bytes, int8 {s8}");
+
+    // infer --model on the exports vs infer --run, on the demo test sentences.
+    let text = std::fs::read_to_string(common::root().join("data/demo/test.jsonl")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let words: Vec<&str> = v["words"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect();
+            words.join(" ")
+        })
+        .collect();
+    let input = tmp.path().join("lines.txt");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let inp = input.as_os_str();
+    let by_run = infer_lines(&cache, &[OsStr::new("--run"), run.as_os_str(), inp]);
+    let by_m32 = infer_lines(&cache, &[OsStr::new("--model"), m32.as_os_str(), inp]);
+    let by_m8 = infer_lines(&cache, &[OsStr::new("--model"), m8.as_os_str(), inp]);
+    assert_eq!(by_run.len(), lines.len());
+    for (r, m) in by_run.iter().zip(&by_m32) {
+        assert_eq!(labels(r), labels(m), "fp32 layers: {r} vs {m}");
+    }
+    let d32 = max_logit_diff(&by_run, &by_m32);
+    assert!(d32 <= 1e-4, "fp32 layers: intent logits differ by {d32}");
+    let same8 = by_run
+        .iter()
+        .zip(&by_m8)
+        .filter(|(r, m)| labels(r) == labels(m))
+        .count();
+    let d8 = max_logit_diff(&by_run, &by_m8);
+    eprintln!(
+        "infer --model vs --run on {} sentences: fp32 layers max |diff intent logit| {d32:.2e}; \
+         int8 layers {d8:.2e}, identical labels {same8}",
+        lines.len()
+    );
+    assert!(
+        same8 as f64 >= 0.98 * lines.len() as f64,
+        "int8 layers: labels identical on only {same8} of {} sentences",
+        lines.len()
+    );
+
+    // Regression: the same merge with the checkpoint's original layer 5 does not reproduce the run.
+    let (rc, heads) = edgetune::run::load_run(&run).unwrap();
+    let t = rc.top_layers.as_ref().unwrap();
+    let original = Weights::load(&hf.join("model.safetensors")).unwrap();
+    let top = build_top_layers(&t.config, &original, t.first).unwrap();
+    let backbone = edgetune::onnx::load_model(&rc.backbone.onnx).unwrap();
+    let spliced = splice_top_layers(backbone, &top, t.first).unwrap();
+    let tokenizer = edgetune::tokenize::WordTokenizer::from_file(
+        &rc.backbone.tokenizer,
+        Some(rc.backbone.max_tokens),
+    )
+    .unwrap();
+    let spec = MergeSpec {
+        states: edgetune::run::head_states(&rc),
+        tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
+        max_tokens: rc.backbone.max_tokens,
+        pad_id: tokenizer.pad_id(),
+    };
+    let merged = build_merged(spliced, &heads, &spec).unwrap();
+    let orig = tmp.path().join("fp32").join("original-layers.onnx");
+    edgetune::onnx::save_model(&orig, &merged).unwrap();
+    let by_orig = infer_lines(&cache, &[OsStr::new("--model"), orig.as_os_str(), inp]);
+    let d_orig = max_logit_diff(&by_run, &by_orig);
+    eprintln!(
+        "original layers instead of the fine-tuned ones: max |diff intent logit| {d_orig:.2e}"
+    );
+    assert!(
+        d_orig > 1e-2,
+        "the original layers give the run's logits ({d_orig}): the export would not show whether the fine-tuned weights are in it"
+    );
 }

@@ -51,6 +51,8 @@ enum Command {
     /// Convert a Hugging Face BERT-family checkpoint to ONNX (self-verified against candle).
     Import(import::Args),
     /// Write one merged ONNX model (backbone, word pooling and both heads), verified against the run.
+    /// A run trained with --unfreeze-top gets its fine-tuned layers spliced in (int8 unless
+    /// --fp32-layers).
     Export(export::Args),
     /// Dynamic int8 quantization (per-channel weight scales) of a model directory's backbone.
     Quantize(quantize::Args),

@@ -217,43 +217,6 @@ fn gru_weights(dirs: &[&GruDir], hid: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<
     Ok((w, r, b))
 }
 
-/// Removes nodes that no graph output depends on, then initializers and value infos nothing uses.
-/// Graphs with subgraphs (control flow) are left alone.
-fn prune(g: &mut super::proto::GraphProto) -> Result<(), OnnxError> {
-    if g.node.iter().any(|n| {
-        n.attribute
-            .iter()
-            .any(|a| a.g.is_some() || !a.graphs.is_empty())
-    }) {
-        return Ok(());
-    }
-    let order = graph::topological_order(g)?;
-    let mut needed: HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
-    let mut keep = vec![false; g.node.len()];
-    for &i in order.iter().rev() {
-        let n = &g.node[i];
-        if n.output.iter().any(|o| needed.contains(o)) {
-            keep[i] = true;
-            needed.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
-        }
-    }
-    let mut i = 0;
-    g.node.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
-    g.initializer
-        .retain(|t| t.name.as_ref().is_some_and(|n| needed.contains(n)));
-    let produced: HashSet<String> = g
-        .node
-        .iter()
-        .flat_map(|n| n.output.iter().cloned())
-        .collect();
-    g.value_info
-        .retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n)));
-    Ok(())
-}
-
 /// Builds the merged model from the backbone graph (as loaded from its file) and trained heads.
 pub fn build_merged(
     mut model: ModelProto,
@@ -492,7 +455,7 @@ pub fn build_merged(
         ));
     }
     let mut g = c.b.graph;
-    prune(&mut g)?;
+    graph::prune(&mut g)?;
     // Keep the backbone's inputs the heads still need (all of them, in practice) plus ours.
     model.graph = Some(g);
     model.producer_name = Some("edgetune".into());
@@ -693,6 +656,14 @@ pub struct VerifyReport {
     pub slot_max_diff: f32,
     /// Predicted ids that differ (intents + word tags).
     pub id_mismatches: usize,
+    /// Intent ids compared (one per sentence with an intent head).
+    pub intent_ids: usize,
+    /// Intent ids that differ.
+    pub intent_mismatches: usize,
+    /// Word tag ids compared.
+    pub slot_ids: usize,
+    /// Word tag ids that differ.
+    pub slot_mismatches: usize,
 }
 
 impl VerifyReport {
@@ -700,11 +671,35 @@ impl VerifyReport {
     pub fn max_diff(&self) -> f32 {
         self.intent_max_diff.max(self.slot_max_diff)
     }
+
+    /// Fraction of predicted ids (intents and word tags together) that agree; 1 when none compared.
+    pub fn id_agreement(&self) -> f64 {
+        agreement(self.id_mismatches, self.intent_ids + self.slot_ids)
+    }
+
+    /// Fraction of intent ids that agree (1 when none compared).
+    pub fn intent_agreement(&self) -> f64 {
+        agreement(self.intent_mismatches, self.intent_ids)
+    }
+
+    /// Fraction of word tag ids that agree (1 when none compared).
+    pub fn slot_agreement(&self) -> f64 {
+        agreement(self.slot_mismatches, self.slot_ids)
+    }
+}
+
+fn agreement(mismatches: usize, total: usize) -> f64 {
+    if total == 0 {
+        1.0
+    } else {
+        1.0 - mismatches as f64 / total as f64
+    }
 }
 
 /// Reference logits of the training pipeline (backbone outputs pooled per word by
-/// [`crate::infer::example_rows`], heads in candle) for each example, in order: intent logits and
-/// per-word slot logits (the sentence's words only).
+/// [`crate::infer::example_rows`], heads in candle; with fine-tuned top layers, the backbone's
+/// token states `states` through the layers in candle first, as `eval`/`infer --run` do) for each
+/// example, in order: intent logits and per-word slot logits (the sentence's words only).
 #[allow(clippy::type_complexity)]
 pub fn reference_logits(
     backbone: &mut crate::backbone::Backbone,
@@ -712,21 +707,31 @@ pub fn reference_logits(
     states: &[usize],
     toks: &[Tokenized],
 ) -> anyhow::Result<Vec<(Option<Vec<f32>>, Option<Vec<Vec<f32>>>)>> {
-    use crate::infer::example_rows;
-    use crate::train::batch::make_batch;
+    use crate::infer::{example_rows, token_rows};
+    use crate::train::batch::{make_batch, make_token_batch};
     let (positions, last) = backbone.positions(states);
     let mut order: Vec<usize> = (0..toks.len()).collect();
     order.sort_by_key(|&i| (toks[i].ids.len(), i));
     let mut res = vec![(None, None); toks.len()];
     let dev = candle_core::Device::Cpu;
-    for chunk in order.chunks(32) {
+    for chunk in order.chunks(VERIFY_BATCH) {
         let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
         let out = backbone.run(&batch)?;
-        let rows: Vec<_> = (0..chunk.len())
-            .map(|r| example_rows(&out, r, batch[r], &positions, last))
-            .collect();
-        let refs: Vec<_> = rows.iter().collect();
-        let b = make_batch(&refs, states.len(), backbone.hidden, &dev)?;
+        let b = if heads.top.is_some() {
+            // Fine-tuned top layers: cached-style token states -> layers (candle) -> word pooling.
+            let rows: Vec<_> = (0..chunk.len())
+                .map(|r| token_rows(&out, r, batch[r], &positions))
+                .collect();
+            let refs: Vec<_> = rows.iter().collect();
+            let tb = make_token_batch(&refs, states.len(), backbone.hidden, &dev)?;
+            heads.token_inputs(&tb, None)?
+        } else {
+            let rows: Vec<_> = (0..chunk.len())
+                .map(|r| example_rows(&out, r, batch[r], &positions, last))
+                .collect();
+            let refs: Vec<_> = rows.iter().collect();
+            make_batch(&refs, states.len(), backbone.hidden, &dev)?
+        };
         let il: Option<Vec<Vec<f32>>> = match &heads.intent {
             Some(h) => Some(h.forward(&b.words, &b.mask, &b.pooled, None)?.to_vec2()?),
             None => None,
@@ -736,7 +741,7 @@ pub fn reference_logits(
             None => None,
         };
         for (r, &i) in chunk.iter().enumerate() {
-            let w = rows[r].words;
+            let w = batch[r].word_tokens.len();
             res[i] = (
                 il.as_ref().map(|v| v[r].clone()),
                 sl.as_ref().map(|v| v[r][..w].to_vec()),
@@ -746,8 +751,12 @@ pub fn reference_logits(
     Ok(res)
 }
 
-/// Compares a merged model (a session on it) with the training pipeline on `toks` (all in one
-/// padded batch on the merged side, length-sorted batches on the reference side, as `infer` does).
+/// Examples per batch of the self-check, on both sides (as `infer` batches).
+const VERIFY_BATCH: usize = 32;
+
+/// Compares a merged model (a session on it) with the training pipeline on `toks`. Both sides see
+/// the same length-sorted batches of [`VERIFY_BATCH`] (as `infer --run` and `infer --model` do): an
+/// int8 backbone quantizes its activations per batch, so other batches would give other features.
 pub fn verify(
     merged: &mut Session,
     backbone: &mut crate::backbone::Backbone,
@@ -757,42 +766,54 @@ pub fn verify(
     pad_id: u32,
 ) -> anyhow::Result<VerifyReport> {
     let reference = reference_logits(backbone, heads, states, toks)?;
-    let decoded = crate::infer::run_examples(backbone, heads, states, toks, 32)?;
-    let refs: Vec<&Tokenized> = toks.iter().collect();
-    let out = run_merged(merged, &MergedInputs::new(&refs, pad_id))?;
+    let decoded = crate::infer::run_examples(backbone, heads, states, toks, VERIFY_BATCH)?;
+    let mut order: Vec<usize> = (0..toks.len()).collect();
+    order.sort_by_key(|&i| (toks[i].ids.len(), i));
     let mut rep = VerifyReport {
         sentences: toks.len(),
         ..Default::default()
     };
-    for (i, ((ri, rs), (d, _))) in reference.iter().zip(&decoded).enumerate() {
-        if let (Some(ri), Some((id, _, _))) = (ri, &d.intent) {
-            let ml = out
-                .intent_logits
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("merged model has no intent_logits"))?;
-            let mid = out
-                .intent_id
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("merged model has no intent_id"))?;
-            let row: Vec<f32> = ml.row(i).to_vec();
-            rep.intent_max_diff = rep
-                .intent_max_diff
-                .max(super::runtime::max_abs_diff(ri, &row));
-            rep.id_mismatches += usize::from(mid[i] as usize != *id);
-        }
-        if let (Some(rs), Some(tags)) = (rs, &d.tags) {
-            let ml = out
-                .slot_logits
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("merged model has no slot_logits"))?;
-            let mid = out
-                .slot_ids
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("merged model has no slot_ids"))?;
-            for (w, (row, (tid, _))) in rs.iter().zip(tags).enumerate() {
-                let m: Vec<f32> = ml.slice(ndarray::s![i, w, ..]).to_vec();
-                rep.slot_max_diff = rep.slot_max_diff.max(super::runtime::max_abs_diff(row, &m));
-                rep.id_mismatches += usize::from(mid[[i, w]] as usize != *tid);
+    for chunk in order.chunks(VERIFY_BATCH) {
+        let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
+        let out = run_merged(merged, &MergedInputs::new(&batch, pad_id))?;
+        for (r, &i) in chunk.iter().enumerate() {
+            let ((ri, rs), (d, _)) = (&reference[i], &decoded[i]);
+            if let (Some(ri), Some((id, _, _))) = (ri, &d.intent) {
+                let ml = out
+                    .intent_logits
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("merged model has no intent_logits"))?;
+                let mid = out
+                    .intent_id
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("merged model has no intent_id"))?;
+                let row: Vec<f32> = ml.row(r).to_vec();
+                rep.intent_max_diff = rep
+                    .intent_max_diff
+                    .max(super::runtime::max_abs_diff(ri, &row));
+                let differs = usize::from(mid[r] as usize != *id);
+                rep.intent_ids += 1;
+                rep.intent_mismatches += differs;
+                rep.id_mismatches += differs;
+            }
+            if let (Some(rs), Some(tags)) = (rs, &d.tags) {
+                let ml = out
+                    .slot_logits
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("merged model has no slot_logits"))?;
+                let mid = out
+                    .slot_ids
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("merged model has no slot_ids"))?;
+                for (w, (row, (tid, _))) in rs.iter().zip(tags).enumerate() {
+                    let m: Vec<f32> = ml.slice(ndarray::s![r, w, ..]).to_vec();
+                    rep.slot_max_diff =
+                        rep.slot_max_diff.max(super::runtime::max_abs_diff(row, &m));
+                    let differs = usize::from(mid[[r, w]] as usize != *tid);
+                    rep.slot_ids += 1;
+                    rep.slot_mismatches += differs;
+                    rep.id_mismatches += differs;
+                }
             }
         }
     }

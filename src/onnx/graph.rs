@@ -596,3 +596,40 @@ pub fn consumers(graph: &GraphProto) -> HashMap<String, Vec<usize>> {
     }
     m
 }
+
+/// Removes nodes that no graph output depends on, then initializers and value infos nothing uses.
+/// Graphs with subgraphs (control flow) are left alone.
+pub fn prune(g: &mut GraphProto) -> Result<(), OnnxError> {
+    if g.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    }) {
+        return Ok(());
+    }
+    let order = topological_order(g)?;
+    let mut needed: HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
+    let mut keep = vec![false; g.node.len()];
+    for &i in order.iter().rev() {
+        let n = &g.node[i];
+        if n.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            needed.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+        }
+    }
+    let mut i = 0;
+    g.node.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    g.initializer
+        .retain(|t| t.name.as_ref().is_some_and(|n| needed.contains(n)));
+    let produced: HashSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().cloned())
+        .collect();
+    g.value_info
+        .retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n)));
+    Ok(())
+}

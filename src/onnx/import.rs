@@ -324,8 +324,6 @@ pub fn build_bert_graph(
     hidden_states: &[usize],
 ) -> Result<ModelProto, OnnxError> {
     let h = c.hidden_size;
-    let nh = c.num_attention_heads;
-    let hd = h / nh;
     let l = c.num_hidden_layers;
     let hi = h as i64;
     let eps = c.layer_norm_eps as f32;
@@ -390,151 +388,14 @@ pub fn build_bert_graph(
     let mut x = layer_norm(&mut b, w, &s2, "embeddings.LayerNorm", h, eps, "hidden.0")?;
     let mut hidden_tensors = vec![x.clone()];
 
-    // Additive attention mask [batch, 1, 1, seq]: (1 - mask) * f32::MIN, as candle/transformers do.
-    let axes = b.initializer_i64("const.mask_axes", &[2], &[1, 2]);
-    let m4 = b.op_as(
-        "Unsqueeze",
-        &["attention_mask", &axes],
-        vec![],
-        "mask.unsqueezed",
-    );
-    let mf = b.op_as(
-        "Cast",
-        &[&m4],
-        vec![attr_int("to", DataType::Float as i64)],
-        "mask.float",
-    );
-    let onef = b.initializer(tensor("const.one_f", &[], &[1f32]));
-    let minf = b.initializer(tensor("const.min_f", &[], &[f32::MIN]));
-    let inv = b.op_as("Sub", &[&onef, &mf], vec![], "mask.inverted");
-    let mask_add = b.op_as("Mul", &[&inv, &minf], vec![], "mask.additive");
-
-    let heads_shape = b.initializer_i64("const.heads_shape", &[4], &[0, 0, nh as i64, hd as i64]);
-    let merge_shape = b.initializer_i64("const.merge_shape", &[3], &[0, 0, hi]);
-    let scale = b.initializer(tensor("const.sqrt_head_dim", &[], &[(hd as f32).sqrt()]));
-    let half_f = b.initializer(tensor("const.half", &[], &[0.5f32]));
-    let sqrt2 = b.initializer(tensor("const.sqrt2", &[], &[std::f32::consts::SQRT_2]));
-
+    let consts = LayerConstants::new(&mut b, c, "attention_mask");
     for i in 0..l {
-        let p = format!("encoder.layer.{i}");
-        let lin = |b: &mut GraphBuilder,
-                   x: &str,
-                   name: &str,
-                   din: usize,
-                   dout: usize|
-         -> Result<String, OnnxError> {
-            let wt = w.get(&format!("{p}.{name}.weight"), &[dout, din])?;
-            let bias = w.get(&format!("{p}.{name}.bias"), &[dout])?;
-            Ok(b.linear(
-                x,
-                &transpose(wt, dout, din),
-                din,
-                dout,
-                Some(bias),
-                &format!("{p}.{name}"),
-            ))
-        };
-        let q = lin(&mut b, &x, "attention.self.query", h, h)?;
-        let k = lin(&mut b, &x, "attention.self.key", h, h)?;
-        let v = lin(&mut b, &x, "attention.self.value", h, h)?;
-        let split = |b: &mut GraphBuilder, t: &str, perm: &[i64], n: &str| {
-            let r = b.op_as(
-                "Reshape",
-                &[t, &heads_shape],
-                vec![],
-                &format!("{p}.attention.{n}_heads"),
-            );
-            b.op_as(
-                "Transpose",
-                &[&r],
-                vec![attr_ints("perm", perm)],
-                &format!("{p}.attention.{n}_t"),
-            )
-        };
-        let qh = split(&mut b, &q, &[0, 2, 1, 3], "q");
-        let kh = split(&mut b, &k, &[0, 2, 3, 1], "k");
-        let vh = split(&mut b, &v, &[0, 2, 1, 3], "v");
-        let sc = b.op_as(
-            "MatMul",
-            &[&qh, &kh],
-            vec![],
-            &format!("{p}.attention.scores"),
-        );
-        let sc = b.op_as(
-            "Div",
-            &[&sc, &scale],
-            vec![],
-            &format!("{p}.attention.scaled"),
-        );
-        let sc = b.op_as(
-            "Add",
-            &[&sc, &mask_add],
-            vec![],
-            &format!("{p}.attention.masked"),
-        );
-        let pr = b.op_as(
-            "Softmax",
-            &[&sc],
-            vec![attr_int("axis", -1)],
-            &format!("{p}.attention.probs"),
-        );
-        let ctx = b.op_as(
-            "MatMul",
-            &[&pr, &vh],
-            vec![],
-            &format!("{p}.attention.context"),
-        );
-        let ctx = b.op_as(
-            "Transpose",
-            &[&ctx],
-            vec![attr_ints("perm", &[0, 2, 1, 3])],
-            &format!("{p}.attention.context_t"),
-        );
-        let ctx = b.op_as(
-            "Reshape",
-            &[&ctx, &merge_shape],
-            vec![],
-            &format!("{p}.attention.context_merged"),
-        );
-        let ao = lin(&mut b, &ctx, "attention.output.dense", h, h)?;
-        let res = b.op_as(
-            "Add",
-            &[&ao, &x],
-            vec![],
-            &format!("{p}.attention.residual"),
-        );
-        let x1 = layer_norm(
-            &mut b,
-            w,
-            &res,
-            &format!("{p}.attention.output.LayerNorm"),
-            h,
-            eps,
-            &format!("{p}.attention.out"),
-        )?;
-        // FFN with exact gelu: x * 0.5 * (1 + erf(x / sqrt(2))).
-        let f = lin(&mut b, &x1, "intermediate.dense", h, c.intermediate_size)?;
-        let d = b.op_as("Div", &[&f, &sqrt2], vec![], &format!("{p}.gelu.scaled"));
-        let e = b.op_as("Erf", &[&d], vec![], &format!("{p}.gelu.erf"));
-        let e1 = b.op_as("Add", &[&e, &onef], vec![], &format!("{p}.gelu.one_plus"));
-        let m = b.op_as("Mul", &[&f, &e1], vec![], &format!("{p}.gelu.mul"));
-        let g = b.op_as("Mul", &[&m, &half_f], vec![], &format!("{p}.gelu.out"));
-        let o = lin(&mut b, &g, "output.dense", c.intermediate_size, h)?;
-        let res = b.op_as("Add", &[&o, &x1], vec![], &format!("{p}.output.residual"));
         let out_name = if i + 1 == l {
             "last_hidden_state".to_string()
         } else {
             format!("hidden.{}", i + 1)
         };
-        x = layer_norm(
-            &mut b,
-            w,
-            &res,
-            &format!("{p}.output.LayerNorm"),
-            h,
-            eps,
-            &out_name,
-        )?;
+        x = bert_layer(&mut b, c, w, &consts, i, &x, &out_name)?;
         hidden_tensors.push(x.clone());
     }
     let out_dims = [Dim::param("batch"), Dim::param("sequence"), Dim::Fixed(hi)];
@@ -551,6 +412,189 @@ pub fn build_bert_graph(
     }
     super::expose_hidden_states(&mut model, hidden_states)?;
     Ok(model)
+}
+
+/// Names of the values every transformer layer of [`bert_layer`] shares: the additive attention mask
+/// and a few constants.
+pub(crate) struct LayerConstants {
+    /// Additive attention mask `[batch, 1, 1, seq]`: `(1 - mask) * f32::MIN`.
+    mask_add: String,
+    heads_shape: String,
+    merge_shape: String,
+    scale: String,
+    one: String,
+    half: String,
+    sqrt2: String,
+}
+
+impl LayerConstants {
+    /// Adds the additive attention mask computed from the int64 input `attention_mask` (`(1 - mask)
+    /// * f32::MIN`, as candle/transformers and [`crate::backbone::layers::TopLayers`] do) and the
+    /// layers' constants to `b`.
+    pub(crate) fn new(b: &mut GraphBuilder, c: &BertConfig, attention_mask: &str) -> Self {
+        let nh = c.num_attention_heads;
+        let hd = c.hidden_size / nh;
+        let hi = c.hidden_size as i64;
+        // Additive attention mask [batch, 1, 1, seq]: (1 - mask) * f32::MIN, as candle/transformers do.
+        let axes = b.initializer_i64("const.mask_axes", &[2], &[1, 2]);
+        let m4 = b.op_as(
+            "Unsqueeze",
+            &[attention_mask, &axes],
+            vec![],
+            "mask.unsqueezed",
+        );
+        let mf = b.op_as(
+            "Cast",
+            &[&m4],
+            vec![attr_int("to", DataType::Float as i64)],
+            "mask.float",
+        );
+        let onef = b.initializer(tensor("const.one_f", &[], &[1f32]));
+        let minf = b.initializer(tensor("const.min_f", &[], &[f32::MIN]));
+        let inv = b.op_as("Sub", &[&onef, &mf], vec![], "mask.inverted");
+        let mask_add = b.op_as("Mul", &[&inv, &minf], vec![], "mask.additive");
+
+        let heads_shape =
+            b.initializer_i64("const.heads_shape", &[4], &[0, 0, nh as i64, hd as i64]);
+        let merge_shape = b.initializer_i64("const.merge_shape", &[3], &[0, 0, hi]);
+        let scale = b.initializer(tensor("const.sqrt_head_dim", &[], &[(hd as f32).sqrt()]));
+        let half_f = b.initializer(tensor("const.half", &[], &[0.5f32]));
+        let sqrt2 = b.initializer(tensor("const.sqrt2", &[], &[std::f32::consts::SQRT_2]));
+        LayerConstants {
+            mask_add,
+            heads_shape,
+            merge_shape,
+            scale,
+            one: onef,
+            half: half_f,
+            sqrt2,
+        }
+    }
+}
+
+/// Appends transformer layer `i` (`encoder.layer.{i}.*` of `w`) to `b`: input hidden state `x`,
+/// output hidden state `i + 1` named `out_name` (made unique). Post-LN BERT: self-attention with
+/// the additive mask of `cs`, residual, LayerNorm, exact-GELU FFN, residual, LayerNorm.
+pub(crate) fn bert_layer(
+    b: &mut GraphBuilder,
+    c: &BertConfig,
+    w: &Weights,
+    cs: &LayerConstants,
+    i: usize,
+    x: &str,
+    out_name: &str,
+) -> Result<String, OnnxError> {
+    let h = c.hidden_size;
+    let eps = c.layer_norm_eps as f32;
+    let p = format!("encoder.layer.{i}");
+    let lin = |b: &mut GraphBuilder,
+               x: &str,
+               name: &str,
+               din: usize,
+               dout: usize|
+     -> Result<String, OnnxError> {
+        let wt = w.get(&format!("{p}.{name}.weight"), &[dout, din])?;
+        let bias = w.get(&format!("{p}.{name}.bias"), &[dout])?;
+        Ok(b.linear(
+            x,
+            &transpose(wt, dout, din),
+            din,
+            dout,
+            Some(bias),
+            &format!("{p}.{name}"),
+        ))
+    };
+    let q = lin(b, x, "attention.self.query", h, h)?;
+    let k = lin(b, x, "attention.self.key", h, h)?;
+    let v = lin(b, x, "attention.self.value", h, h)?;
+    let split = |b: &mut GraphBuilder, t: &str, perm: &[i64], n: &str| {
+        let r = b.op_as(
+            "Reshape",
+            &[t, &cs.heads_shape],
+            vec![],
+            &format!("{p}.attention.{n}_heads"),
+        );
+        b.op_as(
+            "Transpose",
+            &[&r],
+            vec![attr_ints("perm", perm)],
+            &format!("{p}.attention.{n}_t"),
+        )
+    };
+    let qh = split(b, &q, &[0, 2, 1, 3], "q");
+    let kh = split(b, &k, &[0, 2, 3, 1], "k");
+    let vh = split(b, &v, &[0, 2, 1, 3], "v");
+    let sc = b.op_as(
+        "MatMul",
+        &[&qh, &kh],
+        vec![],
+        &format!("{p}.attention.scores"),
+    );
+    let sc = b.op_as(
+        "Div",
+        &[&sc, &cs.scale],
+        vec![],
+        &format!("{p}.attention.scaled"),
+    );
+    let sc = b.op_as(
+        "Add",
+        &[&sc, &cs.mask_add],
+        vec![],
+        &format!("{p}.attention.masked"),
+    );
+    let pr = b.op_as(
+        "Softmax",
+        &[&sc],
+        vec![attr_int("axis", -1)],
+        &format!("{p}.attention.probs"),
+    );
+    let ctx = b.op_as(
+        "MatMul",
+        &[&pr, &vh],
+        vec![],
+        &format!("{p}.attention.context"),
+    );
+    let ctx = b.op_as(
+        "Transpose",
+        &[&ctx],
+        vec![attr_ints("perm", &[0, 2, 1, 3])],
+        &format!("{p}.attention.context_t"),
+    );
+    let ctx = b.op_as(
+        "Reshape",
+        &[&ctx, &cs.merge_shape],
+        vec![],
+        &format!("{p}.attention.context_merged"),
+    );
+    let ao = lin(b, &ctx, "attention.output.dense", h, h)?;
+    let res = b.op_as("Add", &[&ao, x], vec![], &format!("{p}.attention.residual"));
+    let x1 = layer_norm(
+        b,
+        w,
+        &res,
+        &format!("{p}.attention.output.LayerNorm"),
+        h,
+        eps,
+        &format!("{p}.attention.out"),
+    )?;
+    // FFN with exact gelu: x * 0.5 * (1 + erf(x / sqrt(2))).
+    let f = lin(b, &x1, "intermediate.dense", h, c.intermediate_size)?;
+    let d = b.op_as("Div", &[&f, &cs.sqrt2], vec![], &format!("{p}.gelu.scaled"));
+    let e = b.op_as("Erf", &[&d], vec![], &format!("{p}.gelu.erf"));
+    let e1 = b.op_as("Add", &[&e, &cs.one], vec![], &format!("{p}.gelu.one_plus"));
+    let m = b.op_as("Mul", &[&f, &e1], vec![], &format!("{p}.gelu.mul"));
+    let g = b.op_as("Mul", &[&m, &cs.half], vec![], &format!("{p}.gelu.out"));
+    let o = lin(b, &g, "output.dense", c.intermediate_size, h)?;
+    let res = b.op_as("Add", &[&o, &x1], vec![], &format!("{p}.output.residual"));
+    layer_norm(
+        b,
+        w,
+        &res,
+        &format!("{p}.output.LayerNorm"),
+        h,
+        eps,
+        out_name,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -14,6 +14,7 @@ pub mod hidden;
 pub mod import;
 pub mod quantize;
 pub mod runtime;
+pub mod top_layers;
 
 pub use hidden::{count_layers, expose_hidden_states, hidden_state_name};
 
