@@ -226,15 +226,39 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 layers_json = json!({"first": t.first, "count": l - t.first, "precision": "fp32"});
             } else {
                 let mut q = top.clone();
+                // Outlier channels of the new layers, as for the default backbone: calibration
+                // statistics from the backbone with the fp32 layers spliced in, on the built-in
+                // sample sentences (the layers' MatMuls are the only float-weight ones left).
+                let calib = {
+                    let tmp =
+                        dir.join(format!(".edgetune-calibration-{}.onnx", std::process::id()));
+                    edgetune::onnx::save_model(
+                        &tmp,
+                        &splice_top_layers(backbone_model.clone(), &top, t.first)?,
+                    )?;
+                    let hf_tok = edgetune::onnx::runtime::load_tokenizer(&files.tokenizer)?;
+                    let stats = edgetune::onnx::quantize::activation_stats(
+                        &tmp,
+                        &hf_tok,
+                        edgetune::onnx::import::VERIFY_SENTENCES,
+                        0.0,
+                        Some(threads),
+                    );
+                    let _ = std::fs::remove_file(&tmp);
+                    stats?
+                };
                 let opts = QuantizeOptions {
                     keep_fp32: backbone_kept_fp32(&files.onnx, &rc.backbone.onnx_sha256),
+                    smooth: Some(calib),
+                    outlier_ratio: edgetune::onnx::quantize::DEFAULT_OUTLIER_RATIO,
                     ..QuantizeOptions::default()
                 };
                 let summary = quantize_model(&mut q, &opts)?;
                 eprintln!(
-                    "fine-tuned layers {}..{l}: {} MatMuls quantized to dynamic int8 (per-channel){}",
+                    "fine-tuned layers {}..{l}: {} MatMuls quantized to dynamic int8 (per-channel, {} outlier channels fp32){}",
                     t.first,
                     summary.quantized.len(),
+                    summary.outlier_channels,
                     if summary.kept_fp32.is_empty() {
                         String::new()
                     } else {
@@ -246,6 +270,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                     "count": l - t.first,
                     "precision": "int8",
                     "quantized_matmuls": summary.quantized.len(),
+                    "outlier_channels": summary.outlier_channels,
                     "kept_fp32": summary.kept_fp32,
                 });
                 int8_layers = Some(splice_top_layers(backbone_model.clone(), &q, t.first)?);
