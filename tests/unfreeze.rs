@@ -297,7 +297,8 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
 
 /// A run with unfrozen layers killed after its first checkpoint and resumed ends with the same
 /// weights (heads and layers) as an uninterrupted one: the checkpoint holds the layers and their
-/// AdamW moments.
+/// AdamW moments. With `--heads-first 1` the layers are still the checkpoint's after epoch 1 and
+/// differ at the end.
 #[test]
 fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     require_setup();
@@ -315,6 +316,8 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
             "1",
             "--epochs",
             "3",
+            "--heads-first",
+            "1",
             "--patience",
             "10",
             "-q",
@@ -334,10 +337,37 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     let mut c = edgetune(&cache);
     c.args(args(&b));
     common::kill_after_epochs(c, &b, 1);
+    let hf = Weights::load(&minilm().join("model.safetensors")).unwrap();
+    let layer_tensor = |w: &Weights| w.get(LAYER5, &[384, 384]).unwrap().to_vec();
+    let after_one = Weights::load(&b.join("checkpoint").join("current.safetensors")).unwrap();
+    assert!(
+        layer_tensor(&after_one) == layer_tensor(&hf),
+        "--heads-first 1: the layers changed during the heads-only epoch"
+    );
     let mut c = edgetune(&cache);
     c.args(["train", "--threads", "1", "-q", "--resume"])
         .arg(&b);
     ok(c);
+    let end = Weights::load(&b.join("heads.safetensors")).unwrap();
+    assert!(
+        layer_tensor(&end) != layer_tensor(&hf),
+        "the layers did not train after the heads-only epoch"
+    );
+    // No epoch left for the layers: a clear error before any work.
+    let mut c = edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "--unfreeze-top",
+        "1",
+        "--epochs",
+        "2",
+    ])
+    .args(["--heads-first", "2", "--out"])
+    .arg(tmp.path().join("c"));
+    let e = fails(c);
+    assert!(e.contains("--heads-first 2"), "{e}");
     let wa = std::fs::read(a.join("heads.safetensors")).unwrap();
     let wb = std::fs::read(b.join("heads.safetensors")).unwrap();
     assert!(
@@ -347,6 +377,8 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     let st = safetensors::SafeTensors::deserialize(&wa).unwrap();
     assert!(st.tensor("encoder.layer.5.output.dense.weight").is_ok());
 }
+
+const LAYER5: &str = "encoder.layer.5.attention.self.query.weight";
 
 /// The fused layer norm equals the formulation from candle primitives in value and in the
 /// gradients of its input, scale and shift.

@@ -105,6 +105,10 @@ pub struct Args {
     /// Learning-rate factor per layer below the top one.
     #[arg(long, default_value_t = train::DEFAULT_LAYER_LR_DECAY, requires = "unfreeze_top")]
     pub layer_lr_decay: f64,
+    /// With --unfreeze-top: epochs at the start during which only the heads learn (the layers run
+    /// forward-only, which is about three times cheaper); the layers then warm up over one epoch.
+    #[arg(long, value_name = "N", default_value_t = train::DEFAULT_HEADS_FIRST, requires = "unfreeze_top")]
+    pub heads_first: usize,
     /// Print the plan (trainable parameters, cache size, expected peak memory) and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -216,6 +220,11 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         unfreeze_top: a.unfreeze_top.unwrap_or(0),
         layer_lr: a.layer_lr,
         layer_lr_decay: a.layer_lr_decay,
+        heads_first: if a.unfreeze_top.is_some() {
+            a.heads_first
+        } else {
+            0
+        },
         hf_weights,
     };
     let mut data = a.data.clone();

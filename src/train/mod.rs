@@ -79,7 +79,14 @@ pub struct TrainSettings {
     /// unfrozen layers.
     #[serde(default)]
     pub hf_weights: Option<PathBuf>,
+    /// With unfrozen layers: epochs at the start during which only the heads learn (the layers
+    /// run forward-only); the layers' learning rate then warms up over one epoch.
+    #[serde(default)]
+    pub heads_first: usize,
 }
+
+/// Default of [`TrainSettings::heads_first`] for `--unfreeze-top` runs.
+pub const DEFAULT_HEADS_FIRST: usize = 0;
 
 /// Default peak learning rate of the top unfrozen layer.
 pub const DEFAULT_LAYER_LR: f64 = 1e-4;
@@ -113,6 +120,7 @@ impl Default for TrainSettings {
             layer_lr: DEFAULT_LAYER_LR,
             layer_lr_decay: DEFAULT_LAYER_LR_DECAY,
             hf_weights: None,
+            heads_first: 0,
         }
     }
 }
@@ -487,6 +495,12 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             settings.unfreeze_top,
         );
     }
+    if settings.unfreeze_top > 0 && settings.heads_first >= settings.epochs {
+        return Err(TrainError::Invalid(format!(
+            "--heads-first {} leaves no epoch of {} for the unfrozen layers",
+            settings.heads_first, settings.epochs
+        )));
+    }
 
     // Initial heads: fresh, or from another run (frozen heads must come from one).
     let init = match &settings.init_from {
@@ -616,11 +630,15 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         ));
     }
 
+    // The layers' own warm-up factor when they start after --heads-first epochs (set per step).
+    let layer_warm = std::cell::Cell::new(1.0f64);
     let group_settings = |g: Group| -> Option<GroupSettings> {
         trainable(&settings, g).then_some(match g {
             // Layer-wise decay: the top layer at --layer-lr, each layer below a factor smaller.
             Group::Layer(i) => GroupSettings {
-                lr: settings.layer_lr * settings.layer_lr_decay.powi((layers - 1 - i) as i32),
+                lr: settings.layer_lr
+                    * settings.layer_lr_decay.powi((layers - 1 - i) as i32)
+                    * layer_warm.get(),
                 weight_decay: settings.weight_decay,
             },
             _ => GroupSettings {
@@ -690,7 +708,12 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             for (step, prepared) in rx.iter().enumerate() {
                 let (b, ti, ts) = prepared?;
                 lap(0, &mut prof);
-                let b = b.heads_input(heads, Some((LAYER_DROPOUT, &mut rng)))?;
+                let mut b = b.heads_input(heads, Some((LAYER_DROPOUT, &mut rng)))?;
+                if epoch < settings.heads_first {
+                    // Heads only: no gradient flows back into the layers.
+                    b.words = b.words.detach();
+                    b.pooled = b.pooled.detach();
+                }
                 lap(5, &mut prof);
                 let mut loss: Option<Tensor> = None;
                 if let (Some(h), Some(t), true) =
@@ -720,6 +743,13 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                 let done = epoch * steps_per_epoch + step;
                 // Linear warm-up over the first epoch, then cosine decay to a tenth.
                 let warm = (done as f64 + 1.0) / steps_per_epoch as f64;
+                let layers_start = settings.heads_first * steps_per_epoch;
+                layer_warm.set(if settings.heads_first == 0 {
+                    1.0
+                } else {
+                    ((done as f64 + 1.0 - layers_start as f64) / steps_per_epoch as f64)
+                        .clamp(0.0, 1.0)
+                });
                 let cos =
                     0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total_steps as f64).cos());
                 opt.step(
@@ -1080,8 +1110,14 @@ fn plan_and_peak(
     .collect();
     let top = if n_top > 0 {
         format!(
-            ", top {n_top} backbone layers {layer_params} (layers {first}..{layers}, LR {:e} x {} per layer below)",
-            settings.layer_lr, settings.layer_lr_decay
+            ", top {n_top} backbone layers {layer_params} (layers {first}..{layers}, LR {:e} x {} per layer below{})",
+            settings.layer_lr,
+            settings.layer_lr_decay,
+            if settings.heads_first > 0 {
+                format!(", from epoch {}", settings.heads_first + 1)
+            } else {
+                String::new()
+            }
         )
     } else {
         String::new()
