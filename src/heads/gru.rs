@@ -152,7 +152,7 @@ fn tanh(x: f32) -> f32 {
 /// Runs `f` compiled for AVX2 + FMA when the CPU has them (the gate loops then vectorise 8 wide);
 /// otherwise as compiled for the baseline target.
 #[inline(always)]
-fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
@@ -250,7 +250,7 @@ fn gates_backward(
 
 /// `dst[m×n] (+)= lhs · rhs`, `dst` row-major, `lhs` and `rhs` given by their (row, column) strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     m: usize,
     n: usize,
     k: usize,

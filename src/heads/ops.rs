@@ -10,6 +10,10 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+use candle_core::cpu::erf::erf_f32;
+use rayon::prelude::*;
+use std::f32::consts::FRAC_1_SQRT_2;
+
 use super::gru::matmul_par;
 
 /// The elements of a contiguous f32 CPU storage (custom ops' inputs), or an error naming `op`.
@@ -421,4 +425,59 @@ impl CustomOp3 for LayerNormOp {
             Some(Tensor::from_vec(db, b.shape(), b.device())?),
         ))
     }
+}
+
+/// Exact (erf) GELU, `x / 2 * (1 + erf(x / sqrt 2))`, with a one-pass backward pass
+/// (`d/dx = (1 + erf(x / sqrt 2)) / 2 + x e^(-x^2 / 2) / sqrt(2 pi)`). Forward values equal
+/// candle's `gelu_erf` (same `erf`); candle's backward builds that derivative from about a dozen
+/// batch-sized temporaries.
+#[derive(Debug, Clone, Copy)]
+pub struct GeluErfOp;
+
+/// `1 / sqrt(2 pi)`.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// Elements per parallel task of [`GeluErfOp`].
+const GELU_CHUNK: usize = 1 << 14;
+
+impl CustomOp1 for GeluErfOp {
+    fn name(&self) -> &'static str {
+        "edgetune-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(GELU_CHUNK)
+            .zip(x.par_chunks(GELU_CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = (erf_f32(v * FRAC_1_SQRT_2) + 1.) * 0.5 * v;
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dx = with_values(x, |xv| {
+            with_values(grad, |gv| {
+                let mut dx = vec![0f32; xv.len()];
+                dx.par_chunks_mut(GELU_CHUNK)
+                    .zip(xv.par_chunks(GELU_CHUNK).zip(gv.par_chunks(GELU_CHUNK)))
+                    .for_each(|(d, (xs, gs))| {
+                        for ((d, &v), &g) in d.iter_mut().zip(xs).zip(gs) {
+                            let cdf = 0.5 * (1. + erf_f32(v * FRAC_1_SQRT_2));
+                            *d = g * (cdf + v * (-0.5 * v * v).exp() * FRAC_1_SQRT_2PI);
+                        }
+                    });
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+/// Exact GELU of `x` (contiguous or not) as [`GeluErfOp`].
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(GeluErfOp)
 }
