@@ -417,7 +417,7 @@ fn fused_gelu_matches_candle() {
     let reference = x.as_tensor().gelu_erf().unwrap();
     let fused = gelu_erf(x.as_tensor()).unwrap();
     let diff = max_abs_diff(&reference, &fused);
-    assert!(diff <= 1e-6, "fused GELU values differ by {diff}");
+    assert!(diff <= 2e-6, "fused GELU values differ by {diff}");
     let gr = reference
         .mul(&w)
         .unwrap()

@@ -123,7 +123,7 @@ impl Dims {
 /// `r` in [-ln2/2, ln2/2], a degree-6 polynomial, the exponent put in by bit arithmetic). libm's
 /// `expf`/`tanhf` are scalar calls and were a fifth of an epoch.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest without a rounding instruction (baseline x86-64 has none).
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
