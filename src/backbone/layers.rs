@@ -5,16 +5,17 @@
 //! model's [`ParamSet`] (group [`Group::Layer`]`(i)`, named as in the Hugging Face checkpoint, e.g.
 //! `encoder.layer.4.attention.self.query.weight`).
 //!
-//! Everything is built from differentiable primitives. candle's fused `layer_norm`,
+//! Everything is differentiable: either candle primitives or custom ops with hand-written backward
+//! passes, each tested against the primitive formulation. candle's fused `layer_norm`,
 //! `softmax_last_dim`, `rms_norm` and rotary kernels have no backward pass (gradients would silently
-//! stop at them), so layer norm is written out as mean/variance, softmax as
-//! [`crate::heads::softmax_last`], and GELU is candle's `gelu_erf`, which has a backward pass
-//! (`UnaryOp::GeluErf` in candle-core's `backprop.rs`). See `tests/top_layers.rs`.
+//! stop at them), so layer norm is [`crate::heads::ops::LayerNormOp`], the attention core (scores,
+//! masked softmax, context) [`super::attention::AttentionOp`], and GELU the exact (erf)
+//! [`crate::heads::ops::GeluErfOp`]. See `tests/top_layers.rs` and `tests/grad_tests.rs`.
 
 use candle_core::{Device, Result, Tensor, Var, D};
 use rand_chacha::ChaCha8Rng;
 
-use crate::heads::{dropout as seeded_dropout, softmax_last, Group, Param, ParamSet};
+use crate::heads::{dropout as seeded_dropout, Group, Param, ParamSet};
 use crate::onnx::import::{BertConfig, Weights};
 
 /// Additive attention bias on padding keys: the same value the imported ONNX graph uses
@@ -211,34 +212,21 @@ impl BertAttention {
         })
     }
 
-    /// `[B, T, H]` -> `[B, heads, T, head_dim]`.
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
     /// `x`: `[B, T, H]`; `bias`: the additive key mask `[B, 1, 1, T]` from
-    /// [`TopLayers::attention_bias`]. Dropout (seeded) applies to the output projection, before the
-    /// residual.
+    /// [`TopLayers::attention_bias`]. The attention core is the fused
+    /// [`super::attention::AttentionOp`] (values and gradients equal to
+    /// [`super::attention::attention_reference`], `tests/grad_tests.rs`). Dropout (seeded) applies
+    /// to the output projection, before the residual.
     pub fn forward(
         &self,
         x: &Tensor,
         bias: &Tensor,
         dropout: Option<(f32, &mut ChaCha8Rng)>,
     ) -> Result<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        let q = self.split_heads(&self.query.forward(x)?)?;
-        let k = self.split_heads(&self.key.forward(x)?)?;
-        let v = self.split_heads(&self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (self.head_dim as f64).sqrt())?;
-        let probs = softmax_last(&scores.broadcast_add(bias)?)?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, t, h))?;
+        let q = self.query.forward(x)?;
+        let k = self.key.forward(x)?;
+        let v = self.value.forward(x)?;
+        let ctx = super::attention::attention(&q, &k, &v, bias, self.heads)?;
         let mut out = self.output.forward(&ctx)?;
         if let Some((p, rng)) = dropout {
             out = seeded_dropout(&out, p, Some(rng))?;
@@ -295,7 +283,7 @@ impl BertFeedForward {
 
     /// `x`: `[B, T, H]`. Dropout (seeded) applies to the output projection, before the residual.
     pub fn forward(&self, x: &Tensor, dropout: Option<(f32, &mut ChaCha8Rng)>) -> Result<Tensor> {
-        let a = self.intermediate.forward(x)?.gelu_erf()?;
+        let a = crate::heads::ops::gelu_erf(&self.intermediate.forward(x)?)?;
         let mut out = self.output.forward(&a)?;
         if let Some((p, rng)) = dropout {
             out = seeded_dropout(&out, p, Some(rng))?;

@@ -6,6 +6,7 @@
 //!
 //! [`layers`] rebuilds the top transformer layers in candle, trainable, for `--unfreeze-top N`.
 
+pub mod attention;
 pub mod layers;
 pub mod runtime;
 

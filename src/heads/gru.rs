@@ -123,7 +123,7 @@ impl Dims {
 /// `r` in [-ln2/2, ln2/2], a degree-6 polynomial, the exponent put in by bit arithmetic). libm's
 /// `expf`/`tanhf` are scalar calls and were a fifth of an epoch.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest without a rounding instruction (baseline x86-64 has none).
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
@@ -152,7 +152,7 @@ fn tanh(x: f32) -> f32 {
 /// Runs `f` compiled for AVX2 + FMA when the CPU has them (the gate loops then vectorise 8 wide);
 /// otherwise as compiled for the baseline target.
 #[inline(always)]
-fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
@@ -250,7 +250,7 @@ fn gates_backward(
 
 /// `dst[m×n] (+)= lhs · rhs`, `dst` row-major, `lhs` and `rhs` given by their (row, column) strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     m: usize,
     n: usize,
     k: usize,
