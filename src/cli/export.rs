@@ -245,7 +245,22 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                         Some(threads),
                     );
                     let _ = std::fs::remove_file(&tmp);
-                    stats?
+                    // Splicing prefixed the layers' tensor names; `q` has them unprefixed.
+                    let mut stats = stats?;
+                    let strip = |m: std::collections::HashMap<String, Vec<f32>>| {
+                        m.into_iter()
+                            .map(|(k, v)| {
+                                let k = k
+                                    .strip_prefix(edgetune::onnx::top_layers::PREFIX)
+                                    .map(str::to_string)
+                                    .unwrap_or(k);
+                                (k, v)
+                            })
+                            .collect()
+                    };
+                    stats.amax = strip(stats.amax);
+                    stats.samples = strip(stats.samples);
+                    stats
                 };
                 let opts = QuantizeOptions {
                     keep_fp32: backbone_kept_fp32(&files.onnx, &rc.backbone.onnx_sha256),

@@ -27,7 +27,7 @@ pub const TOP_INPUT: &str = "hidden_in";
 /// Metadata key recording, in a spliced model, the first layer that was replaced by fine-tuned weights.
 pub const META_FINE_TUNED_FROM: &str = "edgetune.fine_tuned_from_layer";
 /// Prefix of the value, initializer and node names of the spliced layers.
-const PREFIX: &str = "top/";
+pub const PREFIX: &str = "top/";
 
 /// Builds layers `first..c.num_hidden_layers` (weights `encoder.layer.{i}.*` of `w`, fp32) as a
 /// standalone graph: inputs `attention_mask` (int64 `[batch, sequence]`) and [`TOP_INPUT`]; outputs
