@@ -28,7 +28,7 @@ use ndarray::{Array2, Array3};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::graph::{self, attr_int, attr_ints, attr_string, value_info_shape, Dim, GraphBuilder};
+use super::graph::{self, attr_int, attr_ints, attr_string, Dim, GraphBuilder};
 use super::proto::{tensor_proto::DataType, ModelProto};
 use super::{set_metadata, OnnxError};
 use crate::heads::{softmax_last, GruDir, Heads, LayerMix, Linear};
@@ -257,14 +257,7 @@ pub fn build_merged(
             )));
         }
     }
-    let (batch, seq) = g
-        .input
-        .iter()
-        .find(|i| i.name.as_deref() == Some("input_ids"))
-        .and_then(value_info_shape)
-        .filter(|(_, d)| d.len() == 2)
-        .map(|(_, d)| (d[0].clone(), d[1].clone()))
-        .unwrap_or((Dim::param("batch"), Dim::param("sequence")));
+    let (batch, seq) = graph::input_ids_dims(&g);
     let words = Dim::param("words");
     let state_name = |k: usize| {
         if k == layers {

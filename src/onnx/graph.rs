@@ -527,6 +527,18 @@ pub fn default_opset(model: &ModelProto) -> i64 {
         .unwrap_or(0)
 }
 
+/// The batch and sequence dimensions of an encoder's `input_ids` (symbolic `batch` / `sequence`
+/// when the graph does not declare a 2-D shape).
+pub fn input_ids_dims(g: &GraphProto) -> (Dim, Dim) {
+    g.input
+        .iter()
+        .find(|i| i.name.as_deref() == Some("input_ids"))
+        .and_then(value_info_shape)
+        .filter(|(_, d)| d.len() == 2)
+        .map(|(_, d)| (d[0].clone(), d[1].clone()))
+        .unwrap_or((Dim::param("batch"), Dim::param("sequence")))
+}
+
 /// Node indices of `graph` in a topological order (stable: file order among ready nodes). Errors on
 /// cycles or values that nothing produces (graph inputs, initializers and empty optional inputs are
 /// sources). Subgraph-captured values are treated as sources.

@@ -107,14 +107,7 @@ pub fn splice_top_layers(
     {
         return Err(OnnxError::graph("backbone has no input `attention_mask`"));
     }
-    let (batch, seq) = g
-        .input
-        .iter()
-        .find(|i| i.name.as_deref() == Some("input_ids"))
-        .and_then(value_info_shape)
-        .filter(|(_, d)| d.len() == 2)
-        .map(|(_, d)| (d[0].clone(), d[1].clone()))
-        .unwrap_or((Dim::param("batch"), Dim::param("sequence")));
+    let (batch, seq) = graph::input_ids_dims(&g);
 
     // The hidden-state outputs above `first` are recreated from the new layers at the end.
     let exposed_above: Vec<usize> = (first + 1..=l)
