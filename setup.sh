@@ -50,9 +50,12 @@ case "$mode" in
       step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
       bash cross/setup.sh
       bash cross/build.sh --profile release --ortcheck
-      # --tol 0.02: the default backbone's dynamic int8 MatMuls run different ONNX Runtime kernels on
-      # x86_64 (AVX2) and aarch64; labels must match exactly, logits differed by up to 0.0103.
-      bash cross/e2e.sh --no-build --no-arm-export --limit 60 --inputs 10 --tol 0.02 --host-bin "$tdir/debug/edgetune" \
+      # The cross-architecture comparison runs on the fp32 backbone (same checkpoint, same import):
+      # the default's dynamic int8 MatMuls use other ONNX Runtime kernels on x86_64 (AVX2) and
+      # aarch64, and their rounding differences (logits up to 0.04 apart for the same run) make
+      # training on 60 examples diverge. With fp32 every stage agrees within 1e-3 (measured 1.1e-5).
+      EDGETUNE_MODEL="$PWD/.models/minilm-int8/backbone.onnx" \
+      bash cross/e2e.sh --no-build --no-arm-export --limit 60 --inputs 10 --tol 1e-3 --host-bin "$tdir/debug/edgetune" \
         --arm-bin "$tdir/aarch64-unknown-linux-gnu/release/edgetune"
     fi
     ;;

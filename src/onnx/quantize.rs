@@ -953,7 +953,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             "smoothing alpha {alpha} must be in [0, 1]"
         )));
     }
-    if !(quant.outlier_ratio >= 0.0) {
+    if quant.outlier_ratio.is_nan() || quant.outlier_ratio < 0.0 {
         return Err(OnnxError::Invalid(format!(
             "outlier ratio {} must be >= 0",
             quant.outlier_ratio
