@@ -4,6 +4,9 @@
 //! them would silently stop training below them. These tests catch that for every parameter.
 
 use candle_core::{Device, Tensor};
+
+mod common;
+use common::tensor_max_abs_diff as max_abs_diff;
 use edgetune::heads::{Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
 
 fn heads() -> Heads {
@@ -169,19 +172,7 @@ fn fused_bigru_matches_the_candle_reference_forward_and_backward() {
     for train in [false, true] {
         let fused = bigru(&fwd, &bwd, x, lengths.clone(), train).unwrap();
 
-        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-            a.sub(b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
-        let d = max_diff(&reference, &fused);
+        let d = max_abs_diff(&reference, &fused);
         assert!(
             d < 1e-5,
             "fused GRU states (train {train}) differ from the reference by {d}"
@@ -203,8 +194,8 @@ fn fused_bigru_matches_the_candle_reference_forward_and_backward() {
             let b = g_fused
                 .get(t)
                 .unwrap_or_else(|| panic!("fused GRU: no gradient for `{name}`"));
-            let d = max_diff(a, b);
-            let scale = max_diff(a, &a.zeros_like().unwrap()).max(1e-3);
+            let d = max_abs_diff(a, b);
+            let scale = max_abs_diff(a, &a.zeros_like().unwrap()).max(1e-3);
             assert!(
             d <= 1e-4 * scale.max(1.0),
             "gradient of `{name}` (train {train}) differs: max |diff| {d} (reference max {scale})"
@@ -236,19 +227,10 @@ fn fused_mix_and_const_mul_match_candle() {
         .broadcast_mul(&ft)
         .unwrap();
     let fused = const_mul(&x.apply_op2(wt, MixOp).unwrap(), factors, h).unwrap();
-    let diff = |a: &Tensor, b: &Tensor| -> f32 {
-        a.sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
-    assert!(diff(&reference, &fused) < 1e-5, "fused mix values differ");
+    assert!(
+        max_abs_diff(&reference, &fused) < 1e-5,
+        "fused mix values differ"
+    );
     let gr = reference
         .mul(&weights)
         .unwrap()
@@ -269,7 +251,7 @@ fn fused_mix_and_const_mul_match_candle() {
             gf.get(t)
                 .unwrap_or_else(|| panic!("no gradient for {name}")),
         );
-        let d = diff(a, b);
+        let d = max_abs_diff(a, b);
         assert!(d < 1e-4, "gradient for the {name} differs by {d}");
     }
     // Constant (untracked) states get no gradient at all.
@@ -283,20 +265,6 @@ fn fused_mix_and_const_mul_match_candle() {
         .unwrap();
     assert!(g.get(&c).is_none(), "constant states received a gradient");
     assert!(g.get(wt).is_some(), "mix weights received no gradient");
-}
-
-/// Largest absolute element of `a - b`.
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 /// The fused self-attention core (`backbone::attention::AttentionOp`, hand-written backward)

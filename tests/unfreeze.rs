@@ -398,19 +398,7 @@ fn fused_layer_norm_matches_the_primitive_formulation() {
     };
     let fused = ln.forward(x.as_tensor()).unwrap();
     let reference = ln.forward_reference(x.as_tensor()).unwrap();
-    let diff = |a: &Tensor, b: &Tensor| -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
-    assert!(diff(&fused, &reference) < 1e-5);
+    assert!(common::tensor_max_abs_diff(&fused, &reference) < 1e-5);
     let gf = fused
         .mul(&r)
         .unwrap()
@@ -430,7 +418,7 @@ fn fused_layer_norm_matches_the_primitive_formulation() {
             gf.get(v.as_tensor()).unwrap(),
             gr.get(v.as_tensor()).unwrap(),
         );
-        let d = diff(a, c);
+        let d = common::tensor_max_abs_diff(a, c);
         assert!(d < 1e-4, "gradient differs by {d}");
     }
 }

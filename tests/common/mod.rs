@@ -89,3 +89,17 @@ pub fn kill_after_epochs(mut c: Command, run: &Path, epochs: u64) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
+
+/// Largest absolute element of `a - b` (candle tensors of the same shape).
+pub fn tensor_max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
