@@ -266,6 +266,9 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["top_layers"]["first"], 5);
     assert_eq!(config["features"]["unit"], "tokens");
+    // With unfrozen layers the default heads are twice the frozen-backbone width.
+    assert_eq!(config["heads"]["intent_head"]["hidden"], 512, "{config}");
+    assert_eq!(config["heads"]["slot_head"]["gru_hidden"], 256, "{config}");
 
     let input = tmp.path().join("lines.txt");
     std::fs::write(&input, "turn on the lights in the kitchen\n").unwrap();

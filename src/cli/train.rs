@@ -52,7 +52,7 @@ pub struct Args {
     pub seed: u64,
     /// Epochs (the learning-rate schedule spans them; early stopping may end sooner). Default: enough
     /// for about 1,200 optimizer steps, at least 6 and at most 100 (6 on SNIPS' 13,084 sentences,
-    /// more on small datasets); half that, at least 3, with --unfreeze-top.
+    /// more on small datasets), also with --unfreeze-top.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Early stopping: epochs without improvement on valid.
@@ -68,12 +68,12 @@ pub struct Args {
     /// Fraction of train held out for validation when the dataset has no valid split.
     #[arg(long, default_value_t = 0.1)]
     pub holdout: f64,
-    /// GRU units per direction in the slot head.
-    #[arg(long, default_value_t = 128)]
-    pub slot_gru: usize,
-    /// Hidden width of the intent head's MLP.
-    #[arg(long, default_value_t = 256)]
-    pub intent_hidden: usize,
+    /// GRU units per direction in the slot head (default: 128; 256 with --unfreeze-top).
+    #[arg(long, value_name = "N")]
+    pub slot_gru: Option<usize>,
+    /// Hidden width of the intent head's MLP (default: 256; 512 with --unfreeze-top).
+    #[arg(long, value_name = "N")]
+    pub intent_hidden: Option<usize>,
     /// Memory budget, e.g. `512M` or `1G`: batch sizes and ONNX Runtime settings are chosen so the
     /// expected peak fits (an error if it cannot); the measured peak is reported at the end.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -198,6 +198,10 @@ fn validate(a: Args) -> anyhow::Result<Options> {
              training: use `edgetune eval`, `edgetune infer` or `edgetune export` on the run directly"
         );
     }
+    if a.slot_gru == Some(0) || a.intent_hidden == Some(0) {
+        bail!("--slot-gru and --intent-hidden must be at least 1");
+    }
+    let (default_intent, default_slot) = train::default_heads(a.unfreeze_top.unwrap_or(0));
     let mut settings = TrainSettings {
         epochs: a.epochs.unwrap_or(0),
         patience: a.patience,
@@ -207,11 +211,11 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         seed: a.seed,
         states: a.layers,
         intent_head: IntentHeadConfig {
-            hidden: a.intent_hidden,
+            hidden: a.intent_hidden.unwrap_or(default_intent.hidden),
             dropout: a.dropout,
         },
         slot_head: SlotHeadConfig {
-            gru_hidden: a.slot_gru,
+            gru_hidden: a.slot_gru.unwrap_or(default_slot.gru_hidden),
             dropout: a.dropout,
         },
         freeze_intent: a.freeze_intent,

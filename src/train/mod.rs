@@ -127,6 +127,29 @@ impl Default for TrainSettings {
     }
 }
 
+/// The default head sizes: [`IntentHeadConfig::default`] and [`SlotHeadConfig::default`] on a
+/// frozen backbone; twice as wide (intent MLP 512, slot GRU 256 per direction) with unfrozen top
+/// layers, where the epoch's cost is mostly the layers'. Chosen on SNIPS' valid split
+/// (`--unfreeze-top 2`, 6 epochs, intent / slot F1 / sentence): 98.86 / 94.70 / 87.14 with the
+/// frozen-backbone sizes, 98.71 / 95.17 / 87.71 with the GRU at 256, 98.86 / 95.50 / 88.71 with
+/// both wider. On a frozen backbone the wider heads double the epoch's time.
+pub fn default_heads(unfreeze_top: usize) -> (IntentHeadConfig, SlotHeadConfig) {
+    let (intent, slot) = (IntentHeadConfig::default(), SlotHeadConfig::default());
+    if unfreeze_top == 0 {
+        return (intent, slot);
+    }
+    (
+        IntentHeadConfig {
+            hidden: 2 * intent.hidden,
+            ..intent
+        },
+        SlotHeadConfig {
+            gru_hidden: 2 * slot.gru_hidden,
+            ..slot
+        },
+    )
+}
+
 /// The default hidden states for a backbone with `layers` layers: the upper half plus the last,
 /// at most four (the last layer of a sentence-embedding model carries little token information).
 pub fn default_states(layers: usize) -> Vec<usize> {
