@@ -231,20 +231,8 @@ fn fused_mix_and_const_mul_match_candle() {
         max_abs_diff(&reference, &fused) < 1e-5,
         "fused mix values differ"
     );
-    let gr = reference
-        .mul(&weights)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let gf = fused
-        .mul(&weights)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let gr = weighted_sum_grads(&reference, &weights);
+    let gf = weighted_sum_grads(&fused, &weights);
     for (name, t) in [("states", x), ("weights", wt)] {
         let (a, b) = (
             gr.get(t).unwrap(),
@@ -373,6 +361,11 @@ fn fused_attention_masked_rows_do_not_produce_nan() {
     assert!(attention(&q, &k, &v, &bias, 3).is_err());
 }
 
+/// Gradients of `sum(y * w)`: a loss whose gradient with respect to `y` is `w` (not all ones).
+fn weighted_sum_grads(y: &Tensor, w: &Tensor) -> candle_core::backprop::GradStore {
+    y.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
+}
+
 /// The fused exact GELU (`heads::ops::GeluErfOp`) against candle's `gelu_erf` and its autograd:
 /// same values, same gradient.
 #[test]
@@ -386,20 +379,8 @@ fn fused_gelu_matches_candle() {
     let fused = gelu_erf(x.as_tensor()).unwrap();
     let diff = max_abs_diff(&reference, &fused);
     assert!(diff <= 2e-6, "fused GELU values differ by {diff}");
-    let gr = reference
-        .mul(&w)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let gf = fused
-        .mul(&w)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let gr = weighted_sum_grads(&reference, &w);
+    let gf = weighted_sum_grads(&fused, &w);
     let (a, f) = (
         gr.get(x.as_tensor()).unwrap(),
         gf.get(x.as_tensor()).expect("fused GELU: no gradient"),
