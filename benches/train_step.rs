@@ -8,6 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use edgetune::heads::{
     bigru, gather_positions, reverse_indices, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig,
 };
+use edgetune::train::batch::Batch;
 use rand::SeedableRng;
 
 const B: usize = 64;
@@ -65,12 +66,18 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let (ih, sh) = (heads.intent.as_ref().unwrap(), heads.slot.as_ref().unwrap());
+    let sh = heads.slot.as_ref().unwrap();
+    let batch = Batch {
+        words: words.clone(),
+        mask: mask.clone(),
+        pooled,
+        width: W,
+    };
 
     c.bench_function("train_step/joint (forward + backward, both heads)", |bch| {
         bch.iter(|| {
-            let li = ih.forward(&words, &mask, &pooled, Some(&mut rng)).unwrap();
-            let ls = sh.forward(&words, &mask, Some(&mut rng)).unwrap();
+            let out = heads.forward(&batch, true, true, Some(&mut rng)).unwrap();
+            let (li, ls) = (out.intent.unwrap(), out.slot.unwrap());
             let loss = (candle_nn::loss::cross_entropy(&li, &intent_t).unwrap()
                 + candle_nn::loss::cross_entropy(&ls.reshape((B * W, 72)).unwrap(), &slot_t)
                     .unwrap())

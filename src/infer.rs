@@ -28,9 +28,9 @@ pub fn decode_batch(
     words_per_example: &[usize],
 ) -> candle_core::Result<Vec<Decoded>> {
     let n = words_per_example.len();
-    let intents = match &heads.intent {
-        Some(h) => {
-            let logits = h.forward(&batch.words, &batch.mask, &batch.pooled, None)?;
+    let out = heads.forward(batch, true, true, None)?;
+    let intents = match out.intent {
+        Some(logits) => {
             let probs = softmax_last(&logits)?;
             let logits: Vec<Vec<f32>> = logits.to_vec2()?;
             let probs: Vec<Vec<f32>> = probs.to_vec2()?;
@@ -47,9 +47,9 @@ pub fn decode_batch(
         }
         None => None,
     };
-    let tags = match &heads.slot {
-        Some(h) => {
-            let probs = softmax_last(&h.forward(&batch.words, &batch.mask, None)?)?;
+    let tags = match out.slot {
+        Some(logits) => {
+            let probs = softmax_last(&logits)?;
             let probs: Vec<Vec<Vec<f32>>> = probs.to_vec3()?;
             Some(
                 probs

@@ -131,3 +131,78 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
         "{err}"
     );
 }
+
+/// An intent head that reads the slot head's states (`--intent-reads-slots true`): freezing either
+/// head still keeps it byte-identical; a frozen slot head passes the intent head no gradient, and a
+/// frozen intent head over a retraining slot head is pointed out.
+#[test]
+fn heads_coupled_by_slot_states_freeze_either_head() {
+    require_setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let base = tmp.path().join("base");
+    let common_args = ["--threads", "1", "--epochs", "2"];
+    let mut c = edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "-q",
+        "--intent-reads-slots",
+        "true",
+        "--out",
+    ])
+    .arg(&base)
+    .args(common_args);
+    ok(c);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["heads"]["intent_head"]["slot_states"], true,
+        "{config}"
+    );
+    let a = tensors(&base);
+
+    let frozen_slot = tmp.path().join("frozen-slot");
+    let mut c = edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "-q",
+        "--freeze-slot",
+        "--init-from",
+    ])
+    .arg(&base)
+    .arg("--out")
+    .arg(&frozen_slot)
+    .args(common_args);
+    ok(c);
+    let b = tensors(&frozen_slot);
+    assert_group(&a, &b, "slot.", true);
+    assert_group(&a, &b, "intent.", false);
+
+    let frozen_intent = tmp.path().join("frozen-intent");
+    let mut c = edgetune(&cache);
+    c.args([
+        "train",
+        "--data",
+        "data/demo",
+        "--freeze-intent",
+        "--init-from",
+    ])
+    .arg(&base)
+    .arg("--out")
+    .arg(&frozen_intent)
+    .args(common_args);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("frozen intent head reads the slot head's states"),
+        "no note on the coupled frozen head:\n{err}"
+    );
+    let b = tensors(&frozen_intent);
+    assert_group(&a, &b, "intent.", true);
+    assert_group(&a, &b, "slot.", false);
+}

@@ -8,8 +8,14 @@ use candle_core::{Device, Tensor};
 mod common;
 use common::tensor_max_abs_diff as max_abs_diff;
 use edgetune::heads::{Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
+use edgetune::train::batch::Batch;
 
 fn heads() -> Heads {
+    heads_with(false)
+}
+
+/// `slot_states`: the intent head also reads the slot head's recurrent states.
+fn heads_with(slot_states: bool) -> Heads {
     let config = HeadsConfig {
         hidden: 16,
         states: 3,
@@ -18,6 +24,7 @@ fn heads() -> Heads {
         intent_head: IntentHeadConfig {
             hidden: 8,
             dropout: 0.1,
+            slot_states,
         },
         slot_head: SlotHeadConfig {
             gru_hidden: 6,
@@ -37,11 +44,12 @@ fn batch() -> (Tensor, Tensor, Tensor) {
     (words, mask, pooled)
 }
 
-fn assert_grads(h: &Heads, loss: &Tensor, trained: &str) {
+/// Every tensor whose name starts with one of `trained` has a non-zero gradient, every other none.
+fn assert_grads(h: &Heads, loss: &Tensor, trained: &[&str]) {
     let grads = loss.backward().unwrap();
     for p in &h.params.params {
         let g = grads.get(p.var.as_tensor());
-        if p.name.starts_with(trained) {
+        if trained.iter().any(|t| p.name.starts_with(t)) {
             let g =
                 g.unwrap_or_else(|| panic!("trainable tensor `{}` received no gradient", p.name));
             let norm = g
@@ -79,11 +87,11 @@ fn intent_head_gradients_reach_every_parameter() {
         .intent
         .as_ref()
         .unwrap()
-        .forward(&w, &m, &p, Some(&mut rng))
+        .forward(&w, &m, &p, None, Some(&mut rng))
         .unwrap();
     let t = Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, &t).unwrap();
-    assert_grads(&h, &loss, "intent.");
+    assert_grads(&h, &loss, &["intent."]);
 }
 
 #[test]
@@ -99,7 +107,78 @@ fn slot_head_gradients_reach_every_parameter() {
         .index_select(&idx, 0)
         .unwrap();
     let loss = candle_nn::loss::cross_entropy(&flat, &t).unwrap();
-    assert_grads(&h, &loss, "slot.");
+    assert_grads(&h, &loss, &["slot."]);
+}
+
+fn intent_targets() -> Tensor {
+    Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap()
+}
+
+/// Slot loss over the 8 real words of [`batch`].
+fn slot_loss(logits: &Tensor) -> Tensor {
+    let t = Tensor::from_vec(vec![1u32, 2, 0, 0, 1, 0, 1, 2], 8, &Device::Cpu).unwrap();
+    let idx = Tensor::from_vec(vec![0u32, 1, 2, 3, 4, 5, 6, 7], 8, &Device::Cpu).unwrap();
+    let flat = logits
+        .reshape((10, 3))
+        .unwrap()
+        .index_select(&idx, 0)
+        .unwrap();
+    candle_nn::loss::cross_entropy(&flat, &t).unwrap()
+}
+
+fn edgetune_batch() -> Batch {
+    let (words, mask, pooled) = batch();
+    Batch {
+        words,
+        mask,
+        pooled,
+        width: 5,
+    }
+}
+
+#[test]
+fn intent_head_reading_slot_states_trains_both_heads_jointly() {
+    let h = heads_with(true);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    let out = h
+        .forward(&edgetune_batch(), true, true, Some(&mut rng))
+        .unwrap();
+    let il = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
+    let loss = (il + slot_loss(&out.slot.unwrap())).unwrap();
+    assert_grads(&h, &loss, &["intent.", "slot."]);
+}
+
+#[test]
+fn intent_loss_alone_reaches_the_slot_states_it_reads() {
+    // The slot states are shared input: the intent loss must reach the slot head's recurrent layer
+    // (not its output layer) when the slot head trains.
+    let h = heads_with(true);
+    let out = h.forward(&edgetune_batch(), true, true, None).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
+    let grads = loss.backward().unwrap();
+    for p in &h.params.params {
+        let g = grads.get(p.var.as_tensor());
+        if p.name.starts_with("slot.out") {
+            assert!(g.is_none(), "`{}` received an intent gradient", p.name);
+        } else {
+            assert!(g.is_some(), "`{}` received no intent gradient", p.name);
+        }
+    }
+}
+
+#[test]
+fn frozen_slot_head_read_by_the_intent_head_receives_no_gradient() {
+    let h = heads_with(true);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    let out = h
+        .forward(&edgetune_batch(), true, false, Some(&mut rng))
+        .unwrap();
+    assert!(
+        out.slot.is_none(),
+        "slot logits computed for a frozen slot head"
+    );
+    let loss = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
+    assert_grads(&h, &loss, &["intent."]);
 }
 
 #[test]

@@ -49,6 +49,8 @@ fn model() -> Heads {
         intent_head: IntentHeadConfig {
             hidden: 16,
             dropout: 0.1,
+            // The default with unfrozen layers: the intent head reads the slot head's states.
+            slot_states: true,
         },
         slot_head: SlotHeadConfig {
             gru_hidden: 8,
@@ -92,23 +94,13 @@ fn loss(heads: &Heads, intent: bool) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let b = heads.token_inputs(&tb, Some((0.1, &mut rng))).unwrap();
     assert_eq!(b.words.dims(), &[2, 4, 4, 384]);
-    let slot = heads
-        .slot
-        .as_ref()
-        .unwrap()
-        .forward(&b.words, &b.mask, Some(&mut rng))
-        .unwrap();
+    let out = heads.forward(&b, intent, true, Some(&mut rng)).unwrap();
     let tags = Tensor::from_vec(vec![0u32, 1, 2, 0, 1, 0, 0, 0], 8, &Device::Cpu).unwrap();
+    let slot = out.slot.unwrap();
     let mut l = candle_nn::loss::cross_entropy(&slot.reshape((8, 3)).unwrap(), &tags).unwrap();
     if intent {
-        let logits = heads
-            .intent
-            .as_ref()
-            .unwrap()
-            .forward(&b.words, &b.mask, &b.pooled, Some(&mut rng))
-            .unwrap();
         let y = Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap();
-        l = (l + candle_nn::loss::cross_entropy(&logits, &y).unwrap()).unwrap();
+        l = (l + candle_nn::loss::cross_entropy(&out.intent.unwrap(), &y).unwrap()).unwrap();
     }
     l
 }
@@ -269,6 +261,10 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
     // With unfrozen layers the default heads are twice the frozen-backbone width.
     assert_eq!(config["heads"]["intent_head"]["hidden"], 512, "{config}");
     assert_eq!(config["heads"]["slot_head"]["gru_hidden"], 256, "{config}");
+    assert_eq!(
+        config["heads"]["intent_head"]["slot_states"], true,
+        "{config}"
+    );
 
     let input = tmp.path().join("lines.txt");
     std::fs::write(&input, "turn on the lights in the kitchen\n").unwrap();

@@ -72,6 +72,7 @@ pub(super) fn label_heads(meta: &Meta) -> anyhow::Result<Heads> {
         intent_head: edgetune::heads::IntentHeadConfig {
             hidden: 1,
             dropout: 0.0,
+            slot_states: false,
         },
         slot_head: edgetune::heads::SlotHeadConfig {
             gru_hidden: 1,

@@ -74,6 +74,11 @@ pub struct Args {
     /// Hidden width of the intent head's MLP (default: 256; 512 with --unfreeze-top).
     #[arg(long, value_name = "N")]
     pub intent_hidden: Option<usize>,
+    /// Whether the intent head also reads the slot head's recurrent states, pooled with its own word
+    /// attention and trained jointly (default: true with --unfreeze-top, false otherwise; off when
+    /// the data has no slot tags). The slot types a sentence contains are evidence of its intent.
+    #[arg(long, value_name = "BOOL")]
+    pub intent_reads_slots: Option<bool>,
     /// Memory budget, e.g. `512M` or `1G`: batch sizes and ONNX Runtime settings are chosen so the
     /// expected peak fits (an error if it cannot); the measured peak is reported at the end.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -213,6 +218,7 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         intent_head: IntentHeadConfig {
             hidden: a.intent_hidden.unwrap_or(default_intent.hidden),
             dropout: a.dropout,
+            slot_states: a.intent_reads_slots.unwrap_or(default_intent.slot_states),
         },
         slot_head: SlotHeadConfig {
             gru_hidden: a.slot_gru.unwrap_or(default_slot.gru_hidden),

@@ -20,7 +20,9 @@
 //! word's sub-token vectors, the pooled embedding is the mean of the last hidden state over all real
 //! tokens, the layer mixes are linear (so they are applied to the token states before pooling, the
 //! same value up to rounding), and the slot head's bidirectional GRU is ONNX's `GRU` with PyTorch's
-//! `linear_before_reset` formulation, running over each sentence's own words (`sequence_lens`).
+//! `linear_before_reset` formulation, running over each sentence's own words (`sequence_lens`). An
+//! intent head that reads the slot head's states pools the GRU's masked output with its own word
+//! attention, as in training.
 
 use std::collections::HashSet;
 
@@ -31,7 +33,7 @@ use ort::value::TensorRef;
 use super::graph::{self, attr_int, attr_ints, attr_string, Dim, GraphBuilder};
 use super::proto::{tensor_proto::DataType, ModelProto};
 use super::{set_metadata, OnnxError};
-use crate::heads::{softmax_last, GruDir, Heads, LayerMix, Linear};
+use crate::heads::{softmax_last, GruDir, Heads, IntentHead, LayerMix, Linear, SlotHead};
 use crate::tokenize::Tokenized;
 
 /// Version of the merged-model contract (inputs, outputs, metadata keys).
@@ -217,6 +219,175 @@ fn gru_weights(dirs: &[&GruDir], hid: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<
     Ok((w, r, b))
 }
 
+impl Ctx {
+    /// The intent head's logits `[batch, intents]`; `slot_states`: the slot head's masked
+    /// recurrent states when the intent head reads them.
+    fn intent_head(
+        &mut self,
+        h: &IntentHead,
+        last: &str,
+        states: &[String],
+        word_pool: &str,
+        word_mask: &str,
+        slot_states: Option<&str>,
+    ) -> Result<String, OnnxError> {
+        let c = self;
+        // Pooled embedding: mean of the last hidden state over real tokens.
+        let m = c.op(
+            "Cast",
+            &["attention_mask"],
+            vec![attr_int("to", DataType::Float as i64)],
+            "pool.mask",
+        );
+        let m1 = c.unsqueeze(&m, 1, "pool.mask1");
+        let sum = c.op("MatMul", &[&m1, last], vec![], "pool.sum");
+        let sum = c.squeeze(&sum, 1, "pool.sum_sq");
+        let ax = c.i64s("head/pool.axes", &[1]);
+        let cnt = c.op(
+            "ReduceSum",
+            &[&m, &ax],
+            vec![attr_int("keepdims", 1)],
+            "pool.count",
+        );
+        let one = c.scalar_f32("head/pool.one", 1.0);
+        let cnt = c.op("Max", &[&cnt, &one], vec![], "pool.count1");
+        let pooled = c.op("Div", &[&sum, &cnt], vec![], "pool.pooled");
+        // Attention over the mixed word features.
+        let mixed = c.mix(&h.mix, states, "intent.mix")?;
+        let x = c.op("MatMul", &[word_pool, &mixed], vec![], "intent.words");
+        let t = c.op("Tanh", &[&x], vec![], "intent.tanh");
+        let s = c.linear(&t, &h.attn, "intent.attn")?;
+        let s = c.squeeze(&s, 2, "intent.scores");
+        let one = c.scalar_f32("head/intent.one", 1.0);
+        let big = c.scalar_f32("head/intent.neg", -1e4);
+        let inv = c.op("Sub", &[&one, word_mask], vec![], "intent.inv_mask");
+        let neg = c.op("Mul", &[&inv, &big], vec![], "intent.neg_mask");
+        let s = c.op("Add", &[&s, &neg], vec![], "intent.masked");
+        let a = c.op(
+            "Softmax",
+            &[&s],
+            vec![attr_int("axis", -1)],
+            "intent.attention",
+        );
+        let a = c.unsqueeze(&a, 1, "intent.attention1");
+        let ctx = c.op("MatMul", &[&a, &x], vec![], "intent.context1");
+        let ctx = c.squeeze(&ctx, 1, "intent.context");
+        let mut parts = vec![pooled.as_str(), ctx.as_str()];
+        let slot_ctx;
+        if let Some(y) = slot_states {
+            let sc = c.op("MatMul", &[&a, y], vec![], "intent.slot_context1");
+            slot_ctx = c.squeeze(&sc, 1, "intent.slot_context");
+            parts.push(&slot_ctx);
+        }
+        let feats = c.op("Concat", &parts, vec![attr_int("axis", 1)], "intent.feats");
+        let hid = c.linear(&feats, &h.hidden, "intent.hidden")?;
+        let hid = c.gelu_erf(&hid, "intent.gelu");
+        c.linear(&hid, &h.out, "intent.out")
+    }
+
+    /// The slot head's masked recurrent states `[batch, words, 2 * gru]`.
+    fn slot_states(
+        &mut self,
+        h: &SlotHead,
+        states: &[String],
+        word_pool: &str,
+        word_mask: &str,
+    ) -> Result<String, OnnxError> {
+        let c = self;
+        let mixed = c.mix(&h.mix, states, "slot.mix")?;
+        let x = c.op("MatMul", &[word_pool, &mixed], vec![], "slot.words");
+        let x = c.linear(&x, &h.proj, "slot.proj")?;
+        let hid = h
+            .fwd
+            .w_hh
+            .dim(1)
+            .map_err(|e| OnnxError::graph(e.to_string()))?;
+        // Sentence length = one past the last word with features.
+        let shape = c.op("Shape", &[word_mask], vec![], "slot.mask_shape");
+        let idx1 = c.i64s("head/slot.idx1", &[1]);
+        let w = c.op(
+            "Gather",
+            &[&shape, &idx1],
+            vec![attr_int("axis", 0)],
+            "slot.width1",
+        );
+        let w = c.squeeze(&w, 0, "slot.width");
+        let one_i = c.b.initializer_i64("head/slot.one_i", &[], &[1]);
+        let w1 = c.op("Add", &[&w, &one_i], vec![], "slot.width_plus1");
+        let pos = c.op("Range", &[&one_i, &w1, &one_i], vec![], "slot.positions");
+        let pos = c.op(
+            "Cast",
+            &[&pos],
+            vec![attr_int("to", DataType::Float as i64)],
+            "slot.positions_f",
+        );
+        let mp = c.op("Mul", &[word_mask, &pos], vec![], "slot.mask_pos");
+        let len = if c.opset >= 18 {
+            let ax = c.i64s("head/slot.len_axes", &[1]);
+            c.op(
+                "ReduceMax",
+                &[&mp, &ax],
+                vec![attr_int("keepdims", 0)],
+                "slot.len_f",
+            )
+        } else {
+            c.op(
+                "ReduceMax",
+                &[&mp],
+                vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
+                "slot.len_f",
+            )
+        };
+        let len = c.op(
+            "Cast",
+            &[&len],
+            vec![attr_int("to", DataType::Int32 as i64)],
+            "slot.lengths",
+        );
+        let xt = c.op(
+            "Transpose",
+            &[&x],
+            vec![attr_ints("perm", &[1, 0, 2])],
+            "slot.gru_in",
+        );
+        let (gw, gr, gb) = gru_weights(&[&h.fwd, &h.bwd], hid)?;
+        let inp = h
+            .fwd
+            .w_ih
+            .dim(1)
+            .map_err(|e| OnnxError::graph(e.to_string()))?;
+        let gw =
+            c.b.initializer_f32("head/slot.gru.W", &[2, 3 * hid as i64, inp as i64], &gw);
+        let gr =
+            c.b.initializer_f32("head/slot.gru.R", &[2, 3 * hid as i64, hid as i64], &gr);
+        let gb =
+            c.b.initializer_f32("head/slot.gru.B", &[2, 6 * hid as i64], &gb);
+        let outs = c.b.op_multi(
+            "GRU",
+            &[&xt, &gw, &gr, &gb, &len],
+            1,
+            vec![
+                attr_int("hidden_size", hid as i64),
+                attr_string("direction", "bidirectional"),
+                attr_int("linear_before_reset", 1),
+            ],
+            "head/slot.gru",
+        );
+        // Y: [W, 2, B, hid] -> [B, W, 2, hid] -> [B, W, 2*hid] (forward then backward, as concatenated in training).
+        let y = c.op(
+            "Transpose",
+            &[&outs[0]],
+            vec![attr_ints("perm", &[2, 0, 1, 3])],
+            "slot.gru_t",
+        );
+        let shp = c.i64s("head/slot.shape", &[0, 0, -1]);
+        let y = c.op("Reshape", &[&y, &shp], vec![], "slot.gru_out");
+        let m = c.unsqueeze(word_mask, 2, "slot.mask3");
+        let y = c.op("Mul", &[&y, &m], vec![], "slot.masked");
+        Ok(y)
+    }
+}
+
 /// Builds the merged model from the backbone graph (as loaded from its file) and trained heads.
 pub fn build_merged(
     mut model: ModelProto,
@@ -282,57 +453,21 @@ pub fn build_merged(
     );
     let states: Vec<String> = spec.states.iter().map(|&k| state_name(k)).collect();
 
+    let slot_y = match &heads.slot {
+        Some(h) => Some(c.slot_states(h, &states, &word_pool, &word_mask)?),
+        None => None,
+    };
     if let Some(h) = &heads.intent {
-        // Pooled embedding: mean of the last hidden state over real tokens.
+        let reads = slot_y
+            .as_deref()
+            .filter(|_| heads.config.intent_head.slot_states);
+        if heads.config.intent_head.slot_states && reads.is_none() {
+            return Err(OnnxError::Invalid(
+                "the intent head reads the slot head's states, but the run has no slot head".into(),
+            ));
+        }
         let last = state_name(layers);
-        let m = c.op(
-            "Cast",
-            &["attention_mask"],
-            vec![attr_int("to", DataType::Float as i64)],
-            "pool.mask",
-        );
-        let m1 = c.unsqueeze(&m, 1, "pool.mask1");
-        let sum = c.op("MatMul", &[&m1, &last], vec![], "pool.sum");
-        let sum = c.squeeze(&sum, 1, "pool.sum_sq");
-        let ax = c.i64s("head/pool.axes", &[1]);
-        let cnt = c.op(
-            "ReduceSum",
-            &[&m, &ax],
-            vec![attr_int("keepdims", 1)],
-            "pool.count",
-        );
-        let one = c.scalar_f32("head/pool.one", 1.0);
-        let cnt = c.op("Max", &[&cnt, &one], vec![], "pool.count1");
-        let pooled = c.op("Div", &[&sum, &cnt], vec![], "pool.pooled");
-        // Attention over the mixed word features.
-        let mixed = c.mix(&h.mix, &states, "intent.mix")?;
-        let x = c.op("MatMul", &[&word_pool, &mixed], vec![], "intent.words");
-        let t = c.op("Tanh", &[&x], vec![], "intent.tanh");
-        let s = c.linear(&t, &h.attn, "intent.attn")?;
-        let s = c.squeeze(&s, 2, "intent.scores");
-        let one = c.scalar_f32("head/intent.one", 1.0);
-        let big = c.scalar_f32("head/intent.neg", -1e4);
-        let inv = c.op("Sub", &[&one, &word_mask], vec![], "intent.inv_mask");
-        let neg = c.op("Mul", &[&inv, &big], vec![], "intent.neg_mask");
-        let s = c.op("Add", &[&s, &neg], vec![], "intent.masked");
-        let a = c.op(
-            "Softmax",
-            &[&s],
-            vec![attr_int("axis", -1)],
-            "intent.attention",
-        );
-        let a = c.unsqueeze(&a, 1, "intent.attention1");
-        let ctx = c.op("MatMul", &[&a, &x], vec![], "intent.context1");
-        let ctx = c.squeeze(&ctx, 1, "intent.context");
-        let feats = c.op(
-            "Concat",
-            &[&pooled, &ctx],
-            vec![attr_int("axis", 1)],
-            "intent.feats",
-        );
-        let hid = c.linear(&feats, &h.hidden, "intent.hidden")?;
-        let hid = c.gelu_erf(&hid, "intent.gelu");
-        let logits = c.linear(&hid, &h.out, "intent.out")?;
+        let logits = c.intent_head(h, &last, &states, &word_pool, &word_mask, reads)?;
         c.classifier_outputs(
             &logits,
             "intent",
@@ -341,99 +476,8 @@ pub fn build_merged(
             heads.config.intents.len(),
         );
     }
-
-    if let Some(h) = &heads.slot {
-        let mixed = c.mix(&h.mix, &states, "slot.mix")?;
-        let x = c.op("MatMul", &[&word_pool, &mixed], vec![], "slot.words");
-        let x = c.linear(&x, &h.proj, "slot.proj")?;
-        let hid = h
-            .fwd
-            .w_hh
-            .dim(1)
-            .map_err(|e| OnnxError::graph(e.to_string()))?;
-        // Sentence length = one past the last word with features.
-        let shape = c.op("Shape", &[&word_mask], vec![], "slot.mask_shape");
-        let idx1 = c.i64s("head/slot.idx1", &[1]);
-        let w = c.op(
-            "Gather",
-            &[&shape, &idx1],
-            vec![attr_int("axis", 0)],
-            "slot.width1",
-        );
-        let w = c.squeeze(&w, 0, "slot.width");
-        let one_i = c.b.initializer_i64("head/slot.one_i", &[], &[1]);
-        let w1 = c.op("Add", &[&w, &one_i], vec![], "slot.width_plus1");
-        let pos = c.op("Range", &[&one_i, &w1, &one_i], vec![], "slot.positions");
-        let pos = c.op(
-            "Cast",
-            &[&pos],
-            vec![attr_int("to", DataType::Float as i64)],
-            "slot.positions_f",
-        );
-        let mp = c.op("Mul", &[&word_mask, &pos], vec![], "slot.mask_pos");
-        let len = if c.opset >= 18 {
-            let ax = c.i64s("head/slot.len_axes", &[1]);
-            c.op(
-                "ReduceMax",
-                &[&mp, &ax],
-                vec![attr_int("keepdims", 0)],
-                "slot.len_f",
-            )
-        } else {
-            c.op(
-                "ReduceMax",
-                &[&mp],
-                vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
-                "slot.len_f",
-            )
-        };
-        let len = c.op(
-            "Cast",
-            &[&len],
-            vec![attr_int("to", DataType::Int32 as i64)],
-            "slot.lengths",
-        );
-        let xt = c.op(
-            "Transpose",
-            &[&x],
-            vec![attr_ints("perm", &[1, 0, 2])],
-            "slot.gru_in",
-        );
-        let (gw, gr, gb) = gru_weights(&[&h.fwd, &h.bwd], hid)?;
-        let inp = h
-            .fwd
-            .w_ih
-            .dim(1)
-            .map_err(|e| OnnxError::graph(e.to_string()))?;
-        let gw =
-            c.b.initializer_f32("head/slot.gru.W", &[2, 3 * hid as i64, inp as i64], &gw);
-        let gr =
-            c.b.initializer_f32("head/slot.gru.R", &[2, 3 * hid as i64, hid as i64], &gr);
-        let gb =
-            c.b.initializer_f32("head/slot.gru.B", &[2, 6 * hid as i64], &gb);
-        let outs = c.b.op_multi(
-            "GRU",
-            &[&xt, &gw, &gr, &gb, &len],
-            1,
-            vec![
-                attr_int("hidden_size", hid as i64),
-                attr_string("direction", "bidirectional"),
-                attr_int("linear_before_reset", 1),
-            ],
-            "head/slot.gru",
-        );
-        // Y: [W, 2, B, hid] -> [B, W, 2, hid] -> [B, W, 2*hid] (forward then backward, as concatenated in training).
-        let y = c.op(
-            "Transpose",
-            &[&outs[0]],
-            vec![attr_ints("perm", &[2, 0, 1, 3])],
-            "slot.gru_t",
-        );
-        let shp = c.i64s("head/slot.shape", &[0, 0, -1]);
-        let y = c.op("Reshape", &[&y, &shp], vec![], "slot.gru_out");
-        let m = c.unsqueeze(&word_mask, 2, "slot.mask3");
-        let y = c.op("Mul", &[&y, &m], vec![], "slot.masked");
-        let logits = c.linear(&y, &h.out, "slot.out")?;
+    if let (Some(h), Some(y)) = (&heads.slot, &slot_y) {
+        let logits = c.linear(y, &h.out, "slot.out")?;
         c.classifier_outputs(
             &logits,
             "slot",
@@ -725,14 +769,9 @@ pub fn reference_logits(
             let refs: Vec<_> = rows.iter().collect();
             make_batch(&refs, states.len(), backbone.hidden, &dev)?
         };
-        let il: Option<Vec<Vec<f32>>> = match &heads.intent {
-            Some(h) => Some(h.forward(&b.words, &b.mask, &b.pooled, None)?.to_vec2()?),
-            None => None,
-        };
-        let sl: Option<Vec<Vec<Vec<f32>>>> = match &heads.slot {
-            Some(h) => Some(h.forward(&b.words, &b.mask, None)?.to_vec3()?),
-            None => None,
-        };
+        let out = heads.forward(&b, true, true, None)?;
+        let il: Option<Vec<Vec<f32>>> = out.intent.map(|t| t.to_vec2()).transpose()?;
+        let sl: Option<Vec<Vec<Vec<f32>>>> = out.slot.map(|t| t.to_vec3()).transpose()?;
         for (r, &i) in chunk.iter().enumerate() {
             let w = batch[r].word_tokens.len();
             res[i] = (

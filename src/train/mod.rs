@@ -141,6 +141,7 @@ pub fn default_heads(unfreeze_top: usize) -> (IntentHeadConfig, SlotHeadConfig) 
     (
         IntentHeadConfig {
             hidden: 2 * intent.hidden,
+            slot_states: true,
             ..intent
         },
         SlotHeadConfig {
@@ -509,6 +510,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     let (intents, tags) = label_lists(&dataset.train);
     let mut settings = settings;
     settings.states = states.clone();
+    // Slot states exist only with slot tags.
+    settings.intent_head.slot_states &= !tags.is_empty();
     if settings.epochs == 0 {
         settings.epochs = auto_epochs_for(
             dataset.train.examples.len(),
@@ -668,6 +671,16 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             },
         })
     };
+    if verbose
+        && heads.config.intent_head.slot_states
+        && trainable(&settings, Group::Slot)
+        && !trainable(&settings, Group::Intent)
+    {
+        eprintln!(
+            "note: the frozen intent head reads the slot head's states; its tensors stay byte-identical, \
+             but its predictions follow the retrained slot head"
+        );
+    }
     let mut opt = AdamW::default();
     let mut state = checkpoint::State::new(&settings);
     let ckpt_dir = out.join(checkpoint::DIR);
@@ -699,9 +712,9 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         );
         let batches = bucketed_batches(&train_d.feats.meta.rows, settings.batch_size, &mut rng);
         let mut loss_sum = 0f64;
-        let mut prof = [0f64; 6];
+        let mut prof = [0f64; 5];
         let mut tick = Instant::now();
-        let mut lap = |i: usize, prof: &mut [f64; 6]| {
+        let mut lap = |i: usize, prof: &mut [f64; 5]| {
             prof[i] += tick.elapsed().as_secs_f64();
             tick = Instant::now();
         };
@@ -735,19 +748,18 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                     b.words = b.words.detach();
                     b.pooled = b.pooled.detach();
                 }
-                lap(5, &mut prof);
+                lap(4, &mut prof);
+                let out = heads.forward(
+                    &b,
+                    ti.is_some() && trainable(settings, Group::Intent),
+                    ts.is_some() && trainable(settings, Group::Slot),
+                    Some(&mut rng),
+                )?;
                 let mut loss: Option<Tensor> = None;
-                if let (Some(h), Some(t), true) =
-                    (&heads.intent, &ti, trainable(&settings, Group::Intent))
-                {
-                    let logits = h.forward(&b.words, &b.mask, &b.pooled, Some(&mut rng))?;
-                    loss = Some(candle_nn::loss::cross_entropy(&logits, t)?);
+                if let (Some(logits), Some(t)) = (&out.intent, &ti) {
+                    loss = Some(candle_nn::loss::cross_entropy(logits, t)?);
                 }
-                lap(1, &mut prof);
-                if let (Some(h), Some((idx, t)), true) =
-                    (&heads.slot, &ts, trainable(&settings, Group::Slot))
-                {
-                    let logits = h.forward(&b.words, &b.mask, Some(&mut rng))?;
+                if let (Some(logits), Some((idx, t))) = (&out.slot, &ts) {
                     let n_tags = heads.config.tags.len();
                     let flat = logits.reshape(((), n_tags))?.index_select(idx, 0)?;
                     let l = candle_nn::loss::cross_entropy(&flat, t)?;
@@ -756,11 +768,11 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                         None => l,
                     });
                 }
-                lap(2, &mut prof);
+                lap(1, &mut prof);
                 let Some(loss) = loss else { continue };
                 loss_sum += loss.to_scalar::<f32>()? as f64;
                 let grads = loss.backward()?;
-                lap(3, &mut prof);
+                lap(2, &mut prof);
                 let done = epoch * steps_per_epoch + step;
                 // Linear warm-up over the first epoch, then cosine decay to a tenth.
                 let warm = (done as f64 + 1.0) / steps_per_epoch as f64;
@@ -779,7 +791,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                     &group_settings,
                     warm.min(1.0) * (0.1 + 0.9 * cos),
                 )?;
-                lap(4, &mut prof);
+                lap(3, &mut prof);
             }
             Ok(())
         })?;
@@ -811,9 +823,9 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         checkpoint::save(&ckpt_dir, &state, &heads.params, &opt, &best_bytes)?;
         if std::env::var_os("EDGETUNE_PROFILE").is_some() {
             eprintln!(
-                "  timing: batches {:.2} s, layers fwd {:.2} s, intent fwd {:.2} s, slot fwd {:.2} s, \
-                 backward {:.2} s, optimizer {:.2} s",
-                prof[0], prof[5], prof[1], prof[2], prof[3], prof[4]
+                "  timing: batches {:.2} s, layers fwd {:.2} s, heads fwd + loss {:.2} s, backward {:.2} s, \
+                 optimizer {:.2} s",
+                prof[0], prof[4], prof[1], prof[2], prof[3]
             );
             eprintln!(
                 "  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s",
@@ -1036,7 +1048,12 @@ fn plan_and_peak(
         0
     } else {
         let ih = settings.intent_head.hidden;
-        (k + 1) + (h + 1) + (2 * h * ih + ih) + (ih * intents.len() + intents.len())
+        let slot_in = if settings.intent_head.slot_states && !tags.is_empty() {
+            2 * settings.slot_head.gru_hidden
+        } else {
+            0
+        };
+        (k + 1) + (h + 1) + ((2 * h + slot_in) * ih + ih) + (ih * intents.len() + intents.len())
     };
     let slot_params = if tags.is_empty() {
         0
@@ -1159,10 +1176,15 @@ fn plan_and_peak(
     } else {
         "word-level".to_string()
     };
+    let reads = if settings.intent_head.slot_states && !intents.is_empty() && !tags.is_empty() {
+        ", reading the slot head's states"
+    } else {
+        ""
+    };
     let text = format!(
         "plan: heads read hidden states {states:?} of {layers}; {epochs} epochs of {steps} steps; \
          trainable parameters {trainable} \
-         (intent head {intent_params}, slot head {slot_params}{top}); frozen: {}; feature cache ({cache_kind}) ~{:.1} MiB; \
+         (intent head {intent_params}{reads}, slot head {slot_params}{top}); frozen: {}; feature cache ({cache_kind}) ~{:.1} MiB; \
          expected peak memory ~{:.0} MiB",
         frozen.join(", "),
         cache as f64 / MIB as f64,
