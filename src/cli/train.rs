@@ -76,7 +76,7 @@ pub struct Args {
     pub intent_hidden: Option<usize>,
     /// Whether the intent head also reads the slot head's recurrent states, pooled with its own word
     /// attention and trained jointly (default: true with --unfreeze-top, false otherwise; off when
-    /// the data has no slot tags). The slot types a sentence contains are evidence of its intent.
+    /// the data lacks intents or slot tags). The slot types a sentence contains are evidence of its intent.
     #[arg(long, value_name = "BOOL")]
     pub intent_reads_slots: Option<bool>,
     /// Memory budget, e.g. `512M` or `1G`: batch sizes and ONNX Runtime settings are chosen so the

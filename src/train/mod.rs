@@ -510,8 +510,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     let (intents, tags) = label_lists(&dataset.train);
     let mut settings = settings;
     settings.states = states.clone();
-    // Slot states exist only with slot tags.
-    settings.intent_head.slot_states &= !tags.is_empty();
+    // Reading the slot head's states needs both heads.
+    settings.intent_head.slot_states &= !tags.is_empty() && !intents.is_empty();
     if settings.epochs == 0 {
         settings.epochs = auto_epochs_for(
             dataset.train.examples.len(),
