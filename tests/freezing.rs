@@ -35,6 +35,26 @@ fn assert_group(
     assert!(n > 0, "no tensors named {prefix}*");
 }
 
+/// `train --data DATA --init-from BASE --out OUT ARGS...`, which must succeed; returns its stderr.
+fn train_from(cache: &Path, data: &Path, base: &Path, out: &Path, args: &[&str]) -> String {
+    let mut c = edgetune(cache);
+    c.arg("train")
+        .arg("--data")
+        .arg(data)
+        .arg("--init-from")
+        .arg(base)
+        .arg("--out")
+        .arg(out)
+        .args(args);
+    let out = c.output().expect("edgetune starts");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed: {c:?}\nstderr:\n{err}"
+    );
+    err
+}
+
 #[test]
 fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     require_setup();
@@ -50,14 +70,14 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
 
     // The intent head frozen, the slot head trains.
     let frozen = tmp.path().join("frozen-intent");
-    let mut c = edgetune(&cache);
-    c.args(["train", "--data", "data/demo", "--init-from"])
-        .arg(&base)
-        .arg("--freeze-intent")
-        .arg("--out")
-        .arg(&frozen)
-        .args(common_args);
-    ok(c);
+    let demo = Path::new("data/demo");
+    train_from(
+        &cache,
+        demo,
+        &base,
+        &frozen,
+        &[&["--freeze-intent"][..], &common_args].concat(),
+    );
     let (a, b) = (tensors(&base), tensors(&frozen));
     assert_group(&a, &b, "intent.", true);
     assert_group(&a, &b, "slot.", false);
@@ -88,15 +108,7 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
         std::fs::write(conll.join(format!("{split}.conll")), out).unwrap();
     }
     let tags_only = tmp.path().join("tags-only");
-    let mut c = edgetune(&cache);
-    c.args(["train", "--data"])
-        .arg(&conll)
-        .arg("--init-from")
-        .arg(&base)
-        .arg("--out")
-        .arg(&tags_only)
-        .args(common_args);
-    ok(c);
+    train_from(&cache, &conll, &base, &tags_only, &common_args);
     let c2 = tensors(&tags_only);
     assert_group(&a, &c2, "intent.", true);
     assert_group(&a, &c2, "slot.", false);
@@ -164,40 +176,26 @@ fn heads_coupled_by_slot_states_freeze_either_head() {
     let a = tensors(&base);
 
     let frozen_slot = tmp.path().join("frozen-slot");
-    let mut c = edgetune(&cache);
-    c.args([
-        "train",
-        "--data",
-        "data/demo",
-        "-q",
-        "--freeze-slot",
-        "--init-from",
-    ])
-    .arg(&base)
-    .arg("--out")
-    .arg(&frozen_slot)
-    .args(common_args);
-    ok(c);
+    let demo = Path::new("data/demo");
+    train_from(
+        &cache,
+        demo,
+        &base,
+        &frozen_slot,
+        &[&["-q", "--freeze-slot"][..], &common_args].concat(),
+    );
     let b = tensors(&frozen_slot);
     assert_group(&a, &b, "slot.", true);
     assert_group(&a, &b, "intent.", false);
 
     let frozen_intent = tmp.path().join("frozen-intent");
-    let mut c = edgetune(&cache);
-    c.args([
-        "train",
-        "--data",
-        "data/demo",
-        "--freeze-intent",
-        "--init-from",
-    ])
-    .arg(&base)
-    .arg("--out")
-    .arg(&frozen_intent)
-    .args(common_args);
-    let out = c.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = train_from(
+        &cache,
+        demo,
+        &base,
+        &frozen_intent,
+        &[&["--freeze-intent"][..], &common_args].concat(),
+    );
     assert!(
         err.contains("frozen intent head reads the slot head's states"),
         "no note on the coupled frozen head:\n{err}"
