@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 
 mod common;
 use common::tensor_max_abs_diff as max_abs_diff;
-use edgetune::heads::{Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
+use edgetune::heads::{HeadLogits, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
 use edgetune::train::batch::Batch;
 
 fn heads() -> Heads {
@@ -127,13 +127,18 @@ fn edgetune_batch() -> Batch {
     }
 }
 
+/// Training forward pass (dropout on) of heads whose intent head reads the slot states; the slot
+/// head's logits only if `slot` trains.
+fn coupled_forward(h: &Heads, slot: bool) -> HeadLogits {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    h.forward(&edgetune_batch(), true, slot, Some(&mut rng))
+        .unwrap()
+}
+
 #[test]
 fn intent_head_reading_slot_states_trains_both_heads_jointly() {
     let h = heads_with(true);
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    let out = h
-        .forward(&edgetune_batch(), true, true, Some(&mut rng))
-        .unwrap();
+    let out = coupled_forward(&h, true);
     let il = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
     let loss = (il + slot_loss(&out.slot.unwrap())).unwrap();
     assert_grads(&h, &loss, &["intent.", "slot."]);
@@ -160,10 +165,7 @@ fn intent_loss_alone_reaches_the_slot_states_it_reads() {
 #[test]
 fn frozen_slot_head_read_by_the_intent_head_receives_no_gradient() {
     let h = heads_with(true);
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    let out = h
-        .forward(&edgetune_batch(), true, false, Some(&mut rng))
-        .unwrap();
+    let out = coupled_forward(&h, false);
     assert!(
         out.slot.is_none(),
         "slot logits computed for a frozen slot head"

@@ -272,13 +272,12 @@ impl Ctx {
         let a = c.unsqueeze(&a, 1, "intent.attention1");
         let ctx = c.op("MatMul", &[&a, &x], vec![], "intent.context1");
         let ctx = c.squeeze(&ctx, 1, "intent.context");
-        let mut parts = vec![pooled.as_str(), ctx.as_str()];
-        let slot_ctx;
+        let mut parts = vec![pooled, ctx];
         if let Some(y) = slot_states {
             let sc = c.op("MatMul", &[&a, y], vec![], "intent.slot_context1");
-            slot_ctx = c.squeeze(&sc, 1, "intent.slot_context");
-            parts.push(&slot_ctx);
+            parts.push(c.squeeze(&sc, 1, "intent.slot_context"));
         }
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let feats = c.op("Concat", &parts, vec![attr_int("axis", 1)], "intent.feats");
         let hid = c.linear(&feats, &h.hidden, "intent.hidden")?;
         let hid = c.gelu_erf(&hid, "intent.gelu");
@@ -458,14 +457,10 @@ pub fn build_merged(
         None => None,
     };
     if let Some(h) = &heads.intent {
+        // `Heads::new` guarantees a slot head to an intent head that reads its states.
         let reads = slot_y
             .as_deref()
             .filter(|_| heads.config.intent_head.slot_states);
-        if heads.config.intent_head.slot_states && reads.is_none() {
-            return Err(OnnxError::Invalid(
-                "the intent head reads the slot head's states, but the run has no slot head".into(),
-            ));
-        }
         let last = state_name(layers);
         let logits = c.intent_head(h, &last, &states, &word_pool, &word_mask, reads)?;
         c.classifier_outputs(

@@ -424,6 +424,11 @@ pub fn bucketed_batches(
     batches
 }
 
+/// Whether the intent head reads the slot head's states: asked for, and the data has both tasks.
+fn reads_slot_states(settings: &TrainSettings, intents: &[String], tags: &[String]) -> bool {
+    settings.intent_head.slot_states && !intents.is_empty() && !tags.is_empty()
+}
+
 /// Validation score for early stopping: the mean of the available headline metrics.
 pub fn score(m: &Metrics) -> f64 {
     let v: Vec<f64> = [m.intent_accuracy, m.slot_f1, m.sentence_accuracy]
@@ -510,8 +515,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     let (intents, tags) = label_lists(&dataset.train);
     let mut settings = settings;
     settings.states = states.clone();
-    // Reading the slot head's states needs both heads.
-    settings.intent_head.slot_states &= !tags.is_empty() && !intents.is_empty();
+    settings.intent_head.slot_states = reads_slot_states(&settings, &intents, &tags);
     if settings.epochs == 0 {
         settings.epochs = auto_epochs_for(
             dataset.train.examples.len(),
@@ -1048,7 +1052,7 @@ fn plan_and_peak(
         0
     } else {
         let ih = settings.intent_head.hidden;
-        let slot_in = if settings.intent_head.slot_states && !tags.is_empty() {
+        let slot_in = if reads_slot_states(settings, &intents, &tags) {
             2 * settings.slot_head.gru_hidden
         } else {
             0
@@ -1176,7 +1180,7 @@ fn plan_and_peak(
     } else {
         "word-level".to_string()
     };
-    let reads = if settings.intent_head.slot_states && !intents.is_empty() && !tags.is_empty() {
+    let reads = if reads_slot_states(settings, &intents, &tags) {
         ", reading the slot head's states"
     } else {
         ""
