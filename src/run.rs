@@ -4,7 +4,10 @@
 //! - `heads.safetensors`: the trained weights (plus unfrozen backbone layers, if any);
 //! - `config.json`: [`RunConfig`], written last; it records the SHA-256 of the weights, so a run is
 //!   complete exactly when `config.json` exists and the weights match it;
-//! - `checkpoint/` while training (see [`crate::train`]).
+//! - `checkpoint/` while training (see `crate::train`).
+//!
+//! Everything read from a run is checked against itself before it is used: the architecture's sizes
+//! before allocation ([`ModelConfig::validate`]), the weights' hash, every tensor's shape.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,18 +15,27 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::layers::{TopLayers, Unfrozen};
+use crate::backbone::layers::TopLayers;
+use crate::backbone::ModelFiles;
+use crate::data::{TaskKind, INTENT, TAGS};
 use crate::features::FeatureSpec;
 use crate::fsutil;
-use crate::heads::{Heads, HeadsConfig, ParamSet};
-use crate::onnx::import::{BertConfig, Weights};
+use crate::hf::{BertConfig, Weights};
+use crate::metrics::Metrics;
+use crate::model::{
+    HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig, TaskModel, TokenHeadConfig, Unfrozen,
+};
+use crate::nn::{ParamBuilder, ParamSet};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.json";
 /// Weights file name.
 pub const WEIGHTS_FILE: &str = "heads.safetensors";
-/// Version of the run-directory format.
-pub const RUN_FORMAT: u32 = 1;
+/// Version of the run-directory format written: 2 = named tasks. Format 1 (intent and slot heads)
+/// is still read.
+pub const RUN_FORMAT: u32 = 2;
+/// Largest `config.json` read (a run's is a few KiB).
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 /// Errors reading or writing a run directory.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +56,11 @@ pub enum RunError {
 pub struct BackboneRef {
     /// The ONNX file as resolved at training time.
     pub onnx: PathBuf,
+    /// Its SHA-256.
     pub onnx_sha256: String,
     /// The `tokenizer.json` used.
     pub tokenizer: PathBuf,
+    /// Its SHA-256.
     pub tokenizer_sha256: String,
     /// Transformer layers of the backbone.
     pub layers: usize,
@@ -59,27 +73,34 @@ pub struct BackboneRef {
 /// Reference to the weights file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeightsRef {
+    /// File name inside the run directory.
     pub file: String,
+    /// Its SHA-256.
     pub sha256: String,
 }
 
 /// `config.json` of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// [`RUN_FORMAT`].
     pub format: u32,
+    /// The edgetune that wrote it.
     pub edgetune_version: String,
+    /// The backbone it was trained on.
     pub backbone: BackboneRef,
     /// The cached features (the heads' input, or with unfrozen layers their input).
     pub features: FeatureSpec,
     /// The fine-tuned top backbone layers (`--unfreeze-top`), stored in the weights file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_layers: Option<TopLayersRef>,
-    pub heads: HeadsConfig,
+    /// The task model's architecture.
+    pub model: ModelConfig,
+    /// The weights file and its hash.
     pub weights: WeightsRef,
     /// Training settings as given (for the record; reproduces the run with the same data).
     pub training: serde_json::Value,
     /// Metrics by split name (`valid`, `test`).
-    pub metrics: BTreeMap<String, serde_json::Value>,
+    pub metrics: BTreeMap<String, Metrics>,
 }
 
 /// The fine-tuned top layers of a run: layers `first..L` run in candle on cached state `first`.
@@ -119,27 +140,39 @@ pub fn weights_bytes(params: &ParamSet) -> candle_core::Result<Vec<u8>> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(n, s, b)| {
-            (
+            Ok((
                 n.clone(),
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .expect("sizes agree"),
-            )
+                    .map_err(|e| candle_core::Error::Msg(format!("tensor `{n}`: {e}")))?,
+            ))
         })
-        .collect();
+        .collect::<candle_core::Result<_>>()?;
     safetensors::serialize(views, None).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
 /// Reads safetensors `bytes` into `params`: every parameter must be present with its shape.
 pub fn load_weights(bytes: &[u8], params: &ParamSet, path: &Path) -> Result<(), RunError> {
+    load_weights_renamed(bytes, params, path, &|n| n.to_string())
+}
+
+/// [`load_weights`] where parameter `p` is stored under `stored(p)` (runs of format 1 name the
+/// `tags` head `slot`).
+pub fn load_weights_renamed(
+    bytes: &[u8],
+    params: &ParamSet,
+    path: &Path,
+    stored: &dyn Fn(&str) -> String,
+) -> Result<(), RunError> {
     let corrupt = |message: String| RunError::Corrupt {
         path: path.to_path_buf(),
         message,
     };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
     for p in &params.params {
+        let key = stored(&p.name);
         let view = st
-            .tensor(&p.name)
-            .map_err(|_| corrupt(format!("tensor `{}` is missing", p.name)))?;
+            .tensor(&key)
+            .map_err(|_| corrupt(format!("tensor `{key}` is missing")))?;
         let want = p.var.as_tensor().dims().to_vec();
         if view.shape() != want.as_slice() || view.dtype() != safetensors::Dtype::F32 {
             return Err(corrupt(format!(
@@ -178,12 +211,16 @@ pub fn save_run(dir: &Path, mut config: RunConfig, weights: &[u8]) -> Result<Run
         sha256: fsutil::sha256_bytes(weights),
     };
     let cpath = dir.join(CONFIG_FILE);
-    let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+    let json = serde_json::to_vec_pretty(&config).map_err(|e| RunError::Corrupt {
+        path: cpath.clone(),
+        message: format!("cannot serialize the run's config: {e}"),
+    })?;
     fsutil::write_atomic(&cpath, &json).map_err(io(&cpath))?;
     Ok(config)
 }
 
-/// Reads `config.json` of a run, checking that it is a finished run.
+/// Reads `config.json` of a run, checking that it is a finished run and that its architecture is
+/// sound (sizes within bounds, label lists non-empty and unique) before anything is allocated.
 pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
     let cpath = dir.join(CONFIG_FILE);
     if !dir.is_dir() {
@@ -192,28 +229,137 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
             message: "no such directory".into(),
         });
     }
-    let bytes = std::fs::read(&cpath).map_err(|_| RunError::NotARun {
-        path: dir.to_path_buf(),
-        message: format!("no {CONFIG_FILE}; an interrupted `train` can be continued with --resume"),
-    })?;
-    let config: RunConfig = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
-        path: cpath.clone(),
-        message: format!("line {}, column {}: {e}", e.line(), e.column()),
-    })?;
-    if config.format != RUN_FORMAT {
-        return Err(RunError::Corrupt {
-            path: cpath,
+    let len = std::fs::metadata(&cpath)
+        .map_err(|_| RunError::NotARun {
+            path: dir.to_path_buf(),
             message: format!(
-                "run format {} is not supported (expected {RUN_FORMAT})",
-                config.format
+                "no {CONFIG_FILE}; an interrupted `train` can be continued with --resume"
             ),
-        });
+        })?
+        .len();
+    let corrupt = |message: String| RunError::Corrupt {
+        path: cpath.clone(),
+        message,
+    };
+    if len > MAX_CONFIG_BYTES {
+        return Err(corrupt(format!(
+            "{len} bytes; a run's config is a few KiB (limit {MAX_CONFIG_BYTES})"
+        )));
+    }
+    let bytes = std::fs::read(&cpath).map_err(|source| RunError::Io {
+        path: cpath.clone(),
+        source,
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| corrupt(format!("line {}, column {}: {e}", e.line(), e.column())))?;
+    let format = value.get("format").and_then(serde_json::Value::as_u64);
+    let config: RunConfig = match format {
+        Some(2) => serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?,
+        Some(1) => from_format1(value).map_err(corrupt)?,
+        other => {
+            return Err(corrupt(format!(
+                "run format {} is not supported (expected 1 or {RUN_FORMAT})",
+                other.map_or("(none)".to_string(), |f| f.to_string())
+            )))
+        }
+    };
+    config
+        .model
+        .validate()
+        .map_err(|m| corrupt(format!("field \"model\": {m}")))?;
+    let k = match &config.top_layers {
+        Some(t) => t.head_states.len(),
+        None => config.features.states.len(),
+    };
+    if k != config.model.mixed_states {
+        return Err(corrupt(format!(
+            "the heads mix {} hidden states, but the features give {k}",
+            config.model.mixed_states
+        )));
+    }
+    if config.model.backbone_width != config.backbone.hidden && config.backbone.hidden != 0 {
+        return Err(corrupt(format!(
+            "the heads read width {}, the backbone's is {}",
+            config.model.backbone_width, config.backbone.hidden
+        )));
     }
     Ok(config)
 }
 
-/// Loads a finished run: its config and the heads with their trained weights (hash-checked).
-pub fn load_run(dir: &Path) -> Result<(RunConfig, Heads), RunError> {
+/// The heads of a format-1 run (`heads`: intent and slot) as format 2's named tasks.
+fn from_format1(mut v: serde_json::Value) -> Result<RunConfig, String> {
+    #[derive(Deserialize)]
+    struct Intent {
+        hidden: usize,
+        dropout: f32,
+        #[serde(default)]
+        slot_states: bool,
+    }
+    #[derive(Deserialize)]
+    struct Slot {
+        gru_hidden: usize,
+        dropout: f32,
+    }
+    #[derive(Deserialize)]
+    struct Heads1 {
+        hidden: usize,
+        states: usize,
+        intents: Vec<String>,
+        tags: Vec<String>,
+        intent_head: Intent,
+        slot_head: Slot,
+    }
+    let heads: Heads1 = serde_json::from_value(v["heads"].take())
+        .map_err(|e| format!("field \"heads\": {e}"))?;
+    let mut tasks = Vec::new();
+    if !heads.intents.is_empty() {
+        tasks.push(TaskConfig {
+            name: INTENT.into(),
+            kind: TaskKind::Sentence,
+            labels: heads.intents,
+            head: HeadConfig::Sentence(SentenceHeadConfig {
+                mlp_width: heads.intent_head.hidden,
+                dropout: heads.intent_head.dropout,
+                reads: heads.intent_head.slot_states.then(|| TAGS.to_string()),
+            }),
+        });
+    }
+    if !heads.tags.is_empty() {
+        tasks.push(TaskConfig {
+            name: TAGS.into(),
+            kind: TaskKind::Spans,
+            labels: heads.tags,
+            head: HeadConfig::Token(TokenHeadConfig {
+                gru_units: heads.slot_head.gru_hidden,
+                dropout: heads.slot_head.dropout,
+            }),
+        });
+    }
+    let obj = v.as_object_mut().ok_or("not a JSON object")?;
+    obj.remove("heads");
+    obj.insert(
+        "model".into(),
+        serde_json::to_value(ModelConfig {
+            backbone_width: heads.hidden,
+            mixed_states: heads.states,
+            tasks,
+        })
+        .map_err(|e| e.to_string())?,
+    );
+    obj.insert("format".into(), 1.into());
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+/// Where a run's parameter is stored in its weights file: format 1 named the `tags` head `slot`.
+fn stored_name(format: u32) -> impl Fn(&str) -> String {
+    move |name: &str| match (format, name.strip_prefix("tags.")) {
+        (1, Some(rest)) => format!("slot.{rest}"),
+        _ => name.to_string(),
+    }
+}
+
+/// Loads a finished run: its config and the model with its trained weights (hash-checked).
+pub fn load_run(dir: &Path) -> Result<(RunConfig, TaskModel), RunError> {
     let config = read_config(dir)?;
     let wpath = dir.join(&config.weights.file);
     let bytes = std::fs::read(&wpath).map_err(|source| RunError::Io {
@@ -230,8 +376,24 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, Heads), RunError> {
             ),
         });
     }
-    let mut heads =
-        Heads::new(config.heads.clone(), 0, &Device::Cpu).map_err(|e| RunError::Corrupt {
+    // The heads' tensors are in the weights file: a config asking for more than the file holds is
+    // refused before anything that size is allocated.
+    let need: usize = (0..config.model.tasks.len())
+        .map(|i| config.model.head_params(i))
+        .sum::<usize>()
+        .saturating_mul(4);
+    if need > bytes.len() {
+        return Err(RunError::Corrupt {
+            path: dir.join(CONFIG_FILE),
+            message: format!(
+                "the heads it describes need {need} bytes of weights, but {} has {}",
+                wpath.display(),
+                bytes.len()
+            ),
+        });
+    }
+    let mut model =
+        TaskModel::new(config.model.clone(), 0, &Device::Cpu).map_err(|e| RunError::Corrupt {
             path: dir.join(CONFIG_FILE),
             message: e.to_string(),
         })?;
@@ -242,14 +404,69 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, Heads), RunError> {
             message,
         };
         let w = Weights::load(&wpath).map_err(|e| corrupt(e.to_string()))?;
-        let top = TopLayers::load(&mut heads.params, &w, &t.config, t.first, &Device::Cpu)
-            .map_err(|e| corrupt(e.to_string()))?;
-        heads.top = Some(Unfrozen {
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let mut vb = ParamBuilder::new(
+            &mut model.params,
+            &mut rng,
+            crate::nn::Group::Layer(0),
+            &Device::Cpu,
+        )
+        .with_source(&w);
+        let top = TopLayers::load(&mut vb, &t.config, t.first).map_err(|e| corrupt(e.to_string()))?;
+        model.top = Some(Unfrozen {
             top,
             cached: config.features.states.clone(),
             head_states: t.head_states.clone(),
         });
     }
-    load_weights(&bytes, &heads.params, &wpath)?;
-    Ok((config, heads))
+    load_weights_renamed(&bytes, &model.params, &wpath, &stored_name(config.format))?;
+    Ok((config, model))
+}
+
+/// The backbone a run was trained on: `over` if given, else the recorded path, else set-up's default
+/// model; whichever is used must have the recorded hashes (model and tokenizer).
+pub fn backbone_files(rc: &RunConfig, over: Option<&Path>) -> Result<ModelFiles, RunError> {
+    let wrong = |path: &Path, message: String| RunError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let files = match over {
+        Some(p) => ModelFiles::resolve(p).map_err(|e| wrong(p, e.to_string()))?,
+        None if rc.backbone.onnx.is_file() && rc.backbone.tokenizer.is_file() => ModelFiles {
+            onnx: rc.backbone.onnx.clone(),
+            tokenizer: rc.backbone.tokenizer.clone(),
+        },
+        None => ModelFiles::from_arg(None).map_err(|e| {
+            wrong(
+                &rc.backbone.onnx,
+                format!("the run's backbone is not here and the default cannot be used ({e}); pass --backbone"),
+            )
+        })?,
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RunError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let sha = fsutil::sha256_file(&files.onnx).map_err(io(&files.onnx))?;
+    if sha != rc.backbone.onnx_sha256 {
+        return Err(wrong(
+            &files.onnx,
+            format!(
+                "not the backbone this run was trained on (sha256 {} vs recorded {}); pass --backbone with the right one",
+                &sha[..12],
+                &rc.backbone.onnx_sha256[..12.min(rc.backbone.onnx_sha256.len())]
+            ),
+        ));
+    }
+    let tsha = fsutil::sha256_file(&files.tokenizer).map_err(io(&files.tokenizer))?;
+    if tsha != rc.backbone.tokenizer_sha256 {
+        return Err(wrong(
+            &files.tokenizer,
+            "not the tokenizer this run was trained with (sha256 differs)".into(),
+        ));
+    }
+    Ok(files)
 }

@@ -9,13 +9,27 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use tokenizers::{InputSequence, Tokenizer, TruncationParams};
 
+use crate::data::split_words;
+
 /// Errors while loading or running a tokenizer.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
+    /// `tokenizer.json` could not be loaded.
     #[error("tokenizer {path}: {message}")]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// An example could not be encoded.
     #[error("{origin}: tokenizer failed: {message}")]
-    Encode { origin: String, message: String },
+    Encode {
+        /// The example (file:line, or a description).
+        origin: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// One example as the backbone sees it.
@@ -85,13 +99,16 @@ impl WordTokenizer {
             .unwrap_or(0)
     }
 
-    /// Encodes one example given as words. `origin` names it in errors.
+    /// Encodes one example given as words. `origin` names it in errors. Every word yields at
+    /// least one token, so words beyond the token limit are cut before tokenizing: the work is
+    /// bounded by the limit, not by the input.
     pub fn encode_words(
         &self,
         words: &[String],
         origin: &dyn Fn() -> String,
     ) -> Result<Tokenized, TokenizeError> {
-        let input = InputSequence::from(words.iter().map(String::as_str).collect::<Vec<_>>());
+        let kept = words.len().min(self.max_tokens);
+        let input = InputSequence::from(words[..kept].iter().map(String::as_str).collect::<Vec<_>>());
         let enc = self
             .inner
             .encode(input, true)
@@ -101,8 +118,7 @@ impl WordTokenizer {
             })?;
         let mut word_tokens = vec![(0u32, 0u32); words.len()];
         for (t, w) in enc.get_word_ids().iter().enumerate() {
-            if let Some(w) = w {
-                let span = &mut word_tokens[*w as usize];
+            if let Some(span) = w.and_then(|w| word_tokens.get_mut(w as usize)) {
                 if span.1 == span.0 {
                     *span = (t as u32, t as u32 + 1);
                 } else {
@@ -110,7 +126,8 @@ impl WordTokenizer {
                 }
             }
         }
-        let truncated = !enc.get_overflowing().is_empty()
+        let truncated = kept < words.len()
+            || !enc.get_overflowing().is_empty()
             || word_tokens.last().is_some_and(|(s, e)| s == e) && enc.len() >= self.max_tokens;
         Ok(Tokenized {
             ids: enc.get_ids().to_vec(),
@@ -118,6 +135,15 @@ impl WordTokenizer {
             word_tokens,
             truncated,
         })
+    }
+
+    /// Encodes a raw input line: its whitespace-separated words (see [`split_words`]).
+    pub fn encode_text(&self, text: &str, origin: &dyn Fn() -> String) -> Result<Tokenized, TokenizeError> {
+        let words: Vec<String> = split_words(text)
+            .into_iter()
+            .map(|(s, e)| text[s..e].to_string())
+            .collect();
+        self.encode_words(&words, origin)
     }
 
     /// Encodes many examples in parallel (on the current rayon pool), keeping order.

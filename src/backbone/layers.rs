@@ -1,22 +1,24 @@
 //! The top transformer layers of a BERT-family encoder in candle, trainable (`--unfreeze-top N`).
 //!
 //! The lower layers stay frozen in ONNX Runtime and their output (hidden state `first`) is cached as
-//! usual; [`TopLayers`] runs layers `first..L` on it in candle, with every weight a [`Var`] in the
-//! model's [`ParamSet`] (group [`Group::Layer`]`(i)`, named as in the Hugging Face checkpoint, e.g.
-//! `encoder.layer.4.attention.self.query.weight`).
+//! usual; [`TopLayers`] runs layers `first..L` on it in candle, with every weight a trainable
+//! parameter of the model (group [`Group::Layer`]`(i)`, named as in the Hugging Face checkpoint,
+//! e.g. `encoder.layer.4.attention.self.query.weight`).
 //!
 //! Everything is differentiable: either candle primitives or custom ops with hand-written backward
 //! passes, each tested against the primitive formulation. candle's fused `layer_norm`,
 //! `softmax_last_dim`, `rms_norm` and rotary kernels have no backward pass (gradients would silently
-//! stop at them), so layer norm is [`crate::heads::ops::LayerNormOp`], the attention core (scores,
-//! masked softmax, context) [`super::attention::AttentionOp`], and GELU the exact (erf)
-//! [`crate::heads::ops::GeluErfOp`]. See `tests/top_layers.rs` and `tests/grad_tests.rs`.
+//! stop at them), so layer norm is [`crate::nn::LayerNorm`], the attention core (scores,
+//! masked softmax, context) [`crate::nn::kernels::attention::AttentionOp`], and GELU the exact (erf)
+//! [`crate::nn::kernels::gelu::GeluErfOp`]. See `tests/top_layers.rs` and `tests/grad_tests.rs`.
 
-use candle_core::{Device, Result, Tensor, Var, D};
+use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use crate::heads::{dropout as seeded_dropout, Group, Param, ParamSet};
-use crate::onnx::import::{BertConfig, Weights};
+use crate::hf::BertConfig;
+use crate::nn::kernels::attention::attention;
+use crate::nn::kernels::gelu::gelu_erf;
+use crate::nn::{dropout as seeded_dropout, reborrow, Group, LayerNorm, Linear, ParamBuilder};
 
 /// Additive attention bias on padding keys: the same value the imported ONNX graph uses
 /// (`(1 - mask) * f32::MIN`), so that padded keys get exactly zero probability.
@@ -25,11 +27,8 @@ pub const MASK_BIAS: f32 = f32::MIN;
 /// Errors while loading the layers.
 #[derive(Debug, thiserror::Error)]
 pub enum LayersError {
-    /// A weight is missing or has the wrong shape.
-    #[error(transparent)]
-    Weights(#[from] crate::onnx::OnnxError),
-    /// candle failed creating a tensor.
-    #[error("candle: {0}")]
+    /// A weight is missing or has the wrong shape, or candle failed creating a tensor.
+    #[error("{0}")]
     Candle(#[from] candle_core::Error),
     /// The requested layers do not exist.
     #[error("cannot unfreeze from layer {first}: the model has {layers} layers (0..{layers})")]
@@ -41,138 +40,18 @@ pub enum LayersError {
     },
 }
 
-/// Creates a trainable parameter from checkpoint weights (looked up by its unprefixed HF name).
-fn load_param(
-    ps: &mut ParamSet,
-    weights: &Weights,
-    name: &str,
-    shape: &[usize],
-    group: Group,
-    dev: &Device,
-) -> std::result::Result<Tensor, LayersError> {
-    let data = weights.get(name, shape)?;
-    let var = Var::from_tensor(&Tensor::from_slice(data, shape, dev)?)?;
-    let t = var.as_tensor().clone();
-    ps.params.push(Param {
-        name: name.to_string(),
-        group,
-        var,
-    });
-    Ok(t)
-}
-
-/// A dense layer `y = x W^T + b`, `W: [out, in]` (PyTorch layout).
-#[derive(Debug, Clone)]
-pub struct Dense {
-    /// `[out, in]`.
-    pub weight: Tensor,
-    /// `[out]`.
-    pub bias: Tensor,
-}
-
-impl Dense {
-    /// Loads `{name}.weight` and `{name}.bias`.
-    pub fn load(
-        ps: &mut ParamSet,
-        w: &Weights,
-        name: &str,
-        inp: usize,
-        out: usize,
-        group: Group,
-        dev: &Device,
-    ) -> std::result::Result<Self, LayersError> {
-        let weight = load_param(ps, w, &format!("{name}.weight"), &[out, inp], group, dev)?;
-        let bias = load_param(ps, w, &format!("{name}.bias"), &[out], group, dev)?;
-        Ok(Self { weight, bias })
-    }
-
-    /// Applies the layer over the last dimension of `x` (any rank >= 2), as the fused
-    /// [`crate::heads::ops::LinearOp`] (candle's `matmul(w.t()) + broadcast_add(b)` reduced the bias
-    /// gradient and transposed the weight gradient through slow strided paths).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut dims = x.dims().to_vec();
-        let inp = dims.pop().expect("rank >= 1");
-        let y = x.reshape(((), inp))?.contiguous()?.apply_op3(
-            &self.weight,
-            &self.bias,
-            crate::heads::ops::LinearOp,
-        )?;
-        dims.push(self.weight.dim(0)?);
-        y.reshape(dims)
-    }
-}
-
-/// Layer normalisation over the last dimension, from differentiable primitives (candle's fused
-/// `layer_norm` has no backward pass).
-#[derive(Debug, Clone)]
-pub struct LayerNorm {
-    /// Scale (`gamma`), `[hidden]`.
-    pub weight: Tensor,
-    /// Shift (`beta`), `[hidden]`.
-    pub bias: Tensor,
-    /// Added to the variance.
-    pub eps: f64,
-}
-
-impl LayerNorm {
-    /// Loads `{name}.weight` and `{name}.bias` (or the older `gamma`/`beta`).
-    pub fn load(
-        ps: &mut ParamSet,
-        w: &Weights,
-        name: &str,
-        hidden: usize,
-        eps: f64,
-        group: Group,
-        dev: &Device,
-    ) -> std::result::Result<Self, LayersError> {
-        let weight = load_param(ps, w, &format!("{name}.weight"), &[hidden], group, dev)?;
-        let bias = load_param(ps, w, &format!("{name}.bias"), &[hidden], group, dev)?;
-        Ok(Self { weight, bias, eps })
-    }
-
-    /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension (biased variance, as
-    /// PyTorch and ONNX compute it): the fused [`crate::heads::ops::LayerNormOp`], equal to
-    /// [`LayerNorm::forward_reference`] in values and gradients (`tests/unfreeze.rs`).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let h = *dims.last().expect("rank >= 1");
-        x.reshape(((), h))?
-            .contiguous()?
-            .apply_op3(
-                &self.weight,
-                &self.bias,
-                crate::heads::ops::LayerNormOp {
-                    eps: self.eps as f32,
-                },
-            )?
-            .reshape(dims)
-    }
-
-    /// The same from candle primitives (the reference for the fused op).
-    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let std = (var + self.eps)?.sqrt()?;
-        centred
-            .broadcast_div(&std)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
-    }
-}
-
 /// Multi-head self-attention with its output projection, residual and layer norm
 /// (HF `attention.self` + `attention.output`).
 #[derive(Debug, Clone)]
 pub struct BertAttention {
     /// `attention.self.query`.
-    pub query: Dense,
+    pub query: Linear,
     /// `attention.self.key`.
-    pub key: Dense,
+    pub key: Linear,
     /// `attention.self.value`.
-    pub value: Dense,
+    pub value: Linear,
     /// `attention.output.dense`.
-    pub output: Dense,
+    pub output: Linear,
     /// `attention.output.LayerNorm`.
     pub layer_norm: LayerNorm,
     /// Attention heads.
@@ -182,30 +61,19 @@ pub struct BertAttention {
 }
 
 impl BertAttention {
-    /// Loads `{prefix}.attention.*`.
-    pub fn load(
-        ps: &mut ParamSet,
-        w: &Weights,
-        cfg: &BertConfig,
-        prefix: &str,
-        group: Group,
-        dev: &Device,
-    ) -> std::result::Result<Self, LayersError> {
+    /// Loads `attention.*` under `vb`'s prefix (a layer's `encoder.layer.{i}`).
+    pub fn load(vb: &mut ParamBuilder, cfg: &BertConfig) -> Result<Self> {
         let h = cfg.hidden_size;
-        let p = |n: &str| format!("{prefix}.attention.{n}");
+        let mut a = vb.pp("attention");
         Ok(Self {
-            query: Dense::load(ps, w, &p("self.query"), h, h, group, dev)?,
-            key: Dense::load(ps, w, &p("self.key"), h, h, group, dev)?,
-            value: Dense::load(ps, w, &p("self.value"), h, h, group, dev)?,
-            output: Dense::load(ps, w, &p("output.dense"), h, h, group, dev)?,
+            query: Linear::load(&mut a.pp("self").pp("query"), h, h)?,
+            key: Linear::load(&mut a.pp("self").pp("key"), h, h)?,
+            value: Linear::load(&mut a.pp("self").pp("value"), h, h)?,
+            output: Linear::load(&mut a.pp("output").pp("dense"), h, h)?,
             layer_norm: LayerNorm::load(
-                ps,
-                w,
-                &p("output.LayerNorm"),
+                &mut a.pp("output").pp("LayerNorm"),
                 h,
                 cfg.layer_norm_eps,
-                group,
-                dev,
             )?,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
@@ -214,8 +82,8 @@ impl BertAttention {
 
     /// `x`: `[B, T, H]`; `bias`: the additive key mask `[B, 1, 1, T]` from
     /// [`TopLayers::attention_bias`]. The attention core is the fused
-    /// [`super::attention::AttentionOp`] (values and gradients equal to
-    /// [`super::attention::attention_reference`], `tests/grad_tests.rs`). Dropout (seeded) applies
+    /// [`crate::nn::kernels::attention::AttentionOp`] (values and gradients equal to
+    /// [`crate::nn::kernels::attention::attention_reference`], `tests/grad_tests.rs`). Dropout (seeded) applies
     /// to the output projection, before the residual.
     pub fn forward(
         &self,
@@ -226,7 +94,7 @@ impl BertAttention {
         let q = self.query.forward(x)?;
         let k = self.key.forward(x)?;
         let v = self.value.forward(x)?;
-        let ctx = super::attention::attention(&q, &k, &v, bias, self.heads)?;
+        let ctx = attention(&q, &k, &v, bias, self.heads)?;
         let mut out = self.output.forward(&ctx)?;
         if let Some((p, rng)) = dropout {
             out = seeded_dropout(&out, p, Some(rng))?;
@@ -240,50 +108,31 @@ impl BertAttention {
 #[derive(Debug, Clone)]
 pub struct BertFeedForward {
     /// `intermediate.dense`.
-    pub intermediate: Dense,
+    pub intermediate: Linear,
     /// `output.dense`.
-    pub output: Dense,
+    pub output: Linear,
     /// `output.LayerNorm`.
     pub layer_norm: LayerNorm,
 }
 
 impl BertFeedForward {
-    /// Loads `{prefix}.intermediate.*` and `{prefix}.output.*`.
-    pub fn load(
-        ps: &mut ParamSet,
-        w: &Weights,
-        cfg: &BertConfig,
-        prefix: &str,
-        group: Group,
-        dev: &Device,
-    ) -> std::result::Result<Self, LayersError> {
+    /// Loads `intermediate.*` and `output.*` under `vb`'s prefix.
+    pub fn load(vb: &mut ParamBuilder, cfg: &BertConfig) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            intermediate: Dense::load(
-                ps,
-                w,
-                &format!("{prefix}.intermediate.dense"),
-                h,
-                i,
-                group,
-                dev,
-            )?,
-            output: Dense::load(ps, w, &format!("{prefix}.output.dense"), i, h, group, dev)?,
+            intermediate: Linear::load(&mut vb.pp("intermediate").pp("dense"), h, i)?,
+            output: Linear::load(&mut vb.pp("output").pp("dense"), i, h)?,
             layer_norm: LayerNorm::load(
-                ps,
-                w,
-                &format!("{prefix}.output.LayerNorm"),
+                &mut vb.pp("output").pp("LayerNorm"),
                 h,
                 cfg.layer_norm_eps,
-                group,
-                dev,
             )?,
         })
     }
 
     /// `x`: `[B, T, H]`. Dropout (seeded) applies to the output projection, before the residual.
     pub fn forward(&self, x: &Tensor, dropout: Option<(f32, &mut ChaCha8Rng)>) -> Result<Tensor> {
-        let a = crate::heads::ops::gelu_erf(&self.intermediate.forward(x)?)?;
+        let a = gelu_erf(&self.intermediate.forward(x)?)?;
         let mut out = self.output.forward(&a)?;
         if let Some((p, rng)) = dropout {
             out = seeded_dropout(&out, p, Some(rng))?;
@@ -304,20 +153,15 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    /// Loads `encoder.layer.{index}.*` into `ps` as group [`Group::Layer`]`(index)`.
-    pub fn load(
-        ps: &mut ParamSet,
-        w: &Weights,
-        cfg: &BertConfig,
-        index: usize,
-        dev: &Device,
-    ) -> std::result::Result<Self, LayersError> {
-        let prefix = format!("encoder.layer.{index}");
-        let group = Group::Layer(index);
+    /// Loads `encoder.layer.{index}.*` as group [`Group::Layer`]`(index)`; `vb` is at the root of
+    /// the checkpoint's names.
+    pub fn load(vb: &mut ParamBuilder, cfg: &BertConfig, index: usize) -> Result<Self> {
+        let mut vb = vb.in_group(Group::Layer(index));
+        let mut vb = vb.pp(format!("encoder.layer.{index}"));
         Ok(Self {
             index,
-            attention: BertAttention::load(ps, w, cfg, &prefix, group, dev)?,
-            ffn: BertFeedForward::load(ps, w, cfg, &prefix, group, dev)?,
+            attention: BertAttention::load(&mut vb, cfg)?,
+            ffn: BertFeedForward::load(&mut vb, cfg)?,
         })
     }
 
@@ -334,11 +178,6 @@ impl BertLayer {
     }
 }
 
-/// Lends out an optional `(p, rng)` pair for one call, keeping it for the next.
-fn reborrow<'a>(d: &'a mut Option<(f32, &mut ChaCha8Rng)>) -> Option<(f32, &'a mut ChaCha8Rng)> {
-    d.as_mut().map(|(p, rng)| (*p, &mut **rng))
-}
-
 /// The top transformer layers `first..L` of a BERT-family encoder, trainable.
 #[derive(Debug, Clone)]
 pub struct TopLayers {
@@ -349,24 +188,21 @@ pub struct TopLayers {
 }
 
 impl TopLayers {
-    /// Loads layers `first..cfg.num_hidden_layers` from checkpoint weights (with or without a `bert.`
-    /// prefix), adding their 16 tensors per layer to `ps` as [`Var`]s in group
-    /// [`Group::Layer`]`(i)`, named by their unprefixed HF names. `first == L` loads nothing (the
-    /// forward pass is then the identity).
+    /// Loads layers `first..cfg.num_hidden_layers` from the builder's checkpoint weights (with or
+    /// without a `bert.` prefix), 16 tensors per layer, group [`Group::Layer`]`(i)`, named by their
+    /// unprefixed HF names. `first == L` loads nothing (the forward pass is then the identity).
     pub fn load(
-        ps: &mut ParamSet,
-        weights: &Weights,
+        vb: &mut ParamBuilder,
         cfg: &BertConfig,
         first: usize,
-        dev: &Device,
     ) -> std::result::Result<Self, LayersError> {
         let l = cfg.num_hidden_layers;
         if first > l {
             return Err(LayersError::Range { first, layers: l });
         }
         let layers = (first..l)
-            .map(|i| BertLayer::load(ps, weights, cfg, i, dev))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|i| BertLayer::load(vb, cfg, i))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self { first, layers })
     }
 
@@ -396,82 +232,3 @@ impl TopLayers {
     }
 }
 
-/// Dropout in the unfrozen layers during training (BERT's own `hidden_dropout_prob`).
-pub const LAYER_DROPOUT: f32 = 0.1;
-
-/// The unfrozen top layers together with what the heads read from them (`--unfreeze-top N`).
-///
-/// The feature cache holds token-level states `cached` (every head state `<= first` plus `first`
-/// itself); the layers run on state `first` and produce states `first+1..=L`. [`Unfrozen::word_inputs`]
-/// pools each state the heads read to words (the mean of each word's sub-tokens, as the cache does
-/// for a frozen backbone) and stacks them to the heads' `[B, W, K, H]` input.
-#[derive(Debug, Clone)]
-pub struct Unfrozen {
-    /// The trainable layers `first..L`.
-    pub top: TopLayers,
-    /// The cached token-level states, in cache order (contains `top.first`).
-    pub cached: Vec<usize>,
-    /// The hidden states the heads read, in their order.
-    pub head_states: Vec<usize>,
-}
-
-impl Unfrozen {
-    /// The token-level states the cache must hold for `head_states` when the layers above `first`
-    /// are unfrozen: every head state `<= first`, and `first`, ascending.
-    pub fn cached_states(head_states: &[usize], first: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = head_states
-            .iter()
-            .copied()
-            .filter(|&s| s <= first)
-            .collect();
-        v.push(first);
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-
-    /// Runs the layers on a batch of cached token states and returns the heads' input:
-    /// `([B, W, K, H]` word states, `[B, H]` pooled sentence embedding (mean of the last state over
-    /// every token)), differentiable with respect to the layers' parameters. `dropout`: training.
-    pub fn word_inputs(
-        &self,
-        states: &Tensor,
-        token_mask: &Tensor,
-        word_avg: &Tensor,
-        sentence_avg: &Tensor,
-        mut dropout: Option<(f32, &mut ChaCha8Rng)>,
-    ) -> Result<(Tensor, Tensor)> {
-        let cached_state = |s: usize| -> Result<Tensor> {
-            let pos = self.cached.iter().position(|&c| c == s).ok_or_else(|| {
-                candle_core::Error::Msg(format!(
-                    "hidden state {s} is not among the cached states {:?}",
-                    self.cached
-                ))
-            })?;
-            states.narrow(2, pos, 1)?.squeeze(2)?.contiguous()
-        };
-        let first = self.top.first;
-        let bias = TopLayers::attention_bias(token_mask)?;
-        let mut outs: Vec<Tensor> = Vec::with_capacity(self.top.layers.len());
-        let mut x = cached_state(first)?;
-        for layer in &self.top.layers {
-            x = layer.forward(&x, &bias, reborrow(&mut dropout))?;
-            outs.push(x.clone());
-        }
-        let words = self
-            .head_states
-            .iter()
-            .map(|&s| {
-                let tokens = if s <= first {
-                    cached_state(s)?
-                } else {
-                    outs[s - first - 1].clone()
-                };
-                word_avg.matmul(&tokens)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let words = Tensor::stack(&words, 2)?;
-        let pooled = sentence_avg.matmul(&x)?.squeeze(1)?;
-        Ok((words, pooled))
-    }
-}

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use edgetune::backbone::{Backbone, ModelFiles};
-use edgetune::onnx::export::{self, MergedInputs};
+use edgetune::backbone::{Backbone, ModelFiles, SessionOptions};
+use edgetune::onnx::merged::MergedModel;
+use edgetune::sys::{cpu_model, peak_rss};
 use edgetune::tokenize::{Tokenized, WordTokenizer};
 
 use super::common;
@@ -16,7 +17,7 @@ use super::Global;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The merged model to measure (`edgetune export`'s output, tokenizer.json beside it).
-    #[arg(long = "model", value_name = "MERGED.onnx")]
+    #[arg(long, value_name = "MERGED.onnx")]
     pub model: PathBuf,
     /// Backbone for the extraction figure (default: $EDGETUNE_MODEL, then .models/default).
     #[arg(long, value_name = "PATH")]
@@ -42,13 +43,13 @@ pub struct Args {
 }
 
 /// Session settings from the flags.
-fn session_settings(a: &Args, threads: usize) -> edgetune::backbone::SessionConfig {
-    edgetune::backbone::SessionConfig {
+fn session_settings(a: &Args, threads: usize) -> SessionOptions {
+    SessionOptions {
         arena: !a.no_arena,
         memory_pattern: !a.no_memory_pattern,
         spinning: a.spinning,
         prepacking: !a.no_prepacking,
-        ..common::session_config(threads)
+        ..SessionOptions::with_threads(threads)
     }
 }
 
@@ -64,32 +65,6 @@ const SENTENCES: &[&str] = &[
     "could you please switch off every light downstairs before i go to bed tonight",
     "is it going to rain in rio de janeiro this weekend",
 ];
-
-/// The CPU model as the kernel reports it.
-pub fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |k: &str| {
-        info.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|v| v.trim().to_string())
-    };
-    field("model name")
-        .or_else(|| field("Model"))
-        .or_else(|| field("CPU part").map(|p| format!("ARM CPU part {p}")))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
-/// Peak resident set size of this process, in MiB (VmHWM).
-pub fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -116,24 +91,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
 
     // Cold start: library, model, tokenizer, session, first prediction.
     common::init_runtime(g)?;
-    let bytes = std::fs::read(&a.model).with_context(|| a.model.display().to_string())?;
-    let model = edgetune::onnx::decode_model(&bytes)
-        .with_context(|| format!("{}: not a valid ONNX model", a.model.display()))?;
-    let meta = super::merged::read_meta(&model, &a.model)?;
-    drop(model);
-    let dir = a
-        .model
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tokenizer = WordTokenizer::from_file(&dir.join("tokenizer.json"), Some(meta.max_tokens))?;
-    let mut session =
-        edgetune::backbone::open_session(&bytes, &a.model, &session_settings(&a, threads))?;
-    drop(bytes);
-    let pad = tokenizer.pad_id();
-    let t = super::infer::encode_line(&tokenizer, &sentences[0])?;
-    let o = export::run_merged(&mut session, &MergedInputs::new(&[&t], pad))?;
-    let _ = super::merged::decode(&o, &[&t]);
+    let mut model = MergedModel::open(&a.model, &session_settings(&a, threads))?;
+    let encode = |m: &MergedModel, s: &str| m.tokenizer.encode_text(s, &|| "bench".into());
+    let t = encode(&model, &sentences[0])?;
+    model.decode(&[t], 1)?;
     let cold = start.elapsed().as_secs_f64() * 1e3;
 
     // Batch-1 latency: tokenize + run + decode, per sentence.
@@ -141,23 +102,22 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     for i in 0..a.n.max(1) {
         let s = &sentences[i % sentences.len()];
         let t0 = Instant::now();
-        let t = super::infer::encode_line(&tokenizer, s)?;
+        let t = encode(&model, s)?;
         if t.word_tokens.is_empty() {
             continue;
         }
-        let o = export::run_merged(&mut session, &MergedInputs::new(&[&t], pad))?;
-        let _ = super::merged::decode(&o, &[&t]);
+        model.decode(&[t], 1)?;
         lat.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     lat.sort_by(f64::total_cmp);
-    drop(session);
+    drop(model);
 
     // Extraction throughput of the backbone: batches of 32, length-sorted.
     let files = ModelFiles::from_arg(a.backbone.as_deref())?;
     let btok = WordTokenizer::from_file(&files.tokenizer, None)?;
     let mut backbone = Backbone::load(&files, &[], btok.pad_id(), &session_settings(&a, threads))?;
     let mut toks: Vec<Tokenized> = (0..256)
-        .map(|i| super::infer::encode_line(&btok, &sentences[i % sentences.len()]))
+        .map(|i| btok.encode_text(&sentences[i % sentences.len()], &|| "bench".into()))
         .collect::<Result<_, _>>()?;
     toks.sort_by_key(|t| t.ids.len());
     let t0 = Instant::now();
@@ -185,6 +145,9 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         "extraction ({}): {per_sec:.0} sentences/s (batch 32, length-sorted)",
         files.onnx.display()
     );
-    println!("peak RSS: {:.0} MiB", peak_rss_mib());
+    println!(
+        "peak RSS: {:.0} MiB",
+        peak_rss().unwrap_or(0) as f64 / (1u64 << 20) as f64
+    );
     Ok(())
 }

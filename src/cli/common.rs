@@ -1,22 +1,27 @@
-//! Pieces shared by several subcommands: threads, the backbone of a run, label sets.
+//! Pieces shared by several subcommands: threads, the ONNX Runtime library, the feature context.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
-use edgetune::backbone::{ModelFiles, SessionConfig};
+use edgetune::backbone::{default_threads, ModelFiles, SessionOptions};
 use edgetune::features::{default_cache_dir, FeatureContext};
-use edgetune::run::RunConfig;
 
 use super::Global;
 
 /// Applies `--threads` to every pool (ONNX Runtime's is set per session): rayon (tokenizer, candle)
-/// and candle's matmul, so that nothing oversubscribes the cores. Returns the thread count.
+/// and candle's matmul, so that nothing oversubscribes the cores. More threads than cores are
+/// capped at the cores (with a note). Returns the thread count.
 pub fn setup_threads(g: &Global) -> anyhow::Result<usize> {
+    let cores = default_threads();
     let n = match g.threads {
         Some(0) => bail!("--threads must be at least 1"),
+        Some(n) if n > cores => {
+            eprintln!("note: --threads {n} is more than this machine's {cores} cores; using {cores}");
+            cores
+        }
         Some(n) => n,
-        None => edgetune::backbone::default_threads(),
+        None => cores,
     };
     // candle sizes its matmul parallelism from RAYON_NUM_THREADS; set before any tensor work.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
@@ -31,51 +36,6 @@ pub fn init_runtime(g: &Global) -> anyhow::Result<PathBuf> {
     Ok(edgetune::backbone::init_runtime(g.ort_lib.as_deref())?)
 }
 
-/// Session settings from the global flags.
-pub fn session_config(threads: usize) -> SessionConfig {
-    SessionConfig {
-        threads,
-        ..SessionConfig::default()
-    }
-}
-
-/// The backbone a run was trained on: `--model` if given, else the recorded path, else the default
-/// model; whichever is used must have the recorded hashes.
-pub fn run_model(rc: &RunConfig, model: Option<&Path>) -> anyhow::Result<ModelFiles> {
-    let files = match model {
-        Some(p) => ModelFiles::resolve(p)?,
-        None if rc.backbone.onnx.is_file() && rc.backbone.tokenizer.is_file() => ModelFiles {
-            onnx: rc.backbone.onnx.clone(),
-            tokenizer: rc.backbone.tokenizer.clone(),
-        },
-        None => ModelFiles::from_arg(None).with_context(|| {
-            format!(
-                "the run's backbone {} is not here; pass --model",
-                rc.backbone.onnx.display()
-            )
-        })?,
-    };
-    let sha = edgetune::fsutil::sha256_file(&files.onnx)
-        .with_context(|| files.onnx.display().to_string())?;
-    if sha != rc.backbone.onnx_sha256 {
-        bail!(
-            "{} is not the backbone this run was trained on (sha256 {} vs recorded {}); pass --model with the right one",
-            files.onnx.display(),
-            &sha[..12],
-            &rc.backbone.onnx_sha256[..12.min(rc.backbone.onnx_sha256.len())]
-        );
-    }
-    let tsha = edgetune::fsutil::sha256_file(&files.tokenizer)
-        .with_context(|| files.tokenizer.display().to_string())?;
-    if tsha != rc.backbone.tokenizer_sha256 {
-        bail!(
-            "{} is not the tokenizer this run was trained with (sha256 differs)",
-            files.tokenizer.display()
-        );
-    }
-    Ok(files)
-}
-
 /// A feature context for a backbone.
 pub fn feature_context(
     files: ModelFiles,
@@ -87,9 +47,32 @@ pub fn feature_context(
     let mut ctx = FeatureContext::new(
         files,
         max_tokens,
-        session_config(threads),
+        SessionOptions::with_threads(threads),
         cache_dir.unwrap_or_else(default_cache_dir),
     )?;
     ctx.progress = progress;
     Ok(ctx)
+}
+
+/// Parses `512M`, `1G`, `800MiB`, `1.5GB` or plain bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512M, 1G)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("unknown size unit `{u}` in `{s}` (use K, M or G)")),
+    };
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("`{s}`: the size must be positive"));
+    }
+    Ok((v * mult) as usize)
 }

@@ -2,11 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
-
-use edgetune::data::{self, Format};
-use edgetune::eval::{self, LabelSets};
-use edgetune::train::{predict_split, slot_types, SplitData};
+use edgetune::data::{self, Format, ReadOptions};
+use edgetune::eval::{evaluate_run, render_table};
 
 use super::common;
 use super::Global;
@@ -17,7 +14,8 @@ pub struct Args {
     /// A finished run directory.
     #[arg(long, value_name = "RUN")]
     pub run: PathBuf,
-    /// A dataset directory (with --split) or a single data file / JointBERT folder.
+    /// A dataset directory (with --split) or a single data file / JointBERT folder. The tasks it has
+    /// are scored; the run's other tasks are left out.
     #[arg(long, value_name = "PATH")]
     pub data: PathBuf,
     /// Which split of the dataset directory to evaluate.
@@ -26,13 +24,18 @@ pub struct Args {
     /// Data format (default: detected).
     #[arg(long)]
     pub format: Option<Format>,
+    /// CoNLL column names (see `train --columns`).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
     /// Backbone override (must be the one the run was trained on).
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
+    #[arg(long, visible_alias = "model", value_name = "PATH")]
+    pub backbone: Option<PathBuf>,
     /// Feature cache directory.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Print one JSON object (examples, intent_accuracy, slot_f1, sentence_accuracy, ...) on stdout.
+    /// Print one JSON object on stdout: `examples`, `intent_accuracy`, `slot_precision`,
+    /// `slot_recall`, `slot_f1`, `sentence_accuracy` (where they apply), `tasks` (per task) and
+    /// `all_tasks_accuracy`.
     #[arg(long)]
     pub json: bool,
     /// No progress output.
@@ -42,17 +45,14 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
-    let (rc, heads) = edgetune::run::load_run(&a.run)?;
-    let split = if a.data.is_dir() && !a.data.join("seq.in").is_file() {
-        match data::load_split(&a.data, &a.split, a.format)? {
-            Some(s) => s,
-            None => bail!("{}: no `{}` split", a.data.display(), a.split),
-        }
-    } else {
-        data::read_file_split(&a.data, a.format)?
+    let (rc, model) = edgetune::run::load_run(&a.run)?;
+    let read = ReadOptions {
+        format: a.format,
+        columns: a.columns.clone(),
     };
+    let split = data::load_eval_split(&a.data, &a.split, &read)?;
     common::init_runtime(g)?;
-    let files = common::run_model(&rc, a.model.as_deref())?;
+    let files = edgetune::run::backbone_files(&rc, a.backbone.as_deref())?;
     let mut ctx = common::feature_context(
         files,
         Some(rc.backbone.max_tokens),
@@ -60,43 +60,19 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         a.cache_dir,
         !a.quiet,
     )?;
-    let feats = ctx.load_or_extract(&split, &rc.features)?;
-    let truncated = feats.meta.truncated.len();
-    let data = SplitData {
-        split: &split,
-        feats,
-    };
-    let preds = predict_split(&heads, &data, 128)?;
-    let labels = LabelSets {
-        intents: heads.config.intents.iter().cloned().collect(),
-        slot_types: slot_types(&heads.config.tags),
-    };
-    // A task the run has no head for cannot be scored: drop its gold labels.
-    let gold: Vec<_> = split
-        .examples
-        .iter()
-        .map(|e| {
-            let mut e = e.clone();
-            if heads.intent.is_none() {
-                e.intent = None;
-            }
-            if heads.slot.is_none() {
-                e.tags = None;
-            }
-            e
-        })
-        .collect();
-    let report = eval::evaluate(&gold, &preds, &labels);
+    let ev = evaluate_run(&rc, &model, &split, &mut ctx)?;
+    let report = ev.report;
     if a.json {
         let mut v = serde_json::to_value(&report.metrics)?;
-        if truncated > 0 {
-            v["truncated_examples"] = truncated.into();
+        if ev.truncated > 0 {
+            v["truncated_examples"] = ev.truncated.into();
         }
-        if !report.unseen_intents.is_empty() {
-            v["unseen_intents"] = serde_json::to_value(&report.unseen_intents)?;
+        let (ui, us) = (report.unseen_intents(), report.unseen_slot_types());
+        if !ui.is_empty() {
+            v["unseen_intents"] = serde_json::to_value(&ui)?;
         }
-        if !report.unseen_slot_types.is_empty() {
-            v["unseen_slot_types"] = serde_json::to_value(&report.unseen_slot_types)?;
+        if !us.is_empty() {
+            v["unseen_slot_types"] = serde_json::to_value(&us)?;
         }
         println!("{v}");
     } else {
@@ -106,10 +82,13 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             split.examples.len(),
             a.run.display()
         );
-        if truncated > 0 {
-            println!("note: {truncated} examples were truncated at {} tokens; their cut words count as tagged O", rc.backbone.max_tokens);
+        if ev.truncated > 0 {
+            println!(
+                "note: {} examples were truncated at {} tokens; their cut words count as tagged O",
+                ev.truncated, rc.backbone.max_tokens
+            );
         }
-        print!("{}", eval::render_table(&report));
+        print!("{}", render_table(&report));
     }
     Ok(())
 }

@@ -8,7 +8,6 @@ mod eval;
 mod export;
 mod import;
 mod infer;
-mod merged;
 mod quantize;
 mod train;
 
@@ -19,7 +18,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PATH")]
     pub ort_lib: Option<std::path::PathBuf>,
     /// Threads for ONNX Runtime's intra-op pool, candle/rayon and the tokenizer together
-    /// (default: all cores).
+    /// (default and maximum: all cores).
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -39,18 +38,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train the task heads on a dataset (backbone frozen, features cached).
+    /// Train a head per task of a dataset (backbone frozen, features cached).
     Train(train::Args),
-    /// Evaluate a run on a split: intent accuracy, slot F1 (conlleval), sentence accuracy.
+    /// Evaluate a run on a split: per task accuracy, span F1 (conlleval) or token accuracy.
     Eval(eval::Args),
-    /// Predict intents and slots for text lines (a file or stdin), one JSON line each.
+    /// Predict every task for text lines (a file or stdin), one JSON line each.
     Infer(infer::Args),
     /// Measure this device: cold start, batch-1 latency (p50/p99) of a merged model, backbone
     /// extraction throughput, peak memory.
     Bench(bench::Args),
     /// Convert a Hugging Face BERT-family checkpoint to ONNX (self-verified against candle).
     Import(import::Args),
-    /// Write one merged ONNX model (backbone, word pooling and both heads), verified against the run.
+    /// Write one merged ONNX model (backbone, word pooling and every head), verified against the run.
     /// A run trained with --unfreeze-top gets its fine-tuned layers spliced in (int8 unless
     /// --fp32-layers).
     Export(export::Args),

@@ -88,11 +88,11 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         reduce_range: !a.full_range,
         per_channel: !a.per_tensor,
         keep_fp32: a.keep_fp32,
-        smooth: None,
+        calibration: None,
         outlier_ratio: a.outlier_ratio,
     };
     if a.sensitivity {
-        let tok = edgetune::onnx::runtime::load_tokenizer(
+        let tok = edgetune::backbone::raw::load_tokenizer(
             &a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE),
         )?;
         let texts: Vec<String> = sentences.clone().unwrap_or_else(|| {

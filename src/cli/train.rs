@@ -1,24 +1,26 @@
 //! `edgetune train`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use edgetune::backbone::ModelFiles;
-use edgetune::data::{self, Format};
-use edgetune::heads::{IntentHeadConfig, SlotHeadConfig};
-use edgetune::train::{self, checkpoint, fmt_metrics, TrainJob, TrainSettings};
+use edgetune::backbone::{find_models_dir, ModelFiles, DEFAULT_HF_DIR};
+use edgetune::data::{self, check_task_name, Format, ReadOptions, INTENT, TAGS};
+use edgetune::model::{SentenceHeadConfig, TokenHeadConfig};
+use edgetune::train::checkpoint::{self, Job};
+use edgetune::train::{self, default_heads, fmt_metrics, TrainJob, TrainSettings};
 
 use super::common;
 use super::Global;
 
 /// Flags of `edgetune train`.
 ///
-/// Freezing scenarios: by default the backbone is frozen and both heads train on cached features.
-/// `--init-from RUN --freeze-intent` (or `--freeze-slot`) keeps one head exactly as in RUN while the
-/// other trains; with both frozen there is nothing to train (use `eval`/`infer`/`export` on the run).
-/// `--unfreeze-top N` (transfer learning) also trains the backbone's top N layers, in candle, on the
-/// cached token states of the layer below them.
+/// Freezing scenarios: by default the backbone is frozen and every task's head trains on cached
+/// features. `--init-from RUN --freeze TASK` keeps that head exactly as in RUN while the others
+/// train; a task of RUN the data lacks is carried over unchanged, and a task of the data RUN lacks
+/// gets a new head. `--unfreeze-top N` (transfer learning) also trains the backbone's top N layers,
+/// in candle, on the cached token states of the layer below them.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Dataset directory: splits train, valid (optional) and test (optional), as JointBERT folders
@@ -31,13 +33,23 @@ pub struct Args {
     /// Continue an interrupted run from its checkpoint (same data and settings as it was started with).
     #[arg(long, value_name = "RUN", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Start over in an --out that holds an interrupted run (its checkpoint is discarded).
+    #[arg(long)]
+    pub force: bool,
     /// Dataset format (default: detected from file names).
     #[arg(long)]
     pub format: Option<Format>,
-    /// Backbone: a model directory or an .onnx file with tokenizer.json beside it (default: $EDGETUNE_MODEL,
-    /// then set-up's .models/default).
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
+    /// CoNLL column names, e.g. `word,pos,chunk,ner`: the `word` column holds the words, `_` skips
+    /// a column, every other column is a token task (default: words first, `tags` last).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Train only these tasks of the data, comma-separated (default: every task found).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Backbone: a model directory or an .onnx file with tokenizer.json beside it (default:
+    /// $EDGETUNE_MODEL, then set-up's .models/default).
+    #[arg(long, visible_alias = "model", value_name = "PATH")]
+    pub backbone: Option<PathBuf>,
     /// Truncate inputs to this many tokens (default: the tokenizer's own limit).
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<usize>,
@@ -48,7 +60,7 @@ pub struct Args {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub layers: Vec<usize>,
     /// Random seed (initialisation, shuffling, dropout, held-out split).
-    #[arg(long, default_value_t = 13)]
+    #[arg(long, default_value_t = TrainSettings::default().seed)]
     pub seed: u64,
     /// Epochs (the learning-rate schedule spans them; early stopping may end sooner). Default: enough
     /// for about 1,200 optimizer steps, at least 6 and at most 100 (6 on SNIPS' 13,084 sentences,
@@ -56,43 +68,54 @@ pub struct Args {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Early stopping: epochs without improvement on valid.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = TrainSettings::default().patience)]
     pub patience: usize,
-    #[arg(long, default_value_t = 64)]
+    /// Examples per optimizer step.
+    #[arg(long, default_value_t = TrainSettings::default().batch_size)]
     pub batch_size: usize,
     /// Peak learning rate of the heads (AdamW, warm-up then cosine decay).
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = TrainSettings::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = 0.01)]
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = TrainSettings::default().weight_decay)]
     pub weight_decay: f64,
     /// Fraction of train held out for validation when the dataset has no valid split.
     #[arg(long, default_value_t = 0.1)]
     pub holdout: f64,
-    /// GRU units per direction in the slot head (default: 128; 256 with --unfreeze-top).
-    #[arg(long, value_name = "N")]
-    pub slot_gru: Option<usize>,
-    /// Hidden width of the intent head's MLP (default: 256; 512 with --unfreeze-top).
-    #[arg(long, value_name = "N")]
-    pub intent_hidden: Option<usize>,
-    /// Whether the intent head also reads the slot head's recurrent states, pooled with its own word
-    /// attention and trained jointly (default: true with --unfreeze-top, false otherwise; off when
-    /// the data lacks intents or slot tags). The slot types a sentence contains are evidence of its intent.
-    #[arg(long, value_name = "BOOL")]
-    pub intent_reads_slots: Option<bool>,
+    /// GRU units per direction of token heads (default: 128; 256 with --unfreeze-top).
+    #[arg(long, visible_alias = "slot-gru", value_name = "N")]
+    pub gru_units: Option<usize>,
+    /// Hidden width of sentence heads' MLP (default: 256; 512 with --unfreeze-top).
+    #[arg(long, visible_alias = "intent-hidden", value_name = "N")]
+    pub mlp_width: Option<usize>,
+    /// Whether sentence heads also read a token task's recurrent states (the first span task),
+    /// pooled with their own word attention and trained jointly (default: true with
+    /// --unfreeze-top, false otherwise; off when the data lacks either kind of task).
+    #[arg(long, visible_alias = "intent-reads-slots", value_name = "BOOL")]
+    pub sentence_reads_tokens: Option<bool>,
+    /// Loss weight of a task, `NAME=W` (repeatable; default 1).
+    #[arg(long, value_name = "NAME=W")]
+    pub task_weight: Vec<String>,
     /// Memory budget, e.g. `512M` or `1G`: batch sizes and ONNX Runtime settings are chosen so the
     /// expected peak fits (an error if it cannot); the measured peak is reported at the end.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size)]
     pub max_memory: Option<usize>,
-    /// Dropout in both heads.
-    #[arg(long, default_value_t = 0.1)]
+    /// Dropout in every head.
+    #[arg(long, default_value_t = edgetune::model::DEFAULT_DROPOUT)]
     pub dropout: f32,
-    /// Initialise both heads from a finished run.
+    /// Initialise the heads from a finished run.
     #[arg(long, value_name = "RUN")]
     pub init_from: Option<PathBuf>,
-    /// Keep the intent head exactly as in --init-from (byte-identical) while the slot head trains.
+    /// Keep the head of TASK exactly as in --init-from (byte-identical); repeatable.
+    #[arg(long, value_name = "TASK", requires = "init_from")]
+    pub freeze: Vec<String>,
+    /// Train only TASK's head: every other head of --init-from stays exactly as it is.
+    #[arg(long, value_name = "TASK", requires = "init_from", conflicts_with = "freeze")]
+    pub train_only: Option<String>,
+    /// Same as `--freeze intent`.
     #[arg(long, requires = "init_from")]
     pub freeze_intent: bool,
-    /// Keep the slot head exactly as in --init-from (byte-identical) while the intent head trains.
+    /// Same as `--freeze tags`.
     #[arg(long, requires = "init_from")]
     pub freeze_slot: bool,
     /// Transfer learning: train the top N transformer layers (1..=L) together with the heads. The
@@ -105,16 +128,17 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "unfreeze_top")]
     pub hf_weights: Option<PathBuf>,
     /// Peak learning rate of the top unfrozen layer.
-    #[arg(long, default_value_t = train::DEFAULT_LAYER_LR, requires = "unfreeze_top")]
+    #[arg(long, default_value_t = TrainSettings::default().layer_lr, requires = "unfreeze_top")]
     pub layer_lr: f64,
     /// Learning-rate factor per layer below the top one.
-    #[arg(long, default_value_t = train::DEFAULT_LAYER_LR_DECAY, requires = "unfreeze_top")]
+    #[arg(long, default_value_t = TrainSettings::default().layer_lr_decay, requires = "unfreeze_top")]
     pub layer_lr_decay: f64,
     /// With --unfreeze-top: epochs at the start during which only the heads learn (the layers run
     /// forward-only, which is about three times cheaper); the layers then warm up over one epoch.
-    #[arg(long, value_name = "N", default_value_t = train::DEFAULT_HEADS_FIRST, requires = "unfreeze_top")]
+    #[arg(long, value_name = "N", default_value_t = TrainSettings::default().heads_first, requires = "unfreeze_top")]
     pub heads_first: usize,
-    /// Print the plan (trainable parameters, cache size, expected peak memory) and stop.
+    /// Print the tasks found and the plan (trainable parameters, cache size, expected peak memory)
+    /// and stop.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the final metrics as one JSON object on stdout.
@@ -127,19 +151,34 @@ pub struct Args {
 
 /// Validated options.
 struct Options {
-    data: PathBuf,
+    job: Job,
     out: PathBuf,
     resume: bool,
-    format: Option<Format>,
-    model: Option<PathBuf>,
+    backbone: Option<PathBuf>,
     max_tokens: Option<usize>,
     cache_dir: Option<PathBuf>,
-    holdout: f64,
     settings: TrainSettings,
     dry_run: bool,
     max_memory: Option<usize>,
     json: bool,
     quiet: bool,
+}
+
+fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for p in pairs {
+        let (name, w) = p
+            .split_once('=')
+            .with_context(|| format!("--task-weight {p}: expected NAME=W"))?;
+        check_task_name(name).map_err(|m| anyhow::anyhow!("--task-weight {p}: {m}"))?;
+        let w: f64 = w
+            .parse()
+            .ok()
+            .filter(|w: &f64| w.is_finite() && *w >= 0.0)
+            .with_context(|| format!("--task-weight {p}: the weight must be a number >= 0"))?;
+        out.insert(name.to_string(), w);
+    }
+    Ok(out)
 }
 
 fn validate(a: Args) -> anyhow::Result<Options> {
@@ -151,39 +190,53 @@ fn validate(a: Args) -> anyhow::Result<Options> {
     if a.batch_size == 0 || a.epochs == Some(0) || a.patience == 0 {
         bail!("--batch-size, --epochs and --patience must be at least 1");
     }
-    if !(0.0..1.0).contains(&a.holdout) || a.holdout == 0.0 {
+    if a.batch_size > 1 << 16 || a.epochs.is_some_and(|e| e > 100_000) {
+        bail!("--batch-size (at most 65536) or --epochs (at most 100000) is out of range");
+    }
+    if !(a.holdout > 0.0 && a.holdout < 1.0) {
         bail!("--holdout must be in (0, 1)");
     }
     if !(0.0..1.0).contains(&a.dropout) {
         bail!("--dropout must be in [0, 1)");
     }
-    if !(a.lr > 0.0 && a.lr.is_finite()) {
-        bail!("--lr must be positive");
+    if !(a.lr > 0.0 && a.lr.is_finite() && a.lr <= 10.0) {
+        bail!("--lr must be positive (and at most 10)");
+    }
+    if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
+        bail!("--weight-decay must be >= 0");
     }
     if a.unfreeze_top == Some(0) {
         bail!("--unfreeze-top must be at least 1 (without it the backbone stays frozen)");
     }
-    if !(a.layer_lr > 0.0 && a.layer_lr.is_finite()) {
-        bail!("--layer-lr must be positive");
+    if !(a.layer_lr > 0.0 && a.layer_lr.is_finite() && a.layer_lr <= 10.0) {
+        bail!("--layer-lr must be positive (and at most 10)");
     }
     if !(a.layer_lr_decay > 0.0 && a.layer_lr_decay <= 1.0) {
         bail!("--layer-lr-decay must be in (0, 1]");
     }
+    if a.gru_units.is_some_and(|n| n == 0 || n > 16_384)
+        || a.mlp_width.is_some_and(|n| n == 0 || n > 16_384)
+    {
+        bail!("--gru-units and --mlp-width must be in 1..=16384");
+    }
+    if let Some(t) = &a.max_tokens {
+        if !(3..=1 << 16).contains(t) {
+            bail!("--max-tokens must be in 3..=65536");
+        }
+    }
+    for t in &a.tasks {
+        check_task_name(t).map_err(|m| anyhow::anyhow!("--tasks: {m}"))?;
+    }
     let hf_weights = match (a.unfreeze_top, &a.hf_weights) {
         (None, _) => None,
         (Some(_), Some(d)) => Some(d.clone()),
-        (Some(_), None) => Some(
-            edgetune::backbone::find_models_dir(edgetune::backbone::DEFAULT_HF_DIR).with_context(
-                || {
-                    format!(
-                        "--unfreeze-top needs the backbone's fp32 weights and no .models/{} was found \
-                         (beside the executable or in the working directory and their parents); pass \
-                         --hf-weights DIR (a Hugging Face checkpoint with config.json and model.safetensors)",
-                        edgetune::backbone::DEFAULT_HF_DIR
-                    )
-                },
-            )?,
-        ),
+        (Some(_), None) => Some(find_models_dir(DEFAULT_HF_DIR).with_context(|| {
+            format!(
+                "--unfreeze-top needs the backbone's fp32 weights and no .models/{DEFAULT_HF_DIR} was found \
+                 (beside the executable or in the working directory and their parents); pass \
+                 --hf-weights DIR (a Hugging Face checkpoint with config.json and model.safetensors)"
+            )
+        })?),
     };
     let hf_weights = match hf_weights {
         Some(d) => {
@@ -197,16 +250,23 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         }
         None => None,
     };
-    if a.freeze_intent && a.freeze_slot {
+    let mut freeze = a.freeze.clone();
+    if a.freeze_intent {
+        freeze.push(INTENT.to_string());
+    }
+    if a.freeze_slot {
+        freeze.push(TAGS.to_string());
+    }
+    for f in &freeze {
+        check_task_name(f).map_err(|m| anyhow::anyhow!("--freeze: {m}"))?;
+    }
+    if a.freeze_intent && a.freeze_slot && a.freeze.is_empty() {
         bail!(
             "nothing to train: --freeze-intent and --freeze-slot freeze every head. A fully frozen model needs no \
              training: use `edgetune eval`, `edgetune infer` or `edgetune export` on the run directly"
         );
     }
-    if a.slot_gru == Some(0) || a.intent_hidden == Some(0) {
-        bail!("--slot-gru and --intent-hidden must be at least 1");
-    }
-    let (default_intent, default_slot) = train::default_heads(a.unfreeze_top.unwrap_or(0));
+    let (sentence_default, token_default, reads_default) = default_heads(a.unfreeze_top.unwrap_or(0));
     let mut settings = TrainSettings {
         epochs: a.epochs.unwrap_or(0),
         patience: a.patience,
@@ -214,18 +274,20 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         lr: a.lr,
         weight_decay: a.weight_decay,
         seed: a.seed,
-        states: a.layers,
-        intent_head: IntentHeadConfig {
-            hidden: a.intent_hidden.unwrap_or(default_intent.hidden),
+        hidden_states: a.layers,
+        sentence_head: SentenceHeadConfig {
+            mlp_width: a.mlp_width.unwrap_or(sentence_default.mlp_width),
             dropout: a.dropout,
-            slot_states: a.intent_reads_slots.unwrap_or(default_intent.slot_states),
+            reads: None,
         },
-        slot_head: SlotHeadConfig {
-            gru_hidden: a.slot_gru.unwrap_or(default_slot.gru_hidden),
+        token_head: TokenHeadConfig {
+            gru_units: a.gru_units.unwrap_or(token_default.gru_units),
             dropout: a.dropout,
         },
-        freeze_intent: a.freeze_intent,
-        freeze_slot: a.freeze_slot,
+        sentence_reads_tokens: a.sentence_reads_tokens.unwrap_or(reads_default),
+        freeze,
+        task_weights: parse_weights(&a.task_weight)?,
+        tasks: a.tasks,
         init_from: a.init_from,
         unfreeze_top: a.unfreeze_top.unwrap_or(0),
         layer_lr: a.layer_lr,
@@ -237,33 +299,60 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         },
         hf_weights,
     };
-    let mut data = a.data.clone();
-    if resume {
-        let saved = checkpoint::read_settings(&out.join(checkpoint::DIR))?;
-        let recorded = out.join(checkpoint::DIR).join("job.json");
-        let job: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&recorded).with_context(|| recorded.display().to_string())?,
-        )?;
-        settings = saved;
-        if data.is_none() {
-            data = job["data"].as_str().map(PathBuf::from);
+    // `--train-only TASK` freezes every other head of the --init-from run (resolved once the run is
+    // known).
+    if let Some(only) = &a.train_only {
+        check_task_name(only).map_err(|m| anyhow::anyhow!("--train-only: {m}"))?;
+        let dir = settings.init_from.as_ref().context("--train-only needs --init-from")?;
+        let rc = edgetune::run::read_config(dir)?;
+        if rc.model.task(only).is_none() && !settings.tasks.is_empty() && !settings.tasks.contains(only) {
+            bail!("--train-only {only}: neither the --init-from run nor --tasks has that task");
         }
+        settings.freeze = rc
+            .model
+            .tasks
+            .iter()
+            .filter(|t| &t.name != only)
+            .map(|t| t.name.clone())
+            .collect();
+        settings.tasks = vec![only.clone()];
     }
-    if !resume && out.join(edgetune::run::CONFIG_FILE).exists() {
-        bail!(
-            "{} already holds a finished run; choose another --out",
-            out.display()
-        );
-    }
+    let ckpt = out.join(checkpoint::DIR);
+    let job = if resume {
+        let job = checkpoint::load_job(&ckpt)?;
+        settings = checkpoint::read_settings(&ckpt)?;
+        Job {
+            data: a.data.clone().unwrap_or(job.data.clone()),
+            ..job
+        }
+    } else {
+        if out.join(edgetune::run::CONFIG_FILE).exists() {
+            bail!(
+                "{} already holds a finished run; choose another --out",
+                out.display()
+            );
+        }
+        if ckpt.join("state.json").exists() && !a.force {
+            bail!(
+                "{} holds an interrupted run; continue it with `edgetune train --resume {}`, or pass --force to start over",
+                out.display(),
+                out.display()
+            );
+        }
+        Job {
+            data: a.data.clone().context("--data DIR is required")?,
+            format: a.format,
+            columns: a.columns.clone(),
+            holdout: a.holdout,
+        }
+    };
     Ok(Options {
-        data: data.context("--data DIR is required")?,
+        job,
         out,
         resume,
-        format: a.format,
-        model: a.model,
+        backbone: a.backbone,
         max_tokens: a.max_tokens,
         cache_dir: a.cache_dir,
-        holdout: a.holdout,
         settings,
         dry_run: a.dry_run,
         max_memory: a.max_memory,
@@ -273,50 +362,61 @@ fn validate(a: Args) -> anyhow::Result<Options> {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let o = validate(a)?;
+    let force = a.force;
+    let mut o = validate(a)?;
     let threads = common::setup_threads(g)?;
-    let dataset = data::load_dataset(&o.data, o.format, o.holdout, o.settings.seed)?;
+    let read = ReadOptions {
+        format: o.job.format,
+        columns: o.job.columns.clone(),
+    };
+    let mut dataset = data::load_dataset(&o.job.data, &read, o.job.holdout, o.settings.seed)?;
+    if !o.settings.tasks.is_empty() {
+        dataset.select_tasks(&o.settings.tasks)?;
+    }
     common::init_runtime(g)?;
-    let files = ModelFiles::from_arg(o.model.as_deref())?;
+    let files = ModelFiles::from_arg(o.backbone.as_deref())?;
     let mut ctx =
         common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
-    let (intents, tags) = train::label_lists(&dataset.train);
-    if !o.quiet {
+    if !o.quiet || o.dry_run {
         eprintln!(
-            "data: {} train / {} valid{} / {} test examples; {} intents, {} tags; backbone {} ({} layers)",
+            "data: {} train / {} valid{} / {} test examples; backbone {} ({} layers)",
             dataset.train.examples.len(),
             dataset.valid.examples.len(),
             if dataset.valid_held_out { " (held out of train)" } else { "" },
             dataset.test.as_ref().map_or(0, |t| t.examples.len()),
-            intents.len(),
-            tags.len(),
             ctx.files.onnx.display(),
             ctx.layers(),
         );
     }
-    let mut o = o;
+    let layers = ctx.layers();
+    let states = train::head_states(&o.settings, layers)?;
+    let first = layers.saturating_sub(o.settings.unfreeze_top);
+    let mut start = train::plan_model(&dataset.train.tasks(), &o.settings, &states, first, layers)?;
+    start.config.backbone_width = ctx.hidden();
     if let Some(budget) = o.max_memory {
-        let fit = train::fit_memory(&dataset, &mut ctx, &mut o.settings, budget)?;
+        let fit = train::fit_memory(&dataset, &mut ctx, &mut o.settings, &start, &states, budget)?;
         if !o.quiet || o.dry_run {
             eprintln!("{fit}");
         }
     }
+    let plan = train::plan(&dataset, &ctx, &o.settings, &start, &states);
     if o.dry_run {
-        let plan = train::plan(&dataset, &ctx, &o.settings);
-        println!("{plan}");
+        println!("{}", plan.text);
         return Ok(());
     }
+    let ckpt = o.out.join(checkpoint::DIR);
     if !o.resume {
-        std::fs::create_dir_all(o.out.join(checkpoint::DIR))
-            .with_context(|| o.out.display().to_string())?;
-        let job =
-            serde_json::json!({ "data": std::fs::canonicalize(&o.data).unwrap_or(o.data.clone()) });
-        let p = o.out.join(checkpoint::DIR).join("job.json");
-        edgetune::fsutil::write_atomic(&p, job.to_string().as_bytes())
-            .with_context(|| p.display().to_string())?;
+        if force && ckpt.exists() {
+            std::fs::remove_dir_all(&ckpt).with_context(|| ckpt.display().to_string())?;
+        }
+        let job = Job {
+            data: std::fs::canonicalize(&o.job.data).unwrap_or(o.job.data.clone()),
+            ..o.job.clone()
+        };
+        checkpoint::save_job(&ckpt, &job)?;
     }
     if !o.quiet {
-        eprintln!("{}", train::plan(&dataset, &ctx, &o.settings));
+        eprintln!("{}", plan.text);
     }
     let outcome = train::train(TrainJob {
         dataset: &dataset,
@@ -326,7 +426,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         verbose: !o.quiet,
         resume: o.resume,
     })?;
-    if let (Some(budget), Some(peak)) = (o.max_memory, train::peak_rss()) {
+    if let (Some(budget), Some(peak)) = (o.max_memory, edgetune::sys::peak_rss()) {
         let msg = format!("peak RSS {} MiB (budget {} MiB)", peak >> 20, budget >> 20);
         if peak > budget {
             eprintln!("warning: {msg}: over budget");
@@ -348,27 +448,4 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Parses `512M`, `1G`, `800MiB`, `1.5GB` or plain bytes.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 512M, 1G)"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        u => return Err(format!("unknown size unit `{u}` in `{s}` (use K, M or G)")),
-    };
-    if v <= 0.0 {
-        return Err(format!("`{s}`: the size must be positive"));
-    }
-    Ok((v * mult) as usize)
 }

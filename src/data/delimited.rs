@@ -1,24 +1,69 @@
-//! Sentence classification files: `label<TAB>text` (TSV) and `label,text` (CSV, RFC 4180 quoting).
-//! A header row `label,text` or `intent,text` (any case) is skipped; blank lines are skipped.
+//! Sentence classification files: `label<TAB>text` (TSV) and `label,text` (CSV, RFC 4180 quoting),
+//! one task named `intent`. A header line whose last column is `text` names the columns instead:
+//! `intent<TAB>sentiment<TAB>text` gives two sentence tasks (a column named `label` is `intent`).
+//! Blank lines are skipped; in a TSV file the text (the last column) may contain tabs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{clean_intent, numbered_lines, words_of, DataError, Example, Origin};
+use super::error::DataError;
+use super::example::{Example, Labels, Origin, INTENT};
+use super::text::{check_task_name, clean_label, numbered_lines, words_of};
 
-/// True if the two fields are a header row.
-fn is_header(label: &str, text: &str) -> bool {
-    let label = label.trim();
-    (label.eq_ignore_ascii_case("label") || label.eq_ignore_ascii_case("intent"))
-        && text.trim().eq_ignore_ascii_case("text")
+/// The task names of a header row (`text` last), or `None` when the row is data. A header whose
+/// names are not usable task names is an error.
+fn header(fields: &[&str], path: &Path, line: usize) -> Result<Option<Vec<String>>, DataError> {
+    let Some((last, tasks)) = fields.split_last() else {
+        return Ok(None);
+    };
+    if tasks.is_empty() || !last.trim().eq_ignore_ascii_case("text") {
+        return Ok(None);
+    }
+    let mut names: Vec<String> = Vec::with_capacity(tasks.len());
+    for f in tasks {
+        let f = f.trim();
+        let name = if f.eq_ignore_ascii_case("label") || f.eq_ignore_ascii_case("intent") {
+            INTENT.to_string()
+        } else {
+            f.to_string()
+        };
+        check_task_name(&name).map_err(|m| DataError::at(path, line, format!("header: {m}")))?;
+        if names.contains(&name) {
+            return Err(DataError::at(
+                path,
+                line,
+                format!("header: column `{name}` appears twice"),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(Some(names))
 }
 
-fn example(path: &Path, line: usize, label: &str, text: &str) -> Result<Example, DataError> {
-    let intent = clean_intent(label, path, line, "label column")?;
+/// One example from its label fields (named by `tasks`) and its text.
+fn example(
+    path: &Path,
+    line: usize,
+    tasks: &[String],
+    labels: &[&str],
+    text: &str,
+) -> Result<Example, DataError> {
+    let mut sentence = BTreeMap::new();
+    for (task, label) in tasks.iter().zip(labels) {
+        let what = if tasks.len() == 1 && task == INTENT {
+            "label column".to_string()
+        } else {
+            format!("column `{task}`")
+        };
+        sentence.insert(task.clone(), clean_label(label, path, line, &what)?);
+    }
     let words = words_of(text, path, line, "text column")?;
     Ok(Example {
         words,
-        tags: None,
-        intent: Some(intent),
+        labels: Labels {
+            sentence,
+            token: BTreeMap::new(),
+        },
         origin: Origin {
             file: path.to_path_buf(),
             line,
@@ -26,25 +71,41 @@ fn example(path: &Path, line: usize, label: &str, text: &str) -> Result<Example,
     })
 }
 
-/// Parses the TSV `text` of the file `path`: the label, a tab, the text (which may contain more tabs).
+/// Parses the TSV `text` of the file `path`.
 pub(super) fn parse_tsv(path: &Path, text: &str) -> Result<Vec<Example>, DataError> {
     let mut examples = Vec::new();
+    let mut tasks: Option<Vec<String>> = None;
     let mut first = true;
     for (line, raw) in numbered_lines(text) {
         if raw.trim().is_empty() {
             continue;
         }
-        let Some((label, rest)) = raw.split_once('\t') else {
+        if std::mem::take(&mut first) {
+            let fields: Vec<&str> = raw.split('\t').collect();
+            if let Some(names) = header(&fields, path, line)? {
+                tasks = Some(names);
+                continue;
+            }
+        }
+        let names = tasks.get_or_insert_with(|| vec![INTENT.to_string()]);
+        let n = names.len() + 1;
+        let fields: Vec<&str> = raw.splitn(n, '\t').collect();
+        if fields.len() != n {
             return Err(DataError::at(
                 path,
                 line,
-                "expected label<TAB>text, found no tab",
+                if n == 2 {
+                    "expected label<TAB>text, found no tab".to_string()
+                } else {
+                    format!(
+                        "expected {n} tab-separated columns ({}, text), found {}",
+                        names.join(", "),
+                        fields.len()
+                    )
+                },
             ));
-        };
-        if std::mem::take(&mut first) && is_header(label, rest) {
-            continue;
         }
-        examples.push(example(path, line, label, rest)?);
+        examples.push(example(path, line, names, &fields[..n - 1], fields[n - 1])?);
     }
     Ok(examples)
 }
@@ -143,28 +204,44 @@ fn records(path: &Path, text: &str) -> Result<Vec<Record>, DataError> {
     Ok(out)
 }
 
-/// Parses the CSV `text` of the file `path`: exactly two fields per record, label and text.
+/// Parses the CSV `text` of the file `path`: label fields and the text, as many per record as the
+/// header names (two without a header).
 pub(super) fn parse_csv(path: &Path, text: &str) -> Result<Vec<Example>, DataError> {
     let mut examples = Vec::new();
+    let mut tasks: Option<Vec<String>> = None;
     let mut first = true;
     for Record { line, fields } in records(path, text)? {
         if fields.iter().all(|f| f.trim().is_empty()) && fields.len() == 1 {
             continue;
         }
-        if fields.len() != 2 {
+        let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+        if std::mem::take(&mut first) {
+            if let Some(names) = header(&refs, path, line)? {
+                tasks = Some(names);
+                continue;
+            }
+        }
+        let names = tasks.get_or_insert_with(|| vec![INTENT.to_string()]);
+        let n = names.len() + 1;
+        if refs.len() != n {
             return Err(DataError::at(
                 path,
                 line,
-                format!(
-                    "expected 2 fields (label,text), found {}; quote the text if it contains commas",
-                    fields.len()
-                ),
+                if n == 2 {
+                    format!(
+                        "expected 2 fields (label,text), found {}; quote the text if it contains commas",
+                        refs.len()
+                    )
+                } else {
+                    format!(
+                        "expected {n} fields ({}, text), found {}; quote the text if it contains commas",
+                        names.join(", "),
+                        refs.len()
+                    )
+                },
             ));
         }
-        if std::mem::take(&mut first) && is_header(&fields[0], &fields[1]) {
-            continue;
-        }
-        examples.push(example(path, line, &fields[0], &fields[1])?);
+        examples.push(example(path, line, names, &refs[..n - 1], refs[n - 1])?);
     }
     Ok(examples)
 }

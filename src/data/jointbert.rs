@@ -1,12 +1,12 @@
 //! JointBERT folders: `seq.in` (whitespace-separated words), `seq.out` (one BIO tag per word) and
-//! `label` (the intent), line `i` of each file describing example `i`. `seq.out` or `label` may be
+//! `label` (the intent: tasks `tags` and `intent`), line `i` of each file describing example `i`. `seq.out` or `label` may be
 //! absent, and then that task is absent. Trailing blank lines are ignored.
 
 use std::path::{Path, PathBuf};
 
-use super::{
-    check_tags, clean_intent, numbered_lines, read_text, words_of, DataError, Example, Origin,
-};
+use super::error::DataError;
+use super::example::{Example, Labels, Origin, INTENT, TAGS};
+use super::text::{check_tags, clean_label, numbered_lines, read_text, words_of};
 
 /// The non-trailing-blank lines of a file in the folder, or `None` if the file does not exist.
 fn read_lines(folder: &Path, name: &str) -> Result<Option<(PathBuf, Vec<String>)>, DataError> {
@@ -58,22 +58,19 @@ pub(super) fn read(folder: &Path) -> Result<Vec<Example>, DataError> {
     for (i, text) in words_lines.iter().enumerate() {
         let line = i + 1;
         let words = words_of(text, &seq_in, line, "")?;
-        let tags = match &seq_out {
-            Some((path, lines)) => {
-                let tags: Vec<String> = lines[i].split_whitespace().map(str::to_string).collect();
-                check_tags(&tags, words.len(), path, line, "")?;
-                Some(tags)
-            }
-            None => None,
-        };
-        let intent = match &label {
-            Some((path, lines)) => Some(clean_intent(&lines[i], path, line, "")?),
-            None => None,
-        };
+        let mut labels = Labels::default();
+        if let Some((path, lines)) = &seq_out {
+            let tags: Vec<String> = lines[i].split_whitespace().map(str::to_string).collect();
+            check_tags(&tags, words.len(), path, line, "")?;
+            labels.token.insert(TAGS.to_string(), tags);
+        }
+        if let Some((path, lines)) = &label {
+            let intent = clean_label(&lines[i], path, line, "")?;
+            labels.sentence.insert(INTENT.to_string(), intent);
+        }
         examples.push(Example {
             words,
-            tags,
-            intent,
+            labels,
             origin: Origin {
                 file: seq_in.clone(),
                 line,

@@ -1,11 +1,21 @@
-//! JSON lines: one object per line, `{"text": "...", "intent": "..."}` or
-//! `{"words": [...], "tags": [...], "intent": "..."}`. Unknown keys are ignored, blank lines skipped.
+//! JSON lines: one object per line. `text` (a string) or `words` (an array of strings) holds the
+//! utterance; every other string-valued key is a sentence task (`"intent"`, `"sentiment"`, ...)
+//! and every other key holding an array of strings is a token task with one label per word
+//! (`"tags"`, `"pos"`, ...). `null` values, keys of other types and reserved names such as `id`
+//! are ignored; a key given twice, or `text` and `words` that disagree, is an error. Blank lines
+//! are skipped.
 
+use std::fmt;
 use std::path::Path;
 
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::{check_tags, clean_intent, numbered_lines, words_of, DataError, Example, Origin};
+use super::error::DataError;
+use super::example::{Example, Labels, Origin, INTENT, TAGS};
+use super::text::{
+    check_tags, RESERVED_TASK_NAMES, check_task_name, check_token_labels, clean_label, numbered_lines, words_of,
+};
 
 /// Parses the JSON-lines `text` of the file `path`.
 pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Example>, DataError> {
@@ -27,6 +37,35 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// The fields of one top-level JSON object in file order, refusing a key given twice (serde_json's
+/// own map keeps the last silently).
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out: Vec<(String, Value)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    if out.iter().any(|(seen, _)| *seen == k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "key \"{k}\" appears twice in the object"
+                        )));
+                    }
+                    out.push((k, v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -66,30 +105,57 @@ fn string_array(
 }
 
 fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError> {
-    let value: Value = serde_json::from_str(raw).map_err(|e| {
-        // serde_json's message ends in "at line 1 column N"; the line is ours, keep only the column.
-        let msg = e.to_string();
-        let msg = msg
-            .rsplit_once(" at line ")
-            .map_or(msg.as_str(), |(m, _)| m)
-            .to_string();
-        DataError::at(
-            path,
-            line,
-            format!("invalid JSON: {msg} (column {})", e.column()),
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(DataError::at(
-            path,
-            line,
-            format!("expected a JSON object, found {}", type_name(&value)),
-        ));
+    let parsed: Result<Fields, _> = serde_json::from_str(raw);
+    let fields = match parsed {
+        Ok(f) => f.0,
+        Err(e) => {
+            // A line that is valid JSON but not an object gets the type named.
+            if let Ok(v) = serde_json::from_str::<Value>(raw) {
+                if !v.is_object() {
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        format!("expected a JSON object, found {}", type_name(&v)),
+                    ));
+                }
+            }
+            // serde_json's message ends in "at line 1 column N"; the line is ours, keep the column.
+            let msg = e.to_string();
+            let msg = msg
+                .rsplit_once(" at line ")
+                .map_or(msg.as_str(), |(m, _)| m)
+                .to_string();
+            let what = if e.is_data() { "" } else { "invalid JSON: " };
+            return Err(DataError::at(
+                path,
+                line,
+                format!("{what}{msg} (column {})", e.column()),
+            ));
+        }
     };
-    let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, v)| n == k && !v.is_null())
+            .map(|(_, v)| v)
+    };
 
-    let words = match (present("words"), present("text")) {
-        (Some(w), _) => {
+    let from_text = match get("text") {
+        Some(Value::String(t)) => Some(words_of(t, path, line, "field \"text\"")?),
+        Some(other) => {
+            return Err(DataError::at(
+                path,
+                line,
+                format!(
+                    "field \"text\": expected a string, found {}",
+                    type_name(other)
+                ),
+            ))
+        }
+        None => None,
+    };
+    let words = match (get("words"), from_text) {
+        (Some(w), from_text) => {
             let words = string_array(w, "words", path, line)?;
             if words.is_empty() {
                 return Err(DataError::at(
@@ -117,19 +183,22 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
                     ));
                 }
             }
+            if let Some(t) = from_text {
+                if t != words {
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        format!(
+                            "fields \"text\" and \"words\" disagree ({} words in the text, {} in \"words\"); give one of them",
+                            t.len(),
+                            words.len()
+                        ),
+                    ));
+                }
+            }
             words
         }
-        (None, Some(Value::String(t))) => words_of(t, path, line, "field \"text\"")?,
-        (None, Some(other)) => {
-            return Err(DataError::at(
-                path,
-                line,
-                format!(
-                    "field \"text\": expected a string, found {}",
-                    type_name(other)
-                ),
-            ))
-        }
+        (None, Some(t)) => t,
         (None, None) => {
             return Err(DataError::at(
                 path,
@@ -139,41 +208,61 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
         }
     };
 
-    let tags = match present("tags") {
-        Some(t) => {
-            let tags = string_array(t, "tags", path, line)?;
-            check_tags(&tags, words.len(), path, line, "field \"tags\"")?;
-            Some(tags)
+    let mut labels = Labels::default();
+    for (key, value) in &fields {
+        // `text`/`words` are the utterance; other reserved names (`id`, ...) are metadata.
+        if RESERVED_TASK_NAMES.contains(&key.as_str()) {
+            continue;
         }
-        None => None,
-    };
-
-    let intent = match present("intent") {
-        Some(Value::String(s)) => Some(clean_intent(s, path, line, "field \"intent\"")?),
-        Some(other) => {
-            return Err(DataError::at(
-                path,
-                line,
-                format!(
-                    "field \"intent\": expected a string, found {}",
-                    type_name(other)
-                ),
-            ))
+        let field = format!("field \"{key}\"");
+        match value {
+            Value::String(s) => {
+                check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
+                labels
+                    .sentence
+                    .insert(key.clone(), clean_label(s, path, line, &field)?);
+            }
+            Value::Array(items) if key == TAGS || items.iter().all(Value::is_string) => {
+                check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
+                let tags = string_array(value, key, path, line)?;
+                if key == TAGS {
+                    check_tags(&tags, words.len(), path, line, &field)?;
+                } else {
+                    check_token_labels(&tags, words.len(), path, line, &field)?;
+                }
+                labels.token.insert(key.clone(), tags);
+            }
+            // `intent` and `tags` keep their strict types: a wrong one is a mistake, not metadata.
+            other if key == INTENT => {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    format!("{field}: expected a string, found {}", type_name(other)),
+                ))
+            }
+            other if key == TAGS => {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    format!(
+                        "{field}: expected an array of strings, found {}",
+                        type_name(other)
+                    ),
+                ))
+            }
+            _ => {}
         }
-        None => None,
-    };
-
-    if tags.is_none() && intent.is_none() {
+    }
+    if labels.is_empty() {
         return Err(DataError::at(
             path,
             line,
-            "no labels: expected field \"intent\" and/or \"tags\"",
+            "no labels: expected a task field such as \"intent\" (a string) or \"tags\" (one per word)",
         ));
     }
     Ok(Example {
         words,
-        tags,
-        intent,
+        labels,
         origin: Origin {
             file: path.to_path_buf(),
             line,

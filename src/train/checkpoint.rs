@@ -11,10 +11,10 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
-use super::TrainSettings;
-use crate::eval::Metrics;
+use super::settings::TrainSettings;
 use crate::fsutil;
-use crate::heads::ParamSet;
+use crate::metrics::Metrics;
+use crate::nn::{Param, ParamSet};
 use crate::run::{self, RunError};
 
 /// Folder of the checkpoint inside the run directory.
@@ -23,9 +23,13 @@ pub const DIR: &str = "checkpoint";
 /// One epoch's log line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochLog {
+    /// 1-based epoch.
     pub epoch: usize,
+    /// Mean training loss.
     pub loss: f64,
+    /// Validation metrics after the epoch.
     pub valid: Metrics,
+    /// Wall time of the epoch.
     pub seconds: f64,
 }
 
@@ -34,16 +38,21 @@ pub struct EpochLog {
 pub struct State {
     /// Epochs completed.
     pub epoch: usize,
+    /// Best validation score so far.
     pub best_score: f64,
+    /// The epoch it was reached at (1-based; 0 = none yet).
     pub best_epoch: usize,
     /// Epochs since the best one.
     pub bad_epochs: usize,
+    /// Optimizer steps taken.
     pub optimizer_step: u64,
+    /// One line per epoch run.
     pub history: Vec<EpochLog>,
     /// The settings the run was started with.
     pub settings: TrainSettings,
     /// Hashes of `current.safetensors`, `best.safetensors`, `optim.safetensors`.
     pub hashes: HashMap<String, String>,
+    /// The best weights (safetensors bytes), when loaded from a checkpoint.
     #[serde(skip)]
     pub best_weights: Option<Vec<u8>>,
 }
@@ -77,7 +86,7 @@ fn optim_bytes(opt: &AdamW, params: &ParamSet) -> candle_core::Result<Vec<u8>> {
     for p in &params.params {
         if let Some((m, v)) = opt.moments.get(&p.name) {
             for (prefix, t) in [("m", m), ("v", v)] {
-                ps.params.push(crate::heads::Param {
+                ps.params.push(Param {
                     name: format!("{prefix}.{}", p.name),
                     group: p.group,
                     var: candle_core::Var::from_tensor(t)?,
@@ -206,4 +215,52 @@ pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, Run
 /// Removes a finished run's checkpoint (best effort: a leftover checkpoint is harmless).
 pub fn remove(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// How the data of a run was read: recorded in the checkpoint so that `--resume` reads the same
+/// data the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The dataset directory.
+    pub data: std::path::PathBuf,
+    /// The format given with `--format`, if any.
+    #[serde(default)]
+    pub format: Option<crate::data::Format>,
+    /// CoNLL column names given with `--columns`, if any.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// The hold-out fraction for a dataset without a valid split.
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+}
+
+fn default_holdout() -> f64 {
+    0.1
+}
+
+/// File of the [`Job`] inside the checkpoint folder.
+pub const JOB_FILE: &str = "job.json";
+
+/// Writes the job record (atomically) into the checkpoint folder `dir`.
+pub fn save_job(dir: &Path, job: &Job) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let p = dir.join(JOB_FILE);
+    let bytes = serde_json::to_vec_pretty(job).map_err(|e| RunError::Corrupt {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
+    fsutil::write_atomic(&p, &bytes).map_err(io(&p))
+}
+
+/// Reads the job record of the checkpoint folder `dir`.
+pub fn load_job(dir: &Path) -> Result<Job, RunError> {
+    let p = dir.join(JOB_FILE);
+    let bytes = std::fs::read(&p).map_err(|_| RunError::NotARun {
+        path: dir.parent().unwrap_or(dir).to_path_buf(),
+        message: "no checkpoint to resume from".into(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
+        path: p,
+        message: e.to_string(),
+    })
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Result, Tensor};
 
-use crate::heads::{Group, ParamSet};
+use crate::nn::{Group, ParamSet};
 
 /// Hyper-parameters of one parameter group.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,8 +20,11 @@ pub struct GroupSettings {
 
 /// AdamW over the trainable parameters of a [`ParamSet`].
 pub struct AdamW {
+    /// First-moment decay.
     pub beta1: f64,
+    /// Second-moment decay.
     pub beta2: f64,
+    /// Added to the denominator.
     pub eps: f64,
     /// Steps taken.
     pub step: u64,

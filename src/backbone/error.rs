@@ -1,0 +1,41 @@
+//! Errors of the backbone.
+
+use std::path::PathBuf;
+
+use super::files::{DEFAULT_MODEL_DIR, MODEL_ENV};
+use super::runtime::{RuntimeError, SessionError};
+
+/// Errors of the backbone.
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    /// ONNX Runtime's library could not be loaded.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// ONNX Runtime could not open the model.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The model is not a usable encoder.
+    #[error("model {path}: {message}")]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// No model was given and set-up's default is not there.
+    #[error(
+        "no model given and no default model found (looked for .models/{DEFAULT_MODEL_DIR} beside the \
+         executable and in the working directory and their parents); run the set-up (./setup.sh), pass \
+         --model DIR or set {MODEL_ENV}"
+    )]
+    NoDefault,
+    /// ONNX Runtime failed running the model.
+    #[error("ONNX Runtime failed running {path}: {message}")]
+    Run {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+}
+

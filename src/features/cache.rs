@@ -1,0 +1,531 @@
+//! The feature cache: the frozen backbone runs once per (model, tokenizer, settings, split text), and
+//! training epochs read only the cache.
+//!
+//! A cache entry is a directory named by the SHA-256 of everything its content depends on, so a stale
+//! entry is never reused: a changed model, tokenizer, layer choice or text gives another key. It is
+//! written under a temporary name and renamed when complete, so a killed extraction leaves nothing
+//! that could be mistaken for a finished entry. Layout:
+//! - `meta.json`: [`CacheMeta`];
+//! - `pooled.f32`: `[examples, hidden]` mean-pooled last hidden state (the sentence embedding);
+//! - `states.f16`: for each example, `[rows, states, hidden]` in f16, rows being words (sub-tokens
+//!   mean-pooled per word) or tokens, examples one after another.
+//!
+//! Extraction streams: batches are sorted by length (about twice the throughput of unsorted
+//! batches), each batch's states are written at their final offsets, and only one batch is held in
+//! memory. Reading is by positioned reads, so memory stays bounded by the batch, not the dataset.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backbone::{Backbone, BackboneError, ModelFiles, SessionOptions};
+use crate::data::Split;
+use crate::fsutil;
+use crate::tokenize::{TokenizeError, Tokenized, WordTokenizer};
+
+use super::pool::{pooled_mean, word_rows};
+
+/// Version of the cache layout; part of every key.
+pub const CACHE_VERSION: u32 = 1;
+
+/// Errors of feature extraction and the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    #[error("feature cache {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("feature cache {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> FeatureError + '_ {
+    move |source| FeatureError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What one row of cached states stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// One row per word: the mean of the word's sub-token states (what the heads of a frozen backbone read).
+    Words,
+    /// One row per sub-token, special tokens included (what unfrozen top layers read).
+    Tokens,
+}
+
+/// Which features to cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    /// Hidden states to store (0 = embeddings, L = last layer), in this order.
+    pub states: Vec<usize>,
+    /// Rows per word or per token.
+    pub unit: Unit,
+}
+
+/// The cache entry's description, `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheMeta {
+    pub version: u32,
+    pub key: String,
+    pub examples: usize,
+    pub hidden: usize,
+    pub spec: FeatureSpec,
+    pub max_tokens: usize,
+    /// Rows stored per example.
+    pub rows: Vec<u32>,
+    /// Per example, per word: its sub-token range (empty if the word was truncated away).
+    pub word_tokens: Vec<Vec<(u32, u32)>>,
+    /// Indices of examples whose tokens were truncated at `max_tokens`.
+    pub truncated: Vec<usize>,
+    /// Tokens per example (special tokens included).
+    pub tokens: Vec<u32>,
+}
+
+/// The cached features of one split, open for reading.
+pub struct SplitFeatures {
+    pub meta: CacheMeta,
+    pub dir: PathBuf,
+    offsets: Vec<u64>,
+    states: File,
+    pooled: Vec<f32>,
+}
+
+impl SplitFeatures {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.meta.examples
+    }
+
+    /// Whether the split is empty.
+    pub fn is_empty(&self) -> bool {
+        self.meta.examples == 0
+    }
+
+    /// Values per row: states × hidden.
+    pub fn row_width(&self) -> usize {
+        self.meta.spec.states.len() * self.meta.hidden
+    }
+
+    /// The pooled sentence embedding of example `i`.
+    pub fn pooled(&self, i: usize) -> &[f32] {
+        &self.pooled[i * self.meta.hidden..(i + 1) * self.meta.hidden]
+    }
+
+    /// Reads example `i`'s rows (`rows × states × hidden` values) into `out`, converted to f32.
+    pub fn read_rows(
+        &self,
+        i: usize,
+        out: &mut Vec<f32>,
+        scratch: &mut Vec<f16>,
+    ) -> Result<(), FeatureError> {
+        let n = self.meta.rows[i] as usize * self.row_width();
+        scratch.resize(n, f16::ZERO);
+        let path = self.dir.join("states.f16");
+        self.states
+            .read_exact_at(
+                bytemuck::cast_slice_mut(scratch.as_mut_slice()),
+                self.offsets[i] * 2,
+            )
+            .map_err(io_err(&path))?;
+        out.clear();
+        out.extend(scratch.iter().map(|v| v.to_f32()));
+        Ok(())
+    }
+
+    /// Size of the entry on disk, in bytes.
+    pub fn disk_bytes(&self) -> u64 {
+        (self.offsets.last().copied().unwrap_or(0) * 2) + (self.pooled.len() as u64 * 4)
+    }
+}
+
+/// Everything extraction needs, with the backbone loaded only on a cache miss.
+pub struct FeatureContext {
+    pub files: ModelFiles,
+    pub tokenizer: WordTokenizer,
+    pub session: SessionOptions,
+    pub cache_dir: PathBuf,
+    pub batch_size: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    model_sha: String,
+    tokenizer_sha: String,
+    layers: usize,
+    hidden: usize,
+    backbone: Option<Backbone>,
+}
+
+impl FeatureContext {
+    /// Prepares a context: hashes the model and tokenizer (the cache key), counts the layers.
+    pub fn new(
+        files: ModelFiles,
+        max_tokens: Option<usize>,
+        session: SessionOptions,
+        cache_dir: PathBuf,
+    ) -> Result<Self, FeatureError> {
+        let tokenizer = WordTokenizer::from_file(&files.tokenizer, max_tokens)?;
+        let model_sha = fsutil::sha256_file(&files.onnx).map_err(io_err(&files.onnx))?;
+        let tokenizer_sha =
+            fsutil::sha256_file(&files.tokenizer).map_err(io_err(&files.tokenizer))?;
+        let model = crate::graph::load_model(&files.onnx).map_err(|e| BackboneError::Model {
+            path: files.onnx.clone(),
+            message: e.to_string(),
+        })?;
+        let layers = crate::graph::count_layers(&model).map_err(|e| BackboneError::Model {
+            path: files.onnx.clone(),
+            message: e.to_string(),
+        })?;
+        let hidden = declared_hidden(&model);
+        Ok(Self {
+            hidden,
+            files,
+            tokenizer,
+            session,
+            cache_dir,
+            batch_size: 32,
+            progress: true,
+            model_sha,
+            tokenizer_sha,
+            layers,
+            backbone: None,
+        })
+    }
+
+    /// Number of transformer layers of the backbone.
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Hidden size of the backbone, as declared by the graph (0 if it does not say).
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// SHA-256 of the backbone's ONNX file.
+    pub fn model_sha(&self) -> &str {
+        &self.model_sha
+    }
+
+    /// SHA-256 of `tokenizer.json`.
+    pub fn tokenizer_sha(&self) -> &str {
+        &self.tokenizer_sha
+    }
+
+    /// The backbone, loaded on first use with every state `spec` needs plus the last one (for pooling).
+    pub fn backbone(&mut self, spec: &FeatureSpec) -> Result<&mut Backbone, FeatureError> {
+        let mut want = spec.states.clone();
+        if !want.contains(&self.layers) {
+            want.push(self.layers);
+        }
+        let reload = match &self.backbone {
+            Some(b) => want.iter().any(|s| !b.states.contains(s)),
+            None => true,
+        };
+        if reload {
+            self.backbone = None;
+            let b = Backbone::load(&self.files, &want, self.tokenizer.pad_id(), &self.session)?;
+            self.backbone = Some(b);
+        }
+        Ok(self.backbone.as_mut().expect("loaded above"))
+    }
+
+    /// Frees the backbone's session (its weights and memory arena) until it is needed again.
+    pub fn release_backbone(&mut self) {
+        self.backbone = None;
+    }
+
+    /// The cache key of `split` under `spec`.
+    pub fn key(&self, split: &Split, spec: &FeatureSpec) -> String {
+        let mut h = Sha256::new();
+        h.update(format!("edgetune-features v{CACHE_VERSION}\n").as_bytes());
+        h.update(self.model_sha.as_bytes());
+        h.update(self.tokenizer_sha.as_bytes());
+        h.update(serde_json::to_vec(spec).expect("spec serializes"));
+        h.update(self.tokenizer.max_tokens().to_le_bytes());
+        for ex in &split.examples {
+            for w in &ex.words {
+                h.update((w.len() as u64).to_le_bytes());
+                h.update(w.as_bytes());
+            }
+            h.update([0xff]);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// Opens the cached features of `split`, extracting them first when no valid entry exists.
+    pub fn load_or_extract(
+        &mut self,
+        split: &Split,
+        spec: &FeatureSpec,
+    ) -> Result<SplitFeatures, FeatureError> {
+        let key = self.key(split, spec);
+        let dir = self.cache_dir.join(&key);
+        if dir.join("meta.json").is_file() {
+            match open_entry(&dir, &key) {
+                Ok(f) => return Ok(f),
+                Err(e) => {
+                    eprintln!("warning: rebuilding damaged feature cache entry: {e}");
+                    fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+                }
+            }
+        }
+        self.extract(split, spec, &key)?;
+        open_entry(&dir, &key)
+    }
+
+    /// Tokenizes the split's words (in parallel on the current rayon pool).
+    pub fn tokenize(&self, split: &Split) -> Result<Vec<Tokenized>, FeatureError> {
+        use rayon::prelude::*;
+        let items: Vec<(&[String], String)> = split
+            .examples
+            .iter()
+            .map(|e| {
+                (
+                    e.words.as_slice(),
+                    format!("{}:{}", e.origin.file.display(), e.origin.line),
+                )
+            })
+            .collect();
+        Ok(self.tokenizer.encode_all(items.into_par_iter())?)
+    }
+
+    fn extract(
+        &mut self,
+        split: &Split,
+        spec: &FeatureSpec,
+        key: &str,
+    ) -> Result<(), FeatureError> {
+        let toks = self.tokenize(split)?;
+        let rows: Vec<u32> = toks
+            .iter()
+            .map(|t| match spec.unit {
+                Unit::Words => t.word_tokens.len() as u32,
+                Unit::Tokens => t.ids.len() as u32,
+            })
+            .collect();
+        let progress = self.progress;
+        let batch_size = self.batch_size.max(1);
+        let max_tokens = self.tokenizer.max_tokens();
+        let cache_dir = self.cache_dir.clone();
+        let backbone = self.backbone(spec)?;
+        let hidden = backbone.hidden;
+        let k = spec.states.len();
+        let width = (k * hidden) as u64;
+        let mut offsets = Vec::with_capacity(rows.len() + 1);
+        let mut acc = 0u64;
+        for r in &rows {
+            offsets.push(acc);
+            acc += *r as u64 * width;
+        }
+        fs::create_dir_all(&cache_dir).map_err(io_err(&cache_dir))?;
+        let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let states_path = tmp.join("states.f16");
+        let states_file = File::create(&states_path).map_err(io_err(&states_path))?;
+        states_file.set_len(acc * 2).map_err(io_err(&states_path))?;
+        let mut pooled = vec![0f32; toks.len() * hidden];
+
+        // Where each requested state sits among the backbone's outputs; the last state is always there.
+        let (pos, last_pos) = backbone.positions(&spec.states)?;
+
+        let mut order: Vec<usize> = (0..toks.len()).collect();
+        order.sort_by_key(|&i| (toks[i].ids.len(), i));
+        let bar = if progress && !toks.is_empty() {
+            let b = indicatif::ProgressBar::new(toks.len() as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} sentences ({per_sec}, eta {eta})",
+                )
+                .expect("valid template"),
+            );
+            b.set_prefix(format!("extracting {}", split.name));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut buf: Vec<f16> = Vec::new();
+        for chunk in order.chunks(batch_size) {
+            let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
+            let out = backbone.run(&batch)?;
+            for (r, &i) in chunk.iter().enumerate() {
+                let t = &toks[i];
+                pooled[i * hidden..(i + 1) * hidden].copy_from_slice(&pooled_mean(
+                    &out,
+                    r,
+                    t.ids.len(),
+                    last_pos,
+                ));
+                buf.clear();
+                match spec.unit {
+                    Unit::Tokens => {
+                        for tok in 0..t.ids.len() {
+                            for &sp in &pos {
+                                buf.extend(
+                                    out.states[sp]
+                                        .slice(ndarray::s![r, tok, ..])
+                                        .iter()
+                                        .map(|&v| f16::from_f32(v)),
+                                );
+                            }
+                        }
+                    }
+                    Unit::Words => {
+                        buf.extend(word_rows(&out, r, t, &pos).0.into_iter().map(f16::from_f32))
+                    }
+                }
+                states_file
+                    .write_all_at(bytemuck::cast_slice(&buf), offsets[i] * 2)
+                    .map_err(io_err(&states_path))?;
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        states_file.sync_all().map_err(io_err(&states_path))?;
+        drop(states_file);
+        let pooled_path = tmp.join("pooled.f32");
+        fsutil::write_atomic(&pooled_path, bytemuck::cast_slice(&pooled))
+            .map_err(io_err(&pooled_path))?;
+        let meta = CacheMeta {
+            version: CACHE_VERSION,
+            key: key.to_string(),
+            examples: toks.len(),
+            hidden,
+            spec: spec.clone(),
+            max_tokens,
+            rows,
+            word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
+            truncated: toks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.truncated)
+                .map(|(i, _)| i)
+                .collect(),
+            tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+        };
+        let meta_path = tmp.join("meta.json");
+        fsutil::write_atomic(
+            &meta_path,
+            &serde_json::to_vec(&meta).expect("meta serializes"),
+        )
+        .map_err(io_err(&meta_path))?;
+        let dest = cache_dir.join(key);
+        let _ = fs::remove_dir_all(&dest);
+        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        fsutil::sync_dir(&dest).map_err(io_err(&dest))?;
+        Ok(())
+    }
+}
+
+fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
+    let corrupt = |message: String| FeatureError::Corrupt {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let meta_path = dir.join("meta.json");
+    let meta: CacheMeta =
+        serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
+            .map_err(|e| corrupt(format!("meta.json: {e}")))?;
+    if meta.version != CACHE_VERSION || meta.key != key || meta.rows.len() != meta.examples {
+        return Err(corrupt("meta.json does not match its key".into()));
+    }
+    let width = (meta.spec.states.len() * meta.hidden) as u64;
+    let mut offsets = Vec::with_capacity(meta.examples + 1);
+    let mut acc = 0u64;
+    for r in &meta.rows {
+        offsets.push(acc);
+        acc += *r as u64 * width;
+    }
+    offsets.push(acc);
+    let states_path = dir.join("states.f16");
+    let states = File::open(&states_path).map_err(io_err(&states_path))?;
+    let len = states.metadata().map_err(io_err(&states_path))?.len();
+    if len != acc * 2 {
+        return Err(corrupt(format!(
+            "states.f16 has {len} bytes, expected {}",
+            acc * 2
+        )));
+    }
+    let pooled_path = dir.join("pooled.f32");
+    let bytes = fs::read(&pooled_path).map_err(io_err(&pooled_path))?;
+    if bytes.len() != meta.examples * meta.hidden * 4 {
+        return Err(corrupt(format!(
+            "pooled.f32 has {} bytes, expected {}",
+            bytes.len(),
+            meta.examples * meta.hidden * 4
+        )));
+    }
+    let pooled: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(SplitFeatures {
+        meta,
+        dir: dir.to_path_buf(),
+        offsets,
+        states,
+        pooled,
+    })
+}
+
+/// The hidden size from the graph's `last_hidden_state` output shape, else from the size of its
+/// first LayerNormalization's scale.
+fn declared_hidden(model: &crate::graph::proto::ModelProto) -> usize {
+    let Some(g) = model.graph.as_ref() else {
+        return 0;
+    };
+    let from_output = g
+        .output
+        .iter()
+        .find(|o| o.name.as_deref() == Some("last_hidden_state"))
+        .and_then(|o| {
+            use crate::graph::proto::{
+                tensor_shape_proto::dimension::Value, type_proto::Value as T,
+            };
+            match o.r#type.as_ref()?.value.as_ref()? {
+                T::TensorType(t) => match t.shape.as_ref()?.dim.get(2)?.value.as_ref()? {
+                    Value::DimValue(v) => Some(*v as usize),
+                    _ => None,
+                },
+                _ => None,
+            }
+        });
+    from_output
+        .or_else(|| {
+            let ln = g
+                .node
+                .iter()
+                .find(|n| n.op_type.as_deref() == Some("LayerNormalization"))?;
+            let scale = ln.input.get(1)?;
+            let init = g
+                .initializer
+                .iter()
+                .find(|t| t.name.as_deref() == Some(scale.as_str()))?;
+            init.dims.first().map(|&d| d as usize)
+        })
+        .unwrap_or(0)
+}
+
+/// The default cache directory: `$EDGETUNE_CACHE`, else `$XDG_CACHE_HOME/edgetune`, else
+/// `~/.cache/edgetune`, else `.edgetune-cache` in the working directory.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDGETUNE_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p).join("edgetune");
+    }
+    if let Some(p) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p).join(".cache").join("edgetune");
+    }
+    PathBuf::from(".edgetune-cache")
+}

@@ -1,0 +1,355 @@
+//! Scoring predictions against gold examples, per task and over all tasks.
+//!
+//! Span tasks are scored as conlleval does: tags are turned into chunks ([`spans`]) and a predicted
+//! chunk counts as correct only if its type, start and end all match a gold chunk; micro
+//! precision/recall/F1 come from the summed counts. Sentence tasks get accuracy, token tasks that
+//! are not BIO per-token accuracy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::prf::{ratio, Prf};
+use super::spans::{parse_tag, spans, Span};
+use crate::data::{Example, Labels, TaskInfo, TaskKind, INTENT, TAGS};
+
+/// The scores of one task. Values are fractions in `[0, 1]`; the JSON field names are a public
+/// contract (`eval --json`'s `tasks`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskScore {
+    /// Gold examples that have this task.
+    pub examples: usize,
+    /// Sentence tasks: fraction of examples whose label was predicted right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Span tasks: conlleval micro F1 over chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_f1: Option<f64>,
+    /// Span tasks: micro precision over chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    /// Span tasks: micro recall over chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+    /// Token tasks that are not BIO: fraction of words labelled right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_accuracy: Option<f64>,
+}
+
+impl TaskScore {
+    /// The task's headline score (accuracy, span F1 or token accuracy).
+    pub fn headline(&self) -> Option<f64> {
+        self.accuracy.or(self.span_f1).or(self.token_accuracy)
+    }
+}
+
+/// Headline metrics. A metric is `None` when its task does not apply to the gold data. Values are
+/// fractions in `[0, 1]`. The JSON field names are a public contract: `intent_accuracy`,
+/// `slot_*` and `sentence_accuracy` describe the tasks `intent` and `tags`, `tasks` every task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Number of gold examples.
+    pub examples: usize,
+    /// Fraction of examples whose intent was predicted right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_accuracy: Option<f64>,
+    /// conlleval micro precision over the chunks of `tags`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_precision: Option<f64>,
+    /// conlleval micro recall over the chunks of `tags`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_recall: Option<f64>,
+    /// conlleval micro F1 over the chunks of `tags`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_f1: Option<f64>,
+    /// Fraction of examples with the intent and every slot chunk right (only when both apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentence_accuracy: Option<f64>,
+    /// Every task, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, TaskScore>,
+    /// Fraction of examples with every task right (only when two or more tasks apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_tasks_accuracy: Option<f64>,
+}
+
+impl Metrics {
+    /// The validation score that early stopping maximises: the mean of the tasks' headline scores,
+    /// and with two or more tasks the all-tasks accuracy too (for `intent` + `tags`: intent
+    /// accuracy, slot F1 and sentence accuracy).
+    pub fn score(&self) -> f64 {
+        let v: Vec<f64> = self
+            .tasks
+            .values()
+            .filter_map(TaskScore::headline)
+            .chain(self.all_tasks_accuracy)
+            .collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    }
+}
+
+/// The detailed result of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// What the task predicts.
+    pub kind: TaskKind,
+    /// Per label (sentence and token tasks) or per chunk type (span tasks): `tp` = gold and
+    /// predicted, `fn` = gold but not predicted, `fp` = predicted but not gold.
+    pub labels: BTreeMap<String, Prf>,
+    /// `(gold, predicted, count)` for every pair (right ones included) of a sentence task or a
+    /// token task that is not BIO: the confusion matrix.
+    pub counts: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Gold labels (or chunk types) that training never saw, with their counts (they count as misses).
+    pub unseen: BTreeMap<String, usize>,
+}
+
+impl TaskReport {
+    /// `(gold, predicted, count)` for gold != predicted, most frequent first (ties by name).
+    pub fn confusions(&self) -> Vec<(String, String, usize)> {
+        let mut v: Vec<(String, String, usize)> = self
+            .counts
+            .iter()
+            .flat_map(|(g, row)| {
+                row.iter()
+                    .filter(move |(p, _)| *p != g)
+                    .map(move |(p, n)| (g.clone(), p.clone(), *n))
+            })
+            .collect();
+        // Stable sort: equal counts keep the (gold, predicted) name order.
+        v.sort_by_key(|c| std::cmp::Reverse(c.2));
+        v
+    }
+}
+
+/// The full result of [`evaluate`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Headline metrics.
+    pub metrics: Metrics,
+    /// Per task, by name.
+    pub tasks: BTreeMap<String, TaskReport>,
+}
+
+impl EvalReport {
+    /// Gold intents training never saw (`eval --json`'s `unseen_intents`).
+    pub fn unseen_intents(&self) -> BTreeMap<String, usize> {
+        self.tasks
+            .get(INTENT)
+            .map(|t| t.unseen.clone())
+            .unwrap_or_default()
+    }
+
+    /// Gold slot types of `tags` training never saw (`eval --json`'s `unseen_slot_types`).
+    pub fn unseen_slot_types(&self) -> BTreeMap<String, usize> {
+        self.tasks
+            .get(TAGS)
+            .map(|t| t.unseen.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// How a missing prediction appears among the confusions.
+pub const NO_PREDICTION: &str = "(none)";
+
+/// Scores predictions against gold examples; `pred[i]` pairs with `gold[i]`. `tasks` are the
+/// model's tasks with the labels training saw; a task is scored on the examples whose gold data has
+/// it, and tasks the gold data lacks are left out.
+///
+/// A gold example without a prediction (when `pred` is shorter) is scored as if nothing was
+/// predicted; extra predictions are ignored. For span tasks "all right" means the predicted chunks
+/// are exactly the gold chunks (so `I-X` and `B-X` opening a chunk are the same, as in conlleval).
+pub fn evaluate(gold: &[Example], pred: &[Labels], tasks: &[TaskInfo]) -> EvalReport {
+    let none = Labels::default();
+    let mut report = EvalReport::default();
+    let mut scores: BTreeMap<String, TaskScore> = BTreeMap::new();
+    // Per example: was each scored task right?
+    let mut right: Vec<Vec<bool>> = vec![Vec::new(); gold.len()];
+    let mut legacy_sentence = (0usize, 0usize);
+
+    for task in tasks {
+        let seen: std::collections::BTreeSet<&str> = match task.kind {
+            TaskKind::Spans => task
+                .labels
+                .iter()
+                .filter_map(|t| match parse_tag(t) {
+                    ('O', _) => None,
+                    (_, kind) => Some(kind),
+                })
+                .collect(),
+            _ => task.labels.iter().map(String::as_str).collect(),
+        };
+        let mut rep = TaskReport {
+            kind: task.kind,
+            labels: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            unseen: BTreeMap::new(),
+        };
+        let (mut total, mut ok, mut chunks, mut words, mut words_ok) =
+            (0usize, 0usize, Prf::default(), 0usize, 0usize);
+        for (i, g) in gold.iter().enumerate() {
+            let p = pred.get(i).unwrap_or(&none);
+            let correct = match task.kind {
+                TaskKind::Sentence => {
+                    let Some(gl) = g.labels.sentence.get(&task.name) else {
+                        continue;
+                    };
+                    if !seen.contains(gl.as_str()) {
+                        *rep.unseen.entry(gl.clone()).or_default() += 1;
+                    }
+                    let pl = p.sentence.get(&task.name);
+                    let hit = pl == Some(gl);
+                    let entry = rep.labels.entry(gl.clone()).or_default();
+                    if hit {
+                        entry.tp += 1;
+                    } else {
+                        entry.fn_ += 1;
+                        if let Some(pl) = pl {
+                            rep.labels.entry(pl.clone()).or_default().fp += 1;
+                        }
+                    }
+                    let shown = pl.cloned().unwrap_or_else(|| NO_PREDICTION.to_string());
+                    *rep.counts
+                        .entry(gl.clone())
+                        .or_default()
+                        .entry(shown)
+                        .or_default() += 1;
+                    hit
+                }
+                TaskKind::Spans => {
+                    let Some(gt) = g.labels.token.get(&task.name) else {
+                        continue;
+                    };
+                    let gold_spans = spans(gt);
+                    let pt = p.token.get(&task.name);
+                    let pred_spans: Vec<Span> = pt.map(|t| spans(t)).unwrap_or_default();
+                    for s in &gold_spans {
+                        if !seen.contains(s.kind.as_str()) {
+                            *rep.unseen.entry(s.kind.clone()).or_default() += 1;
+                        }
+                        let hit = pred_spans.contains(s);
+                        let c = Prf {
+                            tp: hit as usize,
+                            fp: 0,
+                            fn_: (!hit) as usize,
+                        };
+                        rep.labels.entry(s.kind.clone()).or_default().add(c);
+                        chunks.add(c);
+                    }
+                    for s in pred_spans.iter().filter(|s| !gold_spans.contains(s)) {
+                        let c = Prf {
+                            tp: 0,
+                            fp: 1,
+                            fn_: 0,
+                        };
+                        rep.labels.entry(s.kind.clone()).or_default().add(c);
+                        chunks.add(c);
+                    }
+                    pt.is_some() && pred_spans == gold_spans
+                }
+                TaskKind::Tokens => {
+                    let Some(gt) = g.labels.token.get(&task.name) else {
+                        continue;
+                    };
+                    let pt = p.token.get(&task.name);
+                    let mut all = pt.is_some();
+                    for (w, gl) in gt.iter().enumerate() {
+                        if !seen.contains(gl.as_str()) {
+                            *rep.unseen.entry(gl.clone()).or_default() += 1;
+                        }
+                        let pl = pt.and_then(|t| t.get(w));
+                        let hit = pl == Some(gl);
+                        words += 1;
+                        words_ok += hit as usize;
+                        all &= hit;
+                        let entry = rep.labels.entry(gl.clone()).or_default();
+                        if hit {
+                            entry.tp += 1;
+                        } else {
+                            entry.fn_ += 1;
+                            if let Some(pl) = pl {
+                                rep.labels.entry(pl.clone()).or_default().fp += 1;
+                            }
+                        }
+                        let shown = pl.cloned().unwrap_or_else(|| NO_PREDICTION.to_string());
+                        *rep.counts
+                            .entry(gl.clone())
+                            .or_default()
+                            .entry(shown)
+                            .or_default() += 1;
+                    }
+                    all
+                }
+            };
+            total += 1;
+            ok += correct as usize;
+            right[i].push(correct);
+        }
+        if total == 0 {
+            continue;
+        }
+        let fraction = |r: usize, t: usize| (t > 0).then(|| ratio(r, t));
+        let score = match task.kind {
+            TaskKind::Sentence => TaskScore {
+                examples: total,
+                accuracy: fraction(ok, total),
+                ..TaskScore::default()
+            },
+            TaskKind::Spans => TaskScore {
+                examples: total,
+                span_f1: Some(chunks.f1()),
+                precision: Some(chunks.precision()),
+                recall: Some(chunks.recall()),
+                ..TaskScore::default()
+            },
+            TaskKind::Tokens => TaskScore {
+                examples: total,
+                token_accuracy: fraction(words_ok, words),
+                ..TaskScore::default()
+            },
+        };
+        scores.insert(task.name.clone(), score);
+        report.tasks.insert(task.name.clone(), rep);
+    }
+
+    // The legacy sentence accuracy: intent and tags both right, where both apply.
+    let intent = report.tasks.contains_key(INTENT);
+    let tags = report
+        .tasks
+        .get(TAGS)
+        .is_some_and(|t| t.kind == TaskKind::Spans);
+    if intent && tags {
+        for (i, g) in gold.iter().enumerate() {
+            let (Some(gi), Some(gt)) = (g.intent(), g.tags()) else {
+                continue;
+            };
+            let p = pred.get(i).unwrap_or(&none);
+            legacy_sentence.0 += 1;
+            let tags_ok = p.tags().is_some_and(|pt| spans(pt) == spans(gt));
+            if p.intent() == Some(gi) && tags_ok {
+                legacy_sentence.1 += 1;
+            }
+        }
+    }
+    let scored = report.tasks.len();
+    let all_tasks = (scored >= 2).then(|| {
+        let rows: Vec<&Vec<bool>> = right.iter().filter(|r| !r.is_empty()).collect();
+        ratio(rows.iter().filter(|r| r.iter().all(|&b| b)).count(), rows.len())
+    });
+    let slot = scores.get(TAGS).filter(|_| tags);
+    report.metrics = Metrics {
+        examples: gold.len(),
+        intent_accuracy: scores.get(INTENT).and_then(|s| s.accuracy),
+        slot_precision: slot.and_then(|s| s.precision),
+        slot_recall: slot.and_then(|s| s.recall),
+        slot_f1: slot.and_then(|s| s.span_f1),
+        sentence_accuracy: (legacy_sentence.0 > 0)
+            .then(|| ratio(legacy_sentence.1, legacy_sentence.0)),
+        tasks: scores,
+        all_tasks_accuracy: all_tasks,
+    };
+    report
+}

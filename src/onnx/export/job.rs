@@ -1,0 +1,404 @@
+//! `export`: a finished run into one merged ONNX file with `tokenizer.json` beside it, checked
+//! against the training pipeline before anything is written.
+//!
+//! A run trained with `--unfreeze-top N` carries fine-tuned layers `first..L`: the backbone is kept
+//! as trained up to hidden state `first`, and its top layers are replaced by the fine-tuned ones
+//! ([`super::splice`]), re-quantized to dynamic int8 unless `fp32_layers`. The graph is always
+//! proven first with fp32 layers (logits within [`TOLERANCE`] of the pipeline, identical ids); the
+//! int8 model must then agree with the pipeline on at least [`INT8_MIN_AGREEMENT`] of the predicted
+//! ids.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::merge::{build_merged, MergeSpec};
+use super::splice::{build_top_layers, splice_top_layers, PREFIX};
+use super::verify::{agreement, verify, VerifyReport, SAMPLE_SENTENCES};
+use crate::backbone::raw::load_tokenizer;
+use crate::backbone::{open_session, Backbone, ModelSource, SessionOptions};
+use crate::data::split_words;
+use crate::fsutil;
+use crate::graph::proto::ModelProto;
+use crate::graph::{encode_model, load_model, save_model, OnnxError};
+use crate::hf::Weights;
+use crate::onnx::import::{Manifest, VERIFY_SENTENCES};
+use crate::onnx::quantize::{activation_stats, quantize_model, QuantizeOptions, DEFAULT_OUTLIER_RATIO};
+use crate::run::{self, RunError};
+use crate::tokenize::{Tokenized, WordTokenizer};
+
+/// Largest |logit difference| the self-check accepts (merged model, or fine-tuned layers in fp32).
+pub const TOLERANCE: f32 = 1e-4;
+
+/// Smallest fraction of predicted ids (every task's, the check sentences together) on which a
+/// model with int8 fine-tuned layers must agree with the training pipeline (fp32 layers in
+/// candle). On the built-in sentences (about 70 ids) this allows one differing id.
+pub const INT8_MIN_AGREEMENT: f64 = 0.98;
+
+/// Errors of the export.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The run could not be read or its backbone is not the one it was trained on.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Building, quantizing or running a graph failed.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    /// The request does not fit the run or the target.
+    #[error("{0}")]
+    Invalid(String),
+    /// The merged model disagrees with the training pipeline; nothing was written.
+    #[error("self-check failed: {0}; nothing written")]
+    Check(String),
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The run directory.
+    pub run: PathBuf,
+    /// The merged model to write (`tokenizer.json` is written beside it).
+    pub out: PathBuf,
+    /// Backbone override (must be the one the run was trained on).
+    pub backbone: Option<PathBuf>,
+    /// Extra check sentences, one per line.
+    pub check_file: Option<PathBuf>,
+    /// Keep fine-tuned layers fp32.
+    pub fp32_layers: bool,
+    /// Replace an existing `out` (and its `tokenizer.json`).
+    pub force: bool,
+    /// Session settings of the checks.
+    pub session: SessionOptions,
+}
+
+/// What the export did.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// The figures (`export --json`'s object).
+    pub json: serde_json::Value,
+    /// Lines describing what happened, for the user.
+    pub notes: Vec<String>,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+/// The self-check sentences: the built-in ones, the file's lines, and one longer than the token
+/// limit (truncation).
+fn check_sentences(file: Option<&Path>, max_tokens: usize) -> Result<Vec<Vec<String>>, ExportError> {
+    let words = |s: &str| -> Vec<String> {
+        split_words(s)
+            .into_iter()
+            .map(|(a, b)| s[a..b].to_string())
+            .collect()
+    };
+    let mut out: Vec<Vec<String>> = SAMPLE_SENTENCES.iter().map(|s| words(s)).collect();
+    if let Some(p) = file {
+        let text = std::fs::read_to_string(p).map_err(|e| OnnxError::io(p, e))?;
+        out.extend(text.lines().map(words).filter(|w| !w.is_empty()));
+    }
+    let pool: Vec<String> = SAMPLE_SENTENCES.iter().flat_map(|s| words(s)).collect();
+    out.push(
+        pool.iter()
+            .cycle()
+            .take(max_tokens.min(600) + 8)
+            .cloned()
+            .collect(),
+    );
+    Ok(out)
+}
+
+/// One line of figures of a self-check.
+pub fn describe(rep: &VerifyReport) -> String {
+    let tasks: Vec<String> = rep
+        .tasks
+        .iter()
+        .map(|(n, _, c)| {
+            format!(
+                "{n}: max |diff logit| {:.2e}, ids {}/{}",
+                c.max_diff,
+                c.ids - c.mismatches,
+                c.ids
+            )
+        })
+        .collect();
+    format!(
+        "{} sentences; {}; identical ids {:.2}% of all",
+        rep.sentences,
+        tasks.join("; "),
+        100.0 * rep.id_agreement()
+    )
+}
+
+/// The figures of a self-check as JSON: the sentence tasks together under `intent_*`, the token
+/// tasks under `slot_*` (the keys of format 1), and each task under `tasks`.
+pub fn figures(rep: &VerifyReport) -> serde_json::Value {
+    let (s, t) = (rep.sentence(), rep.token());
+    let tasks: serde_json::Map<String, serde_json::Value> = rep
+        .tasks
+        .iter()
+        .map(|(n, _, c)| {
+            (
+                n.clone(),
+                json!({"max_diff_logit": c.max_diff, "ids": c.ids, "id_mismatches": c.mismatches,
+                       "agreement": agreement(c.mismatches, c.ids)}),
+            )
+        })
+        .collect();
+    json!({
+        "sentences": rep.sentences,
+        "max_diff_intent_logit": s.max_diff,
+        "max_diff_slot_logit": t.max_diff,
+        "max_diff_logit": rep.max_diff(),
+        "intent_ids": s.ids,
+        "intent_agreement": agreement(s.mismatches, s.ids),
+        "slot_ids": t.ids,
+        "slot_agreement": agreement(t.mismatches, t.ids),
+        "id_agreement": rep.id_agreement(),
+        "id_mismatches": rep.id_mismatches(),
+        "tasks": tasks,
+    })
+}
+
+/// Exports a run: builds the merged model, checks it against the training pipeline, and writes it
+/// (atomically) with the tokenizer beside it. An existing target is refused unless `force`.
+pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
+    let (rc, model) = run::load_run(&opts.run)?;
+    if opts.fp32_layers && rc.top_layers.is_none() {
+        return Err(ExportError::Invalid(format!(
+            "{}: --fp32-layers applies to runs trained with --unfreeze-top; this run's backbone is frozen",
+            opts.run.display()
+        )));
+    }
+    let out = &opts.out;
+    if out.is_dir() {
+        return Err(ExportError::Invalid(format!(
+            "{}: is a directory; --out names the .onnx file to write",
+            out.display()
+        )));
+    }
+    if out.exists() && !opts.force {
+        return Err(ExportError::Invalid(format!(
+            "{} exists; pass --force to replace it (and the tokenizer.json beside it)",
+            out.display()
+        )));
+    }
+    let files = run::backbone_files(&rc, opts.backbone.as_deref())?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let tok_out = dir.join("tokenizer.json");
+    let same_tokenizer =
+        std::fs::canonicalize(&tok_out).ok() == std::fs::canonicalize(&files.tokenizer).ok();
+    if tok_out.exists() && !same_tokenizer && !opts.force {
+        let theirs = fsutil::sha256_file(&tok_out).map_err(|e| OnnxError::io(&tok_out, e))?;
+        if theirs != rc.backbone.tokenizer_sha256 {
+            return Err(ExportError::Invalid(format!(
+                "{} exists and is another tokenizer; pass --force to replace it, or export into another folder",
+                tok_out.display()
+            )));
+        }
+    }
+
+    let backbone_model = load_model(&files.onnx)?;
+    let tokenizer = WordTokenizer::from_file(&files.tokenizer, Some(rc.backbone.max_tokens))
+        .map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let spec = MergeSpec {
+        states: run::head_states(&rc),
+        tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
+        max_tokens: rc.backbone.max_tokens,
+        pad_id: tokenizer.pad_id(),
+    };
+    let sentences = check_sentences(opts.check_file.as_deref(), rc.backbone.max_tokens)?;
+    let toks: Vec<Tokenized> = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, w)| tokenizer.encode_words(w, &|| format!("check sentence {}", i + 1)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let mut states = rc.features.states.clone();
+    if !states.contains(&rc.backbone.layers) {
+        states.push(rc.backbone.layers);
+    }
+    let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &opts.session)
+        .map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let mut check = |bytes: &[u8]| -> Result<VerifyReport, ExportError> {
+        let mut session = open_session(ModelSource::Bytes(bytes, out), &opts.session)
+            .map_err(|e| ExportError::Invalid(e.to_string()))?;
+        Ok(verify(
+            &mut session,
+            &mut backbone,
+            &model,
+            &rc.features.states,
+            &toks,
+            tokenizer.pad_id(),
+        )?)
+    };
+    let mut notes = Vec::new();
+
+    // The merged model with the backbone as trained (fine-tuned layers in fp32, if any): its logits
+    // must match the training pipeline.
+    let mut layers_json = serde_json::Value::Null;
+    let mut int8_layers: Option<ModelProto> = None;
+    let merged = match &rc.top_layers {
+        None => build_merged(backbone_model, &model, &spec)?,
+        Some(t) => {
+            if t.config.num_hidden_layers != rc.backbone.layers
+                || t.config.hidden_size != rc.backbone.hidden
+            {
+                return Err(ExportError::Invalid(format!(
+                    "{}: the fine-tuned layers ({} layers, width {}) do not fit the backbone ({} layers, width {})",
+                    opts.run.display(),
+                    t.config.num_hidden_layers,
+                    t.config.hidden_size,
+                    rc.backbone.layers,
+                    rc.backbone.hidden
+                )));
+            }
+            let wpath = opts.run.join(&rc.weights.file);
+            let weights = Weights::load(&wpath).map_err(|e| ExportError::Invalid(e.to_string()))?;
+            let top = build_top_layers(&t.config, &weights, t.first)?;
+            drop(weights);
+            let l = rc.backbone.layers;
+            if opts.fp32_layers {
+                layers_json = json!({"first": t.first, "count": l - t.first, "precision": "fp32"});
+            } else {
+                let (q, summary) = quantize_layers(&backbone_model, &top, t.first, &files, &rc, &opts.session)?;
+                notes.push(format!(
+                    "fine-tuned layers {}..{l}: {} MatMuls quantized to dynamic int8 (per-channel, {} outlier channels fp32){}",
+                    t.first,
+                    summary.quantized.len(),
+                    summary.outlier_channels,
+                    if summary.kept_fp32.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} kept fp32 as in the backbone", summary.kept_fp32.len())
+                    }
+                ));
+                layers_json = json!({
+                    "first": t.first,
+                    "count": l - t.first,
+                    "precision": "int8",
+                    "quantized_matmuls": summary.quantized.len(),
+                    "outlier_channels": summary.outlier_channels,
+                    "kept_fp32": summary.kept_fp32,
+                });
+                int8_layers = Some(splice_top_layers(backbone_model.clone(), &q, t.first)?);
+            }
+            let spliced = splice_top_layers(backbone_model, &top, t.first)?;
+            build_merged(spliced, &model, &spec)?
+        }
+    };
+    let mut bytes = encode_model(&merged);
+    drop(merged);
+
+    let rep = check(&bytes)?;
+    let what = if rc.top_layers.is_some() {
+        "merged model with fp32 fine-tuned layers"
+    } else {
+        "merged model"
+    };
+    let figure = describe(&rep);
+    if !(rep.max_diff() <= TOLERANCE) || rep.id_mismatches() > 0 {
+        return Err(ExportError::Check(format!(
+            "the {what} disagrees with the training pipeline ({figure}; tolerance {TOLERANCE:.0e}, all ids identical)"
+        )));
+    }
+    notes.push(format!("self-check passed ({what}): {figure}"));
+    let mut report = json!({ "check": figures(&rep), "layers": layers_json });
+
+    if let Some(m) = int8_layers {
+        let merged = build_merged(m, &model, &spec)?;
+        bytes = encode_model(&merged);
+        drop(merged);
+        let rep8 = check(&bytes)?;
+        let figure = describe(&rep8);
+        if rep8.id_agreement() < INT8_MIN_AGREEMENT {
+            return Err(ExportError::Check(format!(
+                "with int8 fine-tuned layers the merged model agrees with the training pipeline \
+                 on only {:.2}% of the predicted ids (threshold {:.0}%; {figure}). \
+                 `--fp32-layers` exports the layers unquantized",
+                100.0 * rep8.id_agreement(),
+                100.0 * INT8_MIN_AGREEMENT
+            )));
+        }
+        notes.push(format!(
+            "self-check passed (int8 fine-tuned layers, at least {:.0}% identical ids required): {figure}",
+            100.0 * INT8_MIN_AGREEMENT
+        ));
+        report["graph_check"] = report["check"].take();
+        report["check"] = figures(&rep8);
+    }
+
+    std::fs::create_dir_all(&dir).map_err(|e| OnnxError::io(&dir, e))?;
+    fsutil::write_atomic(out, &bytes).map_err(|e| OnnxError::io(out, e))?;
+    if !same_tokenizer {
+        let tok_bytes =
+            std::fs::read(&files.tokenizer).map_err(|e| OnnxError::io(&files.tokenizer, e))?;
+        fsutil::write_atomic(&tok_out, &tok_bytes).map_err(|e| OnnxError::io(&tok_out, e))?;
+    }
+    notes.push(format!(
+        "merged model written to {} ({:.1} MB), tokenizer.json beside it",
+        out.display(),
+        bytes.len() as f64 / 1e6
+    ));
+    report["out"] = json!(out.display().to_string());
+    report["bytes"] = json!(bytes.len());
+    Ok(ExportReport {
+        json: report,
+        notes,
+        bytes: bytes.len(),
+    })
+}
+
+/// The fine-tuned layers `top` quantized to dynamic int8 with the outlier split, as for the
+/// default backbone: calibration statistics from the backbone with the fp32 layers spliced in, on
+/// the built-in sample sentences; MatMuls the backbone's own quantization kept fp32 stay fp32.
+fn quantize_layers(
+    backbone: &ModelProto,
+    top: &ModelProto,
+    first: usize,
+    files: &crate::backbone::ModelFiles,
+    rc: &crate::run::RunConfig,
+    session: &SessionOptions,
+) -> Result<(ModelProto, crate::onnx::quantize::QuantizeSummary), ExportError> {
+    let calib = {
+        // A temporary model file, removed on every path (the guard's drop).
+        let tmp = tempfile::Builder::new()
+            .prefix(".edgetune-calibration-")
+            .suffix(".onnx")
+            .tempfile()
+            .map_err(|e| OnnxError::io(Path::new("<temporary calibration model>"), e))?;
+        save_model(tmp.path(), &splice_top_layers(backbone.clone(), top, first)?)?;
+        let hf_tok = load_tokenizer(&files.tokenizer).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let mut stats = activation_stats(tmp.path(), &hf_tok, VERIFY_SENTENCES, 0.0, session.threads)?;
+        // Splicing prefixed the layers' tensor names; the standalone `top` has them unprefixed.
+        let strip = |m: std::collections::HashMap<String, Vec<f32>>| {
+            m.into_iter()
+                .map(|(k, v)| (k.strip_prefix(PREFIX).map(str::to_string).unwrap_or(k), v))
+                .collect()
+        };
+        stats.amax = strip(stats.amax);
+        stats.samples = strip(stats.samples);
+        stats
+    };
+    let kept = files
+        .onnx
+        .parent()
+        .and_then(|d| Manifest::load(d).ok())
+        .map(|m| {
+            let name = files.onnx.file_name().unwrap_or_default().to_string_lossy();
+            m.kept_fp32(&name, &rc.backbone.onnx_sha256)
+        })
+        .unwrap_or_default();
+    let opts = QuantizeOptions {
+        keep_fp32: kept,
+        calibration: Some(calib),
+        outlier_ratio: DEFAULT_OUTLIER_RATIO,
+        ..QuantizeOptions::default()
+    };
+    let mut q = top.clone();
+    let summary = quantize_model(&mut q, &opts)?;
+    Ok((q, summary))
+}

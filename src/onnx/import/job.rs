@@ -1,0 +1,191 @@
+//! `edgetune import`: a Hugging Face checkpoint into a model directory, self-verified.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::bert::build_bert_graph;
+use super::manifest::{Manifest, BACKBONE_FILE, MANIFEST_FILE, TOKENIZER_FILE};
+use super::verify::{verify_against_candle, Verification, VERIFY_SENTENCES, VERIFY_TOLERANCE};
+use crate::backbone::raw as runtime;
+use crate::fsutil;
+use crate::graph::hidden::hidden_state_name;
+use crate::graph::{save_model, OnnxError};
+use crate::hf::{BertConfig, Weights};
+
+/// Options of [`import`].
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Hugging Face directory with config.json, model.safetensors, tokenizer.json.
+    pub hf_dir: PathBuf,
+    /// Output model directory (created if missing).
+    pub out_dir: PathBuf,
+    /// Hidden states exposed as `hidden_state_{k}` outputs; `None` = all `0..=L`.
+    pub hidden_states: Option<Vec<usize>>,
+    /// Run the self-verification against candle (default true).
+    pub verify: bool,
+    /// Threads for ONNX Runtime during verification (`None` = default).
+    pub threads: Option<usize>,
+}
+
+impl ImportOptions {
+    /// Defaults: all hidden states, verification on.
+    pub fn new(hf_dir: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
+        ImportOptions {
+            hf_dir: hf_dir.into(),
+            out_dir: out_dir.into(),
+            hidden_states: None,
+            verify: true,
+            threads: None,
+        }
+    }
+}
+
+/// What [`import`] produced.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    /// The written `backbone.onnx`.
+    pub backbone: PathBuf,
+    /// The written manifest.
+    pub manifest: PathBuf,
+    /// Parsed config.
+    pub config: BertConfig,
+    /// Exposed hidden-state outputs.
+    pub hidden_outputs: Vec<String>,
+    /// Verification figures (when run).
+    pub verification: Option<Verification>,
+}
+
+/// Parses `--hidden-states`: `all`, or a comma-separated list of indices.
+pub fn parse_hidden_states(s: &str) -> Result<Option<Vec<usize>>, OnnxError> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    if s.is_empty() || s.eq_ignore_ascii_case("none") {
+        return Ok(Some(Vec::new()));
+    }
+    s.split(',')
+        .map(|p| {
+            p.trim().parse::<usize>().map_err(|_| {
+                OnnxError::Invalid(format!("--hidden-states: {p:?} is not a layer index"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Imports a Hugging Face BERT-family checkpoint: writes `backbone.onnx`, `tokenizer.json` and
+/// `manifest.json` into `opts.out_dir`, verifying the graph against candle (max |diff| <=
+/// [`VERIFY_TOLERANCE`]) unless `opts.verify` is false. A failed verification leaves no backbone.
+pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
+    let cfg_path = opts.hf_dir.join("config.json");
+    let st_path = opts.hf_dir.join("model.safetensors");
+    let tok_path = opts.hf_dir.join(TOKENIZER_FILE);
+    let c = BertConfig::load(&cfg_path)?;
+    for p in [&st_path, &tok_path] {
+        if !p.is_file() {
+            return Err(OnnxError::Source {
+                path: p.clone(),
+                message: "missing".into(),
+            });
+        }
+    }
+    let tokenizer = runtime::load_tokenizer(&tok_path)?;
+    let l = c.num_hidden_layers;
+    let states = match &opts.hidden_states {
+        None => (0..=l).collect::<Vec<_>>(),
+        Some(v) => v.clone(),
+    };
+    if let Some(&bad) = states.iter().find(|&&k| k > l) {
+        return Err(OnnxError::Invalid(format!(
+            "hidden state {bad} requested, the model has 0..={l}"
+        )));
+    }
+    let weights = Weights::load(&st_path)?;
+    let model = build_bert_graph(&c, &weights, &states)?;
+    drop(weights);
+
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| OnnxError::io(&opts.out_dir, e))?;
+    let backbone = opts.out_dir.join(BACKBONE_FILE);
+    // Verify a staged copy, so a failing import never leaves a backbone behind.
+    let staged = opts.out_dir.join(format!(".{BACKBONE_FILE}.staged"));
+    save_model(&staged, &model)?;
+    let verification = if opts.verify {
+        let v = verify_against_candle(
+            &staged,
+            &c,
+            &st_path,
+            &tokenizer,
+            VERIFY_SENTENCES,
+            opts.threads,
+        );
+        let v = match v {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e);
+            }
+        };
+        if !(v.max_abs_diff_hidden <= VERIFY_TOLERANCE && v.max_abs_diff_pooled <= VERIFY_TOLERANCE)
+        {
+            let _ = std::fs::remove_file(&staged);
+            return Err(OnnxError::Verify {
+                path: backbone,
+                message: format!(
+                    "ONNX Runtime vs candle on {} sentences: max |diff| last_hidden_state {:.3e}, pooled {:.3e} (tolerance {:.0e})",
+                    v.sentences, v.max_abs_diff_hidden, v.max_abs_diff_pooled, VERIFY_TOLERANCE
+                ),
+            });
+        }
+        Some(v)
+    } else {
+        None
+    };
+    std::fs::rename(&staged, &backbone).map_err(|e| OnnxError::io(&backbone, e))?;
+    fsutil::sync_dir(&backbone).map_err(|e| OnnxError::io(&backbone, e))?;
+
+    let tok_out = opts.out_dir.join(TOKENIZER_FILE);
+    let tok_bytes = std::fs::read(&tok_path).map_err(|e| OnnxError::io(&tok_path, e))?;
+    fsutil::write_atomic(&tok_out, &tok_bytes).map_err(|e| OnnxError::io(&tok_out, e))?;
+
+    let sha = |p: &Path| fsutil::sha256_file(p).map_err(|e| OnnxError::io(p, e));
+    let mut files = BTreeMap::new();
+    files.insert(BACKBONE_FILE.to_string(), sha(&backbone)?);
+    files.insert(TOKENIZER_FILE.to_string(), fsutil::sha256_bytes(&tok_bytes));
+    let mut source_files = BTreeMap::new();
+    for p in [&cfg_path, &st_path, &tok_path] {
+        source_files.insert(
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha(p)?,
+        );
+    }
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::graph("no graph"))?;
+    let hidden_outputs: Vec<String> = states.iter().map(|&k| hidden_state_name(k)).collect();
+    let manifest = Manifest {
+        format: "edgetune-model/1".into(),
+        config: c.clone(),
+        num_layers: l,
+        hidden_size: c.hidden_size,
+        inputs: g.input.iter().filter_map(|i| i.name.clone()).collect(),
+        outputs: g.output.iter().filter_map(|o| o.name.clone()).collect(),
+        source_dir: opts.hf_dir.display().to_string(),
+        files,
+        source_files,
+        verification,
+        extra: BTreeMap::new(),
+    };
+    manifest.save(&opts.out_dir)?;
+    Ok(ImportReport {
+        backbone,
+        manifest: opts.out_dir.join(MANIFEST_FILE),
+        config: c,
+        hidden_outputs,
+        verification,
+    })
+}

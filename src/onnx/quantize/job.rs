@@ -1,0 +1,179 @@
+//! `edgetune quantize`: a model directory's backbone into `backbone.int8.onnx`, checked and
+//! recorded in its manifest.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::calibrate::activation_stats;
+use super::measure::{fidelity, fused_op_counts, throughput, Fidelity};
+use super::options::{QuantizeOptions, QuantizeSummary};
+use super::rewrite::quantize_model;
+use crate::backbone::raw as runtime;
+use crate::fsutil;
+use crate::graph::{load_model, save_model, OnnxError};
+use crate::onnx::import::{Manifest, BACKBONE_FILE, INT8_FILE, TOKENIZER_FILE};
+
+/// Options of [`quantize_dir`].
+#[derive(Debug, Clone)]
+pub struct QuantizeDirOptions {
+    /// Model directory written by `edgetune import` (backbone.onnx, tokenizer.json, manifest.json).
+    pub model_dir: PathBuf,
+    /// Output file (default `MODEL_DIR/backbone.int8.onnx`).
+    pub out: Option<PathBuf>,
+    /// Quantization settings.
+    pub quant: QuantizeOptions,
+    /// Sentences for the fidelity report (default: built-in samples).
+    pub sentences: Option<Vec<String>>,
+    /// Warn when the mean pooled cosine is below this.
+    pub warn_cosine: f32,
+    /// Threads for ONNX Runtime.
+    pub threads: Option<usize>,
+    /// Also measure throughput (batch 32, length-sorted) of fp32 vs int8.
+    pub measure_speed: bool,
+    /// Activation smoothing strength (`None` or 0 = off); statistics come from `calibration`.
+    pub smooth_alpha: Option<f32>,
+    /// Calibration sentences for smoothing (default: the built-in samples).
+    pub calibration: Option<Vec<String>>,
+    /// Choose the smoothing strength per activation by simulating the int8 MatMuls on calibration
+    /// rows (see [`ActivationStats::samples`]); false = `smooth_alpha` everywhere.
+    pub auto_alpha: bool,
+}
+
+/// Report of [`quantize_dir`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuantizeReport {
+    /// Written file.
+    pub out: PathBuf,
+    /// Graph changes.
+    pub summary: QuantizeSummary,
+    /// Fidelity vs fp32.
+    pub fidelity: Fidelity,
+    /// Fused int8 MatMuls in ORT's optimized graph: `DynamicQuantizeMatMul` (quantization folded in)
+    /// plus `MatMulIntegerToFloat` (used when several MatMuls share one `DynamicQuantizeLinear`).
+    pub fused_nodes: usize,
+    /// Unfused `MatMulInteger` nodes left in ORT's optimized graph.
+    pub unfused_nodes: usize,
+    /// fp32 and int8 sentences/second, when measured.
+    pub speed: Option<(f64, f64)>,
+    /// Warning text when fidelity is below the threshold.
+    pub warning: Option<String>,
+}
+
+/// Quantizes a model directory's backbone, checks ORT's fusion, reports fidelity (and speed), and
+/// records the result in the manifest.
+pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxError> {
+    let src = opts.model_dir.join(BACKBONE_FILE);
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
+    let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
+    let mut quant = opts.quant.clone();
+    let alpha = opts.smooth_alpha.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(OnnxError::Invalid(format!(
+            "smoothing alpha {alpha} must be in [0, 1]"
+        )));
+    }
+    if quant.outlier_ratio.is_nan() || quant.outlier_ratio < 0.0 {
+        return Err(OnnxError::Invalid(format!(
+            "outlier ratio {} must be >= 0",
+            quant.outlier_ratio
+        )));
+    }
+    if alpha > 0.0 || quant.outlier_ratio > 0.0 {
+        let cal: Vec<String> = match &opts.calibration {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => crate::onnx::import::VERIFY_SENTENCES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let refs: Vec<&str> = cal.iter().map(String::as_str).collect();
+        let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads)?;
+        if !opts.auto_alpha || alpha == 0.0 {
+            stats.samples.clear();
+        }
+        quant.calibration = Some(stats);
+    }
+    let mut model = load_model(&src)?;
+    let summary = quantize_model(&mut model, &quant)?;
+    if summary.quantized.is_empty() {
+        return Err(OnnxError::Graph {
+            path: src.display().to_string(),
+            message: "no weight MatMul to quantize".into(),
+        });
+    }
+    crate::graph::set_metadata(
+        &mut model,
+        "edgetune.quantization",
+        &format!(
+            "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}, {} outlier channels fp32",
+            if opts.quant.per_channel {
+                "per-channel"
+            } else {
+                "per-tensor"
+            },
+            if opts.quant.reduce_range { 7 } else { 8 },
+            summary.quantized.len(),
+            summary.kept_fp32.len(),
+            alpha,
+            summary.outlier_channels
+        ),
+    );
+    save_model(&out, &model)?;
+    let counts = fused_op_counts(&out)?;
+    let fused = counts.get("DynamicQuantizeMatMul").copied().unwrap_or(0)
+        + counts.get("MatMulIntegerToFloat").copied().unwrap_or(0);
+    let unfused = counts.get("MatMulInteger").copied().unwrap_or(0);
+    let sentences: Vec<String> = match &opts.sentences {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => crate::onnx::import::VERIFY_SENTENCES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let fid = fidelity(&src, &out, &tok, &refs, opts.threads)?;
+    let speed = if opts.measure_speed {
+        let t = opts.threads.unwrap_or(2);
+        let v = throughput(&[&src, &out], &tok, &refs, 32, t, 5)?;
+        Some((v[0], v[1]))
+    } else {
+        None
+    };
+    let warning = (fid.mean_cosine < opts.warn_cosine).then(|| {
+        format!(
+            "fidelity below threshold: mean pooled cosine {:.4} < {:.4} (min {:.4}); keep sensitive MatMuls fp32 with --keep-fp32",
+            fid.mean_cosine, opts.warn_cosine, fid.min_cosine
+        )
+    });
+    let report = QuantizeReport {
+        out: out.clone(),
+        summary,
+        fidelity: fid,
+        fused_nodes: fused,
+        unfused_nodes: unfused,
+        speed,
+        warning,
+    };
+    // Record in the manifest when the output is inside the model directory.
+    if let Ok(mut m) = Manifest::load(&opts.model_dir) {
+        if out.parent() == Some(opts.model_dir.as_path()) {
+            let name = out
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let sha = fsutil::sha256_file(&out).map_err(|e| OnnxError::io(&out, e))?;
+            m.files.insert(name, sha);
+            m.extra.insert(
+                "quantization".into(),
+                serde_json::to_value(&report).map_err(|e| OnnxError::Invalid(e.to_string()))?,
+            );
+            m.save(&opts.model_dir)?;
+        }
+    }
+    Ok(report)
+}
