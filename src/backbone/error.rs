@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use super::files::{DEFAULT_MODEL_DIR, MODEL_ENV};
 use super::runtime::{RuntimeError, SessionError};
 
 /// Errors of the backbone.
@@ -24,11 +23,15 @@ pub enum BackboneError {
     },
     /// No model was given and set-up's default is not there.
     #[error(
-        "no model given and no default model found (looked for .models/{DEFAULT_MODEL_DIR} beside the \
-         executable and in the working directory and their parents); run the set-up (./setup.sh), pass \
-         --model DIR or set {MODEL_ENV}"
+        "no backbone given and no default model found (looked for {looked}); run the set-up \
+         (./setup.sh), pass --backbone DIR or set {env}"
     )]
-    NoDefault,
+    NoDefault {
+        /// Where it looked.
+        looked: String,
+        /// The environment variable that names a default.
+        env: &'static str,
+    },
     /// ONNX Runtime failed running the model.
     #[error("ONNX Runtime failed running {path}: {message}")]
     Run {

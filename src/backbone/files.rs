@@ -65,37 +65,41 @@ impl ModelFiles {
     }
 }
 
-/// Finds `.models/default` beside the executable, or in the working directory, or any of their parents.
+/// Finds set-up's default model `.models/default` (see [`models_dir_candidates`]).
 pub fn find_default_model() -> Result<ModelFiles, BackboneError> {
     match find_models_dir(DEFAULT_MODEL_DIR) {
         Some(candidate) => ModelFiles::resolve(&candidate),
-        None => Err(BackboneError::NoDefault),
+        None => Err(BackboneError::NoDefault {
+            looked: models_dir_candidates(DEFAULT_MODEL_DIR)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            env: MODEL_ENV,
+        }),
     }
 }
 
 /// Name of the Hugging Face checkpoint directory (fp32 weights) that set-up creates under `.models/`.
 pub const DEFAULT_HF_DIR: &str = "minilm-hf";
 
-/// Finds `.models/{name}` beside the executable, or in the working directory, or any of their
-/// parents (the first found).
-pub fn find_models_dir(name: &str) -> Option<PathBuf> {
-    let mut roots = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(d) = exe.parent() {
-            roots.push(d.to_path_buf());
-        }
+/// Where set-up's `.models/{name}` may be, in order: beside the executable, in the checkout the
+/// executable was built from (set-up's own folder), and in the working directory itself. Never an
+/// ancestor of the working directory: a folder planted there (`/tmp/.models`) must not be picked up.
+pub fn models_dir_candidates(name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        out.push(d.join(".models").join(name));
     }
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".models").join(name));
     if let Ok(cwd) = std::env::current_dir() {
-        roots.push(cwd);
+        out.push(cwd.join(".models").join(name));
     }
-    for root in &roots {
-        for dir in root.ancestors() {
-            let candidate = dir.join(".models").join(name);
-            if candidate.is_dir() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
+    out.dedup();
+    out
 }
 
+/// The first of [`models_dir_candidates`] that exists.
+pub fn find_models_dir(name: &str) -> Option<PathBuf> {
+    models_dir_candidates(name).into_iter().find(|p| p.is_dir())
+}

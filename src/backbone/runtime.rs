@@ -1,8 +1,8 @@
 //! Locating and loading ONNX Runtime's shared library (`ort` with `load-dynamic`).
 //!
-//! Search order: an explicit path (the `--ort-lib` flag), then `$EDGETUNE_ORT_LIB`, then the places
-//! set-up fills: `libonnxruntime.so` beside the executable (a deployed bundle), and
-//! `.runtime/<arch>/libonnxruntime.so` in the executable's directory or any parent (a source checkout).
+//! Search order: an explicit path (the `--ort-lib` flag), then `$EDGETUNE_ORT_LIB`, then beside the
+//! executable (a deployed bundle), then set-up's `.runtime/<arch>/` in the checkout the executable
+//! was built from ([`candidates`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -18,13 +18,24 @@ pub const ORT_LIB_NAME: &str = "libonnxruntime.so";
 /// Errors while finding or loading ONNX Runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// No library at any of the places searched.
     #[error(
         "ONNX Runtime library not found (looked in: {searched}); run the set-up (./setup.sh), \
          pass --ort-lib PATH or set {ORT_LIB_ENV}"
     )]
-    NotFound { searched: String },
+    NotFound {
+        /// The places searched.
+        searched: String,
+    },
+    /// The library could not be loaded.
     #[error("ONNX Runtime library {path}: {message}")]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A different library was asked for after one was loaded.
     #[error("ONNX Runtime was already initialised from {0}")]
     AlreadyFrom(PathBuf),
 }
@@ -37,7 +48,30 @@ pub fn arch_dir() -> &'static str {
     std::env::consts::ARCH
 }
 
-/// Finds the library: `explicit`, then the environment variable, then set-up's locations.
+/// The places the library may be, in order, after an explicit path and `$EDGETUNE_ORT_LIB`:
+/// beside the executable (`libonnxruntime.so`, `lib/`, and `../lib/` of a bundle's `bin/`), then
+/// set-up's own folder in the checkout the executable was built from
+/// (`.runtime/<arch>/libonnxruntime.so`). Never the working directory or its ancestors: a library
+/// planted in a world-writable folder above it would run its code in this process.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        out.push(dir.join(ORT_LIB_NAME));
+        out.push(dir.join("lib").join(ORT_LIB_NAME));
+        if let Some(up) = dir.parent() {
+            out.push(up.join("lib").join(ORT_LIB_NAME));
+        }
+    }
+    out.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".runtime")
+            .join(arch_dir())
+            .join(ORT_LIB_NAME),
+    );
+    out
+}
+
+/// Finds the library: `explicit`, then the environment variable, then [`candidates`].
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -45,41 +79,17 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
     if let Some(p) = std::env::var_os(ORT_LIB_ENV).filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let mut searched = Vec::new();
-    let mut roots = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            roots.push(dir.to_path_buf());
-            let bundled = dir.join(ORT_LIB_NAME);
-            if bundled.is_file() {
-                return Ok(bundled);
-            }
-            searched.push(bundled.display().to_string());
-            let lib = dir.join("lib").join(ORT_LIB_NAME);
-            if lib.is_file() {
-                return Ok(lib);
-            }
-        }
+    let all = candidates();
+    match all.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => Err(RuntimeError::NotFound {
+            searched: all
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.push(cwd);
-    }
-    for root in roots {
-        for dir in root.ancestors() {
-            let candidate = dir.join(".runtime").join(arch_dir()).join(ORT_LIB_NAME);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-        searched.push(format!(
-            "{}/**/.runtime/{}/{ORT_LIB_NAME}",
-            root.display(),
-            arch_dir()
-        ));
-    }
-    Err(RuntimeError::NotFound {
-        searched: searched.join(", "),
-    })
 }
 
 /// Loads ONNX Runtime once per process and returns the library path in use. Later calls return the

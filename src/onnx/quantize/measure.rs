@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::options::QuantizeOptions;
+use super::scratch::temp_dir;
 use super::rewrite::{node_label, quantize_model, weight_matmuls};
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
@@ -33,14 +34,6 @@ pub fn fused_op_counts(path: &Path) -> Result<BTreeMap<String, usize>, OnnxError
             .or_insert(0) += 1;
     }
     Ok(counts)
-}
-
-/// A temporary folder, removed with its content when the guard drops (on every path).
-pub fn temp_dir() -> Result<tempfile::TempDir, OnnxError> {
-    tempfile::Builder::new()
-        .prefix("edgetune-ort-")
-        .tempdir()
-        .map_err(|e| OnnxError::io(&std::env::temp_dir(), e))
 }
 
 /// Fidelity of a quantized encoder vs fp32: cosine of mean-pooled embeddings per sentence.

@@ -20,15 +20,16 @@ pub mod measure;
 pub mod options;
 pub mod outliers;
 pub mod rewrite;
+pub mod scratch;
 
-pub use calibrate::{activation_stats, ActivationStats, SAMPLE_ROWS};
+pub use calibrate::{activation_stats, SAMPLE_ROWS};
 pub use job::{quantize_dir, QuantizeDirOptions, QuantizeReport};
 pub use measure::{
     fidelity, fidelity_of, fused_op_counts, pooled_embeddings, sensitivity, throughput,
     token_lengths, Fidelity, Sensitivity,
 };
 pub use options::{
-    pattern_matches, QuantizeOptions, QuantizeSummary, DEFAULT_OUTLIER_RATIO, DEFAULT_WARN_COSINE,
+    pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary, DEFAULT_OUTLIER_RATIO, DEFAULT_WARN_COSINE,
     MAX_OUTLIER_FRACTION, MIN_OUTLIER_GAIN,
 };
 pub use outliers::outlier_channels;

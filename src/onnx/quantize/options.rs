@@ -1,8 +1,8 @@
 //! What quantization does and what it reports.
 
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
-use super::calibrate::ActivationStats;
+use serde::{Deserialize, Serialize};
 
 /// Default fidelity threshold (mean pooled cosine) below which a warning is printed.
 pub const DEFAULT_WARN_COSINE: f32 = 0.995;
@@ -93,3 +93,18 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
         .last()
         .is_none_or(|l| l.is_empty() || text.ends_with(l))
 }
+
+/// Per-channel activation statistics for smoothing: max |x_j| over calibration tokens for each
+/// MatMul input tensor, and the migration strength `alpha` (0 = none, 0.5 = SmoothQuant default).
+#[derive(Debug, Clone, Default)]
+pub struct ActivationStats {
+    /// Tensor name -> per-channel max |x| (last axis).
+    pub amax: HashMap<String, Vec<f32>>,
+    /// Migration strength.
+    pub alpha: f32,
+    /// Tensor name -> sampled calibration rows (row-major, `amax[name].len()` columns). When
+    /// present, the strength is chosen per activation among `{0, alpha/2, alpha, (1+alpha)/2}`
+    /// by simulating the int8 MatMuls on these rows (smallest relative output error).
+    pub samples: HashMap<String, Vec<f32>>,
+}
+

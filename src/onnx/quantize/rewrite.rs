@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use super::options::{pattern_matches, QuantizeOptions, QuantizeSummary};
-use super::calibrate::simulated_error;
 use super::outliers::outlier_channels;
 use crate::graph::proto::{tensor_proto::DataType, ModelProto, NodeProto};
 use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder, OnnxError};
@@ -435,3 +434,55 @@ fn add_outliers_after_bias(
     }
     Ok(())
 }
+
+/// Relative squared error of `X W` when X is quantized like `DynamicQuantizeLinear` (per tensor,
+/// asymmetric u8) after division by `f`, and `diag(f) W` symmetric per column with `qmax`.
+pub fn simulated_error(
+    x: &[f32],
+    k: usize,
+    ws: &[(&[f32], usize)],
+    f: &[f32],
+    qmax: i32,
+    per_channel: bool,
+) -> f64 {
+    let m = x.len() / k.max(1);
+    let xs: Vec<f32> = x.iter().enumerate().map(|(i, &v)| v / f[i % k]).collect();
+    let lo = xs.iter().copied().fold(0f32, f32::min);
+    let hi = xs.iter().copied().fold(0f32, f32::max);
+    let scale = ((hi - lo) / 255.0).max(f32::MIN_POSITIVE);
+    let zp = (-lo / scale).round().clamp(0.0, 255.0);
+    let xd: Vec<f32> = xs
+        .iter()
+        .map(|&v| (((v / scale).round() + zp).clamp(0.0, 255.0) - zp) * scale)
+        .collect();
+    let (mut num, mut den) = (0f64, 0f64);
+    for &(w, n) in ws {
+        let wsc: Vec<f32> = (0..k * n).map(|i| w[i] * f[i / n]).collect();
+        let (q, sc) = quantize_weight(&wsc, k, n, per_channel, qmax);
+        let wd: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f32::from(v) * sc[i % n])
+            .collect();
+        let mut y = vec![0f32; n];
+        let mut yq = vec![0f32; n];
+        for r in 0..m {
+            y.iter_mut().for_each(|v| *v = 0.0);
+            yq.iter_mut().for_each(|v| *v = 0.0);
+            for j in 0..k {
+                let (a, aq) = (x[r * k + j], xd[r * k + j]);
+                let (wr, wdr) = (&w[j * n..(j + 1) * n], &wd[j * n..(j + 1) * n]);
+                for c in 0..n {
+                    y[c] += a * wr[c];
+                    yq[c] += aq * wdr[c];
+                }
+            }
+            for c in 0..n {
+                num += f64::from(y[c] - yq[c]).powi(2);
+                den += f64::from(y[c]).powi(2);
+            }
+        }
+    }
+    num / den.max(f64::MIN_POSITIVE)
+}
+

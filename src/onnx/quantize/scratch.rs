@@ -1,0 +1,12 @@
+//! Scratch space for models ONNX Runtime must read from a file.
+
+use crate::graph::OnnxError;
+
+/// A temporary folder, removed with its content when the guard drops (on every path).
+pub fn temp_dir() -> Result<tempfile::TempDir, OnnxError> {
+    tempfile::Builder::new()
+        .prefix("edgetune-ort-")
+        .tempdir()
+        .map_err(|e| OnnxError::io(&std::env::temp_dir(), e))
+}
+
