@@ -136,11 +136,16 @@ impl Weights {
     /// Reads every tensor of a safetensors file as f32 (f32, f16 and bf16 accepted).
     pub fn load(path: &Path) -> Result<Self, HfError> {
         let bytes = std::fs::read(path).map_err(|e| HfError::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Reads every tensor of safetensors `bytes` (read from `path`, named in errors) as f32.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, HfError> {
         let src = |m: String| HfError::Source {
             path: path.to_path_buf(),
             message: m,
         };
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| src(format!("invalid safetensors: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {

@@ -250,7 +250,17 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
         path: cpath.clone(),
         source,
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    parse_config(&bytes, &cpath)
+}
+
+/// Parses and checks the bytes of a run's `config.json` (read from `cpath`, named in errors): the
+/// format (1 or 2), the architecture's sizes and label lists, the heads against the features.
+pub fn parse_config(bytes: &[u8], cpath: &Path) -> Result<RunConfig, RunError> {
+    let corrupt = |message: String| RunError::Corrupt {
+        path: cpath.to_path_buf(),
+        message,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| corrupt(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let format = value.get("format").and_then(serde_json::Value::as_u64);
     let config: RunConfig = match format {
