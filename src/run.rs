@@ -187,6 +187,9 @@ pub fn load_weights_renamed(
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(corrupt(format!("tensor `{key}` holds NaN or infinity")));
+        }
         let t = Tensor::from_vec(data, want.as_slice(), &Device::Cpu)
             .map_err(|e| corrupt(e.to_string()))?;
         p.var.set(&t).map_err(|e| corrupt(e.to_string()))?;

@@ -47,10 +47,26 @@ pub struct Tokenized {
 }
 
 impl Tokenized {
+    /// The words that can have features: up to and including the last word with a token (the
+    /// words after it were cut by truncation). Features, batches and model outputs cover these
+    /// words only, so their size is bounded by the token limit, not by the input.
+    pub fn feature_words(&self) -> usize {
+        feature_words(&self.word_tokens)
+    }
+
     /// Number of words that kept at least one token.
     pub fn kept_words(&self) -> usize {
         self.word_tokens.iter().filter(|(s, e)| e > s).count()
     }
+}
+
+/// The number of words up to and including the last one with a token (see
+/// [`Tokenized::feature_words`]).
+pub fn feature_words(word_tokens: &[(u32, u32)]) -> usize {
+    word_tokens
+        .iter()
+        .rposition(|(s, e)| e > s)
+        .map_or(0, |p| p + 1)
 }
 
 /// A tokenizer with batch-longest padding disabled, truncation at the model's limit.

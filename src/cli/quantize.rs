@@ -57,6 +57,9 @@ pub struct Args {
     /// channels); 0 disables it.
     #[arg(long, value_name = "RATIO", default_value_t = edgetune::onnx::quantize::DEFAULT_OUTLIER_RATIO)]
     pub outlier_ratio: f32,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
     /// At most this many calibration sentences are used.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub calibration_limit: usize,
@@ -127,6 +130,7 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         smooth_alpha: Some(a.smooth),
         calibration,
         auto_alpha: a.auto_smooth,
+        force: a.force,
     };
     let r = quantize_dir(&opts)?;
     println!(

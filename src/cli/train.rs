@@ -332,7 +332,7 @@ fn validate(a: Args) -> anyhow::Result<Options> {
                 out.display()
             );
         }
-        if ckpt.join("state.json").exists() && !a.force {
+        if checkpoint::exists(&ckpt) && !a.force {
             bail!(
                 "{} holds an interrupted run; continue it with `edgetune train --resume {}`, or pass --force to start over",
                 out.display(),
@@ -404,6 +404,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         println!("{}", plan.text);
         return Ok(());
     }
+    let lock = train::lock_run(&o.out)?;
     let ckpt = o.out.join(checkpoint::DIR);
     if !o.resume {
         if force && ckpt.exists() {
@@ -425,6 +426,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         settings: o.settings,
         verbose: !o.quiet,
         resume: o.resume,
+        lock: Some(lock),
     })?;
     if let (Some(budget), Some(peak)) = (o.max_memory, edgetune::sys::peak_rss()) {
         let msg = format!("peak RSS {} MiB (budget {} MiB)", peak >> 20, budget >> 20);

@@ -31,7 +31,7 @@ use crate::tokenize::{TokenizeError, Tokenized, WordTokenizer};
 use super::pool::{pooled_mean, word_rows};
 
 /// Version of the cache layout; part of every key.
-pub const CACHE_VERSION: u32 = 1;
+pub const CACHE_VERSION: u32 = 2;
 
 /// Errors of feature extraction and the cache.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,11 @@ pub struct CacheMeta {
     pub truncated: Vec<usize>,
     /// Tokens per example (special tokens included).
     pub tokens: Vec<u32>,
+    /// CRC-32 of each example's stored states (checked on every read: bit rot on an SD card is an
+    /// error, never silently different features).
+    pub checksums: Vec<u32>,
+    /// CRC-32 of `pooled.f32`.
+    pub pooled_checksum: u32,
 }
 
 /// The cached features of one split, open for reading.
@@ -131,12 +136,21 @@ impl SplitFeatures {
         let n = self.meta.rows[i] as usize * self.row_width();
         scratch.resize(n, f16::ZERO);
         let path = self.dir.join("states.f16");
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(scratch.as_mut_slice());
         self.states
-            .read_exact_at(
-                bytemuck::cast_slice_mut(scratch.as_mut_slice()),
-                self.offsets[i] * 2,
-            )
+            .read_exact_at(bytes, self.offsets[i] * 2)
             .map_err(io_err(&path))?;
+        if crc32fast::hash(bytes) != self.meta.checksums[i] {
+            return Err(FeatureError::Corrupt {
+                path,
+                message: format!(
+                    "the states of example {} do not match their checksum (the file is damaged); \
+                     remove the folder {} and run again to rebuild it",
+                    i + 1,
+                    self.dir.display()
+                ),
+            });
+        }
         out.clear();
         out.extend(scratch.iter().map(|v| v.to_f32()));
         Ok(())
@@ -308,7 +322,7 @@ impl FeatureContext {
         let rows: Vec<u32> = toks
             .iter()
             .map(|t| match spec.unit {
-                Unit::Words => t.word_tokens.len() as u32,
+                Unit::Words => t.feature_words() as u32,
                 Unit::Tokens => t.ids.len() as u32,
             })
             .collect();
@@ -327,6 +341,7 @@ impl FeatureContext {
             acc += *r as u64 * width;
         }
         fs::create_dir_all(&cache_dir).map_err(io_err(&cache_dir))?;
+        remove_stale_temps(&cache_dir);
         let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
@@ -354,6 +369,7 @@ impl FeatureContext {
             indicatif::ProgressBar::hidden()
         };
         let mut buf: Vec<f16> = Vec::new();
+        let mut checksums = vec![0u32; toks.len()];
         for chunk in order.chunks(batch_size) {
             let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
             let out = backbone.run(&batch)?;
@@ -383,6 +399,7 @@ impl FeatureContext {
                         buf.extend(word_rows(&out, r, t, &pos).0.into_iter().map(f16::from_f32))
                     }
                 }
+                checksums[i] = crc32fast::hash(bytemuck::cast_slice(&buf));
                 states_file
                     .write_all_at(bytemuck::cast_slice(&buf), offsets[i] * 2)
                     .map_err(io_err(&states_path))?;
@@ -411,6 +428,8 @@ impl FeatureContext {
                 .map(|(i, _)| i)
                 .collect(),
             tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+            checksums,
+            pooled_checksum: crc32fast::hash(bytemuck::cast_slice(&pooled)),
         };
         let meta_path = tmp.join("meta.json");
         fsutil::write_atomic(
@@ -426,6 +445,38 @@ impl FeatureContext {
     }
 }
 
+/// Removes the temporary entries (`.{key}.{pid}.tmp`) of extractions whose process no longer runs
+/// (killed, or stopped by a full disk); an entry of a running process is left alone.
+pub fn remove_stale_temps(cache_dir: &Path) {
+    let Ok(entries) = fs::read_dir(cache_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() as i32 && !process_alive(pid) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists.
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for the process; nothing is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     let corrupt = |message: String| FeatureError::Corrupt {
         path: dir.to_path_buf(),
@@ -435,7 +486,12 @@ fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     let meta: CacheMeta =
         serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
             .map_err(|e| corrupt(format!("meta.json: {e}")))?;
-    if meta.version != CACHE_VERSION || meta.key != key || meta.rows.len() != meta.examples {
+    if meta.version != CACHE_VERSION
+        || meta.key != key
+        || meta.rows.len() != meta.examples
+        || meta.checksums.len() != meta.examples
+        || meta.word_tokens.len() != meta.examples
+    {
         return Err(corrupt("meta.json does not match its key".into()));
     }
     let width = (meta.spec.states.len() * meta.hidden) as u64;
@@ -463,6 +519,9 @@ fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
             bytes.len(),
             meta.examples * meta.hidden * 4
         )));
+    }
+    if crc32fast::hash(&bytes) != meta.pooled_checksum {
+        return Err(corrupt("pooled.f32 does not match its checksum".into()));
     }
     let pooled: Vec<f32> = bytes
         .chunks_exact(4)

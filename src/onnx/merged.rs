@@ -240,7 +240,7 @@ impl MergedInputs {
         let t = batch.iter().map(|x| x.ids.len()).max().unwrap_or(0).max(1);
         let w = batch
             .iter()
-            .map(|x| x.word_tokens.len())
+            .map(|x| x.feature_words())
             .max()
             .unwrap_or(0)
             .max(1);
@@ -257,7 +257,7 @@ impl MergedInputs {
                 me.attention_mask[[r, c]] = 1;
                 me.token_type_ids[[r, c]] = ty as i64;
             }
-            for (j, &(s, e)) in x.word_tokens.iter().enumerate() {
+            for (j, &(s, e)) in x.word_tokens[..x.feature_words()].iter().enumerate() {
                 if e > s {
                     me.word_mask[[r, j]] = 1.0;
                     let v = 1.0 / (e - s) as f32;
@@ -417,7 +417,7 @@ pub fn decode_outputs(out: &[TaskArrays], batch: &[&Tokenized]) -> Vec<Decoded> 
                             }
                         }
                         TaskArrays::Token { probs, .. } => TaskOutput::Token {
-                            probs: (0..t.word_tokens.len().min(probs.dim().1))
+                            probs: (0..t.feature_words().min(probs.dim().1))
                                 .map(|w| probs.slice(ndarray::s![i, w, ..]).to_vec())
                                 .collect(),
                         },

@@ -37,6 +37,25 @@ pub struct TrainJob<'a> {
     pub verbose: bool,
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
+    /// The lock of `out` when the caller already holds it (else `train` takes it).
+    pub lock: Option<crate::fsutil::DirLock>,
+}
+
+/// Takes the lock of the run folder `out`: an error when another process writes it.
+pub fn lock_run(out: &std::path::Path) -> Result<crate::fsutil::DirLock, TrainError> {
+    crate::fsutil::DirLock::acquire(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            TrainError::Config(format!(
+                "{} is being written by another edgetune process; wait for it or choose another --out",
+                out.display()
+            ))
+        } else {
+            TrainError::Run(run::RunError::Io {
+                path: out.join(".lock"),
+                source: e,
+            })
+        }
+    })
 }
 
 /// What `train` produced.
@@ -87,8 +106,20 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         settings,
         verbose,
         resume,
+        lock,
     } = job;
     let dev = Device::Cpu;
+    // One writer per run folder: a second `train` on the same folder stops here.
+    let _lock = match lock {
+        Some(l) => l,
+        None => lock_run(&out)?,
+    };
+    if !resume && out.join(run::CONFIG_FILE).exists() {
+        return Err(TrainError::Config(format!(
+            "{} already holds a finished run; choose another --out",
+            out.display()
+        )));
+    }
     let layers = ctx.layers();
     let states = head_states(&settings, layers)?;
     let unfreeze = settings.unfreeze_top;
@@ -247,9 +278,10 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                 let mut scratch = Vec::new();
                 for chunk in batches {
                     let prepared = (|| -> Result<Prepared, TrainError> {
-                        let (b, _, _) = train_d.batch(chunk, &mut scratch, &Device::Cpu)?;
+                        let (b, words, _) = train_d.batch(chunk, &mut scratch, &Device::Cpu)?;
                         let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
-                        let t = targets(model, training_tasks, &ex, b.width(), &Device::Cpu)?;
+                        let t =
+                            targets(model, training_tasks, &ex, &words, b.width(), &Device::Cpu)?;
                         Ok((b, t))
                     })();
                     let failed = prepared.is_err();

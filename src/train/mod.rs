@@ -25,7 +25,7 @@ pub mod settings;
 
 pub use data::SplitData;
 pub use error::TrainError;
-pub use fit::{fmt_metrics, head_states, train, TrainJob, TrainOutcome};
+pub use fit::{fmt_metrics, head_states, lock_run, train, TrainJob, TrainOutcome};
 pub use init::{plan_model, Start};
 pub use memory::{fit_memory, plan, Plan};
 pub use predict::predict_split;

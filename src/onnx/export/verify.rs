@@ -153,7 +153,7 @@ pub fn reference_logits(
             });
         }
         for (r, &i) in chunk.iter().enumerate() {
-            let words = batch[r].word_tokens.len();
+            let words = batch[r].feature_words();
             res[i] = per_task
                 .iter()
                 .zip(&model.config.tasks)

@@ -38,6 +38,8 @@ pub struct QuantizeDirOptions {
     /// Choose the smoothing strength per activation by simulating the int8 MatMuls on calibration
     /// rows (see [`ActivationStats::samples`]); false = `smooth_alpha` everywhere.
     pub auto_alpha: bool,
+    /// Replace an existing output file.
+    pub force: bool,
 }
 
 /// Report of [`quantize_dir`].
@@ -68,6 +70,12 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         .out
         .clone()
         .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
+    if out.exists() && !opts.force {
+        return Err(OnnxError::Invalid(format!(
+            "{} exists; pass --force to replace it",
+            out.display()
+        )));
+    }
     let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
     let mut quant = opts.quant.clone();
     let alpha = opts.smooth_alpha.unwrap_or(0.0);
