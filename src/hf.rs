@@ -135,12 +135,31 @@ pub struct Weights {
 impl Weights {
     /// Reads every tensor of a safetensors file as f32 (f32, f16 and bf16 accepted).
     pub fn load(path: &Path) -> Result<Self, HfError> {
-        let bytes = std::fs::read(path).map_err(|e| HfError::io(path, e))?;
-        Self::from_bytes(&bytes, path)
+        Self::load_filtered(path, &|_| true)
+    }
+
+    /// Reads the tensors whose name `keep` accepts. The file is mapped, not read: only the kept
+    /// tensors' pages are touched, so loading two layers of a checkpoint costs those layers' memory,
+    /// not the file's.
+    pub fn load_filtered(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Self, HfError> {
+        let file = std::fs::File::open(path).map_err(|e| HfError::io(path, e))?;
+        // SAFETY: the map is read-only and lives only inside this call; a file truncated by another
+        // process meanwhile could fault, as a read would fail: checkpoints are not written in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HfError::io(path, e))?;
+        Self::from_bytes_filtered(&map, path, keep)
     }
 
     /// Reads every tensor of safetensors `bytes` (read from `path`, named in errors) as f32.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, HfError> {
+        Self::from_bytes_filtered(bytes, path, &|_| true)
+    }
+
+    /// Reads the tensors of safetensors `bytes` whose name `keep` accepts.
+    pub fn from_bytes_filtered(
+        bytes: &[u8],
+        path: &Path,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, HfError> {
         let src = |m: String| HfError::Source {
             path: path.to_path_buf(),
             message: m,
@@ -149,6 +168,9 @@ impl Weights {
             .map_err(|e| src(format!("invalid safetensors: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
+            if !keep(&name) {
+                continue;
+            }
             let data = view.data();
             let v: Vec<f32> = match view.dtype() {
                 safetensors::Dtype::F32 => data

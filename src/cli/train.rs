@@ -373,6 +373,9 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     if !o.settings.tasks.is_empty() {
         dataset.select_tasks(&o.settings.tasks)?;
     }
+    for w in dataset.warnings() {
+        eprintln!("warning: {w}");
+    }
     common::init_runtime(g)?;
     let files = ModelFiles::from_arg(o.backbone.as_deref())?;
     let mut ctx =

@@ -252,9 +252,13 @@ impl FeatureContext {
         Ok(self.backbone.as_mut().expect("loaded above"))
     }
 
-    /// Frees the backbone's session (its weights and memory arena) until it is needed again.
+    /// Frees the backbone's session (its weights and memory arena) until it is needed again, and
+    /// gives the freed memory back to the system: ONNX Runtime's threads allocate in their own
+    /// malloc arenas, which the training threads would not reuse, so without the trim the peak of
+    /// training would add to that of extraction instead of following it.
     pub fn release_backbone(&mut self) {
         self.backbone = None;
+        crate::sys::trim_heap();
     }
 
     /// The cache key of `split` under `spec`.

@@ -137,14 +137,6 @@ pub fn save(
     best: &[u8],
 ) -> Result<(), RunError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let current = run::weights_bytes(params).map_err(|e| RunError::Corrupt {
-        path: dir.into(),
-        message: e.to_string(),
-    })?;
-    let optim = optim_bytes(opt, params).map_err(|e| RunError::Corrupt {
-        path: dir.into(),
-        message: e.to_string(),
-    })?;
     let gen = dir.join(format!("{GEN_PREFIX}{}", state.epoch));
     // A folder of this name can only be the leftover of an interrupted write of this very epoch.
     if gen.exists() {
@@ -155,17 +147,22 @@ pub fn save(
     let mut state = state.clone();
     state.optimizer_step = opt.step;
     state.hashes.clear();
-    for (name, bytes) in [
-        ("current.safetensors", &current),
-        ("best.safetensors", &best.to_vec()),
-        ("optim.safetensors", &optim),
-    ] {
+    let corrupt = |e: candle_core::Error| RunError::Corrupt {
+        path: dir.into(),
+        message: e.to_string(),
+    };
+    // One serialized file in memory at a time (they are as large as the model, three times over).
+    let mut put = |name: &str, bytes: &[u8]| -> Result<(), RunError> {
         let p = gen.join(name);
         fsutil::write_atomic(&p, bytes).map_err(io(&p))?;
         state
             .hashes
             .insert(name.to_string(), fsutil::sha256_bytes(bytes));
-    }
+        Ok(())
+    };
+    put("current.safetensors", &run::weights_bytes(params).map_err(corrupt)?)?;
+    put("best.safetensors", best)?;
+    put("optim.safetensors", &optim_bytes(opt, params).map_err(corrupt)?)?;
     let p = gen.join("state.json");
     let json = serde_json::to_vec_pretty(&state).map_err(|e| RunError::Corrupt {
         path: p.clone(),

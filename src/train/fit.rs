@@ -168,8 +168,20 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         Some(t) => Some(ctx.load_or_extract(t, &spec)?),
         None => None,
     };
+    let profile = std::env::var_os("EDGETUNE_PROFILE").is_some();
+    let mem = |what: &str| {
+        if profile {
+            eprintln!(
+                "  memory {what}: RSS {} MiB, peak {} MiB",
+                crate::sys::current_rss().unwrap_or(0) >> 20,
+                crate::sys::peak_rss().unwrap_or(0) >> 20
+            );
+        }
+    };
+    mem("after extraction");
     // Training reads only the cache: the backbone's memory is not needed any more.
     ctx.release_backbone();
+    mem("after releasing the backbone");
     let width = train_f.meta.hidden;
     start.config.backbone_width = width;
     let hf_config = hf.as_ref().map(|(c, _, _)| c.clone());
@@ -188,6 +200,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     if let Some((dir, _)) = &start.init {
         load_init(&model, dir)?;
     }
+    mem("with the model built");
     let train_d = SplitData {
         split: &dataset.train,
         feats: train_f,
@@ -368,7 +381,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         });
         let t_valid = t0.elapsed().as_secs_f64();
         checkpoint::save(&ckpt_dir, &state, &model.params, &opt, &best_bytes)?;
-        if std::env::var_os("EDGETUNE_PROFILE").is_some() {
+        mem(&format!("after epoch {}", epoch + 1));
+        if profile {
             eprintln!(
                 "  timing: batches {:.2} s, layers fwd {:.2} s, heads fwd + loss {:.2} s, backward {:.2} s, \
                  optimizer {:.2} s",
