@@ -115,3 +115,62 @@ fn a_frozen_head_over_unfrozen_layers_stays_byte_identical() {
     assert_eq!(model.top.as_ref().unwrap().cached, vec![1, 2]);
     layers::frozen_head_stays_byte_identical(&model, "encoder.layer.2.output.dense.weight");
 }
+
+/// The export's graph surgery for fine-tuned layers, without ONNX Runtime: the layers rebuilt as
+/// an ONNX graph from checkpoint weights replace the backbone's own top layers; the states below
+/// stay the backbone's, the old layers' nodes and weights are gone, the new hidden states are named
+/// in the metadata, and the new layers quantize like the backbone's. A layer count that does not
+/// fit is an error.
+#[test]
+fn splicing_rebuilt_layers_into_the_imported_graph() {
+    use edgetune::graph::{self, hidden::hidden_state_tensors};
+    use edgetune::onnx::export::{build_top_layers, splice_top_layers};
+    use edgetune::onnx::import::{import, ImportOptions};
+    use edgetune::onnx::quantize::{quantize_model, QuantizeOptions};
+    let (tmp, hf) = tiny();
+    let mut opts = ImportOptions::new(&hf, tmp.path().join("m"));
+    opts.verify = false;
+    let r = import(&opts).unwrap();
+    let backbone = graph::load_model(&r.backbone).unwrap();
+    let cfg = BertConfig::load(&hf.join("config.json")).unwrap();
+    let w = Weights::load(&hf.join("model.safetensors")).unwrap();
+    let top = build_top_layers(&cfg, &w, 1).unwrap();
+    assert_eq!(top.graph.as_ref().unwrap().output.len(), 2);
+
+    let spliced = splice_top_layers(backbone.clone(), &top, 1).unwrap();
+    assert_eq!(graph::count_layers(&spliced).unwrap(), 3);
+    let before = hidden_state_tensors(&backbone).unwrap();
+    let after = hidden_state_tensors(&spliced).unwrap();
+    assert_eq!(before[..=1], after[..=1], "states up to 1 are the backbone's own");
+    assert!(
+        after[2].starts_with("top/") && after[3] == "last_hidden_state",
+        "{after:?}"
+    );
+    let g = spliced.graph.as_ref().unwrap();
+    for n in &g.node {
+        let name = n.name.as_deref().unwrap_or("");
+        assert!(
+            !(name.starts_with("encoder.layer.1.") || name.starts_with("encoder.layer.2.")),
+            "old layer node {name} still in the graph"
+        );
+    }
+    let old_weight = "encoder.layer.2.output.dense.weight";
+    assert!(g
+        .initializer
+        .iter()
+        .all(|t| t.name.as_deref() != Some(old_weight)));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name.as_deref() == Some(&format!("top/{old_weight}"))));
+
+    let mut q = top.clone();
+    let summary = quantize_model(&mut q, &QuantizeOptions::default()).unwrap();
+    assert_eq!(summary.quantized.len(), 12, "6 weight MatMuls per layer");
+    let spliced8 = splice_top_layers(backbone.clone(), &q, 1).unwrap();
+    assert_eq!(graph::count_layers(&spliced8).unwrap(), 3);
+
+    // Two layers do not replace layers 0..3.
+    let err = splice_top_layers(backbone, &top, 0).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+}

@@ -7,7 +7,8 @@
 //! - freezing: a frozen head stays byte-identical, a task the data lacks is carried over, a
 //!   sentence head reading a frozen token task is allowed, and nothing-to-train is an error;
 //! - adding a task with `--init-from`: the old heads byte-identical, their metrics identical, the
-//!   new task trained.
+//!   new task trained;
+//! - `--unfreeze-top 1` on token-level entries: the layer trains, the run rebuilds it.
 //!
 //! The tiny backbone (a 2-layer BERT the test writes and imports) provides the tokenizer, the layer
 //! count and the hashes the cache keys use; it is never run.
@@ -29,14 +30,16 @@ const HIDDEN: usize = 32;
 struct Setup {
     tmp: tempfile::TempDir,
     ctx: FeatureContext,
+    /// The tiny backbone's Hugging Face checkpoint (for unfrozen layers).
+    hf: PathBuf,
 }
 
 impl Setup {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let (model, _) = common::tiny_backbone(&tmp.path().join("backbone"));
+        let (model, hf) = common::tiny_backbone(&tmp.path().join("backbone"));
         let ctx = common::tiny_context(&model, &tmp.path().join("cache"));
-        Setup { tmp, ctx }
+        Setup { tmp, ctx, hf }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -454,4 +457,83 @@ fn adding_a_task_keeps_the_old_heads_and_their_metrics() {
     let m = s.eval(&added, &s.path("all"));
     assert_eq!(m.tasks.len(), 3);
     drop(all);
+}
+
+/// `--unfreeze-top 1` on token-level cache entries: the top layer of the tiny checkpoint trains with
+/// the heads, the run stores it (and only it), `eval` rebuilds it from the run and reproduces the
+/// test metrics, and the merged graph splices it in.
+#[test]
+fn an_unfrozen_top_layer_trains_and_the_run_rebuilds_it() {
+    let mut s = Setup::new();
+    let dir = s.path("demo");
+    common::write_demo_variant(&dir, &demo);
+    let data = load_dataset(&dir, &ReadOptions::default(), 0.1, 0).unwrap();
+    // Heads read states 1 and 2; layer 1 (state 1 -> 2) is unfrozen, so the cache holds state 1
+    // per token.
+    let token_spec = FeatureSpec {
+        states: vec![1],
+        unit: Unit::Tokens,
+    };
+    for split in data.splits() {
+        common::write_token_features(&s.ctx, split, &token_spec, HIDDEN);
+    }
+    let (sentence, token, reads) = train::default_heads(1);
+    assert!(reads, "with unfrozen layers sentence heads read the token states by default");
+    let settings = TrainSettings {
+        unfreeze_top: 1,
+        hf_weights: Some(s.hf.clone()),
+        sentence_reads_tokens: reads,
+        sentence_head: SentenceHeadConfig {
+            mlp_width: 32,
+            ..sentence
+        },
+        token_head: TokenHeadConfig {
+            gru_units: 16,
+            ..token
+        },
+        ..settings(16)
+    };
+    let run = s.path("run");
+    let out = s.train(&data, &run, settings);
+    let rc = &out.config;
+    assert_eq!(rc.features, token_spec);
+    let t = rc.top_layers.as_ref().expect("fine-tuned layers recorded");
+    assert_eq!((t.first, t.head_states.clone()), (1, vec![1, 2]));
+    assert_eq!(rc.model.reads(0), Some(1));
+
+    let trained = common::run_tensors(&run);
+    let layer = "encoder.layer.1.output.dense.weight";
+    assert!(trained.contains_key(layer));
+    assert!(!trained.keys().any(|k| k.starts_with("encoder.layer.0.")));
+    let checkpoint = edgetune::hf::Weights::load(&s.hf.join("model.safetensors")).unwrap();
+    let original: Vec<u8> = checkpoint
+        .get(layer, &[HIDDEN, 64])
+        .unwrap()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    assert!(trained[layer] != original, "the unfrozen layer did not train");
+
+    let (test, _) = out.test.as_ref().unwrap();
+    eprintln!("unfrozen: {}", serde_json::to_string(test).unwrap());
+    assert!(test.intent_accuracy.unwrap() > 0.6, "{test:?}");
+    assert!(test.slot_f1.unwrap() > 0.3, "{test:?}");
+    assert_eq!(s.eval(&run, &dir), *test);
+
+    // The merged graph with the fine-tuned layer spliced in, built as `export --fp32-layers` does.
+    use edgetune::onnx::export::{build_merged, build_top_layers, splice_top_layers, MergeSpec};
+    let (rc, model) = edgetune::run::load_run(&run).unwrap();
+    let weights = edgetune::hf::Weights::load(&run.join("heads.safetensors")).unwrap();
+    let top = build_top_layers(&t.config, &weights, t.first).unwrap();
+    let backbone = edgetune::graph::load_model(&rc.backbone.onnx).unwrap();
+    let spliced = splice_top_layers(backbone, &top, t.first).unwrap();
+    let spec = MergeSpec {
+        states: edgetune::run::head_states(&rc),
+        tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
+        max_tokens: rc.backbone.max_tokens,
+        pad_id: 0,
+    };
+    let merged = build_merged(spliced, &model, &spec).unwrap();
+    let meta = edgetune::onnx::merged::MergedMeta::read(&merged, Path::new("m.onnx")).unwrap();
+    assert_eq!(meta.tasks.len(), 2);
 }

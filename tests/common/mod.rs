@@ -402,6 +402,72 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
     std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
 }
 
+/// Writes the feature-cache entry of `split` under `spec` with token units (what unfrozen top
+/// layers read): per token the [`word_vector`] of its word (of `[CLS]`/`[SEP]` for the special
+/// tokens), so that `FeatureContext::load_or_extract` finds it and never runs the backbone.
+pub fn write_token_features(
+    ctx: &FeatureContext,
+    split: &Split,
+    spec: &FeatureSpec,
+    hidden: usize,
+) {
+    assert_eq!(spec.unit, Unit::Tokens);
+    let key = ctx.key(split, spec);
+    let dir = ctx.cache_dir.join(&key);
+    std::fs::create_dir_all(&dir).unwrap();
+    let toks = ctx.tokenize(split).unwrap();
+    let mut states: Vec<u8> = Vec::new();
+    let mut pooled: Vec<u8> = Vec::new();
+    for (e, t) in split.examples.iter().zip(&toks) {
+        let n = t.ids.len();
+        let owner = |tok: usize| -> &str {
+            match t
+                .word_tokens
+                .iter()
+                .position(|&(s, e)| (s as usize..e as usize).contains(&tok))
+            {
+                Some(w) => &e.words[w],
+                None if tok == 0 => "[CLS]",
+                None => "[SEP]",
+            }
+        };
+        let mut mean = vec![0f32; hidden];
+        for tok in 0..n {
+            for &s in &spec.states {
+                for v in word_vector(owner(tok), s, hidden) {
+                    states.extend(half::f16::from_f32(v).to_le_bytes());
+                }
+            }
+            for (m, v) in mean.iter_mut().zip(word_vector(owner(tok), usize::MAX, hidden)) {
+                *m += v / n as f32;
+            }
+        }
+        for v in mean {
+            pooled.extend(v.to_le_bytes());
+        }
+    }
+    let meta = CacheMeta {
+        version: CACHE_VERSION,
+        key: key.clone(),
+        examples: split.examples.len(),
+        hidden,
+        spec: spec.clone(),
+        max_tokens: ctx.tokenizer.max_tokens(),
+        rows: toks.iter().map(|t| t.ids.len() as u32).collect(),
+        word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
+        truncated: toks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.truncated)
+            .map(|(i, _)| i)
+            .collect(),
+        tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+    };
+    std::fs::write(dir.join("states.f16"), states).unwrap();
+    std::fs::write(dir.join("pooled.f32"), pooled).unwrap();
+    std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
 /// The `domain` of a demo intent: a second sentence task over the demo data, learnable from the
 /// words like the intent.
 pub fn domain_of(intent: &str) -> &'static str {
