@@ -79,7 +79,8 @@ fn main() {
     let mut init = ChaCha8Rng::seed_from_u64(0);
     let first = cfg.num_hidden_layers - 2;
     let top = {
-        let mut vb = ParamBuilder::new(&mut ps, &mut init, Group::Layer(first), &dev).with_source(&w);
+        let mut vb =
+            ParamBuilder::new(&mut ps, &mut init, Group::Layer(first), &dev).with_source(&w);
         TopLayers::load(&mut vb, &cfg, first).unwrap()
     };
     let h = cfg.hidden_size;

@@ -90,7 +90,9 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("train_step/joint (forward + backward, both heads)", |bch| {
         bch.iter(|| {
-            let mut out = heads.forward(&batch, &[true, true], Some(&mut rng)).unwrap();
+            let mut out = heads
+                .forward(&batch, &[true, true], Some(&mut rng))
+                .unwrap();
             let (li, ls) = (out.logits[0].take().unwrap(), out.logits[1].take().unwrap());
             let loss = (candle_nn::loss::cross_entropy(&li, &intent_t).unwrap()
                 + candle_nn::loss::cross_entropy(&ls.reshape((B * W, 72)).unwrap(), &slot_t)

@@ -39,7 +39,10 @@ fn train_eval_infer_on_demo_data() {
     assert!(m["sentence_accuracy"].as_f64().unwrap() > 0.6, "{m}");
     assert_eq!(m, v["test"], "eval reproduces train's test metrics");
     // Every task under `tasks`; the legacy keys are theirs.
-    assert_eq!(m["tasks"]["intent"]["accuracy"], m["intent_accuracy"], "{m}");
+    assert_eq!(
+        m["tasks"]["intent"]["accuracy"], m["intent_accuracy"],
+        "{m}"
+    );
     assert_eq!(m["tasks"]["tags"]["span_f1"], m["slot_f1"], "{m}");
     assert!(m["all_tasks_accuracy"].as_f64().unwrap() > 0.6, "{m}");
 

@@ -49,7 +49,10 @@ fn bad_inputs_are_clear_errors() {
         .args(["--freeze-intent", "--freeze-slot", "--init-from"])
         .arg(root());
     let err = fails(c);
-    assert!(err.contains("nothing to train") && err.contains("eval"), "{err}");
+    assert!(
+        err.contains("nothing to train") && err.contains("eval"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -67,7 +70,10 @@ fn malformed_flags_are_clear_errors() {
     let err = train(&["--max-memory", "12parsecs"]);
     assert!(err.contains("unknown size unit"), "{err}");
     let err = train(&["--task-weight", "intent"]);
-    assert!(err.contains("--task-weight intent") && err.contains("NAME=W"), "{err}");
+    assert!(
+        err.contains("--task-weight intent") && err.contains("NAME=W"),
+        "{err}"
+    );
     let err = train(&["--task-weight", "intent=-1"]);
     assert!(err.contains("--task-weight intent=-1"), "{err}");
     let err = train(&["--tasks", "intent,bad name"]);
@@ -92,5 +98,8 @@ fn malformed_flags_are_clear_errors() {
 
     // --columns is for CoNLL data: the demo's JSON lines are refused, naming the file.
     let err = train(&["--columns", "word,pos"]);
-    assert!(err.contains("train.jsonl") && err.contains("--columns"), "{err}");
+    assert!(
+        err.contains("train.jsonl") && err.contains("--columns"),
+        "{err}"
+    );
 }

@@ -23,7 +23,9 @@ fn strings(s: &str) -> Vec<String> {
 }
 
 fn load(dir: &Path, name: &str) -> Split {
-    load_split(dir, name, &ReadOptions::default()).unwrap().expect("split exists")
+    load_split(dir, name, &ReadOptions::default())
+        .unwrap()
+        .expect("split exists")
 }
 
 /// The error message of loading split `name`, which must fail.
@@ -116,7 +118,10 @@ fn jsonl_tags_without_intent() {
     let split = load(tmp.path(), "train");
     assert!(split.has_tags());
     assert!(!split.has_intent());
-    assert_eq!(split.examples[1].tags(), Some(strings("O B-genre").as_slice()));
+    assert_eq!(
+        split.examples[1].tags(),
+        Some(strings("O B-genre").as_slice())
+    );
 }
 
 #[test]
@@ -146,8 +151,14 @@ fn conll_sentences_docstart_and_columns() {
     let lines: Vec<usize> = split.examples.iter().map(|e| e.origin.line).collect();
     assert_eq!(lines, vec![3, 7, 13]);
     assert_eq!(split.examples[0].words, strings("EU rejects German"));
-    assert_eq!(split.examples[0].tags(), Some(strings("B-ORG O B-MISC").as_slice()));
-    assert_eq!(split.examples[1].tags(), Some(strings("I-PER I-PER").as_slice()));
+    assert_eq!(
+        split.examples[0].tags(),
+        Some(strings("B-ORG O B-MISC").as_slice())
+    );
+    assert_eq!(
+        split.examples[1].tags(),
+        Some(strings("I-PER I-PER").as_slice())
+    );
     assert_eq!(split.examples[2].tags(), Some(strings("O").as_slice()));
     assert!(split.has_tags() && !split.has_intent());
 }
@@ -225,15 +236,21 @@ fn format_override_parses_whatever_the_extension() {
     );
     let detected = load_err(tmp.path(), "train", None);
     assert_contains(&detected, &["train.txt:1"]);
-    let split = load_split(tmp.path(), "train", &ReadOptions::format(Some(Format::Jsonl)))
-        .unwrap()
-        .unwrap();
+    let split = load_split(
+        tmp.path(),
+        "train",
+        &ReadOptions::format(Some(Format::Jsonl)),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(split.format, Format::Jsonl);
     assert_eq!(split.examples[0].words, strings("play jazz"));
 
     // A file given directly, with an extension no format claims.
     let odd = write(tmp.path(), "my.data", "play_music\tplay jazz\n");
-    let err = read_file_split(&odd, &ReadOptions::default()).unwrap_err().to_string();
+    let err = read_file_split(&odd, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert_contains(&err, &["my.data", "extension"]);
     let split = read_file_split(&odd, &ReadOptions::format(Some(Format::Tsv))).unwrap();
     assert_eq!(split.name, "my");
@@ -248,9 +265,12 @@ fn format_override_parses_whatever_the_extension() {
             .format,
         Format::JointBert
     );
-    let err = read_file_split(&tmp.path().join("jb"), &ReadOptions::format(Some(Format::Csv)))
-        .unwrap_err()
-        .to_string();
+    let err = read_file_split(
+        &tmp.path().join("jb"),
+        &ReadOptions::format(Some(Format::Csv)),
+    )
+    .unwrap_err()
+    .to_string();
     assert_contains(&err, &["jb", "csv"]);
 }
 
@@ -407,7 +427,9 @@ fn dataset_with_all_splits_in_mixed_formats() {
 #[test]
 fn absent_split_is_none_and_missing_train_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(load_split(tmp.path(), "test", &ReadOptions::default()).unwrap().is_none());
+    assert!(load_split(tmp.path(), "test", &ReadOptions::default())
+        .unwrap()
+        .is_none());
     let err = load_dataset(tmp.path(), &ReadOptions::default(), 0.1, 0).unwrap_err();
     assert!(matches!(err, DataError::MissingSplit { .. }), "{err:?}");
     assert_contains(&err.to_string(), &["train"]);
@@ -640,7 +662,11 @@ fn error_inconsistent_tasks_within_a_split() {
     let err = load_err(tmp.path(), "train", None);
     assert_contains(
         &err,
-        &["train.jsonl:4:", "has tasks intent,", "has tasks intent, tags"],
+        &[
+            "train.jsonl:4:",
+            "has tasks intent,",
+            "has tasks intent, tags",
+        ],
     );
 }
 

@@ -9,7 +9,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_tensors as assert_group, edgetune, fails, ok, require_setup, run_tensors as tensors};
+use common::{
+    assert_tensors as assert_group, edgetune, fails, ok, require_setup, run_tensors as tensors,
+};
 
 /// `train --data DATA --init-from BASE --out OUT ARGS...`, which must succeed; returns its stderr.
 fn train_from(cache: &Path, data: &Path, base: &Path, out: &Path, args: &[&str]) -> String {

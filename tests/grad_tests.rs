@@ -10,8 +10,8 @@ mod common;
 use common::tensor_max_abs_diff as max_abs_diff;
 use edgetune::data::TaskKind;
 use edgetune::model::{
-    Batch, Head, HeadConfig, ModelConfig, SentenceHead, SentenceHeadConfig, TaskConfig,
-    TaskLogits, TaskModel, TokenHead, TokenHeadConfig,
+    Batch, Head, HeadConfig, ModelConfig, SentenceHead, SentenceHeadConfig, TaskConfig, TaskLogits,
+    TaskModel, TokenHead, TokenHeadConfig,
 };
 
 fn heads() -> TaskModel {
@@ -236,7 +236,9 @@ fn padding_does_not_change_a_sentence_s_slot_logits() {
 /// and all eight weight tensors, on a batch with sentences of different lengths (incl. 1).
 #[test]
 fn fused_bigru_matches_the_candle_reference_forward_and_backward() {
-    use edgetune::nn::{bigru, gather_positions, reverse_indices, Group, GruDir, ParamBuilder, ParamSet};
+    use edgetune::nn::{
+        bigru, gather_positions, reverse_indices, Group, GruDir, ParamBuilder, ParamSet,
+    };
     use rand::SeedableRng;
     let dev = Device::Cpu;
     let (inp, hid, b, t) = (5, 7, 4, 6);

@@ -305,7 +305,10 @@ fn unseen_labels_are_misses_and_listed() {
     ];
     let r = evaluate(&gold, &p, &labels(&["a", "b"], &["x"]));
     assert_eq!(r.unseen_intents(), BTreeMap::from([("c".to_string(), 2)]));
-    assert_eq!(r.unseen_slot_types(), BTreeMap::from([("y".to_string(), 2)]));
+    assert_eq!(
+        r.unseen_slot_types(),
+        BTreeMap::from([("y".to_string(), 2)])
+    );
     approx(r.metrics.intent_accuracy.unwrap(), 1.0 / 3.0);
     assert_eq!(r.tasks["intent"].labels["c"], prf(0, 0, 2));
     assert_eq!(r.tasks["tags"].labels["y"], prf(0, 0, 2));
@@ -345,10 +348,17 @@ fn label_sets_from_examples() {
     // The chunk types seen are x and y: gold chunks of those types are not "unseen".
     let r = evaluate(
         &split.examples,
-        &[pred(Some("a"), Some("B-x I-x O O")), pred(Some("b"), Some("I-y"))],
+        &[
+            pred(Some("a"), Some("B-x I-x O O")),
+            pred(Some("b"), Some("I-y")),
+        ],
         &t,
     );
-    assert!(r.unseen_slot_types().is_empty(), "{:?}", r.unseen_slot_types());
+    assert!(
+        r.unseen_slot_types().is_empty(),
+        "{:?}",
+        r.unseen_slot_types()
+    );
     assert_eq!(r.metrics.slot_f1, Some(1.0));
 }
 
@@ -473,7 +483,10 @@ fn multi_labels(sentence: &[(&str, &str)], token: &[(&str, &str)]) -> Labels {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        token: token.iter().map(|(k, v)| (k.to_string(), tags(v))).collect(),
+        token: token
+            .iter()
+            .map(|(k, v)| (k.to_string(), tags(v)))
+            .collect(),
     }
 }
 
@@ -532,10 +545,17 @@ fn every_task_scored_and_legacy_keys_unchanged() {
         task("tags", TaskKind::Spans, "O B-dev I-dev"),
     ];
     let g = |d: &str, i: &str, pos: &str, t: &str, line| {
-        multi(&[("domain", d), ("intent", i)], &[("pos", pos), ("tags", t)], line)
+        multi(
+            &[("domain", d), ("intent", i)],
+            &[("pos", pos), ("tags", t)],
+            line,
+        )
     };
     let p = |d: &str, i: &str, pos: &str, t: &str| {
-        multi_labels(&[("domain", d), ("intent", i)], &[("pos", pos), ("tags", t)])
+        multi_labels(
+            &[("domain", d), ("intent", i)],
+            &[("pos", pos), ("tags", t)],
+        )
     };
     let gold = [
         g("power", "on", "VERB DET NOUN", "O O B-dev", 1),
@@ -589,7 +609,12 @@ fn every_task_scored_and_legacy_keys_unchanged() {
     assert_eq!(json["tasks"]["domain"]["accuracy"], 0.75);
     // The table names every task.
     let text = render_table(&r);
-    for part in ["domain accuracy", "pos token accuracy", "all tasks accuracy", "slot F1"] {
+    for part in [
+        "domain accuracy",
+        "pos token accuracy",
+        "all tasks accuracy",
+        "slot F1",
+    ] {
         assert!(text.contains(part), "missing {part:?} in:\n{text}");
     }
 }
@@ -603,7 +628,11 @@ fn other_span_task_and_tasks_missing_from_gold() {
         task("ner", TaskKind::Spans, "O B-per I-per"),
     ];
     let gold = [multi(&[], &[("ner", "B-per I-per O")], 1)];
-    let r = evaluate(&gold, &[multi_labels(&[("intent", "a")], &[("ner", "B-per O O")])], &tasks);
+    let r = evaluate(
+        &gold,
+        &[multi_labels(&[("intent", "a")], &[("ner", "B-per O O")])],
+        &tasks,
+    );
     assert_eq!(r.metrics.slot_f1, None);
     assert_eq!(r.metrics.intent_accuracy, None);
     assert!(!r.metrics.tasks.contains_key("intent"));

@@ -61,7 +61,10 @@ fn export(cache: &Path, run: &Path, out: &Path) -> serde_json::Value {
         .arg(out);
     let v: serde_json::Value = serde_json::from_str(ok(c).trim()).unwrap();
     assert_eq!(v["check"]["id_mismatches"], 0, "{v}");
-    assert!(v["check"]["max_diff_logit"].as_f64().unwrap() <= 1e-4, "{v}");
+    assert!(
+        v["check"]["max_diff_logit"].as_f64().unwrap() <= 1e-4,
+        "{v}"
+    );
     v
 }
 
@@ -131,11 +134,18 @@ fn multi_task_train_eval_infer_export_and_adding_a_task() {
     let v = train(&cache, &data, &run, &[]);
     let test = &v["test"];
     assert_eq!(
-        test["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        test["tasks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         ["domain", "intent", "tags"],
         "{v}"
     );
-    assert!(test["tasks"]["domain"]["accuracy"].as_f64().unwrap() > 0.85, "{v}");
+    assert!(
+        test["tasks"]["domain"]["accuracy"].as_f64().unwrap() > 0.85,
+        "{v}"
+    );
     assert!(test["intent_accuracy"].as_f64().unwrap() > 0.85, "{v}");
     assert!(test["slot_f1"].as_f64().unwrap() > 0.8, "{v}");
     assert!(test["all_tasks_accuracy"].as_f64().unwrap() > 0.5, "{v}");
@@ -152,14 +162,24 @@ fn multi_task_train_eval_infer_export_and_adding_a_task() {
     // The two sentence heads agree with each other (domain follows from intent) almost always.
     let agree = answers
         .iter()
-        .filter(|a| a["domain"]["label"] == common::domain_of(a["intent"]["label"].as_str().unwrap()))
+        .filter(|a| {
+            a["domain"]["label"] == common::domain_of(a["intent"]["label"].as_str().unwrap())
+        })
         .count();
-    assert!(agree * 10 >= answers.len() * 9, "{agree} of {}", answers.len());
+    assert!(
+        agree * 10 >= answers.len() * 9,
+        "{agree} of {}",
+        answers.len()
+    );
 
     let merged = tmp.path().join("export").join("model.onnx");
     let x = export(&cache, &run, &merged);
     assert_eq!(
-        x["check"]["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        x["check"]["tasks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         ["domain", "intent", "tags"],
         "{x}"
     );
@@ -193,7 +213,10 @@ fn multi_task_train_eval_infer_export_and_adding_a_task() {
     assert_eq!(eval(&cache, &added, &demo), before);
     // The new task is trained.
     assert!(
-        added_v["test"]["tasks"]["domain"]["accuracy"].as_f64().unwrap() > 0.85,
+        added_v["test"]["tasks"]["domain"]["accuracy"]
+            .as_f64()
+            .unwrap()
+            > 0.85,
         "{added_v}"
     );
     let all = eval(&cache, &added, &data);

@@ -291,7 +291,12 @@ fn export_matches_run_in_rust_and_python() {
     assert_eq!(py["format_version"], "2");
     let names: Vec<&str> = model.config.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
-        py["tasks"].as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>(),
+        py["tasks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         {
             let mut n = names.clone();
             n.sort();
@@ -318,8 +323,8 @@ fn export_matches_run_in_rust_and_python() {
                     );
                     assert_eq!(p["predicted"][i], task.labels[*id].as_str());
                     for (j, l) in logits.iter().enumerate() {
-                        logit_diff = logit_diff
-                            .max((p["logits"][i][j].as_f64().unwrap() as f32 - l).abs());
+                        logit_diff =
+                            logit_diff.max((p["logits"][i][j].as_f64().unwrap() as f32 - l).abs());
                     }
                     sentences += 1;
                 }
@@ -327,7 +332,11 @@ fn export_matches_run_in_rust_and_python() {
                     for (w, (pr, k)) in probs.iter().zip(kept).enumerate() {
                         let got = p["ids"][i][w].as_u64().unwrap() as usize;
                         let want = argmax(pr).0;
-                        assert!(!k || got == want, "sentence {i} word {w} ({}): {got} vs {want}", task.name);
+                        assert!(
+                            !k || got == want,
+                            "sentence {i} word {w} ({}): {got} vs {want}",
+                            task.name
+                        );
                         words += usize::from(*k);
                     }
                 }
@@ -349,8 +358,9 @@ fn export_matches_run_in_rust_and_python() {
         max_tokens: rc.backbone.max_tokens,
         pad_id: tokenizer.pad_id(),
     };
-    let bytes =
-        edgetune::graph::encode_model(&export::build_merged(backbone_model, &model, &spec).unwrap());
+    let bytes = edgetune::graph::encode_model(
+        &export::build_merged(backbone_model, &model, &spec).unwrap(),
+    );
     let mut session =
         open_session(ModelSource::Bytes(&bytes, Path::new("<merged>")), &opts).unwrap();
     let ok = export::verify(

@@ -55,11 +55,19 @@ fn tiny_bert_import_graph_and_int8_rewrite() {
         .filter(|n| n.op_type.as_deref() == Some("LayerNormalization"))
         .count();
     assert_eq!(lns, 5, "2L+1 LayerNormalization nodes");
-    assert!(g.node.iter().all(|n| n.domain.as_deref().unwrap_or("").is_empty()));
+    assert!(g
+        .node
+        .iter()
+        .all(|n| n.domain.as_deref().unwrap_or("").is_empty()));
     let outputs: Vec<&str> = g.output.iter().filter_map(|o| o.name.as_deref()).collect();
     assert_eq!(
         outputs,
-        ["last_hidden_state", "hidden_state_0", "hidden_state_1", "hidden_state_2"]
+        [
+            "last_hidden_state",
+            "hidden_state_0",
+            "hidden_state_1",
+            "hidden_state_2"
+        ]
     );
 
     // Quantize: all 12 weight MatMuls become the int8 pattern.
@@ -87,7 +95,11 @@ fn tiny_bert_import_graph_and_int8_rewrite() {
     // 7-bit weights by default (no u8*s8 saturation on AVX2 without VNNI).
     for t in qg.initializer.iter().filter(|t| t.data_type == Some(3)) {
         let bytes = t.raw_data.as_deref().unwrap_or_default();
-        assert!(bytes.iter().all(|&b| (b as i8).unsigned_abs() <= 63), "{:?}", t.name);
+        assert!(
+            bytes.iter().all(|&b| (b as i8).unsigned_abs() <= 63),
+            "{:?}",
+            t.name
+        );
     }
 
     // --keep-fp32 keeps exactly the matching MatMuls.

@@ -83,17 +83,30 @@ fn imported_graph_round_trips_and_exposes_hidden_states() {
     assert_eq!(graph::count_layers(&model).unwrap(), 2);
     let out = tmp.path().join("copy.onnx");
     graph::save_model(&out, &model).unwrap();
-    assert!(std::fs::read(&out).unwrap() == original, "re-encoded bytes differ");
+    assert!(
+        std::fs::read(&out).unwrap() == original,
+        "re-encoded bytes differ"
+    );
     let again = graph::load_model(&out).unwrap();
     assert_eq!(again, model);
-    assert_eq!(attr_count(again.graph.as_ref().unwrap()), attr_count(model.graph.as_ref().unwrap()));
+    assert_eq!(
+        attr_count(again.graph.as_ref().unwrap()),
+        attr_count(model.graph.as_ref().unwrap())
+    );
 
     let mut m = model.clone();
     let names = graph::expose_hidden_states(&mut m, &[0, 1, 2]).unwrap();
-    assert_eq!(names, vec!["hidden_state_0", "hidden_state_1", "hidden_state_2"]);
+    assert_eq!(
+        names,
+        vec!["hidden_state_0", "hidden_state_1", "hidden_state_2"]
+    );
     let outs = m.graph.as_ref().unwrap().output.len();
     graph::expose_hidden_states(&mut m, &[2, 1]).unwrap();
-    assert_eq!(m.graph.as_ref().unwrap().output.len(), outs, "exposing again adds nothing");
+    assert_eq!(
+        m.graph.as_ref().unwrap().output.len(),
+        outs,
+        "exposing again adds nothing"
+    );
     assert!(graph::expose_hidden_states(&mut m, &[3]).is_err());
     let tensors = edgetune::graph::hidden::hidden_state_tensors(&model).unwrap();
     assert_eq!(tensors.len(), 3);

@@ -65,7 +65,9 @@ fn write_format1(dir: &Path, slot_states: bool) -> Vec<(String, Vec<f32>)> {
             (old, v.shape().to_vec(), v.data().to_vec())
         })
         .collect();
-    assert!(renamed.iter().any(|(n, _, _)| n == "slot.gru.fwd.weight_ih"));
+    assert!(renamed
+        .iter()
+        .any(|(n, _, _)| n == "slot.gru.fwd.weight_ih"));
     let views: Vec<(String, safetensors::tensor::TensorView)> = renamed
         .iter()
         .map(|(n, s, d)| {
@@ -162,8 +164,7 @@ fn format1_runs_load_as_intent_and_tags() {
         // And it predicts.
         let b = edgetune::model::Batch {
             words: candle_core::Tensor::randn(0f32, 1.0, (1, 3, 2, 16), &Device::Cpu).unwrap(),
-            mask: candle_core::Tensor::ones((1, 3), candle_core::DType::F32, &Device::Cpu)
-                .unwrap(),
+            mask: candle_core::Tensor::ones((1, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
             pooled: candle_core::Tensor::randn(0f32, 1.0, (1, 16), &Device::Cpu).unwrap(),
             width: 3,
         };
@@ -189,12 +190,14 @@ fn format1_run_with_a_missing_slot_tensor_is_corrupt() {
     let w = safetensors::serialize(kept, None).unwrap();
     std::fs::write(tmp.path().join(WEIGHTS_FILE), &w).unwrap();
     let cpath = tmp.path().join(CONFIG_FILE);
-    let mut c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cpath).unwrap()).unwrap();
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cpath).unwrap()).unwrap();
     c["weights"]["sha256"] = edgetune::fsutil::sha256_bytes(&w).into();
     std::fs::write(&cpath, serde_json::to_vec(&c).unwrap()).unwrap();
     let e = load_run(tmp.path()).unwrap_err().to_string();
-    assert!(e.contains("slot.out.bias") && e.contains(WEIGHTS_FILE), "{e}");
+    assert!(
+        e.contains("slot.out.bias") && e.contains(WEIGHTS_FILE),
+        "{e}"
+    );
 }
 
 /// Edits `config.json` of a format-1 run with `f` and returns `read_config`'s error.
@@ -202,8 +205,7 @@ fn config_error(f: &dyn Fn(&mut serde_json::Value)) -> String {
     let tmp = tempfile::tempdir().unwrap();
     write_format1(tmp.path(), false);
     let cpath = tmp.path().join(CONFIG_FILE);
-    let mut c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cpath).unwrap()).unwrap();
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cpath).unwrap()).unwrap();
     f(&mut c);
     std::fs::write(&cpath, serde_json::to_vec(&c).unwrap()).unwrap();
     let e = match load_run(tmp.path()) {
@@ -218,14 +220,26 @@ fn config_error(f: &dyn Fn(&mut serde_json::Value)) -> String {
 fn bad_configs_are_refused_before_allocation() {
     let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
         (Box::new(|c| c["format"] = 3.into()), "run format 3"),
-        (Box::new(|c| c["heads"]["hidden"] = 1_000_000.into()), "backbone_width"),
+        (
+            Box::new(|c| c["heads"]["hidden"] = 1_000_000.into()),
+            "backbone_width",
+        ),
         (
             Box::new(|c| c["heads"]["intent_head"]["hidden"] = 1_000_000_000.into()),
             "head width",
         ),
-        (Box::new(|c| c["heads"]["intents"] = serde_json::json!(["a", "a"])), "appears twice"),
-        (Box::new(|c| c["heads"]["states"] = 3.into()), "hidden states"),
-        (Box::new(|c| c["heads"]["slot_head"] = serde_json::json!({})), "field \"heads\""),
+        (
+            Box::new(|c| c["heads"]["intents"] = serde_json::json!(["a", "a"])),
+            "appears twice",
+        ),
+        (
+            Box::new(|c| c["heads"]["states"] = 3.into()),
+            "hidden states",
+        ),
+        (
+            Box::new(|c| c["heads"]["slot_head"] = serde_json::json!({})),
+            "field \"heads\"",
+        ),
         // Within every bound, but more weights than the file holds.
         (
             Box::new(|c| c["heads"]["slot_head"]["gru_hidden"] = 4000.into()),
@@ -245,7 +259,9 @@ fn bad_configs_are_refused_before_allocation() {
 #[test]
 fn not_a_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = read_config(&tmp.path().join("nope")).unwrap_err().to_string();
+    let e = read_config(&tmp.path().join("nope"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a finished edgetune run"), "{e}");
     let e = read_config(tmp.path()).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");

@@ -160,7 +160,10 @@ fn jsonl_text_and_words_must_agree() {
         "ok/train.jsonl",
         "{\"text\": \"play  jazz\", \"words\": [\"play\", \"jazz\"], \"intent\": \"x\"}\n",
     );
-    assert_eq!(load(&tmp.path().join("ok")).examples[0].words, strings("play jazz"));
+    assert_eq!(
+        load(&tmp.path().join("ok")).examples[0].words,
+        strings("play jazz")
+    );
     write(
         tmp.path(),
         "bad/train.jsonl",
@@ -177,7 +180,10 @@ fn jsonl_intent_and_tags_keep_their_types() {
     let tmp = tempfile::tempdir().unwrap();
     for (i, (line, expected)) in [
         (r#"{"text": "a", "tags": "O"}"#, "field \"tags\""),
-        (r#"{"text": "a b", "intent": ["x", "y"]}"#, "field \"intent\""),
+        (
+            r#"{"text": "a b", "intent": ["x", "y"]}"#,
+            "field \"intent\"",
+        ),
         (r#"{"text": "a", "intent": 3}"#, "field \"intent\""),
         (r#"{"text": "a", "tags": 3}"#, "field \"tags\""),
     ]
@@ -266,7 +272,11 @@ fn label_header_is_intent_and_no_header_is_one_intent_task() {
 #[test]
 fn header_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "a/train.tsv", "intent\tintent\ttext\nx\ty\thi\n");
+    write(
+        tmp.path(),
+        "a/train.tsv",
+        "intent\tintent\ttext\nx\ty\thi\n",
+    );
     assert_contains(
         &err(&tmp.path().join("a"), &ReadOptions::default()),
         &["train.tsv:1:", "intent", "twice"],
@@ -324,7 +334,10 @@ fn conll_named_columns_are_token_tasks() {
         ]
     );
     assert_eq!(t[2].labels, strings("JJ NNP VBZ"));
-    assert_eq!(split.examples[1].labels.token["ner"], strings("B-PER I-PER"));
+    assert_eq!(
+        split.examples[1].labels.token["ner"],
+        strings("B-PER I-PER")
+    );
 
     // `_` skips a column; `token` names the words too.
     let opts = ReadOptions {
@@ -361,7 +374,10 @@ fn conll_column_errors_name_the_line() {
         format: None,
         columns: Some(strings("word pos chunk ner")),
     };
-    assert_contains(&err(tmp.path(), &opts), &["train.conll:2:", "expected 4 columns", "found 3"]);
+    assert_contains(
+        &err(tmp.path(), &opts),
+        &["train.conll:2:", "expected 4 columns", "found 3"],
+    );
 
     for (cols, expected) in [
         ("pos chunk ner", "`word`"),
@@ -373,10 +389,17 @@ fn conll_column_errors_name_the_line() {
             format: None,
             columns: Some(cols.split(' ').map(str::to_string).collect()),
         };
-        assert_contains(&err(tmp.path(), &opts), &["train.conll", "--columns", expected]);
+        assert_contains(
+            &err(tmp.path(), &opts),
+            &["train.conll", "--columns", expected],
+        );
     }
     // Column names apply to CoNLL only.
-    write(tmp.path(), "j/train.jsonl", "{\"text\": \"a\", \"intent\": \"x\"}\n");
+    write(
+        tmp.path(),
+        "j/train.jsonl",
+        "{\"text\": \"a\", \"intent\": \"x\"}\n",
+    );
     let opts = ReadOptions {
         format: None,
         columns: Some(strings("word ner")),
@@ -416,11 +439,18 @@ fn every_split_must_have_the_same_tasks() {
         "train.jsonl",
         "{\"text\": \"a\", \"intent\": \"x\", \"sentiment\": \"pos\"}\n",
     );
-    write(tmp.path(), "valid.jsonl", "{\"text\": \"a\", \"intent\": \"x\"}\n");
+    write(
+        tmp.path(),
+        "valid.jsonl",
+        "{\"text\": \"a\", \"intent\": \"x\"}\n",
+    );
     let e = load_dataset(tmp.path(), &ReadOptions::default(), 0.1, 0)
         .unwrap_err()
         .to_string();
-    assert_contains(&e, &["valid.jsonl", "tasks intent", "tasks intent, sentiment"]);
+    assert_contains(
+        &e,
+        &["valid.jsonl", "tasks intent", "tasks intent, sentiment"],
+    );
 }
 
 #[test]
@@ -433,7 +463,11 @@ fn select_tasks_keeps_only_the_named_tasks() {
             i % 3
         )
     };
-    write(tmp.path(), "train.jsonl", &(0..6).map(line).collect::<String>());
+    write(
+        tmp.path(),
+        "train.jsonl",
+        &(0..6).map(line).collect::<String>(),
+    );
     write(tmp.path(), "test.jsonl", &line(9));
     let mut d = load_dataset(tmp.path(), &ReadOptions::default(), 0.34, 1).unwrap();
     d.select_tasks(&["sentiment".to_string(), "tags".to_string()])

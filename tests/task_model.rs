@@ -8,8 +8,8 @@ mod common;
 use candle_core::{Device, Tensor};
 use edgetune::data::{TaskInfo, TaskKind};
 use edgetune::model::{
-    to_labels, token_ids, Batch, Decoded, HeadConfig, ModelConfig, SentenceHeadConfig,
-    TaskConfig, TaskModel, TaskOutput, TokenHeadConfig,
+    to_labels, token_ids, Batch, Decoded, HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig,
+    TaskModel, TaskOutput, TokenHeadConfig,
 };
 use edgetune::nn::Group;
 use edgetune::train::optim::{AdamW, GroupSettings};
@@ -130,7 +130,10 @@ fn three_tasks_forward_and_backward() {
     let first = |t: &str| prefixes.iter().position(|p| *p == t).unwrap();
     assert!(first("intent") < first("domain") && first("domain") < first("tags"));
     for p in &model.params.params {
-        let i = model.config.task(p.name.split('.').next().unwrap()).unwrap();
+        let i = model
+            .config
+            .task(p.name.split('.').next().unwrap())
+            .unwrap();
         assert_eq!(p.group, Group::Head(i), "{}", p.name);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -151,7 +154,12 @@ fn three_tasks_forward_and_backward() {
 fn a_frozen_head_gets_no_gradient_and_stays_byte_identical() {
     for frozen in ["intent", "domain", "tags"] {
         let model = TaskModel::new(config(), 3, &Device::Cpu).unwrap();
-        let want: Vec<bool> = model.config.tasks.iter().map(|t| t.name != frozen).collect();
+        let want: Vec<bool> = model
+            .config
+            .tasks
+            .iter()
+            .map(|t| t.name != frozen)
+            .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let out = model.forward(&batch(), &want, Some(&mut rng)).unwrap();
         let i = model.config.task(frozen).unwrap();
@@ -192,7 +200,9 @@ fn a_frozen_head_gets_no_gradient_and_stays_byte_identical() {
             }
         }
         assert!(
-            !opt.moments.keys().any(|k| k.starts_with(&format!("{frozen}."))),
+            !opt.moments
+                .keys()
+                .any(|k| k.starts_with(&format!("{frozen}."))),
             "frozen tensors get no optimizer state"
         );
     }
@@ -222,7 +232,8 @@ fn head_params_equals_the_built_parameter_count() {
     let mut wide = config();
     wide.backbone_width = 24;
     wide.mixed_states = 2;
-    wide.tasks.push(token("pos", TaskKind::Tokens, "DET NOUN VERB X"));
+    wide.tasks
+        .push(token("pos", TaskKind::Tokens, "DET NOUN VERB X"));
     if let HeadConfig::Sentence(c) = &mut wide.tasks[1].head {
         c.reads = Some("pos".into());
         c.mlp_width = 5;

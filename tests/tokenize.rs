@@ -10,8 +10,8 @@ use edgetune::tokenize::WordTokenizer;
 
 const VOCAB: &[&str] = &[
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "un", "##bel", "##ie", "##va", "##bly",
-    "loud", "music", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "ten", "the", "##s",
+    "loud", "music", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "the", "##s",
 ];
 
 /// Writes the test's `tokenizer.json` into `dir` (with `edit` applied to its JSON).
@@ -84,7 +84,9 @@ fn long_inputs_are_truncated_and_reported() {
     assert_eq!(enc.word_tokens[9], (0, 0));
     // A word cut among its sub-tokens: the input is reported as truncated.
     let enc = t
-        .encode_words(&words("play play play play unbelievably"), &|| "test".into())
+        .encode_words(&words("play play play play unbelievably"), &|| {
+            "test".into()
+        })
         .unwrap();
     assert!(enc.truncated);
     assert_eq!(enc.ids.len(), 8);
@@ -100,15 +102,21 @@ fn long_inputs_are_truncated_and_reported() {
 fn the_files_padding_is_ignored_and_its_truncation_is_the_default_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tokenizer_file(tmp.path(), &|v| {
-        v["truncation"] = serde_json::json!({"max_length": 10, "strategy": "LongestFirst", "stride": 0});
+        v["truncation"] =
+            serde_json::json!({"max_length": 10, "strategy": "LongestFirst", "stride": 0});
         v["padding"] = serde_json::json!({"strategy": {"Fixed": 16}, "direction": "Right",
             "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
     });
     let t = WordTokenizer::from_file(&p, None).unwrap();
     assert_eq!(t.max_tokens(), 10);
-    let enc = t.encode_words(&words("play music"), &|| "t".into()).unwrap();
+    let enc = t
+        .encode_words(&words("play music"), &|| "t".into())
+        .unwrap();
     assert_eq!(enc.ids.len(), 4, "no padding to 16: {:?}", enc.ids);
-    assert_eq!(WordTokenizer::from_file(&p, Some(5)).unwrap().max_tokens(), 5);
+    assert_eq!(
+        WordTokenizer::from_file(&p, Some(5)).unwrap().max_tokens(),
+        5
+    );
     assert_eq!(t.pad_id(), 0);
 }
 
@@ -126,13 +134,22 @@ fn pad_id_is_the_vocabularys() {
 fn bad_tokenizer_files_are_errors_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope.json");
-    let e = WordTokenizer::from_file(&missing, None).err().unwrap().to_string();
+    let e = WordTokenizer::from_file(&missing, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("nope.json"), "{e}");
     let junk = tmp.path().join("junk.json");
     std::fs::write(&junk, "{\"model\": 3}").unwrap();
-    let e = WordTokenizer::from_file(&junk, None).err().unwrap().to_string();
+    let e = WordTokenizer::from_file(&junk, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("junk.json"), "{e}");
     let good = tokenizer_file(tmp.path(), &|_| {});
-    let e = WordTokenizer::from_file(&good, Some(2)).err().unwrap().to_string();
+    let e = WordTokenizer::from_file(&good, Some(2))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("too small"), "{e}");
 }

@@ -141,7 +141,11 @@ fn splicing_rebuilt_layers_into_the_imported_graph() {
     assert_eq!(graph::count_layers(&spliced).unwrap(), 3);
     let before = hidden_state_tensors(&backbone).unwrap();
     let after = hidden_state_tensors(&spliced).unwrap();
-    assert_eq!(before[..=1], after[..=1], "states up to 1 are the backbone's own");
+    assert_eq!(
+        before[..=1],
+        after[..=1],
+        "states up to 1 are the backbone's own"
+    );
     assert!(
         after[2].starts_with("top/") && after[3] == "last_hidden_state",
         "{after:?}"
@@ -171,6 +175,8 @@ fn splicing_rebuilt_layers_into_the_imported_graph() {
     assert_eq!(graph::count_layers(&spliced8).unwrap(), 3);
 
     // Two layers do not replace layers 0..3.
-    let err = splice_top_layers(backbone, &top, 0).unwrap_err().to_string();
+    let err = splice_top_layers(backbone, &top, 0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("do not fit"), "{err}");
 }

@@ -168,7 +168,10 @@ fn four_tasks_train_together_and_eval_reproduces_the_test_metrics() {
             ("tags", TaskKind::Spans),
         ]
     );
-    assert_eq!(rc.model.tasks[2].labels, vec!["det", "long", "num", "short"]);
+    assert_eq!(
+        rc.model.tasks[2].labels,
+        vec!["det", "long", "num", "short"]
+    );
     assert_eq!(rc.model.tasks[3].labels[0], "O");
     assert_eq!(rc.features, spec());
     assert!(run.join("config.json").is_file() && !run.join("checkpoint").exists());
@@ -179,7 +182,10 @@ fn four_tasks_train_together_and_eval_reproduces_the_test_metrics() {
     // Far above chance (5 domains, 9 intents, 4 shapes, 9 slot types).
     assert!(test.tasks["domain"].accuracy.unwrap() > 0.75, "{test:?}");
     assert!(test.tasks["intent"].accuracy.unwrap() > 0.7, "{test:?}");
-    assert!(test.tasks["shape"].token_accuracy.unwrap() > 0.85, "{test:?}");
+    assert!(
+        test.tasks["shape"].token_accuracy.unwrap() > 0.85,
+        "{test:?}"
+    );
     assert!(test.tasks["tags"].span_f1.unwrap() > 0.45, "{test:?}");
     assert!(test.all_tasks_accuracy.unwrap() > 0.2, "{test:?}");
     // The legacy keys are the `intent` and `tags` scores.
@@ -219,7 +225,9 @@ fn export_refusals(run: &Path, dir: &Path) {
     };
     let taken = dir.join("taken.onnx");
     std::fs::write(&taken, b"someone else's model").unwrap();
-    let e = export_run(&opts(taken.clone(), false)).unwrap_err().to_string();
+    let e = export_run(&opts(taken.clone(), false))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("taken.onnx") && e.contains("--force"), "{e}");
     assert_eq!(std::fs::read(&taken).unwrap(), b"someone else's model");
     let e = export_run(&opts(dir.to_path_buf(), false))
@@ -229,7 +237,10 @@ fn export_refusals(run: &Path, dir: &Path) {
     let e = export_run(&opts(dir.join("m.onnx"), true))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("--fp32-layers") && e.contains("--unfreeze-top"), "{e}");
+    assert!(
+        e.contains("--fp32-layers") && e.contains("--unfreeze-top"),
+        "{e}"
+    );
     assert!(!dir.join("m.onnx").exists());
 }
 
@@ -294,7 +305,12 @@ fn merged_graph_contract(run: &Path) {
     assert_eq!(meta.format, 2);
     assert_eq!(
         meta.tasks,
-        model.config.tasks.iter().map(|t| t.info()).collect::<Vec<_>>()
+        model
+            .config
+            .tasks
+            .iter()
+            .map(|t| t.info())
+            .collect::<Vec<_>>()
     );
     // A label list that does not fit its output is refused, not mislabelled.
     let mut bad = merged.clone();
@@ -332,9 +348,8 @@ fn frozen_heads_stay_byte_identical() {
     let conll = s.path("conll");
     std::fs::create_dir(&conll).unwrap();
     for split in ["train", "valid"] {
-        let text =
-            std::fs::read_to_string(common::root().join(format!("data/demo/{split}.jsonl")))
-                .unwrap();
+        let text = std::fs::read_to_string(common::root().join(format!("data/demo/{split}.jsonl")))
+            .unwrap();
         let mut out = String::new();
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -344,7 +359,11 @@ fn frozen_heads_stay_byte_identical() {
                 .iter()
                 .zip(v["tags"].as_array().unwrap())
             {
-                out.push_str(&format!("{} {}\n", w.as_str().unwrap(), t.as_str().unwrap()));
+                out.push_str(&format!(
+                    "{} {}\n",
+                    w.as_str().unwrap(),
+                    t.as_str().unwrap()
+                ));
             }
             out.push('\n');
         }
@@ -379,8 +398,15 @@ fn frozen_heads_stay_byte_identical() {
         st
     });
     assert!(e.contains("--init-from"), "{e}");
-    let e = s.train_err(&data, &s.path("z"), with_init(settings(2), &base, &["topic"]));
-    assert!(e.contains("--freeze topic") && e.contains("intent, tags"), "{e}");
+    let e = s.train_err(
+        &data,
+        &s.path("z"),
+        with_init(settings(2), &base, &["topic"]),
+    );
+    assert!(
+        e.contains("--freeze topic") && e.contains("intent, tags"),
+        "{e}"
+    );
     for dir in ["x", "y", "z"] {
         assert!(!s.path(dir).join("config.json").exists());
     }
@@ -408,13 +434,21 @@ fn heads_coupled_by_token_states_freeze_either_head() {
     let a = common::run_tensors(&base);
 
     let frozen_tags = s.path("frozen-tags");
-    s.train(&data, &frozen_tags, with_init(coupled.clone(), &base, &["tags"]));
+    s.train(
+        &data,
+        &frozen_tags,
+        with_init(coupled.clone(), &base, &["tags"]),
+    );
     let b = common::run_tensors(&frozen_tags);
     common::assert_tensors(&a, &b, "tags.", true);
     common::assert_tensors(&a, &b, "intent.", false);
 
     let frozen_intent = s.path("frozen-intent");
-    s.train(&data, &frozen_intent, with_init(coupled, &base, &["intent"]));
+    s.train(
+        &data,
+        &frozen_intent,
+        with_init(coupled, &base, &["intent"]),
+    );
     let b = common::run_tensors(&frozen_intent);
     common::assert_tensors(&a, &b, "intent.", true);
     common::assert_tensors(&a, &b, "tags.", false);
@@ -444,7 +478,10 @@ fn adding_a_task_keeps_the_old_heads_and_their_metrics() {
     common::assert_tensors(&a, &b, "intent.", true);
     common::assert_tensors(&a, &b, "tags.", true);
     assert!(b.keys().any(|k| k.starts_with("domain.")));
-    assert_eq!(a.len() + b.keys().filter(|k| k.starts_with("domain.")).count(), b.len());
+    assert_eq!(
+        a.len() + b.keys().filter(|k| k.starts_with("domain.")).count(),
+        b.len()
+    );
 
     // The old tasks score exactly as before; the new one is trained.
     let demo_dir = s.path("demo");
@@ -478,7 +515,10 @@ fn an_unfrozen_top_layer_trains_and_the_run_rebuilds_it() {
         common::write_token_features(&s.ctx, split, &token_spec, HIDDEN);
     }
     let (sentence, token, reads) = train::default_heads(1);
-    assert!(reads, "with unfrozen layers sentence heads read the token states by default");
+    assert!(
+        reads,
+        "with unfrozen layers sentence heads read the token states by default"
+    );
     let settings = TrainSettings {
         unfreeze_top: 1,
         hf_weights: Some(s.hf.clone()),
@@ -512,7 +552,10 @@ fn an_unfrozen_top_layer_trains_and_the_run_rebuilds_it() {
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    assert!(trained[layer] != original, "the unfrozen layer did not train");
+    assert!(
+        trained[layer] != original,
+        "the unfrozen layer did not train"
+    );
 
     let (test, _) = out.test.as_ref().unwrap();
     eprintln!("unfrozen: {}", serde_json::to_string(test).unwrap());

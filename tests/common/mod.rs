@@ -346,7 +346,10 @@ pub fn word_vector(word: &str, state: usize, hidden: usize) -> Vec<f32> {
     let grams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
     let scale = 1.0 / (grams.len() as f32).sqrt();
     for g in &grams {
-        for (a, b) in v.iter_mut().zip(hashed_vector(&format!("{state}\u{1}{g}"), hidden)) {
+        for (a, b) in v
+            .iter_mut()
+            .zip(hashed_vector(&format!("{state}\u{1}{g}"), hidden))
+        {
             *a += b * scale;
         }
     }
@@ -387,7 +390,11 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
         hidden,
         spec: spec.clone(),
         max_tokens: ctx.tokenizer.max_tokens(),
-        rows: split.examples.iter().map(|e| e.words.len() as u32).collect(),
+        rows: split
+            .examples
+            .iter()
+            .map(|e| e.words.len() as u32)
+            .collect(),
         word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
         truncated: toks
             .iter()
@@ -438,7 +445,10 @@ pub fn write_token_features(
                     states.extend(half::f16::from_f32(v).to_le_bytes());
                 }
             }
-            for (m, v) in mean.iter_mut().zip(word_vector(owner(tok), usize::MAX, hidden)) {
+            for (m, v) in mean
+                .iter_mut()
+                .zip(word_vector(owner(tok), usize::MAX, hidden))
+            {
                 *m += v / n as f32;
             }
         }
@@ -562,10 +572,9 @@ pub mod layers {
                 .map(|_| rng.random::<f32>() * 2.0 - 1.0)
                 .collect::<Vec<_>>()
         };
-        let x = Var::from_tensor(
-            &Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap(),
-        )
-        .unwrap();
+        let x =
+            Var::from_tensor(&Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap())
+                .unwrap();
         let r = Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap();
         let mask = Tensor::from_vec(
             vec![1f32, 1., 1., 1., 1., 1., 1., 1., 1., 1., 1., 0., 0., 0.],
@@ -754,8 +763,7 @@ pub mod layers {
         let mut out = model.forward(&b, &[intent, true], Some(&mut rng)).unwrap();
         let tags = Tensor::from_vec(vec![0u32, 1, 2, 0, 1, 0, 0, 0], 8, &Device::Cpu).unwrap();
         let slot = out.logits[1].take().unwrap();
-        let mut l =
-            candle_nn::loss::cross_entropy(&slot.reshape((8, 3)).unwrap(), &tags).unwrap();
+        let mut l = candle_nn::loss::cross_entropy(&slot.reshape((8, 3)).unwrap(), &tags).unwrap();
         if intent {
             let y = Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap();
             let il = out.logits[0].take().unwrap();
