@@ -45,7 +45,7 @@ case "$mode" in
     step "build and test"
     cargo build --locked --bin edgetune
     bash models/prepare.sh "$tdir/debug/edgetune"
-    cargo test --locked
+    cargo test --locked --features real-model
     if [ "$(uname -m)" = x86_64 ] && [ "${EDGETUNE_SKIP_ARM:-0}" != 1 ]; then
       step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
       bash cross/setup.sh
