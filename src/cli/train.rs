@@ -442,6 +442,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         println!("{v}");
     } else {
         println!("run written to {}", o.out.display());
+        println!(
+            "report: {} (pictures in {})",
+            outcome.plots.report.display(),
+            o.out.join(edgetune::train::plots::PLOTS_DIR).display()
+        );
         println!("valid: {}", fmt_metrics(&outcome.valid));
         if let Some((m, _)) = &outcome.test {
             println!("test:  {} ({} examples)", fmt_metrics(m), m.examples);
