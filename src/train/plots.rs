@@ -88,26 +88,29 @@ pub fn curves_of(summary: &RunSummary) -> TrainingCurves {
     }
 }
 
+/// One score of a task's scores.
+type Pick = fn(&TaskScore) -> Option<f64>;
+
 /// The metrics table: per task its scores on valid and test, then the all-tasks figures.
 pub fn metric_rows(model: &ModelConfig, valid: &Metrics, test: Option<&Metrics>) -> Vec<MetricRow> {
     let mut rows = Vec::new();
     for t in &model.tasks {
         let (v, s) = (valid.tasks.get(&t.name), test.and_then(|m| m.tasks.get(&t.name)));
-        let pick = |f: fn(&TaskScore) -> Option<f64>| (v.and_then(f), s.and_then(f));
-        let metrics: Vec<(&str, (Option<f64>, Option<f64>))> = match t.kind {
-            TaskKind::Sentence => vec![("accuracy", pick(|x| x.accuracy))],
-            TaskKind::Spans => vec![
-                ("span F1", pick(|x| x.span_f1)),
-                ("precision", pick(|x| x.precision)),
-                ("recall", pick(|x| x.recall)),
+        let metrics: &[(&str, Pick)] = match t.kind {
+            TaskKind::Sentence => &[("accuracy", |x| x.accuracy)],
+            TaskKind::Spans => &[
+                ("span F1", |x| x.span_f1),
+                ("precision", |x| x.precision),
+                ("recall", |x| x.recall),
             ],
-            TaskKind::Tokens => vec![("token accuracy", pick(|x| x.token_accuracy))],
+            TaskKind::Tokens => &[("token accuracy", |x| x.token_accuracy)],
         };
-        for (metric, (valid, test)) in metrics {
+        for (metric, pick) in metrics {
+            let (valid, test) = (v.and_then(pick), s.and_then(pick));
             if valid.is_some() || test.is_some() {
                 rows.push(MetricRow {
                     task: t.name.clone(),
-                    metric: metric.into(),
+                    metric: metric.to_string(),
                     valid,
                     test,
                     ..MetricRow::default()
