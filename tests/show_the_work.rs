@@ -120,6 +120,47 @@ fn progress_lines_on_a_non_terminal_during_extraction_and_epochs() {
 }
 
 #[test]
+fn progress_on_a_terminal_is_a_bar_and_lines_elsewhere() {
+    let t = trained();
+    let eval = format!(
+        "'{}' eval --run '{}' --data data/demo --split valid",
+        env!("CARGO_BIN_EXE_edgetune"),
+        t.run.display()
+    );
+    // stderr to a file: lines.
+    let cache = t.dir.join("cache-lines");
+    let log = t.dir.join("eval.stderr");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&eval)
+        .current_dir(root())
+        .env("EDGETUNE_CACHE", &cache)
+        .env("EDGETUNE_PROGRESS_SECS", "0")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(lines.contains("extracting valid: 32/80 sentences ("), "{lines}");
+    // The same command on a pseudo-terminal: a bar, not lines.
+    let cache = t.dir.join("cache-tty");
+    let out = Command::new("script")
+        .args(["-qec", &eval, "/dev/null"])
+        .current_dir(root())
+        .env("EDGETUNE_CACHE", &cache)
+        .env("EDGETUNE_PROGRESS_SECS", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("examples: 80"), "{tty}");
+    assert!(tty.contains("extracting valid ["), "no bar on a terminal:\n{tty}");
+    assert!(!tty.contains("extracting valid: "), "line-mode output on a terminal:\n{tty}");
+}
+
+#[test]
 fn early_stop_says_when_why_and_which_epoch_was_kept() {
     let t = trained();
     let line = t
