@@ -29,11 +29,11 @@ static EXPORTED: OnceLock<(PathBuf, String)> = OnceLock::new();
 fn trained() -> &'static Trained {
     TRAINED.get_or_init(|| {
         require_setup();
-        let dir = tempfile::Builder::new()
-            .prefix("edgetune-show-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        // Shared by the tests of this file, so not removed when one ends: the run is kept in
+        // cargo's target folder for tests and replaced by the next run.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("show-the-work");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let cache = dir.join("cache");
         let run = dir.join("run");
         let log = dir.join("train.stderr");
