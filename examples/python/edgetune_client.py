@@ -2,8 +2,8 @@
 """Reference client for an edgetune merged model (see docs/merged-model.md).
 
 Reproduces `edgetune infer --model MERGED.onnx [INPUT]`: the same JSON line per input line, with
-the same fields and values (labels, spans with character offsets, probabilities to float32
-precision). Needs onnxruntime, tokenizers and numpy only.
+the same fields and values (labels, spans with character offsets, probabilities); with the ONNX
+Runtime version edgetune uses, byte for byte. Needs onnxruntime, tokenizers and numpy only.
 
     python3 edgetune_client.py MERGED.onnx [INPUT] [--logits]
 
@@ -54,13 +54,19 @@ def split_words(text):
 
 
 def f32(x):
-    """A float32 as the shortest decimal that reads back to it (what Rust's serde_json prints)."""
-    return float(str(np.float32(x)))
+    """A float32 widened to a Python float (float64), as edgetune's JSON prints it."""
+    return float(np.float32(x))
 
 
 class MergedModel:
     def __init__(self, path):
-        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        # edgetune's sessions stop at the layout optimizations (ONNX Runtime's ORT_ENABLE_LAYOUT);
+        # the same graph rewrites give the same floating-point results.
+        level = getattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT", None)
+        if level is not None:
+            opts.graph_optimization_level = level
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         fmt = int(meta["edgetune.format_version"])
         if fmt == 2:
@@ -319,7 +325,7 @@ def main():
             for (k, _), a in zip(pending, answers):
                 slots[k] = a
         for s in slots:
-            sys.stdout.write(json.dumps(s, ensure_ascii=False, separators=(",", ":")) + "\n")
+            sys.stdout.write(json.dumps(s, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n")
         sys.stdout.flush()
         slots.clear()
         pending.clear()
