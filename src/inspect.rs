@@ -569,7 +569,11 @@ impl Inspection {
                     let _ = writeln!(out, "  {part}: {}", millions(*n));
                 }
                 let t = &r.training;
-                let get = |k: &str| t.get(k).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let get = |k: &str| match t.get(k) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => "-".into(),
+                };
                 let _ = writeln!(
                     out,
                     "training: epochs {} (run {}, kept {}), patience {}, batch {}, lr {}, seed {}, data {}",
@@ -582,13 +586,8 @@ impl Inspection {
                     get("seed"),
                     get("data")
                 );
-                if !r.epochs.is_empty() {
-                    let line: Vec<String> = r
-                        .epochs
-                        .iter()
-                        .map(|(e, l, s)| format!("{e}: loss {l:.4} score {:.2}%", 100.0 * s))
-                        .collect();
-                    let _ = writeln!(out, "  per epoch: {}", line.join("; "));
+                for (e, l, s) in &r.epochs {
+                    let _ = writeln!(out, "  epoch {e:>3}: loss {l:.4}, valid score {:.2}%", 100.0 * s);
                 }
                 for (split, m) in &r.metrics {
                     let _ = writeln!(out, "metrics on {split} ({} examples):", m.examples);
