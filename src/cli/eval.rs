@@ -46,7 +46,8 @@ pub struct Args {
     /// Write into a --plots DIR that already holds files.
     #[arg(long)]
     pub force: bool,
-    /// No progress output.
+    /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
+    /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
     pub quiet: bool,
 }

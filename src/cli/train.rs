@@ -144,7 +144,8 @@ pub struct Args {
     /// Print the final metrics as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress output.
+    /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
+    /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
     pub quiet: bool,
 }
