@@ -272,6 +272,30 @@ fn run_pictures_exist_are_valid_and_match_the_metrics() {
 }
 
 #[test]
+fn without_a_test_split_the_pictures_are_of_valid() {
+    let t = trained();
+    let data = t.dir.join("no-test-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["train.jsonl", "valid.jsonl"] {
+        std::fs::copy(root().join("data/demo").join(f), data.join(f)).unwrap();
+    }
+    let run = t.dir.join("run-no-test");
+    let mut c = edgetune(&t.cache);
+    c.args(["train", "--quiet", "--epochs", "2", "--data"]).arg(&data).arg("--out").arg(&run);
+    ok(c);
+    let plots = run.join("plots");
+    check_svg_png(&plots.join("intent_confusion_valid"));
+    check_svg_png(&plots.join("tags_f1_valid"));
+    assert!(!plots.join("intent_confusion_test.json").exists());
+    let cm = read_json(&plots.join("intent_confusion_valid.json"));
+    assert_eq!(cm["total"].as_u64().unwrap(), 80, "the valid split's size");
+    let config = read_json(&run.join("config.json"));
+    assert!((cm["accuracy"].as_f64().unwrap() - config["metrics"]["valid"]["intent_accuracy"].as_f64().unwrap()).abs() < 1e-12);
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("valid split (80 examples)"), "report.html names the split drawn");
+}
+
+#[test]
 fn eval_plots_draw_the_evaluated_split_and_refuse_to_overwrite() {
     let t = trained();
     let out = t.dir.join("eval-plots");
