@@ -86,7 +86,7 @@ pub fn write_layer_chart(
     let name = |p: &std::path::Path| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let chart = FidelityChart {
         title: format!(
-            "Quantization fidelity per layer: {} vs {} ({sentences} sentences, per-token cosine)",
+            "Per-layer fidelity of {} vs {} ({sentences} sentences)",
             name(int8),
             name(fp32)
         ),
