@@ -24,8 +24,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::collections::BTreeMap;
 //! use std::path::Path;
-//! // In edgetune: `use crate::report::report::{...}`.
-//! use plots::{write_training_curves, EpochPoint, TrainingCurves};
+//! use edgetune::report::{write_training_curves, EpochPoint, TrainingCurves};
 //!
 //! let points = (1..=5)
 //!     .map(|e| EpochPoint {
