@@ -13,7 +13,7 @@ use super::data::{targets, Input, SplitData, Target};
 use super::error::TrainError;
 use super::init::{attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model};
 use super::optim::{AdamW, GroupSettings};
-use super::plots::{write_run_plots, RunPlots, RunSummary};
+use super::plots::{run_facts, write_run_plots, RunPlots, RunSummary};
 use super::predict::predict_split;
 use super::schedule::{bucketed_batches, epoch_seed, layer_warmup, lr_factor};
 use super::settings::{auto_epochs, default_states, TrainSettings};
@@ -451,36 +451,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         best_epoch: state.best_epoch,
         planned_epochs: settings.epochs,
         stop: stop_reason(&state, &settings),
-        facts: vec![
-            ("data".into(), dataset.train.source.display().to_string()),
-            (
-                "backbone".into(),
-                format!(
-                    "{} ({} layers, width {}, sha256 {})",
-                    rc.backbone.onnx.display(),
-                    rc.backbone.layers,
-                    rc.backbone.hidden,
-                    &rc.backbone.onnx_sha256
-                ),
-            ),
-            (
-                "settings".into(),
-                format!(
-                    "epochs {} · patience {} · batch {} · lr {} · hidden states {:?}{} · seed {}",
-                    settings.epochs,
-                    settings.patience,
-                    settings.batch_size,
-                    settings.lr,
-                    settings.hidden_states,
-                    if settings.unfreeze_top > 0 {
-                        format!(" · top {} layers unfrozen", settings.unfreeze_top)
-                    } else {
-                        String::new()
-                    },
-                    settings.seed
-                ),
-            ),
-        ],
+        facts: run_facts(&rc, &settings, &dataset.train.source),
     };
     let (split, eval_report) = match &test {
         Some((_, r)) => ("test", r),

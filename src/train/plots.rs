@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::EpochLog;
+use super::settings::TrainSettings;
 use crate::data::TaskKind;
 use crate::metrics::{EvalReport, Metrics, TaskScore};
 use crate::model::ModelConfig;
+use crate::run::RunConfig;
 use crate::report::{
     write_eval_plots, write_html_report, write_training_curves, EpochPoint, HtmlReport, MetricRow,
     ReportError, TrainingCurves,
@@ -42,6 +44,41 @@ pub struct RunPlots {
     pub report: PathBuf,
     /// Every chart file (SVG, PNG, JSON).
     pub files: Vec<PathBuf>,
+}
+
+/// The facts at the top of a run's page: data, backbone (file, size, hash) and settings.
+pub fn run_facts(rc: &RunConfig, settings: &TrainSettings, data: &Path) -> Vec<(String, String)> {
+    let b = &rc.backbone;
+    let unfrozen = if settings.unfreeze_top > 0 {
+        format!(" · top {} layers unfrozen", settings.unfreeze_top)
+    } else {
+        String::new()
+    };
+    vec![
+        ("data".into(), data.display().to_string()),
+        (
+            "backbone".into(),
+            format!(
+                "{} ({} layers, width {}, sha256 {})",
+                b.onnx.display(),
+                b.layers,
+                b.hidden,
+                b.onnx_sha256
+            ),
+        ),
+        (
+            "settings".into(),
+            format!(
+                "epochs {} · patience {} · batch {} · lr {} · hidden states {:?}{unfrozen} · seed {}",
+                settings.epochs,
+                settings.patience,
+                settings.batch_size,
+                settings.lr,
+                settings.hidden_states,
+                settings.seed
+            ),
+        ),
+    ]
 }
 
 /// A task's validation scores of one epoch, keyed as the curves name them.
