@@ -41,6 +41,8 @@ fn model_dir() -> Option<PathBuf> {
             smooth_alpha: Some(0.7),
             calibration: None,
             auto_alpha: false,
+            progress: false,
+            plots: None,
         };
         quantize::quantize_dir(&opts).ok()?;
     }

@@ -2,7 +2,7 @@
 //! data, edge cases, and a sample generator (`cargo test -- --ignored`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::report::*;
 
