@@ -67,6 +67,9 @@ fn main() {
         smooth_alpha: Some(alpha),
         calibration: lines("EDGETUNE_CAL", 512),
         auto_alpha: std::env::var("EDGETUNE_AUTO").is_ok(),
+        force: true,
+        progress: true,
+        plots: None,
     };
     let r = quantize::quantize_dir(&opts).unwrap();
     println!(

@@ -44,6 +44,9 @@ fn model_dir() -> PathBuf {
             smooth_alpha: Some(0.7),
             calibration: None,
             auto_alpha: false,
+            progress: false,
+            force: true,
+            plots: None,
         };
         quantize::quantize_dir(&opts).unwrap();
     }

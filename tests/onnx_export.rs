@@ -370,6 +370,7 @@ fn export_matches_run_in_rust_and_python() {
         &rc.features.states,
         &toks[..4],
         tokenizer.pad_id(),
+        &mut edgetune::progress::Progress::new("check", 4, "sentences", false),
     )
     .unwrap();
     assert!(ok.max_diff() <= 1e-4 && ok.id_mismatches() == 0, "{ok:?}");
@@ -387,6 +388,7 @@ fn export_matches_run_in_rust_and_python() {
         &rc.features.states,
         &toks[..4],
         tokenizer.pad_id(),
+        &mut edgetune::progress::Progress::new("check", 4, "sentences", false),
     )
     .unwrap();
     assert!(

@@ -131,10 +131,15 @@ fn tiny_bert_unprefixed_and_subset_of_hidden_states() {
         m.outputs,
         vec!["last_hidden_state", "hidden_state_0", "hidden_state_3"]
     );
-    // Out-of-range request fails cleanly.
+    // A second import into the same folder is refused without --force.
+    let e = import::import(&opts).unwrap_err().to_string();
+    assert!(e.contains("--force"), "{e}");
+    // Out-of-range request fails cleanly, and the folder stays as it was.
+    opts.force = true;
     opts.hidden_states = Some(vec![4]);
     let e = import::import(&opts).unwrap_err().to_string();
     assert!(e.contains("hidden state 4"), "{e}");
+    assert_eq!(import::Manifest::load(&tmp.path().join("m")).unwrap().outputs, m.outputs);
     assert!(import::parse_hidden_states("1,x").is_err());
     assert_eq!(import::parse_hidden_states("none").unwrap(), Some(vec![]));
     assert_eq!(import::parse_hidden_states("all").unwrap(), None);

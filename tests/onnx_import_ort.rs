@@ -93,6 +93,9 @@ fn tiny_bert_import_quantize_run() {
         smooth_alpha: Some(0.7),
         calibration: None,
         auto_alpha: false,
+        force: false,
+        progress: false,
+        plots: None,
     })
     .unwrap();
     eprintln!(
@@ -196,7 +199,7 @@ fn outlier_channels_are_multiplied_in_fp32() {
         "add this song to my playlist",
         "rate this novel five stars",
     ];
-    let stats = quantize::activation_stats(&fp32, &tok, &texts, 0.0, Some(1)).unwrap();
+    let stats = quantize::activation_stats(&fp32, &tok, &texts, 0.0, Some(1), false).unwrap();
     let x = "encoder.layer.0.attention.out";
     assert_eq!(
         quantize::outlier_channels(&stats.amax[x], quantize::DEFAULT_OUTLIER_RATIO),

@@ -65,6 +65,7 @@ impl Setup {
             settings,
             verbose: false,
             resume: false,
+            lock: None,
         })
         .unwrap()
     }
@@ -77,6 +78,7 @@ impl Setup {
             settings,
             verbose: false,
             resume: false,
+            lock: None,
         }) {
             Ok(_) => panic!("training succeeded"),
             Err(e) => e.to_string(),
@@ -222,6 +224,7 @@ fn export_refusals(run: &Path, dir: &Path) {
         fp32_layers,
         force: false,
         session: edgetune::backbone::SessionOptions::with_threads(1),
+        progress: false,
     };
     let taken = dir.join("taken.onnx");
     std::fs::write(&taken, b"someone else's model").unwrap();

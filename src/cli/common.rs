@@ -54,6 +54,22 @@ pub fn feature_context(
     Ok(ctx)
 }
 
+/// Refuses an output folder `dir` (named by `flag`) that already holds files, unless `force`; a
+/// file where the folder should be is refused always.
+pub fn check_output_dir(dir: &std::path::Path, force: bool, flag: &str) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{flag} {}: is a file, not a folder", dir.display());
+    }
+    let used = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if used && !force {
+        bail!(
+            "{flag} {}: the folder already holds files; pass --force to write into it (files of the same name are replaced)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Parses `512M`, `1G`, `800MiB`, `1.5GB` or plain bytes.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();

@@ -8,6 +8,7 @@ mod eval;
 mod export;
 mod import;
 mod infer;
+mod inspect;
 mod quantize;
 mod train;
 
@@ -55,6 +56,9 @@ enum Command {
     Export(export::Args),
     /// Dynamic int8 quantization (per-channel weight scales) of a model directory's backbone.
     Quantize(quantize::Args),
+    /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
+    /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
+    Inspect(inspect::Args),
 }
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
@@ -68,6 +72,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Import(a) => import::run(&cli.global, a),
         Command::Quantize(a) => quantize::run(&cli.global, a),
         Command::Export(a) => export::run(&cli.global, a),
+        Command::Inspect(a) => inspect::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -57,7 +57,12 @@ pub struct Args {
     /// channels); 0 disables it.
     #[arg(long, value_name = "RATIO", default_value_t = edgetune::onnx::quantize::DEFAULT_OUTLIER_RATIO)]
     pub outlier_ratio: f32,
-    /// Replace an existing output file.
+    /// Also measure the fidelity of every hidden state (per-token cosine and max |diff| of the int8
+    /// encoder against fp32 on the --sentences) and draw it into DIR as layer_fidelity.svg, .png
+    /// and .json.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Replace an existing output file, and write into a --plots DIR that already holds files.
     #[arg(long)]
     pub force: bool,
     /// At most this many calibration sentences are used.
@@ -67,6 +72,9 @@ pub struct Args {
 
 /// Runs `edgetune quantize`.
 pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &a.plots {
+        super::common::check_output_dir(dir, a.force, "--plots")?;
+    }
     if let Some(p) = &g.ort_lib {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
     }
@@ -107,7 +115,7 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let fp32 = a.model_dir.join(edgetune::onnx::import::BACKBONE_FILE);
         let (all, rows) =
-            edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads)?;
+            edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads, true)?;
         println!(
             "sensitivity on {} sentences; all quantized: pooled cosine mean {:.5}, min {:.5}",
             all.sentences, all.mean_cosine, all.min_cosine
@@ -131,6 +139,8 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         calibration,
         auto_alpha: a.auto_smooth,
         force: a.force,
+        progress: true,
+        plots: a.plots.clone(),
     };
     let r = quantize_dir(&opts)?;
     println!(
@@ -148,6 +158,19 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         "fidelity vs fp32 on {} sentences: pooled cosine mean {:.5}, min {:.5}",
         r.fidelity.sentences, r.fidelity.mean_cosine, r.fidelity.min_cosine
     );
+    if !r.layers.is_empty() {
+        let worst = r
+            .layers
+            .iter()
+            .min_by(|x, y| x.mean_cosine.total_cmp(&y.mean_cosine))
+            .map(|l| format!("lowest mean cosine {:.5} at hidden state {}", l.mean_cosine, l.state))
+            .unwrap_or_default();
+        println!(
+            "per-layer fidelity ({} hidden states, {worst}) drawn in {}",
+            r.layers.len(),
+            a.plots.as_deref().unwrap_or(std::path::Path::new(".")).display()
+        );
+    }
     if let Some((f, q)) = r.speed {
         println!(
             "throughput: fp32 {f:.1} sent/s, int8 {q:.1} sent/s, speed-up {:.2}x",

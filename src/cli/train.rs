@@ -144,7 +144,8 @@ pub struct Args {
     /// Print the final metrics as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress output.
+    /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
+    /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -447,6 +448,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         println!("{v}");
     } else {
         println!("run written to {}", o.out.display());
+        println!(
+            "report: {} (pictures in {})",
+            outcome.plots.report.display(),
+            o.out.join(edgetune::train::plots::PLOTS_DIR).display()
+        );
         println!("valid: {}", fmt_metrics(&outcome.valid));
         if let Some((m, _)) = &outcome.test {
             println!("test:  {} ({} examples)", fmt_metrics(m), m.examples);

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::backbone::{Backbone, BackboneError, ModelFiles, SessionOptions};
 use crate::data::Split;
 use crate::fsutil;
+use crate::progress::Progress;
 use crate::tokenize::{TokenizeError, Tokenized, WordTokenizer};
 
 use super::pool::{pooled_mean, word_rows};
@@ -169,7 +170,7 @@ pub struct FeatureContext {
     pub session: SessionOptions,
     pub cache_dir: PathBuf,
     pub batch_size: usize,
-    /// Show a progress bar on stderr.
+    /// Show the extraction's progress on stderr (a bar on a terminal, lines otherwise).
     pub progress: bool,
     model_sha: String,
     tokenizer_sha: String,
@@ -359,19 +360,12 @@ impl FeatureContext {
 
         let mut order: Vec<usize> = (0..toks.len()).collect();
         order.sort_by_key(|&i| (toks[i].ids.len(), i));
-        let bar = if progress && !toks.is_empty() {
-            let b = indicatif::ProgressBar::new(toks.len() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} sentences ({per_sec}, eta {eta})",
-                )
-                .expect("valid template"),
-            );
-            b.set_prefix(format!("extracting {}", split.name));
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let mut bar = Progress::new(
+            format!("extracting {}", split.name),
+            toks.len() as u64,
+            "sentences",
+            progress,
+        );
         let mut buf: Vec<f16> = Vec::new();
         let mut checksums = vec![0u32; toks.len()];
         for chunk in order.chunks(batch_size) {
@@ -410,7 +404,7 @@ impl FeatureContext {
             }
             bar.inc(chunk.len() as u64);
         }
-        bar.finish_and_clear();
+        bar.finish();
         states_file.sync_all().map_err(io_err(&states_path))?;
         drop(states_file);
         let pooled_path = tmp.join("pooled.f32");

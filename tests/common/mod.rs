@@ -367,9 +367,11 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
     let toks = ctx.tokenize(split).unwrap();
     let mut states: Vec<u8> = Vec::new();
     let mut pooled: Vec<u8> = Vec::new();
-    for e in &split.examples {
+    let mut checksums = Vec::new();
+    for (e, t) in split.examples.iter().zip(&toks) {
         let mut mean = vec![0f32; hidden];
-        for w in &e.words {
+        let start = states.len();
+        for w in &e.words[..t.feature_words()] {
             for &s in &spec.states {
                 for v in word_vector(w, s, hidden) {
                     states.extend(half::f16::from_f32(v).to_le_bytes());
@@ -379,6 +381,7 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
                 *m += v / e.words.len() as f32;
             }
         }
+        checksums.push(crc32fast::hash(&states[start..]));
         for v in mean {
             pooled.extend(v.to_le_bytes());
         }
@@ -390,11 +393,7 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
         hidden,
         spec: spec.clone(),
         max_tokens: ctx.tokenizer.max_tokens(),
-        rows: split
-            .examples
-            .iter()
-            .map(|e| e.words.len() as u32)
-            .collect(),
+        rows: toks.iter().map(|t| t.feature_words() as u32).collect(),
         word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
         truncated: toks
             .iter()
@@ -403,6 +402,8 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
             .map(|(i, _)| i)
             .collect(),
         tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+        pooled_checksum: crc32fast::hash(&pooled),
+        checksums,
     };
     std::fs::write(dir.join("states.f16"), states).unwrap();
     std::fs::write(dir.join("pooled.f32"), pooled).unwrap();
@@ -425,6 +426,7 @@ pub fn write_token_features(
     let toks = ctx.tokenize(split).unwrap();
     let mut states: Vec<u8> = Vec::new();
     let mut pooled: Vec<u8> = Vec::new();
+    let mut checksums = Vec::new();
     for (e, t) in split.examples.iter().zip(&toks) {
         let n = t.ids.len();
         let owner = |tok: usize| -> &str {
@@ -439,6 +441,7 @@ pub fn write_token_features(
             }
         };
         let mut mean = vec![0f32; hidden];
+        let start = states.len();
         for tok in 0..n {
             for &s in &spec.states {
                 for v in word_vector(owner(tok), s, hidden) {
@@ -452,6 +455,7 @@ pub fn write_token_features(
                 *m += v / n as f32;
             }
         }
+        checksums.push(crc32fast::hash(&states[start..]));
         for v in mean {
             pooled.extend(v.to_le_bytes());
         }
@@ -472,6 +476,8 @@ pub fn write_token_features(
             .map(|(i, _)| i)
             .collect(),
         tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+        pooled_checksum: crc32fast::hash(&pooled),
+        checksums,
     };
     std::fs::write(dir.join("states.f16"), states).unwrap();
     std::fs::write(dir.join("pooled.f32"), pooled).unwrap();
