@@ -159,7 +159,10 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     common::kill_after_epochs(c, &b, 1);
     let hf = Weights::load(&minilm().join("model.safetensors")).unwrap();
     let layer_tensor = |w: &Weights| w.get(LAYER5, &[384, 384]).unwrap().to_vec();
-    let after_one = Weights::load(&b.join("checkpoint").join("current.safetensors")).unwrap();
+    let gen = b
+        .join("checkpoint")
+        .join(format!("gen-{}", common::checkpoint_epoch(&b)));
+    let after_one = Weights::load(&gen.join("current.safetensors")).unwrap();
     assert!(
         layer_tensor(&after_one) == layer_tensor(&hf),
         "--heads-first 1: the layers changed during the heads-only epoch"

@@ -31,9 +31,14 @@ pub fn setup_threads(g: &Global) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// Loads ONNX Runtime (from `--ort-lib`, the environment, or set-up's location).
-pub fn init_runtime(g: &Global) -> anyhow::Result<PathBuf> {
-    Ok(edgetune::backbone::init_runtime(g.ort_lib.as_deref())?)
+/// Loads the library named by `--ort-lib` now; otherwise ONNX Runtime is loaded (from
+/// `$EDGETUNE_ORT_LIB` or beside the executable or set-up's folder) only when a session is first
+/// opened, so a command that needs none (training on cached features) runs without it.
+pub fn init_runtime(g: &Global) -> anyhow::Result<()> {
+    if let Some(p) = &g.ort_lib {
+        edgetune::backbone::init_runtime(Some(p))?;
+    }
+    Ok(())
 }
 
 /// A feature context for a backbone.

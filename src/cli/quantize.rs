@@ -57,6 +57,14 @@ pub struct Args {
     /// channels); 0 disables it.
     #[arg(long, value_name = "RATIO", default_value_t = edgetune::onnx::quantize::DEFAULT_OUTLIER_RATIO)]
     pub outlier_ratio: f32,
+    /// Embedding tables (word and position) in `int8` with per-row scales, dequantized by standard
+    /// ONNX operators, or kept `fp32`.
+    #[arg(long, value_name = "int8|fp32", default_value = "int8", value_parser = ["int8", "fp32"])]
+    pub embeddings: String,
+    /// Print the bytes of each part of the written model (embeddings, int8 weights, fp32 weights,
+    /// small tensors, graph).
+    #[arg(long)]
+    pub report: bool,
     /// Also measure the fidelity of every hidden state (per-token cosine and max |diff| of the int8
     /// encoder against fp32 on the --sentences) and draw it into DIR as layer_fidelity.svg, .png
     /// and .json.
@@ -101,6 +109,7 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         keep_fp32: a.keep_fp32,
         calibration: None,
         outlier_ratio: a.outlier_ratio,
+        int8_embeddings: a.embeddings == "int8",
     };
     if a.sensitivity {
         let tok = edgetune::backbone::raw::load_tokenizer(
@@ -154,6 +163,15 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         r.fused_nodes,
         r.unfused_nodes
     );
+    if !r.summary.int8_embeddings.is_empty() {
+        println!(
+            "embedding tables int8 with per-row scales: {}",
+            r.summary.int8_embeddings.join(", ")
+        );
+    }
+    if a.report {
+        println!("size {}", r.bytes);
+    }
     println!(
         "fidelity vs fp32 on {} sentences: pooled cosine mean {:.5}, min {:.5}",
         r.fidelity.sentences, r.fidelity.mean_cosine, r.fidelity.min_cosine

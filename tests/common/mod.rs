@@ -103,14 +103,9 @@ pub fn fails(mut c: Command) -> String {
 /// finished epochs, then kills it with SIGKILL (the run must still be unfinished then).
 pub fn kill_after_epochs(mut c: Command, run: &Path, epochs: u64) {
     let mut child = c.spawn().unwrap();
-    let state = run.join("checkpoint").join("state.json");
     let start = std::time::Instant::now();
     loop {
-        let epoch = std::fs::read(&state)
-            .ok()
-            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["epoch"].as_u64())
-            .unwrap_or(0);
+        let epoch = checkpoint_epoch(run);
         if epoch >= epochs {
             break;
         }
@@ -123,6 +118,24 @@ pub fn kill_after_epochs(mut c: Command, run: &Path, epochs: u64) {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+}
+
+/// The newest epoch a run's checkpoint records (its generation folders `checkpoint/gen-N` with a
+/// `state.json`), 0 when there is none.
+pub fn checkpoint_epoch(run: &Path) -> u64 {
+    std::fs::read_dir(run.join("checkpoint"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("state.json").is_file())
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("gen-")
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Largest absolute element of `a - b` (candle tensors of the same shape).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::activation_stats;
-use super::measure::{fidelity, fused_op_counts, layer_fidelity, throughput, Fidelity, LayerCosine};
+use super::measure::{model_bytes, ModelBytes, fidelity, fused_op_counts, layer_fidelity, throughput, Fidelity, LayerCosine};
 use super::options::{QuantizeOptions, QuantizeSummary};
 use super::rewrite::quantize_model;
 use crate::backbone::raw as runtime;
@@ -69,6 +69,9 @@ pub struct QuantizeReport {
     pub speed: Option<(f64, f64)>,
     /// Warning text when fidelity is below the threshold.
     pub warning: Option<String>,
+    /// The written model's bytes by part.
+    #[serde(default)]
+    pub bytes: ModelBytes,
     /// Fidelity per hidden state, when measured (with [`QuantizeDirOptions::plots`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerCosine>,
@@ -180,6 +183,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             summary.outlier_channels
         ),
     );
+    let bytes = model_bytes(&model);
     save_model(&out, &model)?;
     let counts = fused_op_counts(&out)?;
     let fused = counts.get("DynamicQuantizeMatMul").copied().unwrap_or(0)
@@ -223,6 +227,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         unfused_nodes: unfused,
         speed,
         warning,
+        bytes,
         layers,
         plot_files,
     };

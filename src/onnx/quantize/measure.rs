@@ -321,3 +321,71 @@ pub fn sensitivity(
     rows.sort_by(|a, b| b.fidelity.mean_cosine.total_cmp(&a.fidelity.mean_cosine));
     Ok((all, rows))
 }
+
+/// The bytes of a model by part: what a board's storage and memory pay for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelBytes {
+    /// Embedding tables (their int8 values and per-row scales, or fp32).
+    pub embeddings: usize,
+    /// Int8 weight matrices.
+    pub int8_weights: usize,
+    /// Float weight matrices (MatMuls kept fp32, outlier rows, the heads of a merged model).
+    pub fp32_weights: usize,
+    /// Biases, norms, quantization scales and other small tensors.
+    pub small_tensors: usize,
+    /// The rest of the file: nodes, names, metadata.
+    pub graph: usize,
+    /// The whole file.
+    pub total: usize,
+}
+
+/// The bytes of `model`'s initializers by part, and the rest of its encoding as `graph`.
+pub fn model_bytes(model: &crate::graph::proto::ModelProto) -> ModelBytes {
+    use crate::graph::proto::tensor_proto::DataType;
+    let mut b = ModelBytes {
+        total: crate::graph::encode_model(model).len(),
+        ..ModelBytes::default()
+    };
+    let Some(g) = model.graph.as_ref() else {
+        b.graph = b.total;
+        return b;
+    };
+    let mut tensors = 0;
+    for t in &g.initializer {
+        let n = t.raw_data.as_ref().map_or(0, Vec::len)
+            + 4 * t.float_data.len()
+            + 8 * t.int64_data.len()
+            + 4 * t.int32_data.len();
+        tensors += n;
+        let name = t.name.as_deref().unwrap_or("");
+        let ty = t.data_type.unwrap_or(0);
+        let int8 = ty == DataType::Int8 as i32 || ty == DataType::Uint8 as i32;
+        if name.contains("embeddings") {
+            b.embeddings += n;
+        } else if int8 && t.dims.len() == 2 {
+            b.int8_weights += n;
+        } else if t.dims.len() == 2 && t.dims.iter().all(|&d| d > 1) {
+            b.fp32_weights += n;
+        } else {
+            b.small_tensors += n;
+        }
+    }
+    b.graph = b.total.saturating_sub(tensors);
+    b
+}
+
+impl std::fmt::Display for ModelBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |n: usize| n as f64 / 1e6;
+        write!(
+            f,
+            "{:.1} MB: embeddings {:.1} MB, int8 weights {:.1} MB, fp32 weights {:.1} MB, small tensors {:.2} MB, graph {:.2} MB",
+            mb(self.total),
+            mb(self.embeddings),
+            mb(self.int8_weights),
+            mb(self.fp32_weights),
+            mb(self.small_tensors),
+            mb(self.graph)
+        )
+    }
+}

@@ -16,6 +16,7 @@
 //!   directory end to end.
 
 pub mod calibrate;
+pub mod embeddings;
 pub mod job;
 pub mod measure;
 pub mod options;
@@ -24,6 +25,7 @@ pub mod rewrite;
 pub mod scratch;
 
 pub use calibrate::{activation_stats, SAMPLE_ROWS};
+pub use embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
 pub use job::{quantize_dir, QuantizeDirOptions, QuantizeReport};
 pub use measure::{
     fidelity, fidelity_of, fused_op_counts, layer_fidelity, pooled_embeddings, sensitivity,
