@@ -5,6 +5,7 @@
 #   fuzz/run.sh --short N        N executions per target
 #   fuzz/run.sh --long [N]       N executions per target, default 1,000,000
 #   fuzz/run.sh --replay         only the corpora and regression inputs, once each
+#   ... --no-build               use the binary built last
 #   ... [TARGET...]              only these targets
 #
 # Every run first replays the target's seed corpus (fuzz/corpus/TARGET) and regression inputs
@@ -21,6 +22,7 @@ cd "$root"
 
 runs=20000
 mode=short
+build=yes
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
       mode=long; runs=1000000
       if [[ "${2:-}" =~ ^[0-9]+$ ]]; then runs="$2"; shift; fi ;;
     --replay) mode=replay; runs=0 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --no-build) build=no ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) echo "fuzz/run.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -47,8 +50,10 @@ command -v cargo-fuzz >/dev/null 2>&1 || {
 unset CARGO_TARGET_DIR
 export RUSTC_BOOTSTRAP=1
 triple="$(rustc -vV | sed -n 's/^host: //p')"
-echo "== building the fuzz targets (release, debug assertions, no sanitizer)" >&2
-cargo fuzz build --sanitizer none --target "$triple" >&2
+if [ "$build" = yes ]; then
+  echo "== building the fuzz targets (release, debug assertions, no sanitizer)" >&2
+  cargo fuzz build --sanitizer none --target "$triple" >&2
+fi
 bin="$fuzz/target/$triple/release/parsers"
 
 dict_of() {

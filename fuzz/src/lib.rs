@@ -335,7 +335,7 @@ impl Read for Repeat<'_> {
 
 /// `infer::LineReader` over arbitrary bytes. The first byte sets the line limit (1..=256 bytes, or
 /// [`MAX_LINE_BYTES`] for 0), the second the read buffer (1..=256 bytes), the third how often the
-/// rest is repeated (a stream of up to 1 MiB). Every line is numbered in turn, a text line is at
+/// rest is repeated (a stream of up to 192 KiB). Every line is numbered in turn, a text line is at
 /// most the limit long and has no line break, and the reader's heap stays within a few lines.
 pub fn line_reader(bytes: &[u8]) {
     let [limit, buffer, repeat, rest @ ..] = bytes else {
@@ -347,16 +347,20 @@ pub fn line_reader(bytes: &[u8]) {
         usize::from(*limit)
     };
     let capacity = usize::from(*buffer) + 1;
-    let total = (rest.len() * (usize::from(*repeat) + 1) * 16).min(1 << 20);
+    let total = (rest.len() * (usize::from(*repeat) + 1)).min(192 << 10);
     let stream = Repeat {
         bytes: rest,
         at: 0,
         left: total,
     };
-    let breaks = (0..total)
-        .filter(|&i| rest[i % rest.len().max(1)] == b'\n')
-        .count();
-    let expected_lines = breaks + usize::from(total > 0 && rest[(total - 1) % rest.len()] != b'\n');
+    let breaks_in = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count();
+    let expected_lines = match rest.len() {
+        0 => 0,
+        n => {
+            let breaks = breaks_in(rest) * (total / n) + breaks_in(&rest[..total % n]);
+            breaks + usize::from(rest[(total - 1) % n] != b'\n')
+        }
+    };
     alloc::reset_call_peak();
     let base = alloc::live();
     let mut n = 0;

@@ -216,6 +216,21 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
         }
         let field = format!("field \"{key}\"");
         match value {
+            // `intent` and `tags` keep their strict types: a wrong one is a mistake, not metadata.
+            Value::String(_) if key == TAGS => {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    format!("{field}: expected an array of strings, found a string"),
+                ))
+            }
+            Value::Array(_) if key == INTENT => {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    format!("{field}: expected a string, found an array"),
+                ))
+            }
             Value::String(s) => {
                 check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
                 labels
