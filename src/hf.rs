@@ -87,21 +87,27 @@ impl BertConfig {
             path: path.to_path_buf(),
             message: format!("invalid config: {e}"),
         })?;
-        let bad = |m: String| {
-            Err(HfError::Source {
-                path: path.to_path_buf(),
-                message: m,
-            })
-        };
+        c.validate().map_err(|message| HfError::Source {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(c)
+    }
+
+    /// Checks the architecture (wherever it was read from: a checkpoint's `config.json`, a run's
+    /// `top_layers`): supported activation and position embeddings, non-zero sizes, a width that
+    /// the attention heads divide. On error, returns the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = self;
         if c.hidden_act != "gelu" {
-            return bad(format!(
+            return Err(format!(
                 "hidden_act {:?} is not supported (only exact \"gelu\")",
                 c.hidden_act
             ));
         }
         if let Some(p) = &c.position_embedding_type {
             if p != "absolute" {
-                return bad(format!(
+                return Err(format!(
                     "position_embedding_type {p:?} is not supported (only \"absolute\")"
                 ));
             }
@@ -110,7 +116,7 @@ impl BertConfig {
             || c.hidden_size == 0
             || c.hidden_size % c.num_attention_heads != 0
         {
-            return bad(format!(
+            return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
             ));
@@ -120,9 +126,9 @@ impl BertConfig {
             || c.vocab_size == 0
             || c.max_position_embeddings == 0
         {
-            return bad("zero-sized dimension in config".into());
+            return Err("zero-sized dimension in config".into());
         }
-        Ok(c)
+        Ok(())
     }
 }
 

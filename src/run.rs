@@ -280,6 +280,11 @@ pub fn parse_config(bytes: &[u8], cpath: &Path) -> Result<RunConfig, RunError> {
         .model
         .validate()
         .map_err(|m| corrupt(format!("field \"model\": {m}")))?;
+    if let Some(t) = &config.top_layers {
+        t.config
+            .validate()
+            .map_err(|m| corrupt(format!("field \"top_layers.config\": {m}")))?;
+    }
     let k = match &config.top_layers {
         Some(t) => t.head_states.len(),
         None => config.features.states.len(),
