@@ -59,6 +59,35 @@ fn metadata_helpers() {
 }
 
 #[test]
+fn header_has_metadata_and_outputs_without_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32_ = proto::tensor_proto::DataType::Float;
+    let mut b = graph::GraphBuilder::new("g");
+    let x = b.input("x", f32_, &[graph::Dim::Fixed(4)]);
+    let w = b.initializer_f32("w", &[4], &[1.0, 2.0, 3.0, 4.0]);
+    let y = b.op("Mul", &[&x, &w], vec![]);
+    b.output_as(&y, "y", f32_, &[graph::Dim::param("n")]);
+    let mut m = b.into_model("test");
+    graph::set_metadata(&mut m, "k", "v");
+    let path = dir.path().join("m.onnx");
+    graph::save_model(&path, &m).unwrap();
+
+    let h = graph::load_model_header(&path).unwrap();
+    assert_eq!(graph::model_metadata(&h), graph::model_metadata(&m));
+    let (g, hg) = (m.graph.as_ref().unwrap(), h.graph.as_ref().unwrap());
+    assert_eq!(hg.input, g.input);
+    assert_eq!(hg.output, g.output);
+    assert!(hg.node.is_empty() && hg.initializer.is_empty(), "{hg:?}");
+    assert!(!g.node.is_empty() && !g.initializer.is_empty());
+
+    // Damage inside the skipped weights goes unnoticed by design; a cut header does not.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let err = graph::load_model_header(&path).unwrap_err().to_string();
+    assert!(err.contains("m.onnx"), "{err}");
+}
+
+#[test]
 fn load_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("junk.onnx");

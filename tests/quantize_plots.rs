@@ -52,10 +52,11 @@ fn quantize_draws_per_layer_fidelity() {
         assert!(a > 0.9 && a <= 1.0 + 1e-6, "implausible cosine {a}");
         assert!(rec["min_cosine"].as_f64().unwrap() <= a + 1e-6);
     }
-    // The embeddings come before any weight MatMul: identical. Every layer after them runs int8
-    // MatMuls: different.
-    assert_eq!(recorded[0]["max_abs_diff"].as_f64().unwrap(), 0.0);
-    assert!(recorded[0]["mean_cosine"].as_f64().unwrap() > 0.999_999);
+    // The embedding output comes before any weight MatMul: its only error is the int8 tables'
+    // per-row rounding (at most half a step of a row's scale), far below the layers'.
+    let emb = &recorded[0];
+    assert!(emb["mean_cosine"].as_f64().unwrap() > 0.999, "{emb}");
+    assert!(emb["max_abs_diff"].as_f64().unwrap() < 0.1, "{emb}");
     for rec in &recorded[1..] {
         assert!(rec["max_abs_diff"].as_f64().unwrap() > 0.0, "{rec}");
     }

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -30,6 +31,10 @@ pub struct Args {
     /// Also print each sentence task's logits (`NAME_logits`).
     #[arg(long)]
     pub logits: bool,
+    /// With --model: optimize the graph at every start instead of keeping ONNX Runtime's optimized
+    /// graph in the cache folder (`$EDGETUNE_CACHE/sessions`, at most 4 models).
+    #[arg(long, requires = "model")]
+    pub no_session_cache: bool,
 }
 
 /// What answers the lines.
@@ -49,14 +54,49 @@ impl Answerer {
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
-    common::init_runtime(g)?;
+    // EDGETUNE_PROFILE: the start-up phases and the first answer's time on stderr.
+    let profile = std::env::var_os("EDGETUNE_PROFILE").is_some();
+    let t0 = Instant::now();
+    if profile {
+        edgetune::backbone::init_runtime(g.ort_lib.as_deref())?;
+    } else {
+        common::init_runtime(g)?;
+    }
+    let library = t0.elapsed();
     let opts = SessionOptions::with_threads(threads);
     let mut answerer = match (&a.model, &a.run) {
-        (Some(m), _) => Answerer::Merged(Box::new(MergedModel::open(m, &opts)?)),
+        (Some(m), _) => {
+            let cache = (!a.no_session_cache).then(edgetune::features::default_cache_dir);
+            let (model, t) = MergedModel::open_timed(m, &opts, cache.as_deref())?;
+            if profile {
+                eprintln!(
+                    "startup: library {:.1} ms, metadata {:.1} ms, session {:.1} ms ({:?}), tokenizer {:.1} ms (beside the session), open {:.1} ms",
+                    ms(library), ms(t.metadata), ms(t.session), t.cache, ms(t.tokenizer), ms(t.total)
+                );
+            }
+            Answerer::Merged(Box::new(model))
+        }
         (None, Some(r)) => Answerer::Run(Box::new(RunPredictor::open(r, a.backbone.as_deref(), &opts)?)),
         (None, None) => anyhow::bail!("--run RUN or --model MERGED.onnx is required"),
     };
-    stream_lines(a.input.as_deref(), |texts| answerer.answer(texts, a.logits))
+    let mut first = profile;
+    stream_lines(a.input.as_deref(), |texts| {
+        let t = Instant::now();
+        let out = answerer.answer(texts, a.logits);
+        if std::mem::take(&mut first) {
+            eprintln!(
+                "first answer: {:.1} ms ({} lines); {:.1} ms since start",
+                ms(t.elapsed()),
+                texts.len(),
+                ms(t0.elapsed())
+            );
+        }
+        out
+    })
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// The streaming filter: reads text lines from `input` (or stdin, answered line by line, so it

@@ -21,6 +21,49 @@ pub fn decode_model(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
     ModelProto::decode(bytes)
 }
 
+/// The parts of a model that describe it without its weights: `metadata_props` and the graph's
+/// inputs and outputs.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ModelHeader {
+    #[prost(message, optional, tag = "7")]
+    graph: Option<GraphHeader>,
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<proto::StringStringEntryProto>,
+}
+
+/// A graph's inputs and outputs; nodes and initializers are skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GraphHeader {
+    #[prost(message, repeated, tag = "11")]
+    input: Vec<proto::ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    output: Vec<proto::ValueInfoProto>,
+}
+
+/// Reads only the metadata and the graph's inputs and outputs of the model file at `path`,
+/// returned as a [`ModelProto`] whose graph has no nodes and no initializers. The file is mapped,
+/// not read: fields outside the header are skipped by length, so their pages are never touched
+/// and a model's weights cost neither a copy nor a parse.
+pub fn load_model_header(path: &Path) -> Result<ModelProto, OnnxError> {
+    let file = std::fs::File::open(path).map_err(|e| OnnxError::io(path, e))?;
+    // SAFETY: the mapping is read-only and dropped before this function returns; a file truncated
+    // meanwhile by another process is the documented hazard of any read through a mapping.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OnnxError::io(path, e))?;
+    let h = ModelHeader::decode(&map[..]).map_err(|source| OnnxError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(ModelProto {
+        graph: h.graph.map(|g| proto::GraphProto {
+            input: g.input,
+            output: g.output,
+            ..Default::default()
+        }),
+        metadata_props: h.metadata_props,
+        ..Default::default()
+    })
+}
+
 /// Encodes an ONNX model to bytes.
 pub fn encode_model(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()

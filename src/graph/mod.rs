@@ -16,7 +16,7 @@ pub use builder::{
 pub use error::OnnxError;
 pub use hidden::{count_layers, expose_hidden_states, hidden_state_name};
 pub use io::{
-    decode_model, encode_model, load_model, metadata_value, model_metadata, save_model,
+    decode_model, encode_model, load_model, load_model_header, metadata_value, model_metadata, save_model,
     set_metadata,
 };
 pub use tensor::{

@@ -28,17 +28,19 @@
 //! [`MergedModel::decode`] runs length-sorted batches.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ndarray::{Array2, Array3};
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde_json::Value;
 
+use crate::backbone::session_cache::{open_cached, CacheUse};
 use crate::backbone::{open_session, ModelSource, SessionOptions};
 use crate::data::{check_task_name, TaskInfo, TaskKind, INTENT, TAGS};
 use crate::fsutil;
 use crate::graph::proto::ModelProto;
-use crate::graph::{decode_model, metadata_value, value_info_shape, Dim, OnnxError};
+use crate::graph::{load_model_header, metadata_value, value_info_shape, Dim, OnnxError};
 use crate::infer::answer;
 use crate::model::{Decoded, TaskOutput};
 use crate::tokenize::{Tokenized, WordTokenizer};
@@ -440,6 +442,47 @@ pub fn decode_outputs(out: &[TaskArrays], batch: &[&Tokenized]) -> Vec<Decoded> 
         .collect()
 }
 
+/// How long each phase of [`MergedModel::open_timed`] took. The tokenizer loads while the session
+/// is created, so `total` is less than the sum.
+#[derive(Debug, Clone)]
+pub struct OpenTimings {
+    /// Reading and checking the metadata and the output shapes.
+    pub metadata: Duration,
+    /// ONNX Runtime's session creation (parsing, graph optimization, weight prepacking).
+    pub session: Duration,
+    /// Hashing and loading `tokenizer.json` (on its own thread).
+    pub tokenizer: Duration,
+    /// The whole of `open`.
+    pub total: Duration,
+    /// What the optimized-graph cache did.
+    pub cache: CacheUse,
+}
+
+/// Loads `tok_path` after checking that it is the tokenizer the model was exported with.
+fn load_tokenizer(
+    tok_path: &Path,
+    sha256: &str,
+    max_tokens: usize,
+) -> Result<(WordTokenizer, Duration), OnnxError> {
+    let t = Instant::now();
+    let sha = fsutil::sha256_file(tok_path).map_err(|e| OnnxError::Source {
+        path: tok_path.to_path_buf(),
+        message: format!("the merged model needs its tokenizer.json beside it ({e})"),
+    })?;
+    if sha != sha256 {
+        return Err(OnnxError::Source {
+            path: tok_path.to_path_buf(),
+            message: "not the tokenizer this model was exported with (sha256 differs)".into(),
+        });
+    }
+    let tokenizer =
+        WordTokenizer::from_file(tok_path, Some(max_tokens)).map_err(|e| OnnxError::Source {
+            path: tok_path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok((tokenizer, t.elapsed()))
+}
+
 /// A merged model ready to answer: the session, its tasks and the tokenizer beside it.
 pub struct MergedModel {
     /// The model file.
@@ -456,7 +499,22 @@ pub struct MergedModel {
 impl MergedModel {
     /// Opens `path` (with `tokenizer.json` beside it): reads and checks the metadata, the
     /// tokenizer's hash, and opens an ONNX Runtime session.
+    ///
+    /// The file is parsed once, by ONNX Runtime: the metadata and the output shapes are read from
+    /// the file's header without its weights ([`load_model_header`]), and the tokenizer is loaded
+    /// on a second thread while the session is created.
     pub fn open(path: &Path, opts: &SessionOptions) -> Result<Self, OnnxError> {
+        Self::open_timed(path, opts, None).map(|(m, _)| m)
+    }
+
+    /// [`MergedModel::open`] with ONNX Runtime's optimized graph cached in `session_cache` (see
+    /// [`crate::backbone::session_cache`]), also returning how long each phase took.
+    pub fn open_timed(
+        path: &Path,
+        opts: &SessionOptions,
+        session_cache: Option<&Path>,
+    ) -> Result<(Self, OpenTimings), OnnxError> {
+        let t0 = Instant::now();
         let len = std::fs::metadata(path)
             .map_err(|e| OnnxError::io(path, e))?
             .len();
@@ -466,48 +524,49 @@ impl MergedModel {
                 message: format!("{len} bytes, over protobuf's 2 GiB limit"),
             });
         }
-        let bytes = std::fs::read(path).map_err(|e| OnnxError::io(path, e))?;
-        let model = decode_model(&bytes).map_err(|source| OnnxError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let meta = MergedMeta::read(&model, path)?;
-        drop(model);
+        let meta = MergedMeta::read(&load_model_header(path)?, path)?;
+        let metadata = t0.elapsed();
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let tok_path = dir.join("tokenizer.json");
-        let sha = fsutil::sha256_file(&tok_path).map_err(|e| OnnxError::Source {
+        let (sha, max_tokens) = (meta.tokenizer_sha256.clone(), meta.max_tokens);
+        let tok_job = {
+            let tok_path = tok_path.clone();
+            std::thread::spawn(move || load_tokenizer(&tok_path, &sha, max_tokens))
+        };
+        let t1 = Instant::now();
+        let session = match session_cache {
+            Some(dir) => open_cached(path, opts, dir),
+            None => open_session(ModelSource::File(path), opts).map(|s| (s, CacheUse::Off)),
+        };
+        let session_time = t1.elapsed();
+        let tokenizer = tok_job.join().map_err(|_| OnnxError::Source {
             path: tok_path.clone(),
-            message: format!("the merged model needs its tokenizer.json beside it ({e})"),
+            message: "the tokenizer could not be loaded (its loader stopped)".into(),
         })?;
-        if sha != meta.tokenizer_sha256 {
-            return Err(OnnxError::Source {
-                path: tok_path,
-                message: "not the tokenizer this model was exported with (sha256 differs)".into(),
-            });
-        }
-        let tokenizer = WordTokenizer::from_file(&tok_path, Some(meta.max_tokens)).map_err(|e| {
-            OnnxError::Source {
-                path: tok_path.clone(),
-                message: e.to_string(),
-            }
+        let (tokenizer, tokenizer_time) = tokenizer?;
+        let (session, cache) = session.map_err(|e| OnnxError::Runtime {
+            path: path.display().to_string(),
+            message: e.to_string(),
         })?;
         let pad_id = meta.pad_id.unwrap_or_else(|| tokenizer.pad_id());
-        let session = open_session(ModelSource::Bytes(&bytes, path), opts).map_err(|e| {
-            OnnxError::Runtime {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }
-        })?;
-        Ok(Self {
+        let timings = OpenTimings {
+            metadata,
+            session: session_time,
+            tokenizer: tokenizer_time,
+            total: t0.elapsed(),
+            cache,
+        };
+        let model = Self {
             path: path.to_path_buf(),
             meta,
             tokenizer,
             pad_id,
             session,
-        })
+        };
+        Ok((model, timings))
     }
 
     /// Runs the model on tokenized examples in length-sorted batches of `batch_size`; returns the
