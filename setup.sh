@@ -31,13 +31,17 @@ case "$mode" in
     bin="$tdir/release/edgetune"
     run=runs/demo
     rm -rf "$run"
-    step "train on data/demo (backbone frozen, heads trained on cached features)"
+    lines=("turn on the lights in the kitchen right now" "no rush but set the thermostat to 21 degrees"
+      "play some jazz by miles davis" "what's the weather in lisbon tomorrow")
+    step "train on data/demo: three tasks (intent, urgency, slot tags), backbone frozen, heads on cached features"
     "$bin" train --data data/demo --out "$run"
     step "evaluate on data/demo test split"
     "$bin" eval --run "$run" --data data/demo --split test
     step "predict"
-    printf '%s\n' "turn on the lights in the kitchen" "set the thermostat to 21 degrees" \
-      "play some jazz by miles davis" "what's the weather in lisbon tomorrow" | "$bin" infer --run "$run"
+    printf '%s\n' "${lines[@]}" | "$bin" infer --run "$run"
+    step "export one merged ONNX model (self-checked) and answer with it alone"
+    "$bin" export --run "$run" --out "$run/merged/model.onnx"
+    printf '%s\n' "${lines[@]}" | "$bin" infer --model "$run/merged/model.onnx"
     ;;
   test)
     step "Python onnxruntime, tokenizers, numpy (the merged-model parity test and the reference client in examples/python load the export in Python too)"
@@ -46,6 +50,8 @@ case "$mode" in
     cargo build --locked --bin edgetune
     bash models/prepare.sh "$tdir/debug/edgetune"
     cargo test --locked --features real-model
+    step "fuzz smoke run: every parser of outside input on its seeds, regression inputs and 20,000 mutations"
+    cargo run --locked --manifest-path fuzz/Cargo.toml --bin smoke -- 20000
     if [ "$(uname -m)" = x86_64 ] && [ "${EDGETUNE_SKIP_ARM:-0}" != 1 ]; then
       step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
       bash cross/setup.sh

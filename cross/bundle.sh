@@ -9,8 +9,10 @@
 #                       (as OUT_DIR/merged/)
 #   --backbone PATH     backbone to include (an .onnx with tokenizer.json beside it, or a model
 #                       directory); default: the run's recorded backbone, else $EDGETUNE_MODEL, else
-#                       .models/default
-#   --no-backbone       leave the backbone out (a merged model needs none; training and --run do)
+#                       .models/default. Included for --run and for a training bundle (neither
+#                       --run nor --model); with --model only when given (a merged model holds its
+#                       own copy of the backbone, so it is needed only to train on the device too)
+#   --no-backbone       leave the backbone out
 #   --bin PATH          the edgetune binary to ship (default: target/TARGET/{dist,release}/edgetune,
 #                       built with cross/build.sh or cargo if missing)
 #   --tar               also write OUT_DIR.tar.gz
@@ -28,7 +30,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 say() { echo "cross/bundle.sh: $*" >&2; }
 die() { echo "cross/bundle.sh: error: $*" >&2; exit 1; }
-usage() { sed -n '2,27p' "$0" >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" >&2; exit 2; }
 
 [ $# -ge 2 ] || usage
 target="${1%.2.*}"; out="$2"; shift 2
@@ -58,6 +60,8 @@ done
 [ -z "$merged" ] || [ -f "$merged" ] || die "no such merged model: $merged"
 [ -z "$merged" ] || [ -f "$(dirname "$merged")/tokenizer.json" ] || die "no tokenizer.json beside $merged"
 [ -z "$run" ] || [ "$no_backbone" = 0 ] || die "--run needs the backbone; drop --no-backbone"
+# A merged model answers on its own: the backbone only travels with it when asked for.
+if [ -n "$merged" ] && [ -z "$backbone" ]; then no_backbone=1; fi
 
 # --- the binary -------------------------------------------------------------------------------
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -190,9 +194,15 @@ rm -rf "$out"
 mv "$tmp" "$out"
 trap - EXIT
 chmod 755 "$out"
-say "bundle for $target in $out ($(du -sh "$out" | cut -f1)):"
-(cd "$out" && find . -type f | sort | sed 's|^\./|  |') >&2
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+total=0
+while IFS= read -r f; do
+  b="$(stat -c %s "$out/$f")"; total=$((total + b))
+  printf '  %-40s %10d bytes (%s)\n' "$f" "$b" "$(mib "$b")" >&2
+done < <(cd "$out" && find . -type f | sort | sed 's|^\./||')
+say "bundle for $target in $out: $total bytes ($(mib "$total"))"
 if [ "$tar" = 1 ]; then
   tar -C "$(dirname "$out")" -czf "$out.tar.gz" "$(basename "$out")"
-  say "archive $out.tar.gz ($(du -h "$out.tar.gz" | cut -f1))"
+  tb="$(stat -c %s "$out.tar.gz")"
+  say "archive $out.tar.gz: $tb bytes ($(mib "$tb"))"
 fi

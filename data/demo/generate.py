@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Generate edgetune's demo dataset: smart-home voice commands with intents and BIO slot tags.
+"""Generate edgetune's demo dataset: smart-home voice commands with three tasks: the intent and
+the urgency of each command (sentence-level) and BIO slot tags (token-level).
 
 Deterministic (seeded), Python 3 standard library only. Writes train.jsonl, valid.jsonl and
-test.jsonl next to this script, one {"words": [...], "tags": [...], "intent": "..."} per line.
+test.jsonl next to this script, one {"words": [...], "tags": [...], "intent": "...",
+"urgency": "..."} per line.
 
 Template syntax:
     {slot}        a value drawn from VOCAB[slot]; tagged B-slot I-slot ... (the slot name is the
@@ -89,6 +91,19 @@ IMPERATIVE = {
     "release", "bolt", "unbolt", "disable", "raise", "lower", "heat", "let",
 }
 POLITE_SUFFIX = ["please", "thanks", "thank you", "for me", "now", "right away"]
+# Urgency (a second sentence task): words that ask for the command at once or allow it to wait,
+# added after the command (or before it), tagged O. A command without them is "normal".
+URGENT = {
+    "suffix": ["now", "right away", "right now", "immediately", "quickly", "asap", "this instant",
+               "as fast as you can", "it is urgent"],
+    "prefix": ["quick", "right now", "urgent", "hurry"],
+}
+RELAXED = {
+    "suffix": ["when you can", "later", "no rush", "whenever you get a chance", "in a bit",
+               "when you have a moment", "at some point", "no hurry"],
+    "prefix": ["no rush but", "when you can", "whenever you like"],
+}
+URGENCY_SEED_OFFSET = 1
 
 # (intent, template, weight). Some templates are deliberately close to other intents.
 TEMPLATES = [
@@ -229,6 +244,30 @@ def politeness(words, tags, rng):
     return words, tags
 
 
+def urgency(ex, rng):
+    """Adds the urgency task: markers already in the command decide it; otherwise about a fifth
+    of the commands get an urgent and a fifth a relaxed marker (prefix or suffix, tagged O)."""
+    text = " ".join(ex["words"])
+    def has(markers):
+        return any(text.endswith(" " + m) or text.startswith(m + " ") or text == m
+                   for m in markers["suffix"] + markers["prefix"])
+    if has(URGENT):
+        return "urgent"
+    if has(RELAXED):
+        return "relaxed"
+    r = rng.random()
+    if r >= 0.4:
+        return "normal"
+    markers, label = (URGENT, "urgent") if r < 0.2 else (RELAXED, "relaxed")
+    if rng.random() < 0.3:
+        words = rng.choice(markers["prefix"]).split()
+        ex["words"], ex["tags"] = words + ex["words"], ["O"] * len(words) + ex["tags"]
+    else:
+        words = rng.choice(markers["suffix"]).split()
+        ex["words"], ex["tags"] = ex["words"] + words, ex["tags"] + ["O"] * len(words)
+    return label
+
+
 def generate(seed):
     """Unique examples, intents drawn uniformly, split per intent so every split has every intent."""
     rng = random.Random(seed)
@@ -262,6 +301,11 @@ def generate(seed):
         splits["train"] += pool[n_valid + n_test:]
     for examples in splits.values():
         rng.shuffle(examples)
+    # Urgency on its own random stream, so the commands and their split stay as without it.
+    urng = random.Random(seed + URGENCY_SEED_OFFSET)
+    for name in SIZES:
+        for ex in splits[name]:
+            ex["urgency"] = urgency(ex, urng)
     return splits
 
 

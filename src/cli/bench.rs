@@ -11,7 +11,7 @@ use edgetune::sys::{cpu_model, peak_rss};
 use edgetune::tokenize::{Tokenized, WordTokenizer};
 
 use super::common;
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune bench`.
 #[derive(Debug, clap::Args)]

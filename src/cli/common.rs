@@ -7,7 +7,18 @@ use anyhow::bail;
 use edgetune::backbone::{default_threads, ModelFiles, SessionOptions};
 use edgetune::features::{default_cache_dir, FeatureContext};
 
-use super::Global;
+
+/// Global flags shared by every subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Path to ONNX Runtime's shared library (default: $EDGETUNE_ORT_LIB, then the set-up location).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ort_lib: Option<std::path::PathBuf>,
+    /// Threads for ONNX Runtime's intra-op pool, candle/rayon and the tokenizer together
+    /// (default and maximum: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+}
 
 /// Applies `--threads` to every pool (ONNX Runtime's is set per session): rayon (tokenizer, candle)
 /// and candle's matmul, so that nothing oversubscribes the cores. More threads than cores are

@@ -7,7 +7,7 @@ use edgetune::eval::{evaluate_run, render_table};
 use edgetune::report::write_eval_plots;
 
 use super::common;
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune eval`.
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use edgetune::backbone::SessionOptions;
 use edgetune::onnx::export::{export_run, ExportOptions};
 
 use super::common;
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune export`.
 #[derive(Debug, clap::Args)]

@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 /// Runs `edgetune import`.
-pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
+pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     if let Some(p) = &g.ort_lib {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
     }

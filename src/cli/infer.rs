@@ -12,7 +12,7 @@ use edgetune::infer::{Line, LineReader, RunPredictor, MAX_LINE_BYTES};
 use edgetune::onnx::merged::MergedModel;
 
 use super::common;
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune infer`.
 #[derive(Debug, clap::Args)]

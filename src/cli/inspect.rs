@@ -14,7 +14,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_g: &super::Global, a: Args) -> anyhow::Result<()> {
+pub fn run(_g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     let found = edgetune::inspect::inspect(&a.path)?;
     if a.json {
         println!("{}", serde_json::to_string(&found)?);

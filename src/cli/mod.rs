@@ -12,17 +12,7 @@ mod inspect;
 mod quantize;
 mod train;
 
-/// Global flags shared by every subcommand.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Global {
-    /// Path to ONNX Runtime's shared library (default: $EDGETUNE_ORT_LIB, then the set-up location).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub ort_lib: Option<std::path::PathBuf>,
-    /// Threads for ONNX Runtime's intra-op pool, candle/rayon and the tokenizer together
-    /// (default and maximum: all cores).
-    #[arg(long, global = true, value_name = "N")]
-    pub threads: Option<usize>,
-}
+use common::Global;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -79,7 +79,7 @@ pub struct Args {
 }
 
 /// Runs `edgetune quantize`.
-pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
+pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     if let Some(dir) = &a.plots {
         super::common::check_output_dir(dir, a.force, "--plots")?;
     }

@@ -12,7 +12,7 @@ use edgetune::train::checkpoint::{self, Job};
 use edgetune::train::{self, default_heads, fmt_metrics, TrainJob, TrainSettings};
 
 use super::common;
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune train`.
 ///
