@@ -389,7 +389,7 @@ fn inspect_describes_a_run() {
     let mut c = edgetune(&t.cache);
     c.arg("inspect").arg(&t.run);
     let text = ok(c);
-    for want in ["tasks (2):", "intent (sentence, ", "tags (spans, ", "backbone: ", "parameters: ", "metrics on test", "training: epochs 30"] {
+    for want in ["tasks (3):", "intent (sentence, ", "urgency (sentence, 3 labels)", "tags (spans, ", "backbone: ", "parameters: ", "metrics on test", "training: epochs 30"] {
         assert!(text.contains(want), "`{want}` missing:\n{text}");
     }
 }

@@ -83,10 +83,21 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
     assert_eq!(config["features"]["unit"], "tokens");
     // With unfrozen layers the default heads are twice the frozen-backbone width, and the intent
     // head reads the tags head's states.
-    let tasks = &config["model"]["tasks"];
-    assert_eq!(tasks[0]["head"]["sentence"]["mlp_width"], 512, "{config}");
-    assert_eq!(tasks[1]["head"]["token"]["gru_units"], 256, "{config}");
-    assert_eq!(tasks[0]["head"]["sentence"]["reads"], "tags", "{config}");
+    let task = |name: &str| {
+        config["model"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no task {name}: {config}"))
+            .clone()
+    };
+    for sentence_task in ["intent", "urgency"] {
+        let t = task(sentence_task);
+        assert_eq!(t["head"]["sentence"]["mlp_width"], 512, "{t}");
+        assert_eq!(t["head"]["sentence"]["reads"], "tags", "{t}");
+    }
+    assert_eq!(task("tags")["head"]["token"]["gru_units"], 256, "{config}");
 
     let input = tmp.path().join("lines.txt");
     std::fs::write(&input, "turn on the lights in the kitchen\n").unwrap();
