@@ -5,7 +5,7 @@
 //! aligned to words) -> [`backbone`] (frozen ONNX encoder run by ONNX Runtime) -> [`features`]
 //! (content-addressed cache) -> [`model`] (heads and unfrozen layers in candle) -> [`run`] (a trained
 //! run on disk) -> [`train`] -> [`eval`] / [`infer`] -> [`onnx`] (import, quantize, merged export and
-//! runtime).
+//! runtime) -> [`device`] (actions on GPIO, PWM and I2C, the serial line).
 //!
 //! Under the stages, used by any of them: [`fsutil`] (atomic files, hashes), [`sys`] (process
 //! facts), [`graph`] (the ONNX format), [`nn`] (candle building blocks and fused kernels), [`hf`]
@@ -28,3 +28,4 @@ pub mod train;
 pub mod eval;
 pub mod infer;
 pub mod onnx;
+pub mod device;

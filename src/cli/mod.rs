@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod actions;
 mod bench;
 mod common;
 mod eval;
@@ -55,6 +56,9 @@ enum Command {
     Export(export::Args),
     /// Dynamic int8 quantization (per-channel weight scales) of a model directory's backbone.
     Quantize(quantize::Args),
+    /// Device actions (actions.toml): check a file against a model's labels.
+    Actions(actions::Args),
+
 }
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
@@ -68,6 +72,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Import(a) => import::run(&cli.global, a),
         Command::Quantize(a) => quantize::run(&cli.global, a),
         Command::Export(a) => export::run(&cli.global, a),
+        Command::Actions(a) => actions::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
