@@ -5,7 +5,8 @@
 //! aligned to words) -> [`backbone`] (frozen ONNX encoder run by ONNX Runtime) -> [`features`]
 //! (content-addressed cache) -> [`model`] (heads and unfrozen layers in candle) -> [`run`] (a trained
 //! run on disk) -> [`train`] -> [`eval`] / [`infer`] -> [`onnx`] (import, quantize, merged export and
-//! runtime) -> [`device`] (actions on GPIO, PWM and I2C, the serial line).
+//! runtime) -> [`device`] (actions on GPIO, PWM and I2C, the serial line) -> [`serve`] (the
+//! long-running service).
 //!
 //! Under the stages, used by any of them: [`fsutil`] (atomic files, hashes), [`sys`] (process
 //! facts), [`graph`] (the ONNX format), [`nn`] (candle building blocks and fused kernels), [`hf`]
@@ -29,3 +30,4 @@ pub mod eval;
 pub mod infer;
 pub mod onnx;
 pub mod device;
+pub mod serve;

@@ -91,3 +91,28 @@ fn example_dry_run() {
         ]
     );
 }
+
+#[test]
+fn the_actions_file_of_docs_device_md_is_valid_for_the_demo_model() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/device.md"))
+        .expect("docs/device.md");
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("its end");
+    let actions =
+        Actions::parse(&doc[start..end], "docs/device.md").unwrap_or_else(|e| panic!("{e}"));
+    let model = ModelLabels::default()
+        .with_sentence_task(
+            "intent",
+            &[
+                "turn_on",
+                "turn_off",
+                "set_brightness",
+                "unlock_door",
+                "lock_door",
+            ],
+        )
+        .with_span_task("tags", &["room", "value", "unit", "device"]);
+    actions.validate(&model).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = actions.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["kitchen light on", "kitchen light off", "dimmer"]);
+}

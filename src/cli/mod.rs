@@ -10,6 +10,7 @@ mod export;
 mod import;
 mod infer;
 mod quantize;
+mod serve;
 mod train;
 
 /// Global flags shared by every subcommand.
@@ -58,6 +59,9 @@ enum Command {
     Quantize(quantize::Args),
     /// Device actions (actions.toml): check a file against a model's labels.
     Actions(actions::Args),
+    /// A long-running service: JSON-line requests on stdin, a Unix socket, TCP and a serial line;
+    /// learns from corrections (background retrain, safe swap); fires device actions.
+    Serve(serve::Args),
 
 }
 
@@ -73,6 +77,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Quantize(a) => quantize::run(&cli.global, a),
         Command::Export(a) => export::run(&cli.global, a),
         Command::Actions(a) => actions::run(&cli.global, a),
+        Command::Serve(a) => serve::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
