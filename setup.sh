@@ -40,12 +40,12 @@ case "$mode" in
       "play some jazz by miles davis" "what's the weather in lisbon tomorrow" | "$bin" infer --run "$run"
     ;;
   test)
-    step "Python onnxruntime (the merged-model parity test loads the export in Python too)"
-    python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy
+    step "Python onnxruntime, tokenizers, numpy (the merged-model parity test and the reference client in examples/python load the export in Python too)"
+    python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy tokenizers
     step "build and test"
     cargo build --locked --bin edgetune
     bash models/prepare.sh "$tdir/debug/edgetune"
-    cargo test --locked
+    cargo test --locked --features real-model
     if [ "$(uname -m)" = x86_64 ] && [ "${EDGETUNE_SKIP_ARM:-0}" != 1 ]; then
       step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
       bash cross/setup.sh

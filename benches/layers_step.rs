@@ -8,11 +8,11 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use edgetune::backbone::attention::{attention, attention_reference};
 use edgetune::backbone::layers::{BertLayer, TopLayers};
-use edgetune::heads::ops::gelu_erf;
-use edgetune::heads::{dropout, ParamSet};
-use edgetune::onnx::import::{BertConfig, Weights};
+use edgetune::hf::{BertConfig, Weights};
+use edgetune::nn::kernels::attention::{attention, attention_reference};
+use edgetune::nn::kernels::gelu::gelu_erf;
+use edgetune::nn::{dropout, Group, ParamBuilder, ParamSet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -76,7 +76,13 @@ fn main() {
     let w = Weights::load(&root.join("model.safetensors")).expect("MiniLM weights");
     let dev = Device::Cpu;
     let mut ps = ParamSet::default();
-    let top = TopLayers::load(&mut ps, &w, &cfg, cfg.num_hidden_layers - 2, &dev).unwrap();
+    let mut init = ChaCha8Rng::seed_from_u64(0);
+    let first = cfg.num_hidden_layers - 2;
+    let top = {
+        let mut vb =
+            ParamBuilder::new(&mut ps, &mut init, Group::Layer(first), &dev).with_source(&w);
+        TopLayers::load(&mut vb, &cfg, first).unwrap()
+    };
     let h = cfg.hidden_size;
     let steps: usize = std::env::var("STEPS")
         .ok()

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use edgetune::onnx::{import, quantize, runtime};
+use edgetune::backbone::raw as runtime;
+use edgetune::backbone::SessionOptions;
+use edgetune::onnx::{import, quantize};
 
 const SENTENCES: &[&str] = &[
     "add sabrina salerno to the grime instrumentals playlist",
@@ -18,18 +20,19 @@ const SENTENCES: &[&str] = &[
     "book a table for 2 at a restaurant in follett",
 ];
 
-fn model_dir() -> Option<PathBuf> {
+fn model_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let hf = root.join(".models/minilm-hf");
-    if !hf.join("model.safetensors").is_file() {
-        eprintln!("SKIP: {} missing (run models/setup.sh)", hf.display());
-        return None;
-    }
+    assert!(
+        hf.join("model.safetensors").is_file(),
+        "{} missing: run ./setup.sh test",
+        hf.display()
+    );
     let dir = root.join("target/edgetune-bench/minilm");
     if !dir.join(import::BACKBONE_FILE).is_file() {
-        import::import(&import::ImportOptions::new(&hf, &dir)).ok()?;
+        import::import(&import::ImportOptions::new(&hf, &dir)).unwrap();
     }
-    if !dir.join(quantize::INT8_FILE).is_file() {
+    if !dir.join(import::INT8_FILE).is_file() {
         let opts = quantize::QuantizeDirOptions {
             model_dir: dir.clone(),
             out: None,
@@ -41,30 +44,24 @@ fn model_dir() -> Option<PathBuf> {
             smooth_alpha: Some(0.7),
             calibration: None,
             auto_alpha: false,
+            progress: false,
+            force: true,
+            plots: None,
         };
-        quantize::quantize_dir(&opts).ok()?;
+        quantize::quantize_dir(&opts).unwrap();
     }
-    Some(dir)
+    dir
 }
 
 fn bench(c: &mut Criterion) {
-    let Some(dir) = model_dir() else { return };
-    let Ok(tok) = runtime::load_tokenizer(&dir.join(import::TOKENIZER_FILE)) else {
-        return;
-    };
+    let dir = model_dir();
+    let tok = runtime::load_tokenizer(&dir.join(import::TOKENIZER_FILE)).unwrap();
     let texts: Vec<&str> = SENTENCES.iter().cycle().take(32).copied().collect();
-    let Ok(batch) = runtime::EncoderBatch::tokenize(&tok, &texts, 128) else {
-        return;
-    };
-    let opts = runtime::SessionOptions {
-        threads: Some(2),
-        ..Default::default()
-    };
+    let batch = runtime::EncoderBatch::tokenize(&tok, &texts, 128).unwrap();
+    let opts = SessionOptions::with_threads(2);
     let mut g = c.benchmark_group("minilm_batch32_2threads");
-    for file in [import::BACKBONE_FILE, quantize::INT8_FILE] {
-        let Ok(mut s) = runtime::open_session(&dir.join(file), &opts) else {
-            continue;
-        };
+    for file in [import::BACKBONE_FILE, import::INT8_FILE] {
+        let mut s = runtime::open_file(&dir.join(file), &opts).unwrap();
         g.bench_function(file, |b| {
             b.iter(|| {
                 runtime::run_encoder(&mut s, &batch, &["last_hidden_state"])

@@ -1,14 +1,16 @@
 //! One training step of the heads on a SNIPS-sized batch (64 sentences of up to 10 words, 4 cached
-//! states of 384, 7 intents, 72 tags, default head sizes), and the slot head's bidirectional GRU
-//! alone: the fused op (`heads::bigru`) against the same GRU built from candle primitives
+//! states of 384, 7 intents, 72 tags, default head sizes), and the token head's bidirectional GRU
+//! alone: the fused op (`nn::bigru`) against the same GRU built from candle primitives
 //! (`GruDir::forward`). Run: `cargo bench --bench train_step` (threads: `RAYON_NUM_THREADS`).
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use edgetune::heads::{
-    bigru, gather_positions, reverse_indices, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig,
+use edgetune::data::TaskKind;
+use edgetune::model::{
+    Batch, Head, HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig, TaskModel,
+    TokenHeadConfig,
 };
-use edgetune::train::batch::Batch;
+use edgetune::nn::{bigru, gather_positions, reverse_indices};
 use rand::SeedableRng;
 
 const B: usize = 64;
@@ -37,14 +39,24 @@ fn bench(c: &mut Criterion) {
         rayon::current_num_threads()
     );
     let dev = Device::Cpu;
-    let heads = Heads::new(
-        HeadsConfig {
-            hidden: 384,
-            states: 4,
-            intents: (0..7).map(|i| format!("i{i}")).collect(),
-            tags: (0..72).map(|i| format!("t{i}")).collect(),
-            intent_head: IntentHeadConfig::default(),
-            slot_head: SlotHeadConfig::default(),
+    let heads = TaskModel::new(
+        ModelConfig {
+            backbone_width: 384,
+            mixed_states: 4,
+            tasks: vec![
+                TaskConfig {
+                    name: "intent".into(),
+                    kind: TaskKind::Sentence,
+                    labels: (0..7).map(|i| format!("i{i}")).collect(),
+                    head: HeadConfig::Sentence(SentenceHeadConfig::default()),
+                },
+                TaskConfig {
+                    name: "tags".into(),
+                    kind: TaskKind::Tokens,
+                    labels: (0..72).map(|i| format!("t{i}")).collect(),
+                    head: HeadConfig::Token(TokenHeadConfig::default()),
+                },
+            ],
         },
         1,
         &dev,
@@ -66,7 +78,9 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let sh = heads.slot.as_ref().unwrap();
+    let Head::Token(sh) = &heads.heads[1] else {
+        unreachable!("task 1 is a token task")
+    };
     let batch = Batch {
         words: words.clone(),
         mask: mask.clone(),
@@ -76,8 +90,10 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("train_step/joint (forward + backward, both heads)", |bch| {
         bch.iter(|| {
-            let out = heads.forward(&batch, true, true, Some(&mut rng)).unwrap();
-            let (li, ls) = (out.intent.unwrap(), out.slot.unwrap());
+            let mut out = heads
+                .forward(&batch, &[true, true], Some(&mut rng))
+                .unwrap();
+            let (li, ls) = (out.logits[0].take().unwrap(), out.logits[1].take().unwrap());
             let loss = (candle_nn::loss::cross_entropy(&li, &intent_t).unwrap()
                 + candle_nn::loss::cross_entropy(&ls.reshape((B * W, 72)).unwrap(), &slot_t)
                     .unwrap())

@@ -18,7 +18,7 @@ bin="${1:?usage: models/prepare.sh EDGETUNE_BIN}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 models="$root/.models"
 out="$models/minilm-int8"
-QUANTIZE=(--smooth 0 --outlier-ratio 6)
+QUANTIZE=(--smooth 0 --outlier-ratio 6 --embeddings int8)
 
 if [ ! -f "$out/backbone.int8.onnx" ] || [ ! -f "$out/manifest.json" ] ||
    [ "$(cat "$out/.prepared" 2>/dev/null)" != "${QUANTIZE[*]}" ]; then

@@ -1,10 +1,33 @@
-//! File-system helpers: atomic writes and content hashes.
+//! File-system helpers: atomic writes, content hashes, an exclusive lock on a folder, and the
+//! fault-injection point the crash tests use.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+
+/// Environment variable of the crash tests: `EDGETUNE_FAULT_AFTER=N` aborts the process (as a power
+/// loss or `kill -9` would end it) right after the N-th file operation that passes [`fault_point`].
+pub const FAULT_ENV: &str = "EDGETUNE_FAULT_AFTER";
+
+static FS_OPS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks the end of one file operation of a durable write (create, write, fsync, rename, remove).
+/// Without [`FAULT_ENV`] this only counts.
+pub fn fault_point() {
+    let n = FS_OPS.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(limit) = std::env::var(FAULT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if n == limit {
+            eprintln!("{FAULT_ENV}={limit}: aborting after file operation {n}");
+            std::process::abort();
+        }
+    }
+}
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename, fsync of the
 /// directory. A reader sees either the old file or the complete new one, never a partial write.
@@ -20,14 +43,20 @@ pub fn write_atomic_with(
     let tmp = temp_path(path);
     let result = (|| {
         let file = File::create(&tmp)?;
+        fault_point();
         {
             let mut w = io::BufWriter::new(&file);
             fill(&mut w)?;
             w.flush()?;
         }
+        fault_point();
         file.sync_all()?;
+        fault_point();
         fs::rename(&tmp, path)?;
-        sync_dir(path)
+        fault_point();
+        sync_dir(path)?;
+        fault_point();
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -49,6 +78,53 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
         _ => Ok(()),
+    }
+}
+
+/// fsyncs the directory itself (after creating or removing entries in it).
+pub fn sync_dir_itself(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// An exclusive, advisory lock on a folder (`flock` on `dir/.lock`), held until dropped. A second
+/// process asking for it gets an error at once instead of writing the same folder.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` (created if missing); `Err` with `ErrorKind::WouldBlock` when another
+    /// process holds it.
+    pub fn acquire(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: flock on a file descriptor this struct owns; no memory is shared.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    io::Error::new(io::ErrorKind::WouldBlock, "locked by another process")
+                } else {
+                    e
+                });
+            }
+        }
+        Ok(Self { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

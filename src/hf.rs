@@ -87,21 +87,27 @@ impl BertConfig {
             path: path.to_path_buf(),
             message: format!("invalid config: {e}"),
         })?;
-        let bad = |m: String| {
-            Err(HfError::Source {
-                path: path.to_path_buf(),
-                message: m,
-            })
-        };
+        c.validate().map_err(|message| HfError::Source {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(c)
+    }
+
+    /// Checks the architecture (wherever it was read from: a checkpoint's `config.json`, a run's
+    /// `top_layers`): supported activation and position embeddings, non-zero sizes, a width that
+    /// the attention heads divide. On error, returns the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = self;
         if c.hidden_act != "gelu" {
-            return bad(format!(
+            return Err(format!(
                 "hidden_act {:?} is not supported (only exact \"gelu\")",
                 c.hidden_act
             ));
         }
         if let Some(p) = &c.position_embedding_type {
             if p != "absolute" {
-                return bad(format!(
+                return Err(format!(
                     "position_embedding_type {p:?} is not supported (only \"absolute\")"
                 ));
             }
@@ -110,7 +116,7 @@ impl BertConfig {
             || c.hidden_size == 0
             || c.hidden_size % c.num_attention_heads != 0
         {
-            return bad(format!(
+            return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
             ));
@@ -120,9 +126,9 @@ impl BertConfig {
             || c.vocab_size == 0
             || c.max_position_embeddings == 0
         {
-            return bad("zero-sized dimension in config".into());
+            return Err("zero-sized dimension in config".into());
         }
-        Ok(c)
+        Ok(())
     }
 }
 
@@ -135,15 +141,42 @@ pub struct Weights {
 impl Weights {
     /// Reads every tensor of a safetensors file as f32 (f32, f16 and bf16 accepted).
     pub fn load(path: &Path) -> Result<Self, HfError> {
-        let bytes = std::fs::read(path).map_err(|e| HfError::io(path, e))?;
+        Self::load_filtered(path, &|_| true)
+    }
+
+    /// Reads the tensors whose name `keep` accepts. The file is mapped, not read: only the kept
+    /// tensors' pages are touched, so loading two layers of a checkpoint costs those layers' memory,
+    /// not the file's.
+    pub fn load_filtered(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Self, HfError> {
+        let file = std::fs::File::open(path).map_err(|e| HfError::io(path, e))?;
+        // SAFETY: the map is read-only and lives only inside this call; a file truncated by another
+        // process meanwhile could fault, as a read would fail: checkpoints are not written in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| HfError::io(path, e))?;
+        Self::from_bytes_filtered(&map, path, keep)
+    }
+
+    /// Reads every tensor of safetensors `bytes` (read from `path`, named in errors) as f32.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, HfError> {
+        Self::from_bytes_filtered(bytes, path, &|_| true)
+    }
+
+    /// Reads the tensors of safetensors `bytes` whose name `keep` accepts.
+    pub fn from_bytes_filtered(
+        bytes: &[u8],
+        path: &Path,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, HfError> {
         let src = |m: String| HfError::Source {
             path: path.to_path_buf(),
             message: m,
         };
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| src(format!("invalid safetensors: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
+            if !keep(&name) {
+                continue;
+            }
             let data = view.data();
             let v: Vec<f32> = match view.dtype() {
                 safetensors::Dtype::F32 => data

@@ -187,6 +187,9 @@ pub fn load_weights_renamed(
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(corrupt(format!("tensor `{key}` holds NaN or infinity")));
+        }
         let t = Tensor::from_vec(data, want.as_slice(), &Device::Cpu)
             .map_err(|e| corrupt(e.to_string()))?;
         p.var.set(&t).map_err(|e| corrupt(e.to_string()))?;
@@ -250,7 +253,17 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
         path: cpath.clone(),
         source,
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    parse_config(&bytes, &cpath)
+}
+
+/// Parses and checks the bytes of a run's `config.json` (read from `cpath`, named in errors): the
+/// format (1 or 2), the architecture's sizes and label lists, the heads against the features.
+pub fn parse_config(bytes: &[u8], cpath: &Path) -> Result<RunConfig, RunError> {
+    let corrupt = |message: String| RunError::Corrupt {
+        path: cpath.to_path_buf(),
+        message,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| corrupt(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let format = value.get("format").and_then(serde_json::Value::as_u64);
     let config: RunConfig = match format {
@@ -267,6 +280,11 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
         .model
         .validate()
         .map_err(|m| corrupt(format!("field \"model\": {m}")))?;
+    if let Some(t) = &config.top_layers {
+        t.config
+            .validate()
+            .map_err(|m| corrupt(format!("field \"top_layers.config\": {m}")))?;
+    }
     let k = match &config.top_layers {
         Some(t) => t.head_states.len(),
         None => config.features.states.len(),

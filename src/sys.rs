@@ -41,3 +41,13 @@ pub fn cpu_model() -> String {
         .or_else(|| field("CPU part").map(|p| format!("ARM CPU part {p}")))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
+
+/// Returns the free memory of every malloc arena to the system (glibc's `malloc_trim`); a no-op
+/// elsewhere.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -47,10 +47,26 @@ pub struct Tokenized {
 }
 
 impl Tokenized {
+    /// The words that can have features: up to and including the last word with a token (the
+    /// words after it were cut by truncation). Features, batches and model outputs cover these
+    /// words only, so their size is bounded by the token limit, not by the input.
+    pub fn feature_words(&self) -> usize {
+        feature_words(&self.word_tokens)
+    }
+
     /// Number of words that kept at least one token.
     pub fn kept_words(&self) -> usize {
         self.word_tokens.iter().filter(|(s, e)| e > s).count()
     }
+}
+
+/// The number of words up to and including the last one with a token (see
+/// [`Tokenized::feature_words`]).
+pub fn feature_words(word_tokens: &[(u32, u32)]) -> usize {
+    word_tokens
+        .iter()
+        .rposition(|(s, e)| e > s)
+        .map_or(0, |p| p + 1)
 }
 
 /// A tokenizer with batch-longest padding disabled, truncation at the model's limit.
@@ -154,58 +170,5 @@ impl WordTokenizer {
         examples
             .map(|(words, origin)| self.encode_words(words, &|| origin.clone()))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tokenizer() -> Option<WordTokenizer> {
-        let p = crate::backbone::find_default_model().ok()?.tokenizer;
-        Some(WordTokenizer::from_file(&p, None).unwrap())
-    }
-
-    fn words(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
-
-    #[test]
-    fn sub_tokens_map_to_their_words() {
-        let Some(t) = tokenizer() else {
-            return eprintln!("skipped: no model set up");
-        };
-        let w = words("play unbelievably loud music");
-        let enc = t.encode_words(&w, &|| "test".into()).unwrap();
-        assert_eq!(enc.word_tokens.len(), 4);
-        assert_eq!(enc.word_tokens[0], (1, 2), "[CLS] comes first");
-        let (s, e) = enc.word_tokens[1];
-        assert!(
-            e - s >= 2,
-            "'unbelievably' splits into several sub-words: {:?}",
-            enc.word_tokens
-        );
-        assert_eq!(enc.word_tokens[2].0, e, "spans are contiguous");
-        assert!(!enc.truncated);
-        assert_eq!(
-            enc.ids.len() as u32,
-            enc.word_tokens[3].1 + 1,
-            "[SEP] comes last"
-        );
-    }
-
-    #[test]
-    fn long_inputs_are_truncated_and_reported() {
-        let Some(_) = tokenizer() else {
-            return eprintln!("skipped: no model set up");
-        };
-        let p = crate::backbone::find_default_model().unwrap().tokenizer;
-        let t = WordTokenizer::from_file(&p, Some(8)).unwrap();
-        let w = words("one two three four five six seven eight nine ten");
-        let enc = t.encode_words(&w, &|| "test".into()).unwrap();
-        assert_eq!(enc.ids.len(), 8);
-        assert!(enc.truncated);
-        assert_eq!(enc.kept_words(), 6);
-        assert_eq!(enc.word_tokens[9], (0, 0));
     }
 }

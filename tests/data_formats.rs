@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use edgetune::data::{
     load_dataset, load_split, read_file_split, split_words, validate_tag, DataError, Dataset,
-    Format, Split,
+    Format, ReadOptions, Split,
 };
 
 fn write(dir: &Path, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
@@ -23,12 +23,14 @@ fn strings(s: &str) -> Vec<String> {
 }
 
 fn load(dir: &Path, name: &str) -> Split {
-    load_split(dir, name, None).unwrap().expect("split exists")
+    load_split(dir, name, &ReadOptions::default())
+        .unwrap()
+        .expect("split exists")
 }
 
 /// The error message of loading split `name`, which must fail.
 fn load_err(dir: &Path, name: &str, format: Option<Format>) -> String {
-    match load_split(dir, name, format) {
+    match load_split(dir, name, &ReadOptions::format(format)) {
         Ok(s) => panic!("expected an error, got {s:?}"),
         Err(e) => e.to_string(),
     }
@@ -62,8 +64,8 @@ fn jointbert_folder() {
     assert_eq!(split.examples.len(), 2);
     let e = &split.examples[0];
     assert_eq!(e.words, strings("turn on the light"));
-    assert_eq!(e.tags, Some(strings("O O O B-device")));
-    assert_eq!(e.intent.as_deref(), Some("turn_on"));
+    assert_eq!(e.tags(), Some(strings("O O O B-device").as_slice()));
+    assert_eq!(e.intent(), Some("turn_on"));
     assert_eq!(e.origin.file, tmp.path().join("train/seq.in"));
     assert_eq!(split.examples[1].origin.line, 2);
     assert!(split.has_intent() && split.has_tags());
@@ -77,7 +79,7 @@ fn jointbert_folder_without_seq_out_is_intent_only() {
     let split = load(tmp.path(), "train");
     assert!(split.has_intent());
     assert!(!split.has_tags());
-    assert_eq!(split.examples[1].tags, None);
+    assert_eq!(split.examples[1].tags(), None);
 }
 
 #[test]
@@ -116,7 +118,10 @@ fn jsonl_tags_without_intent() {
     let split = load(tmp.path(), "train");
     assert!(split.has_tags());
     assert!(!split.has_intent());
-    assert_eq!(split.examples[1].tags, Some(strings("O B-genre")));
+    assert_eq!(
+        split.examples[1].tags(),
+        Some(strings("O B-genre").as_slice())
+    );
 }
 
 #[test]
@@ -146,9 +151,15 @@ fn conll_sentences_docstart_and_columns() {
     let lines: Vec<usize> = split.examples.iter().map(|e| e.origin.line).collect();
     assert_eq!(lines, vec![3, 7, 13]);
     assert_eq!(split.examples[0].words, strings("EU rejects German"));
-    assert_eq!(split.examples[0].tags, Some(strings("B-ORG O B-MISC")));
-    assert_eq!(split.examples[1].tags, Some(strings("I-PER I-PER")));
-    assert_eq!(split.examples[2].tags, Some(strings("O")));
+    assert_eq!(
+        split.examples[0].tags(),
+        Some(strings("B-ORG O B-MISC").as_slice())
+    );
+    assert_eq!(
+        split.examples[1].tags(),
+        Some(strings("I-PER I-PER").as_slice())
+    );
+    assert_eq!(split.examples[2].tags(), Some(strings("O").as_slice()));
     assert!(split.has_tags() && !split.has_intent());
 }
 
@@ -173,7 +184,7 @@ fn tsv_with_header_and_tabs_in_text() {
     assert_eq!(split.format, Format::Tsv);
     assert_eq!(split.examples.len(), 2);
     assert_eq!(split.examples[0].words, strings("turn on the light"));
-    assert_eq!(split.examples[0].intent.as_deref(), Some("turn_on"));
+    assert_eq!(split.examples[0].intent(), Some("turn_on"));
     assert_eq!(split.examples[0].origin.line, 2);
     assert_eq!(split.examples[1].origin.line, 4);
     assert!(split.has_intent() && !split.has_tags());
@@ -200,7 +211,7 @@ fn csv_rfc4180_quoting() {
     let got: Vec<(usize, &str, Vec<String>)> = split
         .examples
         .iter()
-        .map(|e| (e.origin.line, e.intent.as_deref().unwrap(), e.words.clone()))
+        .map(|e| (e.origin.line, e.intent().unwrap(), e.words.clone()))
         .collect();
     assert_eq!(
         got,
@@ -225,32 +236,41 @@ fn format_override_parses_whatever_the_extension() {
     );
     let detected = load_err(tmp.path(), "train", None);
     assert_contains(&detected, &["train.txt:1"]);
-    let split = load_split(tmp.path(), "train", Some(Format::Jsonl))
-        .unwrap()
-        .unwrap();
+    let split = load_split(
+        tmp.path(),
+        "train",
+        &ReadOptions::format(Some(Format::Jsonl)),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(split.format, Format::Jsonl);
     assert_eq!(split.examples[0].words, strings("play jazz"));
 
     // A file given directly, with an extension no format claims.
     let odd = write(tmp.path(), "my.data", "play_music\tplay jazz\n");
-    let err = read_file_split(&odd, None).unwrap_err().to_string();
+    let err = read_file_split(&odd, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert_contains(&err, &["my.data", "extension"]);
-    let split = read_file_split(&odd, Some(Format::Tsv)).unwrap();
+    let split = read_file_split(&odd, &ReadOptions::format(Some(Format::Tsv))).unwrap();
     assert_eq!(split.name, "my");
-    assert_eq!(split.examples[0].intent.as_deref(), Some("play_music"));
+    assert_eq!(split.examples[0].intent(), Some("play_music"));
 
     // A JointBERT folder given directly, and a folder with a file format forced on it.
     write(tmp.path(), "jb/seq.in", "hi there\n");
     write(tmp.path(), "jb/label", "greet\n");
     assert_eq!(
-        read_file_split(&tmp.path().join("jb"), None)
+        read_file_split(&tmp.path().join("jb"), &ReadOptions::default())
             .unwrap()
             .format,
         Format::JointBert
     );
-    let err = read_file_split(&tmp.path().join("jb"), Some(Format::Csv))
-        .unwrap_err()
-        .to_string();
+    let err = read_file_split(
+        &tmp.path().join("jb"),
+        &ReadOptions::format(Some(Format::Csv)),
+    )
+    .unwrap_err()
+    .to_string();
     assert_contains(&err, &["jb", "csv"]);
 }
 
@@ -335,9 +355,9 @@ fn ids(split: &Split) -> Vec<usize> {
 fn held_out_valid_is_deterministic_and_disjoint() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "train.jsonl", numbered_jsonl(20));
-    let a: Dataset = load_dataset(tmp.path(), None, 0.25, 42).unwrap();
-    let b = load_dataset(tmp.path(), None, 0.25, 42).unwrap();
-    let c = load_dataset(tmp.path(), None, 0.25, 43).unwrap();
+    let a: Dataset = load_dataset(tmp.path(), &ReadOptions::default(), 0.25, 42).unwrap();
+    let b = load_dataset(tmp.path(), &ReadOptions::default(), 0.25, 42).unwrap();
+    let c = load_dataset(tmp.path(), &ReadOptions::default(), 0.25, 43).unwrap();
     assert!(a.valid_held_out);
     assert!(a.test.is_none());
     assert_eq!(a.valid.examples.len(), 5);
@@ -366,12 +386,12 @@ fn held_out_valid_is_deterministic_and_disjoint() {
 fn held_out_valid_keeps_at_least_one_each_side() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "train.jsonl", numbered_jsonl(3));
-    let tiny = load_dataset(tmp.path(), None, 0.01, 1).unwrap();
+    let tiny = load_dataset(tmp.path(), &ReadOptions::default(), 0.01, 1).unwrap();
     assert_eq!(
         (tiny.train.examples.len(), tiny.valid.examples.len()),
         (2, 1)
     );
-    let huge = load_dataset(tmp.path(), None, 0.99, 1).unwrap();
+    let huge = load_dataset(tmp.path(), &ReadOptions::default(), 0.99, 1).unwrap();
     assert_eq!(
         (huge.train.examples.len(), huge.valid.examples.len()),
         (1, 2)
@@ -379,11 +399,11 @@ fn held_out_valid_keeps_at_least_one_each_side() {
 
     let one = tempfile::tempdir().unwrap();
     write(one.path(), "train.jsonl", numbered_jsonl(1));
-    let err = load_dataset(one.path(), None, 0.1, 1)
+    let err = load_dataset(one.path(), &ReadOptions::default(), 0.1, 1)
         .unwrap_err()
         .to_string();
     assert_contains(&err, &["train.jsonl", "valid"]);
-    let err = load_dataset(tmp.path(), None, 1.5, 1)
+    let err = load_dataset(tmp.path(), &ReadOptions::default(), 1.5, 1)
         .unwrap_err()
         .to_string();
     assert_contains(&err, &["train.jsonl", "1.5"]);
@@ -396,7 +416,7 @@ fn dataset_with_all_splits_in_mixed_formats() {
     write(tmp.path(), "train/label", "play_music\nturn_on\n");
     write(tmp.path(), "valid.tsv", "play_music\tplay rock\n");
     write(tmp.path(), "test.csv", "turn_on,\"turn on, now\"\n");
-    let d = load_dataset(tmp.path(), None, 0.1, 0).unwrap();
+    let d = load_dataset(tmp.path(), &ReadOptions::default(), 0.1, 0).unwrap();
     assert!(!d.valid_held_out);
     assert_eq!(d.train.examples.len(), 2);
     assert_eq!(d.valid.format, Format::Tsv);
@@ -407,8 +427,10 @@ fn dataset_with_all_splits_in_mixed_formats() {
 #[test]
 fn absent_split_is_none_and_missing_train_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(load_split(tmp.path(), "test", None).unwrap().is_none());
-    let err = load_dataset(tmp.path(), None, 0.1, 0).unwrap_err();
+    assert!(load_split(tmp.path(), "test", &ReadOptions::default())
+        .unwrap()
+        .is_none());
+    let err = load_dataset(tmp.path(), &ReadOptions::default(), 0.1, 0).unwrap_err();
     assert!(matches!(err, DataError::MissingSplit { .. }), "{err:?}");
     assert_contains(&err.to_string(), &["train"]);
 }
@@ -416,7 +438,7 @@ fn absent_split_is_none_and_missing_train_is_an_error() {
 #[test]
 fn demo_dataset_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo");
-    let d = load_dataset(&dir, None, 0.1, 0).unwrap();
+    let d = load_dataset(&dir, &ReadOptions::default(), 0.1, 0).unwrap();
     assert!(!d.valid_held_out);
     let test = d.test.as_ref().expect("demo has a test split");
     for split in [&d.train, &d.valid, test] {
@@ -436,7 +458,7 @@ fn demo_dataset_loads() {
     let intents = |s: &Split| {
         s.examples
             .iter()
-            .map(|e| e.intent.clone().unwrap())
+            .map(|e| e.intent().unwrap().to_string())
             .collect::<std::collections::BTreeSet<_>>()
     };
     assert_eq!(intents(&d.train).len(), 9);
@@ -446,7 +468,7 @@ fn demo_dataset_loads() {
         .train
         .examples
         .iter()
-        .flat_map(|e| e.tags.clone().unwrap())
+        .flat_map(|e| e.tags().unwrap().to_vec())
         .filter_map(|t| t.strip_prefix("B-").map(str::to_string))
         .collect();
     assert_eq!(
@@ -542,7 +564,7 @@ fn error_text_without_words() {
 
     write(tmp.path(), "c/train.csv", "a,play jazz\n,play\n");
     let err = load_err(&tmp.path().join("c"), "train", None);
-    assert_contains(&err, &["train.csv:2:", "empty intent"]);
+    assert_contains(&err, &["train.csv:2:", "label column", "empty label"]);
 
     write(
         tmp.path(),
@@ -638,7 +660,14 @@ fn error_inconsistent_tasks_within_a_split() {
         ),
     );
     let err = load_err(tmp.path(), "train", None);
-    assert_contains(&err, &["train.jsonl:4:", "intent only", "intent and tags"]);
+    assert_contains(
+        &err,
+        &[
+            "train.jsonl:4:",
+            "has tasks intent,",
+            "has tasks intent, tags",
+        ],
+    );
 }
 
 #[test]
@@ -650,12 +679,17 @@ fn error_inconsistent_tasks_across_splits() {
         "{\"words\": [\"a\"], \"tags\": [\"O\"], \"intent\": \"x\"}\n",
     );
     write(tmp.path(), "valid.tsv", "x\ta\n");
-    let err = load_dataset(tmp.path(), None, 0.1, 0)
+    let err = load_dataset(tmp.path(), &ReadOptions::default(), 0.1, 0)
         .unwrap_err()
         .to_string();
     assert_contains(
         &err,
-        &["valid.tsv", "intent only", "train.jsonl", "intent and tags"],
+        &[
+            "valid.tsv",
+            "has tasks intent,",
+            "train.jsonl",
+            "has tasks intent, tags",
+        ],
     );
 }
 
@@ -713,7 +747,7 @@ fn error_values_expose_path_and_line() {
         "train.jsonl",
         "{\"text\": \"a\", \"intent\": \"x\"}\n{oops}\n",
     );
-    let err = load_split(tmp.path(), "train", None).unwrap_err();
+    let err = load_split(tmp.path(), "train", &ReadOptions::default()).unwrap_err();
     assert_eq!(err.path(), file.as_path());
     assert_eq!(err.line(), Some(2));
     assert!(

@@ -1,12 +1,14 @@
-//! The feature cache: reused when nothing changed, rebuilt when anything it depends on changed or
-//! when an entry is damaged; its rows match a direct backbone run.
+//! The feature cache with the real backbone: reused when nothing changed, rebuilt when anything it
+//! depends on changed or when an entry is damaged; its rows match a direct backbone run.
+
+#![cfg(feature = "real-model")]
 
 mod common;
 
 use std::path::PathBuf;
 
-use edgetune::backbone::{ModelFiles, SessionConfig};
-use edgetune::data::{Example, Format, Origin, Split};
+use edgetune::backbone::{ModelFiles, SessionOptions};
+use edgetune::data::{Example, Format, Labels, Origin, Split};
 use edgetune::features::{FeatureContext, FeatureSpec, Unit};
 
 fn split(texts: &[&str]) -> Split {
@@ -19,8 +21,10 @@ fn split(texts: &[&str]) -> Split {
             .enumerate()
             .map(|(i, t)| Example {
                 words: t.split_whitespace().map(str::to_string).collect(),
-                tags: None,
-                intent: Some("x".into()),
+                labels: Labels {
+                    sentence: [("intent".to_string(), "x".to_string())].into(),
+                    ..Labels::default()
+                },
                 origin: Origin {
                     file: "mem".into(),
                     line: i + 1,
@@ -45,10 +49,7 @@ fn ctx_with(
     let mut c = FeatureContext::new(
         files,
         max_tokens,
-        SessionConfig {
-            threads: 1,
-            ..Default::default()
-        },
+        SessionOptions::with_threads(1),
         cache.to_path_buf(),
     )
     .unwrap();
@@ -151,7 +152,7 @@ fn cached_rows_match_a_direct_backbone_run() {
         .collect();
     let last = b.states.iter().position(|&x| x == b.layers).unwrap();
     let out = b.run(&[&toks[1]]).unwrap();
-    let direct = edgetune::infer::example_rows(&out, 0, &toks[1], &pos, last);
+    let direct = edgetune::features::example_rows(&out, 0, &toks[1], &pos, last);
     let mut rows = Vec::new();
     f.read_rows(1, &mut rows, &mut Vec::new()).unwrap();
     assert_eq!(rows.len(), direct.rows.len());

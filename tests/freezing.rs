@@ -1,39 +1,17 @@
-//! Freezing scenarios: one head frozen stays byte-identical; a one-task dataset trains its head and
-//! carries the other over; everything frozen is refused with a clear message.
+//! Freezing scenarios through the command line on the real backbone: one head frozen stays
+//! byte-identical; a one-task dataset trains its head and carries the other over; everything
+//! frozen is refused with a clear message. (The same on cached features without ONNX Runtime:
+//! `train_cached.rs`.)
+
+#![cfg(feature = "real-model")]
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{edgetune, fails, ok, require_setup};
-
-fn tensors(run: &Path) -> BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(run.join("heads.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.data().to_vec()))
-        .collect()
-}
-
-fn assert_group(
-    a: &BTreeMap<String, Vec<u8>>,
-    b: &BTreeMap<String, Vec<u8>>,
-    prefix: &str,
-    same: bool,
-) {
-    let mut n = 0;
-    for (name, v) in a.iter().filter(|(n, _)| n.starts_with(prefix)) {
-        n += 1;
-        if same {
-            assert!(b[name] == *v, "frozen tensor `{name}` changed");
-        } else {
-            assert!(b[name] != *v, "trained tensor `{name}` did not change");
-        }
-    }
-    assert!(n > 0, "no tensors named {prefix}*");
-}
+use common::{
+    assert_tensors as assert_group, edgetune, fails, ok, require_setup, run_tensors as tensors,
+};
 
 /// `train --data DATA --init-from BASE --out OUT ARGS...`, which must succeed; returns its stderr.
 fn train_from(cache: &Path, data: &Path, base: &Path, out: &Path, args: &[&str]) -> String {
@@ -80,7 +58,7 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     );
     let (a, b) = (tensors(&base), tensors(&frozen));
     assert_group(&a, &b, "intent.", true);
-    assert_group(&a, &b, "slot.", false);
+    assert_group(&a, &b, "tags.", false);
 
     // Tags only (CoNLL): trains the slot head, carries the intent head over unchanged.
     let conll = tmp.path().join("conll");
@@ -111,7 +89,7 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     train_from(&cache, &conll, &base, &tags_only, &common_args);
     let c2 = tensors(&tags_only);
     assert_group(&a, &c2, "intent.", true);
-    assert_group(&a, &c2, "slot.", false);
+    assert_group(&a, &c2, "tags.", false);
     // The carried-over intent head still answers.
     let mut c = edgetune(&cache);
     c.args(["infer", "--run"])
@@ -144,9 +122,10 @@ fn frozen_head_is_byte_identical_and_one_task_data_carries_the_other_head() {
     );
 }
 
-/// An intent head that reads the slot head's states (`--intent-reads-slots true`): freezing either
-/// head still keeps it byte-identical; a frozen slot head passes the intent head no gradient, and a
-/// frozen intent head over a retraining slot head is pointed out.
+/// An intent head that reads the tags head's states (`--intent-reads-slots true`): freezing either
+/// head (`--freeze tags`, `--train-only tags`) still keeps it byte-identical; a frozen tags head
+/// passes the intent head no gradient, and a frozen intent head over a retraining tags head is
+/// pointed out.
 #[test]
 fn heads_coupled_by_slot_states_freeze_either_head() {
     require_setup();
@@ -170,7 +149,7 @@ fn heads_coupled_by_slot_states_freeze_either_head() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(base.join("config.json")).unwrap()).unwrap();
     assert_eq!(
-        config["heads"]["intent_head"]["slot_states"], true,
+        config["model"]["tasks"][0]["head"]["sentence"]["reads"], "tags",
         "{config}"
     );
     let a = tensors(&base);
@@ -182,10 +161,10 @@ fn heads_coupled_by_slot_states_freeze_either_head() {
         demo,
         &base,
         &frozen_slot,
-        &[&["-q", "--freeze-slot"][..], &common_args].concat(),
+        &[&["-q", "--freeze", "tags"][..], &common_args].concat(),
     );
     let b = tensors(&frozen_slot);
-    assert_group(&a, &b, "slot.", true);
+    assert_group(&a, &b, "tags.", true);
     assert_group(&a, &b, "intent.", false);
 
     let frozen_intent = tmp.path().join("frozen-intent");
@@ -194,13 +173,13 @@ fn heads_coupled_by_slot_states_freeze_either_head() {
         demo,
         &base,
         &frozen_intent,
-        &[&["--freeze-intent"][..], &common_args].concat(),
+        &[&["--train-only", "tags"][..], &common_args].concat(),
     );
     assert!(
-        err.contains("frozen intent head reads the slot head's states"),
+        err.contains("frozen intent head reads the tags head's states"),
         "no note on the coupled frozen head:\n{err}"
     );
     let b = tensors(&frozen_intent);
     assert_group(&a, &b, "intent.", true);
-    assert_group(&a, &b, "slot.", false);
+    assert_group(&a, &b, "tags.", false);
 }

@@ -1,4 +1,5 @@
-//! Every trainable tensor of the heads receives a gradient, and a frozen head none.
+//! Every trainable tensor of the heads receives a gradient, and a frozen head none; the fused
+//! kernels match their formulations from candle primitives in values and gradients.
 //!
 //! candle's fused `layer_norm`/`softmax_last_dim` kernels have no backward pass: a head built on
 //! them would silently stop training below them. These tests catch that for every parameter.
@@ -7,31 +8,63 @@ use candle_core::{Device, Tensor};
 
 mod common;
 use common::tensor_max_abs_diff as max_abs_diff;
-use edgetune::heads::{HeadLogits, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
-use edgetune::train::batch::Batch;
+use edgetune::data::TaskKind;
+use edgetune::model::{
+    Batch, Head, HeadConfig, ModelConfig, SentenceHead, SentenceHeadConfig, TaskConfig, TaskLogits,
+    TaskModel, TokenHead, TokenHeadConfig,
+};
 
-fn heads() -> Heads {
+fn heads() -> TaskModel {
     heads_with(false)
 }
 
-/// `slot_states`: the intent head also reads the slot head's recurrent states.
-fn heads_with(slot_states: bool) -> Heads {
-    let config = HeadsConfig {
-        hidden: 16,
-        states: 3,
-        intents: vec!["a".into(), "b".into(), "c".into()],
-        tags: vec!["O".into(), "B-x".into(), "I-x".into()],
-        intent_head: IntentHeadConfig {
-            hidden: 8,
-            dropout: 0.1,
-            slot_states,
-        },
-        slot_head: SlotHeadConfig {
-            gru_hidden: 6,
-            dropout: 0.1,
-        },
+fn strings(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+/// `intent` (3 classes) and `tags` (BIO, 3 classes) over 3 states of width 16; `reads`: the intent
+/// head also reads the tags head's recurrent states.
+fn heads_with(reads: bool) -> TaskModel {
+    let config = ModelConfig {
+        backbone_width: 16,
+        mixed_states: 3,
+        tasks: vec![
+            TaskConfig {
+                name: "intent".into(),
+                kind: TaskKind::Sentence,
+                labels: strings("a b c"),
+                head: HeadConfig::Sentence(SentenceHeadConfig {
+                    mlp_width: 8,
+                    dropout: 0.1,
+                    reads: reads.then(|| "tags".to_string()),
+                }),
+            },
+            TaskConfig {
+                name: "tags".into(),
+                kind: TaskKind::Spans,
+                labels: strings("O B-x I-x"),
+                head: HeadConfig::Token(TokenHeadConfig {
+                    gru_units: 6,
+                    dropout: 0.1,
+                }),
+            },
+        ],
     };
-    Heads::new(config, 7, &Device::Cpu).unwrap()
+    TaskModel::new(config, 7, &Device::Cpu).unwrap()
+}
+
+fn sentence_head(m: &TaskModel, i: usize) -> &SentenceHead {
+    match &m.heads[i] {
+        Head::Sentence(h) => h,
+        Head::Token(_) => panic!("task {i} is a token task"),
+    }
+}
+
+fn token_head(m: &TaskModel, i: usize) -> &TokenHead {
+    match &m.heads[i] {
+        Head::Token(h) => h,
+        Head::Sentence(_) => panic!("task {i} is a sentence task"),
+    }
 }
 
 fn batch() -> (Tensor, Tensor, Tensor) {
@@ -45,7 +78,7 @@ fn batch() -> (Tensor, Tensor, Tensor) {
 }
 
 /// Every tensor whose name starts with one of `trained` has a non-zero gradient, every other none.
-fn assert_grads(h: &Heads, loss: &Tensor, trained: &[&str]) {
+fn assert_grads(h: &TaskModel, loss: &Tensor, trained: &[&str]) {
     let grads = loss.backward().unwrap();
     for p in &h.params.params {
         let g = grads.get(p.var.as_tensor());
@@ -61,7 +94,7 @@ fn assert_grads(h: &Heads, loss: &Tensor, trained: &[&str]) {
                 .unwrap();
             // The attention-score bias shifts every score of a sentence equally; softmax is
             // invariant to that, so its gradient is zero up to rounding (it must still exist).
-            if p.name != "intent.attn.bias" {
+            if !p.name.ends_with(".attn.bias") {
                 assert!(
                     norm > 0.0,
                     "trainable tensor `{}` received an all-zero gradient",
@@ -83,10 +116,7 @@ fn intent_head_gradients_reach_every_parameter() {
     let h = heads();
     let (w, m, p) = batch();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    let logits = h
-        .intent
-        .as_ref()
-        .unwrap()
+    let logits = sentence_head(&h, 0)
         .forward(&w, &m, &p, None, Some(&mut rng))
         .unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, &intent_targets()).unwrap();
@@ -97,8 +127,8 @@ fn intent_head_gradients_reach_every_parameter() {
 fn slot_head_gradients_reach_every_parameter() {
     let h = heads();
     let (w, m, _) = batch();
-    let logits = h.slot.as_ref().unwrap().forward(&w, &m, None).unwrap();
-    assert_grads(&h, &slot_loss(&logits), &["slot."]);
+    let logits = token_head(&h, 1).forward(&w, &m, None).unwrap();
+    assert_grads(&h, &slot_loss(&logits), &["tags."]);
 }
 
 fn intent_targets() -> Tensor {
@@ -127,34 +157,38 @@ fn edgetune_batch() -> Batch {
     }
 }
 
-/// Training forward pass (dropout on) of heads whose intent head reads the slot states; the slot
+/// Training forward pass (dropout on) of heads whose intent head reads the tags states; the tags
 /// head's logits only if `slot` trains.
-fn coupled_forward(h: &Heads, slot: bool) -> HeadLogits {
+fn coupled_forward(h: &TaskModel, slot: bool) -> TaskLogits {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    h.forward(&edgetune_batch(), true, slot, Some(&mut rng))
+    h.forward(&edgetune_batch(), &[true, slot], Some(&mut rng))
         .unwrap()
+}
+
+fn take(out: &mut TaskLogits, i: usize) -> Tensor {
+    out.logits[i].take().expect("logits of a task asked for")
 }
 
 #[test]
 fn intent_head_reading_slot_states_trains_both_heads_jointly() {
     let h = heads_with(true);
-    let out = coupled_forward(&h, true);
-    let il = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
-    let loss = (il + slot_loss(&out.slot.unwrap())).unwrap();
-    assert_grads(&h, &loss, &["intent.", "slot."]);
+    let mut out = coupled_forward(&h, true);
+    let il = candle_nn::loss::cross_entropy(&take(&mut out, 0), &intent_targets()).unwrap();
+    let loss = (il + slot_loss(&take(&mut out, 1))).unwrap();
+    assert_grads(&h, &loss, &["intent.", "tags."]);
 }
 
 #[test]
 fn intent_loss_alone_reaches_the_slot_states_it_reads() {
-    // The slot states are shared input: the intent loss must reach the slot head's recurrent layer
-    // (not its output layer) when the slot head trains.
+    // The tags states are shared input: the intent loss must reach the tags head's recurrent layer
+    // (not its output layer) when the tags head trains.
     let h = heads_with(true);
-    let out = h.forward(&edgetune_batch(), true, true, None).unwrap();
-    let loss = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
+    let mut out = h.forward(&edgetune_batch(), &[true, true], None).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&take(&mut out, 0), &intent_targets()).unwrap();
     let grads = loss.backward().unwrap();
     for p in &h.params.params {
         let g = grads.get(p.var.as_tensor());
-        if p.name.starts_with("slot.out") {
+        if p.name.starts_with("tags.out") {
             assert!(g.is_none(), "`{}` received an intent gradient", p.name);
         } else {
             assert!(g.is_some(), "`{}` received no intent gradient", p.name);
@@ -165,12 +199,12 @@ fn intent_loss_alone_reaches_the_slot_states_it_reads() {
 #[test]
 fn frozen_slot_head_read_by_the_intent_head_receives_no_gradient() {
     let h = heads_with(true);
-    let out = coupled_forward(&h, false);
+    let mut out = coupled_forward(&h, false);
     assert!(
-        out.slot.is_none(),
-        "slot logits computed for a frozen slot head"
+        out.logits[1].is_none(),
+        "tags logits computed for a frozen tags head"
     );
-    let loss = candle_nn::loss::cross_entropy(&out.intent.unwrap(), &intent_targets()).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&take(&mut out, 0), &intent_targets()).unwrap();
     assert_grads(&h, &loss, &["intent."]);
 }
 
@@ -178,11 +212,11 @@ fn frozen_slot_head_read_by_the_intent_head_receives_no_gradient() {
 fn padding_does_not_change_a_sentence_s_slot_logits() {
     let h = heads();
     let (w, m, _) = batch();
-    let full = h.slot.as_ref().unwrap().forward(&w, &m, None).unwrap();
+    let full = token_head(&h, 1).forward(&w, &m, None).unwrap();
     // The second sentence alone, without its padding.
     let w1 = w.narrow(0, 1, 1).unwrap().narrow(1, 0, 3).unwrap();
     let m1 = m.narrow(0, 1, 1).unwrap().narrow(1, 0, 3).unwrap();
-    let alone = h.slot.as_ref().unwrap().forward(&w1, &m1, None).unwrap();
+    let alone = token_head(&h, 1).forward(&w1, &m1, None).unwrap();
     let diff = (full.narrow(0, 1, 1).unwrap().narrow(1, 0, 3).unwrap() - alone)
         .unwrap()
         .abs()
@@ -197,21 +231,27 @@ fn padding_does_not_change_a_sentence_s_slot_logits() {
     );
 }
 
-/// The fused recurrence (`heads::bigru`, hand-written backward) against the GRU built from candle
+/// The fused recurrence (`nn::bigru`, hand-written backward) against the GRU built from candle
 /// primitives (`GruDir::forward`, candle's autograd): same states, same gradients for the input
 /// and all eight weight tensors, on a batch with sentences of different lengths (incl. 1).
 #[test]
 fn fused_bigru_matches_the_candle_reference_forward_and_backward() {
-    use edgetune::heads::{bigru, gather_positions, reverse_indices, GruDir, ParamSet};
+    use edgetune::nn::{
+        bigru, gather_positions, reverse_indices, Group, GruDir, ParamBuilder, ParamSet,
+    };
     use rand::SeedableRng;
     let dev = Device::Cpu;
     let (inp, hid, b, t) = (5, 7, 4, 6);
     let lengths = vec![6usize, 3, 1, 5];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let mut ps = ParamSet::default();
-    let g = edgetune::heads::Group::Slot;
-    let fwd = GruDir::new(&mut ps, "f", inp, hid, g, &mut rng, &dev).unwrap();
-    let bwd = GruDir::new(&mut ps, "b", inp, hid, g, &mut rng, &dev).unwrap();
+    let (fwd, bwd) = {
+        let mut vb = ParamBuilder::new(&mut ps, &mut rng, Group::Head(0), &dev);
+        (
+            GruDir::new(&mut vb.pp("f"), inp, hid).unwrap(),
+            GruDir::new(&mut vb.pp("b"), inp, hid).unwrap(),
+        )
+    };
     let xv = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, inp), &dev).unwrap())
         .unwrap();
     let x = xv.as_tensor();
@@ -280,7 +320,7 @@ fn fused_bigru_matches_the_candle_reference_forward_and_backward() {
 /// gradients for the weights, and for the states when they are tracked (unfrozen layers).
 #[test]
 fn fused_mix_and_const_mul_match_candle() {
-    use edgetune::heads::ops::{const_mul, MixOp};
+    use edgetune::nn::kernels::ops::{const_mul, MixOp};
     let dev = Device::Cpu;
     let (b, w, k, h) = (2, 3, 4, 10);
     let xv = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, w, k, h), &dev).unwrap())
@@ -327,7 +367,7 @@ fn fused_mix_and_const_mul_match_candle() {
     assert!(g.get(wt).is_some(), "mix weights received no gradient");
 }
 
-/// The fused self-attention core (`backbone::attention::AttentionOp`, hand-written backward)
+/// The fused self-attention core (`nn::kernels::attention::AttentionOp`, hand-written backward)
 /// against the former formulation from candle primitives (`attention_reference`: head split,
 /// batched matmuls, biased softmax): same context, same gradients for `q`, `k`, `v` (relative to the
 /// largest reference value), on a batch with padding (lengths 7, 4, 1) and a head width that is not
@@ -336,8 +376,8 @@ fn fused_mix_and_const_mul_match_candle() {
 #[test]
 fn fused_attention_matches_the_primitive_formulation() {
     use candle_core::Var;
-    use edgetune::backbone::attention::{attention, attention_reference, AttentionOp};
     use edgetune::backbone::layers::TopLayers;
+    use edgetune::nn::kernels::attention::{attention, attention_reference, AttentionOp};
     let dev = Device::Cpu;
     let (b, t, heads, d) = (3, 7, 4, 12);
     let h = heads * d;
@@ -398,7 +438,7 @@ fn fused_attention_matches_the_primitive_formulation() {
 #[test]
 fn fused_attention_masked_rows_do_not_produce_nan() {
     use candle_core::Var;
-    use edgetune::backbone::attention::attention;
+    use edgetune::nn::kernels::attention::attention;
     let dev = Device::Cpu;
     let (b, t, heads, h) = (2, 3, 2, 8);
     let vars: Vec<Var> = (0..3)
@@ -438,12 +478,12 @@ fn weighted_sum_grads(y: &Tensor, w: &Tensor) -> candle_core::backprop::GradStor
     y.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
 }
 
-/// The fused exact GELU (`heads::ops::GeluErfOp`) against candle's `gelu_erf` and its autograd:
+/// The fused exact GELU (`nn::kernels::gelu::GeluErfOp`) against candle's `gelu_erf` and its autograd:
 /// same values, same gradient.
 #[test]
 fn fused_gelu_matches_candle() {
     use candle_core::Var;
-    use edgetune::heads::ops::gelu_erf;
+    use edgetune::nn::kernels::gelu::gelu_erf;
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (5, 37), &dev).unwrap()).unwrap();
     let w = Tensor::randn(0f32, 1.0, (5, 37), &dev).unwrap();
@@ -463,4 +503,35 @@ fn fused_gelu_matches_candle() {
         diff <= 1e-5 * scale,
         "fused GELU gradient differs by {diff} (reference max {scale})"
     );
+}
+
+/// The fused layer norm equals the formulation from candle primitives in value and in the
+/// gradients of its input, scale and shift.
+#[test]
+fn fused_layer_norm_matches_the_primitive_formulation() {
+    use candle_core::Var;
+    use edgetune::nn::LayerNorm;
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0.5f32, 2.0, (3, 5, 24), &dev).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 24, &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 24, &dev).unwrap()).unwrap();
+    let r = Tensor::randn(0f32, 1.0, (3, 5, 24), &dev).unwrap();
+    let ln = LayerNorm {
+        weight: w.as_tensor().clone(),
+        bias: b.as_tensor().clone(),
+        eps: 1e-12,
+    };
+    let fused = ln.forward(x.as_tensor()).unwrap();
+    let reference = ln.forward_reference(x.as_tensor()).unwrap();
+    assert!(max_abs_diff(&fused, &reference) < 1e-5);
+    let gf = weighted_sum_grads(&fused, &r);
+    let gr = weighted_sum_grads(&reference, &r);
+    for v in [&x, &w, &b] {
+        let (a, c) = (
+            gf.get(v.as_tensor()).unwrap(),
+            gr.get(v.as_tensor()).unwrap(),
+        );
+        let d = max_abs_diff(a, c);
+        assert!(d < 1e-4, "gradient differs by {d}");
+    }
 }

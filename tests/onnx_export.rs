@@ -1,33 +1,24 @@
 //! The merged export end to end: train a tiny run on the demo data with the CLI, export it (the
-//! export checks itself), then compare `infer --model` with `infer --run`, the merged model in
-//! Python's onnxruntime with the training pipeline, and check that the self-check would catch a
-//! model that disagrees.
-//!
-//! Needs set-up's `.models/default` and `.runtime/` (see `models/setup.sh`); fails if they are missing.
+//! export checks itself, refuses to overwrite without `--force`), then compare `infer --model` with
+//! `infer --run`, the merged model in Python's onnxruntime with the training pipeline (every task's
+//! ids and logits, the format-1 `slot_*` aliases), and check that the self-check would catch a model
+//! that disagrees.
+
+#![cfg(feature = "real-model")]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgetune::backbone::{Backbone, ModelFiles, SessionConfig};
-use edgetune::onnx::export::{self, MergeSpec, MergedInputs};
+use edgetune::backbone::{open_session, Backbone, ModelFiles, ModelSource, SessionOptions};
+use edgetune::model::{argmax, TaskOutput};
+use edgetune::onnx::export::{self, MergeSpec};
+use edgetune::onnx::merged::MergedInputs;
 use edgetune::tokenize::{Tokenized, WordTokenizer};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn require_setup() {
-    let model = root().join(".models/default/tokenizer.json");
-    let rt = root()
-        .join(".runtime")
-        .join(std::env::consts::ARCH)
-        .join("libonnxruntime.so");
-    assert!(
-        model.is_file() && rt.is_file(),
-        "this test needs the default model ({}) and ONNX Runtime ({}); run models/setup.sh first",
-        model.display(),
-        rt.display()
-    );
+    common::root()
 }
 
 fn edgetune(args: &[&str], cache: &Path) -> std::process::Output {
@@ -114,17 +105,10 @@ fn sentences() -> Vec<String> {
     out
 }
 
-fn python_onnxruntime() -> bool {
-    Command::new("python3")
-        .args(["-c", "import onnxruntime, numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 #[test]
 fn export_matches_run_in_rust_and_python() {
-    require_setup();
+    common::require_setup();
+    common::require_python_onnxruntime();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let run = tmp.path().join("run");
@@ -151,6 +135,21 @@ fn export_matches_run_in_rust_and_python() {
     assert!(err.contains("self-check passed"), "{err}");
     eprintln!("{}", err.trim());
     assert!(out_dir.join("tokenizer.json").is_file());
+
+    // An existing model is not replaced without --force.
+    let o = Command::new(env!("CARGO_BIN_EXE_edgetune"))
+        .args(["export", "--run", run_s, "--out", merged_s])
+        .env("EDGETUNE_CACHE", &cache)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--force"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    edgetune(
+        &["export", "--run", run_s, "--out", merged_s, "--force"],
+        &cache,
+    );
 
     // More check sentences than one batch (32): both sides of the self-check batch alike, so the
     // int8 backbone's per-batch activation scales agree and the check still passes.
@@ -233,7 +232,7 @@ fn export_matches_run_in_rust_and_python() {
 
     // The training pipeline, in process.
     edgetune::backbone::init_runtime(None).unwrap();
-    let (rc, heads) = edgetune::run::load_run(&run).unwrap();
+    let (rc, model) = edgetune::run::load_run(&run).unwrap();
     let files = ModelFiles {
         onnx: rc.backbone.onnx.clone(),
         tokenizer: rc.backbone.tokenizer.clone(),
@@ -246,27 +245,18 @@ fn export_matches_run_in_rust_and_python() {
     let toks: Vec<Tokenized> = lines
         .iter()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            tokenizer
-                .encode_words(
-                    &l.split_whitespace().map(str::to_string).collect::<Vec<_>>(),
-                    &|| "t".into(),
-                )
-                .unwrap()
-        })
+        .map(|l| tokenizer.encode_text(l, &|| "t".into()).unwrap())
+        .filter(|t| !t.word_tokens.is_empty())
         .collect();
     let mut states = rc.features.states.clone();
     states.push(rc.backbone.layers);
-    let cfg = SessionConfig {
-        threads: 1,
-        ..SessionConfig::default()
-    };
-    let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &cfg).unwrap();
+    let opts = SessionOptions::with_threads(1);
+    let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &opts).unwrap();
     // One batch of all sentences, like the Python run below: the default int8 backbone quantizes
     // activations with one scale per batch, so both sides must see the same batch.
-    let reference = edgetune::infer::run_examples(
+    let reference = edgetune::infer::decode_examples(
         &mut backbone,
-        &heads,
+        &model,
         &rc.features.states,
         &toks,
         toks.len(),
@@ -274,104 +264,135 @@ fn export_matches_run_in_rust_and_python() {
     .unwrap();
 
     // Python's onnxruntime on the merged model, fed the same inputs (one padded batch).
-    if python_onnxruntime() {
-        let refs: Vec<&Tokenized> = toks.iter().collect();
-        let x = MergedInputs::new(&refs, tokenizer.pad_id());
-        let spec = |shape: &[usize], dtype: &str, data: serde_json::Value| serde_json::json!({ "shape": shape, "dtype": dtype, "data": data });
-        let inputs = serde_json::json!({
-            "input_ids": spec(x.input_ids.shape(), "int64", serde_json::json!(x.input_ids.iter().collect::<Vec<_>>())),
-            "attention_mask": spec(x.attention_mask.shape(), "int64", serde_json::json!(x.attention_mask.iter().collect::<Vec<_>>())),
-            "token_type_ids": spec(x.token_type_ids.shape(), "int64", serde_json::json!(x.token_type_ids.iter().collect::<Vec<_>>())),
-            "word_pool": spec(x.word_pool.shape(), "float32", serde_json::json!(x.word_pool.iter().collect::<Vec<_>>())),
-            "word_mask": spec(x.word_mask.shape(), "float32", serde_json::json!(x.word_mask.iter().collect::<Vec<_>>())),
-        });
-        let inputs_path = tmp.path().join("inputs.json");
-        std::fs::write(&inputs_path, inputs.to_string()).unwrap();
-        let o = Command::new("python3")
-            .arg(root().join("tests/export_parity.py"))
-            .arg(&merged)
-            .arg(&inputs_path)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "export_parity.py failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let py: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let (mut intent_diff, mut words) = (0f32, 0usize);
+    let refs: Vec<&Tokenized> = toks.iter().collect();
+    let x = MergedInputs::new(&refs, tokenizer.pad_id());
+    let spec = |shape: &[usize], dtype: &str, data: serde_json::Value| serde_json::json!({ "shape": shape, "dtype": dtype, "data": data });
+    let inputs = serde_json::json!({
+        "input_ids": spec(x.input_ids.shape(), "int64", serde_json::json!(x.input_ids.iter().collect::<Vec<_>>())),
+        "attention_mask": spec(x.attention_mask.shape(), "int64", serde_json::json!(x.attention_mask.iter().collect::<Vec<_>>())),
+        "token_type_ids": spec(x.token_type_ids.shape(), "int64", serde_json::json!(x.token_type_ids.iter().collect::<Vec<_>>())),
+        "word_pool": spec(x.word_pool.shape(), "float32", serde_json::json!(x.word_pool.iter().collect::<Vec<_>>())),
+        "word_mask": spec(x.word_mask.shape(), "float32", serde_json::json!(x.word_mask.iter().collect::<Vec<_>>())),
+    });
+    let inputs_path = tmp.path().join("inputs.json");
+    std::fs::write(&inputs_path, inputs.to_string()).unwrap();
+    let o = Command::new("python3")
+        .arg(root().join("tests/export_parity.py"))
+        .arg(&merged)
+        .arg(&inputs_path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "export_parity.py failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let py: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(py["format_version"], "2");
+    let names: Vec<&str> = model.config.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        py["tasks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        {
+            let mut n = names.clone();
+            n.sort();
+            n
+        }
+    );
+    // The format-1 names carry exactly the `tags` outputs.
+    for alias in ["slot_logits", "slot_probs", "slot_ids"] {
+        assert_eq!(py["aliases"][alias], 0.0, "{alias}: {}", py["aliases"]);
+    }
+    let (mut logit_diff, mut sentences, mut words) = (0f32, 0usize, 0usize);
+    for (k, task) in model.config.tasks.iter().enumerate() {
+        let p = &py["tasks"][&task.name];
+        assert_eq!(p["labels"], serde_json::json!(task.labels), "{}", task.name);
+        assert!(p["max_prob_error"].as_f64().unwrap() < 1e-5, "{p}");
         for (i, (d, kept)) in reference.iter().enumerate() {
-            let (id, _, logits) = d.intent.as_ref().expect("demo data has intents");
-            assert_eq!(
-                py["intent_id"][i].as_u64().unwrap() as usize,
-                *id,
-                "sentence {i}: intent"
-            );
-            assert_eq!(py["intent"][i].as_str().unwrap(), rc.heads.intents[*id]);
-            for (j, l) in logits.iter().enumerate() {
-                intent_diff =
-                    intent_diff.max((py["intent_logits"][i][j].as_f64().unwrap() as f32 - l).abs());
-            }
-            for (w, ((tid, _), k)) in d
-                .tags
-                .as_ref()
-                .expect("demo data has tags")
-                .iter()
-                .zip(kept)
-                .enumerate()
-            {
-                let p = py["slot_ids"][i][w].as_u64().unwrap() as usize;
-                assert!(!k || p == *tid, "sentence {i} word {w}: tag {p} vs {tid}");
-                words += usize::from(*k);
+            match d.tasks[k].as_ref().expect("every task predicts") {
+                TaskOutput::Sentence { id, logits, .. } => {
+                    assert_eq!(
+                        p["ids"][i].as_u64().unwrap() as usize,
+                        *id,
+                        "sentence {i}: {}",
+                        task.name
+                    );
+                    assert_eq!(p["predicted"][i], task.labels[*id].as_str());
+                    for (j, l) in logits.iter().enumerate() {
+                        logit_diff =
+                            logit_diff.max((p["logits"][i][j].as_f64().unwrap() as f32 - l).abs());
+                    }
+                    sentences += 1;
+                }
+                TaskOutput::Token { probs } => {
+                    for (w, (pr, k)) in probs.iter().zip(kept).enumerate() {
+                        let got = p["ids"][i][w].as_u64().unwrap() as usize;
+                        let want = argmax(pr).0;
+                        assert!(
+                            !k || got == want,
+                            "sentence {i} word {w} ({}): {got} vs {want}",
+                            task.name
+                        );
+                        words += usize::from(*k);
+                    }
+                }
             }
         }
-        eprintln!("python onnxruntime vs pipeline: {} sentences, {words} words, ids identical, max |diff intent logit| {intent_diff:.2e}", toks.len());
-        assert!(intent_diff <= 1e-4, "intent logits differ by {intent_diff}");
-    } else {
-        eprintln!(
-            "SKIPPED the Python parity check: python3 with onnxruntime and numpy is not available"
-        );
     }
+    eprintln!(
+        "python onnxruntime vs pipeline: {} sentences, {sentences} sentence labels and {words} word labels identical, max |diff sentence logit| {logit_diff:.2e}",
+        toks.len()
+    );
+    assert!(sentences > 0 && words > 0);
+    assert!(logit_diff <= 1e-4, "sentence logits differ by {logit_diff}");
 
     // The self-check catches a model that disagrees: heads perturbed after the merge.
-    let model = edgetune::onnx::load_model(&rc.backbone.onnx).unwrap();
+    let backbone_model = edgetune::graph::load_model(&rc.backbone.onnx).unwrap();
     let spec = MergeSpec {
         states: rc.features.states.clone(),
         tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
         max_tokens: rc.backbone.max_tokens,
         pad_id: tokenizer.pad_id(),
     };
-    let bytes = edgetune::onnx::encode_model(&export::build_merged(model, &heads, &spec).unwrap());
+    let bytes = edgetune::graph::encode_model(
+        &export::build_merged(backbone_model, &model, &spec).unwrap(),
+    );
     let mut session =
-        edgetune::backbone::open_session(&bytes, Path::new("<merged>"), &cfg).unwrap();
+        open_session(ModelSource::Bytes(&bytes, Path::new("<merged>")), &opts).unwrap();
     let ok = export::verify(
         &mut session,
         &mut backbone,
-        &heads,
+        &model,
         &rc.features.states,
         &toks[..4],
         tokenizer.pad_id(),
+        &mut edgetune::progress::Progress::new("check", 4, "sentences", false),
     )
     .unwrap();
-    assert!(ok.max_diff() <= 1e-4 && ok.id_mismatches == 0, "{ok:?}");
-    let p = heads
+    assert!(ok.max_diff() <= 1e-4 && ok.id_mismatches() == 0, "{ok:?}");
+    let p = model
         .params
         .params
         .iter()
-        .find(|p| p.name == "slot.out.bias")
+        .find(|p| p.name == "tags.out.bias")
         .unwrap();
     p.var.set(&(p.var.as_tensor() + 0.01).unwrap()).unwrap();
     let bad = export::verify(
         &mut session,
         &mut backbone,
-        &heads,
+        &model,
         &rc.features.states,
         &toks[..4],
         tokenizer.pad_id(),
+        &mut edgetune::progress::Progress::new("check", 4, "sentences", false),
     )
     .unwrap();
     assert!(
-        bad.slot_max_diff > 1e-3,
+        bad.token().max_diff > 1e-3,
         "perturbed heads must be detected: {bad:?}"
     );
 }

@@ -1,5 +1,7 @@
 //! `train --resume` after a kill -9 reaches the same result as an uninterrupted run.
 
+#![cfg(feature = "real-model")]
+
 mod common;
 
 use common::{edgetune, ok, require_setup};

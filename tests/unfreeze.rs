@@ -1,211 +1,34 @@
-//! `--unfreeze-top N`: the heads and the top backbone layers train together.
+//! `--unfreeze-top N` end to end on the real backbone: the heads and the top backbone layers train
+//! together.
 //!
-//! - gradients: with the real MiniLM checkpoint's top layers under the heads, every trainable
-//!   tensor (heads and layers) receives a non-zero gradient through the token-to-word pooling, and
-//!   a frozen head none; an optimizer step leaves the frozen head byte-identical;
-//! - end to end through the CLI on the demo data: `train --unfreeze-top 1`, `eval --json` (same
-//!   metrics as training reported), `infer --run`, a resume after a kill;
+//! - through the CLI on the demo data: `train --unfreeze-top 1`, `eval --json` (same metrics as
+//!   training reported), `infer --run`, a resume after a kill;
 //! - export of the fine-tuned layers into the merged model: splicing a backbone's own layers back
 //!   into it changes nothing; `export` with `--fp32-layers` matches `infer --run` within 1e-4 and
 //!   with int8 layers agrees on the labels; a model with the original layers instead does not match.
+//!
+//! (Gradients of heads and layers: `top_layers.rs` on a tiny checkpoint, `top_layers_minilm.rs` on
+//! MiniLM.)
+
+#![cfg(feature = "real-model")]
 
 mod common;
 
 use std::path::PathBuf;
 
-use candle_core::{backprop::GradStore, Device, Tensor};
-use edgetune::backbone::layers::{TopLayers, Unfrozen};
-use edgetune::heads::{Group, Heads, HeadsConfig, IntentHeadConfig, SlotHeadConfig};
-use edgetune::onnx::import::{BertConfig, Weights};
-use edgetune::train::batch::{make_token_batch, TokenRows};
-use edgetune::train::optim::{AdamW, GroupSettings};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use edgetune::backbone::raw as runtime;
+use edgetune::backbone::SessionOptions;
+use edgetune::hf::{BertConfig, Weights};
 
 use common::{edgetune, fails, ok, require_setup};
 
 fn minilm() -> PathBuf {
-    let p = common::root().join(".models/minilm-hf");
-    assert!(
-        p.join("model.safetensors").is_file(),
-        "{} missing: run ./setup.sh test",
-        p.display()
-    );
-    p
-}
-
-/// Heads reading states [3, 4, 5, 6] over the top two real MiniLM layers (first = 4: states 3
-/// and 4 come from the cache, 5 and 6 from the layers).
-fn model() -> Heads {
-    let hf = minilm();
-    let cfg = BertConfig::load(&hf.join("config.json")).unwrap();
-    let w = Weights::load(&hf.join("model.safetensors")).unwrap();
-    let states = vec![3, 4, 5, 6];
-    let config = HeadsConfig {
-        hidden: cfg.hidden_size,
-        states: states.len(),
-        intents: vec!["a".into(), "b".into(), "c".into()],
-        tags: vec!["O".into(), "B-x".into(), "I-x".into()],
-        intent_head: IntentHeadConfig {
-            hidden: 16,
-            dropout: 0.1,
-            // The default with unfrozen layers: the intent head reads the slot head's states.
-            slot_states: true,
-        },
-        slot_head: SlotHeadConfig {
-            gru_hidden: 8,
-            dropout: 0.1,
-        },
-    };
-    let mut heads = Heads::new(config, 3, &Device::Cpu).unwrap();
-    let top = TopLayers::load(&mut heads.params, &w, &cfg, 4, &Device::Cpu).unwrap();
-    let cached = Unfrozen::cached_states(&states, 4);
-    assert_eq!(cached, vec![3, 4]);
-    heads.top = Some(Unfrozen {
-        top,
-        cached,
-        head_states: states,
-    });
-    heads
-}
-
-/// Two sentences of token states (the second shorter, with a multi-token word and a word cut by
-/// truncation), as the cache stores them: `[tokens, 2 states, 384]`.
-fn tokens() -> Vec<TokenRows> {
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let mut ex = |tokens: usize, word_tokens: Vec<(u32, u32)>| TokenRows {
-        rows: (0..tokens * 2 * 384)
-            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
-            .collect(),
-        tokens,
-        word_tokens,
-    };
-    vec![
-        ex(7, vec![(1, 2), (2, 4), (4, 5), (5, 6)]),
-        ex(5, vec![(1, 2), (2, 4), (4, 4)]),
-    ]
-}
-
-/// The joint loss of the heads that train (intent only if `intent`), with dropout.
-fn loss(heads: &Heads, intent: bool) -> Tensor {
-    let rows = tokens();
-    let refs: Vec<&TokenRows> = rows.iter().collect();
-    let tb = make_token_batch(&refs, 2, 384, &Device::Cpu).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let b = heads.token_inputs(&tb, Some((0.1, &mut rng))).unwrap();
-    assert_eq!(b.words.dims(), &[2, 4, 4, 384]);
-    let out = heads.forward(&b, intent, true, Some(&mut rng)).unwrap();
-    let tags = Tensor::from_vec(vec![0u32, 1, 2, 0, 1, 0, 0, 0], 8, &Device::Cpu).unwrap();
-    let slot = out.slot.unwrap();
-    let mut l = candle_nn::loss::cross_entropy(&slot.reshape((8, 3)).unwrap(), &tags).unwrap();
-    if intent {
-        let y = Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap();
-        l = (l + candle_nn::loss::cross_entropy(&out.intent.unwrap(), &y).unwrap()).unwrap();
-    }
-    l
-}
-
-fn norm(g: &Tensor) -> f32 {
-    g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap()
-}
-
-/// Checks that parameters for which `trained` holds get a non-zero gradient and others none.
-fn check(heads: &Heads, grads: &GradStore, trained: &dyn Fn(Group) -> bool) -> usize {
-    let mut n = 0;
-    for p in &heads.params.params {
-        let g = grads.get(p.var.as_tensor());
-        if !trained(p.group) {
-            assert!(
-                g.is_none(),
-                "frozen tensor `{}` received a gradient",
-                p.name
-            );
-            continue;
-        }
-        let g = g.unwrap_or_else(|| panic!("trainable tensor `{}` received no gradient", p.name));
-        let v = norm(g);
-        assert!(v.is_finite(), "`{}`: gradient {v}", p.name);
-        // Two biases are gradient-free in exact arithmetic: each adds the same value to every
-        // score a softmax normalises (the intent attention over words; the key bias adds q . b_k
-        // to every score of a query row). Their gradient must exist; zero (or rounding noise) is
-        // allowed.
-        if !(p.name == "intent.attn.bias" || p.name.ends_with("attention.self.key.bias")) {
-            assert!(v > 0.0, "trainable tensor `{}`: all-zero gradient", p.name);
-        }
-        n += 1;
-    }
-    n
-}
-
-#[test]
-fn every_trainable_tensor_of_heads_and_top_layers_gets_a_gradient() {
-    let heads = model();
-    let layer_params = heads
-        .params
-        .params
-        .iter()
-        .filter(|p| matches!(p.group, Group::Layer(_)))
-        .count();
-    assert_eq!(layer_params, 32, "two layers of 16 tensors");
-    let grads = loss(&heads, true).backward().unwrap();
-    let n = check(&heads, &grads, &|_| true);
-    assert_eq!(n, heads.params.params.len());
-}
-
-#[test]
-fn a_frozen_head_gets_no_gradient_and_stays_byte_identical() {
-    let heads = model();
-    let trained = |g: Group| g != Group::Intent;
-    let snapshot = |h: &Heads| -> Vec<Vec<f32>> {
-        h.params
-            .params
-            .iter()
-            .filter(|p| p.group == Group::Intent)
-            .map(|p| p.var.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
-            .collect()
-    };
-    let before = snapshot(&heads);
-    let layers_before: Vec<f32> = heads.params.by_name()["encoder.layer.5.output.dense.weight"]
-        .var
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let grads = loss(&heads, false).backward().unwrap();
-    check(&heads, &grads, &trained);
-    let mut opt = AdamW::default();
-    let settings = |g: Group| {
-        trained(g).then_some(GroupSettings {
-            lr: 1e-3,
-            weight_decay: 0.01,
-        })
-    };
-    opt.step(&heads.params, &grads, &settings, 1.0).unwrap();
-    let after = snapshot(&heads);
-    for (a, b) in before.iter().zip(&after) {
-        assert!(
-            bytemuck::cast_slice::<f32, u8>(a) == bytemuck::cast_slice::<f32, u8>(b),
-            "a frozen tensor changed"
-        );
-    }
-    assert!(
-        !opt.moments.keys().any(|k| k.starts_with("intent.")),
-        "frozen tensors get no optimizer state"
-    );
-    let layers_after: Vec<f32> = heads.params.by_name()["encoder.layer.5.output.dense.weight"]
-        .var
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_ne!(layers_before, layers_after, "the unfrozen layer trained");
+    require_setup();
+    common::root().join(".models/minilm-hf")
 }
 
 #[test]
 fn train_eval_infer_with_the_top_layer_unfrozen() {
-    require_setup();
     minilm();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
@@ -258,13 +81,12 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["top_layers"]["first"], 5);
     assert_eq!(config["features"]["unit"], "tokens");
-    // With unfrozen layers the default heads are twice the frozen-backbone width.
-    assert_eq!(config["heads"]["intent_head"]["hidden"], 512, "{config}");
-    assert_eq!(config["heads"]["slot_head"]["gru_hidden"], 256, "{config}");
-    assert_eq!(
-        config["heads"]["intent_head"]["slot_states"], true,
-        "{config}"
-    );
+    // With unfrozen layers the default heads are twice the frozen-backbone width, and the intent
+    // head reads the tags head's states.
+    let tasks = &config["model"]["tasks"];
+    assert_eq!(tasks[0]["head"]["sentence"]["mlp_width"], 512, "{config}");
+    assert_eq!(tasks[1]["head"]["token"]["gru_units"], 256, "{config}");
+    assert_eq!(tasks[0]["head"]["sentence"]["reads"], "tags", "{config}");
 
     let input = tmp.path().join("lines.txt");
     std::fs::write(&input, "turn on the lights in the kitchen\n").unwrap();
@@ -300,7 +122,6 @@ fn train_eval_infer_with_the_top_layer_unfrozen() {
 /// differ at the end.
 #[test]
 fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
-    require_setup();
     minilm();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
@@ -338,7 +159,10 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
     common::kill_after_epochs(c, &b, 1);
     let hf = Weights::load(&minilm().join("model.safetensors")).unwrap();
     let layer_tensor = |w: &Weights| w.get(LAYER5, &[384, 384]).unwrap().to_vec();
-    let after_one = Weights::load(&b.join("checkpoint").join("current.safetensors")).unwrap();
+    let gen = b
+        .join("checkpoint")
+        .join(format!("gen-{}", common::checkpoint_epoch(&b)));
+    let after_one = Weights::load(&gen.join("current.safetensors")).unwrap();
     assert!(
         layer_tensor(&after_one) == layer_tensor(&hf),
         "--heads-first 1: the layers changed during the heads-only epoch"
@@ -379,59 +203,15 @@ fn resume_with_unfrozen_layers_matches_uninterrupted_run() {
 
 const LAYER5: &str = "encoder.layer.5.attention.self.query.weight";
 
-/// The fused layer norm equals the formulation from candle primitives in value and in the
-/// gradients of its input, scale and shift.
-#[test]
-fn fused_layer_norm_matches_the_primitive_formulation() {
-    use candle_core::Var;
-    use edgetune::backbone::layers::LayerNorm;
-    let dev = Device::Cpu;
-    let x = Var::from_tensor(&Tensor::randn(0.5f32, 2.0, (3, 5, 24), &dev).unwrap()).unwrap();
-    let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 24, &dev).unwrap()).unwrap();
-    let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 24, &dev).unwrap()).unwrap();
-    let r = Tensor::randn(0f32, 1.0, (3, 5, 24), &dev).unwrap();
-    let ln = LayerNorm {
-        weight: w.as_tensor().clone(),
-        bias: b.as_tensor().clone(),
-        eps: 1e-12,
-    };
-    let fused = ln.forward(x.as_tensor()).unwrap();
-    let reference = ln.forward_reference(x.as_tensor()).unwrap();
-    assert!(common::tensor_max_abs_diff(&fused, &reference) < 1e-5);
-    let gf = fused
-        .mul(&r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let gr = reference
-        .mul(&r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    for v in [&x, &w, &b] {
-        let (a, c) = (
-            gf.get(v.as_tensor()).unwrap(),
-            gr.get(v.as_tensor()).unwrap(),
-        );
-        let d = common::tensor_max_abs_diff(a, c);
-        assert!(d < 1e-4, "gradient differs by {d}");
-    }
-}
-
 /// Encoder outputs of an in-memory model (written to `dir` first) on a few sentences.
 fn encode(
-    model: &edgetune::onnx::proto::ModelProto,
+    model: &edgetune::graph::proto::ModelProto,
     dir: &std::path::Path,
     outputs: &[&str],
 ) -> (Vec<Vec<f32>>, Vec<i64>) {
-    use edgetune::onnx::runtime;
     let path = dir.join("encoder.onnx");
-    edgetune::onnx::save_model(&path, model).unwrap();
-    let mut s = runtime::open_session(&path, &Default::default()).unwrap();
+    edgetune::graph::save_model(&path, model).unwrap();
+    let mut s = runtime::open_file(&path, &SessionOptions::default()).unwrap();
     let tok =
         runtime::load_tokenizer(&common::root().join(".models/default/tokenizer.json")).unwrap();
     let b = runtime::EncoderBatch::tokenize(
@@ -453,10 +233,9 @@ fn encode(
 /// names the new hidden states in the metadata. A layer count that does not fit is an error.
 #[test]
 fn splicing_a_backbones_own_layers_back_reproduces_it() {
-    use edgetune::onnx::hidden::hidden_state_tensors;
+    use edgetune::graph::hidden::hidden_state_tensors;
+    use edgetune::onnx::export::{build_top_layers, splice_top_layers};
     use edgetune::onnx::quantize::{quantize_model, QuantizeOptions};
-    use edgetune::onnx::top_layers::{build_top_layers, splice_top_layers};
-    require_setup();
     let hf = minilm();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = BertConfig::load(&hf.join("config.json")).unwrap();
@@ -465,9 +244,9 @@ fn splicing_a_backbones_own_layers_back_reproduces_it() {
     assert_eq!(top.graph.as_ref().unwrap().output.len(), 2);
 
     let fp32 =
-        edgetune::onnx::load_model(&common::root().join(".models/default/backbone.onnx")).unwrap();
+        edgetune::graph::load_model(&common::root().join(".models/default/backbone.onnx")).unwrap();
     let spliced = splice_top_layers(fp32.clone(), &top, 4).unwrap();
-    assert_eq!(edgetune::onnx::count_layers(&spliced).unwrap(), 6);
+    assert_eq!(edgetune::graph::count_layers(&spliced).unwrap(), 6);
     let before = hidden_state_tensors(&fp32).unwrap();
     let after = hidden_state_tensors(&spliced).unwrap();
     assert_eq!(
@@ -500,13 +279,13 @@ fn splicing_a_backbones_own_layers_back_reproduces_it() {
     let (a, _) = encode(&fp32, tmp.path(), &outs);
     let (b, _) = encode(&spliced, tmp.path(), &outs);
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        let d = edgetune::onnx::runtime::max_abs_diff(x, y);
+        let d = runtime::max_abs_diff(x, y);
         assert!(d <= 1e-5, "{}: max |diff| {d}", outs[i]);
     }
 
     // The int8 backbone with int8 layers 4..6 of its own checkpoint stays close to it.
     let int8 =
-        edgetune::onnx::load_model(&common::root().join(".models/default/backbone.int8.onnx"))
+        edgetune::graph::load_model(&common::root().join(".models/default/backbone.int8.onnx"))
             .unwrap();
     let mut q = top.clone();
     let summary = quantize_model(&mut q, &QuantizeOptions::default()).unwrap();
@@ -515,13 +294,13 @@ fn splicing_a_backbones_own_layers_back_reproduces_it() {
     let (a, mask) = encode(&int8, tmp.path(), &["last_hidden_state"]);
     let (b, _) = encode(&spliced8, tmp.path(), &["last_hidden_state"]);
     let n = mask.len() / 3;
-    let pa = edgetune::onnx::runtime::mean_pool(&a[0], &mask, 3, n, 384);
-    let pb = edgetune::onnx::runtime::mean_pool(&b[0], &mask, 3, n, 384);
+    let pa = runtime::mean_pool(&a[0], &mask, 3, n, 384);
+    let pb = runtime::mean_pool(&b[0], &mask, 3, n, 384);
     for (x, y) in pa.iter().zip(&pb) {
-        let c = edgetune::onnx::runtime::cosine(x, y);
+        let c = runtime::cosine(x, y);
         assert!(c > 0.99, "pooled cosine {c}");
     }
-    assert!(edgetune::onnx::runtime::max_abs_diff(&a[0], &b[0]) > 0.0);
+    assert!(runtime::max_abs_diff(&a[0], &b[0]) > 0.0);
 
     // Two layers do not replace layers 3..6.
     let err = splice_top_layers(fp32, &top, 3).unwrap_err().to_string();
@@ -575,10 +354,8 @@ fn max_logit_diff(a: &[serde_json::Value], b: &[serde_json::Value]) -> f64 {
 /// the export).
 #[test]
 fn export_with_the_top_layer_fine_tuned() {
-    use edgetune::onnx::export::{build_merged, MergeSpec};
-    use edgetune::onnx::top_layers::{build_top_layers, splice_top_layers};
+    use edgetune::onnx::export::{build_merged, build_top_layers, splice_top_layers, MergeSpec};
     use std::ffi::OsStr;
-    require_setup();
     let hf = minilm();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
@@ -696,11 +473,11 @@ fn export_with_the_top_layer_fine_tuned() {
     );
 
     // Regression: the same merge with the checkpoint's original layer 5 does not reproduce the run.
-    let (rc, heads) = edgetune::run::load_run(&run).unwrap();
+    let (rc, model) = edgetune::run::load_run(&run).unwrap();
     let t = rc.top_layers.as_ref().unwrap();
     let original = Weights::load(&hf.join("model.safetensors")).unwrap();
     let top = build_top_layers(&t.config, &original, t.first).unwrap();
-    let backbone = edgetune::onnx::load_model(&rc.backbone.onnx).unwrap();
+    let backbone = edgetune::graph::load_model(&rc.backbone.onnx).unwrap();
     let spliced = splice_top_layers(backbone, &top, t.first).unwrap();
     let tokenizer = edgetune::tokenize::WordTokenizer::from_file(
         &rc.backbone.tokenizer,
@@ -713,9 +490,9 @@ fn export_with_the_top_layer_fine_tuned() {
         max_tokens: rc.backbone.max_tokens,
         pad_id: tokenizer.pad_id(),
     };
-    let merged = build_merged(spliced, &heads, &spec).unwrap();
+    let merged = build_merged(spliced, &model, &spec).unwrap();
     let orig = tmp.path().join("fp32").join("original-layers.onnx");
-    edgetune::onnx::save_model(&orig, &merged).unwrap();
+    edgetune::graph::save_model(&orig, &merged).unwrap();
     let by_orig = infer_lines(&cache, &[OsStr::new("--model"), orig.as_os_str(), inp]);
     let d_orig = max_logit_diff(&by_run, &by_orig);
     eprintln!(

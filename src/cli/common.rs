@@ -31,9 +31,14 @@ pub fn setup_threads(g: &Global) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// Loads ONNX Runtime (from `--ort-lib`, the environment, or set-up's location).
-pub fn init_runtime(g: &Global) -> anyhow::Result<PathBuf> {
-    Ok(edgetune::backbone::init_runtime(g.ort_lib.as_deref())?)
+/// Loads the library named by `--ort-lib` now; otherwise ONNX Runtime is loaded (from
+/// `$EDGETUNE_ORT_LIB` or beside the executable or set-up's folder) only when a session is first
+/// opened, so a command that needs none (training on cached features) runs without it.
+pub fn init_runtime(g: &Global) -> anyhow::Result<()> {
+    if let Some(p) = &g.ort_lib {
+        edgetune::backbone::init_runtime(Some(p))?;
+    }
+    Ok(())
 }
 
 /// A feature context for a backbone.
@@ -52,6 +57,22 @@ pub fn feature_context(
     )?;
     ctx.progress = progress;
     Ok(ctx)
+}
+
+/// Refuses an output folder `dir` (named by `flag`) that already holds files, unless `force`; a
+/// file where the folder should be is refused always.
+pub fn check_output_dir(dir: &std::path::Path, force: bool, flag: &str) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{flag} {}: is a file, not a folder", dir.display());
+    }
+    let used = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if used && !force {
+        bail!(
+            "{flag} {}: the folder already holds files; pass --force to write into it (files of the same name are replaced)",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Parses `512M`, `1G`, `800MiB`, `1.5GB` or plain bytes.

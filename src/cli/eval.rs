@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use edgetune::data::{self, Format, ReadOptions};
 use edgetune::eval::{evaluate_run, render_table};
+use edgetune::report::write_eval_plots;
 
 use super::common;
 use super::Global;
@@ -38,12 +39,23 @@ pub struct Args {
     /// `all_tasks_accuracy`.
     #[arg(long)]
     pub json: bool,
-    /// No progress output.
+    /// Also write the evaluation pictures into DIR: a confusion matrix per sentence task and F1
+    /// bars per label of every token task, each as SVG, PNG and JSON (the plotted data).
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Write into a --plots DIR that already holds files.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
+    /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
     pub quiet: bool,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &a.plots {
+        common::check_output_dir(dir, a.force, "--plots")?;
+    }
     let threads = common::setup_threads(g)?;
     let (rc, model) = edgetune::run::load_run(&a.run)?;
     let read = ReadOptions {
@@ -62,6 +74,12 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     )?;
     let ev = evaluate_run(&rc, &model, &split, &mut ctx)?;
     let report = ev.report;
+    if let Some(dir) = &a.plots {
+        let p = write_eval_plots(dir, &report, &split.name)?;
+        if !a.quiet {
+            eprintln!("{} picture files written to {}", p.files.len(), dir.display());
+        }
+    }
     if a.json {
         let mut v = serde_json::to_value(&report.metrics)?;
         if ev.truncated > 0 {

@@ -48,6 +48,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         fp32_layers: a.fp32_layers,
         force: a.force,
         session: SessionOptions::with_threads(threads),
+        progress: true,
     })?;
     for n in &report.notes {
         eprintln!("{n}");

@@ -19,6 +19,9 @@ pub struct Args {
     /// Skip the self-verification against candle (not recommended).
     #[arg(long)]
     pub no_verify: bool,
+    /// Replace an existing, non-empty output directory (rebuilt as a whole).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `edgetune import`.
@@ -30,6 +33,7 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
     opts.hidden_states = parse_hidden_states(&a.hidden_states)?;
     opts.verify = !a.no_verify;
     opts.threads = g.threads;
+    opts.force = a.force;
     let r = import(&opts)?;
     println!(
         "imported {} ({} layers, hidden {}, {} heads) -> {}",

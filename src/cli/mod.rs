@@ -9,6 +9,7 @@ mod eval;
 mod export;
 mod import;
 mod infer;
+mod inspect;
 mod quantize;
 mod serve;
 mod train;
@@ -62,7 +63,9 @@ enum Command {
     /// A long-running service: JSON-line requests on stdin, a Unix socket, TCP and a serial line;
     /// learns from corrections (background retrain, safe swap); fires device actions.
     Serve(serve::Args),
-
+    /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
+    /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
+    Inspect(inspect::Args),
 }
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
@@ -78,6 +81,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Export(a) => export::run(&cli.global, a),
         Command::Actions(a) => actions::run(&cli.global, a),
         Command::Serve(a) => serve::run(&cli.global, a),
+        Command::Inspect(a) => inspect::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -57,6 +57,22 @@ pub struct Args {
     /// channels); 0 disables it.
     #[arg(long, value_name = "RATIO", default_value_t = edgetune::onnx::quantize::DEFAULT_OUTLIER_RATIO)]
     pub outlier_ratio: f32,
+    /// Embedding tables (word and position) in `int8` with per-row scales, dequantized by standard
+    /// ONNX operators, or kept `fp32`.
+    #[arg(long, value_name = "int8|fp32", default_value = "int8", value_parser = ["int8", "fp32"])]
+    pub embeddings: String,
+    /// Print the bytes of each part of the written model (embeddings, int8 weights, fp32 weights,
+    /// small tensors, graph).
+    #[arg(long)]
+    pub report: bool,
+    /// Also measure the fidelity of every hidden state (per-token cosine and max |diff| of the int8
+    /// encoder against fp32 on the --sentences) and draw it into DIR as layer_fidelity.svg, .png
+    /// and .json.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Replace an existing output file, and write into a --plots DIR that already holds files.
+    #[arg(long)]
+    pub force: bool,
     /// At most this many calibration sentences are used.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub calibration_limit: usize,
@@ -64,6 +80,9 @@ pub struct Args {
 
 /// Runs `edgetune quantize`.
 pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &a.plots {
+        super::common::check_output_dir(dir, a.force, "--plots")?;
+    }
     if let Some(p) = &g.ort_lib {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
     }
@@ -90,6 +109,7 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         keep_fp32: a.keep_fp32,
         calibration: None,
         outlier_ratio: a.outlier_ratio,
+        int8_embeddings: a.embeddings == "int8",
     };
     if a.sensitivity {
         let tok = edgetune::backbone::raw::load_tokenizer(
@@ -104,7 +124,7 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let fp32 = a.model_dir.join(edgetune::onnx::import::BACKBONE_FILE);
         let (all, rows) =
-            edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads)?;
+            edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads, true)?;
         println!(
             "sensitivity on {} sentences; all quantized: pooled cosine mean {:.5}, min {:.5}",
             all.sentences, all.mean_cosine, all.min_cosine
@@ -127,6 +147,9 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         smooth_alpha: Some(a.smooth),
         calibration,
         auto_alpha: a.auto_smooth,
+        force: a.force,
+        progress: true,
+        plots: a.plots.clone(),
     };
     let r = quantize_dir(&opts)?;
     println!(
@@ -140,10 +163,32 @@ pub fn run(g: &super::Global, a: Args) -> anyhow::Result<()> {
         r.fused_nodes,
         r.unfused_nodes
     );
+    if !r.summary.int8_embeddings.is_empty() {
+        println!(
+            "embedding tables int8 with per-row scales: {}",
+            r.summary.int8_embeddings.join(", ")
+        );
+    }
+    if a.report {
+        println!("size {}", r.bytes);
+    }
     println!(
         "fidelity vs fp32 on {} sentences: pooled cosine mean {:.5}, min {:.5}",
         r.fidelity.sentences, r.fidelity.mean_cosine, r.fidelity.min_cosine
     );
+    if !r.layers.is_empty() {
+        let worst = r
+            .layers
+            .iter()
+            .min_by(|x, y| x.mean_cosine.total_cmp(&y.mean_cosine))
+            .map(|l| format!("lowest mean cosine {:.5} at hidden state {}", l.mean_cosine, l.state))
+            .unwrap_or_default();
+        println!(
+            "per-layer fidelity ({} hidden states, {worst}) drawn in {}",
+            r.layers.len(),
+            a.plots.as_deref().unwrap_or(std::path::Path::new(".")).display()
+        );
+    }
     if let Some((f, q)) = r.speed {
         println!(
             "throughput: fp32 {f:.1} sent/s, int8 {q:.1} sent/s, speed-up {:.2}x",

@@ -144,7 +144,8 @@ pub struct Args {
     /// Print the final metrics as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress output.
+    /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
+    /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -332,7 +333,7 @@ fn validate(a: Args) -> anyhow::Result<Options> {
                 out.display()
             );
         }
-        if ckpt.join("state.json").exists() && !a.force {
+        if checkpoint::exists(&ckpt) && !a.force {
             bail!(
                 "{} holds an interrupted run; continue it with `edgetune train --resume {}`, or pass --force to start over",
                 out.display(),
@@ -373,6 +374,9 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     if !o.settings.tasks.is_empty() {
         dataset.select_tasks(&o.settings.tasks)?;
     }
+    for w in dataset.warnings() {
+        eprintln!("warning: {w}");
+    }
     common::init_runtime(g)?;
     let files = ModelFiles::from_arg(o.backbone.as_deref())?;
     let mut ctx =
@@ -404,6 +408,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         println!("{}", plan.text);
         return Ok(());
     }
+    let lock = train::lock_run(&o.out)?;
     let ckpt = o.out.join(checkpoint::DIR);
     if !o.resume {
         if force && ckpt.exists() {
@@ -425,6 +430,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         settings: o.settings,
         verbose: !o.quiet,
         resume: o.resume,
+        lock: Some(lock),
     })?;
     if let (Some(budget), Some(peak)) = (o.max_memory, edgetune::sys::peak_rss()) {
         let msg = format!("peak RSS {} MiB (budget {} MiB)", peak >> 20, budget >> 20);
@@ -442,6 +448,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         println!("{v}");
     } else {
         println!("run written to {}", o.out.display());
+        println!(
+            "report: {} (pictures in {})",
+            outcome.plots.report.display(),
+            o.out.join(edgetune::train::plots::PLOTS_DIR).display()
+        );
         println!("valid: {}", fmt_metrics(&outcome.valid));
         if let Some((m, _)) = &outcome.test {
             println!("test:  {} ({} examples)", fmt_metrics(m), m.examples);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::DataError;
-use super::example::{Example, Labels, Origin, TAGS};
+use super::example::{Example, Labels, Origin, INTENT, TAGS};
 use super::text::{check_task_name, numbered_lines, validate_tag};
 
 /// The meaning of the columns.
@@ -43,6 +43,11 @@ fn layout(path: &Path, columns: Option<&[String]>) -> Result<Layout, DataError> 
             continue;
         }
         check_task_name(n).map_err(bad)?;
+        if n == INTENT {
+            return Err(bad(
+                "`intent` is the task of one label per sentence, not a column of word labels".into(),
+            ));
+        }
         if tasks.iter().any(|(_, t)| t == n) {
             return Err(bad(format!("column name `{n}` appears twice")));
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::DataError;
-use super::example::{Example, Labels, Origin, INTENT};
+use super::example::{Example, Labels, Origin, INTENT, TAGS};
 use super::text::{check_task_name, clean_label, numbered_lines, words_of};
 
 /// The task names of a header row (`text` last), or `None` when the row is data. A header whose
@@ -28,6 +28,13 @@ fn header(fields: &[&str], path: &Path, line: usize) -> Result<Option<Vec<String
             f.to_string()
         };
         check_task_name(&name).map_err(|m| DataError::at(path, line, format!("header: {m}")))?;
+        if name == TAGS {
+            return Err(DataError::at(
+                path,
+                line,
+                "header: `tags` is the task of one BIO tag per word, not a label of the whole text",
+            ));
+        }
         if names.contains(&name) {
             return Err(DataError::at(
                 path,

@@ -251,3 +251,54 @@ impl Dataset {
         Ok(())
     }
 }
+
+impl Dataset {
+    /// Warnings about data that trains without error but cannot give a useful model: a sentence
+    /// task with one label, a token task whose every label is the same (all `O`), a valid split
+    /// whose labels training never saw (early stopping would measure nothing).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let valid_tasks = self.valid.tasks();
+        for t in self.train.tasks() {
+            let distinct: std::collections::BTreeSet<&str> = match t.kind {
+                TaskKind::Sentence => self
+                    .train
+                    .examples
+                    .iter()
+                    .filter_map(|e| e.labels.sentence.get(&t.name).map(String::as_str))
+                    .collect(),
+                _ => self
+                    .train
+                    .examples
+                    .iter()
+                    .filter_map(|e| e.labels.token.get(&t.name))
+                    .flatten()
+                    .map(String::as_str)
+                    .collect(),
+            };
+            if distinct.len() <= 1 {
+                let only = distinct.iter().next().copied().unwrap_or("");
+                out.push(format!(
+                    "task `{}` has a single label ({only:?}) in {}: its head cannot learn to tell anything apart",
+                    t.name,
+                    self.train.source.display()
+                ));
+            }
+            if let Some(v) = valid_tasks.iter().find(|v| v.name == t.name) {
+                let seen: std::collections::BTreeSet<&String> = t.labels.iter().collect();
+                let meaningful: Vec<&String> = v
+                    .labels
+                    .iter()
+                    .filter(|l| !(t.kind == TaskKind::Spans && l.as_str() == "O"))
+                    .collect();
+                if !meaningful.is_empty() && meaningful.iter().all(|l| !seen.contains(l)) {
+                    out.push(format!(
+                        "task `{}`: none of the valid split's labels occurs in train; its valid score (and early stopping) measures nothing",
+                        t.name
+                    ));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,6 +1,6 @@
 //! JointBERT folders: `seq.in` (whitespace-separated words), `seq.out` (one BIO tag per word) and
-//! `label` (the intent: tasks `tags` and `intent`), line `i` of each file describing example `i`. `seq.out` or `label` may be
-//! absent, and then that task is absent. Trailing blank lines are ignored.
+//! `label` (the intent): tasks `tags` and `intent`, line `i` of each file describing example `i`.
+//! `seq.out` or `label` may be absent, and then that task is absent. Trailing blank lines are ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -8,30 +8,48 @@ use super::error::DataError;
 use super::example::{Example, Labels, Origin, INTENT, TAGS};
 use super::text::{check_tags, clean_label, numbered_lines, read_text, words_of};
 
-/// The non-trailing-blank lines of a file in the folder, or `None` if the file does not exist.
-fn read_lines(folder: &Path, name: &str) -> Result<Option<(PathBuf, Vec<String>)>, DataError> {
+/// The non-trailing-blank lines of a text.
+fn lines_of(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = numbered_lines(text).map(|(_, l)| l.to_string()).collect();
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    lines
+}
+
+/// The text of a file in the folder, or `None` if the file does not exist.
+fn read_file(folder: &Path, name: &str) -> Result<Option<String>, DataError> {
     let path = folder.join(name);
     if !path.exists() {
         return Ok(None);
     }
-    let text = read_text(&path)?;
-    let mut lines: Vec<String> = numbered_lines(&text).map(|(_, l)| l.to_string()).collect();
-    while lines.last().is_some_and(|l| l.trim().is_empty()) {
-        lines.pop();
-    }
-    Ok(Some((path, lines)))
+    read_text(&path).map(Some)
 }
 
 /// Reads the JointBERT folder `folder`.
 pub(super) fn read(folder: &Path) -> Result<Vec<Example>, DataError> {
-    let Some((seq_in, words_lines)) = read_lines(folder, "seq.in")? else {
+    let Some(seq_in) = read_file(folder, "seq.in")? else {
         return Err(DataError::file(
             folder,
             "no seq.in in this JointBERT folder",
         ));
     };
-    let seq_out = read_lines(folder, "seq.out")?;
-    let label = read_lines(folder, "label")?;
+    let seq_out = read_file(folder, "seq.out")?;
+    let label = read_file(folder, "label")?;
+    parse(folder, &seq_in, seq_out.as_deref(), label.as_deref())
+}
+
+/// Parses the texts of a JointBERT folder's files (`folder` names them in errors).
+pub(super) fn parse(
+    folder: &Path,
+    seq_in: &str,
+    seq_out: Option<&str>,
+    label: Option<&str>,
+) -> Result<Vec<Example>, DataError> {
+    let (seq_in, words_lines) = (folder.join("seq.in"), lines_of(seq_in));
+    let seq_out: Option<(PathBuf, Vec<String>)> =
+        seq_out.map(|t| (folder.join("seq.out"), lines_of(t)));
+    let label: Option<(PathBuf, Vec<String>)> = label.map(|t| (folder.join("label"), lines_of(t)));
     if seq_out.is_none() && label.is_none() {
         return Err(DataError::file(
             folder,

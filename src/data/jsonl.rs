@@ -216,13 +216,16 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
         }
         let field = format!("field \"{key}\"");
         match value {
-            Value::String(s) => {
+            Value::Null => {}
+            Value::String(s) if key != TAGS => {
                 check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
                 labels
                     .sentence
                     .insert(key.clone(), clean_label(s, path, line, &field)?);
             }
-            Value::Array(items) if key == TAGS || items.iter().all(Value::is_string) => {
+            Value::Array(items)
+                if key == TAGS || (key != INTENT && items.iter().all(Value::is_string)) =>
+            {
                 check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
                 let tags = string_array(value, key, path, line)?;
                 if key == TAGS {

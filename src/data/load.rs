@@ -31,6 +31,43 @@ impl ReadOptions {
     }
 }
 
+/// Parses the text of one split file of `format` (not JointBERT, which is a folder) as read from
+/// `path` (named in errors): the parser behind [`load_split`] for in-memory text (fuzzing, tests).
+pub fn parse_text(
+    path: &Path,
+    format: Format,
+    text: &str,
+    opts: &ReadOptions,
+) -> Result<Vec<Example>, DataError> {
+    let examples = match format {
+        Format::Jsonl => jsonl::parse(path, text)?,
+        Format::Conll => conll::parse(path, text, opts.columns.as_deref())?,
+        Format::Tsv => delimited::parse_tsv(path, text)?,
+        Format::Csv => delimited::parse_csv(path, text)?,
+        Format::JointBert => {
+            return Err(DataError::file(
+                path,
+                "a JointBERT split is a folder, not one text",
+            ))
+        }
+    };
+    check_consistent_tasks(&examples)?;
+    Ok(examples)
+}
+
+/// Parses the three files of a JointBERT split given as texts (`seq.in`, `seq.out`, `label`; the
+/// folder `dir` is named in errors): the parser behind [`load_split`] for in-memory text.
+pub fn parse_jointbert(
+    dir: &Path,
+    seq_in: &str,
+    seq_out: Option<&str>,
+    label: Option<&str>,
+) -> Result<Vec<Example>, DataError> {
+    let examples = jointbert::parse(dir, seq_in, seq_out, label)?;
+    check_consistent_tasks(&examples)?;
+    Ok(examples)
+}
+
 /// Reads the split to evaluate: `path` is a dataset directory (its split `name`) or a single file or
 /// JointBERT folder.
 pub fn load_eval_split(path: &Path, name: &str, opts: &ReadOptions) -> Result<Split, DataError> {

@@ -22,5 +22,8 @@ pub use example::{
     Dataset, Example, Labels, Origin, Split, TaskInfo, TaskKind, INTENT, TAGS,
 };
 pub use format::{Format, UnknownFormat};
-pub use load::{load_dataset, load_eval_split, load_split, read_file_split, ReadOptions};
+pub use load::{
+    load_dataset, load_eval_split, load_split, parse_jointbert, parse_text, read_file_split,
+    ReadOptions,
+};
 pub use text::{check_task_name, split_words, validate_tag};

@@ -22,9 +22,28 @@ fn pad(s: &str, width: usize) -> String {
     format!("{s}{}", " ".repeat(width.saturating_sub(w)))
 }
 
-fn push_metric(out: &mut String, name: &str, value: Option<f64>) {
-    if let Some(v) = value {
-        let _ = writeln!(out, "  {} {}", pad(name, 24), pct(v));
+/// Headline metrics, one per line, names padded to a common width (at least 24 columns).
+#[derive(Default)]
+struct Headlines(Vec<(String, f64)>);
+
+impl Headlines {
+    fn push(&mut self, name: impl Into<String>, value: Option<f64>) {
+        if let Some(v) = value {
+            self.0.push((name.into(), v));
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        let width = self
+            .0
+            .iter()
+            .map(|(n, _)| UnicodeWidthStr::width(n.as_str()))
+            .max()
+            .unwrap_or(0)
+            .max(24);
+        for (name, v) in &self.0 {
+            let _ = writeln!(out, "  {} {}", pad(name, width), pct(*v));
+        }
     }
 }
 
@@ -69,24 +88,26 @@ pub fn render_table(report: &EvalReport) -> String {
     let m = &report.metrics;
     let mut out = String::new();
     let _ = writeln!(out, "examples: {}", m.examples);
-    push_metric(&mut out, "intent accuracy", m.intent_accuracy);
-    push_metric(&mut out, "slot precision", m.slot_precision);
-    push_metric(&mut out, "slot recall", m.slot_recall);
-    push_metric(&mut out, "slot F1", m.slot_f1);
+    let mut h = Headlines::default();
+    h.push("intent accuracy", m.intent_accuracy);
+    h.push("slot precision", m.slot_precision);
+    h.push("slot recall", m.slot_recall);
+    h.push("slot F1", m.slot_f1);
     for (name, s) in &m.tasks {
         if name == INTENT || (name == TAGS && m.slot_f1.is_some()) {
             continue;
         }
-        push_metric(&mut out, &format!("{name} accuracy"), s.accuracy);
-        push_metric(&mut out, &format!("{name} precision"), s.precision);
-        push_metric(&mut out, &format!("{name} recall"), s.recall);
-        push_metric(&mut out, &format!("{name} F1"), s.span_f1);
-        push_metric(&mut out, &format!("{name} token accuracy"), s.token_accuracy);
+        h.push(format!("{name} accuracy"), s.accuracy);
+        h.push(format!("{name} precision"), s.precision);
+        h.push(format!("{name} recall"), s.recall);
+        h.push(format!("{name} F1"), s.span_f1);
+        h.push(format!("{name} token accuracy"), s.token_accuracy);
     }
-    push_metric(&mut out, "sentence accuracy", m.sentence_accuracy);
+    h.push("sentence accuracy", m.sentence_accuracy);
     if m.tasks.len() > 2 || m.sentence_accuracy.is_none() {
-        push_metric(&mut out, "all tasks accuracy", m.all_tasks_accuracy);
+        h.push("all tasks accuracy", m.all_tasks_accuracy);
     }
+    h.write(&mut out);
 
     for (name, t) in &report.tasks {
         let title = match (name.as_str(), t.kind) {
@@ -128,4 +149,100 @@ pub fn render_table(report: &EvalReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use unicode_width::UnicodeWidthStr;
+
+    use super::render_table;
+    use crate::data::{Example, Labels, Origin, TaskInfo, TaskKind};
+    use crate::metrics::evaluate;
+
+    fn example(words: &[&str], intent: &str, tags: &[&str]) -> Example {
+        let mut labels = Labels::default();
+        labels.sentence.insert("意図".into(), intent.into());
+        labels.token.insert("タグ".into(), tags.iter().map(|t| t.to_string()).collect());
+        Example {
+            words: words.iter().map(|w| w.to_string()).collect(),
+            labels,
+            origin: Origin {
+                file: "test.jsonl".into(),
+                line: 1,
+            },
+        }
+    }
+
+    /// Display column just after each `%` of a line (wide characters count two).
+    fn percent_columns(line: &str) -> Vec<usize> {
+        line.char_indices()
+            .filter(|(_, c)| *c == '%')
+            .map(|(i, _)| UnicodeWidthStr::width(&line[..=i]))
+            .collect()
+    }
+
+    #[test]
+    fn cjk_labels_and_long_names_stay_aligned() {
+        let gold = vec![
+            example(&["明日", "東京", "の", "天気"], "天気を調べる", &["B-日付", "B-場所", "O", "O"]),
+            example(&["音楽", "を", "かけて"], "音楽を再生", &["O", "O", "O"]),
+            example(&["play", "jazz"], "play", &["O", "B-genre"]),
+            example(&["明日", "の", "天気"], "天気を調べる", &["B-日付", "O", "O"]),
+        ];
+        let mut pred: Vec<Labels> = gold.iter().map(|e| e.labels.clone()).collect();
+        pred[1].sentence.insert("意図".into(), "play".into());
+        pred[2].token.insert("タグ".into(), vec!["O".into(), "O".into()]);
+        let tasks = vec![
+            TaskInfo {
+                name: "意図".into(),
+                kind: TaskKind::Sentence,
+                labels: vec!["天気を調べる".into(), "音楽を再生".into(), "play".into()],
+            },
+            TaskInfo {
+                name: "タグ".into(),
+                kind: TaskKind::Spans,
+                labels: ["O", "B-日付", "B-場所", "B-genre"].iter().map(|s| s.to_string()).collect(),
+            },
+            TaskInfo {
+                name: "a_task_with_a_rather_long_name".into(),
+                kind: TaskKind::Tokens,
+                labels: vec!["x".into()],
+            },
+        ];
+        let mut gold = gold;
+        for g in &mut gold {
+            let n = g.words.len();
+            g.labels.token.insert("a_task_with_a_rather_long_name".into(), vec!["x".into(); n]);
+        }
+        for (p, g) in pred.iter_mut().zip(&gold) {
+            p.token.insert("a_task_with_a_rather_long_name".into(), vec!["x".into(); g.words.len()]);
+        }
+        let text = render_table(&evaluate(&gold, &pred, &tasks));
+        let blocks: Vec<&str> = text.split("\n\n").collect();
+
+        // Headline metrics: every value ends in the same column, the long task name included.
+        let head: Vec<&str> = blocks[0].lines().filter(|l| l.contains('%')).collect();
+        assert!(head.iter().any(|l| l.contains("a_task_with_a_rather_long_name token accuracy")), "{text}");
+        assert!(head.len() >= 4, "{text}");
+        let cols: Vec<Vec<usize>> = head.iter().map(|l| percent_columns(l)).collect();
+        assert!(cols.iter().all(|c| c.len() == 1 && c == &cols[0]), "headline values misaligned:\n{text}");
+
+        // Per-label tables: the header's columns and every row's figures end in the same columns.
+        let mut tables = 0;
+        for b in blocks.iter().filter(|b| b.contains("precision") && b.contains("support")) {
+            let lines: Vec<&str> = b.lines().collect();
+            let header_end = UnicodeWidthStr::width(lines[0]);
+            let rows = &lines[1..];
+            assert!(!rows.is_empty(), "{b}");
+            let first = percent_columns(rows[0]);
+            assert_eq!(first.len(), 3, "{b}");
+            for r in rows {
+                assert_eq!(percent_columns(r), first, "misaligned row {r:?} in\n{b}");
+                assert_eq!(UnicodeWidthStr::width(*r), header_end, "row {r:?} ends elsewhere than the header in\n{b}");
+            }
+            tables += 1;
+        }
+        assert_eq!(tables, 3, "{text}");
+        assert!(text.contains("天気を調べる") && text.contains("日付"), "{text}");
+    }
 }

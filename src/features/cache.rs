@@ -30,12 +30,13 @@ use sha2::{Digest, Sha256};
 use crate::backbone::{Backbone, BackboneError, ModelFiles, SessionOptions};
 use crate::data::Split;
 use crate::fsutil;
+use crate::progress::Progress;
 use crate::tokenize::{TokenizeError, Tokenized, WordTokenizer};
 
 use super::pool::{pooled_mean, word_rows};
 
 /// Version of the cache layout; part of every key.
-pub const CACHE_VERSION: u32 = 1;
+pub const CACHE_VERSION: u32 = 2;
 
 /// Errors of feature extraction and the cache.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,11 @@ pub struct CacheMeta {
     pub truncated: Vec<usize>,
     /// Tokens per example (special tokens included).
     pub tokens: Vec<u32>,
+    /// CRC-32 of each example's stored states (checked on every read: bit rot on an SD card is an
+    /// error, never silently different features).
+    pub checksums: Vec<u32>,
+    /// CRC-32 of `pooled.f32` (0 for a composed entry: each part checks its own).
+    pub pooled_checksum: u32,
     /// For a composed entry: the keys of the entries it concatenates, in order (their data files
     /// hold its states); empty for an entry with its own data files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -144,9 +150,21 @@ impl SplitFeatures {
         scratch.resize(n, f16::ZERO);
         let (file, offset) = self.locations[i];
         let (path, states) = &self.files[file];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(scratch.as_mut_slice());
         states
-            .read_exact_at(bytemuck::cast_slice_mut(scratch.as_mut_slice()), offset * 2)
+            .read_exact_at(bytes, offset * 2)
             .map_err(io_err(path))?;
+        if crc32fast::hash(bytes) != self.meta.checksums[i] {
+            return Err(FeatureError::Corrupt {
+                path: path.clone(),
+                message: format!(
+                    "the states of example {} do not match their checksum (the file is damaged); \
+                     remove the folder {} and run again to rebuild it",
+                    i + 1,
+                    self.dir.display()
+                ),
+            });
+        }
         out.clear();
         out.extend(scratch.iter().map(|v| v.to_f32()));
         Ok(())
@@ -165,7 +183,7 @@ pub struct FeatureContext {
     pub session: SessionOptions,
     pub cache_dir: PathBuf,
     pub batch_size: usize,
-    /// Show a progress bar on stderr.
+    /// Show the extraction's progress on stderr (a bar on a terminal, lines otherwise).
     pub progress: bool,
     model_sha: String,
     tokenizer_sha: String,
@@ -248,9 +266,13 @@ impl FeatureContext {
         Ok(self.backbone.as_mut().expect("loaded above"))
     }
 
-    /// Frees the backbone's session (its weights and memory arena) until it is needed again.
+    /// Frees the backbone's session (its weights and memory arena) until it is needed again, and
+    /// gives the freed memory back to the system: ONNX Runtime's threads allocate in their own
+    /// malloc arenas, which the training threads would not reuse, so without the trim the peak of
+    /// training would add to that of extraction instead of following it.
     pub fn release_backbone(&mut self) {
         self.backbone = None;
+        crate::sys::trim_heap();
     }
 
     /// The cache key of `split` under `spec`.
@@ -337,6 +359,8 @@ impl FeatureContext {
             word_tokens: Vec::new(),
             truncated: Vec::new(),
             tokens: Vec::new(),
+            checksums: Vec::new(),
+            pooled_checksum: 0,
             parts: metas.iter().map(|m| m.key.clone()).collect(),
         };
         for m in &metas {
@@ -346,7 +370,10 @@ impl FeatureContext {
             meta.rows.extend_from_slice(&m.rows);
             meta.word_tokens.extend(m.word_tokens.iter().cloned());
             meta.tokens.extend_from_slice(&m.tokens);
+            meta.checksums.extend_from_slice(&m.checksums);
         }
+        fs::create_dir_all(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
+        remove_stale_temps(&self.cache_dir);
         let tmp = self
             .cache_dir
             .join(format!(".{key}.{}.tmp", std::process::id()));
@@ -391,7 +418,7 @@ impl FeatureContext {
         let rows: Vec<u32> = toks
             .iter()
             .map(|t| match spec.unit {
-                Unit::Words => t.word_tokens.len() as u32,
+                Unit::Words => t.feature_words() as u32,
                 Unit::Tokens => t.ids.len() as u32,
             })
             .collect();
@@ -410,6 +437,7 @@ impl FeatureContext {
             acc += *r as u64 * width;
         }
         fs::create_dir_all(&cache_dir).map_err(io_err(&cache_dir))?;
+        remove_stale_temps(&cache_dir);
         let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
@@ -423,20 +451,14 @@ impl FeatureContext {
 
         let mut order: Vec<usize> = (0..toks.len()).collect();
         order.sort_by_key(|&i| (toks[i].ids.len(), i));
-        let bar = if progress && !toks.is_empty() {
-            let b = indicatif::ProgressBar::new(toks.len() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} sentences ({per_sec}, eta {eta})",
-                )
-                .expect("valid template"),
-            );
-            b.set_prefix(format!("extracting {}", split.name));
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let mut bar = Progress::new(
+            format!("extracting {}", split.name),
+            toks.len() as u64,
+            "sentences",
+            progress,
+        );
         let mut buf: Vec<f16> = Vec::new();
+        let mut checksums = vec![0u32; toks.len()];
         for chunk in order.chunks(batch_size) {
             let batch: Vec<&Tokenized> = chunk.iter().map(|&i| &toks[i]).collect();
             let out = backbone.run(&batch)?;
@@ -466,13 +488,14 @@ impl FeatureContext {
                         buf.extend(word_rows(&out, r, t, &pos).0.into_iter().map(f16::from_f32))
                     }
                 }
+                checksums[i] = crc32fast::hash(bytemuck::cast_slice(&buf));
                 states_file
                     .write_all_at(bytemuck::cast_slice(&buf), offsets[i] * 2)
                     .map_err(io_err(&states_path))?;
             }
             bar.inc(chunk.len() as u64);
         }
-        bar.finish_and_clear();
+        bar.finish();
         states_file.sync_all().map_err(io_err(&states_path))?;
         drop(states_file);
         let pooled_path = tmp.join("pooled.f32");
@@ -494,6 +517,8 @@ impl FeatureContext {
                 .map(|(i, _)| i)
                 .collect(),
             tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+            checksums,
+            pooled_checksum: crc32fast::hash(bytemuck::cast_slice(&pooled)),
             parts: Vec::new(),
         };
         let meta_path = tmp.join("meta.json");
@@ -508,6 +533,38 @@ impl FeatureContext {
         fsutil::sync_dir(&dest).map_err(io_err(&dest))?;
         Ok(())
     }
+}
+
+/// Removes the temporary entries (`.{key}.{pid}.tmp`) of extractions whose process no longer runs
+/// (killed, or stopped by a full disk); an entry of a running process is left alone.
+pub fn remove_stale_temps(cache_dir: &Path) {
+    let Ok(entries) = fs::read_dir(cache_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() as i32 && !process_alive(pid) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists.
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for the process; nothing is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
@@ -542,8 +599,8 @@ fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError
     let mut row = 0usize;
     for (f, (sdir, smeta)) in sources.iter().enumerate() {
         let mut acc = 0u64;
-        for r in &smeta.rows {
-            if meta.rows.get(row) != Some(r) {
+        for (r, c) in smeta.rows.iter().zip(&smeta.checksums) {
+            if meta.rows.get(row) != Some(r) || meta.checksums.get(row) != Some(c) {
                 return Err(corrupt(format!(
                     "rows of part {} differ from the entry's",
                     smeta.key
@@ -576,6 +633,12 @@ fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError
                 ),
             });
         }
+        if crc32fast::hash(&bytes) != smeta.pooled_checksum {
+            return Err(FeatureError::Corrupt {
+                path: sdir.clone(),
+                message: "pooled.f32 does not match its checksum".into(),
+            });
+        }
         pooled.extend(
             bytes
                 .chunks_exact(4)
@@ -605,6 +668,7 @@ fn read_meta(dir: &Path, key: &str) -> Result<CacheMeta, FeatureError> {
     if meta.version != CACHE_VERSION
         || meta.key != key
         || meta.rows.len() != meta.examples
+        || meta.checksums.len() != meta.examples
         || meta.word_tokens.len() != meta.examples
     {
         return Err(FeatureError::Corrupt {

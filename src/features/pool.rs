@@ -18,7 +18,7 @@ pub fn example_rows(
     let (rows, kept) = word_rows(out, r, tok, positions);
     ExampleRows {
         rows,
-        words: tok.word_tokens.len(),
+        words: kept.len(),
         kept,
         pooled: pooled_mean(out, r, tok.ids.len(), last),
     }
@@ -41,8 +41,9 @@ pub fn pooled_mean(out: &BatchStates, r: usize, n: usize, last: usize) -> Vec<f3
     pooled
 }
 
-/// Per word, per requested state: the mean of the word's sub-token states (`[words, states,
-/// hidden]` row-major; zeros for a word cut by truncation), and which words have features.
+/// Per word up to the last one with tokens ([`Tokenized::feature_words`]), per requested state: the
+/// mean of the word's sub-token states (`[words, states, hidden]` row-major; zeros for a word
+/// without tokens), and which of those words have features.
 pub fn word_rows(
     out: &BatchStates,
     r: usize,
@@ -50,9 +51,10 @@ pub fn word_rows(
     positions: &[usize],
 ) -> (Vec<f32>, Vec<bool>) {
     let hidden = out.states[0].shape()[2];
-    let mut rows = vec![0f32; tok.word_tokens.len() * positions.len() * hidden];
-    let mut kept = Vec::with_capacity(tok.word_tokens.len());
-    for (w, &(s, e)) in tok.word_tokens.iter().enumerate() {
+    let words = &tok.word_tokens[..tok.feature_words()];
+    let mut rows = vec![0f32; words.len() * positions.len() * hidden];
+    let mut kept = Vec::with_capacity(words.len());
+    for (w, &(s, e)) in words.iter().enumerate() {
         kept.push(e > s);
         if e <= s {
             continue;
@@ -87,7 +89,7 @@ pub fn token_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usi
     TokenRows {
         rows,
         tokens: tok.ids.len(),
-        word_tokens: tok.word_tokens.clone(),
+        word_tokens: tok.word_tokens[..tok.feature_words()].to_vec(),
     }
 }
 

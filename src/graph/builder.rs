@@ -164,8 +164,8 @@ pub fn get_attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProt
 /// Builds a [`GraphProto`] node by node, generating unique value names.
 ///
 /// ```
-/// use edgetune::onnx::graph::{GraphBuilder, Dim, attr_int};
-/// use edgetune::onnx::proto::tensor_proto::DataType;
+/// use edgetune::graph::{GraphBuilder, Dim, attr_int};
+/// use edgetune::graph::proto::tensor_proto::DataType;
 /// let mut b = GraphBuilder::new("g");
 /// b.input("x", DataType::Float, &[Dim::param("batch"), Dim::Fixed(4)]);
 /// let w = b.initializer_f32("w", &[4, 2], &[0.0; 8]);

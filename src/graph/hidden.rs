@@ -77,10 +77,10 @@ pub fn hidden_state_tensors(model: &ModelProto) -> Result<Vec<String>, OnnxError
             .collect();
     }
     let lns = layer_norms(model)?;
-    if lns.len() != 2 * l + 1 {
+    // `l` may come from the file's metadata: any count, so no arithmetic that can overflow.
+    if l.checked_mul(2).and_then(|n| n.checked_add(1)) != Some(lns.len()) {
         return Err(OnnxError::graph(format!(
-            "expected {} LayerNormalization nodes for {l} layers, found {}",
-            2 * l + 1,
+            "expected 2L + 1 LayerNormalization nodes for L = {l} layers, found {}",
             lns.len()
         )));
     }

@@ -59,9 +59,16 @@ pub fn tensor_checked<T: TensorElement>(
     Ok(tensor(name, dims, data))
 }
 
-/// Number of elements of a tensor from its dims.
+/// Number of elements of a tensor from its dims (a negative dim counts as 0). The dims come from a
+/// file: a product past `usize` saturates at `usize::MAX`, which no stored data matches.
 pub fn tensor_numel(t: &TensorProto) -> usize {
-    t.dims.iter().map(|&d| d.max(0) as usize).product()
+    if t.dims.iter().any(|&d| d <= 0) {
+        return usize::from(t.dims.is_empty());
+    }
+    t.dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+        .unwrap_or(usize::MAX)
 }
 
 fn tensor_name(t: &TensorProto) -> &str {

@@ -135,8 +135,8 @@ pub fn decode_examples(
             let b = model.token_inputs(&tb, None)?;
             let words: Vec<usize> = rows.iter().map(|r| r.word_tokens.len()).collect();
             let decoded = decode_batch(model, &b, &words)?;
-            for ((&i, d), r) in chunk.iter().zip(decoded).zip(rows) {
-                let kept = r.word_tokens.iter().map(|(s, e)| e > s).collect();
+            for (&i, d) in chunk.iter().zip(decoded) {
+                let kept = toks[i].word_tokens.iter().map(|(s, e)| e > s).collect();
                 results[i] = (d, kept);
             }
             continue;
@@ -148,8 +148,9 @@ pub fn decode_examples(
         let b = make_batch(&refs, states.len(), backbone.hidden, &dev)?;
         let words: Vec<usize> = rows.iter().map(|r| r.words).collect();
         let decoded = decode_batch(model, &b, &words)?;
-        for ((&i, d), r) in chunk.iter().zip(decoded).zip(rows) {
-            results[i] = (d, r.kept);
+        for (&i, d) in chunk.iter().zip(decoded) {
+            let kept = toks[i].word_tokens.iter().map(|(s, e)| e > s).collect();
+            results[i] = (d, kept);
         }
     }
     Ok(results)

@@ -99,9 +99,10 @@ pub fn token_ids(task: &TaskInfo, probs: &[Vec<f32>]) -> Vec<usize> {
     }
 }
 
-/// The labels of a decoded example. Words cut by truncation (`kept` false) get the task's first
-/// label (`O` for a task that has it). Class ids outside a task's labels are skipped (the label
-/// lists were checked against the outputs when the model was loaded).
+/// The labels of a decoded example, one per word of `kept` (every word of the example). Words cut by
+/// truncation (`kept` false, or beyond the decoded words) get the task's first label (`O` for a
+/// task that has it). Class ids outside a task's labels are skipped (the label lists were checked
+/// against the outputs when the model was loaded).
 pub fn to_labels(tasks: &[TaskInfo], d: &Decoded, kept: &[bool]) -> Labels {
     let mut labels = Labels::default();
     for (task, out) in tasks.iter().zip(&d.tasks) {
@@ -113,10 +114,11 @@ pub fn to_labels(tasks: &[TaskInfo], d: &Decoded, kept: &[bool]) -> Labels {
             }
             Some(TaskOutput::Token { probs }) => {
                 let fill = task.labels.first().cloned().unwrap_or_default();
-                let tags = token_ids(task, probs)
-                    .into_iter()
-                    .zip(kept)
-                    .map(|(id, &k)| match task.labels.get(id) {
+                let ids = token_ids(task, probs);
+                let tags = kept
+                    .iter()
+                    .enumerate()
+                    .map(|(w, &k)| match ids.get(w).and_then(|&id| task.labels.get(id)) {
                         Some(l) if k => l.clone(),
                         _ => fill.clone(),
                     })

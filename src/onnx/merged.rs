@@ -1,19 +1,31 @@
 //! The merged model as a library: the contract of `edgetune export`'s output (inputs, outputs,
-//! metadata keys) and [`MergedModel`], which runs it (`infer --model`, `bench`, `serve`).
+//! metadata keys) and [`MergedModel`], which runs it (`infer --model`, `bench`, `serve`). The
+//! contract is written out for other languages in `docs/merged-model.md`, with a reference client
+//! in `examples/python/`.
 //!
-//! Inputs:
+//! Inputs (`B` batch, `T` tokens, `W` words):
 //! - `input_ids`, `attention_mask` (and `token_type_ids` when the backbone has it): int64
-//!   `[batch, sequence]`, padded with the pad id of metadata `edgetune.pad_id`;
-//! - `word_pool`: float `[batch, words, sequence]`; row `w` holds `1/n` at the `n` sub-tokens of word
-//!   `w` (all zero for padding words and words cut by truncation);
-//! - `word_mask`: float `[batch, words]`, 1 for words with sub-tokens.
+//!   `[B, T]`, padded with the pad id of metadata `edgetune.pad_id`;
+//! - `word_pool`: float `[B, W, T]`; row `w` holds `1/n` at the `n` sub-tokens of word `w` (all
+//!   zero for padding words and words cut by truncation): built from the tokenizer's word ids of
+//!   the pre-tokenized words ([`MergedInputs::new`]);
+//! - `word_mask`: float `[B, W]`, 1 for words with sub-tokens.
 //!
-//! Outputs, per task `NAME` of metadata `edgetune.tasks`: `NAME_logits` and `NAME_probs`
-//! (`[batch, classes]` for a sentence task, `[batch, words, classes]` for a token task) and the
-//! arg-max `NAME_id` (int64 `[batch]`) or `NAME_ids` (int64 `[batch, words]`). The token task
-//! `tags` is also output as `slot_logits`, `slot_probs`, `slot_ids` (the names of format 1).
-//! `*_ids` is the plain arg-max: BIO-constrained decoding of span tasks (what `infer` prints) is
-//! done outside the graph ([`crate::model::bio_viterbi`]).
+//! Words are the line split on Unicode whitespace; tokens are truncated at `edgetune.max_tokens`
+//! (words left without a token keep an empty range and decode to the task's first label).
+//!
+//! Outputs, per task `NAME` of metadata `edgetune.tasks` (`[{name, kind, labels}]`, the index of a
+//! label being its class id): `NAME_logits` and `NAME_probs` (`[B, classes]` for a sentence task,
+//! `[B, W, classes]` for a token task) and the arg-max `NAME_id` (int64 `[B]`) or `NAME_ids`
+//! (int64 `[B, W]`). The token task `tags` is also output as `slot_logits`, `slot_probs`,
+//! `slot_ids` (the names of format 1). Other metadata: `edgetune.format_version`,
+//! `edgetune.tokenizer_sha256`, `edgetune.max_tokens`, `edgetune.pad_id`, `edgetune.states`.
+//!
+//! `*_ids` is the plain arg-max: span tasks are decoded outside the graph with the BIO-constrained
+//! Viterbi of [`crate::model::bio_viterbi`] (log-probabilities in f64 of the f32 probabilities
+//! floored at 1e-12; the lowest tag id wins ties), and their chunks read with conlleval's rules.
+//! A dynamic-int8 backbone quantizes activations per batch, so results depend on the batching:
+//! [`MergedModel::decode`] runs length-sorted batches.
 
 use std::path::{Path, PathBuf};
 
@@ -240,7 +252,7 @@ impl MergedInputs {
         let t = batch.iter().map(|x| x.ids.len()).max().unwrap_or(0).max(1);
         let w = batch
             .iter()
-            .map(|x| x.word_tokens.len())
+            .map(|x| x.feature_words())
             .max()
             .unwrap_or(0)
             .max(1);
@@ -257,7 +269,7 @@ impl MergedInputs {
                 me.attention_mask[[r, c]] = 1;
                 me.token_type_ids[[r, c]] = ty as i64;
             }
-            for (j, &(s, e)) in x.word_tokens.iter().enumerate() {
+            for (j, &(s, e)) in x.word_tokens[..x.feature_words()].iter().enumerate() {
                 if e > s {
                     me.word_mask[[r, j]] = 1.0;
                     let v = 1.0 / (e - s) as f32;
@@ -417,7 +429,7 @@ pub fn decode_outputs(out: &[TaskArrays], batch: &[&Tokenized]) -> Vec<Decoded> 
                             }
                         }
                         TaskArrays::Token { probs, .. } => TaskOutput::Token {
-                            probs: (0..t.word_tokens.len().min(probs.dim().1))
+                            probs: (0..t.feature_words().min(probs.dim().1))
                                 .map(|w| probs.slice(ndarray::s![i, w, ..]).to_vec())
                                 .collect(),
                         },

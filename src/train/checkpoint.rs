@@ -1,8 +1,13 @@
-//! Atomic training checkpoints: weights, optimizer moments, early-stopping state and the epoch.
+//! Training checkpoints that survive a kill at any instruction: weights, optimizer moments,
+//! early-stopping state and the epoch.
 //!
-//! The random stream of epoch `e` is derived from (seed, e), so a run resumed at an epoch boundary
-//! draws exactly what the uninterrupted run would have drawn. `state.json` is written last and
-//! records the hashes of the tensor files, so a checkpoint interrupted mid-write is never loaded.
+//! Each epoch's checkpoint is a generation folder `checkpoint/gen-{epoch}` written as a whole:
+//! the tensor files first, then `state.json` (atomically, recording the files' hashes), then the
+//! folder is fsynced; only after that is the previous generation removed. Loading takes the newest
+//! generation whose `state.json` exists and whose files match it; anything newer (a generation a
+//! kill interrupted) is ignored and removed. So at every instant at least one complete checkpoint
+//! exists. The random stream of epoch `e` is derived from (seed, e), so a run resumed at an epoch
+//! boundary draws exactly what the uninterrupted run would have drawn.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -97,7 +102,33 @@ fn optim_bytes(opt: &AdamW, params: &ParamSet) -> candle_core::Result<Vec<u8>> {
     run::weights_bytes(&ps)
 }
 
-/// Writes a checkpoint (each file atomically, `state.json` last).
+/// Prefix of a generation folder inside the checkpoint folder.
+const GEN_PREFIX: &str = "gen-";
+
+/// The generation folders of `dir`, oldest first (`(epoch, path)`).
+fn generations(dir: &Path) -> Vec<(usize, std::path::PathBuf)> {
+    let mut gens: Vec<(usize, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix(GEN_PREFIX)?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    gens.sort();
+    gens
+}
+
+/// Whether `dir` holds a checkpoint to resume from (a generation with its `state.json`).
+pub fn exists(dir: &Path) -> bool {
+    generations(dir)
+        .iter()
+        .any(|(_, g)| g.join("state.json").is_file())
+}
+
+/// Writes the checkpoint of `state.epoch` as a new generation, then removes the older ones.
 pub fn save(
     dir: &Path,
     state: &State,
@@ -106,55 +137,75 @@ pub fn save(
     best: &[u8],
 ) -> Result<(), RunError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let current = run::weights_bytes(params).map_err(|e| RunError::Corrupt {
-        path: dir.into(),
-        message: e.to_string(),
-    })?;
-    let optim = optim_bytes(opt, params).map_err(|e| RunError::Corrupt {
-        path: dir.into(),
-        message: e.to_string(),
-    })?;
+    let gen = dir.join(format!("{GEN_PREFIX}{}", state.epoch));
+    // A folder of this name can only be the leftover of an interrupted write of this very epoch.
+    if gen.exists() {
+        std::fs::remove_dir_all(&gen).map_err(io(&gen))?;
+    }
+    std::fs::create_dir(&gen).map_err(io(&gen))?;
+    fsutil::fault_point();
     let mut state = state.clone();
     state.optimizer_step = opt.step;
     state.hashes.clear();
-    for (name, bytes) in [
-        ("current.safetensors", &current),
-        ("best.safetensors", &best.to_vec()),
-        ("optim.safetensors", &optim),
-    ] {
-        let p = dir.join(name);
+    let corrupt = |e: candle_core::Error| RunError::Corrupt {
+        path: dir.into(),
+        message: e.to_string(),
+    };
+    // One serialized file in memory at a time (they are as large as the model, three times over).
+    let mut put = |name: &str, bytes: &[u8]| -> Result<(), RunError> {
+        let p = gen.join(name);
         fsutil::write_atomic(&p, bytes).map_err(io(&p))?;
         state
             .hashes
             .insert(name.to_string(), fsutil::sha256_bytes(bytes));
-    }
-    let p = dir.join("state.json");
-    fsutil::write_atomic(
-        &p,
-        &serde_json::to_vec_pretty(&state).expect("state serializes"),
-    )
-    .map_err(io(&p))
-}
-
-/// Reads the checkpoint's settings only (to restart a run with its original options).
-pub fn read_settings(dir: &Path) -> Result<TrainSettings, RunError> {
-    let p = dir.join("state.json");
-    let bytes = std::fs::read(&p).map_err(|_| RunError::NotARun {
-        path: dir.parent().unwrap_or(dir).to_path_buf(),
-        message: "no checkpoint to resume from".into(),
-    })?;
-    let state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
-        path: p,
+        Ok(())
+    };
+    put("current.safetensors", &run::weights_bytes(params).map_err(corrupt)?)?;
+    put("best.safetensors", best)?;
+    put("optim.safetensors", &optim_bytes(opt, params).map_err(corrupt)?)?;
+    let p = gen.join("state.json");
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| RunError::Corrupt {
+        path: p.clone(),
         message: e.to_string(),
     })?;
-    Ok(state.settings)
+    fsutil::write_atomic(&p, &json).map_err(io(&p))?;
+    fsutil::sync_dir_itself(dir).map_err(io(dir))?;
+    fsutil::fault_point();
+    for (n, old) in generations(dir) {
+        if n != state.epoch {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            fsutil::fault_point();
+        }
+    }
+    Ok(())
 }
 
-/// Loads a checkpoint into `params` and `opt`, verifying every file against `state.json`.
-pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, RunError> {
-    let p = dir.join("state.json");
+/// The newest complete generation of `dir` and its state (files hash-checked); newer incomplete
+/// generations are removed.
+fn newest(dir: &Path) -> Result<(std::path::PathBuf, State, HashMap<&'static str, Vec<u8>>), RunError> {
+    let mut last_err = None;
+    for (_, gen) in generations(dir).into_iter().rev() {
+        match read_generation(&gen) {
+            Ok((state, files)) => return Ok((gen, state, files)),
+            Err(e) => {
+                // Interrupted before its state.json was written: never a checkpoint.
+                if !gen.join("state.json").exists() {
+                    let _ = std::fs::remove_dir_all(&gen);
+                }
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| RunError::NotARun {
+        path: dir.parent().unwrap_or(dir).to_path_buf(),
+        message: "no checkpoint to resume from".into(),
+    }))
+}
+
+fn read_generation(gen: &Path) -> Result<(State, HashMap<&'static str, Vec<u8>>), RunError> {
+    let p = gen.join("state.json");
     let bytes = std::fs::read(&p).map_err(io(&p))?;
-    let mut state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
         path: p.clone(),
         message: e.to_string(),
     })?;
@@ -164,7 +215,7 @@ pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, Run
         "best.safetensors",
         "optim.safetensors",
     ] {
-        let fp = dir.join(name);
+        let fp = gen.join(name);
         let b = std::fs::read(&fp).map_err(io(&fp))?;
         if state.hashes.get(name).map(String::as_str) != Some(fsutil::sha256_bytes(&b).as_str()) {
             return Err(RunError::Corrupt {
@@ -174,12 +225,23 @@ pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, Run
         }
         files.insert(name, b);
     }
+    Ok((state, files))
+}
+
+/// Reads the checkpoint's settings only (to restart a run with its original options).
+pub fn read_settings(dir: &Path) -> Result<TrainSettings, RunError> {
+    Ok(newest(dir)?.1.settings)
+}
+
+/// Loads the newest complete checkpoint into `params` and `opt`.
+pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, RunError> {
+    let (gen, mut state, mut files) = newest(dir)?;
     run::load_weights(
         &files["current.safetensors"],
         params,
-        &dir.join("current.safetensors"),
+        &gen.join("current.safetensors"),
     )?;
-    let optim_path = dir.join("optim.safetensors");
+    let optim_path = gen.join("optim.safetensors");
     let st = safetensors::SafeTensors::deserialize(&files["optim.safetensors"]).map_err(|e| {
         RunError::Corrupt {
             path: optim_path.clone(),
@@ -208,7 +270,7 @@ pub fn load(dir: &Path, params: &ParamSet, opt: &mut AdamW) -> Result<State, Run
         opt.moments.insert(p.name.clone(), (to_t(m)?, to_t(v)?));
     }
     opt.step = state.optimizer_step;
-    state.best_weights = Some(files.remove("best.safetensors").expect("read above"));
+    state.best_weights = files.remove("best.safetensors");
     Ok(state)
 }
 

@@ -55,13 +55,15 @@ impl SplitData<'_> {
     pub fn rows(&self, i: usize, scratch: &mut Vec<half::f16>) -> Result<ExampleRows, TrainError> {
         let mut rows = Vec::new();
         self.feats.read_rows(i, &mut rows, scratch)?;
+        let words = self.feats.meta.rows[i] as usize;
         let kept = self.feats.meta.word_tokens[i]
             .iter()
+            .take(words)
             .map(|(s, e)| e > s)
             .collect();
         Ok(ExampleRows {
             rows,
-            words: self.feats.meta.rows[i] as usize,
+            words,
             kept,
             pooled: self.feats.pooled(i).to_vec(),
         })
@@ -75,11 +77,20 @@ impl SplitData<'_> {
     ) -> Result<TokenRows, TrainError> {
         let mut rows = Vec::new();
         self.feats.read_rows(i, &mut rows, scratch)?;
+        let wt = &self.feats.meta.word_tokens[i];
         Ok(TokenRows {
             rows,
             tokens: self.feats.meta.rows[i] as usize,
-            word_tokens: self.feats.meta.word_tokens[i].clone(),
+            word_tokens: wt[..crate::tokenize::feature_words(wt)].to_vec(),
         })
+    }
+
+    /// Per word of example `i`: whether it has features (false when truncation cut it).
+    pub fn kept(&self, i: usize) -> Vec<bool> {
+        self.feats.meta.word_tokens[i]
+            .iter()
+            .map(|(s, e)| e > s)
+            .collect()
     }
 
     /// Whether the cache holds token-level states (unfrozen top layers).
@@ -88,7 +99,8 @@ impl SplitData<'_> {
     }
 
     /// Reads examples `idx` and pads them into a batch for the heads (word level) or for the
-    /// unfrozen layers (token level).
+    /// unfrozen layers (token level). Returns the batch, per example the words it covers (up to the
+    /// last word with features), and per example every word's has-features flag.
     pub fn batch(
         &self,
         idx: &[usize],
@@ -104,10 +116,7 @@ impl SplitData<'_> {
                 .collect::<Result<_, _>>()?;
             let refs: Vec<&TokenRows> = rows.iter().collect();
             let words = rows.iter().map(|r| r.word_tokens.len()).collect();
-            let kept = rows
-                .iter()
-                .map(|r| r.word_tokens.iter().map(|(s, e)| e > s).collect())
-                .collect();
+            let kept = idx.iter().map(|&i| self.kept(i)).collect();
             Ok((
                 Input::Tokens(make_token_batch(&refs, k, h, dev)?),
                 words,
@@ -121,7 +130,7 @@ impl SplitData<'_> {
             let refs: Vec<&ExampleRows> = rows.iter().collect();
             let b = make_batch(&refs, k, h, dev)?;
             let words = rows.iter().map(|r| r.words).collect();
-            let kept = rows.into_iter().map(|r| r.kept).collect();
+            let kept = idx.iter().map(|&i| self.kept(i)).collect();
             Ok((Input::Words(b), words, kept))
         }
     }
@@ -136,11 +145,13 @@ pub enum Target {
     Token(Tensor, Tensor),
 }
 
-/// Targets of the tasks `train` selects (`None` for the others).
+/// Targets of the tasks `train` selects (`None` for the others); `words`: per example the words the
+/// batch covers (see [`SplitData::batch`]), `width`: the batch's width.
 pub fn targets(
     model: &TaskModel,
     train: &[bool],
     ex: &[&Example],
+    words: &[usize],
     width: usize,
     dev: &Device,
 ) -> Result<Vec<Option<Target>>, TrainError> {
@@ -160,7 +171,8 @@ pub fn targets(
             let (mut idx, mut tgt) = (Vec::new(), Vec::new());
             for (b, e) in ex.iter().enumerate() {
                 let labels = e.labels.token.get(&task.name).ok_or_else(|| missing(e))?;
-                for (w, t) in labels.iter().enumerate() {
+                // Words after the last one with features (cut by truncation) are not trained.
+                for (w, t) in labels.iter().enumerate().take(words[b].min(width)) {
                     if let Some(id) = task.labels.iter().position(|x| x == t) {
                         idx.push((b * width + w) as u32);
                         tgt.push(id as u32);

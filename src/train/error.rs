@@ -22,6 +22,9 @@ pub enum TrainError {
     /// Settings that do not fit the data, the backbone or the `--init-from` run.
     #[error("{0}")]
     Config(String),
+    /// Writing the run's pictures or report page failed.
+    #[error("run report: {0}")]
+    Report(#[from] crate::report::ReportError),
     /// Training diverged (a non-finite loss or weight).
     #[error("{0}")]
     Diverged(String),

@@ -13,6 +13,7 @@ use super::data::{targets, Input, SplitData, Target};
 use super::error::TrainError;
 use super::init::{attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model};
 use super::optim::{AdamW, GroupSettings};
+use super::plots::{run_facts, write_run_plots, RunPlots, RunSummary};
 use super::predict::predict_split;
 use super::schedule::{bucketed_batches, epoch_seed, layer_warmup, lr_factor};
 use super::settings::{auto_epochs, default_states, TrainSettings};
@@ -21,6 +22,7 @@ use crate::features::{FeatureContext, FeatureSpec, Unit};
 use crate::metrics::{evaluate, EvalReport, Metrics};
 use crate::model::{TaskModel, Unfrozen, LAYER_DROPOUT};
 use crate::nn::Group;
+use crate::progress::Progress;
 use crate::run::{self, BackboneRef, RunConfig, RUN_FORMAT};
 
 /// Everything `train` needs besides the settings.
@@ -37,6 +39,25 @@ pub struct TrainJob<'a> {
     pub verbose: bool,
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
+    /// The lock of `out` when the caller already holds it (else `train` takes it).
+    pub lock: Option<crate::fsutil::DirLock>,
+}
+
+/// Takes the lock of the run folder `out`: an error when another process writes it.
+pub fn lock_run(out: &std::path::Path) -> Result<crate::fsutil::DirLock, TrainError> {
+    crate::fsutil::DirLock::acquire(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            TrainError::Config(format!(
+                "{} is being written by another edgetune process; wait for it or choose another --out",
+                out.display()
+            ))
+        } else {
+            TrainError::Run(run::RunError::Io {
+                path: out.join(".lock"),
+                source: e,
+            })
+        }
+    })
 }
 
 /// What `train` produced.
@@ -45,8 +66,12 @@ pub struct TrainOutcome {
     pub config: RunConfig,
     /// Metrics of the kept weights on the valid split.
     pub valid: Metrics,
+    /// The full report of the kept weights on the valid split.
+    pub valid_report: EvalReport,
     /// Metrics and the full report on the test split, when the dataset has one.
     pub test: Option<(Metrics, EvalReport)>,
+    /// The pictures and `report.html` written into the run.
+    pub plots: RunPlots,
 }
 
 /// The hidden states the heads read under `settings` for a backbone of `layers` layers, checked.
@@ -87,8 +112,20 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         settings,
         verbose,
         resume,
+        lock,
     } = job;
     let dev = Device::Cpu;
+    // One writer per run folder: a second `train` on the same folder stops here.
+    let _lock = match lock {
+        Some(l) => l,
+        None => lock_run(&out)?,
+    };
+    if !resume && out.join(run::CONFIG_FILE).exists() {
+        return Err(TrainError::Config(format!(
+            "{} already holds a finished run; choose another --out",
+            out.display()
+        )));
+    }
     let layers = ctx.layers();
     let states = head_states(&settings, layers)?;
     let unfreeze = settings.unfreeze_top;
@@ -137,8 +174,20 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         Some(t) => Some(ctx.load_or_extract(t, &spec)?),
         None => None,
     };
+    let profile = std::env::var_os("EDGETUNE_PROFILE").is_some();
+    let mem = |what: &str| {
+        if profile {
+            eprintln!(
+                "  memory {what}: RSS {} MiB, peak {} MiB",
+                crate::sys::current_rss().unwrap_or(0) >> 20,
+                crate::sys::peak_rss().unwrap_or(0) >> 20
+            );
+        }
+    };
+    mem("after extraction");
     // Training reads only the cache: the backbone's memory is not needed any more.
     ctx.release_backbone();
+    mem("after releasing the backbone");
     let width = train_f.meta.hidden;
     start.config.backbone_width = width;
     let hf_config = hf.as_ref().map(|(c, _, _)| c.clone());
@@ -157,6 +206,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     if let Some((dir, _)) = &start.init {
         load_init(&model, dir)?;
     }
+    mem("with the model built");
     let train_d = SplitData {
         split: &dataset.train,
         feats: train_f,
@@ -232,6 +282,12 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(settings.seed, epoch));
         let batches = bucketed_batches(&train_d.feats.meta.rows, settings.batch_size, &mut rng);
         let mut loss_sum = 0f64;
+        let mut bar = Progress::new(
+            format!("epoch {}/{}", epoch + 1, settings.epochs),
+            batches.len() as u64,
+            "steps",
+            verbose,
+        );
         let mut prof = [0f64; 5];
         let mut tick = Instant::now();
         let mut lap = |i: usize, prof: &mut [f64; 5]| {
@@ -241,15 +297,16 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         // Batches are read from the cache and padded on a second thread, one or two steps ahead.
         std::thread::scope(|scope| -> Result<(), TrainError> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, TrainError>>(2);
-            let (batches, model, train_d, train_ex, training_tasks) =
-                (&batches, &model, &train_d, &train_ex, &training_tasks);
+            let (batches, model, train_d, train_ex, training_tasks, bar) =
+                (&batches, &model, &train_d, &train_ex, &training_tasks, &mut bar);
             scope.spawn(move || {
                 let mut scratch = Vec::new();
                 for chunk in batches {
                     let prepared = (|| -> Result<Prepared, TrainError> {
-                        let (b, _, _) = train_d.batch(chunk, &mut scratch, &Device::Cpu)?;
+                        let (b, words, _) = train_d.batch(chunk, &mut scratch, &Device::Cpu)?;
                         let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
-                        let t = targets(model, training_tasks, &ex, b.width(), &Device::Cpu)?;
+                        let t =
+                            targets(model, training_tasks, &ex, &words, b.width(), &Device::Cpu)?;
                         Ok((b, t))
                     })();
                     let failed = prepared.is_err();
@@ -310,9 +367,11 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                     lr_factor(done, steps_per_epoch, total_steps),
                 )?;
                 lap(3, &mut prof);
+                bar.inc(1);
             }
             Ok(())
         })?;
+        bar.clear();
         let t_train = t0.elapsed().as_secs_f64();
         check_finite(&model, epoch)?;
         let preds = predict_split(&model, &valid_d, 128)?;
@@ -336,7 +395,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         });
         let t_valid = t0.elapsed().as_secs_f64();
         checkpoint::save(&ckpt_dir, &state, &model.params, &opt, &best_bytes)?;
-        if std::env::var_os("EDGETUNE_PROFILE").is_some() {
+        mem(&format!("after epoch {}", epoch + 1));
+        if profile {
             eprintln!(
                 "  timing: batches {:.2} s, layers fwd {:.2} s, heads fwd + loss {:.2} s, backward {:.2} s, \
                  optimizer {:.2} s",
@@ -360,13 +420,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
             );
         }
     }
-    if verbose && state.epoch < settings.epochs {
-        eprintln!(
-            "early stop after epoch {}: no better valid score for {} epochs; keeping epoch {}",
-            state.epoch, settings.patience, state.best_epoch
-        );
-    } else if verbose {
-        eprintln!("keeping epoch {} (best valid score)", state.best_epoch);
+    if verbose {
+        eprintln!("{}", stop_reason(&state, &settings));
     }
     run::load_weights(&best_bytes, &model.params, &ckpt_dir)?;
     check_frozen(&model, &frozen, &frozen_before)?;
@@ -380,7 +435,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     }
 
     let valid_preds = predict_split(&model, &valid_d, 128)?;
-    let valid_m = evaluate(&valid_d.split.examples, &valid_preds, &model_tasks).metrics;
+    let valid_report = evaluate(&valid_d.split.examples, &valid_preds, &model_tasks);
+    let valid_m = valid_report.metrics.clone();
     let mut test = None;
     if let (Some(ts), Some(tf)) = (&dataset.test, test_f) {
         let td = SplitData {
@@ -435,14 +491,54 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         training,
         metrics,
     };
+    // The pictures come before the run is marked finished (config.json is written last).
+    let summary = RunSummary {
+        history: &state.history,
+        best_epoch: state.best_epoch,
+        planned_epochs: settings.epochs,
+        stop: stop_reason(&state, &settings),
+        facts: run_facts(&rc, &settings, &dataset.train.source),
+    };
+    let (split, eval_report) = match &test {
+        Some((_, r)) => ("test", r),
+        None => ("valid", &valid_report),
+    };
+    let plots = write_run_plots(
+        &out,
+        &model.config,
+        &summary,
+        (split, eval_report),
+        &valid_m,
+        test.as_ref().map(|(m, _)| m),
+    )?;
     let weights = run::weights_bytes(&model.params)?;
     let rc = run::save_run(&out, rc, &weights)?;
     checkpoint::remove(&ckpt_dir);
     Ok(TrainOutcome {
         config: rc,
         valid: valid_m,
+        valid_report,
         test,
+        plots,
     })
+}
+
+/// Why training ended and which epoch's weights are kept, in one line: early stopping (after which
+/// epoch, for want of a better valid score over how many epochs) or the planned epochs all run.
+pub fn stop_reason(state: &checkpoint::State, settings: &TrainSettings) -> String {
+    let kept = format!(
+        "keeping epoch {} (best valid score {:.2}%)",
+        state.best_epoch,
+        100.0 * state.best_score
+    );
+    if state.epoch < settings.epochs {
+        format!(
+            "early stop after epoch {} of {}: no better valid score for {} epochs (--patience {}); {kept}",
+            state.epoch, settings.epochs, state.bad_epochs, settings.patience
+        )
+    } else {
+        format!("all {} epochs run; {kept}", settings.epochs)
+    }
 }
 
 /// An error when a trainable tensor holds NaN or infinity (after an epoch).

@@ -259,7 +259,8 @@ pub fn check_frozen(
     Ok(())
 }
 
-/// Loads the Hugging Face checkpoint of `settings.hf_weights` and checks that it matches the
+/// Loads the layers `first..layers` of the Hugging Face checkpoint of `settings.hf_weights` (only
+/// those: the embeddings and frozen layers are not read) and checks that the checkpoint matches the
 /// backbone (`layers` layers of width `width`; `width` 0 = not declared by the graph).
 pub fn load_hf(
     settings: &TrainSettings,
@@ -288,7 +289,16 @@ pub fn load_hf(
             }
         )));
     }
-    let weights = Weights::load(&dir.join("model.safetensors")).map_err(|e| bad(e.to_string()))?;
+    let first = layers.saturating_sub(settings.unfreeze_top);
+    let wanted = |name: &str| {
+        name.split("encoder.layer.")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i >= first)
+    };
+    let weights = Weights::load_filtered(&dir.join("model.safetensors"), &wanted)
+        .map_err(|e| bad(e.to_string()))?;
     Ok((cfg, weights, dir))
 }
 

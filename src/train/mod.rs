@@ -10,6 +10,7 @@
 //! - [`init`]: the model training starts from, and what is frozen;
 //! - [`schedule`]: example order and learning rates;
 //! - [`fit`]: the loop; [`predict`]: labels from cached features;
+//! - [`plots`]: the run's pictures and `report.html`;
 //! - [`memory`]: the plan and `--max-memory`; [`checkpoint`], [`optim`].
 
 pub mod checkpoint;
@@ -19,13 +20,14 @@ pub mod fit;
 pub mod init;
 pub mod memory;
 pub mod optim;
+pub mod plots;
 pub mod predict;
 pub mod schedule;
 pub mod settings;
 
 pub use data::SplitData;
 pub use error::TrainError;
-pub use fit::{fmt_metrics, head_states, train, TrainJob, TrainOutcome};
+pub use fit::{fmt_metrics, head_states, lock_run, stop_reason, train, TrainJob, TrainOutcome};
 pub use init::{plan_model, Start};
 pub use memory::{fit_memory, plan, Plan};
 pub use predict::predict_split;

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::merge::{build_merged, MergeSpec};
 use super::splice::{build_top_layers, splice_top_layers, PREFIX};
-use super::verify::{agreement, verify, VerifyReport, SAMPLE_SENTENCES};
+use super::verify::{agreement, verify, VerifyReport, CHECK_PASSES, SAMPLE_SENTENCES};
 use crate::backbone::raw::load_tokenizer;
 use crate::backbone::{open_session, Backbone, ModelSource, SessionOptions};
 use crate::data::split_words;
@@ -24,6 +24,7 @@ use crate::graph::{encode_model, load_model, save_model, OnnxError};
 use crate::hf::Weights;
 use crate::onnx::import::{Manifest, VERIFY_SENTENCES};
 use crate::onnx::quantize::{activation_stats, quantize_model, QuantizeOptions, DEFAULT_OUTLIER_RATIO};
+use crate::progress::Progress;
 use crate::run::{self, RunError};
 use crate::tokenize::{Tokenized, WordTokenizer};
 
@@ -69,6 +70,8 @@ pub struct ExportOptions {
     pub force: bool,
     /// Session settings of the checks.
     pub session: SessionOptions,
+    /// Show the self-check's progress on stderr.
+    pub progress: bool,
 }
 
 /// What the export did.
@@ -223,17 +226,26 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     }
     let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &opts.session)
         .map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let mut check = |bytes: &[u8]| -> Result<VerifyReport, ExportError> {
+    let mut check = |bytes: &[u8], what: &str| -> Result<VerifyReport, ExportError> {
         let mut session = open_session(ModelSource::Bytes(bytes, out), &opts.session)
             .map_err(|e| ExportError::Invalid(e.to_string()))?;
-        Ok(verify(
+        let mut progress = Progress::new(
+            format!("self-check ({what})"),
+            CHECK_PASSES * toks.len() as u64,
+            "sentence runs",
+            opts.progress,
+        );
+        let rep = verify(
             &mut session,
             &mut backbone,
             &model,
             &rc.features.states,
             &toks,
             tokenizer.pad_id(),
-        )?)
+            &mut progress,
+        )?;
+        progress.finish();
+        Ok(rep)
     };
     let mut notes = Vec::new();
 
@@ -264,7 +276,7 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
             if opts.fp32_layers {
                 layers_json = json!({"first": t.first, "count": l - t.first, "precision": "fp32"});
             } else {
-                let (q, summary) = quantize_layers(&backbone_model, &top, t.first, &files, &rc, &opts.session)?;
+                let (q, summary) = quantize_layers(&backbone_model, &top, t.first, &files, &rc, &opts.session, opts.progress)?;
                 notes.push(format!(
                     "fine-tuned layers {}..{l}: {} MatMuls quantized to dynamic int8 (per-channel, {} outlier channels fp32){}",
                     t.first,
@@ -293,12 +305,12 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     let mut bytes = encode_model(&merged);
     drop(merged);
 
-    let rep = check(&bytes)?;
     let what = if rc.top_layers.is_some() {
         "merged model with fp32 fine-tuned layers"
     } else {
         "merged model"
     };
+    let rep = check(&bytes, what)?;
     let figure = describe(&rep);
     if !(rep.max_diff() <= TOLERANCE) || rep.id_mismatches() > 0 {
         return Err(ExportError::Check(format!(
@@ -312,7 +324,7 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         let merged = build_merged(m, &model, &spec)?;
         bytes = encode_model(&merged);
         drop(merged);
-        let rep8 = check(&bytes)?;
+        let rep8 = check(&bytes, "int8 fine-tuned layers")?;
         let figure = describe(&rep8);
         if rep8.id_agreement() < INT8_MIN_AGREEMENT {
             return Err(ExportError::Check(format!(
@@ -362,6 +374,7 @@ fn quantize_layers(
     files: &crate::backbone::ModelFiles,
     rc: &crate::run::RunConfig,
     session: &SessionOptions,
+    progress: bool,
 ) -> Result<(ModelProto, crate::onnx::quantize::QuantizeSummary), ExportError> {
     let calib = {
         // A temporary model file, removed on every path (the guard's drop).
@@ -372,7 +385,7 @@ fn quantize_layers(
             .map_err(|e| OnnxError::io(Path::new("<temporary calibration model>"), e))?;
         save_model(tmp.path(), &splice_top_layers(backbone.clone(), top, first)?)?;
         let hf_tok = load_tokenizer(&files.tokenizer).map_err(|e| ExportError::Invalid(e.to_string()))?;
-        let mut stats = activation_stats(tmp.path(), &hf_tok, VERIFY_SENTENCES, 0.0, session.threads)?;
+        let mut stats = activation_stats(tmp.path(), &hf_tok, VERIFY_SENTENCES, 0.0, session.threads, progress)?;
         // Splicing prefixed the layers' tensor names; the standalone `top` has them unprefixed.
         let strip = |m: std::collections::HashMap<String, Vec<f32>>| {
             m.into_iter()

@@ -10,6 +10,7 @@ use crate::features::{example_rows, token_rows};
 use crate::graph::OnnxError;
 use crate::infer::decode_examples;
 use crate::model::{argmax, make_batch, make_token_batch, TaskModel, TaskOutput};
+use crate::progress::Progress;
 use crate::onnx::merged::{run_merged, MergedInputs, TaskArrays, FORMAT_VERSION};
 use crate::tokenize::Tokenized;
 
@@ -96,6 +97,9 @@ pub fn agreement(mismatches: usize, total: usize) -> f64 {
     }
 }
 
+/// Passes over the check sentences that [`verify`] makes (what its progress counts).
+pub const CHECK_PASSES: u64 = 3;
+
 /// Examples per batch of the self-check, on both sides (as `infer` batches).
 const VERIFY_BATCH: usize = 32;
 
@@ -105,12 +109,14 @@ type Reference = Vec<Vec<Option<Vec<Vec<f32>>>>>;
 
 /// Reference logits of the training pipeline (backbone outputs pooled per word as the cache does,
 /// the model in candle; with fine-tuned top layers, the backbone's token states through the layers
-/// in candle first, as `eval`/`infer --run` do) for each example, in order.
+/// in candle first, as `eval`/`infer --run` do) for each example, in order. Each batch done is
+/// counted on `progress`.
 pub fn reference_logits(
     backbone: &mut Backbone,
     model: &TaskModel,
     states: &[usize],
     toks: &[Tokenized],
+    progress: &mut Progress,
 ) -> Result<Reference, OnnxError> {
     let e = |m: String| OnnxError::Invalid(format!("training pipeline: {m}"));
     let (positions, last) = backbone.positions(states).map_err(|x| e(x.to_string()))?;
@@ -153,7 +159,7 @@ pub fn reference_logits(
             });
         }
         for (r, &i) in chunk.iter().enumerate() {
-            let words = batch[r].word_tokens.len();
+            let words = batch[r].feature_words();
             res[i] = per_task
                 .iter()
                 .zip(&model.config.tasks)
@@ -168,6 +174,7 @@ pub fn reference_logits(
                 })
                 .collect();
         }
+        progress.inc(chunk.len() as u64);
     }
     Ok(res)
 }
@@ -175,6 +182,9 @@ pub fn reference_logits(
 /// Compares a merged model (a session on it) with the training pipeline on `toks`. Both sides see
 /// the same length-sorted batches of [`VERIFY_BATCH`] (as `infer --run` and `infer --model` do): an
 /// int8 backbone quantizes its activations per batch, so other batches would give other features.
+///
+/// `progress` counts [`CHECK_PASSES`] passes over the sentences: the pipeline's logits, its decoded
+/// outputs and the merged model.
 pub fn verify(
     merged: &mut Session,
     backbone: &mut Backbone,
@@ -182,10 +192,12 @@ pub fn verify(
     states: &[usize],
     toks: &[Tokenized],
     pad_id: u32,
+    progress: &mut Progress,
 ) -> Result<VerifyReport, OnnxError> {
-    let reference = reference_logits(backbone, model, states, toks)?;
+    let reference = reference_logits(backbone, model, states, toks, progress)?;
     let decoded = decode_examples(backbone, model, states, toks, VERIFY_BATCH)
         .map_err(|x| OnnxError::Invalid(format!("training pipeline: {x}")))?;
+    progress.inc(toks.len() as u64);
     let infos: Vec<TaskInfo> = model.config.tasks.iter().map(|t| t.info()).collect();
     let mut order: Vec<usize> = (0..toks.len()).collect();
     order.sort_by_key(|&i| (toks[i].ids.len(), i));
@@ -235,6 +247,7 @@ pub fn verify(
                 }
             }
         }
+        progress.inc(chunk.len() as u64);
     }
     Ok(rep)
 }

@@ -25,6 +25,8 @@ pub struct ImportOptions {
     pub verify: bool,
     /// Threads for ONNX Runtime during verification (`None` = default).
     pub threads: Option<usize>,
+    /// Replace an existing, non-empty output directory (as a whole).
+    pub force: bool,
 }
 
 impl ImportOptions {
@@ -36,6 +38,7 @@ impl ImportOptions {
             hidden_states: None,
             verify: true,
             threads: None,
+            force: false,
         }
     }
 }
@@ -76,8 +79,61 @@ pub fn parse_hidden_states(s: &str) -> Result<Option<Vec<usize>>, OnnxError> {
 
 /// Imports a Hugging Face BERT-family checkpoint: writes `backbone.onnx`, `tokenizer.json` and
 /// `manifest.json` into `opts.out_dir`, verifying the graph against candle (max |diff| <=
-/// [`VERIFY_TOLERANCE`]) unless `opts.verify` is false. A failed verification leaves no backbone.
+/// [`VERIFY_TOLERANCE`]) unless `opts.verify` is false.
+///
+/// The folder is built as a whole in a temporary folder beside it and then renamed into place, so
+/// it is never half old, half new (an older `backbone.int8.onnx` cannot survive a re-import), and a
+/// failed import leaves nothing. An existing, non-empty `out_dir` is refused unless `opts.force`.
 pub fn import(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
+    let final_dir = opts.out_dir.clone();
+    let non_empty = std::fs::read_dir(&final_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if final_dir.exists() && !final_dir.is_dir() {
+        return Err(OnnxError::Invalid(format!(
+            "{} exists and is not a directory",
+            final_dir.display()
+        )));
+    }
+    if non_empty && !opts.force {
+        return Err(OnnxError::Invalid(format!(
+            "{} exists and is not empty; pass --force to replace it as a whole",
+            final_dir.display()
+        )));
+    }
+    let parent = final_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(|e| OnnxError::io(&parent, e))?;
+    // Removed on every error path (the guard's drop); kept by `keep()` on success.
+    let staging = tempfile::Builder::new()
+        .prefix(".edgetune-import-")
+        .tempdir_in(&parent)
+        .map_err(|e| OnnxError::io(&parent, e))?;
+    let inner = ImportOptions {
+        out_dir: staging.path().to_path_buf(),
+        ..opts.clone()
+    };
+    let mut report = import_into(&inner)?;
+    let built = staging.keep();
+    if final_dir.exists() {
+        let old = parent.join(format!(".edgetune-import-old-{}", std::process::id()));
+        std::fs::rename(&final_dir, &old).map_err(|e| OnnxError::io(&final_dir, e))?;
+        std::fs::rename(&built, &final_dir).map_err(|e| OnnxError::io(&final_dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&built, &final_dir).map_err(|e| OnnxError::io(&final_dir, e))?;
+    }
+    fsutil::sync_dir(&final_dir).map_err(|e| OnnxError::io(&final_dir, e))?;
+    report.backbone = final_dir.join(BACKBONE_FILE);
+    report.manifest = final_dir.join(MANIFEST_FILE);
+    Ok(report)
+}
+
+/// [`import`] into a fresh folder.
+fn import_into(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
     let cfg_path = opts.hf_dir.join("config.json");
     let st_path = opts.hf_dir.join("model.safetensors");
     let tok_path = opts.hf_dir.join(TOKENIZER_FILE);

@@ -11,18 +11,21 @@ use crate::graph;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
 use crate::graph::{load_model, save_model, OnnxError};
+use crate::progress::Progress;
 
 /// Calibration rows kept per activation for choosing the smoothing strength.
 pub const SAMPLE_ROWS: usize = 192;
 
 /// Runs the fp32 model on calibration sentences with every weight-MatMul input exposed, and
-/// collects per-channel max |x| over real (unpadded) tokens, plus sampled rows.
+/// collects per-channel max |x| over real (unpadded) tokens, plus sampled rows. With `progress`,
+/// the sentences done are shown on stderr.
 pub fn activation_stats(
     fp32_path: &Path,
     tokenizer: &tokenizers::Tokenizer,
     texts: &[&str],
     alpha: f32,
     threads: Option<usize>,
+    progress: bool,
 ) -> Result<ActivationStats, OnnxError> {
     let mut model = load_model(fp32_path)?;
     let inputs: Vec<String> = {
@@ -64,6 +67,7 @@ pub fn activation_stats(
     let mut amax: HashMap<String, Vec<f32>> = HashMap::new();
     let mut samples: HashMap<String, Vec<f32>> = HashMap::new();
     let mut token_counter = 0usize;
+    let mut bar = Progress::new("calibration", texts.len() as u64, "sentences", progress);
     for chunk in texts.chunks(32) {
         let b = EncoderBatch::tokenize(tokenizer, chunk, 128)?;
         let outs = runtime::run_encoder(&mut s, &b, &names)?;
@@ -92,7 +96,9 @@ pub fn activation_stats(
             }
         }
         token_counter += b.attention_mask.iter().filter(|&&m| m != 0).count();
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish();
     drop(s);
     drop(dir);
     Ok(ActivationStats {

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::activation_stats;
-use super::measure::{fidelity, fused_op_counts, throughput, Fidelity};
+use super::measure::{model_bytes, ModelBytes, fidelity, fused_op_counts, layer_fidelity, throughput, Fidelity, LayerCosine};
 use super::options::{QuantizeOptions, QuantizeSummary};
 use super::rewrite::quantize_model;
 use crate::backbone::raw as runtime;
 use crate::fsutil;
 use crate::graph::{load_model, save_model, OnnxError};
 use crate::onnx::import::{Manifest, BACKBONE_FILE, INT8_FILE, TOKENIZER_FILE};
+use crate::report::{write_layer_fidelity, FidelityChart, LayerFidelity};
 
 /// Options of [`quantize_dir`].
 #[derive(Debug, Clone)]
@@ -38,7 +39,17 @@ pub struct QuantizeDirOptions {
     /// Choose the smoothing strength per activation by simulating the int8 MatMuls on calibration
     /// rows (see [`ActivationStats::samples`]); false = `smooth_alpha` everywhere.
     pub auto_alpha: bool,
+    /// Replace an existing output file.
+    pub force: bool,
+    /// Show the progress of calibration and the fidelity runs on stderr.
+    pub progress: bool,
+    /// Also measure the fidelity of every hidden state and draw it into this folder
+    /// ([`LAYER_FIDELITY_STEM`] `.svg`, `.png`, `.json`).
+    pub plots: Option<PathBuf>,
 }
+
+/// Stem of the per-layer fidelity chart in [`QuantizeDirOptions::plots`].
+pub const LAYER_FIDELITY_STEM: &str = "layer_fidelity";
 
 /// Report of [`quantize_dir`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +69,50 @@ pub struct QuantizeReport {
     pub speed: Option<(f64, f64)>,
     /// Warning text when fidelity is below the threshold.
     pub warning: Option<String>,
+    /// The written model's bytes by part.
+    #[serde(default)]
+    pub bytes: ModelBytes,
+    /// Fidelity per hidden state, when measured (with [`QuantizeDirOptions::plots`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerCosine>,
+    /// The per-layer chart's files (SVG, PNG, JSON), when drawn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plot_files: Vec<PathBuf>,
+}
+
+/// Draws the per-layer fidelity of `int8` against `fp32` into `dir`; returns the files written.
+pub fn write_layer_chart(
+    dir: &std::path::Path,
+    layers: &[LayerCosine],
+    fp32: &std::path::Path,
+    int8: &std::path::Path,
+    sentences: usize,
+) -> Result<Vec<PathBuf>, OnnxError> {
+    let name = |p: &std::path::Path| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let chart = FidelityChart {
+        title: format!(
+            "Per-layer fidelity of {} vs {} ({sentences} sentences)",
+            name(int8),
+            name(fp32)
+        ),
+        layers: layers
+            .iter()
+            .map(|l| LayerFidelity {
+                name: if l.state == 0 {
+                    "embeddings (state 0)".to_string()
+                } else {
+                    format!("layer {} (state {})", l.state, l.state)
+                },
+                cosine: Some(f64::from(l.mean_cosine)),
+                max_abs_diff: Some(f64::from(l.max_abs_diff)),
+            })
+            .collect(),
+        cosine_threshold: None,
+        max_abs_diff_threshold: None,
+    };
+    let f = write_layer_fidelity(&dir.join(LAYER_FIDELITY_STEM), &chart)
+        .map_err(|e| OnnxError::Invalid(e.to_string()))?;
+    Ok(vec![f.svg, f.png, f.json])
 }
 
 /// Quantizes a model directory's backbone, checks ORT's fusion, reports fidelity (and speed), and
@@ -68,6 +123,12 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         .out
         .clone()
         .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
+    if out.exists() && !opts.force {
+        return Err(OnnxError::Invalid(format!(
+            "{} exists; pass --force to replace it",
+            out.display()
+        )));
+    }
     let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
     let mut quant = opts.quant.clone();
     let alpha = opts.smooth_alpha.unwrap_or(0.0);
@@ -91,7 +152,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
                 .collect(),
         };
         let refs: Vec<&str> = cal.iter().map(String::as_str).collect();
-        let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads)?;
+        let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads, opts.progress)?;
         if !opts.auto_alpha || alpha == 0.0 {
             stats.samples.clear();
         }
@@ -122,6 +183,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             summary.outlier_channels
         ),
     );
+    let bytes = model_bytes(&model);
     save_model(&out, &model)?;
     let counts = fused_op_counts(&out)?;
     let fused = counts.get("DynamicQuantizeMatMul").copied().unwrap_or(0)
@@ -135,7 +197,7 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             .collect(),
     };
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let fid = fidelity(&src, &out, &tok, &refs, opts.threads)?;
+    let fid = fidelity(&src, &out, &tok, &refs, opts.threads, opts.progress)?;
     let speed = if opts.measure_speed {
         let t = opts.threads.unwrap_or(2);
         let v = throughput(&[&src, &out], &tok, &refs, 32, t, 5)?;
@@ -149,6 +211,14 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
             fid.mean_cosine, opts.warn_cosine, fid.min_cosine
         )
     });
+    let (layers, plot_files) = match &opts.plots {
+        Some(dir) => {
+            let layers = layer_fidelity(&src, &out, &tok, &refs, opts.threads, opts.progress)?;
+            let files = write_layer_chart(dir, &layers, &src, &out, refs.len())?;
+            (layers, files)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     let report = QuantizeReport {
         out: out.clone(),
         summary,
@@ -157,6 +227,9 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
         unfused_nodes: unfused,
         speed,
         warning,
+        bytes,
+        layers,
+        plot_files,
     };
     // Record in the manifest when the output is inside the model directory.
     if let Ok(mut m) = Manifest::load(&opts.model_dir) {

@@ -12,9 +12,11 @@
 //!
 //! - [`options`]: what to do and what was done; [`outliers`]: which channels stay fp32;
 //! - [`rewrite`]: the graph rewrite; [`calibrate`]: activation statistics;
-//! - [`measure`]: fusions, fidelity, speed, sensitivity; [`job`]: a model directory end to end.
+//! - [`measure`]: fusions, fidelity (pooled and per layer), speed, sensitivity; [`job`]: a model
+//!   directory end to end.
 
 pub mod calibrate;
+pub mod embeddings;
 pub mod job;
 pub mod measure;
 pub mod options;
@@ -23,10 +25,11 @@ pub mod rewrite;
 pub mod scratch;
 
 pub use calibrate::{activation_stats, SAMPLE_ROWS};
+pub use embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
 pub use job::{quantize_dir, QuantizeDirOptions, QuantizeReport};
 pub use measure::{
-    fidelity, fidelity_of, fused_op_counts, pooled_embeddings, sensitivity, throughput,
-    token_lengths, Fidelity, Sensitivity,
+    fidelity, fidelity_of, fused_op_counts, layer_fidelity, pooled_embeddings, sensitivity,
+    throughput, token_lengths, Fidelity, LayerCosine, Sensitivity,
 };
 pub use options::{
     pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary, DEFAULT_OUTLIER_RATIO, DEFAULT_WARN_COSINE,

@@ -26,6 +26,9 @@ pub struct QuantizeOptions {
     /// extreme channel no longer sets the per-tensor activation scale. 0 = off. At most
     /// [`MAX_OUTLIER_FRACTION`] of the channels are split off.
     pub outlier_ratio: f32,
+    /// Store embedding tables (float tables read by whole rows, at least
+    /// [`crate::onnx::quantize::MIN_TABLE_ELEMENTS`] elements) as int8 with per-row scales.
+    pub int8_embeddings: bool,
 }
 
 /// At most `K / MAX_OUTLIER_FRACTION` (and at least 1) input channels of a `[K, N]` MatMul are
@@ -47,6 +50,7 @@ impl Default for QuantizeOptions {
             keep_fp32: Vec::new(),
             calibration: None,
             outlier_ratio: 0.0,
+            int8_embeddings: false,
         }
     }
 }
@@ -66,6 +70,9 @@ pub struct QuantizeSummary {
     /// Input channels split off into fp32 (outlier decomposition), summed over activations.
     #[serde(default)]
     pub outlier_channels: usize,
+    /// Embedding tables stored as int8 with per-row scales.
+    #[serde(default)]
+    pub int8_embeddings: Vec<String>,
 }
 
 /// Simple wildcard match: `*` = any run; otherwise substring match.

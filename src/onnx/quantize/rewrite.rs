@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::options::{pattern_matches, QuantizeOptions, QuantizeSummary};
+use super::embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
 use super::outliers::outlier_channels;
 use crate::graph::proto::{tensor_proto::DataType, ModelProto, NodeProto};
 use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder, OnnxError};
@@ -372,6 +373,15 @@ pub fn quantize_model(
         return Err(OnnxError::graph(
             "model opset < 11 cannot hold DynamicQuantizeLinear",
         ));
+    }
+    if opts.int8_embeddings {
+        // `Unsqueeze` takes its axes as an input from opset 13 on.
+        if graph::default_opset(model) < 13 {
+            return Err(OnnxError::Invalid(
+                "int8 embeddings need opset 13 or later; pass --fp32-embeddings".into(),
+            ));
+        }
+        summary.int8_embeddings = quantize_embeddings(model, MIN_TABLE_ELEMENTS)?;
     }
     Ok(summary)
 }

@@ -1,6 +1,6 @@
-//! Measurement harness for the quantizer on the real MiniLM (ignored by default; slow):
+//! Measurement harness for the quantizer on the real MiniLM (slow; needs `./setup.sh test`):
 //! `EDGETUNE_EVAL=../shared/data/snips/test/seq.in EDGETUNE_CAL=../shared/data/snips/train/seq.in \
-//!  EDGETUNE_ALPHA=0.5 cargo test --test onnx_quant_measure -- --ignored --nocapture`
+//!  EDGETUNE_ALPHA=0.5 cargo bench --bench quant_measure`
 //! Imports `.models/minilm-hf` into `target/edgetune-measure/minilm` once, quantizes with the
 //! settings from the environment, and prints fidelity, fusion and throughput figures.
 
@@ -21,15 +21,14 @@ fn lines(var: &str, limit: usize) -> Option<Vec<String>> {
     )
 }
 
-#[test]
-#[ignore]
-fn measure_minilm_quantization() {
+fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let hf = root.join(".models/minilm-hf");
-    if !hf.join("model.safetensors").is_file() {
-        eprintln!("SKIP: no MiniLM");
-        return;
-    }
+    assert!(
+        hf.join("model.safetensors").is_file(),
+        "{} missing: run ./setup.sh test",
+        hf.display()
+    );
     let dir = root.join("target/edgetune-measure/minilm");
     if !dir.join(import::BACKBONE_FILE).is_file() {
         import::import(&import::ImportOptions::new(&hf, &dir)).unwrap();
@@ -68,6 +67,9 @@ fn measure_minilm_quantization() {
         smooth_alpha: Some(alpha),
         calibration: lines("EDGETUNE_CAL", 512),
         auto_alpha: std::env::var("EDGETUNE_AUTO").is_ok(),
+        force: true,
+        progress: true,
+        plots: None,
     };
     let r = quantize::quantize_dir(&opts).unwrap();
     println!(
