@@ -22,6 +22,17 @@ fn journal(run: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Whether `checkpoint` holds a generation folder with its `state.json` (written last).
+fn has_complete_generation(checkpoint: &Path) -> bool {
+    std::fs::read_dir(checkpoint)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join("state.json").is_file())
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn killed_during_a_retrain_the_restart_serves_the_last_good_model() {
     common::require_setup();
@@ -43,10 +54,10 @@ fn killed_during_a_retrain_the_restart_serves_the_last_good_model() {
     ));
     assert_eq!(ack["seq"], 2);
     assert_eq!(c.request(r#"{"cmd": "retrain"}"#)["retrain"], "requested");
-    // Kill once the candidate is being trained (its checkpoint exists).
-    let state = run.join("serve/models/.tmp-gen-000002/checkpoint/state.json");
+    // Kill once the candidate is being trained (a checkpoint generation of it is complete).
+    let checkpoint = run.join("serve/models/.tmp-gen-000002/checkpoint");
     let t0 = Instant::now();
-    while !state.exists() {
+    while !has_complete_generation(&checkpoint) {
         assert!(
             t0.elapsed() < Duration::from_secs(300),
             "the retrain never started:\n{}",

@@ -238,6 +238,7 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
         settings,
         verbose: false,
         resume: false,
+        lock: None,
     });
     let remove_temp = || {
         let _ = std::fs::remove_dir_all(&temp);
@@ -287,6 +288,7 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
             fp32_layers: false,
             force: true,
             session: SessionOptions::with_threads(s.threads),
+            progress: false,
         });
         if let Err(e) = export {
             remove_temp();
