@@ -8,7 +8,7 @@ mod common;
 mod serve_support;
 
 use serde_json::Value;
-use serve_support::{demo_run, edgetune, fresh_run, intent, Server};
+use serve_support::{demo_run, edgetune, fresh_run, intent, wait_stats, Server};
 
 /// The default `--swap-margin`.
 const MARGIN: f64 = edgetune::serve::options::DEFAULT_SWAP_MARGIN;
@@ -208,4 +208,143 @@ fn a_merged_model_answers_but_does_not_learn() {
     assert_eq!(lines[2]["code"], "unavailable");
     assert_eq!(lines[3]["model"]["kind"], "merged");
     assert!(lines[3]["journal"].is_null());
+}
+
+/// `--retrain-every 2`: the second correction starts a retrain in the background (its reply does
+/// not wait for it), planned within `--max-memory`; the service answers meanwhile.
+#[test]
+fn every_n_corrections_retrain_in_the_background_within_max_memory() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let server = Server::start(
+        &run,
+        dir.path(),
+        &[
+            "--retrain-every",
+            "2",
+            "--max-memory",
+            "1G",
+            "--retrain-priority",
+            "normal",
+        ],
+    );
+    let mut c = server.connect();
+    let text = "i am freezing in here";
+    assert_ne!(intent(&c.request(text)), "set_temperature");
+    let ack = c.request(&format!(
+        r#"{{"correct": {{"text": "{text}", "intent": "set_temperature"}}}}"#
+    ));
+    assert_eq!(ack["ok"], true, "{ack}");
+    let s = c.request(r#"{"cmd": "stats"}"#);
+    assert_eq!(s["retrain"]["runs"], 0, "one correction of two: no retrain yet: {s}");
+    assert_eq!(s["retrain"]["running"], false, "{s}");
+    let ack = c.request(r#"{"correct": {"text": "kill the music", "intent": "turn_off"}}"#);
+    assert_eq!(ack["ok"], true, "{ack}");
+    // Answered while the retrain runs (or after it, on a fast machine).
+    assert!(c.request("lock the front door")["intent"]["label"].is_string());
+    let s = wait_stats(&mut c, |s| {
+        s["retrain"]["runs"] == 1 && s["retrain"]["running"] == false
+    });
+    let last = &s["retrain"]["last"];
+    assert_eq!(last["swapped"], true, "{s}");
+    assert_eq!(last["corrections"], 2, "{s}");
+    let plan = last["memory"].as_str().unwrap_or_else(|| panic!("no memory plan: {s}"));
+    assert!(plan.starts_with("memory budget 1024 MiB"), "{plan}");
+    let peak: u64 = plan
+        .rsplit_once("expected peak ~")
+        .and_then(|(_, p)| p.strip_suffix(" MiB"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(peak <= 1024, "{plan}");
+    assert_eq!(s["journal"]["since_retrain"], 0, "{s}");
+    let after = c.request(text);
+    assert_eq!(intent(&after), "set_temperature", "{after}");
+    assert_eq!(after["version"], 1);
+}
+
+/// A budget no retrain fits in: the retrain fails with the reason, the serving model stays.
+#[test]
+fn a_retrain_that_cannot_fit_max_memory_keeps_the_serving_model() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let server = Server::start(&run, dir.path(), &["--max-memory", "1M"]);
+    let mut c = server.connect();
+    c.request(r#"{"correct": {"text": "kill the music", "intent": "turn_off"}}"#);
+    let report = retrain(&mut c);
+    assert_eq!(report["swapped"], false, "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("--max-memory 1 MiB is too small"),
+        "{report}"
+    );
+    assert_eq!(report["version"], 0);
+    assert_eq!(c.request("kill the music")["version"], 0);
+    assert!(!run.join("serve/models/gen-000001").exists());
+}
+
+/// Training data that teaches the wrong intents (every train label moved to another intent; the
+/// valid split is the demo's): the retrained model is far worse on the held-out split, so it is
+/// not swapped in, and `stats` says why.
+#[test]
+fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let bad = dir.path().join("bad-data");
+    std::fs::create_dir_all(&bad).unwrap();
+    let demo = serve_support::root().join("data/demo");
+    let train = std::fs::read_to_string(demo.join("train.jsonl")).unwrap();
+    let mut labels: Vec<String> = train
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["intent"].as_str().unwrap().to_string())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    let moved: String = train
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let i = labels.iter().position(|x| v["intent"] == x.as_str()).unwrap();
+            v["intent"] = Value::from(labels[(i + 1) % labels.len()].clone());
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(bad.join("train.jsonl"), moved).unwrap();
+    std::fs::copy(demo.join("valid.jsonl"), bad.join("valid.jsonl")).unwrap();
+
+    let server = Server::start(
+        &run,
+        dir.path(),
+        &["--data", bad.to_str().unwrap(), "--retrain-priority", "normal"],
+    );
+    let mut c = server.connect();
+    let before = c.request("turn on the kitchen light");
+    assert_eq!(intent(&before), "turn_on");
+    let report = retrain(&mut c);
+    assert_eq!(report["swapped"], false, "{report}");
+    let (old, new) = (
+        report["old_score"].as_f64().unwrap(),
+        report["new_score"].as_f64().unwrap(),
+    );
+    assert!(new < old - MARGIN, "held-out {old} -> {new}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("held-out score fell from"),
+        "{report}"
+    );
+    let s = c.request(r#"{"cmd": "stats"}"#);
+    assert_eq!(s["retrain"]["last"]["reason"], report["reason"], "{s}");
+    assert_eq!(s["retrain"]["swaps"], 0);
+    assert_eq!(s["model"]["version"], 0);
+    let after = c.request("turn on the kitchen light");
+    assert_eq!(after["version"], 0);
+    assert_eq!(after["intent"], before["intent"], "the serving model is unchanged");
+    assert!(!run.join("serve/models/gen-000001").exists());
+    assert!(
+        std::fs::read_dir(run.join("serve/models"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the refused candidate is removed"
+    );
 }

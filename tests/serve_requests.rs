@@ -253,3 +253,33 @@ fn sigterm_finishes_the_requests_in_flight_and_exits_0() {
         "the socket file is removed"
     );
 }
+
+#[test]
+fn sigint_exits_0_and_the_restart_has_the_journal() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let server = Server::start(&run, dir.path(), &[]);
+    let mut c = server.connect();
+    let ack = c.request(r#"{"correct": {"text": "kill the music", "intent": "turn_off"}}"#);
+    assert_eq!(ack["ok"], true, "{ack}");
+    // One service per run: a second one is refused while the first runs.
+    let second = edgetune()
+        .args(["serve", "--run"])
+        .arg(&run)
+        .arg("--socket")
+        .arg(dir.path().join("second.sock"))
+        .args(["--no-stdin"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another edgetune serve runs on this run"), "{err}");
+    let (status, log) = server.signal(libc::SIGINT);
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("signal 2"), "{log}");
+    let server = Server::start(&run, dir.path(), &[]);
+    let s = server.connect().request(r#"{"cmd": "stats"}"#);
+    assert_eq!(s["journal"]["corrections"], 1, "{s}");
+    assert_eq!(s["journal"]["since_retrain"], 1, "{s}");
+}

@@ -34,6 +34,11 @@ pub fn demo_run() -> PathBuf {
         return PathBuf::from(p);
     }
     let dir = tmp().join("bench-demo-run");
+    if dir.join("config.json").is_file() && !trained_on_current_backbone(&dir) {
+        // Set-up replaced the models since: train again (and export again).
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(tmp().join("bench-merged"));
+    }
     if !dir.join("config.json").is_file() {
         let mut c = edgetune();
         c.args(["--threads", "2", "train", "-q", "--seed", "13", "--data"])
@@ -43,6 +48,24 @@ pub fn demo_run() -> PathBuf {
         run_ok(c);
     }
     dir
+}
+
+/// Whether the run in `dir` records the backbone file it names with its present hash.
+fn trained_on_current_backbone(dir: &Path) -> bool {
+    let config: serde_json::Value = match std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+    {
+        Some(c) => c,
+        None => return false,
+    };
+    let backbone = &config["backbone"];
+    match (backbone["onnx"].as_str(), backbone["onnx_sha256"].as_str()) {
+        (Some(path), Some(sha)) => {
+            edgetune::fsutil::sha256_file(Path::new(path)).is_ok_and(|h| h == sha)
+        }
+        _ => false,
+    }
 }
 
 /// The demo run as a merged model (int8 backbone, the default).

@@ -197,6 +197,17 @@ impl Journal {
         self.pending = 0;
     }
 
+    /// The number of the last entry written (0 for an empty journal).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Counts as pending the live corrections numbered after `seq` (those the serving model was
+    /// not trained on), so that `--retrain-every` counts across restarts.
+    pub fn set_trained_through(&mut self, seq: u64) {
+        self.pending = self.live.iter().filter(|(s, _)| *s > seq).count();
+    }
+
     /// Flushes the file to disk (every entry already is; for shutdown).
     pub fn sync(&self) -> Result<(), ServeError> {
         self.file.sync_all().map_err(ServeError::io(&self.path))

@@ -2,6 +2,9 @@
 //! - `journal.jsonl`: the corrections;
 //! - `models/gen-NNNNNN/`: each model that replaced the serving one (a run folder, written under a
 //!   temporary name and renamed when complete);
+//! - `models/gen-NNNNNN/trained.json`: `{"journal_seq": N}`, the last journal entry that model's
+//!   retrain had taken (so `--retrain-every` counts the corrections after it across restarts);
+//! - `.lock`: held by the service while it runs (one writer of the journal);
 //! - `current`: the folder of the model to serve (`models/gen-NNNNNN`), replaced by rename; absent
 //!   until the first swap (the run itself is then served, as version 0).
 //!
@@ -21,6 +24,8 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const CURRENT_FILE: &str = "current";
 /// Folder of the swapped models.
 pub const MODELS_DIR: &str = "models";
+/// File of a swapped model recording the journal entries its retrain had taken.
+pub const TRAINED_FILE: &str = "trained.json";
 /// Prefix of a model folder still being written.
 const TEMP_PREFIX: &str = ".tmp-";
 
@@ -54,6 +59,46 @@ impl Layout {
             }
         }
         Ok(())
+    }
+
+    /// Records in the model folder `dir` that its retrain took the journal up to entry `seq`.
+    pub fn write_trained_through(dir: &Path, seq: u64) -> Result<(), ServeError> {
+        let path = dir.join(TRAINED_FILE);
+        fsutil::write_atomic(&path, format!("{{\"journal_seq\": {seq}}}\n").as_bytes())
+            .map_err(ServeError::io(&path))
+    }
+
+    /// The last journal entry the model in `dir` was trained with: 0 for the run itself or a
+    /// model folder without the record.
+    pub fn trained_through(dir: &Path) -> Result<u64, ServeError> {
+        let path = dir.join(TRAINED_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(ServeError::io(&path)(e)),
+        };
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["journal_seq"].as_u64())
+            .ok_or_else(|| ServeError::Corrupt {
+                path,
+                message: "expected {\"journal_seq\": N}".into(),
+            })
+    }
+
+    /// Takes the service's lock of the folder: an error when another `serve` runs on this run.
+    pub fn lock(&self) -> Result<fsutil::DirLock, ServeError> {
+        fsutil::DirLock::acquire(&self.dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                ServeError::Config(format!(
+                    "{}: another edgetune serve runs on this run (it holds {})",
+                    self.run.display(),
+                    self.dir.join(".lock").display()
+                ))
+            } else {
+                ServeError::io(&self.dir.join(".lock"))(e)
+            }
+        })
     }
 
     /// The journal's path.

@@ -45,6 +45,10 @@ pub struct RetrainReport {
     pub unfixed: Vec<u64>,
     /// Seconds of each phase done: data, features, train, evaluate, publish (export included).
     pub phases: BTreeMap<String, f64>,
+    /// With `--max-memory`: the plan that fits the retrain in the budget (batch sizes and the
+    /// expected peak).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 #[derive(Default)]

@@ -38,7 +38,7 @@ static TRAIN: Mutex<()> = Mutex::new(());
 pub fn demo_run() -> PathBuf {
     let _one_at_a_time = TRAIN.lock().unwrap_or_else(|p| p.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-demo-run");
-    if dir.join("config.json").is_file() {
+    if dir.join("config.json").is_file() && trained_on_current_backbone(&dir) {
         return dir;
     }
     let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
@@ -58,6 +58,24 @@ pub fn demo_run() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).unwrap();
     dir
+}
+
+/// Whether the run in `dir` records the backbone file it names with its present hash (set-up may
+/// have replaced the models since the run was trained).
+fn trained_on_current_backbone(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
+    let backbone = &config["backbone"];
+    match (backbone["onnx"].as_str(), backbone["onnx_sha256"].as_str()) {
+        (Some(path), Some(sha)) => {
+            edgetune::fsutil::sha256_file(Path::new(path)).is_ok_and(|h| h == sha)
+        }
+        _ => false,
+    }
 }
 
 /// A fresh copy of the demo run (its config and weights, no serve folder) in `parent`.
@@ -147,10 +165,15 @@ impl Server {
     }
 
     /// SIGTERM, and waits for the process to exit.
-    pub fn term(mut self) -> (ExitStatus, String) {
+    pub fn term(self) -> (ExitStatus, String) {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends `sig`, and waits for the process to exit.
+    pub fn signal(mut self, sig: i32) -> (ExitStatus, String) {
         // SAFETY: sending a signal to our own child process.
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(self.child.id() as i32, sig);
         }
         let status = self.child.wait().unwrap();
         let log = self.log();
@@ -206,6 +229,22 @@ impl Client {
         let mut s = String::new();
         self.reader.read_to_string(&mut s).unwrap();
         s
+    }
+}
+
+/// Polls `{"cmd": "stats"}` on `c` until `done(stats)` holds (at most 300 s), and returns them.
+pub fn wait_stats(c: &mut Client, done: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let s = c.request(r#"{"cmd": "stats"}"#);
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "gave up waiting; last stats: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -68,6 +68,7 @@ struct Figures {
     fixed: usize,
     unfixed: Vec<u64>,
     phases: Vec<(&'static str, f64)>,
+    memory: Option<String>,
 }
 
 impl Figures {
@@ -93,6 +94,7 @@ pub fn retrain_once(shared: &Shared) -> RetrainReport {
         fixed: 0,
         unfixed: Vec::new(),
         phases: Vec::new(),
+        memory: None,
     };
     let result = run(shared, &mut figures);
     let version = lock(&shared.engine).version;
@@ -119,6 +121,7 @@ pub fn retrain_once(shared: &Shared) -> RetrainReport {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+        memory: figures.memory,
     }
 }
 
@@ -150,10 +153,10 @@ fn settings_of(rc: &RunConfig, dir: &Path, epochs: usize) -> Result<TrainSetting
 fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, ServeError> {
     let s = &shared.settings;
     let mut t = Instant::now();
-    let corrections = {
+    let (corrections, through) = {
         let mut j = lock(&shared.journal);
         j.mark_retrained();
-        j.live().to_vec()
+        (j.live().to_vec(), j.last_seq())
     };
     fig.corrections = corrections.len();
     let (current, version) = {
@@ -217,14 +220,14 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
             layers,
         )?;
         start.config.backbone_width = ctx.hidden();
-        fit_memory(
+        fig.memory = Some(fit_memory(
             &data.dataset,
             &mut ctx,
             &mut settings,
             &start,
             &states,
             budget,
-        )?;
+        )?);
     }
     let next = version + 1;
     let temp = shared.layout.temp_model(next);
@@ -298,6 +301,7 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
             )));
         }
     }
+    Layout::write_trained_through(&temp, through)?;
     let dest = shared.layout.publish(&temp, next)?;
     lock(&shared.engine).swap(new_rc, new_model, next, &dest);
     fig.phase("publish", &mut t);

@@ -37,6 +37,8 @@ pub(super) struct Inner {
     pub(super) engine: Arc<Mutex<Engine>>,
     pub(super) tasks: Vec<TaskInfo>,
     pub(super) layout: Option<Layout>,
+    /// The lock of the run's serve folder, held while the service lives.
+    _dir_lock: Option<crate::fsutil::DirLock>,
     pub(super) journal: Option<Arc<Mutex<Journal>>>,
     pub(super) stats: Arc<Stats>,
     pub(super) retrainer: OnceLock<Retrainer>,
@@ -73,18 +75,27 @@ impl Service {
             spinning: opts.spinning,
             ..SessionOptions::with_threads(opts.threads)
         };
+        if let Some(addr) = opts.listen {
+            super::super::transport::listen::check_loopback(addr)?;
+        }
         let (engine, layout, journal) = match &opts.model {
             ModelChoice::Merged(path) => (Engine::open_merged(path, &session)?, None, None),
             ModelChoice::Run(run) => {
                 let layout = Layout::new(run);
+                let dir_lock = layout.lock()?;
                 layout.prepare()?;
                 let (dir, version) = layout.current()?;
                 let engine = Engine::open_run(&dir, version, opts.backbone.as_deref(), &session)?;
-                let (journal, warning) = Journal::open(&layout.journal())?;
+                let (mut journal, warning) = Journal::open(&layout.journal())?;
                 if let Some(w) = warning {
                     eprintln!("edgetune serve: warning: {w}");
                 }
-                (engine, Some(layout), Some(Arc::new(Mutex::new(journal))))
+                journal.set_trained_through(Layout::trained_through(&dir)?);
+                (
+                    engine,
+                    Some((layout, dir_lock)),
+                    Some(Arc::new(Mutex::new(journal))),
+                )
             }
         };
         if opts.retrain_every == Some(0) {
@@ -93,12 +104,14 @@ impl Service {
             ));
         }
         let tasks = engine.tasks.clone();
+        let (layout, dir_lock) = layout.unzip();
         Ok(Self {
             inner: Arc::new(Inner {
                 opts,
                 engine: Arc::new(Mutex::new(engine)),
                 tasks,
                 layout,
+                _dir_lock: dir_lock,
                 journal,
                 stats: Arc::new(Stats::default()),
                 retrainer: OnceLock::new(),

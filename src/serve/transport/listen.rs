@@ -91,14 +91,9 @@ impl Listener {
         Ok(Listener::Unix(l, path.to_path_buf()))
     }
 
-    /// Listens on `addr`, which must be a loopback address (the protocol has no authentication).
+    /// Listens on `addr`, which must be a loopback address ([`check_loopback`]).
     pub fn tcp(addr: SocketAddr) -> Result<Self, ServeError> {
-        if !addr.ip().is_loopback() {
-            return Err(ServeError::Config(format!(
-                "--listen {addr}: only loopback addresses (127.0.0.1, ::1) are served: the protocol has \
-                 no authentication; put a proxy in front to serve a network"
-            )));
-        }
+        check_loopback(addr)?;
         let l = TcpListener::bind(addr).map_err(ServeError::io(addr.to_string()))?;
         let bound = l.local_addr().map_err(ServeError::io(addr.to_string()))?;
         Ok(Listener::Tcp(l, bound))
@@ -147,4 +142,15 @@ impl Listener {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// An error unless `addr` is a loopback address: the protocol has no authentication.
+pub fn check_loopback(addr: SocketAddr) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(ServeError::Config(format!(
+        "--listen {addr}: only loopback addresses (127.0.0.1, ::1) are served: the protocol has \
+         no authentication; put a proxy in front to serve a network"
+    )))
 }
