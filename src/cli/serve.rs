@@ -11,7 +11,7 @@ use edgetune::serve::options::{
     DEFAULT_SPINNING, DEFAULT_SWAP_MARGIN,
 };
 use edgetune::serve::priority::Priority;
-use edgetune::serve::signals::block_termination;
+use edgetune::serve::signals::catch_termination;
 use edgetune::serve::{devices, DeviceOptions, ModelChoice, ServeOptions, Service};
 
 use super::common;
@@ -169,8 +169,7 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    // Before any thread starts, so that every thread inherits the blocked mask.
-    let signals = block_termination().context("blocking SIGTERM/SIGINT")?;
+    let signals = catch_termination().context("catching SIGTERM/SIGINT")?;
     let threads = common::setup_threads(g)?;
     let (opts, dev) = validate(&a, threads)?;
     common::init_runtime(g)?;
