@@ -119,9 +119,10 @@ pub fn answer_labels(answer: &Value, tasks: &[TaskInfo], words: usize) -> Labels
                     else {
                         continue;
                     };
-                    for w in start as usize..(end as usize).min(words) {
-                        let prefix = if w == start as usize { "B" } else { "I" };
-                        tags[w] = format!("{prefix}-{kind}");
+                    let (start, end) = (start as usize, (end as usize).min(words));
+                    for (w, tag) in tags.iter_mut().enumerate().take(end).skip(start) {
+                        let prefix = if w == start { "B" } else { "I" };
+                        *tag = format!("{prefix}-{kind}");
                     }
                 }
                 labels.token.insert(t.name.clone(), tags);

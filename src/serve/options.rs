@@ -62,41 +62,32 @@ pub struct ServeOptions {
     pub retrain_priority: Priority,
 }
 
-/// Default of `--min-prob`: 0.8, the threshold that rejected more wrong answers than right ones on
-/// both valid splits measured (docs/serve.md): on SNIPS valid it keeps 98.7% of the answers at
-/// 99.28% precision (98.57% unfiltered), rejecting 5 wrong and 4 right ones, where 0.9 would
-/// reject 14 right ones for one more wrong; on data/demo valid it rejects 1 of the 2 wrong answers
-/// and 2 of the 78 right ones.
+/// Default of `--min-prob`: 0.8, the highest threshold at which the answers it rejects on the
+/// valid splits measured are still mostly wrong ones (the table in docs/serve.md).
 pub const DEFAULT_MIN_PROB: f32 = 0.8;
 
-/// Default of `--swap-margin`: 0.02 of the held-out score ([`Metrics::score`], 0..1). Models of
-/// the demo data that differ only in their seed (13 to 17) score 0.9708 to 0.9833 on its valid
-/// split, and retrains with the default settings moved the score by -1.26 to +0.58 points
-/// (docs/serve.md): a smaller margin would refuse models for noise. On a large valid split, where
-/// the noise is smaller, a smaller margin can be given.
+/// Default of `--swap-margin`: 0.02 of the held-out score ([`Metrics::score`], 0..1): about the
+/// spread of equally good models of the demo data on its small valid split (docs/serve.md), so a
+/// smaller margin would refuse models for noise. On a large valid split a smaller one can be given.
 ///
 /// [`Metrics::score`]: crate::metrics::Metrics::score
 pub const DEFAULT_SWAP_MARGIN: f64 = 0.02;
 
-/// Default of `--retrain-epochs`: 4. From the serving heads, 2 epochs learned every correction
-/// tried on the demo data and, with 8 copies, on SNIPS; 4 kept SNIPS' held-out score higher
-/// (+0.58 points against +0.07) for about 3 s more on the demo data (docs/serve.md).
+/// Default of `--retrain-epochs`: 4, from the serving heads: the setting that learned every
+/// correction tried and kept the best held-out score (docs/serve.md).
 pub const DEFAULT_RETRAIN_EPOCHS: usize = 4;
 
-/// Default of `--correction-copies`: 8. On SNIPS (13,084 training sentences) one copy of each of
-/// 8 corrections left 3 of them unlearned after 2 epochs; 8 copies learned all 8 without a
-/// held-out loss (docs/serve.md).
+/// Default of `--correction-copies`: 8: a single copy of a correction among thousands of training
+/// sentences gets too little gradient in a few epochs to be learned (docs/serve.md).
 pub const DEFAULT_CORRECTION_COPIES: usize = 8;
 
-/// Default intra-op spinning: off. `bench` on this 2-core machine (docs/serve.md): batch-1 p50
-/// 2.5 to 3.1 ms without spinning, 6.7 to 10.5 ms with it, idle; 2.5 to 4.0 ms against 9.9 to
-/// 10.4 ms with a retrain running at nice 19. Spinning threads only compete with the other work
-/// for the cores, so neither state (idle or retraining) justifies them.
+/// Default intra-op spinning: off. On a 2-core machine shared with other work, spinning threads
+/// only take the cores from the threads that have work, idle or retraining alike (the
+/// measurements are in docs/serve.md; `--spinning true` for a device with cores to spare).
 pub const DEFAULT_SPINNING: bool = false;
 
-/// Default of `--retrain-priority`: nice 19. With `SCHED_IDLE` a demo retrain did not finish in
-/// 300 s on this (shared, busy) machine, at nice 19 it took 88 s, at normal priority 15 s: the
-/// idle class gives no guarantee of progress when anything else keeps the cores busy.
+/// Default of `--retrain-priority`: nice 19. The idle class (`SCHED_IDLE`) gives no guarantee of
+/// progress when anything else keeps the cores busy (docs/serve.md).
 pub const DEFAULT_RETRAIN_PRIORITY: Priority = Priority::Nice;
 
 /// Default of `--max-clients`.

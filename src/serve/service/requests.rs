@@ -29,9 +29,7 @@ impl Service {
             eprintln!("edgetune serve: feedback button: a merged model cannot learn; ignored");
             return None;
         };
-        let Some(intent) = intent_task(&self.inner.tasks) else {
-            return None;
-        };
+        let intent = intent_task(&self.inner.tasks)?;
         let (Some(right), Some(wrong)) = (
             last.runner_up.get(&intent.name),
             last.labels.sentence.get(&intent.name),
