@@ -6,7 +6,8 @@
 //! aligned to words) -> [`backbone`] (frozen ONNX encoder run by ONNX Runtime) -> [`features`]
 //! (content-addressed cache) -> [`model`] (heads and unfrozen layers in candle) -> [`run`] (a trained
 //! run on disk) -> [`train`] -> [`eval`] / [`infer`] -> [`onnx`] (import, quantize, merged export and
-//! runtime) -> [`inspect`] (what a run, a model folder or a merged model holds).
+//! runtime) -> [`inspect`] (what a run, a model folder or a merged model holds) -> [`device`]
+//! (actions on GPIO, PWM and I2C, the serial line) -> [`serve`] (the long-running service).
 //!
 //! Under the stages, used by any of them: [`fsutil`] (atomic files, hashes), [`sys`] (process
 //! facts), [`progress`] (progress bars and log lines of long steps), [`graph`] (the ONNX format),
@@ -32,3 +33,5 @@ pub mod eval;
 pub mod infer;
 pub mod onnx;
 pub mod inspect;
+pub mod device;
+pub mod serve;

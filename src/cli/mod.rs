@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod actions;
 mod bench;
 mod common;
 mod eval;
@@ -10,6 +11,7 @@ mod import;
 mod infer;
 mod inspect;
 mod quantize;
+mod serve;
 mod train;
 
 use common::Global;
@@ -46,6 +48,11 @@ enum Command {
     Export(export::Args),
     /// Dynamic int8 quantization (per-channel weight scales) of a model directory's backbone.
     Quantize(quantize::Args),
+    /// Device actions (actions.toml): check a file against a model's labels.
+    Actions(actions::Args),
+    /// A long-running service: JSON-line requests on stdin, a Unix socket, TCP and a serial line;
+    /// learns from corrections (background retrain, safe swap); fires device actions.
+    Serve(serve::Args),
     /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
     /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
     Inspect(inspect::Args),
@@ -62,6 +69,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Import(a) => import::run(&cli.global, a),
         Command::Quantize(a) => quantize::run(&cli.global, a),
         Command::Export(a) => export::run(&cli.global, a),
+        Command::Actions(a) => actions::run(&cli.global, a),
+        Command::Serve(a) => serve::run(&cli.global, a),
         Command::Inspect(a) => inspect::run(&cli.global, a),
     };
     match result {

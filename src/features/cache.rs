@@ -10,6 +10,10 @@
 //! - `states.f16`: for each example, `[rows, states, hidden]` in f16, rows being words (sub-tokens
 //!   mean-pooled per word) or tokens, examples one after another.
 //!
+//! A composed entry ([`FeatureContext::compose`]) is the concatenation of other entries (a split
+//! with a few examples appended): its `meta.json` lists their keys in `parts` and it has no data
+//! files of its own, so only the appended examples are ever extracted.
+//!
 //! Extraction streams: batches are sorted by length (about twice the throughput of unsorted
 //! batches), each batch's states are written at their final offsets, and only one batch is held in
 //! memory. Reading is by positioned reads, so memory stays bounded by the batch, not the dataset.
@@ -93,16 +97,24 @@ pub struct CacheMeta {
     /// CRC-32 of each example's stored states (checked on every read: bit rot on an SD card is an
     /// error, never silently different features).
     pub checksums: Vec<u32>,
-    /// CRC-32 of `pooled.f32`.
+    /// CRC-32 of `pooled.f32` (0 for a composed entry: each part checks its own).
     pub pooled_checksum: u32,
+    /// For a composed entry: the keys of the entries it concatenates, in order (their data files
+    /// hold its states); empty for an entry with its own data files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
 }
 
 /// The cached features of one split, open for reading.
 pub struct SplitFeatures {
     pub meta: CacheMeta,
     pub dir: PathBuf,
-    offsets: Vec<u64>,
-    states: File,
+    /// Per example: the data file holding its states and its offset there, in f16 values.
+    locations: Vec<(usize, u64)>,
+    /// The data files (`states.f16` of the entry, or of each part of a composed entry).
+    files: Vec<(PathBuf, File)>,
+    /// f16 values in all data files.
+    values: u64,
     pooled: Vec<f32>,
 }
 
@@ -136,14 +148,15 @@ impl SplitFeatures {
     ) -> Result<(), FeatureError> {
         let n = self.meta.rows[i] as usize * self.row_width();
         scratch.resize(n, f16::ZERO);
-        let path = self.dir.join("states.f16");
+        let (file, offset) = self.locations[i];
+        let (path, states) = &self.files[file];
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(scratch.as_mut_slice());
-        self.states
-            .read_exact_at(bytes, self.offsets[i] * 2)
-            .map_err(io_err(&path))?;
+        states
+            .read_exact_at(bytes, offset * 2)
+            .map_err(io_err(path))?;
         if crc32fast::hash(bytes) != self.meta.checksums[i] {
             return Err(FeatureError::Corrupt {
-                path,
+                path: path.clone(),
                 message: format!(
                     "the states of example {} do not match their checksum (the file is damaged); \
                      remove the folder {} and run again to rebuild it",
@@ -157,9 +170,9 @@ impl SplitFeatures {
         Ok(())
     }
 
-    /// Size of the entry on disk, in bytes.
+    /// Size of the features on disk (of the parts, for a composed entry), in bytes.
     pub fn disk_bytes(&self) -> u64 {
-        (self.offsets.last().copied().unwrap_or(0) * 2) + (self.pooled.len() as u64 * 4)
+        self.values * 2 + (self.pooled.len() as u64 * 4)
     }
 }
 
@@ -264,13 +277,19 @@ impl FeatureContext {
 
     /// The cache key of `split` under `spec`.
     pub fn key(&self, split: &Split, spec: &FeatureSpec) -> String {
+        self.key_of(&[split], spec)
+    }
+
+    /// The cache key of the split made of `parts`' examples one after another (the same as
+    /// [`key`](Self::key) of that split).
+    pub fn key_of(&self, parts: &[&Split], spec: &FeatureSpec) -> String {
         let mut h = Sha256::new();
         h.update(format!("edgetune-features v{CACHE_VERSION}\n").as_bytes());
         h.update(self.model_sha.as_bytes());
         h.update(self.tokenizer_sha.as_bytes());
         h.update(serde_json::to_vec(spec).expect("spec serializes"));
         h.update(self.tokenizer.max_tokens().to_le_bytes());
-        for ex in &split.examples {
+        for ex in parts.iter().flat_map(|p| &p.examples) {
             for w in &ex.words {
                 h.update((w.len() as u64).to_le_bytes());
                 h.update(w.as_bytes());
@@ -289,7 +308,7 @@ impl FeatureContext {
         let key = self.key(split, spec);
         let dir = self.cache_dir.join(&key);
         if dir.join("meta.json").is_file() {
-            match open_entry(&dir, &key) {
+            match open_entry(&self.cache_dir, &key) {
                 Ok(f) => return Ok(f),
                 Err(e) => {
                     eprintln!("warning: rebuilding damaged feature cache entry: {e}");
@@ -298,7 +317,79 @@ impl FeatureContext {
             }
         }
         self.extract(split, spec, &key)?;
-        open_entry(&dir, &key)
+        open_entry(&self.cache_dir, &key)
+    }
+
+    /// Makes the features of the split made of `parts`' examples one after another available
+    /// under that split's key, extracting only parts that are not cached yet: the entry written
+    /// lists the parts' keys (a part may repeat) and holds no states of its own. A later
+    /// [`load_or_extract`](Self::load_or_extract) of the concatenated split opens it.
+    pub fn compose(
+        &mut self,
+        parts: &[&Split],
+        spec: &FeatureSpec,
+    ) -> Result<SplitFeatures, FeatureError> {
+        let key = self.key_of(parts, spec);
+        if self.cache_dir.join(&key).join("meta.json").is_file() {
+            if let Ok(f) = open_entry(&self.cache_dir, &key) {
+                return Ok(f);
+            }
+        }
+        let mut metas: Vec<CacheMeta> = Vec::with_capacity(parts.len());
+        for part in parts {
+            let f = self.load_or_extract(part, spec)?;
+            if !f.meta.parts.is_empty() {
+                // Parts are plain entries, so a composed entry is never more than one level deep.
+                return Err(FeatureError::Corrupt {
+                    path: f.dir.clone(),
+                    message: "a composed entry cannot be a part of another one".into(),
+                });
+            }
+            metas.push(f.meta);
+        }
+        let first = metas.first();
+        let mut meta = CacheMeta {
+            version: CACHE_VERSION,
+            key: key.clone(),
+            examples: 0,
+            hidden: first.map_or(self.hidden, |m| m.hidden),
+            spec: spec.clone(),
+            max_tokens: self.tokenizer.max_tokens(),
+            rows: Vec::new(),
+            word_tokens: Vec::new(),
+            truncated: Vec::new(),
+            tokens: Vec::new(),
+            checksums: Vec::new(),
+            pooled_checksum: 0,
+            parts: metas.iter().map(|m| m.key.clone()).collect(),
+        };
+        for m in &metas {
+            meta.truncated
+                .extend(m.truncated.iter().map(|&i| i + meta.examples));
+            meta.examples += m.examples;
+            meta.rows.extend_from_slice(&m.rows);
+            meta.word_tokens.extend(m.word_tokens.iter().cloned());
+            meta.tokens.extend_from_slice(&m.tokens);
+            meta.checksums.extend_from_slice(&m.checksums);
+        }
+        fs::create_dir_all(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
+        remove_stale_temps(&self.cache_dir);
+        let tmp = self
+            .cache_dir
+            .join(format!(".{key}.{}.tmp", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let meta_path = tmp.join("meta.json");
+        fsutil::write_atomic(
+            &meta_path,
+            &serde_json::to_vec(&meta).expect("meta serializes"),
+        )
+        .map_err(io_err(&meta_path))?;
+        let dest = self.cache_dir.join(&key);
+        let _ = fs::remove_dir_all(&dest);
+        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        fsutil::sync_dir(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
+        open_entry(&self.cache_dir, &key)
     }
 
     /// Tokenizes the split's words (in parallel on the current rayon pool).
@@ -428,6 +519,7 @@ impl FeatureContext {
             tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
             checksums,
             pooled_checksum: crc32fast::hash(bytemuck::cast_slice(&pooled)),
+            parts: Vec::new(),
         };
         let meta_path = tmp.join("meta.json");
         fsutil::write_atomic(
@@ -475,63 +567,116 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-fn open_entry(dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
+fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
+    let dir = cache_dir.join(key);
     let corrupt = |message: String| FeatureError::Corrupt {
-        path: dir.to_path_buf(),
+        path: dir.clone(),
         message,
     };
+    let meta = read_meta(&dir, key)?;
+    let width = (meta.spec.states.len() * meta.hidden) as u64;
+    // Each data file with the metadata describing its examples: the entry's own, or its parts'.
+    let mut sources: Vec<(PathBuf, CacheMeta)> = Vec::new();
+    if meta.parts.is_empty() {
+        sources.push((dir.clone(), meta.clone()));
+    } else {
+        for part in &meta.parts {
+            let pdir = cache_dir.join(part);
+            let pmeta = read_meta(&pdir, part)?;
+            if !pmeta.parts.is_empty() || pmeta.hidden != meta.hidden || pmeta.spec != meta.spec {
+                return Err(corrupt(format!("part {part} does not fit this entry")));
+            }
+            sources.push((pdir, pmeta));
+        }
+        if sources.iter().map(|(_, m)| m.examples).sum::<usize>() != meta.examples {
+            return Err(corrupt("its parts do not add up to its examples".into()));
+        }
+    }
+    let mut locations = Vec::with_capacity(meta.examples);
+    let mut files = Vec::with_capacity(sources.len());
+    let mut pooled = Vec::with_capacity(meta.examples * meta.hidden);
+    let mut values = 0u64;
+    let mut row = 0usize;
+    for (f, (sdir, smeta)) in sources.iter().enumerate() {
+        let mut acc = 0u64;
+        for (r, c) in smeta.rows.iter().zip(&smeta.checksums) {
+            if meta.rows.get(row) != Some(r) || meta.checksums.get(row) != Some(c) {
+                return Err(corrupt(format!(
+                    "rows of part {} differ from the entry's",
+                    smeta.key
+                )));
+            }
+            locations.push((f, acc));
+            acc += *r as u64 * width;
+            row += 1;
+        }
+        let states_path = sdir.join("states.f16");
+        let states = File::open(&states_path).map_err(io_err(&states_path))?;
+        let len = states.metadata().map_err(io_err(&states_path))?.len();
+        if len != acc * 2 {
+            return Err(FeatureError::Corrupt {
+                path: sdir.clone(),
+                message: format!("states.f16 has {len} bytes, expected {}", acc * 2),
+            });
+        }
+        values += acc;
+        files.push((states_path, states));
+        let pooled_path = sdir.join("pooled.f32");
+        let bytes = fs::read(&pooled_path).map_err(io_err(&pooled_path))?;
+        if bytes.len() != smeta.examples * smeta.hidden * 4 {
+            return Err(FeatureError::Corrupt {
+                path: sdir.clone(),
+                message: format!(
+                    "pooled.f32 has {} bytes, expected {}",
+                    bytes.len(),
+                    smeta.examples * smeta.hidden * 4
+                ),
+            });
+        }
+        if crc32fast::hash(&bytes) != smeta.pooled_checksum {
+            return Err(FeatureError::Corrupt {
+                path: sdir.clone(),
+                message: "pooled.f32 does not match its checksum".into(),
+            });
+        }
+        pooled.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+    }
+    Ok(SplitFeatures {
+        meta,
+        dir,
+        locations,
+        files,
+        values,
+        pooled,
+    })
+}
+
+/// Reads and checks `meta.json` of the entry `key` in `dir`.
+fn read_meta(dir: &Path, key: &str) -> Result<CacheMeta, FeatureError> {
     let meta_path = dir.join("meta.json");
-    let meta: CacheMeta =
-        serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
-            .map_err(|e| corrupt(format!("meta.json: {e}")))?;
+    let meta: CacheMeta = serde_json::from_slice(
+        &fs::read(&meta_path).map_err(io_err(&meta_path))?,
+    )
+    .map_err(|e| FeatureError::Corrupt {
+        path: dir.to_path_buf(),
+        message: format!("meta.json: {e}"),
+    })?;
     if meta.version != CACHE_VERSION
         || meta.key != key
         || meta.rows.len() != meta.examples
         || meta.checksums.len() != meta.examples
         || meta.word_tokens.len() != meta.examples
     {
-        return Err(corrupt("meta.json does not match its key".into()));
+        return Err(FeatureError::Corrupt {
+            path: dir.to_path_buf(),
+            message: "meta.json does not match its key".into(),
+        });
     }
-    let width = (meta.spec.states.len() * meta.hidden) as u64;
-    let mut offsets = Vec::with_capacity(meta.examples + 1);
-    let mut acc = 0u64;
-    for r in &meta.rows {
-        offsets.push(acc);
-        acc += *r as u64 * width;
-    }
-    offsets.push(acc);
-    let states_path = dir.join("states.f16");
-    let states = File::open(&states_path).map_err(io_err(&states_path))?;
-    let len = states.metadata().map_err(io_err(&states_path))?.len();
-    if len != acc * 2 {
-        return Err(corrupt(format!(
-            "states.f16 has {len} bytes, expected {}",
-            acc * 2
-        )));
-    }
-    let pooled_path = dir.join("pooled.f32");
-    let bytes = fs::read(&pooled_path).map_err(io_err(&pooled_path))?;
-    if bytes.len() != meta.examples * meta.hidden * 4 {
-        return Err(corrupt(format!(
-            "pooled.f32 has {} bytes, expected {}",
-            bytes.len(),
-            meta.examples * meta.hidden * 4
-        )));
-    }
-    if crc32fast::hash(&bytes) != meta.pooled_checksum {
-        return Err(corrupt("pooled.f32 does not match its checksum".into()));
-    }
-    let pooled: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok(SplitFeatures {
-        meta,
-        dir: dir.to_path_buf(),
-        offsets,
-        states,
-        pooled,
-    })
+    Ok(meta)
 }
 
 /// The hidden size from the graph's `last_hidden_state` output shape, else from the size of its

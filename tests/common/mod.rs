@@ -417,6 +417,7 @@ pub fn write_word_features(ctx: &FeatureContext, split: &Split, spec: &FeatureSp
         tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
         pooled_checksum: crc32fast::hash(&pooled),
         checksums,
+        parts: Vec::new(),
     };
     std::fs::write(dir.join("states.f16"), states).unwrap();
     std::fs::write(dir.join("pooled.f32"), pooled).unwrap();
@@ -491,6 +492,7 @@ pub fn write_token_features(
         tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
         pooled_checksum: crc32fast::hash(&pooled),
         checksums,
+        parts: Vec::new(),
     };
     std::fs::write(dir.join("states.f16"), states).unwrap();
     std::fs::write(dir.join("pooled.f32"), pooled).unwrap();

@@ -1,0 +1,231 @@
+//! Corrections: what a client says the right answer to a text is, checked against the model's
+//! tasks and completed into a training example.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::protocol::{check_text, ErrorCode, RequestError};
+use crate::data::{split_words, Labels, TaskInfo};
+
+/// Where a correction came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Source {
+    /// A `{"correct": ...}` request.
+    Client,
+    /// The feedback button ("the last answer was wrong"): the labels the model gave, which the
+    /// user rejected; the correction's label is the model's runner-up.
+    Button {
+        /// Task -> the rejected label.
+        rejected: BTreeMap<String, String>,
+    },
+}
+
+/// A checked correction: the words of its text and a label for every task of the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Correction {
+    /// The text as given.
+    pub text: String,
+    /// Its words (split at whitespace, as the training data's).
+    pub words: Vec<String>,
+    /// Every task's labels: those given, the others as the serving model predicted them.
+    pub labels: Labels,
+    /// The tasks the correction gives (a retrained model must answer these as given).
+    pub given: Vec<String>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+fn bad(message: impl Into<String>) -> RequestError {
+    RequestError::new(ErrorCode::BadCorrection, message)
+}
+
+/// The words of a correction's text.
+pub fn words_of(text: &str) -> Vec<String> {
+    split_words(text)
+        .into_iter()
+        .map(|(s, e)| text[s..e].to_string())
+        .collect()
+}
+
+/// Checks a `{"correct": {...}}` object against the model's `tasks`: `text` is a non-empty
+/// string; every other key names a task, with one of its labels (sentence task) or one label per
+/// word (token task); at least one task is given. Returns the text, its words and the given labels.
+pub fn check(
+    obj: &Map<String, Value>,
+    tasks: &[TaskInfo],
+) -> Result<(String, Vec<String>, Labels), RequestError> {
+    let text = match obj.get("text") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(bad(format!("\"text\" must be a string, got {other}"))),
+        None => return Err(bad("a correction needs \"text\"")),
+    };
+    check_text(&text).map_err(|e| bad(e.message))?;
+    let words = words_of(&text);
+    if words.is_empty() {
+        return Err(bad("\"text\" has no words"));
+    }
+    let names = || {
+        tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut labels = Labels::default();
+    for (key, value) in obj {
+        if key == "text" {
+            continue;
+        }
+        let Some(task) = tasks.iter().find(|t| &t.name == key) else {
+            return Err(bad(format!(
+                "\"{key}\" is not a task of the model (its tasks: {})",
+                names()
+            )));
+        };
+        let known = |l: &str| task.labels.iter().any(|x| x == l);
+        if task.kind.is_token() {
+            let Value::Array(items) = value else {
+                return Err(bad(format!(
+                    "\"{key}\" must be a list of labels, one per word of the text ({} words)",
+                    words.len()
+                )));
+            };
+            if items.len() != words.len() {
+                return Err(bad(format!(
+                    "\"{key}\" has {} labels but the text has {} words ({:?})",
+                    items.len(),
+                    words.len(),
+                    words
+                )));
+            }
+            let mut list = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Some(l) = item.as_str() else {
+                    return Err(bad(format!("\"{key}\"[{i}] must be a string, got {item}")));
+                };
+                if !known(l) {
+                    return Err(bad(format!(
+                        "\"{key}\"[{i}] = \"{l}\" (word \"{}\") is not a label of task \"{key}\"",
+                        words[i]
+                    )));
+                }
+                list.push(l.to_string());
+            }
+            labels.token.insert(key.clone(), list);
+        } else {
+            let Some(l) = value.as_str() else {
+                return Err(bad(format!(
+                    "\"{key}\" must be a label (a string), got {value}"
+                )));
+            };
+            if !known(l) {
+                let mut shown: Vec<&str> =
+                    task.labels.iter().take(12).map(String::as_str).collect();
+                if task.labels.len() > 12 {
+                    shown.push("...");
+                }
+                return Err(bad(format!(
+                    "\"{l}\" is not a label of task \"{key}\" (its labels: {})",
+                    shown.join(", ")
+                )));
+            }
+            labels.sentence.insert(key.clone(), l.to_string());
+        }
+    }
+    if labels.is_empty() {
+        return Err(bad(format!(
+            "a correction gives the right label of at least one task (the model's tasks: {})",
+            names()
+        )));
+    }
+    Ok((text, words, labels))
+}
+
+/// Completes `given` with the model's own labels (`predicted`) for the tasks it does not give:
+/// a training example needs every task.
+pub fn complete(given: &Labels, predicted: &Labels) -> Labels {
+    let mut out = predicted.clone();
+    for (k, v) in &given.sentence {
+        out.sentence.insert(k.clone(), v.clone());
+    }
+    for (k, v) in &given.token {
+        out.token.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// The task names `labels` gives.
+pub fn given_tasks(labels: &Labels) -> Vec<String> {
+    labels
+        .sentence
+        .keys()
+        .chain(labels.token.keys())
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::data::TaskKind;
+
+    fn tasks() -> Vec<TaskInfo> {
+        vec![
+            TaskInfo {
+                name: "intent".into(),
+                kind: TaskKind::Sentence,
+                labels: vec!["turn_on".into(), "turn_off".into()],
+            },
+            TaskInfo {
+                name: "tags".into(),
+                kind: TaskKind::Spans,
+                labels: vec!["O".into(), "B-room".into(), "I-room".into()],
+            },
+        ]
+    }
+
+    fn err(v: Value) -> String {
+        check(v.as_object().unwrap(), &tasks()).unwrap_err().message
+    }
+
+    #[test]
+    fn accepts_a_full_correction() {
+        let v = json!({"text": "kitchen off", "intent": "turn_off", "tags": ["B-room", "O"]});
+        let (text, words, labels) = check(v.as_object().unwrap(), &tasks()).unwrap();
+        assert_eq!(text, "kitchen off");
+        assert_eq!(words, ["kitchen", "off"]);
+        assert_eq!(labels.intent(), Some("turn_off"));
+        assert_eq!(given_tasks(&labels), ["intent", "tags"]);
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        assert!(err(json!({"text": "a b", "tags": ["O"]}))
+            .contains("1 labels but the text has 2 words"));
+        assert!(
+            err(json!({"text": "a", "intent": "dance"})).contains("not a label of task \"intent\"")
+        );
+        assert!(err(json!({"text": "a", "mood": "x"})).contains("not a task of the model"));
+        assert!(err(json!({"text": "a b", "tags": ["O", "B-city"]})).contains("[1] = \"B-city\""));
+        assert!(err(json!({"text": "a"})).contains("at least one task"));
+        assert!(err(json!({"text": "  ", "intent": "turn_on"})).contains("no words"));
+        assert!(err(json!({"intent": "turn_on"})).contains("needs \"text\""));
+    }
+
+    #[test]
+    fn completes_with_the_prediction() {
+        let mut given = Labels::default();
+        given.sentence.insert("intent".into(), "turn_off".into());
+        let mut predicted = Labels::default();
+        predicted.sentence.insert("intent".into(), "turn_on".into());
+        predicted.token.insert("tags".into(), vec!["B-room".into()]);
+        let full = complete(&given, &predicted);
+        assert_eq!(full.intent(), Some("turn_off"));
+        assert_eq!(full.tags().unwrap(), ["B-room"]);
+    }
+}

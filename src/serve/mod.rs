@@ -1,0 +1,34 @@
+//! `edgetune serve`: a long-running service that loads a model once and answers JSON-line
+//! requests from standard input, a Unix socket, a loopback TCP port and a serial line; journals
+//! corrections, retrains the heads on them in the background and swaps the model in when it is
+//! not worse; fires device actions on answers.
+//!
+//! - [`protocol`]: requests and error replies; [`correction`]: corrections checked against the
+//!   model; [`journal`]: the fsynced corrections journal; [`layout`]: the service's folder in the
+//!   run and the pointer to the serving model;
+//! - [`engine`]: the serving model; [`retrain`]: the retrain thread and the swap decision;
+//!   [`stats`]: counters and latency;
+//! - [`transport`]: streams, sockets, the serial line; [`devices`]: actions, status LED, button;
+//!   [`signals`], [`priority`];
+//! - [`service`]: all of it together.
+
+pub mod correction;
+pub mod devices;
+pub mod engine;
+pub mod error;
+pub mod journal;
+pub mod layout;
+pub mod options;
+pub mod priority;
+pub mod protocol;
+pub mod retrain;
+pub mod service;
+pub mod signals;
+pub mod stats;
+pub mod sync;
+pub mod transport;
+
+pub use devices::{DeviceHub, DeviceOptions};
+pub use error::ServeError;
+pub use options::{ModelChoice, ServeOptions};
+pub use service::Service;

@@ -1,0 +1,309 @@
+//! One retrain: the run's data plus the corrections, `train` from the serving heads, the swap
+//! decision, and on success the new run folder, the pointer, the optional merged export and the
+//! swap of the serving model.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::super::engine::Engine;
+use super::super::error::ServeError;
+use super::super::journal::Journal;
+use super::super::layout::Layout;
+use super::super::stats::RetrainReport;
+use super::super::sync::lock;
+use super::data::{self, RetrainData};
+use super::decide;
+use crate::backbone::SessionOptions;
+use crate::data::TaskInfo;
+use crate::features::{default_cache_dir, FeatureContext};
+use crate::onnx::export::{export_run, ExportOptions};
+use crate::run::{self, RunConfig};
+use crate::train::{self, fit_memory, head_states, plan_model, TrainJob, TrainSettings};
+
+/// Settings of a retrain (from [`super::super::ServeOptions`]).
+#[derive(Debug, Clone)]
+pub struct RetrainSettings {
+    /// Threads of the retrain's pools.
+    pub threads: usize,
+    /// The retrain thread's priority.
+    pub priority: super::super::priority::Priority,
+    /// Memory budget, in bytes.
+    pub max_memory: Option<usize>,
+    /// The training data (default: the run's recorded one).
+    pub data: Option<PathBuf>,
+    /// Feature cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Backbone override.
+    pub backbone: Option<PathBuf>,
+    /// Largest held-out score drop accepted.
+    pub swap_margin: f64,
+    /// Epochs.
+    pub epochs: usize,
+    /// Copies of each correction.
+    pub copies: usize,
+    /// Where to export a merged model after a swap.
+    pub export_on_swap: Option<PathBuf>,
+}
+
+/// What a retrain works with, shared with the service.
+pub struct Shared {
+    /// The run's serve folder.
+    pub layout: Layout,
+    /// The serving model.
+    pub engine: Arc<Mutex<Engine>>,
+    /// The corrections.
+    pub journal: Arc<Mutex<Journal>>,
+    /// Settings.
+    pub settings: RetrainSettings,
+}
+
+/// A candidate's figures, filled in as the retrain goes.
+struct Figures {
+    overridden: usize,
+    corrections: usize,
+    old_score: Option<f64>,
+    new_score: Option<f64>,
+    new_metrics: Option<crate::metrics::Metrics>,
+    fixed: usize,
+    unfixed: Vec<u64>,
+    phases: Vec<(&'static str, f64)>,
+    memory: Option<String>,
+}
+
+impl Figures {
+    /// Records that the phase `name` ended now (it began at the last phase's end, or `since`).
+    fn phase(&mut self, name: &'static str, since: &mut Instant) {
+        self.phases.push((name, since.elapsed().as_secs_f64()));
+        *since = Instant::now();
+    }
+}
+
+/// Runs one retrain and reports what came of it (failures included: the serving model stays).
+pub fn retrain_once(shared: &Shared) -> RetrainReport {
+    let t0 = Instant::now();
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut figures = Figures {
+        overridden: 0,
+        corrections: 0,
+        old_score: None,
+        new_score: None,
+        new_metrics: None,
+        fixed: 0,
+        unfixed: Vec::new(),
+        phases: Vec::new(),
+        memory: None,
+    };
+    let result = run(shared, &mut figures);
+    let version = lock(&shared.engine).version;
+    let (swapped, reason) = match result {
+        Ok(Ok(reason)) => (true, reason),
+        Ok(Err(reason)) => (false, reason),
+        Err(e) => (false, format!("retrain failed: {e}")),
+    };
+    RetrainReport {
+        started,
+        seconds: t0.elapsed().as_secs_f64(),
+        corrections: figures.corrections,
+        overridden: figures.overridden,
+        swapped,
+        reason,
+        version,
+        old_score: figures.old_score,
+        new_score: figures.new_score,
+        new_metrics: figures.new_metrics,
+        fixed: figures.fixed,
+        unfixed: figures.unfixed,
+        phases: figures
+            .phases
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        memory: figures.memory,
+    }
+}
+
+/// The settings of a retrain of the run `rc` (in `dir`): its own training settings, starting
+/// from its heads, for `epochs` epochs.
+fn settings_of(rc: &RunConfig, dir: &Path, epochs: usize) -> Result<TrainSettings, ServeError> {
+    let mut settings: TrainSettings =
+        serde_json::from_value(rc.training.clone()).map_err(|e| ServeError::Corrupt {
+            path: dir.join(run::CONFIG_FILE),
+            message: format!("field \"training\": {e}"),
+        })?;
+    if settings.unfreeze_top > 0 || rc.top_layers.is_some() {
+        return Err(ServeError::Config(format!(
+            "{}: the run fine-tuned backbone layers (--unfreeze-top); retraining on the device trains \
+             the heads of frozen-backbone runs only",
+            dir.display()
+        )));
+    }
+    settings.init_from = Some(dir.to_path_buf());
+    settings.epochs = epochs;
+    settings.patience = settings.patience.max(1);
+    settings.freeze.clear();
+    settings.tasks.clear();
+    settings.hf_weights = None;
+    Ok(settings)
+}
+
+/// `Ok(Ok(reason))`: swapped; `Ok(Err(reason))`: the candidate was refused.
+fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, ServeError> {
+    let s = &shared.settings;
+    let mut t = Instant::now();
+    let (corrections, through) = {
+        let mut j = lock(&shared.journal);
+        j.mark_retrained();
+        (j.live().to_vec(), j.last_seq())
+    };
+    fig.corrections = corrections.len();
+    let (current, version) = {
+        let e = lock(&shared.engine);
+        (e.path.clone(), e.version)
+    };
+    let (rc, old_model) = run::load_run(&current)?;
+    let base = run::read_config(&shared.layout.run)?;
+    let tasks: Vec<TaskInfo> = rc.model.tasks.iter().map(|t| t.info()).collect();
+    let mut settings = settings_of(&rc, &current, s.epochs)?;
+    let dir = data::data_dir(&base, &shared.layout.run, s.data.as_deref())?;
+    let journal_path = shared.layout.journal();
+    let data: RetrainData = data::build(
+        &dir,
+        &tasks,
+        settings.seed,
+        &corrections,
+        &journal_path,
+        s.copies,
+    )?;
+    fig.overridden = data.overridden;
+    fig.phase("data", &mut t);
+
+    let files = run::backbone_files(&rc, s.backbone.as_deref())?;
+    let mut ctx = FeatureContext::new(
+        files,
+        Some(rc.backbone.max_tokens),
+        SessionOptions::with_threads(s.threads),
+        s.cache_dir.clone().unwrap_or_else(default_cache_dir),
+    )
+    .map_err(crate::train::TrainError::from)?;
+    ctx.progress = false;
+    let spec = rc.features.clone();
+    let compose = |ctx: &mut FeatureContext, parts: Vec<&crate::data::Split>| {
+        ctx.compose(&parts, &spec)
+            .map(drop)
+            .map_err(crate::train::TrainError::from)
+    };
+    // The corrections one at a time, as the service answers them: the int8 backbone's activation
+    // scales depend on the batch, so the check that a correction is learned must see the features
+    // the answer will be computed from.
+    let batch_size = ctx.batch_size;
+    ctx.batch_size = 1;
+    ctx.load_or_extract(&data.corrections, &spec)
+        .map_err(crate::train::TrainError::from)?;
+    ctx.batch_size = batch_size;
+    let mut train_parts = vec![&data.base_train];
+    train_parts.extend(std::iter::repeat_n(&data.corrections, data.copies));
+    compose(&mut ctx, train_parts)?;
+    compose(&mut ctx, vec![&data.held_out, &data.corrections])?;
+    fig.phase("features", &mut t);
+
+    if let Some(budget) = s.max_memory {
+        let layers = ctx.layers();
+        let states = head_states(&settings, layers)?;
+        let mut start = plan_model(
+            &data.dataset.train.tasks(),
+            &settings,
+            &states,
+            layers,
+            layers,
+        )?;
+        start.config.backbone_width = ctx.hidden();
+        fig.memory = Some(fit_memory(
+            &data.dataset,
+            &mut ctx,
+            &mut settings,
+            &start,
+            &states,
+            budget,
+        )?);
+    }
+    let next = version + 1;
+    let temp = shared.layout.temp_model(next);
+    if temp.exists() {
+        std::fs::remove_dir_all(&temp).map_err(ServeError::io(&temp))?;
+    }
+    let outcome = train::train(TrainJob {
+        dataset: &data.dataset,
+        ctx: &mut ctx,
+        out: temp.clone(),
+        settings,
+        verbose: false,
+        resume: false,
+        lock: None,
+    });
+    let remove_temp = || {
+        let _ = std::fs::remove_dir_all(&temp);
+    };
+    if let Err(e) = outcome {
+        remove_temp();
+        return Err(e.into());
+    }
+    let (new_rc, new_model) = run::load_run(&temp)?;
+    fig.phase("train", &mut t);
+
+    let held = ctx
+        .load_or_extract(&data.held_out, &spec)
+        .map_err(crate::train::TrainError::from)?;
+    let (old_m, held) = decide::held_out(&old_model, &data.held_out, held, &tasks)?;
+    let (new_m, _) = decide::held_out(&new_model, &data.held_out, held, &tasks)?;
+    fig.old_score = Some(old_m.score());
+    fig.new_score = Some(new_m.score());
+    fig.new_metrics = Some(new_m.clone());
+    let corr = ctx
+        .load_or_extract(&data.corrections, &spec)
+        .map_err(crate::train::TrainError::from)?;
+    let ok = decide::fixed(&new_model, &data.corrections, &data.given, corr)?;
+    fig.fixed = ok.iter().filter(|&&b| b).count();
+    fig.unfixed = data
+        .seqs
+        .iter()
+        .zip(&ok)
+        .filter(|(_, &b)| !b)
+        .map(|(s, _)| *s)
+        .collect();
+    fig.phase("evaluate", &mut t);
+    let verdict = decide::decide(old_m.score(), new_m.score(), s.swap_margin, &fig.unfixed);
+    let reason = match verdict {
+        Ok(reason) => reason,
+        Err(reason) => {
+            remove_temp();
+            return Ok(Err(reason));
+        }
+    };
+    if let Some(out) = &s.export_on_swap {
+        let export = export_run(&ExportOptions {
+            run: temp.clone(),
+            out: out.clone(),
+            backbone: s.backbone.clone(),
+            check_file: None,
+            fp32_layers: false,
+            force: true,
+            session: SessionOptions::with_threads(s.threads),
+            progress: false,
+        });
+        if let Err(e) = export {
+            remove_temp();
+            return Ok(Err(format!(
+                "the merged export to {} failed: {e}",
+                out.display()
+            )));
+        }
+    }
+    Layout::write_trained_through(&temp, through)?;
+    let dest = shared.layout.publish(&temp, next)?;
+    lock(&shared.engine).swap(new_rc, new_model, next, &dest);
+    fig.phase("publish", &mut t);
+    Ok(Ok(reason))
+}
