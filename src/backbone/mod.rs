@@ -5,7 +5,6 @@
 //! time (see [`crate::graph::expose_hidden_states`]); the file on disk is never changed.
 //!
 //! - [`runtime`]: finding and loading ONNX Runtime's library, session settings;
-//! - [`session_cache`]: ONNX Runtime's optimized graph kept on disk for faster starts;
 //! - [`files`]: where a backbone's files are;
 //! - [`encoder`]: running the encoder for the hidden states the heads read;
 //! - [`raw`]: running any encoder graph on raw token ids (checks and measurement);
@@ -17,7 +16,6 @@ pub mod files;
 pub mod layers;
 pub mod raw;
 pub mod runtime;
-pub mod session_cache;
 
 pub use encoder::{Backbone, BatchStates};
 pub use error::BackboneError;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use edgetune::device::model::ModelSource;
 use edgetune::device::{model_labels, Actions};
 
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune actions`.
 #[derive(Debug, clap::Args)]

@@ -31,10 +31,6 @@ pub struct Args {
     /// Also print each sentence task's logits (`NAME_logits`).
     #[arg(long)]
     pub logits: bool,
-    /// With --model: optimize the graph at every start instead of keeping ONNX Runtime's optimized
-    /// graph in the cache folder (`$EDGETUNE_CACHE/sessions`, at most 4 models).
-    #[arg(long, requires = "model")]
-    pub no_session_cache: bool,
 }
 
 /// What answers the lines.
@@ -66,12 +62,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let opts = SessionOptions::with_threads(threads);
     let mut answerer = match (&a.model, &a.run) {
         (Some(m), _) => {
-            let cache = (!a.no_session_cache).then(edgetune::features::default_cache_dir);
-            let (model, t) = MergedModel::open_timed(m, &opts, cache.as_deref())?;
+            let (model, t) = MergedModel::open_timed(m, &opts)?;
             if profile {
                 eprintln!(
-                    "startup: library {:.1} ms, metadata {:.1} ms, session {:.1} ms ({:?}), tokenizer {:.1} ms (beside the session), open {:.1} ms",
-                    ms(library), ms(t.metadata), ms(t.session), t.cache, ms(t.tokenizer), ms(t.total)
+                    "startup: library {:.1} ms, metadata {:.1} ms, session {:.1} ms, tokenizer {:.1} ms (beside the session), open {:.1} ms",
+                    ms(library), ms(t.metadata), ms(t.session), ms(t.tokenizer), ms(t.total)
                 );
             }
             Answerer::Merged(Box::new(model))

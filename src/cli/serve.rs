@@ -15,7 +15,7 @@ use edgetune::serve::signals::catch_termination;
 use edgetune::serve::{devices, DeviceOptions, ModelChoice, ServeOptions, Service};
 
 use super::common;
-use super::Global;
+use super::common::Global;
 
 /// Flags of `edgetune serve`.
 ///

@@ -35,7 +35,6 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde_json::Value;
 
-use crate::backbone::session_cache::{open_cached, CacheUse};
 use crate::backbone::{open_session, ModelSource, SessionOptions};
 use crate::data::{check_task_name, TaskInfo, TaskKind, INTENT, TAGS};
 use crate::fsutil;
@@ -454,8 +453,6 @@ pub struct OpenTimings {
     pub tokenizer: Duration,
     /// The whole of `open`.
     pub total: Duration,
-    /// What the optimized-graph cache did.
-    pub cache: CacheUse,
 }
 
 /// Loads `tok_path` after checking that it is the tokenizer the model was exported with.
@@ -504,16 +501,11 @@ impl MergedModel {
     /// the file's header without its weights ([`load_model_header`]), and the tokenizer is loaded
     /// on a second thread while the session is created.
     pub fn open(path: &Path, opts: &SessionOptions) -> Result<Self, OnnxError> {
-        Self::open_timed(path, opts, None).map(|(m, _)| m)
+        Self::open_timed(path, opts).map(|(m, _)| m)
     }
 
-    /// [`MergedModel::open`] with ONNX Runtime's optimized graph cached in `session_cache` (see
-    /// [`crate::backbone::session_cache`]), also returning how long each phase took.
-    pub fn open_timed(
-        path: &Path,
-        opts: &SessionOptions,
-        session_cache: Option<&Path>,
-    ) -> Result<(Self, OpenTimings), OnnxError> {
+    /// [`MergedModel::open`], also returning how long each phase took.
+    pub fn open_timed(path: &Path, opts: &SessionOptions) -> Result<(Self, OpenTimings), OnnxError> {
         let t0 = Instant::now();
         let len = std::fs::metadata(path)
             .map_err(|e| OnnxError::io(path, e))?
@@ -537,17 +529,14 @@ impl MergedModel {
             std::thread::spawn(move || load_tokenizer(&tok_path, &sha, max_tokens))
         };
         let t1 = Instant::now();
-        let session = match session_cache {
-            Some(dir) => open_cached(path, opts, dir),
-            None => open_session(ModelSource::File(path), opts).map(|s| (s, CacheUse::Off)),
-        };
+        let session = open_session(ModelSource::File(path), opts);
         let session_time = t1.elapsed();
         let tokenizer = tok_job.join().map_err(|_| OnnxError::Source {
             path: tok_path.clone(),
             message: "the tokenizer could not be loaded (its loader stopped)".into(),
         })?;
         let (tokenizer, tokenizer_time) = tokenizer?;
-        let (session, cache) = session.map_err(|e| OnnxError::Runtime {
+        let session = session.map_err(|e| OnnxError::Runtime {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
@@ -557,7 +546,6 @@ impl MergedModel {
             session: session_time,
             tokenizer: tokenizer_time,
             total: t0.elapsed(),
-            cache,
         };
         let model = Self {
             path: path.to_path_buf(),
