@@ -114,7 +114,7 @@ impl BertConfig {
         }
         if c.num_attention_heads == 0
             || c.hidden_size == 0
-            || c.hidden_size % c.num_attention_heads != 0
+            || !c.hidden_size.is_multiple_of(c.num_attention_heads)
         {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",

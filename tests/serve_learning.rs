@@ -118,7 +118,7 @@ fn a_corrected_sentence_is_answered_right_after_retrain_and_after_a_restart() {
     );
 }
 
-/// "play white noise by moss and stone" is `play_music` in the training data. A correction that
+/// "music in the kids room" is `play_music` in the training data. A correction that
 /// calls it `turn_on` overrides the training sentence (the device owner's word wins), so the
 /// retrained model can learn it; the swap still needs the held-out score within the margin.
 #[test]
@@ -128,7 +128,7 @@ fn a_correction_contradicting_the_training_data_overrides_it() {
     let run = fresh_run(dir.path());
     let server = Server::start(&run, dir.path(), &["--retrain-priority", "normal"]);
     let mut c = server.connect();
-    let text = "play white noise by moss and stone";
+    let text = "music in the kids room";
     assert_eq!(intent(&c.request(text)), "play_music");
     let ack = c.request(&format!(
         r#"{{"correct": {{"text": "{text}", "intent": "turn_on"}}}}"#

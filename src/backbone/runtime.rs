@@ -237,7 +237,7 @@ pub fn open_session(
         message: e.to_string(),
     };
     let mut b = session_builder()?
-        .with_optimization_level(opts.optimization.clone())
+        .with_optimization_level(opts.optimization)
         .map_err(|e| err(e.into()))?
         .with_memory_pattern(opts.memory_pattern)
         .map_err(|e| err(e.into()))?

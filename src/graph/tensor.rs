@@ -30,7 +30,7 @@ tensor_element!(u8, DataType::Uint8);
 /// A tensor with `raw_data` (little-endian). Shape/data length mismatches are the caller's bug and
 /// are reported by [`tensor_checked`].
 pub fn tensor<T: TensorElement>(name: &str, dims: &[i64], data: &[T]) -> TensorProto {
-    let mut raw = Vec::with_capacity(data.len() * std::mem::size_of::<T>());
+    let mut raw = Vec::with_capacity(std::mem::size_of_val(data));
     for &v in data {
         v.put(&mut raw);
     }

@@ -144,7 +144,7 @@ pub fn build_merged(
                     &word_mask,
                     read.as_deref(),
                 )?;
-                c.classifier_outputs(&logits, &t.name, &ids_name, &[batch.clone()], t.labels.len());
+                c.classifier_outputs(&logits, &t.name, &ids_name, std::slice::from_ref(&batch), t.labels.len());
             }
             Head::Token(h) => {
                 let y = token_states[i]

@@ -88,7 +88,7 @@ pub fn activation_stats(
                         *a = a.max(v.abs());
                     }
                     // Every 7th real token, up to SAMPLE_ROWS rows.
-                    if counter % 7 == 0 && smp.len() < SAMPLE_ROWS * k {
+                    if counter.is_multiple_of(7) && smp.len() < SAMPLE_ROWS * k {
                         smp.extend_from_slice(row);
                     }
                     counter += 1;
