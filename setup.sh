@@ -51,7 +51,8 @@ case "$mode" in
     bash models/prepare.sh "$tdir/debug/edgetune"
     cargo test --locked --features real-model
     step "fuzz smoke run: every parser of outside input on its seeds, regression inputs and 20,000 mutations"
-    cargo run --locked --manifest-path fuzz/Cargo.toml --bin smoke -- 20000
+    # In the main target folder: the fuzz crate reuses the test build's compiled dependencies.
+    CARGO_TARGET_DIR="$tdir" cargo run --locked --manifest-path fuzz/Cargo.toml --bin smoke -- 20000
     if [ "$(uname -m)" = x86_64 ] && [ "${EDGETUNE_SKIP_ARM:-0}" != 1 ]; then
       step "ARM64: toolchain, aarch64 release build (glibc floor 2.28 checked), end-to-end test under qemu"
       bash cross/setup.sh

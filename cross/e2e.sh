@@ -11,6 +11,8 @@
 #   infer     edgetune --threads 1 infer --run RUN --logits INPUTS        (test-set sentences)
 #   export    edgetune export --run RUN --out merged.onnx; infer --model merged.onnx --logits INPUTS
 #   xinfer    the aarch64 binary on the *x86_64* run and merged model (trained on a PC, used on a board)
+#   serial    the aarch64 `serve` on the x86_64 run, answering over a pseudo-terminal pair
+#             (cross/serial_check.py; demo data only, its actions.toml)
 # Comparisons (cross/compare.py): same strings, labels and integers; floats within --tol (1e-3):
 #   x86_64 vs aarch64 for ortcheck, eval, infer, xinfer and merged-model infer;
 #   on each architecture, infer --model merged.onnx vs infer --run (the export is faithful).
@@ -354,6 +356,19 @@ if [ -f "$work/x86_64/run/config.json" ] && has_cmd infer; then
   fi
 fi
 [ -n "$arm_pid" ] && wait "$arm_pid"
+
+# The serial path on the board: the aarch64 `serve` answering over a pseudo-terminal pair (real
+# termios, split lines, bad lines, the demo's actions as a dry run, SIGTERM), on the x86_64 run.
+if [ -f "$work/x86_64/run/config.json" ] && has_cmd serve && [ "$(basename "$data")" = demo ]; then
+  if timed aarch64/serial python3 "$root/cross/serial_check.py" -- \
+       env EDGETUNE_ORT_LIB="$root/.runtime/aarch64/libonnxruntime.so" EDGETUNE_CACHE="$work/aarch64/cache" \
+       "$root/cross/qemu-run.sh" "$arm_bin" --threads 1 serve --no-stdin --run "$work/x86_64/run" \
+       --serial '{SERIAL}' --baud 115200 --dry-run-io --actions "$root/examples/actions.toml"; then
+    pass "aarch64: serve over a serial pty ($(grep -c '^PASS' "$work/aarch64/serial.out") checks)"
+  else
+    fail "aarch64: serve over a serial pty (see $work/aarch64/serial.out)"
+  fi
+fi
 
 # Trained separately on each architecture from the same seed: same predictions, numbers within tol.
 if [ -f "$work/x86_64/run/config.json" ] && [ -f "$work/aarch64/run/config.json" ]; then
