@@ -65,8 +65,9 @@ case "$mode" in
       bash cross/e2e.sh --no-build --no-arm-export --limit 60 --inputs 10 --tol 1e-3 --host-bin "$tdir/debug/edgetune" \
         --arm-bin "$tdir/aarch64-unknown-linux-gnu/release/edgetune"
       # The default int8 backbone, as a board uses it: the aarch64 binary answers with the x86_64
-      # run and merged model; labels and accuracy are compared, not logits.
-      bash cross/e2e.sh --no-build --no-ortcheck --cross-only --inputs 0 --agreement 0.99 \
+      # run and merged model on the whole demo test split (labels and accuracy compared, not
+      # logits), and its `serve` over a serial pty.
+      bash cross/e2e.sh --no-build --no-ortcheck --cross-only --limit 0 --inputs 0 --agreement 0.99 \
         --host-bin "$tdir/debug/edgetune" --arm-bin "$tdir/aarch64-unknown-linux-gnu/release/edgetune"
     fi
     ;;

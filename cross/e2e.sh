@@ -113,6 +113,8 @@ work="$(cd "$work" && pwd)"
 [ -d "$data" ] || die "no dataset at $data"
 [ -f "$data/test.jsonl" ] || die "no $data/test.jsonl"
 data="$(cd "$data" && pwd)"
+# The project's demo data (its labels are the ones examples/actions.toml names).
+is_demo=0; [ "$data" = "$root/data/demo" ] && is_demo=1
 command -v python3 >/dev/null || die "python3 not found"
 for a in x86_64 aarch64; do
   [ -f ".runtime/$a/libonnxruntime.so" ] || bash models/setup.sh "$a" >&2 || die "no ONNX Runtime for $a (run cross/setup.sh)"
@@ -359,7 +361,7 @@ fi
 
 # The serial path on the board: the aarch64 `serve` answering over a pseudo-terminal pair (real
 # termios, split lines, bad lines, the demo's actions as a dry run, SIGTERM), on the x86_64 run.
-if [ -f "$work/x86_64/run/config.json" ] && has_cmd serve && [ "$(basename "$data")" = demo ]; then
+if [ -f "$work/x86_64/run/config.json" ] && has_cmd serve && [ "$is_demo" = 1 ]; then
   if timed aarch64/serial python3 "$root/cross/serial_check.py" -- \
        env EDGETUNE_ORT_LIB="$root/.runtime/aarch64/libonnxruntime.so" EDGETUNE_CACHE="$work/aarch64/cache" \
        "$root/cross/qemu-run.sh" "$arm_bin" --threads 1 serve --no-stdin --run "$work/x86_64/run" \

@@ -57,11 +57,27 @@ if [ -z "$mode" ]; then
   fi
 fi
 
+# forward CMD...: runs CMD in the background and passes SIGTERM and SIGINT on to it (as SIGTERM:
+# a non-interactive shell starts background commands with SIGINT ignored), so that an emulated
+# service stops cleanly when this script is signalled; returns CMD's exit status.
+forward() {
+  "$@" <&0 &
+  local pid=$! rc
+  trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+  while :; do
+    wait "$pid"; rc=$?
+    # A trapped signal interrupts wait while the command still runs: wait again.
+    kill -0 "$pid" 2>/dev/null || break
+  done
+  trap - TERM INT
+  return $rc
+}
+
 case "$mode" in
   unshare)
     # The bind mount exists only inside this process tree's private mount namespace.
     set +e
-    unshare -m --propagation private -- /bin/sh -c '
+    forward unshare -m --propagation private -- /bin/sh -c '
       mount --bind "$1" /proc/cpuinfo || exit 125
       shift
       exec "$@"' qemu-run "$work/cpuinfo" "$qemu" -L "$sysroot" "$bin" "$@"
@@ -77,7 +93,7 @@ case "$mode" in
     for e in "$sysroot"/*; do ln -s "$e" "$work/root/"; done
     cp "$work/cpuinfo" "$work/root/proc/cpuinfo"
     set +e
-    "$qemu" -L "$work/root" "$bin" "$@"
+    forward "$qemu" -L "$work/root" "$bin" "$@"
     rc=$?
     set -e
     exit $rc

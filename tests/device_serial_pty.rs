@@ -54,8 +54,7 @@ fn lines_in_and_answers_out_through_a_pty() {
     assert_eq!(port.path(), slave_path);
 
     // The port really is in raw mode at the requested speed.
-    // serialport sets the speed through termios2 (BOTHER), which plain cfgetospeed cannot
-    // show, so read it back with TCGETS2.
+    // Read back through the kernel's termios2 view too: the speed is the real one, not a flag.
     // SAFETY: TCGETS2 fills a termios2 on a valid tty fd; the struct is plain data.
     let mut t2: nix::libc::termios2 = unsafe { std::mem::zeroed() };
     let rc = unsafe { nix::libc::ioctl(pty.slave.as_raw_fd(), nix::libc::TCGETS2, &mut t2) };
