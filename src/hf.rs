@@ -238,7 +238,6 @@ impl Weights {
     }
 }
 
-
 impl crate::nn::WeightSource for Weights {
     fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32], String> {
         Weights::get(self, name, shape).map_err(|e| e.to_string())

@@ -243,7 +243,10 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     let (model, graph) = read_graph(path)?;
     if metadata_value(&model, META_FORMAT).is_some() {
         let meta = MergedMeta::read(&model, path).map_err(|e| invalid(path, e.to_string()))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tok = dir.join("tokenizer.json");
         let tokenizer_matches = tok
             .is_file()
@@ -275,15 +278,22 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
 pub fn read_graph(path: &Path) -> Result<(ModelProto, GraphSummary), InspectError> {
     let bytes_len = std::fs::metadata(path).map_err(io_err(path))?.len();
     if bytes_len > MAX_MODEL_BYTES {
-        return Err(invalid(path, format!("{bytes_len} bytes, over protobuf's 2 GiB limit")));
+        return Err(invalid(
+            path,
+            format!("{bytes_len} bytes, over protobuf's 2 GiB limit"),
+        ));
     }
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let model = decode_model(&bytes).map_err(|e| invalid(path, format!("not an ONNX model: {e}")))?;
+    let model =
+        decode_model(&bytes).map_err(|e| invalid(path, format!("not an ONNX model: {e}")))?;
     let sha256 = fsutil::sha256_bytes(&bytes);
     drop(bytes);
     let g = model.graph.clone().unwrap_or_default();
-    let inits: std::collections::HashSet<&str> =
-        g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let inits: std::collections::HashSet<&str> = g
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
     let mut parameters = ParamCount::default();
     for t in &g.initializer {
         let n = t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>();
@@ -379,7 +389,11 @@ fn inspect_run(dir: &Path) -> Result<RunInfo, InspectError> {
             a.iter()
                 .filter_map(|h| {
                     let m: Metrics = serde_json::from_value(h.get("valid")?.clone()).ok()?;
-                    Some((h.get("epoch")?.as_u64()? as usize, h.get("loss")?.as_f64()?, m.score()))
+                    Some((
+                        h.get("epoch")?.as_u64()? as usize,
+                        h.get("loss")?.as_f64()?,
+                        m.score(),
+                    ))
                 })
                 .collect()
         })
@@ -401,7 +415,10 @@ fn inspect_run(dir: &Path) -> Result<RunInfo, InspectError> {
             .collect(),
         backbone: rc.backbone.clone(),
         head_states: run::head_states(&rc),
-        top_layers: rc.top_layers.as_ref().map(|t| (t.first, rc.backbone.layers)),
+        top_layers: rc
+            .top_layers
+            .as_ref()
+            .map(|t| (t.first, rc.backbone.layers)),
         parameters,
         parameters_by_part,
         training,
@@ -422,7 +439,10 @@ fn safetensors_params(path: &Path) -> Result<(ParamCount, BTreeMap<String, u64>)
     f.read_exact(&mut head).map_err(io_err(path))?;
     let n = u64::from_le_bytes(head);
     if n > MAX_HEADER_BYTES || n + 8 > len {
-        return Err(invalid(path, format!("safetensors header of {n} bytes in a file of {len}")));
+        return Err(invalid(
+            path,
+            format!("safetensors header of {n} bytes in a file of {len}"),
+        ));
     }
     let mut buf = vec![0u8; n as usize];
     f.read_exact(&mut buf).map_err(io_err(path))?;
@@ -438,8 +458,15 @@ fn safetensors_params(path: &Path) -> Result<(ParamCount, BTreeMap<String, u64>)
             .get("shape")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid(path, format!("tensor `{name}` has no shape")))?;
-        let numel = shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
-        let dtype = t.get("dtype").and_then(Value::as_str).unwrap_or("?").to_ascii_lowercase();
+        let numel = shape
+            .iter()
+            .map(|d| d.as_u64().unwrap_or(0))
+            .product::<u64>();
+        let dtype = t
+            .get("dtype")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_ascii_lowercase();
         count.total += numel;
         count.tensors += 1;
         *count.by_dtype.entry(dtype).or_default() += numel;
@@ -461,8 +488,15 @@ fn inspect_model_dir(dir: &Path) -> Result<ModelDirInfo, InspectError> {
     let mut hashes_match = BTreeMap::new();
     for p in names {
         let (_, g) = read_graph(&p)?;
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        hashes_match.insert(name.clone(), manifest.files.get(&name).map(|h| *h == g.sha256));
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        hashes_match.insert(
+            name.clone(),
+            manifest.files.get(&name).map(|h| *h == g.sha256),
+        );
         graphs.push(g);
     }
     let tok = dir.join("tokenizer.json");
@@ -490,7 +524,8 @@ fn millions(n: u64) -> String {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{:.2}%", 100.0 * v))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn push_tasks(out: &mut String, tasks: &[TaskSummary]) {
@@ -501,12 +536,22 @@ fn push_tasks(out: &mut String, tasks: &[TaskSummary]) {
             TaskKind::Spans => "spans",
             TaskKind::Tokens => "tokens",
         };
-        let _ = writeln!(out, "  {} ({kind}, {} labels): {}", t.name, t.labels.len(), t.labels.join(", "));
+        let _ = writeln!(
+            out,
+            "  {} ({kind}, {} labels): {}",
+            t.name,
+            t.labels.len(),
+            t.labels.join(", ")
+        );
     }
 }
 
 fn push_params(out: &mut String, what: &str, p: &ParamCount) {
-    let by: Vec<String> = p.by_dtype.iter().map(|(k, v)| format!("{k} {}", millions(*v))).collect();
+    let by: Vec<String> = p
+        .by_dtype
+        .iter()
+        .map(|(k, v)| format!("{k} {}", millions(*v)))
+        .collect();
     let _ = writeln!(
         out,
         "{what}: {} in {} tensors ({})",
@@ -517,7 +562,12 @@ fn push_params(out: &mut String, what: &str, p: &ParamCount) {
 }
 
 fn push_graph(out: &mut String, g: &GraphSummary, metadata: bool) {
-    let _ = writeln!(out, "file: {} ({:.1} MB)", g.file.display(), g.bytes as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "file: {} ({:.1} MB)",
+        g.file.display(),
+        g.bytes as f64 / 1e6
+    );
     let _ = writeln!(out, "  sha256: {}", g.sha256);
     let _ = writeln!(out, "  producer: {}, opset {}", g.producer, g.opset);
     let q = &g.quantization;
@@ -539,7 +589,11 @@ fn push_graph(out: &mut String, g: &GraphSummary, metadata: bool) {
         let _ = writeln!(out, "  metadata:");
         for (k, v) in &g.metadata {
             let v = if v.chars().count() > 100 {
-                format!("{}… ({} bytes)", v.chars().take(100).collect::<String>(), v.len())
+                format!(
+                    "{}… ({} bytes)",
+                    v.chars().take(100).collect::<String>(),
+                    v.len()
+                )
             } else {
                 v.clone()
             };
@@ -554,15 +608,36 @@ impl Inspection {
         let mut out = String::new();
         match self {
             Inspection::Run(r) => {
-                let _ = writeln!(out, "run: {} (format {}, edgetune {})", r.path.display(), r.format, r.edgetune_version);
+                let _ = writeln!(
+                    out,
+                    "run: {} (format {}, edgetune {})",
+                    r.path.display(),
+                    r.format,
+                    r.edgetune_version
+                );
                 push_tasks(&mut out, &r.tasks);
                 let b = &r.backbone;
-                let _ = writeln!(out, "backbone: {} ({} layers, width {}, max {} tokens)", b.onnx.display(), b.layers, b.hidden, b.max_tokens);
+                let _ = writeln!(
+                    out,
+                    "backbone: {} ({} layers, width {}, max {} tokens)",
+                    b.onnx.display(),
+                    b.layers,
+                    b.hidden,
+                    b.max_tokens
+                );
                 let _ = writeln!(out, "  sha256: {}", b.onnx_sha256);
-                let _ = writeln!(out, "  tokenizer: {} (sha256 {})", b.tokenizer.display(), b.tokenizer_sha256);
+                let _ = writeln!(
+                    out,
+                    "  tokenizer: {} (sha256 {})",
+                    b.tokenizer.display(),
+                    b.tokenizer_sha256
+                );
                 let _ = writeln!(out, "  heads read hidden states {:?}", r.head_states);
                 if let Some((first, l)) = r.top_layers {
-                    let _ = writeln!(out, "  fine-tuned layers {first}..{l} (in the weights file)");
+                    let _ = writeln!(
+                        out,
+                        "  fine-tuned layers {first}..{l} (in the weights file)"
+                    );
                 }
                 push_params(&mut out, "parameters", &r.parameters);
                 for (part, n) in &r.parameters_by_part {
@@ -587,7 +662,11 @@ impl Inspection {
                     get("data")
                 );
                 for (e, l, s) in &r.epochs {
-                    let _ = writeln!(out, "  epoch {e:>3}: loss {l:.4}, valid score {:.2}%", 100.0 * s);
+                    let _ = writeln!(
+                        out,
+                        "  epoch {e:>3}: loss {l:.4}, valid score {:.2}%",
+                        100.0 * s
+                    );
                 }
                 for (split, m) in &r.metrics {
                     let _ = writeln!(out, "metrics on {split} ({} examples):", m.examples);
@@ -619,15 +698,28 @@ impl Inspection {
             }
             Inspection::ModelDir(m) => {
                 let c = &m.manifest.config;
-                let _ = writeln!(out, "model folder: {} ({})", m.path.display(), m.manifest.format);
+                let _ = writeln!(
+                    out,
+                    "model folder: {} ({})",
+                    m.path.display(),
+                    m.manifest.format
+                );
                 let _ = writeln!(
                     out,
                     "architecture: {} layers, width {}, {} heads, vocabulary {}",
-                    m.manifest.num_layers, m.manifest.hidden_size, c.num_attention_heads, c.vocab_size
+                    m.manifest.num_layers,
+                    m.manifest.hidden_size,
+                    c.num_attention_heads,
+                    c.vocab_size
                 );
                 let _ = writeln!(out, "files (sha256, matches the manifest):");
                 for (name, ok) in &m.hashes_match {
-                    let sha = m.manifest.files.get(name).map(String::as_str).unwrap_or("(not in the manifest)");
+                    let sha = m
+                        .manifest
+                        .files
+                        .get(name)
+                        .map(String::as_str)
+                        .unwrap_or("(not in the manifest)");
                     let mark = match ok {
                         Some(true) => "ok",
                         Some(false) => "DIFFERS",
@@ -655,7 +747,13 @@ impl Inspection {
                 }
             }
             Inspection::Merged(m) => {
-                let _ = writeln!(out, "merged model (format {}), max {} tokens, pad id {}", m.format, m.max_tokens, m.pad_id.map_or("-".into(), |p| p.to_string()));
+                let _ = writeln!(
+                    out,
+                    "merged model (format {}), max {} tokens, pad id {}",
+                    m.format,
+                    m.max_tokens,
+                    m.pad_id.map_or("-".into(), |p| p.to_string())
+                );
                 push_tasks(&mut out, &m.tasks);
                 let tok = match m.tokenizer_matches {
                     Some(true) => "tokenizer.json beside it matches",

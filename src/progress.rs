@@ -211,12 +211,20 @@ mod tests {
         assert_eq!(fmt_duration(f64::NAN), "unknown");
         let mut p = Progress::new("extracting train", 10, "sentences", false);
         let first = p.line();
-        assert!(first.starts_with("extracting train: 0/10 sentences (0%), "), "{first}");
+        assert!(
+            first.starts_with("extracting train: 0/10 sentences (0%), "),
+            "{first}"
+        );
         assert!(first.ends_with("eta unknown"), "{first}");
         p.inc(4);
         p.inc(100);
         assert_eq!(p.done(), 10, "done never passes the total");
-        assert!(p.line().starts_with("extracting train: 10/10 sentences (100%), "), "{}", p.line());
+        assert!(
+            p.line()
+                .starts_with("extracting train: 10/10 sentences (100%), "),
+            "{}",
+            p.line()
+        );
         assert!(p.line().ends_with("eta 0 s"), "{}", p.line());
     }
 }

@@ -327,8 +327,8 @@ fn from_format1(mut v: serde_json::Value) -> Result<RunConfig, String> {
         intent_head: Intent,
         slot_head: Slot,
     }
-    let heads: Heads1 = serde_json::from_value(v["heads"].take())
-        .map_err(|e| format!("field \"heads\": {e}"))?;
+    let heads: Heads1 =
+        serde_json::from_value(v["heads"].take()).map_err(|e| format!("field \"heads\": {e}"))?;
     let mut tasks = Vec::new();
     if !heads.intents.is_empty() {
         tasks.push(TaskConfig {
@@ -430,7 +430,8 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, TaskModel), RunError> {
             &Device::Cpu,
         )
         .with_source(&w);
-        let top = TopLayers::load(&mut vb, &t.config, t.first).map_err(|e| corrupt(e.to_string()))?;
+        let top =
+            TopLayers::load(&mut vb, &t.config, t.first).map_err(|e| corrupt(e.to_string()))?;
         model.top = Some(Unfrozen {
             top,
             cached: config.features.states.clone(),

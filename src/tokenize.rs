@@ -124,7 +124,8 @@ impl WordTokenizer {
         origin: &dyn Fn() -> String,
     ) -> Result<Tokenized, TokenizeError> {
         let kept = words.len().min(self.max_tokens);
-        let input = InputSequence::from(words[..kept].iter().map(String::as_str).collect::<Vec<_>>());
+        let input =
+            InputSequence::from(words[..kept].iter().map(String::as_str).collect::<Vec<_>>());
         let enc = self
             .inner
             .encode(input, true)
@@ -154,7 +155,11 @@ impl WordTokenizer {
     }
 
     /// Encodes a raw input line: its whitespace-separated words (see [`split_words`]).
-    pub fn encode_text(&self, text: &str, origin: &dyn Fn() -> String) -> Result<Tokenized, TokenizeError> {
+    pub fn encode_text(
+        &self,
+        text: &str,
+        origin: &dyn Fn() -> String,
+    ) -> Result<Tokenized, TokenizeError> {
         let words: Vec<String> = split_words(text)
             .into_iter()
             .map(|(s, e)| text[s..e].to_string())

@@ -83,7 +83,10 @@ fn onnx_sizes_from_the_file_cannot_overflow() {
     let err = edgetune::graph::tensor_to_f32(&huge).expect_err("4 values for those dims");
     assert!(err.to_string().contains("4 values"), "{err}");
     let empty = edgetune::graph::tensor::<f32>("e", &[i64::MAX, 0], &[]);
-    assert_eq!(edgetune::graph::tensor_to_f32(&empty).unwrap(), Vec::<f32>::new());
+    assert_eq!(
+        edgetune::graph::tensor_to_f32(&empty).unwrap(),
+        Vec::<f32>::new()
+    );
 }
 
 /// Parses regression input `bytes` of a text format as the fuzz target does (`data_conll`: a first

@@ -139,7 +139,12 @@ fn tiny_bert_unprefixed_and_subset_of_hidden_states() {
     opts.hidden_states = Some(vec![4]);
     let e = import::import(&opts).unwrap_err().to_string();
     assert!(e.contains("hidden state 4"), "{e}");
-    assert_eq!(import::Manifest::load(&tmp.path().join("m")).unwrap().outputs, m.outputs);
+    assert_eq!(
+        import::Manifest::load(&tmp.path().join("m"))
+            .unwrap()
+            .outputs,
+        m.outputs
+    );
     assert!(import::parse_hidden_states("1,x").is_err());
     assert_eq!(import::parse_hidden_states("none").unwrap(), Some(vec![]));
     assert_eq!(import::parse_hidden_states("all").unwrap(), None);

@@ -31,11 +31,16 @@ fn quantize_draws_per_layer_fidelity() {
     assert!(out.status.success(), "quantize failed:\n{stdout}\n{stderr}");
     for step in ["calibration", "fidelity (fp32, int8)", "layer fidelity"] {
         assert!(
-            stderr.lines().any(|l| l.starts_with(&format!("{step}: ")) && l.contains(" sentences in ")),
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("{step}: ")) && l.contains(" sentences in ")),
             "no closing progress line for {step}:\n{stderr}"
         );
     }
-    assert!(stdout.contains("per-layer fidelity (7 hidden states"), "{stdout}");
+    assert!(
+        stdout.contains("per-layer fidelity (7 hidden states"),
+        "{stdout}"
+    );
 
     let data: serde_json::Value =
         serde_json::from_slice(&std::fs::read(plots.join("layer_fidelity.json")).unwrap()).unwrap();
@@ -44,10 +49,15 @@ fn quantize_draws_per_layer_fidelity() {
     // The manifest records the same figures the chart was drawn from.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap();
-    let recorded = manifest["extra"]["quantization"]["layers"].as_array().unwrap();
+    let recorded = manifest["extra"]["quantization"]["layers"]
+        .as_array()
+        .unwrap();
     assert_eq!(recorded.len(), 7);
     for (drawn, rec) in layers.iter().zip(recorded) {
-        let (a, b) = (drawn["cosine"].as_f64().unwrap(), rec["mean_cosine"].as_f64().unwrap());
+        let (a, b) = (
+            drawn["cosine"].as_f64().unwrap(),
+            rec["mean_cosine"].as_f64().unwrap(),
+        );
         assert!((a - b).abs() < 1e-6, "{drawn} vs {rec}");
         assert!(a > 0.9 && a <= 1.0 + 1e-6, "implausible cosine {a}");
         assert!(rec["min_cosine"].as_f64().unwrap() <= a + 1e-6);
@@ -63,7 +73,9 @@ fn quantize_draws_per_layer_fidelity() {
     let svg = std::fs::read_to_string(plots.join("layer_fidelity.svg")).unwrap();
     roxmltree::Document::parse(&svg).unwrap();
     let png = std::fs::read(plots.join("layer_fidelity.png")).unwrap();
-    let mut reader = png::Decoder::new(std::io::Cursor::new(&png)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
     reader.next_frame(&mut buf).unwrap();
 

@@ -237,7 +237,10 @@ fn every_n_corrections_retrain_in_the_background_within_max_memory() {
     ));
     assert_eq!(ack["ok"], true, "{ack}");
     let s = c.request(r#"{"cmd": "stats"}"#);
-    assert_eq!(s["retrain"]["runs"], 0, "one correction of two: no retrain yet: {s}");
+    assert_eq!(
+        s["retrain"]["runs"], 0,
+        "one correction of two: no retrain yet: {s}"
+    );
     assert_eq!(s["retrain"]["running"], false, "{s}");
     let ack = c.request(r#"{"correct": {"text": "kill the music", "intent": "turn_off"}}"#);
     assert_eq!(ack["ok"], true, "{ack}");
@@ -249,7 +252,9 @@ fn every_n_corrections_retrain_in_the_background_within_max_memory() {
     let last = &s["retrain"]["last"];
     assert_eq!(last["swapped"], true, "{s}");
     assert_eq!(last["corrections"], 2, "{s}");
-    let plan = last["memory"].as_str().unwrap_or_else(|| panic!("no memory plan: {s}"));
+    let plan = last["memory"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no memory plan: {s}"));
     assert!(plan.starts_with("memory budget 1024 MiB"), "{plan}");
     let peak: u64 = plan
         .rsplit_once("expected peak ~")
@@ -275,7 +280,10 @@ fn a_retrain_that_cannot_fit_max_memory_keeps_the_serving_model() {
     let report = retrain(&mut c);
     assert_eq!(report["swapped"], false, "{report}");
     assert!(
-        report["reason"].as_str().unwrap().contains("--max-memory 1 MiB is too small"),
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--max-memory 1 MiB is too small"),
         "{report}"
     );
     assert_eq!(report["version"], 0);
@@ -297,7 +305,12 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
     let train = std::fs::read_to_string(demo.join("train.jsonl")).unwrap();
     let mut labels: Vec<String> = train
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["intent"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["intent"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     labels.sort();
     labels.dedup();
@@ -305,7 +318,10 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
         .lines()
         .map(|l| {
             let mut v: Value = serde_json::from_str(l).unwrap();
-            let i = labels.iter().position(|x| v["intent"] == x.as_str()).unwrap();
+            let i = labels
+                .iter()
+                .position(|x| v["intent"] == x.as_str())
+                .unwrap();
             v["intent"] = Value::from(labels[(i + 1) % labels.len()].clone());
             format!("{v}\n")
         })
@@ -316,7 +332,12 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
     let server = Server::start(
         &run,
         dir.path(),
-        &["--data", bad.to_str().unwrap(), "--retrain-priority", "normal"],
+        &[
+            "--data",
+            bad.to_str().unwrap(),
+            "--retrain-priority",
+            "normal",
+        ],
     );
     let mut c = server.connect();
     let before = c.request("turn on the kitchen light");
@@ -329,7 +350,10 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
     );
     assert!(new < old - MARGIN, "held-out {old} -> {new}");
     assert!(
-        report["reason"].as_str().unwrap().contains("held-out score fell from"),
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("held-out score fell from"),
         "{report}"
     );
     let s = c.request(r#"{"cmd": "stats"}"#);
@@ -338,7 +362,10 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
     assert_eq!(s["model"]["version"], 0);
     let after = c.request("turn on the kitchen light");
     assert_eq!(after["version"], 0);
-    assert_eq!(after["intent"], before["intent"], "the serving model is unchanged");
+    assert_eq!(
+        after["intent"], before["intent"],
+        "the serving model is unchanged"
+    );
     assert!(!run.join("serve/models/gen-000001").exists());
     assert!(
         std::fs::read_dir(run.join("serve/models"))

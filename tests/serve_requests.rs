@@ -274,7 +274,10 @@ fn sigint_exits_0_and_the_restart_has_the_journal() {
         .unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("another edgetune serve runs on this run"), "{err}");
+    assert!(
+        err.contains("another edgetune serve runs on this run"),
+        "{err}"
+    );
     let (status, log) = server.signal(libc::SIGINT);
     assert!(status.success(), "{status}\n{log}");
     assert!(log.contains("signal 2"), "{log}");

@@ -167,7 +167,9 @@ fn the_binary_answers_on_a_serial_pty_with_dry_run_io() {
         .write_all(format!("{}\n", "y".repeat(2000)).as_bytes())
         .unwrap();
     assert_eq!(next()["code"], "too_long");
-    master.write_all(b"turn off the light in the kitchen\n").unwrap();
+    master
+        .write_all(b"turn off the light in the kitchen\n")
+        .unwrap();
     let a = next();
     assert_eq!(intent(&a), "turn_off", "{a}");
     // SAFETY: a signal to our own child process.

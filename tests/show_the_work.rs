@@ -38,15 +38,25 @@ fn trained() -> &'static Trained {
         let run = dir.join("run");
         let log = dir.join("train.stderr");
         let mut c = edgetune(&cache);
-        c.args(["train", "--data", "data/demo", "--epochs", "30", "--patience", "1", "--out"])
-            .arg(&run)
-            .env("EDGETUNE_PROGRESS_SECS", "0")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .stdout(Stdio::piped());
+        c.args([
+            "train",
+            "--data",
+            "data/demo",
+            "--epochs",
+            "30",
+            "--patience",
+            "1",
+            "--out",
+        ])
+        .arg(&run)
+        .env("EDGETUNE_PROGRESS_SECS", "0")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(Stdio::piped());
         let out = c.output().unwrap();
         let stderr = std::fs::read_to_string(&log).unwrap();
         assert!(out.status.success(), "train failed:\n{stderr}");
-        let config = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+        let config =
+            serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
         Trained {
             dir,
             cache,
@@ -74,15 +84,25 @@ fn demo_test_lines() -> Vec<Value> {
 /// Checks an SVG parses as XML with an `<svg>` root and text; a PNG decodes fully.
 fn check_svg_png(stem: &Path) {
     let svg_path = stem.with_extension("svg");
-    let svg = std::fs::read_to_string(&svg_path).unwrap_or_else(|e| panic!("{}: {e}", svg_path.display()));
-    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: not XML: {e}", svg_path.display()));
+    let svg = std::fs::read_to_string(&svg_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", svg_path.display()));
+    let doc = roxmltree::Document::parse(&svg)
+        .unwrap_or_else(|e| panic!("{}: not XML: {e}", svg_path.display()));
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    assert!(doc.descendants().any(|n| n.has_tag_name("text")), "{} has no text", svg_path.display());
+    assert!(
+        doc.descendants().any(|n| n.has_tag_name("text")),
+        "{} has no text",
+        svg_path.display()
+    );
     let png_path = stem.with_extension("png");
     let bytes = std::fs::read(&png_path).unwrap();
-    let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap_or_else(|e| panic!("{}: {e}", png_path.display()));
+    let info = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", png_path.display()));
     assert!(info.width >= 64 && info.height >= 64);
 }
 
@@ -94,14 +114,22 @@ fn progress_lines_on_a_non_terminal_during_extraction_and_epochs() {
         let pat = format!("{prefix}: ");
         let prog: Vec<&&str> = lines
             .iter()
-            .filter(|l| l.starts_with(&pat) && l.contains(&format!("/{total} ")) && l.contains("/s, eta "))
+            .filter(|l| {
+                l.starts_with(&pat) && l.contains(&format!("/{total} ")) && l.contains("/s, eta ")
+            })
             .collect();
-        assert!(prog.len() >= 2, "no progress lines for {prefix}:\n{}", t.stderr);
+        assert!(
+            prog.len() >= 2,
+            "no progress lines for {prefix}:\n{}",
+            t.stderr
+        );
         for l in &prog {
             assert!(l.contains('%'), "{l}");
         }
         assert!(
-            lines.iter().any(|l| l.starts_with(&format!("{pat}{total}/{total} sentences in "))),
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{pat}{total}/{total} sentences in "))),
             "no closing line for {prefix}:\n{}",
             t.stderr
         );
@@ -109,13 +137,21 @@ fn progress_lines_on_a_non_terminal_during_extraction_and_epochs() {
     step("extracting train", 519);
     step("extracting test", 101);
     assert!(
-        lines.iter().any(|l| l.starts_with("epoch 1/30: ") && l.contains(" steps (") && l.contains(", eta ")),
+        lines.iter().any(|l| l.starts_with("epoch 1/30: ")
+            && l.contains(" steps (")
+            && l.contains(", eta ")),
         "no progress lines during the first epoch:\n{}",
         t.stderr
     );
     // The progress lines come before the epoch lines: extraction happens first.
-    let first_extract = lines.iter().position(|l| l.starts_with("extracting train: ")).unwrap();
-    let first_epoch = lines.iter().position(|l| l.starts_with("epoch  1/30: loss")).unwrap();
+    let first_extract = lines
+        .iter()
+        .position(|l| l.starts_with("extracting train: "))
+        .unwrap();
+    let first_epoch = lines
+        .iter()
+        .position(|l| l.starts_with("epoch  1/30: loss"))
+        .unwrap();
     assert!(first_extract < first_epoch);
 }
 
@@ -142,7 +178,10 @@ fn progress_on_a_terminal_is_a_bar_and_lines_elsewhere() {
         .unwrap();
     assert!(status.success());
     let lines = std::fs::read_to_string(&log).unwrap();
-    assert!(lines.contains("extracting valid: 32/80 sentences ("), "{lines}");
+    assert!(
+        lines.contains("extracting valid: 32/80 sentences ("),
+        "{lines}"
+    );
     // The same command on a pseudo-terminal: a bar, not lines.
     let cache = t.dir.join("cache-tty");
     let out = Command::new("script")
@@ -156,8 +195,14 @@ fn progress_on_a_terminal_is_a_bar_and_lines_elsewhere() {
     let tty = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{tty}");
     assert!(tty.contains("examples: 80"), "{tty}");
-    assert!(tty.contains("extracting valid ["), "no bar on a terminal:\n{tty}");
-    assert!(!tty.contains("extracting valid: "), "line-mode output on a terminal:\n{tty}");
+    assert!(
+        tty.contains("extracting valid ["),
+        "no bar on a terminal:\n{tty}"
+    );
+    assert!(
+        !tty.contains("extracting valid: "),
+        "line-mode output on a terminal:\n{tty}"
+    );
 }
 
 #[test]
@@ -172,15 +217,33 @@ fn early_stop_says_when_why_and_which_epoch_was_kept() {
     // epoch M (best valid score X%)"
     let num = |after: &str| -> usize {
         let rest = &line[line.find(after).unwrap() + after.len()..];
-        rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let (stopped, kept) = (num("after epoch "), num("keeping epoch "));
-    assert!(line.contains("no better valid score for 1 epochs (--patience 1)"), "{line}");
-    assert!(line.contains(" of 30:") && line.contains("(best valid score "), "{line}");
+    assert!(
+        line.contains("no better valid score for 1 epochs (--patience 1)"),
+        "{line}"
+    );
+    assert!(
+        line.contains(" of 30:") && line.contains("(best valid score "),
+        "{line}"
+    );
     let tr = &t.config["training"];
-    assert_eq!(tr["epochs_run"].as_u64().unwrap() as usize, stopped, "{line}");
+    assert_eq!(
+        tr["epochs_run"].as_u64().unwrap() as usize,
+        stopped,
+        "{line}"
+    );
     assert_eq!(tr["best_epoch"].as_u64().unwrap() as usize, kept, "{line}");
-    assert_eq!(kept + 1, stopped, "patience 1 stops one epoch after the best");
+    assert_eq!(
+        kept + 1,
+        stopped,
+        "patience 1 stops one epoch after the best"
+    );
     assert_eq!(tr["history"].as_array().unwrap().len(), stopped);
 }
 
@@ -204,7 +267,9 @@ fn library_report(t: &Trained) -> edgetune::metrics::EvalReport {
     )
     .unwrap();
     ctx.progress = false;
-    edgetune::eval::evaluate_run(&rc, &model, &split, &mut ctx).unwrap().report
+    edgetune::eval::evaluate_run(&rc, &model, &split, &mut ctx)
+        .unwrap()
+        .report
 }
 
 #[test]
@@ -227,7 +292,12 @@ fn run_pictures_exist_are_valid_and_match_the_metrics() {
     let intent = &report.tasks["intent"];
     for (i, gold) in labels.iter().enumerate() {
         for (j, pred) in labels.iter().enumerate() {
-            let want = intent.counts.get(gold).and_then(|r| r.get(pred)).copied().unwrap_or(0);
+            let want = intent
+                .counts
+                .get(gold)
+                .and_then(|r| r.get(pred))
+                .copied()
+                .unwrap_or(0);
             assert_eq!(counts[i][j] as usize, want, "{gold} -> {pred}");
         }
     }
@@ -242,8 +312,15 @@ fn run_pictures_exist_are_valid_and_match_the_metrics() {
     for r in rows {
         let label = r["label"].as_str().unwrap();
         let prf = tags.labels[label];
-        assert!((r["f1"].as_f64().unwrap() - prf.f1()).abs() < 1e-12, "{label}");
-        assert_eq!(r["support"].as_u64().unwrap() as usize, prf.support(), "{label}");
+        assert!(
+            (r["f1"].as_f64().unwrap() - prf.f1()).abs() < 1e-12,
+            "{label}"
+        );
+        assert_eq!(
+            r["support"].as_u64().unwrap() as usize,
+            prf.support(),
+            "{label}"
+        );
     }
     assert!((f1["micro_f1"].as_f64().unwrap() - test_m["slot_f1"].as_f64().unwrap()).abs() < 1e-12);
 
@@ -253,10 +330,19 @@ fn run_pictures_exist_are_valid_and_match_the_metrics() {
     let history = t.config["training"]["history"].as_array().unwrap();
     assert_eq!(curves["epochs"].as_array().unwrap().len(), history.len());
     assert_eq!(curves["best_epoch"], t.config["training"]["best_epoch"]);
-    assert_eq!(curves["early_stop_epoch"], t.config["training"]["epochs_run"]);
+    assert_eq!(
+        curves["early_stop_epoch"],
+        t.config["training"]["epochs_run"]
+    );
     let series = curves["series"].as_array().unwrap();
-    let intent_series = series.iter().find(|s| s["name"] == "intent accuracy").unwrap();
-    for (h, v) in history.iter().zip(intent_series["percent"].as_array().unwrap()) {
+    let intent_series = series
+        .iter()
+        .find(|s| s["name"] == "intent accuracy")
+        .unwrap();
+    for (h, v) in history
+        .iter()
+        .zip(intent_series["percent"].as_array().unwrap())
+    {
         let want = 100.0 * h["valid"]["intent_accuracy"].as_f64().unwrap();
         assert!((v.as_f64().unwrap() - want).abs() < 1e-9);
     }
@@ -266,8 +352,14 @@ fn run_pictures_exist_are_valid_and_match_the_metrics() {
     let html = std::fs::read_to_string(t.run.join("report.html")).unwrap();
     assert!(html.matches("<svg").count() >= 3, "figures are inlined");
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
-    let pct = format!("{:.2}%", 100.0 * test_m["intent_accuracy"].as_f64().unwrap());
-    assert!(html.contains(&pct), "report.html lacks the test intent accuracy {pct}");
+    let pct = format!(
+        "{:.2}%",
+        100.0 * test_m["intent_accuracy"].as_f64().unwrap()
+    );
+    assert!(
+        html.contains(&pct),
+        "report.html lacks the test intent accuracy {pct}"
+    );
     assert!(html.contains("early stop after epoch"));
 }
 
@@ -281,7 +373,10 @@ fn without_a_test_split_the_pictures_are_of_valid() {
     }
     let run = t.dir.join("run-no-test");
     let mut c = edgetune(&t.cache);
-    c.args(["train", "--quiet", "--epochs", "2", "--data"]).arg(&data).arg("--out").arg(&run);
+    c.args(["train", "--quiet", "--epochs", "2", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run);
     ok(c);
     let plots = run.join("plots");
     check_svg_png(&plots.join("intent_confusion_valid"));
@@ -290,9 +385,19 @@ fn without_a_test_split_the_pictures_are_of_valid() {
     let cm = read_json(&plots.join("intent_confusion_valid.json"));
     assert_eq!(cm["total"].as_u64().unwrap(), 80, "the valid split's size");
     let config = read_json(&run.join("config.json"));
-    assert!((cm["accuracy"].as_f64().unwrap() - config["metrics"]["valid"]["intent_accuracy"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(
+        (cm["accuracy"].as_f64().unwrap()
+            - config["metrics"]["valid"]["intent_accuracy"]
+                .as_f64()
+                .unwrap())
+        .abs()
+            < 1e-12
+    );
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
-    assert!(html.contains("valid split (80 examples)"), "report.html names the split drawn");
+    assert!(
+        html.contains("valid split (80 examples)"),
+        "report.html names the split drawn"
+    );
 }
 
 #[test]
@@ -300,27 +405,52 @@ fn eval_plots_draw_the_evaluated_split_and_refuse_to_overwrite() {
     let t = trained();
     let out = t.dir.join("eval-plots");
     let mut c = edgetune(&t.cache);
-    c.args(["eval", "--data", "data/demo", "--split", "test", "--json", "--run"])
-        .arg(&t.run)
-        .arg("--plots")
-        .arg(&out);
+    c.args([
+        "eval",
+        "--data",
+        "data/demo",
+        "--split",
+        "test",
+        "--json",
+        "--run",
+    ])
+    .arg(&t.run)
+    .arg("--plots")
+    .arg(&out);
     let metrics: Value = serde_json::from_str(&ok(c)).unwrap();
     check_svg_png(&out.join("intent_confusion_test"));
     check_svg_png(&out.join("tags_f1_test"));
     // The same model on the same split: the same data as the run's own pictures.
     for name in ["intent_confusion_test.json", "tags_f1_test.json"] {
-        assert_eq!(read_json(&out.join(name)), read_json(&t.run.join("plots").join(name)), "{name}");
+        assert_eq!(
+            read_json(&out.join(name)),
+            read_json(&t.run.join("plots").join(name)),
+            "{name}"
+        );
     }
     let cm = read_json(&out.join("intent_confusion_test.json"));
     assert_eq!(cm["total"], metrics["examples"]);
     // A folder with files is refused without --force, accepted with it.
     let mut again = edgetune(&t.cache);
-    again.args(["eval", "--data", "data/demo", "--quiet", "--run"]).arg(&t.run).arg("--plots").arg(&out);
+    again
+        .args(["eval", "--data", "data/demo", "--quiet", "--run"])
+        .arg(&t.run)
+        .arg("--plots")
+        .arg(&out);
     let err = fails(again);
     assert!(err.contains("--plots") && err.contains("--force"), "{err}");
     let mut forced = edgetune(&t.cache);
     forced
-        .args(["eval", "--data", "data/demo", "--quiet", "--force", "--split", "valid", "--run"])
+        .args([
+            "eval",
+            "--data",
+            "data/demo",
+            "--quiet",
+            "--force",
+            "--split",
+            "valid",
+            "--run",
+        ])
         .arg(&t.run)
         .arg("--plots")
         .arg(&out);
@@ -349,10 +479,20 @@ fn exported() -> &'static (PathBuf, String) {
 fn export_self_check_reports_progress() {
     let (_, stderr) = exported();
     assert!(
-        stderr.lines().any(|l| l.starts_with("self-check (merged model): ") && l.contains("sentence runs (") && l.contains(", eta ")),
+        stderr
+            .lines()
+            .any(|l| l.starts_with("self-check (merged model): ")
+                && l.contains("sentence runs (")
+                && l.contains(", eta ")),
         "{stderr}"
     );
-    assert!(stderr.lines().any(|l| l.starts_with("self-check (merged model): ") && l.contains(" sentence runs in ")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("self-check (merged model): ")
+                && l.contains(" sentence runs in ")),
+        "{stderr}"
+    );
 }
 
 fn inspect_json(path: &Path) -> Value {
@@ -373,23 +513,51 @@ fn inspect_describes_a_run() {
         assert_eq!(a["name"], b["name"]);
         assert_eq!(a["labels"], b["labels"]);
     }
-    assert_eq!(v["backbone"]["onnx_sha256"], t.config["backbone"]["onnx_sha256"]);
+    assert_eq!(
+        v["backbone"]["onnx_sha256"],
+        t.config["backbone"]["onnx_sha256"]
+    );
     assert_eq!(v["metrics"], t.config["metrics"]);
-    assert_eq!(v["training"]["best_epoch"], t.config["training"]["best_epoch"]);
-    assert!(v["training"].get("history").is_none(), "the history is summarised, not repeated");
-    assert_eq!(v["epochs"].as_array().unwrap().len(), t.config["training"]["history"].as_array().unwrap().len());
+    assert_eq!(
+        v["training"]["best_epoch"],
+        t.config["training"]["best_epoch"]
+    );
+    assert!(
+        v["training"].get("history").is_none(),
+        "the history is summarised, not repeated"
+    );
+    assert_eq!(
+        v["epochs"].as_array().unwrap().len(),
+        t.config["training"]["history"].as_array().unwrap().len()
+    );
     // Parameter count = the weights file's values.
     let bytes = std::fs::read(t.run.join("heads.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let total: usize = st.tensors().iter().map(|(_, v)| v.shape().iter().product::<usize>()).sum();
+    let total: usize = st
+        .tensors()
+        .iter()
+        .map(|(_, v)| v.shape().iter().product::<usize>())
+        .sum();
     assert_eq!(v["parameters"]["total"].as_u64().unwrap() as usize, total);
     let parts = v["parameters_by_part"].as_object().unwrap();
-    assert!(parts.contains_key("intent") && parts.contains_key("tags"), "{parts:?}");
+    assert!(
+        parts.contains_key("intent") && parts.contains_key("tags"),
+        "{parts:?}"
+    );
 
     let mut c = edgetune(&t.cache);
     c.arg("inspect").arg(&t.run);
     let text = ok(c);
-    for want in ["tasks (3):", "intent (sentence, ", "urgency (sentence, 3 labels)", "tags (spans, ", "backbone: ", "parameters: ", "metrics on test", "training: epochs 30"] {
+    for want in [
+        "tasks (3):",
+        "intent (sentence, ",
+        "urgency (sentence, 3 labels)",
+        "tags (spans, ",
+        "backbone: ",
+        "parameters: ",
+        "metrics on test",
+        "training: epochs 30",
+    ] {
         assert!(text.contains(want), "`{want}` missing:\n{text}");
     }
 }
@@ -400,7 +568,12 @@ fn inspect_describes_a_model_folder_and_a_merged_model() {
     let v = inspect_json(&root().join(".models").join("default"));
     assert_eq!(v["kind"], "model_dir");
     let graphs = v["graphs"].as_array().unwrap();
-    let find = |name: &str| graphs.iter().find(|g| g["file"].as_str().unwrap().ends_with(name)).unwrap();
+    let find = |name: &str| {
+        graphs
+            .iter()
+            .find(|g| g["file"].as_str().unwrap().ends_with(name))
+            .unwrap()
+    };
     let int8 = find("backbone.int8.onnx");
     assert_eq!(int8["quantization"]["precision"], "int8");
     assert!(int8["quantization"]["matmul_integer"].as_u64().unwrap() > 0);
@@ -414,17 +587,45 @@ fn inspect_describes_a_model_folder_and_a_merged_model() {
     let m = inspect_json(model);
     assert_eq!(m["kind"], "merged");
     assert_eq!(m["tokenizer_matches"], true);
-    let names: Vec<&str> = m["graph"]["inputs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids", "word_pool", "word_mask"]);
+    let names: Vec<&str> = m["graph"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "input_ids",
+            "attention_mask",
+            "token_type_ids",
+            "word_pool",
+            "word_mask"
+        ]
+    );
     let shape = |ports: &str, name: &str| -> Vec<String> {
-        let p = m["graph"][ports].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
+        let p = m["graph"][ports]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap();
         serde_json::from_value(p["shape"].clone()).unwrap()
     };
     assert_eq!(shape("inputs", "word_pool").len(), 3);
-    let intents = t.config["model"]["tasks"][0]["labels"].as_array().unwrap().len();
-    assert_eq!(shape("outputs", "intent_logits").last().unwrap(), &intents.to_string());
+    let intents = t.config["model"]["tasks"][0]["labels"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        shape("outputs", "intent_logits").last().unwrap(),
+        &intents.to_string()
+    );
     assert_eq!(shape("outputs", "tags_probs").len(), 3);
-    assert_eq!(m["tasks"][0]["labels"], t.config["model"]["tasks"][0]["labels"]);
+    assert_eq!(
+        m["tasks"][0]["labels"],
+        t.config["model"]["tasks"][0]["labels"]
+    );
 
     // Something else is refused with a message naming what was looked for.
     let empty = t.dir.join("empty-folder");
@@ -432,7 +633,10 @@ fn inspect_describes_a_model_folder_and_a_merged_model() {
     let mut c = edgetune(&t.cache);
     c.arg("inspect").arg(&empty);
     let err = fails(c);
-    assert!(err.contains("config.json") && err.contains("manifest.json"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("manifest.json"),
+        "{err}"
+    );
 }
 
 /// Every value equal, numbers within `tol`.
@@ -505,14 +709,21 @@ fn python_client_answers_exactly_as_infer_model() {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(py.status.success(), "the Python client failed:\n{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "the Python client failed:\n{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let py = String::from_utf8(py.stdout).unwrap();
     let (r, p): (Vec<&str>, Vec<&str>) = (rust.lines().collect(), py.lines().collect());
     assert_eq!(r.len(), lines.len());
     assert_eq!(p.len(), lines.len());
     let mut spans = 0;
     for (i, (a, b)) in r.iter().zip(&p).enumerate() {
-        let (a, b): (Value, Value) = (serde_json::from_str(a).unwrap(), serde_json::from_str(b).unwrap());
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(a).unwrap(),
+            serde_json::from_str(b).unwrap(),
+        );
         assert_same(&a, &b, 1e-5, &format!("line {}", i + 1));
         spans += a["slots"].as_array().map_or(0, Vec::len);
     }

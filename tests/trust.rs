@@ -56,15 +56,26 @@ impl Setup {
     /// `edgetune train` on the cached demo data (small heads, `epochs` epochs, one thread).
     fn train_cmd(&self, out_flag: &str, run: &Path, epochs: usize) -> Command {
         let mut c = common::edgetune(&self.path("cache"));
-        c.env_remove("EDGETUNE_ORT_LIB").env_remove(edgetune::fsutil::FAULT_ENV);
+        c.env_remove("EDGETUNE_ORT_LIB")
+            .env_remove(edgetune::fsutil::FAULT_ENV);
         c.args(["--threads", "1", "train", "-q", "--backbone"])
             .arg(&self.model)
-            .args(["--max-tokens", "32", "--mlp-width", "32", "--gru-units", "16"])
+            .args([
+                "--max-tokens",
+                "32",
+                "--mlp-width",
+                "32",
+                "--gru-units",
+                "16",
+            ])
             .args(["--epochs", &epochs.to_string(), "--batch-size", "64"]);
         if out_flag == "--resume" {
             c.arg("--resume").arg(run);
         } else {
-            c.arg("--data").arg(self.path("demo")).arg(out_flag).arg(run);
+            c.arg("--data")
+                .arg(self.path("demo"))
+                .arg(out_flag)
+                .arg(run);
         }
         c
     }
@@ -106,7 +117,9 @@ fn a_kill_after_any_file_operation_resumes_to_the_same_weights() {
             // The run has fewer file operations than `n`: every point was covered.
             assert!(killed > 20, "only {killed} kill points were reached");
             assert_eq!(common::run_tensors(&run), want);
-            eprintln!("killed after each of {killed} file operations; all resumed to the same weights");
+            eprintln!(
+                "killed after each of {killed} file operations; all resumed to the same weights"
+            );
             return;
         }
         let err = String::from_utf8_lossy(&out.stderr);
@@ -204,7 +217,10 @@ fn a_diverging_loss_stops_training() {
         e.contains("epoch") && (e.contains("step") || e.contains("finite")),
         "{e}"
     );
-    assert!(!run.join("config.json").exists(), "a diverged run was written");
+    assert!(
+        !run.join("config.json").exists(),
+        "a diverged run was written"
+    );
 }
 
 /// A shared library planted in a folder above the working directory (`/tmp/.runtime/<arch>/`, as
@@ -227,8 +243,14 @@ fn a_library_planted_above_the_working_directory_is_never_loaded() {
         .arg(lib_dir.join("libonnxruntime.so"))
         .arg(&src)
         .output()
-        .expect("a C compiler (cc) is needed to build the planted library; ./setup.sh installs gcc");
-    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+        .expect(
+            "a C compiler (cc) is needed to build the planted library; ./setup.sh installs gcc",
+        );
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let cwd = top.join("a").join("b");
     std::fs::create_dir_all(&cwd).unwrap();
     // Data without cached features: training must open an ONNX Runtime session to extract them.
@@ -244,7 +266,16 @@ fn a_library_planted_above_the_working_directory_is_never_loaded() {
         .env("EDGETUNE_CACHE", s.path("cache2"))
         .env_remove("EDGETUNE_ORT_LIB")
         .env_remove("EDGETUNE_MODEL")
-        .args(["--threads", "1", "train", "-q", "--epochs", "1", "--max-tokens", "32"])
+        .args([
+            "--threads",
+            "1",
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--max-tokens",
+            "32",
+        ])
         .arg("--backbone")
         .arg(&s.model)
         .arg("--data")
@@ -271,10 +302,16 @@ fn a_library_planted_above_the_working_directory_is_never_loaded() {
 fn crafted_merged_metadata_is_refused() {
     use edgetune::graph::proto::tensor_proto::DataType;
     use edgetune::graph::{set_metadata, Dim, GraphBuilder};
-    use edgetune::onnx::merged::{MergedMeta, META_FORMAT, META_MAX_TOKENS, META_TASKS, META_TOKENIZER_SHA};
+    use edgetune::onnx::merged::{
+        MergedMeta, META_FORMAT, META_MAX_TOKENS, META_TASKS, META_TOKENIZER_SHA,
+    };
     let model = |labels: &[&str], classes: i64| {
         let mut b = GraphBuilder::new("crafted");
-        let x = b.input("x", DataType::Float, &[Dim::param("batch"), Dim::Fixed(classes)]);
+        let x = b.input(
+            "x",
+            DataType::Float,
+            &[Dim::param("batch"), Dim::Fixed(classes)],
+        );
         for (name, ty) in [
             ("intent_logits", DataType::Float),
             ("intent_probs", DataType::Float),
@@ -300,14 +337,26 @@ fn crafted_merged_metadata_is_refused() {
         (&[][..], 3, "no labels"),
         (&["a", "a", "b"][..], 3, "twice"),
     ] {
-        let e = MergedMeta::read(&model(labels, classes), p).unwrap_err().to_string();
-        assert!(e.contains(expect) && e.contains("crafted.onnx"), "{labels:?}: {e}");
+        let e = MergedMeta::read(&model(labels, classes), p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(expect) && e.contains("crafted.onnx"),
+            "{labels:?}: {e}"
+        );
     }
     let mut m = model(&["a", "b", "c"], 3);
-    set_metadata(&mut m, META_TASKS, "[{\"name\": \"text\", \"kind\": \"sentence\", \"labels\": [\"a\"]}]");
+    set_metadata(
+        &mut m,
+        META_TASKS,
+        "[{\"name\": \"text\", \"kind\": \"sentence\", \"labels\": [\"a\"]}]",
+    );
     assert!(MergedMeta::read(&m, p).is_err(), "a reserved task name");
     set_metadata(&mut m, META_FORMAT, "7");
-    assert!(MergedMeta::read(&m, p).unwrap_err().to_string().contains("format"));
+    assert!(MergedMeta::read(&m, p)
+        .unwrap_err()
+        .to_string()
+        .contains("format"));
 }
 
 /// A run config asking for heads far larger than its weights file is refused before anything that
@@ -330,9 +379,12 @@ fn crafted_run_configs_are_refused_before_allocation() {
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     let before = edgetune::sys::peak_rss().unwrap_or(0);
     for (what, edit) in [
-        ("mlp_width", &(|c: &mut serde_json::Value| {
-            c["model"]["tasks"][0]["head"]["sentence"]["mlp_width"] = 1_000_000_000u64.into();
-        }) as &dyn Fn(&mut serde_json::Value)),
+        (
+            "mlp_width",
+            &(|c: &mut serde_json::Value| {
+                c["model"]["tasks"][0]["head"]["sentence"]["mlp_width"] = 1_000_000_000u64.into();
+            }) as &dyn Fn(&mut serde_json::Value),
+        ),
         ("gru_units", &|c| {
             c["model"]["tasks"][1]["head"]["token"]["gru_units"] = 16_000.into();
         }),
@@ -389,5 +441,9 @@ fn quantize_and_import_refuse_to_overwrite() {
         .arg("--out")
         .arg(&s.model);
     common::ok(c);
-    assert!(!int8.exists(), "a re-import kept the old {}", int8.display());
+    assert!(
+        !int8.exists(),
+        "a re-import kept the old {}",
+        int8.display()
+    );
 }

@@ -47,7 +47,10 @@ fn check_examples(result: Result<Vec<Example>, DataError>, format: Format) {
         Ok(e) => e,
         Err(e) => {
             // Every error names the file.
-            assert!(e.to_string().contains("fuzz"), "error without the file: {e}");
+            assert!(
+                e.to_string().contains("fuzz"),
+                "error without the file: {e}"
+            );
             return;
         }
     };
@@ -62,11 +65,20 @@ fn check_examples(result: Result<Vec<Example>, DataError>, format: Format) {
         }
         assert!(!e.labels.is_empty(), "{}: no labels", e.origin);
         for (task, label) in &e.labels.sentence {
-            assert!(!label.trim().is_empty(), "{}: empty label of {task}", e.origin);
+            assert!(
+                !label.trim().is_empty(),
+                "{}: empty label of {task}",
+                e.origin
+            );
             assert_ne!(task, TAGS, "{}: `tags` as a sentence task", e.origin);
         }
         for (task, labels) in &e.labels.token {
-            assert_eq!(labels.len(), e.words.len(), "{}: {task} labels vs words", e.origin);
+            assert_eq!(
+                labels.len(),
+                e.words.len(),
+                "{}: {task} labels vs words",
+                e.origin
+            );
             for l in labels {
                 assert!(
                     !l.is_empty() && !l.chars().any(char::is_whitespace),
@@ -98,7 +110,12 @@ fn check_examples(result: Result<Vec<Example>, DataError>, format: Format) {
     for t in split.tasks() {
         assert!(!t.labels.is_empty(), "task {} without labels", t.name);
         let unique: BTreeSet<&String> = t.labels.iter().collect();
-        assert_eq!(unique.len(), t.labels.len(), "task {} repeats a label", t.name);
+        assert_eq!(
+            unique.len(),
+            t.labels.len(),
+            "task {} repeats a label",
+            t.name
+        );
         if t.kind == TaskKind::Spans {
             assert_eq!(t.labels[0], "O", "span task {} without O first", t.name);
         }
@@ -202,8 +219,8 @@ pub fn run_config(bytes: &[u8]) {
         let source = AnyWeights(RefCell::new(Vec::new()));
         let mut set = ParamSet::default();
         let mut rng = <ChaCha8Rng as SeedableRng>::seed_from_u64(0);
-        let mut vb =
-            ParamBuilder::new(&mut set, &mut rng, Group::Layer(0), &Device::Cpu).with_source(&source);
+        let mut vb = ParamBuilder::new(&mut set, &mut rng, Group::Layer(0), &Device::Cpu)
+            .with_source(&source);
         if let Ok(top) = TopLayers::load(&mut vb, &t.config, t.first) {
             let h = t.config.hidden_size;
             if h <= 256 {
@@ -242,12 +259,17 @@ pub fn hf_weights(bytes: &[u8]) {
         ("embeddings.LayerNorm.bias", &[4][..]),
     ] {
         if let Ok(v) = w.get(name, shape) {
-            assert_eq!(v.len(), shape.iter().product::<usize>(), "{name}: length vs shape");
+            assert_eq!(
+                v.len(),
+                shape.iter().product::<usize>(),
+                "{name}: length vs shape"
+            );
         }
     }
     let mut set = ParamSet::default();
     let mut rng = <ChaCha8Rng as SeedableRng>::seed_from_u64(0);
-    let mut vb = ParamBuilder::new(&mut set, &mut rng, Group::Layer(0), &Device::Cpu).with_source(&w);
+    let mut vb =
+        ParamBuilder::new(&mut set, &mut rng, Group::Layer(0), &Device::Cpu).with_source(&w);
     let _ = TopLayers::load(&mut vb, &cfg, 1);
 }
 
@@ -268,7 +290,10 @@ pub fn onnx_model(bytes: &[u8]) {
         if let Ok(order) = graph::walk::topological_order(g) {
             let mut seen = vec![false; g.node.len()];
             for &i in &order {
-                assert!(!std::mem::replace(&mut seen[i], true), "node {i} ordered twice");
+                assert!(
+                    !std::mem::replace(&mut seen[i], true),
+                    "node {i} ordered twice"
+                );
             }
             assert_eq!(order.len(), g.node.len(), "not every node ordered");
         }
@@ -369,7 +394,11 @@ pub fn line_reader(bytes: &[u8]) {
         n += 1;
         assert_eq!(number, n, "lines numbered in turn");
         if let Line::Text(t) = &line {
-            assert!(t.len() <= max, "line {number}: {} bytes over the limit {max}", t.len());
+            assert!(
+                t.len() <= max,
+                "line {number}: {} bytes over the limit {max}",
+                t.len()
+            );
             assert!(!t.contains('\n'), "line {number} holds a line break");
         }
         // The reader's buffer (at most twice the limit as it grows), the line's copy, the read

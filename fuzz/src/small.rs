@@ -3,9 +3,7 @@
 
 use edgetune::data::{TaskKind, INTENT, TAGS};
 use edgetune::hf::BertConfig;
-use edgetune::model::{
-    HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig, TokenHeadConfig,
-};
+use edgetune::model::{HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig, TokenHeadConfig};
 
 /// The small model whose weights `run_weights` reads: a sentence task reading a token task.
 pub fn small_model_config() -> ModelConfig {

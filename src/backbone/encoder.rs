@@ -139,7 +139,10 @@ impl Backbone {
                     ),
                 })
         };
-        let positions = states.iter().map(|&s| at(s)).collect::<Result<Vec<_>, _>>()?;
+        let positions = states
+            .iter()
+            .map(|&s| at(s))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((positions, at(self.layers)?))
     }
 

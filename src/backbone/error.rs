@@ -41,4 +41,3 @@ pub enum BackboneError {
         message: String,
     },
 }
-

@@ -88,10 +88,17 @@ pub const DEFAULT_HF_DIR: &str = "minilm-hf";
 /// ancestor of the working directory: a folder planted there (`/tmp/.models`) must not be picked up.
 pub fn models_dir_candidates(name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         out.push(d.join(".models").join(name));
     }
-    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".models").join(name));
+    out.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".models")
+            .join(name),
+    );
     if let Ok(cwd) = std::env::current_dir() {
         out.push(cwd.join(".models").join(name));
     }

@@ -231,4 +231,3 @@ impl TopLayers {
         Ok(x)
     }
 }
-

@@ -93,8 +93,12 @@ impl EncoderBatch {
 
 /// Loads a `tokenizer.json`.
 pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, RawError> {
-    tokenizers::Tokenizer::from_file(path)
-        .map_err(|e| rt_err(&path.display().to_string(), format!("cannot load tokenizer: {e}")))
+    tokenizers::Tokenizer::from_file(path).map_err(|e| {
+        rt_err(
+            &path.display().to_string(),
+            format!("cannot load tokenizer: {e}"),
+        )
+    })
 }
 
 /// A float output: shape and row-major values.

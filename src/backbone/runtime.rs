@@ -55,7 +55,10 @@ pub fn arch_dir() -> &'static str {
 /// planted in a world-writable folder above it would run its code in this process.
 pub fn candidates() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         out.push(dir.join(ORT_LIB_NAME));
         out.push(dir.join("lib").join(ORT_LIB_NAME));
         if let Some(up) = dir.parent() {

@@ -7,7 +7,6 @@ use anyhow::bail;
 use edgetune::backbone::{default_threads, ModelFiles, SessionOptions};
 use edgetune::features::{default_cache_dir, FeatureContext};
 
-
 /// Global flags shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
@@ -28,7 +27,9 @@ pub fn setup_threads(g: &Global) -> anyhow::Result<usize> {
     let n = match g.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) if n > cores => {
-            eprintln!("note: --threads {n} is more than this machine's {cores} cores; using {cores}");
+            eprintln!(
+                "note: --threads {n} is more than this machine's {cores} cores; using {cores}"
+            );
             cores
         }
         Some(n) => n,
@@ -76,7 +77,9 @@ pub fn check_output_dir(dir: &std::path::Path, force: bool, flag: &str) -> anyho
     if dir.exists() && !dir.is_dir() {
         bail!("{flag} {}: is a file, not a folder", dir.display());
     }
-    let used = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let used = std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if used && !force {
         bail!(
             "{flag} {}: the folder already holds files; pass --force to write into it (files of the same name are replaced)",

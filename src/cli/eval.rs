@@ -77,7 +77,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     if let Some(dir) = &a.plots {
         let p = write_eval_plots(dir, &report, &split.name)?;
         if !a.quiet {
-            eprintln!("{} picture files written to {}", p.files.len(), dir.display());
+            eprintln!(
+                "{} picture files written to {}",
+                p.files.len(),
+                dir.display()
+            );
         }
     }
     if a.json {

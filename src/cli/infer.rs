@@ -71,7 +71,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             }
             Answerer::Merged(Box::new(model))
         }
-        (None, Some(r)) => Answerer::Run(Box::new(RunPredictor::open(r, a.backbone.as_deref(), &opts)?)),
+        (None, Some(r)) => Answerer::Run(Box::new(RunPredictor::open(
+            r,
+            a.backbone.as_deref(),
+            &opts,
+        )?)),
         (None, None) => anyhow::bail!("--run RUN or --model MERGED.onnx is required"),
     };
     let mut first = profile;

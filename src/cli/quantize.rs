@@ -181,12 +181,20 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
             .layers
             .iter()
             .min_by(|x, y| x.mean_cosine.total_cmp(&y.mean_cosine))
-            .map(|l| format!("lowest mean cosine {:.5} at hidden state {}", l.mean_cosine, l.state))
+            .map(|l| {
+                format!(
+                    "lowest mean cosine {:.5} at hidden state {}",
+                    l.mean_cosine, l.state
+                )
+            })
             .unwrap_or_default();
         println!(
             "per-layer fidelity ({} hidden states, {worst}) drawn in {}",
             r.layers.len(),
-            a.plots.as_deref().unwrap_or(std::path::Path::new(".")).display()
+            a.plots
+                .as_deref()
+                .unwrap_or(std::path::Path::new("."))
+                .display()
         );
     }
     if let Some((f, q)) = r.speed {

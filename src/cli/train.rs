@@ -110,7 +110,12 @@ pub struct Args {
     #[arg(long, value_name = "TASK", requires = "init_from")]
     pub freeze: Vec<String>,
     /// Train only TASK's head: every other head of --init-from stays exactly as it is.
-    #[arg(long, value_name = "TASK", requires = "init_from", conflicts_with = "freeze")]
+    #[arg(
+        long,
+        value_name = "TASK",
+        requires = "init_from",
+        conflicts_with = "freeze"
+    )]
     pub train_only: Option<String>,
     /// Same as `--freeze intent`.
     #[arg(long, requires = "init_from")]
@@ -267,7 +272,8 @@ fn validate(a: Args) -> anyhow::Result<Options> {
              training: use `edgetune eval`, `edgetune infer` or `edgetune export` on the run directly"
         );
     }
-    let (sentence_default, token_default, reads_default) = default_heads(a.unfreeze_top.unwrap_or(0));
+    let (sentence_default, token_default, reads_default) =
+        default_heads(a.unfreeze_top.unwrap_or(0));
     let mut settings = TrainSettings {
         epochs: a.epochs.unwrap_or(0),
         patience: a.patience,
@@ -304,9 +310,15 @@ fn validate(a: Args) -> anyhow::Result<Options> {
     // known).
     if let Some(only) = &a.train_only {
         check_task_name(only).map_err(|m| anyhow::anyhow!("--train-only: {m}"))?;
-        let dir = settings.init_from.as_ref().context("--train-only needs --init-from")?;
+        let dir = settings
+            .init_from
+            .as_ref()
+            .context("--train-only needs --init-from")?;
         let rc = edgetune::run::read_config(dir)?;
-        if rc.model.task(only).is_none() && !settings.tasks.is_empty() && !settings.tasks.contains(only) {
+        if rc.model.task(only).is_none()
+            && !settings.tasks.is_empty()
+            && !settings.tasks.contains(only)
+        {
             bail!("--train-only {only}: neither the --init-from run nor --tasks has that task");
         }
         settings.freeze = rc
@@ -386,7 +398,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             "data: {} train / {} valid{} / {} test examples; backbone {} ({} layers)",
             dataset.train.examples.len(),
             dataset.valid.examples.len(),
-            if dataset.valid_held_out { " (held out of train)" } else { "" },
+            if dataset.valid_held_out {
+                " (held out of train)"
+            } else {
+                ""
+            },
             dataset.test.as_ref().map_or(0, |t| t.examples.len()),
             ctx.files.onnx.display(),
             ctx.layers(),

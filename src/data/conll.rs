@@ -45,7 +45,8 @@ fn layout(path: &Path, columns: Option<&[String]>) -> Result<Layout, DataError> 
         check_task_name(n).map_err(bad)?;
         if n == INTENT {
             return Err(bad(
-                "`intent` is the task of one label per sentence, not a column of word labels".into(),
+                "`intent` is the task of one label per sentence, not a column of word labels"
+                    .into(),
             ));
         }
         if tasks.iter().any(|(_, t)| t == n) {
@@ -54,7 +55,9 @@ fn layout(path: &Path, columns: Option<&[String]>) -> Result<Layout, DataError> 
         tasks.push((i, n.clone()));
     }
     if tasks.is_empty() {
-        return Err(bad("no task column (every column but the words is `_`)".into()));
+        return Err(bad(
+            "no task column (every column but the words is `_`)".into()
+        ));
     }
     Ok(Layout::Named(word, tasks))
 }
@@ -82,8 +85,7 @@ pub(super) fn parse(
             flush(&mut current, &mut examples, path);
             continue;
         }
-        let (_, words, labels) =
-            current.get_or_insert_with(|| (line, Vec::new(), BTreeMap::new()));
+        let (_, words, labels) = current.get_or_insert_with(|| (line, Vec::new(), BTreeMap::new()));
         match &layout {
             Layout::Default => {
                 if cols.len() < 2 {
@@ -100,7 +102,10 @@ pub(super) fn parse(
                 validate_tag(tag)
                     .map_err(|reason| DataError::at(path, line, format!("tag column: {reason}")))?;
                 words.push(cols[0].to_string());
-                labels.entry(TAGS.to_string()).or_default().push(tag.to_string());
+                labels
+                    .entry(TAGS.to_string())
+                    .or_default()
+                    .push(tag.to_string());
             }
             Layout::Named(word, tasks) => {
                 let want = columns.map_or(0, <[String]>::len);
@@ -123,7 +128,10 @@ pub(super) fn parse(
                             DataError::at(path, line, format!("column `{name}`: {reason}"))
                         })?;
                     }
-                    labels.entry(name.clone()).or_default().push(label.to_string());
+                    labels
+                        .entry(name.clone())
+                        .or_default()
+                        .push(label.to_string());
                 }
             }
         }

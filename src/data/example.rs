@@ -185,10 +185,7 @@ impl Split {
                 .flatten()
                 .map(String::as_str)
                 .collect();
-            let bio = name == TAGS
-                || labels
-                    .iter()
-                    .all(|l| super::text::validate_tag(l).is_ok());
+            let bio = name == TAGS || labels.iter().all(|l| super::text::validate_tag(l).is_ok());
             // A span task's decoding needs `O` (words outside every chunk, words cut by
             // truncation), so it is always class 0; for other token tasks it is first when present.
             let mut list = Vec::with_capacity(labels.len() + 1);
@@ -198,7 +195,11 @@ impl Split {
             list.extend(labels.into_iter().map(str::to_string));
             out.push(TaskInfo {
                 name: name.clone(),
-                kind: if bio { TaskKind::Spans } else { TaskKind::Tokens },
+                kind: if bio {
+                    TaskKind::Spans
+                } else {
+                    TaskKind::Tokens
+                },
                 labels: list,
             });
         }
@@ -239,9 +240,13 @@ impl Dataset {
                 ),
             ));
         }
-        for split in [Some(&mut self.train), Some(&mut self.valid), self.test.as_mut()]
-            .into_iter()
-            .flatten()
+        for split in [
+            Some(&mut self.train),
+            Some(&mut self.valid),
+            self.test.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             for e in &mut split.examples {
                 e.labels.sentence.retain(|k, _| keep.contains(k));

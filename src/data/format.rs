@@ -79,4 +79,3 @@ impl FromStr for Format {
             .ok_or_else(|| UnknownFormat(s.to_string()))
     }
 }
-

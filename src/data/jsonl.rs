@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::error::DataError;
 use super::example::{Example, Labels, Origin, INTENT, TAGS};
 use super::text::{
-    check_tags, RESERVED_TASK_NAMES, check_task_name, check_token_labels, clean_label, numbered_lines, words_of,
+    check_tags, check_task_name, check_token_labels, clean_label, numbered_lines, words_of,
+    RESERVED_TASK_NAMES,
 };
 
 /// Parses the JSON-lines `text` of the file `path`.

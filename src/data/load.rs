@@ -85,11 +85,7 @@ pub fn load_eval_split(path: &Path, name: &str, opts: &ReadOptions) -> Result<Sp
 ///
 /// With `format` given, the split is still found by the known layouts/extensions but parsed as
 /// that format.
-pub fn load_split(
-    dir: &Path,
-    name: &str,
-    opts: &ReadOptions,
-) -> Result<Option<Split>, DataError> {
+pub fn load_split(dir: &Path, name: &str, opts: &ReadOptions) -> Result<Option<Split>, DataError> {
     let folder = dir.join(name);
     let mut candidates: Vec<PathBuf> = Vec::new();
     let mut bare_folder = None;

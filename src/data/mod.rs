@@ -18,9 +18,7 @@ pub mod load;
 pub mod text;
 
 pub use error::DataError;
-pub use example::{
-    Dataset, Example, Labels, Origin, Split, TaskInfo, TaskKind, INTENT, TAGS,
-};
+pub use example::{Dataset, Example, Labels, Origin, Split, TaskInfo, TaskKind, INTENT, TAGS};
 pub use format::{Format, UnknownFormat};
 pub use load::{
     load_dataset, load_eval_split, load_split, parse_jointbert, parse_text, read_file_split,

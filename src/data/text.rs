@@ -170,7 +170,10 @@ pub fn check_token_labels(
         return Err(DataError::at(
             path,
             line,
-            prefixed(what, &format!("{} labels for {n_words} words", labels.len())),
+            prefixed(
+                what,
+                &format!("{} labels for {n_words} words", labels.len()),
+            ),
         ));
     }
     for (i, l) in labels.iter().enumerate() {
@@ -185,7 +188,10 @@ pub fn check_token_labels(
             return Err(DataError::at(
                 path,
                 line,
-                prefixed(what, &format!("label {} ({l:?}) contains whitespace", i + 1)),
+                prefixed(
+                    what,
+                    &format!("label {} ({l:?}) contains whitespace", i + 1),
+                ),
             ));
         }
     }
@@ -195,8 +201,18 @@ pub fn check_token_labels(
 /// Names that cannot be task names: the inputs of a JSON line and the fields `infer` and `serve`
 /// add to an answer.
 pub const RESERVED_TASK_NAMES: &[&str] = &[
-    "text", "words", "slots", "truncated", "error", "unknown", "latency_ms", "cmd", "correct",
-    "wrong", "id", "actions",
+    "text",
+    "words",
+    "slots",
+    "truncated",
+    "error",
+    "unknown",
+    "latency_ms",
+    "cmd",
+    "correct",
+    "wrong",
+    "id",
+    "actions",
 ];
 
 /// Checks a task name from a key, a column header or the command line: 1 to 64 ASCII letters,

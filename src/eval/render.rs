@@ -162,7 +162,9 @@ mod tests {
     fn example(words: &[&str], intent: &str, tags: &[&str]) -> Example {
         let mut labels = Labels::default();
         labels.sentence.insert("意図".into(), intent.into());
-        labels.token.insert("タグ".into(), tags.iter().map(|t| t.to_string()).collect());
+        labels
+            .token
+            .insert("タグ".into(), tags.iter().map(|t| t.to_string()).collect());
         Example {
             words: words.iter().map(|w| w.to_string()).collect(),
             labels,
@@ -184,14 +186,24 @@ mod tests {
     #[test]
     fn cjk_labels_and_long_names_stay_aligned() {
         let gold = vec![
-            example(&["明日", "東京", "の", "天気"], "天気を調べる", &["B-日付", "B-場所", "O", "O"]),
+            example(
+                &["明日", "東京", "の", "天気"],
+                "天気を調べる",
+                &["B-日付", "B-場所", "O", "O"],
+            ),
             example(&["音楽", "を", "かけて"], "音楽を再生", &["O", "O", "O"]),
             example(&["play", "jazz"], "play", &["O", "B-genre"]),
-            example(&["明日", "の", "天気"], "天気を調べる", &["B-日付", "O", "O"]),
+            example(
+                &["明日", "の", "天気"],
+                "天気を調べる",
+                &["B-日付", "O", "O"],
+            ),
         ];
         let mut pred: Vec<Labels> = gold.iter().map(|e| e.labels.clone()).collect();
         pred[1].sentence.insert("意図".into(), "play".into());
-        pred[2].token.insert("タグ".into(), vec!["O".into(), "O".into()]);
+        pred[2]
+            .token
+            .insert("タグ".into(), vec!["O".into(), "O".into()]);
         let tasks = vec![
             TaskInfo {
                 name: "意図".into(),
@@ -201,7 +213,10 @@ mod tests {
             TaskInfo {
                 name: "タグ".into(),
                 kind: TaskKind::Spans,
-                labels: ["O", "B-日付", "B-場所", "B-genre"].iter().map(|s| s.to_string()).collect(),
+                labels: ["O", "B-日付", "B-場所", "B-genre"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             },
             TaskInfo {
                 name: "a_task_with_a_rather_long_name".into(),
@@ -212,24 +227,39 @@ mod tests {
         let mut gold = gold;
         for g in &mut gold {
             let n = g.words.len();
-            g.labels.token.insert("a_task_with_a_rather_long_name".into(), vec!["x".into(); n]);
+            g.labels
+                .token
+                .insert("a_task_with_a_rather_long_name".into(), vec!["x".into(); n]);
         }
         for (p, g) in pred.iter_mut().zip(&gold) {
-            p.token.insert("a_task_with_a_rather_long_name".into(), vec!["x".into(); g.words.len()]);
+            p.token.insert(
+                "a_task_with_a_rather_long_name".into(),
+                vec!["x".into(); g.words.len()],
+            );
         }
         let text = render_table(&evaluate(&gold, &pred, &tasks));
         let blocks: Vec<&str> = text.split("\n\n").collect();
 
         // Headline metrics: every value ends in the same column, the long task name included.
         let head: Vec<&str> = blocks[0].lines().filter(|l| l.contains('%')).collect();
-        assert!(head.iter().any(|l| l.contains("a_task_with_a_rather_long_name token accuracy")), "{text}");
+        assert!(
+            head.iter()
+                .any(|l| l.contains("a_task_with_a_rather_long_name token accuracy")),
+            "{text}"
+        );
         assert!(head.len() >= 4, "{text}");
         let cols: Vec<Vec<usize>> = head.iter().map(|l| percent_columns(l)).collect();
-        assert!(cols.iter().all(|c| c.len() == 1 && c == &cols[0]), "headline values misaligned:\n{text}");
+        assert!(
+            cols.iter().all(|c| c.len() == 1 && c == &cols[0]),
+            "headline values misaligned:\n{text}"
+        );
 
         // Per-label tables: the header's columns and every row's figures end in the same columns.
         let mut tables = 0;
-        for b in blocks.iter().filter(|b| b.contains("precision") && b.contains("support")) {
+        for b in blocks
+            .iter()
+            .filter(|b| b.contains("precision") && b.contains("support"))
+        {
             let lines: Vec<&str> = b.lines().collect();
             let header_end = UnicodeWidthStr::width(lines[0]);
             let rows = &lines[1..];
@@ -238,11 +268,18 @@ mod tests {
             assert_eq!(first.len(), 3, "{b}");
             for r in rows {
                 assert_eq!(percent_columns(r), first, "misaligned row {r:?} in\n{b}");
-                assert_eq!(UnicodeWidthStr::width(*r), header_end, "row {r:?} ends elsewhere than the header in\n{b}");
+                assert_eq!(
+                    UnicodeWidthStr::width(*r),
+                    header_end,
+                    "row {r:?} ends elsewhere than the header in\n{b}"
+                );
             }
             tables += 1;
         }
         assert_eq!(tables, 3, "{text}");
-        assert!(text.contains("天気を調べる") && text.contains("日付"), "{text}");
+        assert!(
+            text.contains("天気を調べる") && text.contains("日付"),
+            "{text}"
+        );
     }
 }

@@ -92,4 +92,3 @@ pub fn token_rows(out: &BatchStates, r: usize, tok: &Tokenized, positions: &[usi
         word_tokens: tok.word_tokens[..tok.feature_words()].to_vec(),
     }
 }
-

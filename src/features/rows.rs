@@ -24,4 +24,3 @@ pub struct TokenRows {
     /// Per word: its sub-token range (empty when truncation cut the word).
     pub word_tokens: Vec<(u32, u32)>,
 }
-

@@ -160,7 +160,6 @@ pub fn get_attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProt
         .find(|a| a.name.as_deref() == Some(name))
 }
 
-
 /// Builds a [`GraphProto`] node by node, generating unique value names.
 ///
 /// ```
@@ -388,4 +387,3 @@ impl GraphBuilder {
         }
     }
 }
-

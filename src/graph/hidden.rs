@@ -9,10 +9,10 @@
 use std::collections::HashSet;
 
 use super::builder::{value_info_shape, Dim};
-use super::walk;
-use super::proto::{tensor_proto::DataType, ModelProto, NodeProto};
 use super::error::OnnxError;
 use super::io::metadata_value;
+use super::proto::{tensor_proto::DataType, ModelProto, NodeProto};
+use super::walk;
 
 /// Metadata key holding the layer count in graphs written by edgetune.
 pub const META_NUM_LAYERS: &str = "edgetune.num_layers";

@@ -135,4 +135,3 @@ pub fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>, OnnxError> {
     }
     Ok(v)
 }
-

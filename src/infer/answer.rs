@@ -48,7 +48,12 @@ pub fn answer(
     let mut v = json!({ "text": text });
     for (task, out) in tasks.iter().zip(&d.tasks) {
         match (task.kind, out) {
-            (TaskKind::Sentence, Some(TaskOutput::Sentence { prob, logits: l, .. })) => {
+            (
+                TaskKind::Sentence,
+                Some(TaskOutput::Sentence {
+                    prob, logits: l, ..
+                }),
+            ) => {
                 if let Some(label) = labels.sentence.get(&task.name) {
                     v[&task.name] = json!({ "label": label, "prob": prob });
                     if logits {
@@ -67,7 +72,8 @@ pub fn answer(
                         let (cs, ce) = (words[s.start].0, words[s.end - 1].1);
                         let prob = (s.start..s.end)
                             .map(|w| {
-                                let id = task.labels.iter().position(|t| *t == tags[w]).unwrap_or(0);
+                                let id =
+                                    task.labels.iter().position(|t| *t == tags[w]).unwrap_or(0);
                                 probs.get(w).and_then(|p| p.get(id)).copied().unwrap_or(0.0)
                             })
                             .sum::<f32>()
@@ -83,7 +89,11 @@ pub fn answer(
                         }
                     })
                     .collect();
-                let key = if task.name == TAGS { "slots" } else { task.name.as_str() };
+                let key = if task.name == TAGS {
+                    "slots"
+                } else {
+                    task.name.as_str()
+                };
                 v[key] = json!(found);
             }
             (TaskKind::Tokens, Some(TaskOutput::Token { .. })) => {

@@ -117,7 +117,10 @@ mod tests {
             got,
             vec![
                 (1, Line::Text("hello".into())),
-                (2, Line::Bad("not UTF-8 text (invalid byte at column 1)".into())),
+                (
+                    2,
+                    Line::Bad("not UTF-8 text (invalid byte at column 1)".into())
+                ),
                 (3, Line::Bad("line longer than 8 bytes".into())),
                 (4, Line::Text("ok".into())),
             ]

@@ -87,7 +87,11 @@ impl RunPredictor {
     }
 
     /// Answers text lines: one JSON value each, in order; an empty line gets `{"text", "error"}`.
-    pub fn answer_lines(&mut self, texts: &[String], logits: bool) -> Result<Vec<Value>, InferError> {
+    pub fn answer_lines(
+        &mut self,
+        texts: &[String],
+        logits: bool,
+    ) -> Result<Vec<Value>, InferError> {
         let toks = texts
             .iter()
             .map(|t| self.tokenizer.encode_text(t, &|| "input".into()))

@@ -56,4 +56,3 @@ pub fn ratio(num: usize, den: usize) -> f64 {
         num as f64 / den as f64
     }
 }
-

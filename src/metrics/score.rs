@@ -337,7 +337,10 @@ pub fn evaluate(gold: &[Example], pred: &[Labels], tasks: &[TaskInfo]) -> EvalRe
     let scored = report.tasks.len();
     let all_tasks = (scored >= 2).then(|| {
         let rows: Vec<&Vec<bool>> = right.iter().filter(|r| !r.is_empty()).collect();
-        ratio(rows.iter().filter(|r| r.iter().all(|&b| b)).count(), rows.len())
+        ratio(
+            rows.iter().filter(|r| r.iter().all(|&b| b)).count(),
+            rows.len(),
+        )
     });
     let slot = scores.get(TAGS).filter(|_| tags);
     report.metrics = Metrics {

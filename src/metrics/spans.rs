@@ -60,4 +60,3 @@ pub fn spans(tags: &[String]) -> Vec<Span> {
     }
     out
 }
-

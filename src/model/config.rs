@@ -100,7 +100,11 @@ pub struct TaskConfig {
 
 impl TaskConfig {
     /// A task from the data with a head of the default shape for its kind.
-    pub fn from_info(info: &TaskInfo, sentence: &SentenceHeadConfig, token: &TokenHeadConfig) -> Self {
+    pub fn from_info(
+        info: &TaskInfo,
+        sentence: &SentenceHeadConfig,
+        token: &TokenHeadConfig,
+    ) -> Self {
         Self {
             name: info.name.clone(),
             kind: info.kind,
@@ -190,7 +194,10 @@ impl ModelConfig {
             ));
         }
         if self.tasks.is_empty() || self.tasks.len() > MAX_TASKS {
-            return Err(format!("{} tasks (1..={MAX_TASKS} expected)", self.tasks.len()));
+            return Err(format!(
+                "{} tasks (1..={MAX_TASKS} expected)",
+                self.tasks.len()
+            ));
         }
         let mut seen_token = false;
         for (i, t) in self.tasks.iter().enumerate() {
@@ -240,12 +247,18 @@ impl ModelConfig {
                     return Err(at(format!(
                         "a {} task needs a {} head",
                         t.kind.name(),
-                        if t.kind.is_token() { "token" } else { "sentence" }
+                        if t.kind.is_token() {
+                            "token"
+                        } else {
+                            "sentence"
+                        }
                     )))
                 }
             };
             if width == 0 || width > MAX_HEAD_WIDTH {
-                return Err(at(format!("head width {width} is not in 1..={MAX_HEAD_WIDTH}")));
+                return Err(at(format!(
+                    "head width {width} is not in 1..={MAX_HEAD_WIDTH}"
+                )));
             }
         }
         let total: usize = (0..self.tasks.len()).map(|i| self.head_params(i)).sum();

@@ -65,7 +65,11 @@ pub fn decode_batch(
                     .zip(probs)
                     .map(|(l, p)| {
                         let (id, prob) = argmax(&p);
-                        Some(TaskOutput::Sentence { id, prob, logits: l })
+                        Some(TaskOutput::Sentence {
+                            id,
+                            prob,
+                            logits: l,
+                        })
                     })
                     .collect()
             }
@@ -118,10 +122,12 @@ pub fn to_labels(tasks: &[TaskInfo], d: &Decoded, kept: &[bool]) -> Labels {
                 let tags = kept
                     .iter()
                     .enumerate()
-                    .map(|(w, &k)| match ids.get(w).and_then(|&id| task.labels.get(id)) {
-                        Some(l) if k => l.clone(),
-                        _ => fill.clone(),
-                    })
+                    .map(
+                        |(w, &k)| match ids.get(w).and_then(|&id| task.labels.get(id)) {
+                            Some(l) if k => l.clone(),
+                            _ => fill.clone(),
+                        },
+                    )
                     .collect();
                 labels.token.insert(task.name.clone(), tags);
             }
@@ -209,4 +215,3 @@ mod tests {
         assert_eq!(bio_viterbi(&p, &tags), vec![1, 0]);
     }
 }
-

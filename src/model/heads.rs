@@ -4,8 +4,8 @@ use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{SentenceHeadConfig, TokenHeadConfig};
-use crate::nn::{bigru, dropout, softmax_last, GruDir, LayerMix, Linear, ParamBuilder};
 use crate::nn::kernels::ops::const_mul;
+use crate::nn::{bigru, dropout, softmax_last, GruDir, LayerMix, Linear, ParamBuilder};
 
 /// A sentence-level head (intent, sentiment, topic).
 #[derive(Debug, Clone)]

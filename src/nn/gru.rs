@@ -112,4 +112,3 @@ pub fn bigru(
         .apply_op2(&params, BiGruOp::new(lengths, hid, train))?;
     Tensor::cat(&[h.get(0)?, h.get(1)?], 2)
 }
-

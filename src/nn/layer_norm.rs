@@ -58,4 +58,3 @@ impl LayerNorm {
             .broadcast_add(&self.bias)
     }
 }
-

@@ -43,10 +43,10 @@ impl Linear {
         let inp = dims
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("Linear: a scalar input".into()))?;
-        let y = x
-            .reshape(((), inp))?
-            .contiguous()?
-            .apply_op3(&self.weight, &self.bias, LinearOp)?;
+        let y =
+            x.reshape(((), inp))?
+                .contiguous()?
+                .apply_op3(&self.weight, &self.bias, LinearOp)?;
         dims.push(self.weight.dim(0)?);
         y.reshape(dims)
     }

@@ -192,12 +192,10 @@ impl<'a> ParamBuilder<'a> {
     /// A pre-trained parameter `prefix.name`, read from the source with its full name.
     pub fn load(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = self.path(name);
-        let source = self.source.ok_or_else(|| {
-            candle_core::Error::Msg(format!("no weights to load `{full}` from"))
-        })?;
-        let data = source
-            .get(&full, shape)
-            .map_err(candle_core::Error::Msg)?;
+        let source = self
+            .source
+            .ok_or_else(|| candle_core::Error::Msg(format!("no weights to load `{full}` from")))?;
+        let data = source.get(&full, shape).map_err(candle_core::Error::Msg)?;
         let t = Tensor::from_slice(data, shape, &self.dev)?;
         self.params.push(full, self.group, &t)
     }

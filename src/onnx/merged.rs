@@ -345,11 +345,7 @@ pub fn run_merged(
     let mut res = Vec::with_capacity(tasks.len());
     for t in tasks {
         let (ln, pn, idn) = output_names(t, format);
-        let get = |n: &str| {
-            outputs
-                .get(n)
-                .ok_or_else(|| shape_err(n, "missing".into()))
-        };
+        let get = |n: &str| outputs.get(n).ok_or_else(|| shape_err(n, "missing".into()));
         let classes = t.labels.len();
         if t.kind.is_token() {
             let f3 = |n: &str| -> Result<Array3<f32>, OnnxError> {
@@ -505,7 +501,10 @@ impl MergedModel {
     }
 
     /// [`MergedModel::open`], also returning how long each phase took.
-    pub fn open_timed(path: &Path, opts: &SessionOptions) -> Result<(Self, OpenTimings), OnnxError> {
+    pub fn open_timed(
+        path: &Path,
+        opts: &SessionOptions,
+    ) -> Result<(Self, OpenTimings), OnnxError> {
         let t0 = Instant::now();
         let len = std::fs::metadata(path)
             .map_err(|e| OnnxError::io(path, e))?
@@ -584,7 +583,11 @@ impl MergedModel {
 
     /// Answers text lines as `infer --run` does: one JSON value each, in order; an empty line gets
     /// `{"text", "error"}`.
-    pub fn answer_lines(&mut self, texts: &[String], logits: bool) -> Result<Vec<Value>, OnnxError> {
+    pub fn answer_lines(
+        &mut self,
+        texts: &[String],
+        logits: bool,
+    ) -> Result<Vec<Value>, OnnxError> {
         let toks = texts
             .iter()
             .map(|t| {
@@ -604,7 +607,14 @@ impl MergedModel {
             .collect();
         for (&i, d) in live.iter().zip(decoded) {
             let kept: Vec<bool> = toks[i].word_tokens.iter().map(|(s, e)| e > s).collect();
-            out[i] = answer(&texts[i], &self.meta.tasks, &d, &kept, toks[i].truncated, logits);
+            out[i] = answer(
+                &texts[i],
+                &self.meta.tasks,
+                &d,
+                &kept,
+                toks[i].truncated,
+                logits,
+            );
         }
         Ok(out)
     }

@@ -6,10 +6,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::report::canvas::{Canvas, Font, HAlign, Rgba};
+use crate::report::chart::{ChartFiles, Rendered};
 use crate::report::error::{ReportError, Result};
 use crate::report::text::{self, VAlign};
 use crate::report::theme::*;
-use crate::report::chart::{ChartFiles, Rendered};
 
 /// Input of [`render_confusion_matrix`] / [`write_confusion_matrix`].
 #[derive(Clone, Debug, Default, PartialEq)]

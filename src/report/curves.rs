@@ -8,11 +8,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::report::canvas::{Canvas, Font, HAlign, Rgba};
+use crate::report::chart::{ChartFiles, Rendered};
 use crate::report::error::Result;
 use crate::report::scale::{nice_step, tick_labels, Scale};
 use crate::report::text::{self, VAlign};
 use crate::report::theme::*;
-use crate::report::chart::{ChartFiles, Rendered};
 
 /// One epoch of a training run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -61,7 +61,12 @@ pub fn confusion_of(task: &str, rep: &TaskReport, split: &str) -> ConfusionMatri
 
 /// Per-label precision, recall and F1 of a token task (per chunk type for a span task), with the
 /// task's micro F1 (span tasks) when the report has it.
-pub fn label_f1_of(task: &str, rep: &TaskReport, micro_f1: Option<f64>, split: &str) -> LabelF1Chart {
+pub fn label_f1_of(
+    task: &str,
+    rep: &TaskReport,
+    micro_f1: Option<f64>,
+    split: &str,
+) -> LabelF1Chart {
     let what = match rep.kind {
         TaskKind::Spans => "F1 per span type",
         _ => "F1 per label",
@@ -93,14 +98,16 @@ pub fn write_eval_plots(dir: &Path, report: &EvalReport, split: &str) -> Result<
             TaskKind::Sentence => {
                 let stem = dir.join(format!("{task}_confusion_{split}"));
                 let f = write_confusion_matrix(&stem, &confusion_of(task, rep, split))?;
-                out.figures.push(f.figure(format!("{task}: confusion matrix ({split})")));
+                out.figures
+                    .push(f.figure(format!("{task}: confusion matrix ({split})")));
                 out.files.extend([f.svg, f.png, f.json]);
             }
             TaskKind::Spans | TaskKind::Tokens => {
                 let micro = report.metrics.tasks.get(task).and_then(|s| s.span_f1);
                 let stem = dir.join(format!("{task}_f1_{split}"));
                 let f = write_label_f1(&stem, &label_f1_of(task, rep, micro, split))?;
-                out.figures.push(f.figure(format!("{task}: F1 per label ({split})")));
+                out.figures
+                    .push(f.figure(format!("{task}: F1 per label ({split})")));
                 out.files.extend([f.svg, f.png, f.json]);
             }
         }

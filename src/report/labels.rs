@@ -7,11 +7,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::report::canvas::{Canvas, Font, HAlign, Rgba};
+use crate::report::chart::{ChartFiles, Rendered};
 use crate::report::error::Result;
 use crate::report::scale::{tick_labels, Scale};
 use crate::report::text::{self, VAlign};
 use crate::report::theme::*;
-use crate::report::chart::{ChartFiles, Rendered};
 
 /// Score of one label (e.g. one slot type).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

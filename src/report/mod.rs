@@ -79,4 +79,3 @@ pub use crate::report::html::{
 pub use crate::report::labels::{
     render_label_f1, write_label_f1, LabelF1Chart, LabelF1Data, LabelF1Row, LabelScore,
 };
-

@@ -160,9 +160,15 @@ pub fn save(
             .insert(name.to_string(), fsutil::sha256_bytes(bytes));
         Ok(())
     };
-    put("current.safetensors", &run::weights_bytes(params).map_err(corrupt)?)?;
+    put(
+        "current.safetensors",
+        &run::weights_bytes(params).map_err(corrupt)?,
+    )?;
     put("best.safetensors", best)?;
-    put("optim.safetensors", &optim_bytes(opt, params).map_err(corrupt)?)?;
+    put(
+        "optim.safetensors",
+        &optim_bytes(opt, params).map_err(corrupt)?,
+    )?;
     let p = gen.join("state.json");
     let json = serde_json::to_vec_pretty(&state).map_err(|e| RunError::Corrupt {
         path: p.clone(),
@@ -182,7 +188,9 @@ pub fn save(
 
 /// The newest complete generation of `dir` and its state (files hash-checked); newer incomplete
 /// generations are removed.
-fn newest(dir: &Path) -> Result<(std::path::PathBuf, State, HashMap<&'static str, Vec<u8>>), RunError> {
+fn newest(
+    dir: &Path,
+) -> Result<(std::path::PathBuf, State, HashMap<&'static str, Vec<u8>>), RunError> {
     let mut last_err = None;
     for (_, gen) in generations(dir).into_iter().rev() {
         match read_generation(&gen) {

@@ -188,7 +188,11 @@ pub fn targets(
             let ids = ex
                 .iter()
                 .map(|e| {
-                    let l = e.labels.sentence.get(&task.name).ok_or_else(|| missing(e))?;
+                    let l = e
+                        .labels
+                        .sentence
+                        .get(&task.name)
+                        .ok_or_else(|| missing(e))?;
                     task.labels
                         .iter()
                         .position(|x| x == l)
@@ -201,7 +205,11 @@ pub fn targets(
                         })
                 })
                 .collect::<Result<Vec<u32>, _>>()?;
-            out.push(Some(Target::Sentence(Tensor::from_vec(ids, ex.len(), dev)?)));
+            out.push(Some(Target::Sentence(Tensor::from_vec(
+                ids,
+                ex.len(),
+                dev,
+            )?)));
         }
     }
     Ok(out)

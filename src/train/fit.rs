@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint;
 use super::data::{targets, Input, SplitData, Target};
 use super::error::TrainError;
-use super::init::{attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model};
+use super::init::{
+    attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model,
+};
 use super::optim::{AdamW, GroupSettings};
 use super::plots::{run_facts, write_run_plots, RunPlots, RunSummary};
 use super::predict::predict_split;
@@ -297,8 +299,14 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         // Batches are read from the cache and padded on a second thread, one or two steps ahead.
         std::thread::scope(|scope| -> Result<(), TrainError> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, TrainError>>(2);
-            let (batches, model, train_d, train_ex, training_tasks, bar) =
-                (&batches, &model, &train_d, &train_ex, &training_tasks, &mut bar);
+            let (batches, model, train_d, train_ex, training_tasks, bar) = (
+                &batches,
+                &model,
+                &train_d,
+                &train_ex,
+                &training_tasks,
+                &mut bar,
+            );
             scope.spawn(move || {
                 let mut scratch = Vec::new();
                 for chunk in batches {
@@ -329,7 +337,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
                 let want: Vec<bool> = tgt.iter().map(Option::is_some).collect();
                 let out = model.forward(&b, &want, Some(&mut rng))?;
                 let mut loss: Option<Tensor> = None;
-                for ((task, logits), target) in model.config.tasks.iter().zip(&out.logits).zip(&tgt) {
+                for ((task, logits), target) in model.config.tasks.iter().zip(&out.logits).zip(&tgt)
+                {
                     let (Some(logits), Some(target)) = (logits, target) else {
                         continue;
                     };

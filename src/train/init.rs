@@ -129,7 +129,10 @@ pub fn plan_model(
                 let at = if d.kind.is_token() {
                     tasks.len()
                 } else {
-                    tasks.iter().position(|t| t.kind.is_token()).unwrap_or(tasks.len())
+                    tasks
+                        .iter()
+                        .position(|t| t.kind.is_token())
+                        .unwrap_or(tasks.len())
                 };
                 tasks.insert(at, fresh(d));
             }
@@ -159,16 +162,25 @@ pub fn plan_model(
             frozen.insert(t.name.clone());
         }
     }
-    if let Some(f) = settings.freeze.iter().find(|f| !tasks.iter().any(|t| &t.name == *f)) {
+    if let Some(f) = settings
+        .freeze
+        .iter()
+        .find(|f| !tasks.iter().any(|t| &t.name == *f))
+    {
         return Err(TrainError::Config(format!(
             "--freeze {f}: the model has no task `{f}` (tasks: {})",
-            tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            tasks
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     match &init {
         None if !settings.freeze.is_empty() => {
             return Err(TrainError::Config(
-                "freezing a head needs --init-from RUN (a frozen fresh head would be random)".into(),
+                "freezing a head needs --init-from RUN (a frozen fresh head would be random)"
+                    .into(),
             ))
         }
         Some((_, rc)) => {

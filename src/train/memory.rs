@@ -111,17 +111,17 @@ pub fn plan(
     // With unfrozen layers candle's autograd keeps more than the activations counted above (views,
     // broadcast copies, the graph itself): measured peaks on data/demo (`--unfreeze-top 2`, batches
     // 16 to 64) were up to a quarter above the count.
-    let training = if n_top > 0 { training * 5 / 4 } else { training };
+    let training = if n_top > 0 {
+        training * 5 / 4
+    } else {
+        training
+    };
     let tokenizer_bytes = std::fs::metadata(&ctx.files.tokenizer)
         .map(|m| m.len() as usize * 8)
         .unwrap_or(0);
     let peak = 40 * MIB + tokenizer_bytes + extraction.max(training) + examples * h * 4;
 
-    let mut frozen: Vec<String> = start
-        .frozen
-        .iter()
-        .map(|t| format!("{t} head"))
-        .collect();
+    let mut frozen: Vec<String> = start.frozen.iter().map(|t| format!("{t} head")).collect();
     if n_top == 0 {
         frozen.push("backbone".into());
     } else {

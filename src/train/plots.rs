@@ -10,11 +10,11 @@ use super::settings::TrainSettings;
 use crate::data::TaskKind;
 use crate::metrics::{EvalReport, Metrics, TaskScore};
 use crate::model::ModelConfig;
-use crate::run::RunConfig;
 use crate::report::{
     write_eval_plots, write_html_report, write_training_curves, EpochPoint, HtmlReport, MetricRow,
     ReportError, TrainingCurves,
 };
+use crate::run::RunConfig;
 
 /// Folder of the pictures inside a run.
 pub const PLOTS_DIR: &str = "plots";
@@ -132,7 +132,10 @@ type Pick = fn(&TaskScore) -> Option<f64>;
 pub fn metric_rows(model: &ModelConfig, valid: &Metrics, test: Option<&Metrics>) -> Vec<MetricRow> {
     let mut rows = Vec::new();
     for t in &model.tasks {
-        let (v, s) = (valid.tasks.get(&t.name), test.and_then(|m| m.tasks.get(&t.name)));
+        let (v, s) = (
+            valid.tasks.get(&t.name),
+            test.and_then(|m| m.tasks.get(&t.name)),
+        );
         let metrics: &[(&str, Pick)] = match t.kind {
             TaskKind::Sentence => &[("accuracy", |x| x.accuracy)],
             TaskKind::Spans => &[
@@ -156,8 +159,18 @@ pub fn metric_rows(model: &ModelConfig, valid: &Metrics, test: Option<&Metrics>)
         }
     }
     let all = [
-        ("intent + tags", "sentence accuracy", valid.sentence_accuracy, test.and_then(|m| m.sentence_accuracy)),
-        ("all tasks", "accuracy", valid.all_tasks_accuracy, test.and_then(|m| m.all_tasks_accuracy)),
+        (
+            "intent + tags",
+            "sentence accuracy",
+            valid.sentence_accuracy,
+            test.and_then(|m| m.sentence_accuracy),
+        ),
+        (
+            "all tasks",
+            "accuracy",
+            valid.all_tasks_accuracy,
+            test.and_then(|m| m.all_tasks_accuracy),
+        ),
     ];
     for (task, metric, v, t) in all {
         if v.is_some() || t.is_some() {
@@ -203,7 +216,14 @@ pub fn write_run_plots(
         model
             .tasks
             .iter()
-            .map(|t| format!("{} ({}, {} labels)", t.name, kind_name(t.kind), t.labels.len()))
+            .map(|t| {
+                format!(
+                    "{} ({}, {} labels)",
+                    t.name,
+                    kind_name(t.kind),
+                    t.labels.len()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", "),
     ));
@@ -214,7 +234,10 @@ pub fn write_run_plots(
         metrics: metric_rows(model, valid, test),
         figures,
         notes: vec![
-            format!("The evaluation pictures are of the {split} split ({} examples).", report.metrics.examples),
+            format!(
+                "The evaluation pictures are of the {split} split ({} examples).",
+                report.metrics.examples
+            ),
             "Each chart is also in plots/ as SVG, PNG and JSON (the plotted data).".into(),
         ],
     };

@@ -101,7 +101,10 @@ fn main() {
             if r.is_err() {
                 let _ = std::fs::create_dir_all(artifact.parent().unwrap_or(fuzz));
                 let _ = std::fs::write(&artifact, &input);
-                eprintln!("{name}: input {i} panicked; written to {}", artifact.display());
+                eprintln!(
+                    "{name}: input {i} panicked; written to {}",
+                    artifact.display()
+                );
                 failed = true;
                 break;
             }

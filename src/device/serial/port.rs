@@ -105,8 +105,12 @@ impl SerialPort {
                     format!("not a standard rate ({})", rates.join(", ")),
                 ))
             })?;
-        let cpath = std::ffi::CString::new(path)
-            .map_err(|_| err(io::Error::new(io::ErrorKind::InvalidInput, "NUL in the path")))?;
+        let cpath = std::ffi::CString::new(path).map_err(|_| {
+            err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "NUL in the path",
+            ))
+        })?;
         // SAFETY: a plain open(2) of a NUL-terminated path; the descriptor is owned by `file`.
         let fd = unsafe {
             libc::open(

@@ -336,7 +336,8 @@ pub fn attention_reference(
     };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
     let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?;
-    let probs = crate::nn::functional::softmax_last(&scores.broadcast_add(&bias.reshape((b, 1, 1, t))?)?)?;
+    let probs =
+        crate::nn::functional::softmax_last(&scores.broadcast_add(&bias.reshape((b, 1, 1, t))?)?)?;
     probs
         .matmul(&v)?
         .transpose(1, 2)?

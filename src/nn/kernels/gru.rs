@@ -121,7 +121,6 @@ impl Dims {
     }
 }
 
-
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))

@@ -107,4 +107,3 @@ impl CustomOp3 for LayerNormOp {
         ))
     }
 }
-

@@ -10,7 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::simd::{values, dot, matmul_par, slice, with_values};
+use super::simd::{dot, matmul_par, slice, values, with_values};
 
 /// `x * factors`, where each factor scales `inner` consecutive elements of `x` (1 for dropout
 /// masks, the last dimension for a per-position mask). The factors are constants: no gradient.
@@ -259,4 +259,3 @@ impl CustomOp3 for LinearOp {
         ))
     }
 }
-

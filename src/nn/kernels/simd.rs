@@ -208,4 +208,3 @@ fn matmul_with(
         )
     }
 }
-

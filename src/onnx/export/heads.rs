@@ -206,7 +206,12 @@ impl Ctx {
         let pooled = pooled.to_string();
         // Attention over the mixed word features.
         let mixed = c.mix(&h.mix, states, &format!("{t}.mix"))?;
-        let x = c.op("MatMul", &[word_pool, &mixed], vec![], &format!("{t}.words"));
+        let x = c.op(
+            "MatMul",
+            &[word_pool, &mixed],
+            vec![],
+            &format!("{t}.words"),
+        );
         let th = c.op("Tanh", &[&x], vec![], &format!("{t}.tanh"));
         let s = c.linear(&th, &h.attn, &format!("{t}.attn"))?;
         let s = c.squeeze(&s, 2, &format!("{t}.scores"));
@@ -230,7 +235,12 @@ impl Ctx {
             parts.push(c.squeeze(&sc, 1, &format!("{t}.slot_context")));
         }
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let feats = c.op("Concat", &parts, vec![attr_int("axis", 1)], &format!("{t}.feats"));
+        let feats = c.op(
+            "Concat",
+            &parts,
+            vec![attr_int("axis", 1)],
+            &format!("{t}.feats"),
+        );
         let hid = c.linear(&feats, &h.hidden, &format!("{t}.hidden"))?;
         let hid = c.gelu_erf(&hid, &format!("{t}.gelu"));
         c.linear(&hid, &h.out, &format!("{t}.out"))
@@ -248,7 +258,12 @@ impl Ctx {
     ) -> Result<String, OnnxError> {
         let c = self;
         let mixed = c.mix(&h.mix, states, &format!("{t}.mix"))?;
-        let x = c.op("MatMul", &[word_pool, &mixed], vec![], &format!("{t}.words"));
+        let x = c.op(
+            "MatMul",
+            &[word_pool, &mixed],
+            vec![],
+            &format!("{t}.words"),
+        );
         let x = c.linear(&x, &h.proj, &format!("{t}.proj"))?;
         let hid = h
             .fwd
@@ -267,7 +282,12 @@ impl Ctx {
         let w = c.squeeze(&w, 0, &format!("{t}.width"));
         let one_i = c.b.initializer_i64(&format!("head/{t}.one_i"), &[], &[1]);
         let w1 = c.op("Add", &[&w, &one_i], vec![], &format!("{t}.width_plus1"));
-        let pos = c.op("Range", &[&one_i, &w1, &one_i], vec![], &format!("{t}.positions"));
+        let pos = c.op(
+            "Range",
+            &[&one_i, &w1, &one_i],
+            vec![],
+            &format!("{t}.positions"),
+        );
         let pos = c.op(
             "Cast",
             &[&pos],
@@ -309,10 +329,16 @@ impl Ctx {
             .w_ih
             .dim(1)
             .map_err(|e| OnnxError::graph(e.to_string()))?;
-        let gw =
-            c.b.initializer_f32(&format!("head/{t}.gru.W"), &[2, 3 * hid as i64, inp as i64], &gw);
-        let gr =
-            c.b.initializer_f32(&format!("head/{t}.gru.R"), &[2, 3 * hid as i64, hid as i64], &gr);
+        let gw = c.b.initializer_f32(
+            &format!("head/{t}.gru.W"),
+            &[2, 3 * hid as i64, inp as i64],
+            &gw,
+        );
+        let gr = c.b.initializer_f32(
+            &format!("head/{t}.gru.R"),
+            &[2, 3 * hid as i64, hid as i64],
+            &gr,
+        );
         let gb =
             c.b.initializer_f32(&format!("head/{t}.gru.B"), &[2, 6 * hid as i64], &gb);
         let outs = c.b.op_multi(
@@ -340,4 +366,3 @@ impl Ctx {
         Ok(y)
     }
 }
-

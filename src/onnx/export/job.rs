@@ -23,7 +23,9 @@ use crate::graph::proto::ModelProto;
 use crate::graph::{encode_model, load_model, save_model, OnnxError};
 use crate::hf::Weights;
 use crate::onnx::import::{Manifest, VERIFY_SENTENCES};
-use crate::onnx::quantize::{activation_stats, quantize_model, QuantizeOptions, DEFAULT_OUTLIER_RATIO};
+use crate::onnx::quantize::{
+    activation_stats, quantize_model, QuantizeOptions, DEFAULT_OUTLIER_RATIO,
+};
 use crate::progress::Progress;
 use crate::run::{self, RunError};
 use crate::tokenize::{Tokenized, WordTokenizer};
@@ -87,7 +89,10 @@ pub struct ExportReport {
 
 /// The self-check sentences: the built-in ones, the file's lines, and one longer than the token
 /// limit (truncation).
-fn check_sentences(file: Option<&Path>, max_tokens: usize) -> Result<Vec<Vec<String>>, ExportError> {
+fn check_sentences(
+    file: Option<&Path>,
+    max_tokens: usize,
+) -> Result<Vec<Vec<String>>, ExportError> {
     let words = |s: &str| -> Vec<String> {
         split_words(s)
             .into_iter()
@@ -276,7 +281,15 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
             if opts.fp32_layers {
                 layers_json = json!({"first": t.first, "count": l - t.first, "precision": "fp32"});
             } else {
-                let (q, summary) = quantize_layers(&backbone_model, &top, t.first, &files, &rc, &opts.session, opts.progress)?;
+                let (q, summary) = quantize_layers(
+                    &backbone_model,
+                    &top,
+                    t.first,
+                    &files,
+                    &rc,
+                    &opts.session,
+                    opts.progress,
+                )?;
                 notes.push(format!(
                     "fine-tuned layers {}..{l}: {} MatMuls quantized to dynamic int8 (per-channel, {} outlier channels fp32){}",
                     t.first,
@@ -383,9 +396,20 @@ fn quantize_layers(
             .suffix(".onnx")
             .tempfile()
             .map_err(|e| OnnxError::io(Path::new("<temporary calibration model>"), e))?;
-        save_model(tmp.path(), &splice_top_layers(backbone.clone(), top, first)?)?;
-        let hf_tok = load_tokenizer(&files.tokenizer).map_err(|e| ExportError::Invalid(e.to_string()))?;
-        let mut stats = activation_stats(tmp.path(), &hf_tok, VERIFY_SENTENCES, 0.0, session.threads, progress)?;
+        save_model(
+            tmp.path(),
+            &splice_top_layers(backbone.clone(), top, first)?,
+        )?;
+        let hf_tok =
+            load_tokenizer(&files.tokenizer).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let mut stats = activation_stats(
+            tmp.path(),
+            &hf_tok,
+            VERIFY_SENTENCES,
+            0.0,
+            session.threads,
+            progress,
+        )?;
         // Splicing prefixed the layers' tensor names; the standalone `top` has them unprefixed.
         let strip = |m: std::collections::HashMap<String, Vec<f32>>| {
             m.into_iter()

@@ -144,7 +144,13 @@ pub fn build_merged(
                     &word_mask,
                     read.as_deref(),
                 )?;
-                c.classifier_outputs(&logits, &t.name, &ids_name, std::slice::from_ref(&batch), t.labels.len());
+                c.classifier_outputs(
+                    &logits,
+                    &t.name,
+                    &ids_name,
+                    std::slice::from_ref(&batch),
+                    t.labels.len(),
+                );
             }
             Head::Token(h) => {
                 let y = token_states[i]
@@ -190,7 +196,11 @@ pub fn build_merged(
     }
     set_metadata(&mut model, META_TOKENIZER_SHA, &spec.tokenizer_sha256);
     set_metadata(&mut model, META_MAX_TOKENS, &spec.max_tokens.to_string());
-    set_metadata(&mut model, META_STATES, &json(&serde_json::json!(spec.states)));
+    set_metadata(
+        &mut model,
+        META_STATES,
+        &json(&serde_json::json!(spec.states)),
+    );
     set_metadata(&mut model, META_PAD_ID, &spec.pad_id.to_string());
     model.doc_string = Some(DOC.into());
     Ok(model)

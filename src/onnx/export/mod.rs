@@ -11,7 +11,9 @@ pub mod merge;
 pub mod splice;
 pub mod verify;
 
-pub use job::{export_run, ExportError, ExportOptions, ExportReport, INT8_MIN_AGREEMENT, TOLERANCE};
+pub use job::{
+    export_run, ExportError, ExportOptions, ExportReport, INT8_MIN_AGREEMENT, TOLERANCE,
+};
 pub use merge::{build_merged, MergeSpec};
 pub use splice::{build_top_layers, splice_top_layers};
 pub use verify::{verify, VerifyReport, SAMPLE_SENTENCES};

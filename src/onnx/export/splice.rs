@@ -18,7 +18,9 @@ use crate::graph::hidden::{
     hidden_state_name, hidden_state_tensors, META_HIDDEN_SIZE, META_HIDDEN_TENSOR, META_NUM_LAYERS,
 };
 use crate::graph::proto::{tensor_proto::DataType, ModelProto};
-use crate::graph::{self, set_metadata, value_info, value_info_shape, Dim, GraphBuilder, OnnxError};
+use crate::graph::{
+    self, set_metadata, value_info, value_info_shape, Dim, GraphBuilder, OnnxError,
+};
 use crate::hf::{BertConfig, Weights};
 use crate::onnx::import::{bert_layer, LayerConstants};
 

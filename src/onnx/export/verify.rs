@@ -10,8 +10,8 @@ use crate::features::{example_rows, token_rows};
 use crate::graph::OnnxError;
 use crate::infer::decode_examples;
 use crate::model::{argmax, make_batch, make_token_batch, TaskModel, TaskOutput};
-use crate::progress::Progress;
 use crate::onnx::merged::{run_merged, MergedInputs, TaskArrays, FORMAT_VERSION};
+use crate::progress::Progress;
 use crate::tokenize::Tokenized;
 
 /// Sentences the export checks itself on (plus one longer than the token limit, for truncation).
@@ -135,7 +135,9 @@ pub fn reference_logits(
             let refs: Vec<_> = rows.iter().collect();
             let tb = make_token_batch(&refs, states.len(), backbone.hidden, &dev)
                 .map_err(|x| e(x.to_string()))?;
-            model.token_inputs(&tb, None).map_err(|x| e(x.to_string()))?
+            model
+                .token_inputs(&tb, None)
+                .map_err(|x| e(x.to_string()))?
         } else {
             let rows: Vec<_> = (0..chunk.len())
                 .map(|r| example_rows(&out, r, batch[r], &positions, last))
@@ -143,7 +145,9 @@ pub fn reference_logits(
             let refs: Vec<_> = rows.iter().collect();
             make_batch(&refs, states.len(), backbone.hidden, &dev).map_err(|x| e(x.to_string()))?
         };
-        let logits = model.forward(&b, &want, None).map_err(|x| e(x.to_string()))?;
+        let logits = model
+            .forward(&b, &want, None)
+            .map_err(|x| e(x.to_string()))?;
         let mut per_task: Vec<Option<Vec<Vec<Vec<f32>>>>> = Vec::new();
         for l in logits.logits {
             per_task.push(match l {

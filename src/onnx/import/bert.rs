@@ -3,7 +3,9 @@
 
 use crate::graph::hidden::{META_HIDDEN_SIZE, META_HIDDEN_TENSOR, META_NUM_LAYERS};
 use crate::graph::proto::{tensor_proto::DataType, ModelProto};
-use crate::graph::{attr_float, attr_int, attr_ints, set_metadata, tensor, Dim, GraphBuilder, OnnxError};
+use crate::graph::{
+    attr_float, attr_int, attr_ints, set_metadata, tensor, Dim, GraphBuilder, OnnxError,
+};
 use crate::hf::{BertConfig, Weights};
 
 /// Transposes a row-major `[rows, cols]` matrix into `[cols, rows]`.

@@ -12,4 +12,6 @@ pub mod verify;
 pub use bert::{bert_layer, build_bert_graph, LayerConstants};
 pub use job::{import, parse_hidden_states, ImportOptions, ImportReport};
 pub use manifest::{Manifest, BACKBONE_FILE, INT8_FILE, MANIFEST_FILE, TOKENIZER_FILE};
-pub use verify::{candle_reference, verify_against_candle, Verification, VERIFY_SENTENCES, VERIFY_TOLERANCE};
+pub use verify::{
+    candle_reference, verify_against_candle, Verification, VERIFY_SENTENCES, VERIFY_TOLERANCE,
+};

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::options::ActivationStats;
-use super::scratch::temp_dir;
 use super::rewrite::weight_matmuls;
-use crate::graph::proto::tensor_proto::DataType;
-use crate::graph;
+use super::scratch::temp_dir;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
+use crate::graph;
+use crate::graph::proto::tensor_proto::DataType;
 use crate::graph::{load_model, save_model, OnnxError};
 use crate::progress::Progress;
 

@@ -70,9 +70,16 @@ pub fn quantize_rows(t: &[f32], rows: usize, width: usize) -> (Vec<i8>, Vec<f32>
     for r in 0..rows {
         let row = &t[r * width..(r + 1) * width];
         let m = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let s = if m > 0.0 && m.is_finite() { m / 127.0 } else { 1.0 };
+        let s = if m > 0.0 && m.is_finite() {
+            m / 127.0
+        } else {
+            1.0
+        };
         scales.push(s);
-        q.extend(row.iter().map(|v| (v / s).round().clamp(-127.0, 127.0) as i8));
+        q.extend(
+            row.iter()
+                .map(|v| (v / s).round().clamp(-127.0, 127.0) as i8),
+        );
     }
     (q, scales)
 }
@@ -116,7 +123,8 @@ pub fn quantize_embeddings(
         let (q, scales) = quantize_rows(&values, rows, width);
         let (qn, sn) = (format!("{name}.q"), format!("{name}.scale"));
         let axes = format!("{name}.scale_axes");
-        g.initializer.push(tensor(&qn, &[rows as i64, width as i64], &q));
+        g.initializer
+            .push(tensor(&qn, &[rows as i64, width as i64], &q));
         g.initializer.push(tensor(&sn, &[rows as i64], &scales));
         g.initializer.push(tensor(&axes, &[1], &[-1i64]));
         for (k, ni) in rd.iter().enumerate() {

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::activation_stats;
-use super::measure::{model_bytes, ModelBytes, fidelity, fused_op_counts, layer_fidelity, throughput, Fidelity, LayerCosine};
+use super::measure::{
+    fidelity, fused_op_counts, layer_fidelity, model_bytes, throughput, Fidelity, LayerCosine,
+    ModelBytes,
+};
 use super::options::{QuantizeOptions, QuantizeSummary};
 use super::rewrite::quantize_model;
 use crate::backbone::raw as runtime;
@@ -88,7 +91,12 @@ pub fn write_layer_chart(
     int8: &std::path::Path,
     sentences: usize,
 ) -> Result<Vec<PathBuf>, OnnxError> {
-    let name = |p: &std::path::Path| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
     let chart = FidelityChart {
         title: format!(
             "Per-layer fidelity of {} vs {} ({sentences} sentences)",

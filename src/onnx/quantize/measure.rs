@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::options::QuantizeOptions;
-use super::scratch::temp_dir;
 use super::rewrite::{node_label, quantize_model, weight_matmuls};
+use super::scratch::temp_dir;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
 use crate::graph::{count_layers, expose_hidden_states, load_model, save_model, OnnxError};
@@ -100,7 +100,12 @@ pub fn fidelity(
     let opts = SessionOptions::tooling(threads);
     let mut a = runtime::open_file(fp32, &opts)?;
     let mut b = runtime::open_file(int8, &opts)?;
-    let mut bar = Progress::new("fidelity (fp32, int8)", 2 * texts.len() as u64, "sentences", progress);
+    let mut bar = Progress::new(
+        "fidelity (fp32, int8)",
+        2 * texts.len() as u64,
+        "sentences",
+        progress,
+    );
     let ea = pooled_embeddings(&mut a, tokenizer, texts, 32, 128, &mut bar)?;
     let eb = pooled_embeddings(&mut b, tokenizer, texts, 32, 128, &mut bar)?;
     bar.finish();
@@ -184,7 +189,10 @@ pub fn layer_fidelity(
         let q = runtime::run_encoder(&mut sessions[1], &b, &refs)?;
         for (k, (x, y)) in a.iter().zip(&q).enumerate() {
             let dim = x.shape.last().copied().unwrap_or(0);
-            if dim == 0 || x.data.len() != b.attention_mask.len() * dim || y.data.len() != x.data.len() {
+            if dim == 0
+                || x.data.len() != b.attention_mask.len() * dim
+                || y.data.len() != x.data.len()
+            {
                 return Err(OnnxError::Invalid(format!(
                     "hidden state {k}: outputs of shape {:?} and {:?} for a batch of {} x {} tokens",
                     x.shape, y.shape, b.batch, b.seq
@@ -200,7 +208,12 @@ pub fn layer_fidelity(
                     e.2 = e.2.min(c);
                 }
             }
-            e.3 = e.3.max(runtime::max_abs_diff_masked(&x.data, &y.data, &b.attention_mask, dim));
+            e.3 = e.3.max(runtime::max_abs_diff_masked(
+                &x.data,
+                &y.data,
+                &b.attention_mask,
+                dim,
+            ));
         }
         bar.inc(chunk.len() as u64);
     }
@@ -212,7 +225,11 @@ pub fn layer_fidelity(
         .enumerate()
         .map(|(state, (sum, n, min, diff))| LayerCosine {
             state,
-            mean_cosine: if n == 0 { f32::NAN } else { (sum / n as f64) as f32 },
+            mean_cosine: if n == 0 {
+                f32::NAN
+            } else {
+                (sum / n as f64) as f32
+            },
             min_cosine: if n == 0 { f32::NAN } else { min },
             max_abs_diff: diff,
         })

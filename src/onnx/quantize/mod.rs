@@ -32,8 +32,8 @@ pub use measure::{
     throughput, token_lengths, Fidelity, LayerCosine, Sensitivity,
 };
 pub use options::{
-    pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary, DEFAULT_OUTLIER_RATIO, DEFAULT_WARN_COSINE,
-    MAX_OUTLIER_FRACTION, MIN_OUTLIER_GAIN,
+    pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary, DEFAULT_OUTLIER_RATIO,
+    DEFAULT_WARN_COSINE, MAX_OUTLIER_FRACTION, MIN_OUTLIER_GAIN,
 };
 pub use outliers::outlier_channels;
 pub use rewrite::{quantize_model, quantize_weight, weight_matmuls};

@@ -114,4 +114,3 @@ pub struct ActivationStats {
     /// by simulating the int8 MatMuls on these rows (smallest relative output error).
     pub samples: HashMap<String, Vec<f32>>,
 }
-

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::options::{pattern_matches, QuantizeOptions, QuantizeSummary};
 use super::embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
+use super::options::{pattern_matches, QuantizeOptions, QuantizeSummary};
 use super::outliers::outlier_channels;
 use crate::graph::proto::{tensor_proto::DataType, ModelProto, NodeProto};
 use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder, OnnxError};
@@ -112,7 +112,11 @@ pub fn quantize_model(
     }
     // Outlier channels per activation (from the calibration maxima).
     let mut outliers: HashMap<String, Vec<usize>> = HashMap::new();
-    if let Some(stats) = opts.calibration.as_ref().filter(|_| opts.outlier_ratio > 0.0) {
+    if let Some(stats) = opts
+        .calibration
+        .as_ref()
+        .filter(|_| opts.outlier_ratio > 0.0)
+    {
         for &(ni, _) in &chosen {
             let x = &g.node[ni].input[0];
             if let Some(am) = stats.amax.get(x) {
@@ -495,4 +499,3 @@ pub fn simulated_error(
     }
     num / den.max(f64::MIN_POSITIVE)
 }
-

@@ -9,4 +9,3 @@ pub fn temp_dir() -> Result<tempfile::TempDir, OnnxError> {
         .tempdir()
         .map_err(|e| OnnxError::io(&std::env::temp_dir(), e))
 }
-
