@@ -18,7 +18,8 @@ use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use setup::{bench_latency, edgetune, merged_model, quantile, rss_kib, SENTENCES};
+use edgetune::infer::BENCH_SENTENCES as SENTENCES;
+use setup::{bench_latency, edgetune, merged_model, quantile, rss_kib};
 
 fn main() {
     let n: usize = std::env::var("EDGETUNE_BENCH_REQUESTS")

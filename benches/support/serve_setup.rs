@@ -120,19 +120,5 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// The p-th quantile of sorted values.
 pub fn quantile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    edgetune::infer::percentile(sorted, p).unwrap_or(f64::NAN)
 }
-
-/// The sentences `edgetune bench` times (its built-in list), in its order.
-pub const SENTENCES: &[&str] = &[
-    "turn on the lights in the kitchen",
-    "set the thermostat in the living room to twenty one degrees",
-    "play some jazz by miles davis",
-    "what is the weather in lisbon tomorrow morning",
-    "lock the front door",
-    "dim the bedroom lamp to forty percent",
-    "set a timer for ten minutes",
-    "turn off the fan",
-    "could you please switch off every light downstairs before i go to bed tonight",
-    "is it going to rain in rio de janeiro this weekend",
-];

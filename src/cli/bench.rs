@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use edgetune::backbone::{Backbone, ModelFiles, SessionOptions};
+use edgetune::infer::{percentile, BENCH_SENTENCES};
 use edgetune::onnx::merged::MergedModel;
 use edgetune::sys::{cpu_model, peak_rss};
 use edgetune::tokenize::{Tokenized, WordTokenizer};
@@ -53,27 +54,6 @@ fn session_settings(a: &Args, threads: usize) -> SessionOptions {
     }
 }
 
-const SENTENCES: &[&str] = &[
-    "turn on the lights in the kitchen",
-    "set the thermostat in the living room to twenty one degrees",
-    "play some jazz by miles davis",
-    "what is the weather in lisbon tomorrow morning",
-    "lock the front door",
-    "dim the bedroom lamp to forty percent",
-    "set a timer for ten minutes",
-    "turn off the fan",
-    "could you please switch off every light downstairs before i go to bed tonight",
-    "is it going to rain in rio de janeiro this weekend",
-];
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let threads = common::setup_threads(g)?;
@@ -85,7 +65,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect(),
-        None => SENTENCES.iter().map(|s| s.to_string()).collect(),
+        None => BENCH_SENTENCES.iter().map(|s| s.to_string()).collect(),
     };
     anyhow::ensure!(!sentences.is_empty(), "no sentences to measure");
 
@@ -138,8 +118,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     println!(
         "batch-1 latency over {} predictions: p50 {:.2} ms, p99 {:.2} ms",
         lat.len(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
+        percentile(&lat, 0.5).unwrap_or(0.0),
+        percentile(&lat, 0.99).unwrap_or(0.0)
     );
     println!(
         "extraction ({}): {per_sec:.0} sentences/s (batch 32, length-sorted)",

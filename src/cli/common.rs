@@ -19,6 +19,21 @@ pub struct Global {
     pub threads: Option<usize>,
 }
 
+/// What answers: a finished run or a merged model (`infer`, `serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// A finished run directory (with `serve`: it also learns from corrections; its `serve/`
+    /// folder holds the journal and the swapped models).
+    #[arg(long, value_name = "RUN", required_unless_present = "model")]
+    pub run: Option<PathBuf>,
+    /// A merged model exported by `edgetune export` (with tokenizer.json beside it) instead of a run.
+    #[arg(long, value_name = "MERGED.onnx", conflicts_with = "run")]
+    pub model: Option<PathBuf>,
+    /// Backbone override for --run (must be the one the run was trained on).
+    #[arg(long, value_name = "PATH", requires = "run")]
+    pub backbone: Option<PathBuf>,
+}
+
 /// Applies `--threads` to every pool (ONNX Runtime's is set per session): rayon (tokenizer, candle)
 /// and candle's matmul, so that nothing oversubscribes the cores. More threads than cores are
 /// capped at the cores (with a note). Returns the thread count.

@@ -17,15 +17,8 @@ use super::common::Global;
 /// Flags of `edgetune infer`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A finished run directory.
-    #[arg(long, value_name = "RUN", required_unless_present = "model")]
-    pub run: Option<PathBuf>,
-    /// A merged model exported by `edgetune export` (with tokenizer.json beside it) instead of a run.
-    #[arg(long, value_name = "MERGED.onnx", conflicts_with = "run")]
-    pub model: Option<PathBuf>,
-    /// Backbone override for --run (must be the one the run was trained on).
-    #[arg(long, value_name = "PATH", requires = "run")]
-    pub backbone: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: common::ModelArgs,
     /// Input text file, one utterance per line (default: standard input, answered line by line).
     pub input: Option<PathBuf>,
     /// Also print each sentence task's logits (`NAME_logits`).
@@ -60,7 +53,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     }
     let library = t0.elapsed();
     let opts = SessionOptions::with_threads(threads);
-    let mut answerer = match (&a.model, &a.run) {
+    let mut answerer = match (&a.source.model, &a.source.run) {
         (Some(m), _) => {
             let (model, t) = MergedModel::open_timed(m, &opts)?;
             if profile {
@@ -73,7 +66,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         }
         (None, Some(r)) => Answerer::Run(Box::new(RunPredictor::open(
             r,
-            a.backbone.as_deref(),
+            a.source.backbone.as_deref(),
             &opts,
         )?)),
         (None, None) => anyhow::bail!("--run RUN or --model MERGED.onnx is required"),

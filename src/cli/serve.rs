@@ -23,16 +23,8 @@ use super::common::Global;
 /// each gets one JSON line back. See docs/serve.md for the protocol.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A finished run directory: answers, and learns from corrections (its `serve/` folder holds
-    /// the journal and the swapped models; a restart serves the last swapped one).
-    #[arg(long, value_name = "RUN", required_unless_present = "model")]
-    pub run: Option<PathBuf>,
-    /// A merged model (`edgetune export`'s output, tokenizer.json beside it): answers only.
-    #[arg(long, value_name = "MERGED.onnx", conflicts_with = "run")]
-    pub model: Option<PathBuf>,
-    /// Backbone override for --run (must be the one the run was trained on).
-    #[arg(long, value_name = "PATH", requires = "run")]
-    pub backbone: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: common::ModelArgs,
     /// Listen on a Unix socket at PATH.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -134,13 +126,13 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
     if a.no_stdin && a.socket.is_none() && a.listen.is_none() && a.serial.is_none() {
         bail!("--no-stdin leaves nothing to answer: give --socket, --listen or --serial");
     }
-    let model = match (&a.run, &a.model) {
+    let model = match (&a.source.run, &a.source.model) {
         (Some(r), _) => ModelChoice::Run(r.clone()),
         (None, Some(m)) => ModelChoice::Merged(m.clone()),
         (None, None) => bail!("--run RUN or --model MERGED.onnx is required"),
     };
     let opts = ServeOptions {
-        backbone: a.backbone.clone(),
+        backbone: a.source.backbone.clone(),
         min_prob: a.min_prob,
         stdin: !a.no_stdin,
         socket: a.socket.clone(),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::protocol::ErrorCode;
+use crate::infer::percentile;
 use crate::metrics::Metrics;
 
 /// Answers whose latency the percentiles are computed over.
@@ -78,13 +79,6 @@ impl Default for Stats {
             inner: Mutex::default(),
         }
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    Some(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
 }
 
 impl Stats {
