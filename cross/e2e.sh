@@ -12,7 +12,7 @@
 #   export    edgetune export --run RUN --out merged.onnx; infer --model merged.onnx --logits INPUTS
 #   xinfer    the aarch64 binary on the *x86_64* run and merged model (trained on a PC, used on a board)
 #   serial    the aarch64 `serve` on the x86_64 run, answering over a pseudo-terminal pair
-#             (cross/serial_check.py; demo data only, its actions.toml)
+#             (cross/serial_check.py; the whole demo data only, --limit 0, its actions.toml)
 # Comparisons (cross/compare.py): same strings, labels and integers; floats within --tol (1e-3):
 #   x86_64 vs aarch64 for ortcheck, eval, infer, xinfer and merged-model infer;
 #   on each architecture, infer --model merged.onnx vs infer --run (the export is faithful).
@@ -361,7 +361,8 @@ fi
 
 # The serial path on the board: the aarch64 `serve` answering over a pseudo-terminal pair (real
 # termios, split lines, bad lines, the demo's actions as a dry run, SIGTERM), on the x86_64 run.
-if [ -f "$work/x86_64/run/config.json" ] && has_cmd serve && [ "$is_demo" = 1 ]; then
+# Its checks name the answers of a model trained on the whole demo data (--limit 0).
+if [ -f "$work/x86_64/run/config.json" ] && has_cmd serve && [ "$is_demo" = 1 ] && [ "$limit" = 0 ]; then
   if timed aarch64/serial python3 "$root/cross/serial_check.py" -- \
        env EDGETUNE_ORT_LIB="$root/.runtime/aarch64/libonnxruntime.so" EDGETUNE_CACHE="$work/aarch64/cache" \
        "$root/cross/qemu-run.sh" "$arm_bin" --threads 1 serve --no-stdin --run "$work/x86_64/run" \
