@@ -88,7 +88,7 @@ fn main() {
     let last_rss = rss.last().copied().unwrap_or(rss_start);
     println!("model: {}", model.display());
     println!(
-        "bench (in process, batch 1, 2 threads): p50 {bench_p50:.2} ms, p99 {bench_p99:.2} ms"
+        "bench (in process, batch 1, 2 threads, spinning as serve): p50 {bench_p50:.2} ms, p99 {bench_p99:.2} ms"
     );
     println!(
         "serve (client round trip over the Unix socket, {n} requests in {wall:.0} s): p50 {p50:.2} ms, p99 {p99:.2} ms; \

@@ -104,7 +104,7 @@ fn main() {
     answer_ms.sort_by(f64::total_cmp);
     let p50 = quantile(&to_pin, 0.5);
     println!("model: {}", model.display());
-    println!("bench (in process, batch 1, 2 threads, the same 2 sentences): p50 {bench_p50:.2} ms");
+    println!("bench (in process, batch 1, 2 threads, spinning as serve, the same 2 sentences): p50 {bench_p50:.2} ms");
     println!(
         "serial last byte -> pin change over {n} utterances: p50 {p50:.2} ms, p99 {:.2} ms; p50 - bench p50 = {:+.2} ms",
         quantile(&to_pin, 0.99),

@@ -52,7 +52,8 @@ export RUSTC_BOOTSTRAP=1
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 if [ "$build" = yes ]; then
   echo "== building the fuzz targets (release, debug assertions, no sanitizer)" >&2
-  cargo fuzz build --sanitizer none --target "$triple" >&2
+  # Only the instrumented binary: the smoke runner (src/bin) is built without libFuzzer.
+  cargo fuzz build --sanitizer none --target "$triple" parsers >&2
 fi
 bin="$fuzz/target/$triple/release/parsers"
 

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edgetune::serve::options::DEFAULT_SPINNING;
+
 /// The `edgetune` binary of this build.
 pub fn edgetune() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_edgetune"));
@@ -91,7 +93,9 @@ pub fn bench_latency(model: &Path, threads: usize, n: usize, input: Option<&Path
     let mut c = edgetune();
     c.args(["--threads", &threads.to_string(), "bench", "--model"])
         .arg(model)
-        .args(["--n", &n.to_string()]);
+        .args(["--n", &n.to_string()])
+        // The service's own setting, so that both sides spin alike.
+        .args(["--spinning", &DEFAULT_SPINNING.to_string()]);
     if let Some(p) = input {
         c.arg("--input").arg(p);
     }

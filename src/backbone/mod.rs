@@ -24,5 +24,5 @@ pub use files::{
 };
 pub use runtime::{
     default_threads, init as init_runtime, open_session, session_builder, ModelSource,
-    RuntimeError, SessionError, SessionOptions,
+    RuntimeError, SessionError, SessionOptions, Spinning,
 };

@@ -162,9 +162,9 @@ pub struct SessionOptions {
     /// Memory-pattern planning (reuses buffers across runs of the same shapes; costs memory on
     /// small boards).
     pub memory_pattern: bool,
-    /// Let idle intra-op threads spin. Off by default: on a shared 2-core machine spinning threads
-    /// competed with other work and doubled batch-1 latency (9.7 vs 4.7 ms); they also burn power.
-    pub spinning: bool,
+    /// When idle intra-op threads spin. Off by default (one-shot commands, shared machines);
+    /// `serve` chooses its own (docs/serve.md).
+    pub spinning: Spinning,
     /// ONNX Runtime's CPU arena allocator (keeps freed buffers for reuse).
     pub arena: bool,
     /// Weight prepacking (faster MatMuls at the cost of a second, packed copy of the weights).
@@ -181,7 +181,7 @@ impl Default for SessionOptions {
         Self {
             threads: Some(default_threads()),
             memory_pattern: true,
-            spinning: false,
+            spinning: Spinning::Off,
             arena: true,
             prepacking: true,
             optimization: GraphOptimizationLevel::Level3,
@@ -204,10 +204,48 @@ impl SessionOptions {
     pub fn tooling(threads: Option<usize>) -> Self {
         Self {
             threads,
-            spinning: true,
+            spinning: Spinning::On,
             optimization: GraphOptimizationLevel::All,
             ..Self::default()
         }
+    }
+}
+
+/// When ONNX Runtime's idle intra-op threads wait busily for work instead of sleeping.
+///
+/// Spinning saves the wake-up of a sleeping thread at each parallel section of a run (a batch-1
+/// answer has dozens), at the price of the core it spins on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spinning {
+    /// Never: idle threads sleep.
+    Off,
+    /// Within a run only: threads spin between the parallel sections of a run and stop at its end
+    /// (ONNX Runtime's `session.force_spinning_stop`), so a core is free between two answers.
+    InRun,
+    /// As ONNX Runtime has it: threads also spin for a while after a run ends.
+    On,
+}
+
+impl std::str::FromStr for Spinning {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "false" | "off" => Ok(Self::Off),
+            "in-run" => Ok(Self::InRun),
+            "true" | "on" => Ok(Self::On),
+            _ => Err(format!("`{s}`: expected false, in-run or true")),
+        }
+    }
+}
+
+impl std::fmt::Display for Spinning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "false",
+            Self::InRun => "in-run",
+            Self::On => "true",
+        })
     }
 }
 
@@ -244,10 +282,15 @@ pub fn open_session(
         .map_err(|e| err(e.into()))?
         .with_memory_pattern(opts.memory_pattern)
         .map_err(|e| err(e.into()))?
-        .with_intra_op_spinning(opts.spinning)
+        .with_intra_op_spinning(opts.spinning != Spinning::Off)
         .map_err(|e| err(e.into()))?
         .with_prepacking(opts.prepacking)
         .map_err(|e| err(e.into()))?;
+    if opts.spinning == Spinning::InRun {
+        b = b
+            .with_config_entry("session.force_spinning_stop", "1")
+            .map_err(|e| err(e.into()))?;
+    }
     if let Some(t) = opts.threads {
         b = b
             .with_intra_threads(t.max(1))
@@ -283,4 +326,20 @@ pub enum SessionError {
         /// ONNX Runtime's message.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spinning;
+
+    #[test]
+    fn spinning_reads_what_it_writes_and_the_boolean_spellings() {
+        for s in [Spinning::Off, Spinning::InRun, Spinning::On] {
+            assert_eq!(s.to_string().parse::<Spinning>(), Ok(s), "{s}");
+        }
+        assert_eq!("off".parse::<Spinning>(), Ok(Spinning::Off));
+        assert_eq!("on".parse::<Spinning>(), Ok(Spinning::On));
+        let e = "sometimes".parse::<Spinning>().unwrap_err();
+        assert!(e.contains("in-run"), "{e}");
+    }
 }

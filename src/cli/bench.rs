@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use edgetune::backbone::{Backbone, ModelFiles, SessionOptions};
+use edgetune::backbone::{Backbone, ModelFiles, SessionOptions, Spinning};
 use edgetune::infer::{percentile, BENCH_SENTENCES};
 use edgetune::onnx::merged::MergedModel;
 use edgetune::sys::{cpu_model, peak_rss};
@@ -35,9 +35,11 @@ pub struct Args {
     /// ONNX Runtime without memory-pattern planning.
     #[arg(long)]
     pub no_memory_pattern: bool,
-    /// ONNX Runtime with spinning intra-op threads (off by default).
-    #[arg(long)]
-    pub spinning: bool,
+    /// ONNX Runtime's intra-op threads spin while waiting for work: `true` (also the flag
+    /// alone), `in-run` (within a prediction only, as `serve` does) or `false`.
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true")]
+    pub spinning: Spinning,
     /// ONNX Runtime without weight prepacking.
     #[arg(long)]
     pub no_prepacking: bool,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use edgetune::backbone::Spinning;
 use edgetune::device::PinSpec;
 use edgetune::serve::options::{
     DEFAULT_CORRECTION_COPIES, DEFAULT_MAX_CLIENTS, DEFAULT_MIN_PROB, DEFAULT_RETRAIN_EPOCHS,
@@ -69,9 +70,10 @@ pub struct Args {
     /// Let --export-on-swap replace an existing file at start.
     #[arg(long)]
     pub force: bool,
-    /// ONNX Runtime's intra-op threads spin while waiting for work.
-    #[arg(long, value_name = "BOOL", default_value_t = DEFAULT_SPINNING, action = clap::ArgAction::Set)]
-    pub spinning: bool,
+    /// When ONNX Runtime's intra-op threads spin while waiting for work: `in-run` (within a
+    /// prediction, stopping at its end), `true` (also after it) or `false`.
+    #[arg(long, value_name = "WHEN", default_value_t = DEFAULT_SPINNING)]
+    pub spinning: Spinning,
     /// Priority of the retrain thread: nice (nice 19), idle (SCHED_IDLE: only on otherwise idle
     /// cores; another busy program can stall it) or normal.
     #[arg(long, value_name = "P", default_value = "nice")]

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::priority::Priority;
+use crate::backbone::Spinning;
 
 /// What the service answers with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub struct ServeOptions {
     pub export_on_swap: Option<PathBuf>,
     /// ONNX Runtime's intra-op threads spin while waiting for work. See
     /// [`DEFAULT_SPINNING`].
-    pub spinning: bool,
+    pub spinning: Spinning,
     /// The retrain thread's priority. See [`DEFAULT_RETRAIN_PRIORITY`].
     pub retrain_priority: Priority,
 }
@@ -81,10 +82,11 @@ pub const DEFAULT_RETRAIN_EPOCHS: usize = 4;
 /// sentences gets too little gradient in a few epochs to be learned (docs/serve.md).
 pub const DEFAULT_CORRECTION_COPIES: usize = 8;
 
-/// Default intra-op spinning: off. On a 2-core machine shared with other work, spinning threads
-/// only take the cores from the threads that have work, idle or retraining alike (the
-/// measurements are in docs/serve.md; `--spinning true` for a device with cores to spare).
-pub const DEFAULT_SPINNING: bool = false;
+/// Default intra-op spinning: within a prediction only. It gives most of full spinning's lower
+/// latency, while a core is free between two answers: full spinning under a steady stream of
+/// requests starved a retrain at nice 19 (10 to 16 times slower), and burns a core's power on a
+/// device between utterances (measurements in docs/serve.md).
+pub const DEFAULT_SPINNING: Spinning = Spinning::InRun;
 
 /// Default of `--retrain-priority`: nice 19. The idle class (`SCHED_IDLE`) gives no guarantee of
 /// progress when anything else keeps the cores busy (docs/serve.md).
