@@ -181,7 +181,7 @@ impl Default for SessionOptions {
         Self {
             threads: Some(default_threads()),
             memory_pattern: true,
-            spinning: Spinning::Off,
+            spinning: Spinning::default(),
             arena: true,
             prepacking: true,
             optimization: GraphOptimizationLevel::Level3,
@@ -215,9 +215,10 @@ impl SessionOptions {
 ///
 /// Spinning saves the wake-up of a sleeping thread at each parallel section of a run (a batch-1
 /// answer has dozens), at the price of the core it spins on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Spinning {
-    /// Never: idle threads sleep.
+    /// Never: idle threads sleep (the default of one-shot commands).
+    #[default]
     Off,
     /// Within a run only: threads spin between the parallel sections of a run and stop at its end
     /// (ONNX Runtime's `session.force_spinning_stop`), so a core is free between two answers.

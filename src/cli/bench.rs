@@ -37,7 +37,7 @@ pub struct Args {
     pub no_memory_pattern: bool,
     /// ONNX Runtime's intra-op threads spin while waiting for work: `true` (also the flag
     /// alone), `in-run` (within a prediction only, as `serve` does) or `false`.
-    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_value = "false",
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_value_t = Spinning::default(),
           default_missing_value = "true")]
     pub spinning: Spinning,
     /// ONNX Runtime without weight prepacking.

@@ -56,7 +56,7 @@ pub struct ServeOptions {
     pub correction_copies: usize,
     /// Also write a merged model here after each swap (self-checked).
     pub export_on_swap: Option<PathBuf>,
-    /// ONNX Runtime's intra-op threads spin while waiting for work. See
+    /// When ONNX Runtime's intra-op threads spin while waiting for work. See
     /// [`DEFAULT_SPINNING`].
     pub spinning: Spinning,
     /// The retrain thread's priority. See [`DEFAULT_RETRAIN_PRIORITY`].
