@@ -46,6 +46,10 @@ case "$mode" in
   test)
     step "Python onnxruntime, tokenizers, numpy (the merged-model parity test and the reference client in examples/python load the export in Python too)"
     python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy tokenizers
+    step "the embeddable inference core: the library without default features (no candle, plotters, clap or embedded-hal)"
+    cargo build --locked --lib --no-default-features
+    heavy="$(cargo tree --locked --no-default-features -e normal --prefix none | grep -E '^(candle-|plotters|clap|embedded-hal)' | sort -u || true)"
+    [ -z "$heavy" ] || { echo "setup: the library without default features depends on: $heavy" >&2; exit 1; }
     step "build and test"
     cargo build --locked --bin edgetune
     bash models/prepare.sh "$tdir/debug/edgetune"

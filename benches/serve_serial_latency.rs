@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use edgetune::device::mock::{IoEvent, MockHardware};
 use edgetune::device::{Actions, Executor};
-use edgetune::serve::{DeviceHub, ModelChoice, ServeOptions, Service};
+use edgetune::serve::{DeviceHub, ServeOptions, Service};
+use edgetune::ModelPath;
 use setup::{bench_latency, merged_model, quantile};
 
 const ACTIONS: &str = r#"
@@ -61,7 +62,7 @@ fn main() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let mut opts = ServeOptions::new(ModelChoice::Merged(model.clone()), 2);
+    let mut opts = ServeOptions::new(ModelPath::Merged(model.clone()), 2);
     opts.stdin = false;
     opts.min_prob = 0.0;
     opts.serial = Some((slave, 115_200));

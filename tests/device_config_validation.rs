@@ -596,7 +596,7 @@ pwm = { chip = 0, channel = 0, period_ns = 1000 }
 "#;
     Actions::parse(ok, FILE)
         .expect("parses")
-        .validate(&model())
+        .check_labels(&model())
         .expect("valid for the model");
 
     let bad = r#"
@@ -615,7 +615,7 @@ spans = { pos = { noun = "x" } }
 pwm = { chip = 0, channel = 0, period_ns = 1000, slot = "level" }
 "#;
     let actions = Actions::parse(bad, FILE).expect("parses: labels are checked separately");
-    let err = actions.validate(&model()).unwrap_err();
+    let err = actions.check_labels(&model()).unwrap_err();
     let got: Vec<(usize, String, String)> = err
         .problems()
         .iter()

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use edgetune::device::{
-    Actions, Answer, DryRunHardware, Executor, ManualClock, ModelLabels, PinRole, ReservedPin,
+    Actions, DryRunHardware, Executor, ManualClock, ModelLabels, PinRole, ReservedPin,
 };
+use edgetune::Prediction;
 
 fn example() -> Actions {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/actions.toml");
@@ -28,7 +29,9 @@ fn example_is_valid_for_its_model_and_wiring() {
             ],
         )
         .with_span_task("tags", &["room", "value", "unit", "device"]);
-    actions.validate(&model).unwrap_or_else(|e| panic!("{e}"));
+    actions
+        .check_labels(&model)
+        .unwrap_or_else(|e| panic!("{e}"));
     let reserved = [
         ReservedPin {
             pin: "gpiochip0:22".parse().expect("pin"),
@@ -57,19 +60,19 @@ fn example_dry_run() {
     let mut exec =
         Executor::with_clock(&example(), DryRunHardware, clock.clone()).expect("dry run");
     let script = [
-        Answer::new("turn on the kitchen light")
+        Prediction::new("turn on the kitchen light")
             .with_intent("turn_on", 0.93)
             .with_slot("room", "kitchen", 0.9),
-        Answer::new("set the brightness to 3")
+        Prediction::new("set the brightness to 3")
             .with_intent("set_brightness", 0.8)
             .with_slot("value", "3", 0.9),
-        Answer::new("switch off the lounge")
+        Prediction::new("switch off the lounge")
             .with_intent("turn_off", 0.9)
             .with_slot("room", "Lounge", 0.9),
-        Answer::new("open the door")
+        Prediction::new("open the door")
             .with_intent("unlock_door", 0.95)
             .with_slot("device", "front door", 0.9),
-        Answer::new("open the door?")
+        Prediction::new("open the door?")
             .with_intent("unlock_door", 0.6)
             .with_slot("device", "door", 0.9),
     ];
@@ -112,7 +115,9 @@ fn the_actions_file_of_docs_device_md_is_valid_for_the_demo_model() {
             ],
         )
         .with_span_task("tags", &["room", "value", "unit", "device"]);
-    actions.validate(&model).unwrap_or_else(|e| panic!("{e}"));
+    actions
+        .check_labels(&model)
+        .unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = actions.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["kitchen light on", "kitchen light off", "dimmer"]);
 }

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use edgetune::device::{
-    Actions, Answer, Executor, Hardware, Level, ManualClock, OpenError, Outcome, PinSpec,
+    Actions, Executor, Hardware, Level, ManualClock, OpenError, Outcome, PinSpec,
 };
+use edgetune::Prediction;
 use embedded_hal_mock::eh1::digital::{Mock as PinMock, State, Transaction as PinTx};
 use embedded_hal_mock::eh1::i2c::{Mock as I2cMock, Transaction as I2cTx};
 use embedded_hal_mock::eh1::pwm::{Mock as PwmMock, Transaction as PwmTx};
@@ -85,17 +86,17 @@ fn exact_embedded_hal_calls_for_a_script() {
     let mut exec = Executor::with_clock(&actions, hw, ManualClock::new()).expect("opens");
 
     let script = [
-        Answer::new("on").with_intent("turn_on", 0.9),
-        Answer::new("on?").with_intent("turn_on", 0.2),
-        Answer::new("off").with_intent("turn_off", 0.9),
-        Answer::new("off").with_intent("turn_off", 0.9),
-        Answer::new("dim")
+        Prediction::new("on").with_intent("turn_on", 0.9),
+        Prediction::new("on?").with_intent("turn_on", 0.2),
+        Prediction::new("off").with_intent("turn_off", 0.9),
+        Prediction::new("off").with_intent("turn_off", 0.9),
+        Prediction::new("dim")
             .with_intent("set_brightness", 0.9)
             .with_slot("value", "25%", 0.9),
-        Answer::new("dim")
+        Prediction::new("dim")
             .with_intent("set_brightness", 0.9)
             .with_slot("value", "250", 0.9),
-        Answer::new("lock").with_intent("lock", 0.9),
+        Prediction::new("lock").with_intent("lock", 0.9),
     ];
     let outcomes: Vec<Vec<bool>> = script
         .iter()

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use edgetune::device::mock::{IoEvent, MockHardware};
 use edgetune::device::{
-    Actions, Answer, Clock, DryRunHardware, Duty, Effect, Executor, Fired, Level, ManualClock,
-    Outcome, PinSpec,
+    Actions, Clock, DryRunHardware, Duty, Effect, Executor, Fired, Level, ManualClock, Outcome,
+    PinSpec,
 };
+use edgetune::Prediction;
 
 const ACTIONS: &str = r#"
 [[rule]]
@@ -88,20 +89,20 @@ fn door_write() -> IoEvent {
     }
 }
 
-fn kitchen(intent: &str, prob: f32, room: &str) -> Answer {
-    Answer::new("...")
+fn kitchen(intent: &str, prob: f32, room: &str) -> Prediction {
+    Prediction::new("...")
         .with_intent(intent, prob)
         .with_slot("room", room, 0.9)
 }
 
-fn brightness(value: &str) -> Answer {
-    Answer::new("...")
+fn brightness(value: &str) -> Prediction {
+    Prediction::new("...")
         .with_intent("set_brightness", 0.9)
         .with_slot("value", value, 0.9)
 }
 
-fn unlock() -> Answer {
-    Answer::new("open the door")
+fn unlock() -> Prediction {
+    Prediction::new("open the door")
         .with_intent("unlock", 0.95)
         .with_slot("device", "door", 0.9)
 }
@@ -183,15 +184,15 @@ fn script_of_answers_gives_exact_transitions() {
         kitchen("turn_on", 0.69, "kitchen"),
         kitchen("turn_on", f32::NAN, "kitchen"),
         kitchen("turn_on", 0.95, "bathroom"),
-        Answer::new("...").with_intent("turn_on", 0.95),
+        Prediction::new("...").with_intent("turn_on", 0.95),
         kitchen("turn_up", 0.95, "kitchen"),
-        Answer::new("...")
+        Prediction::new("...")
             .with_intent("unlock", 0.85)
             .with_slot("device", "door", 0.9),
-        Answer::new("...")
+        Prediction::new("...")
             .with_label("sentiment", "negative", 0.9)
             .with_span("ner", "location", "home", 0.9),
-        Answer::new("...")
+        Prediction::new("...")
             .with_label("sentiment", "negative", 0.9)
             .with_span("tags", "location", "office", 0.9),
     ] {
@@ -210,7 +211,7 @@ fn script_of_answers_gives_exact_transitions() {
 
     // Another sentence task and another token task.
     let fired = r.exec.execute(
-        &Answer::new("...")
+        &Prediction::new("...")
             .with_label("sentiment", "negative", 0.6)
             .with_span("ner", "location", "Office", 0.8),
     );
@@ -250,7 +251,7 @@ fn pwm_duty_from_the_slot_is_clamped_to_min_max() {
     );
     let fired = r
         .exec
-        .execute(&Answer::new("...").with_intent("set_brightness", 0.9));
+        .execute(&Prediction::new("...").with_intent("set_brightness", 0.9));
     assert_eq!(
         lines(&fired),
         ["rule \"dimmer\": pwm pwmchip0/pwm0: skipped: no \"value\" slot in the answer"]
@@ -350,7 +351,7 @@ fn a_second_pulse_extends_and_an_explicit_set_cancels() {
     r.exec.execute(&unlock());
     let fired = r
         .exec
-        .execute(&Answer::new("stop").with_intent("stop", 0.9));
+        .execute(&Prediction::new("stop").with_intent("stop", 0.9));
     assert_eq!(names(&fired), ["silence"]);
     assert_eq!(
         r.exec.next_deadline(),

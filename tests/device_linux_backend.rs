@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use edgetune::device::linux::{PwmError, SysfsPwm};
-use edgetune::device::{Actions, Answer, Executor, LinuxHardware};
+use edgetune::device::{Actions, Executor, LinuxHardware};
+use edgetune::Prediction;
 use embedded_hal::pwm::SetDutyCycle;
 
 fn read(path: &Path) -> String {
@@ -106,7 +107,7 @@ pwm = { chip = 0, channel = 0, period_ns = 20000 }
     .expect("valid");
     let mut exec = Executor::new(&actions, LinuxHardware::with_pwm_root(dir.path())).expect("open");
     let fired = exec.execute(
-        &Answer::new("x")
+        &Prediction::new("x")
             .with_intent("set_brightness", 0.9)
             .with_slot("value", "75%", 0.9),
     );

@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use edgetune::device::serial::{write_json_line, LineError, LineReader};
-use edgetune::device::Answer;
+use edgetune::device::serial::{write_json_line, LineError, SerialLineReader};
+use edgetune::Prediction;
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 
 #[derive(Debug)]
@@ -74,7 +74,7 @@ impl Read for Script {
 }
 
 /// Every item until `None`: Ok(text) or Err(description).
-fn drain<R: Read>(reader: &mut LineReader<R>) -> Vec<Result<String, String>> {
+fn drain<R: Read>(reader: &mut SerialLineReader<R>) -> Vec<Result<String, String>> {
     let mut items = Vec::new();
     while let Some(item) = reader.next_line() {
         items.push(item.map(|l| l.text).map_err(|e| e.to_string()));
@@ -91,14 +91,14 @@ fn ok(s: &str) -> Result<String, String> {
 fn a_line_split_across_many_reads() {
     let text = b"turn on the kitchen light\r\nset brightness to 40%\n";
     let one_byte_chunks: Vec<&[u8]> = text.chunks(1).collect();
-    let mut reader = LineReader::new(Script::chunks(&one_byte_chunks), 64);
+    let mut reader = SerialLineReader::new(Script::chunks(&one_byte_chunks), 64);
     assert_eq!(
         drain(&mut reader),
         [ok("turn on the kitchen light"), ok("set brightness to 40%")]
     );
     assert!(reader.get_mut().reads >= text.len(), "one read per byte");
 
-    let mut reader = LineReader::new(
+    let mut reader = SerialLineReader::new(
         Script::chunks(&[b"turn on", b" the", b" light\nsecond\n"]),
         64,
     );
@@ -107,7 +107,7 @@ fn a_line_split_across_many_reads() {
 
 #[test]
 fn empty_lines_are_skipped_and_only_one_cr_is_stripped() {
-    let mut reader = LineReader::new(Script::chunks(&[b"\n\r\n  \nA\r\r\nB\n"]), 64);
+    let mut reader = SerialLineReader::new(Script::chunks(&[b"\n\r\n  \nA\r\r\nB\n"]), 64);
     assert_eq!(drain(&mut reader), [ok("  "), ok("A\r"), ok("B")]);
 }
 
@@ -117,7 +117,7 @@ fn an_over_long_line_is_discarded_whole_and_the_stream_continues() {
     let mut chunks: Vec<&[u8]> = vec![b"first\nxx"];
     chunks.extend(long.chunks(97));
     chunks.push(b"\nafter\n");
-    let mut reader = LineReader::new(Script::chunks(&chunks), 100);
+    let mut reader = SerialLineReader::new(Script::chunks(&chunks), 100);
     assert_eq!(
         drain(&mut reader),
         [
@@ -132,7 +132,7 @@ fn an_over_long_line_is_discarded_whole_and_the_stream_continues() {
 fn the_limit_is_inclusive_and_excludes_the_line_ending() {
     let at = "y".repeat(10);
     let input = format!("{at}\n{at}\r\n{at}z\n");
-    let mut reader = LineReader::new(Script::chunks(&[input.as_bytes()]), 10);
+    let mut reader = SerialLineReader::new(Script::chunks(&[input.as_bytes()]), 10);
     let items = drain(&mut reader);
     assert_eq!(items[..2], [ok(&at), ok(&at)]);
     assert_eq!(
@@ -144,7 +144,7 @@ fn the_limit_is_inclusive_and_excludes_the_line_ending() {
 
 #[test]
 fn invalid_utf8_fails_that_line_only() {
-    let mut reader = LineReader::new(
+    let mut reader = SerialLineReader::new(
         Script::chunks(&[b"ok 1\nbad \xff\xfe here\n", "ok 2 é\n".as_bytes()]),
         64,
     );
@@ -170,12 +170,12 @@ fn invalid_utf8_fails_that_line_only() {
 
 #[test]
 fn eof_returns_trailing_text_then_none_forever() {
-    let mut reader = LineReader::new(Script::chunks(&[b"a\nunterminated"]), 64);
+    let mut reader = SerialLineReader::new(Script::chunks(&[b"a\nunterminated"]), 64);
     assert_eq!(drain(&mut reader), [ok("a"), ok("unterminated")]);
     assert!(reader.next_line().is_none());
     assert!(reader.next_line().is_none());
 
-    let mut reader = LineReader::new(Script::chunks(&[b"a\n0123456789abc"]), 10);
+    let mut reader = SerialLineReader::new(Script::chunks(&[b"a\n0123456789abc"]), 10);
     assert_eq!(
         drain(&mut reader),
         [
@@ -184,7 +184,7 @@ fn eof_returns_trailing_text_then_none_forever() {
         ]
     );
 
-    let mut reader = LineReader::new(Script::chunks(&[]), 10);
+    let mut reader = SerialLineReader::new(Script::chunks(&[]), 10);
     assert!(reader.next_line().is_none());
 }
 
@@ -197,7 +197,7 @@ fn a_timeout_mid_line_loses_nothing() {
         Step::Fail(ErrorKind::Other),
         Step::Bytes(b"next\n".to_vec()),
     ]);
-    let mut reader = LineReader::new(script, 64);
+    let mut reader = SerialLineReader::new(script, 64);
     let first = reader.next_line().expect("an item");
     assert!(matches!(&first, Err(e) if e.is_timeout()), "{first:?}");
     let line = reader
@@ -219,7 +219,7 @@ fn a_timeout_mid_line_loses_nothing() {
 
 #[test]
 fn received_at_is_when_the_last_byte_arrived() {
-    let mut reader = LineReader::new(Script::chunks(&[b"hel", b"lo\n"]), 64);
+    let mut reader = SerialLineReader::new(Script::chunks(&[b"hel", b"lo\n"]), 64);
     let line = reader.next_line().expect("item").expect("line");
     let delivered = reader.get_mut().last_delivery.expect("delivered");
     assert!(
@@ -255,7 +255,7 @@ impl Write for Trickle {
 
 #[test]
 fn json_lines_are_one_line_each_and_round_trip() {
-    let answer = Answer::new("turn on\nthe \"kitchen\" light")
+    let answer = Prediction::new("turn on\nthe \"kitchen\" light")
         .with_intent("turn_on", 0.5)
         .with_slot("room", "kitchen", 0.25);
     let mut out = Trickle::default();
@@ -266,12 +266,13 @@ fn json_lines_are_one_line_each_and_round_trip() {
     let lines: Vec<&str> = text.split_terminator('\n').collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(text.ends_with('\n'));
-    let back: Answer = serde_json::from_str(lines[0]).expect("valid JSON");
-    assert_eq!(back, answer);
+    // The prediction's JSON, `infer`'s answer format.
+    assert_eq!(lines[0], serde_json::to_string(&answer).unwrap());
+    let back: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+    assert_eq!(back["text"], "turn on\nthe \"kitchen\" light");
+    assert_eq!(back["slots"][0]["text"], "kitchen");
     assert!(
-        lines[0].starts_with(
-            r#"{"text":"turn on\nthe \"kitchen\" light","labels":{"intent":["turn_on",0.5]}"#
-        ),
+        lines[0].starts_with(r#"{"intent":{"label":"turn_on","prob":0.5},"slots":[{"#),
         "{}",
         lines[0]
     );

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgetune::backbone::{open_session, Backbone, ModelFiles, ModelSource, SessionOptions};
+use edgetune::backbone::{open_session, Backbone, ModelFiles, SessionOptions, SessionSource};
 use edgetune::model::{argmax, TaskOutput};
 use edgetune::onnx::export::{self, MergeSpec};
 use edgetune::onnx::merged::MergedInputs;
@@ -254,7 +254,7 @@ fn export_matches_run_in_rust_and_python() {
     let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &opts).unwrap();
     // One batch of all sentences, like the Python run below: the default int8 backbone quantizes
     // activations with one scale per batch, so both sides must see the same batch.
-    let reference = edgetune::infer::decode_examples(
+    let reference = edgetune::model::decode_examples(
         &mut backbone,
         &model,
         &rc.features.states,
@@ -362,7 +362,7 @@ fn export_matches_run_in_rust_and_python() {
         &export::build_merged(backbone_model, &model, &spec).unwrap(),
     );
     let mut session =
-        open_session(ModelSource::Bytes(&bytes, Path::new("<merged>")), &opts).unwrap();
+        open_session(SessionSource::Bytes(&bytes, Path::new("<merged>")), &opts).unwrap();
     let ok = export::verify(
         &mut session,
         &mut backbone,

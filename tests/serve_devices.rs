@@ -15,7 +15,8 @@ use edgetune::device::{
     DEFAULT_DEBOUNCE,
 };
 use edgetune::serve::devices::check_actions;
-use edgetune::serve::{DeviceHub, ModelChoice, ServeOptions, Service};
+use edgetune::serve::{DeviceHub, ServeOptions, Service};
+use edgetune::ModelPath;
 use serde_json::Value;
 use serve_support::{fresh_run, intent};
 
@@ -65,7 +66,7 @@ fn pin(line: u32) -> PinSpec {
 
 fn service(run: &Path, min_prob: f32) -> Service {
     edgetune::backbone::init_runtime(None).expect("ONNX Runtime");
-    let mut opts = ServeOptions::new(ModelChoice::Run(run.to_path_buf()), 2);
+    let mut opts = ServeOptions::new(ModelPath::Run(run.to_path_buf()), 2);
     opts.stdin = false;
     opts.min_prob = min_prob;
     opts.cache_dir = Some(serve_support::cache());

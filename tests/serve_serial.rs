@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use edgetune::device::mock::{IoEvent, MockHardware};
 use edgetune::device::{Actions, Executor, Level, PinSpec};
-use edgetune::serve::{DeviceHub, ModelChoice, ServeOptions, Service};
+use edgetune::serve::{DeviceHub, ServeOptions, Service};
+use edgetune::ModelPath;
 use serde_json::Value;
 use serve_support::{fresh_run, intent};
 
@@ -43,7 +44,7 @@ fn utterances_in_and_answers_out_through_a_pty() {
         .into_owned();
 
     edgetune::backbone::init_runtime(None).unwrap();
-    let mut opts = ServeOptions::new(ModelChoice::Run(run), 2);
+    let mut opts = ServeOptions::new(ModelPath::Run(run), 2);
     opts.stdin = false;
     opts.serial = Some((slave, 115_200));
     let svc = Service::load(opts).unwrap();

@@ -23,7 +23,7 @@ use edgetune::data::{
 };
 use edgetune::graph;
 use edgetune::hf::Weights;
-use edgetune::infer::{Line, LineReader, MAX_LINE_BYTES};
+use edgetune::infer::{StreamLine, StreamLineReader, MAX_LINE_BYTES};
 use edgetune::model::TaskModel;
 use edgetune::nn::{Group, ParamBuilder, ParamSet, WeightSource};
 use edgetune::onnx::merged::MergedMeta;
@@ -358,8 +358,8 @@ impl Read for Repeat<'_> {
     }
 }
 
-/// `infer::LineReader` over arbitrary bytes. The first byte sets the line limit (1..=256 bytes, or
-/// [`MAX_LINE_BYTES`] for 0), the second the read buffer (1..=256 bytes), the third how often the
+/// `infer::StreamLineReader` over arbitrary bytes. The first byte sets the line limit (1..=256
+/// bytes, or [`MAX_LINE_BYTES`] for 0), the second the read buffer (1..=256 bytes), the third how often the
 /// rest is repeated (a stream of up to 192 KiB). Every line is numbered in turn, a text line is at
 /// most the limit long and has no line break, and the reader's heap stays within a few lines.
 pub fn line_reader(bytes: &[u8]) {
@@ -389,11 +389,11 @@ pub fn line_reader(bytes: &[u8]) {
     alloc::reset_call_peak();
     let base = alloc::live();
     let mut n = 0;
-    for item in LineReader::new(BufReader::with_capacity(capacity, stream), max) {
+    for item in StreamLineReader::new(BufReader::with_capacity(capacity, stream), max) {
         let (number, line) = item.expect("reading from memory does not fail");
         n += 1;
         assert_eq!(number, n, "lines numbered in turn");
-        if let Line::Text(t) = &line {
+        if let StreamLine::Text(t) = &line {
             assert!(
                 t.len() <= max,
                 "line {number}: {} bytes over the limit {max}",

@@ -8,7 +8,7 @@ use ort::value::TensorRef;
 
 use super::error::BackboneError;
 use super::files::ModelFiles;
-use super::runtime::{open_session, ModelSource, SessionOptions};
+use super::runtime::{open_session, SessionOptions, SessionSource};
 use crate::tokenize::Tokenized;
 
 /// A loaded encoder that returns the hidden states it was asked for.
@@ -66,7 +66,7 @@ impl Backbone {
         }
         let bytes = prost::Message::encode_to_vec(&model);
         drop(model);
-        let session = open_session(ModelSource::Bytes(&bytes, &path), opts)?;
+        let session = open_session(SessionSource::Bytes(&bytes, &path), opts)?;
         drop(bytes);
         let input_names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for needed in ["input_ids", "attention_mask"] {

@@ -13,6 +13,7 @@
 pub mod encoder;
 pub mod error;
 pub mod files;
+#[cfg(feature = "train")]
 pub mod layers;
 pub mod raw;
 pub mod runtime;
@@ -23,6 +24,6 @@ pub use files::{
     find_default_model, find_models_dir, ModelFiles, DEFAULT_HF_DIR, DEFAULT_MODEL_DIR, MODEL_ENV,
 };
 pub use runtime::{
-    default_threads, init as init_runtime, open_session, session_builder, ModelSource,
-    RuntimeError, SessionError, SessionOptions, Spinning,
+    default_threads, init as init_runtime, open_session, session_builder, RuntimeError,
+    SessionError, SessionOptions, SessionSource, Spinning,
 };

@@ -226,6 +226,6 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 /// Opens a session on an ONNX file (the checks of `import` and `quantize`).
 pub fn open_file(path: &Path, opts: &super::runtime::SessionOptions) -> Result<Session, RawError> {
-    super::runtime::open_session(super::runtime::ModelSource::File(path), opts)
+    super::runtime::open_session(super::runtime::SessionSource::File(path), opts)
         .map_err(|e| rt_err(&path.display().to_string(), e))
 }

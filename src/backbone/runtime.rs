@@ -257,9 +257,9 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// The source of a model for [`open_session`].
+/// Where [`open_session`] reads a model from.
 #[derive(Debug, Clone, Copy)]
-pub enum ModelSource<'a> {
+pub enum SessionSource<'a> {
     /// Serialized model bytes (named by the path they came from, for messages).
     Bytes(&'a [u8], &'a Path),
     /// A model file.
@@ -268,11 +268,11 @@ pub enum ModelSource<'a> {
 
 /// Opens an ONNX Runtime session (loading the library first if needed).
 pub fn open_session(
-    model: ModelSource,
+    model: SessionSource,
     opts: &SessionOptions,
 ) -> Result<ort::session::Session, SessionError> {
     let path = match model {
-        ModelSource::Bytes(_, p) | ModelSource::File(p) => p,
+        SessionSource::Bytes(_, p) | SessionSource::File(p) => p,
     };
     let err = |e: ort::Error| SessionError::Model {
         path: path.to_path_buf(),
@@ -308,8 +308,8 @@ pub fn open_session(
         b = b.with_optimized_model_path(o).map_err(|e| err(e.into()))?;
     }
     match model {
-        ModelSource::Bytes(bytes, _) => b.commit_from_memory(bytes).map_err(err),
-        ModelSource::File(p) => b.commit_from_file(p).map_err(err),
+        SessionSource::Bytes(bytes, _) => b.commit_from_memory(bytes).map_err(err),
+        SessionSource::File(p) => b.commit_from_file(p).map_err(err),
     }
 }
 

@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use edgetune::device::model::ModelSource;
 use edgetune::device::{model_labels, Actions};
 
-use super::common::Global;
+use super::common::{self, Global};
 
 /// Flags of `edgetune actions`.
 #[derive(Debug, clap::Args)]
@@ -49,14 +48,10 @@ pub fn run(_g: &Global, a: Args) -> anyhow::Result<()> {
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<()> {
-    let source = match (&a.model, &a.run) {
-        (Some(m), _) => ModelSource::Merged(m),
-        (None, Some(r)) => ModelSource::Run(r),
-        (None, None) => anyhow::bail!("--model MERGED.onnx or --run RUN is required"),
-    };
-    let labels = model_labels(source)?;
+    let model = common::model_path(a.run.as_ref(), a.model.as_ref())?;
+    let labels = model_labels(&model)?;
     let actions = Actions::load(&a.file)?;
-    actions.validate(&labels)?;
+    actions.check_labels(&labels)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

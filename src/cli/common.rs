@@ -6,6 +6,7 @@ use anyhow::bail;
 
 use edgetune::backbone::{default_threads, ModelFiles, SessionOptions};
 use edgetune::features::{default_cache_dir, FeatureContext};
+use edgetune::ModelPath;
 
 /// Global flags shared by every subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +33,22 @@ pub struct ModelArgs {
     /// Backbone override for --run (must be the one the run was trained on).
     #[arg(long, value_name = "PATH", requires = "run")]
     pub backbone: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The model `--run` or `--model` names.
+    pub fn model_path(&self) -> anyhow::Result<ModelPath> {
+        model_path(self.run.as_ref(), self.model.as_ref())
+    }
+}
+
+/// The model of a `--run` / `--model` pair of flags (one of them given).
+pub fn model_path(run: Option<&PathBuf>, model: Option<&PathBuf>) -> anyhow::Result<ModelPath> {
+    match (run, model) {
+        (Some(r), _) => Ok(ModelPath::Run(r.clone())),
+        (None, Some(m)) => Ok(ModelPath::Merged(m.clone())),
+        (None, None) => bail!("--run RUN or --model MERGED.onnx is required"),
+    }
 }
 
 /// Applies `--threads` to every pool (ONNX Runtime's is set per session): rayon (tokenizer, candle)

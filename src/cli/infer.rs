@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use edgetune::backbone::SessionOptions;
-use edgetune::infer::{Line, LineReader, RunPredictor, MAX_LINE_BYTES};
-use edgetune::onnx::merged::MergedModel;
+use edgetune::infer::{StreamLine, StreamLineReader, MAX_LINE_BYTES};
+use edgetune::{MergedModel, ModelPath, Predict, Prediction};
 
 use super::common;
 use super::common::Global;
@@ -26,21 +26,6 @@ pub struct Args {
     pub logits: bool,
 }
 
-/// What answers the lines.
-enum Answerer {
-    Run(Box<RunPredictor>),
-    Merged(Box<MergedModel>),
-}
-
-impl Answerer {
-    fn answer(&mut self, texts: &[String], logits: bool) -> anyhow::Result<Vec<Value>> {
-        Ok(match self {
-            Answerer::Run(p) => p.answer_lines(texts, logits)?,
-            Answerer::Merged(m) => m.answer_lines(texts, logits)?,
-        })
-    }
-}
-
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
     // EDGETUNE_PROFILE: the start-up phases and the first answer's time on stderr.
@@ -53,28 +38,22 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     }
     let library = t0.elapsed();
     let opts = SessionOptions::with_threads(threads);
-    let mut answerer = match (&a.source.model, &a.source.run) {
-        (Some(m), _) => {
-            let (model, t) = MergedModel::open_timed(m, &opts)?;
-            if profile {
-                eprintln!(
-                    "startup: library {:.1} ms, metadata {:.1} ms, session {:.1} ms, tokenizer {:.1} ms (beside the session), open {:.1} ms",
-                    ms(library), ms(t.metadata), ms(t.session), ms(t.tokenizer), ms(t.total)
-                );
-            }
-            Answerer::Merged(Box::new(model))
+    let mut predictor: Box<dyn Predict> = match a.source.model_path()? {
+        ModelPath::Merged(m) if profile => {
+            let (model, t) = MergedModel::open_timed(&m, &opts)?;
+            eprintln!(
+                "startup: library {:.1} ms, metadata {:.1} ms, session {:.1} ms, tokenizer {:.1} ms (beside the session), open {:.1} ms",
+                ms(library), ms(t.metadata), ms(t.session), ms(t.tokenizer), ms(t.total)
+            );
+            Box::new(model)
         }
-        (None, Some(r)) => Answerer::Run(Box::new(RunPredictor::open(
-            r,
-            a.source.backbone.as_deref(),
-            &opts,
-        )?)),
-        (None, None) => anyhow::bail!("--run RUN or --model MERGED.onnx is required"),
+        path => path.open(a.source.backbone.as_deref(), &opts)?,
     };
     let mut first = profile;
-    stream_lines(a.input.as_deref(), |texts| {
+    stream_lines(a.input.as_deref(), a.logits, |texts| {
         let t = Instant::now();
-        let out = answerer.answer(texts, a.logits);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let out = predictor.predict_batch(&refs);
         if std::mem::take(&mut first) {
             eprintln!(
                 "first answer: {:.1} ms ({} lines); {:.1} ms since start",
@@ -83,7 +62,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 ms(t0.elapsed())
             );
         }
-        out
+        Ok(out?)
     })
 }
 
@@ -91,13 +70,20 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// One output line: a prediction, or a line that could not be read (`{"error", "line"}`).
+enum Reply {
+    Answer(Prediction),
+    Bad(usize, String),
+}
+
 /// The streaming filter: reads text lines from `input` (or stdin, answered line by line, so it
-/// works interactively), hands them to `answer_chunk` (up to 64 at a time from a file), and writes
-/// the JSON values it returns, one line each, in input order. A line that is too long or not UTF-8
-/// gets `{"line", "error"}` and the stream goes on.
+/// works interactively), hands them to `predict_chunk` (up to 64 at a time from a file), and writes
+/// the predictions' JSON (`logits`: with each sentence task's logits), one line each, in input
+/// order. A line that is too long or not UTF-8 gets `{"line", "error"}` and the stream goes on.
 fn stream_lines(
     input: Option<&Path>,
-    mut answer_chunk: impl FnMut(&[String]) -> anyhow::Result<Vec<Value>>,
+    logits: bool,
+    mut predict_chunk: impl FnMut(&[String]) -> anyhow::Result<Vec<Prediction>>,
 ) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = match input {
         Some(p) => Box::new(std::io::BufReader::new(
@@ -110,30 +96,36 @@ fn stream_lines(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Answers in input order: text lines wait in `pending`, bad lines are answered in place.
     let mut pending: Vec<(usize, String)> = Vec::new();
-    let mut slots: Vec<Option<Value>> = Vec::new();
-    let mut lines = LineReader::new(reader, MAX_LINE_BYTES);
+    let mut slots: Vec<Option<Reply>> = Vec::new();
+    let mut lines = StreamLineReader::new(reader, MAX_LINE_BYTES);
     loop {
         let next = lines
             .next_line()
             .with_context(|| format!("reading {name}"))?;
         if let Some((n, line)) = next.as_ref() {
             match line {
-                Line::Text(t) => {
+                StreamLine::Text(t) => {
                     pending.push((slots.len(), t.clone()));
                     slots.push(None);
                 }
-                Line::Bad(why) => slots.push(Some(json!({ "line": n, "error": why }))),
+                StreamLine::Bad(why) => slots.push(Some(Reply::Bad(*n, why.clone()))),
             }
         }
         if !slots.is_empty() && (next.is_none() || pending.len() >= chunk || pending.is_empty()) {
             let texts: Vec<String> = pending.iter().map(|(_, t)| t.clone()).collect();
             if !texts.is_empty() {
-                for ((i, _), v) in pending.iter().zip(answer_chunk(&texts)?) {
-                    slots[*i] = Some(v);
+                for ((i, _), p) in pending.iter().zip(predict_chunk(&texts)?) {
+                    slots[*i] = Some(Reply::Answer(p));
                 }
             }
-            for v in slots.drain(..).flatten() {
-                writeln!(out, "{v}")?;
+            for reply in slots.drain(..).flatten() {
+                match reply {
+                    Reply::Answer(p) => serde_json::to_writer(&mut out, &p.json(logits))?,
+                    Reply::Bad(n, why) => {
+                        serde_json::to_writer(&mut out, &json!({ "line": n, "error": why }))?
+                    }
+                }
+                out.write_all(b"\n")?;
             }
             out.flush()?;
             pending.clear();

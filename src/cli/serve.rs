@@ -13,7 +13,7 @@ use edgetune::serve::options::{
 };
 use edgetune::serve::priority::Priority;
 use edgetune::serve::signals::catch_termination;
-use edgetune::serve::{devices, DeviceOptions, ModelChoice, ServeOptions, Service};
+use edgetune::serve::{devices, DeviceOptions, ServeOptions, Service};
 
 use super::common;
 use super::common::Global;
@@ -128,11 +128,7 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
     if a.no_stdin && a.socket.is_none() && a.listen.is_none() && a.serial.is_none() {
         bail!("--no-stdin leaves nothing to answer: give --socket, --listen or --serial");
     }
-    let model = match (&a.source.run, &a.source.model) {
-        (Some(r), _) => ModelChoice::Run(r.clone()),
-        (None, Some(m)) => ModelChoice::Merged(m.clone()),
-        (None, None) => bail!("--run RUN or --model MERGED.onnx is required"),
-    };
+    let model = a.source.model_path()?;
     let opts = ServeOptions {
         backbone: a.source.backbone.clone(),
         min_prob: a.min_prob,

@@ -198,22 +198,10 @@ pub fn check_token_labels(
     Ok(())
 }
 
-/// Names that cannot be task names: the inputs of a JSON line and the fields `infer` and `serve`
-/// add to an answer.
-pub const RESERVED_TASK_NAMES: &[&str] = &[
-    "text",
-    "words",
-    "slots",
-    "truncated",
-    "error",
-    "unknown",
-    "latency_ms",
-    "cmd",
-    "correct",
-    "wrong",
-    "id",
-    "actions",
-];
+/// Names that cannot be task names: the fields of a JSON line that are not labels (the utterance,
+/// `text` or `words`, and the record's `id`). The keys of the answers and of `serve`'s protocol
+/// are checked where they are defined (`crate::predict::check_answer_keys`, `serve`'s start).
+pub const RESERVED_TASK_NAMES: &[&str] = &["text", "words", "id"];
 
 /// Checks a task name from a key, a column header or the command line: 1 to 64 ASCII letters,
 /// digits, `_` or `-`, starting with a letter (task names become parameter, file and ONNX output
@@ -227,7 +215,7 @@ pub fn check_task_name(name: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok && RESERVED_TASK_NAMES.contains(&name) {
         return Err(format!(
-            "task name {name:?} is reserved (it names an input or a field of the answers); rename the key or column"
+            "task name {name:?} is reserved (a JSON line's utterance or id); rename the key or column"
         ));
     }
     if ok {

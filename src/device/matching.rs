@@ -1,15 +1,16 @@
 //! Deciding whether a rule applies to an answer, and computing a PWM duty from it.
 
-use super::answer::{Answer, SLOT_TASK};
 use super::config::{DutySource, LabelCondition, PwmUnit, Rule, SpanCondition};
 use super::number::parse_quantity;
+use crate::data::TAGS;
+use crate::predict::Prediction;
 
 impl Rule {
     /// True when every condition of the rule holds for `answer`:
     /// each label condition's task answered one of its labels with probability
     /// `>= min_prob` (when set), and each span condition's task found a span of its type
     /// whose text (trimmed, case-insensitive) is one of its values.
-    pub fn matches(&self, answer: &Answer) -> bool {
+    pub fn matches(&self, answer: &Prediction) -> bool {
         self.labels
             .iter()
             .all(|c| label_holds(c, self.min_prob, answer))
@@ -17,15 +18,15 @@ impl Rule {
     }
 }
 
-fn label_holds(cond: &LabelCondition, min_prob: Option<f32>, answer: &Answer) -> bool {
-    let Some((label, prob)) = answer.labels.get(&cond.task) else {
+fn label_holds(cond: &LabelCondition, min_prob: Option<f32>, answer: &Prediction) -> bool {
+    let Some((label, prob)) = answer.label(&cond.task) else {
         return false;
     };
     // A NaN probability fails `>=`, so a broken answer never fires a thresholded rule.
-    cond.labels.iter().any(|l| l == label) && min_prob.is_none_or(|min| *prob >= min)
+    cond.labels.iter().any(|l| l == label) && min_prob.is_none_or(|min| prob >= min)
 }
 
-fn span_holds(cond: &SpanCondition, answer: &Answer) -> bool {
+fn span_holds(cond: &SpanCondition, answer: &Prediction) -> bool {
     answer.spans_of(&cond.task, &cond.kind).any(|span| {
         let text = span.text.trim().to_lowercase();
         cond.values.contains(&text)
@@ -49,7 +50,7 @@ impl DutySource {
     /// Unit `percent`: the number (with or without `%`) is clamped to `min..=max` and
     /// divided by 100. Unit `raw`: the number is clamped to `min..=max` and mapped linearly
     /// to 0..=1; a number written with `%` is taken as that percentage of the range.
-    pub fn duty_for(&self, answer: &Answer) -> Result<Duty, String> {
+    pub fn duty_for(&self, answer: &Prediction) -> Result<Duty, String> {
         let (kind, unit, min, max) = match self {
             DutySource::Fixed(fraction) => {
                 return Ok(Duty {
@@ -75,7 +76,7 @@ impl DutySource {
             return Err(format!("invalid input range {min}..{max}"));
         }
         let span = answer
-            .spans_of(SLOT_TASK, kind)
+            .spans_of(TAGS, kind)
             .next()
             .ok_or_else(|| format!("no \"{kind}\" slot in the answer"))?;
         let quantity = parse_quantity(&span.text).map_err(|e| format!("slot \"{kind}\": {e}"))?;
@@ -110,7 +111,7 @@ mod tests {
     }
 
     fn duty(source: &DutySource, text: &str) -> Result<(f64, bool), String> {
-        let answer = Answer::new("x").with_slot("value", text, 0.9);
+        let answer = Prediction::new("x").with_slot("value", text, 0.9);
         source.duty_for(&answer).map(|d| (d.fraction, d.clamped))
     }
 
@@ -135,7 +136,7 @@ mod tests {
     #[test]
     fn missing_or_bad_slot_is_explained() {
         let s = slot(PwmUnit::Percent, 0.0, 100.0);
-        let err = s.duty_for(&Answer::new("x")).unwrap_err();
+        let err = s.duty_for(&Prediction::new("x")).unwrap_err();
         assert_eq!(err, "no \"value\" slot in the answer");
         let err = duty(&s, "bright").unwrap_err();
         assert!(err.contains("\"bright\" is not a number"), "{err}");
@@ -153,7 +154,7 @@ mod tests {
         );
         let fixed = |f: f64| {
             DutySource::Fixed(f)
-                .duty_for(&Answer::new("x"))
+                .duty_for(&Prediction::new("x"))
                 .map(|d| d.fraction)
         };
         assert_eq!(fixed(2.0), Ok(1.0));

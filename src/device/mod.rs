@@ -1,17 +1,18 @@
 //! Device I/O: utterances in over a serial line, model answers out to GPIO, PWM and I2C through
-//! embedded-hal 1.0. Used only by `serve` and the command line.
+//! embedded-hal 1.0. Used by `serve` and the command line (feature `device`).
 //!
-//! * [`Answer`] is what the layer consumes ([`Answer::from_json`] reads `infer`'s answer);
-//!   [`ModelLabels`] is what a model can output ([`ModelLabels::from_tasks`]), for checking an
-//!   actions file offline ([`model_labels`] reads them from a run or a merged model).
+//! * Rules read a model's answer, a [`crate::predict::Prediction`] (each sentence task's label and
+//!   probability, each span task's spans). [`ModelLabels`] is what a model can output
+//!   ([`ModelLabels::from_tasks`]), for checking an actions file offline ([`model_labels`] reads
+//!   it from a run or a merged model).
 //! * [`Actions`] is a checked `actions.toml` (schema in [`config`]).
 //! * [`Executor`] runs the rules against answers through a [`Hardware`] backend:
 //!   [`LinuxHardware`] (feature `linux`), [`DryRunHardware`] (`--dry-run-io`), or
 //!   [`mock::MockHardware`] in tests.
 //! * [`StatusLed`] / [`StatusLedThread`] and [`FeedbackButton`] drive the status LED and
 //!   read the "last answer was wrong" button.
-//! * [`serial`] frames lines from any `embedded_io::Read` and writes JSON lines back;
-//!   `serial::SerialPort` opens a real tty.
+//! * [`serial`] frames lines from any `embedded_io::Read` ([`serial::SerialLineReader`]) and
+//!   writes JSON lines back; `serial::SerialPort` opens a real tty.
 //!
 //! # A serving loop
 //!
@@ -21,17 +22,19 @@
 //!
 //! ```ignore
 //! use std::time::Duration;
-//! use edgetune::device::{serial, Actions, Answer, Executor, LinuxHardware};
+//! use edgetune::device::{serial, Actions, Executor, LinuxHardware};
+//! use edgetune::{MergedModel, Predict, SessionOptions};
 //!
+//! let mut model = MergedModel::open("model.onnx".as_ref(), &SessionOptions::with_threads(1))?;
 //! let actions = Actions::load("actions.toml".as_ref())?;
 //! let mut executor = Executor::new(&actions, LinuxHardware::new())?;
 //! let port = serial::SerialPort::open("/dev/ttyAMA0", 115_200, Duration::from_millis(10))?;
 //! let mut out = port.try_clone()?;
-//! let mut lines = serial::LineReader::new(port, serial::DEFAULT_MAX_LINE);
+//! let mut lines = serial::SerialLineReader::new(port, serial::DEFAULT_MAX_LINE);
 //! while let Some(item) = lines.next_line() {
 //!     match item {
 //!         Ok(line) => {
-//!             let answer = Answer::new(line.text); // the model fills labels and spans
+//!             let answer = model.predict(&line.text)?;
 //!             for fired in executor.execute(&answer) {
 //!                 eprintln!("{fired}");
 //!             }
@@ -48,10 +51,10 @@
 //! ```
 //!
 //! # Paths
-//! The layer's own files refer to each other by `super::` paths; only [`model`] (the bridge
-//! from edgetune's tasks and answers) uses `crate::` items.
+//! The layer's own files refer to each other by `super::` paths; `crate::` items are the
+//! prediction rules read, the task-name constants of [`crate::data`], and in [`model`] (the bridge
+//! from edgetune's models) the model's tasks.
 
-pub mod answer;
 pub mod button;
 pub mod clock;
 pub mod config;
@@ -67,7 +70,6 @@ pub mod pin_spec;
 pub mod serial;
 pub mod status_led;
 
-pub use answer::{Answer, ModelLabels, Span, INTENT_TASK, SLOT_TASK};
 pub use button::{FeedbackButton, FeedbackEvent, DEFAULT_DEBOUNCE};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -78,7 +80,7 @@ pub use executor::{Effect, Executor, Fired, Hardware, OpenError, Outcome, StartE
 #[cfg(feature = "linux")]
 pub use linux::LinuxHardware;
 pub use matching::Duty;
-pub use model::model_labels;
+pub use model::{model_labels, ModelLabels};
 pub use number::{parse_quantity, Quantity};
 pub use pin_spec::{PinSpec, PinSpecError};
 pub use status_led::{LedState, StatusLed, StatusLedThread};

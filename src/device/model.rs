@@ -1,35 +1,23 @@
-//! The bridge from edgetune's models to this layer: a model's tasks as [`ModelLabels`], and
-//! `infer`'s JSON answer ([`crate::infer::answer`]) as an [`Answer`].
+//! The bridge from edgetune's models to this layer: what a model can output ([`ModelLabels`]),
+//! read from its tasks, for checking an actions file offline. The answers rules read are
+//! [`crate::predict::Prediction`]s.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
-use super::answer::{Answer, ModelLabels, Span};
-use crate::data::{TaskInfo, TaskKind, TAGS};
-use crate::graph::{decode_model, OnnxError};
+use crate::data::{TaskInfo, TaskKind};
+use crate::infer::ModelPath;
 use crate::metrics::spans::parse_tag;
-use crate::onnx::merged::{MergedMeta, MAX_MODEL_BYTES};
-use crate::run::{self, RunError};
+use crate::predict::PredictError;
 
-/// Where a model's tasks are read from.
-#[derive(Debug, Clone, Copy)]
-pub enum ModelSource<'a> {
-    /// A run folder (`config.json`).
-    Run(&'a Path),
-    /// A merged model exported by `edgetune export` (its metadata).
-    Merged(&'a Path),
-}
-
-/// The tasks of a model could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelLabelsError {
-    /// The run's config is missing or invalid.
-    #[error(transparent)]
-    Run(#[from] RunError),
-    /// The merged model is missing or invalid.
-    #[error(transparent)]
-    Onnx(#[from] OnnxError),
+/// What a model can output, for checking an actions file offline.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ModelLabels {
+    /// Sentence-level task name -> its labels (e.g. `"intent"` -> `["turn_on", ...]`).
+    pub sentence: BTreeMap<String, Vec<String>>,
+    /// Span task name -> its span types (e.g. `"tags"` -> `["room", "value"]`).
+    pub span_types: BTreeMap<String, Vec<String>>,
 }
 
 impl ModelLabels {
@@ -60,88 +48,34 @@ impl ModelLabels {
         }
         out
     }
-}
 
-/// The tasks of a run or a merged model, read without loading ONNX Runtime (the run's
-/// `config.json`, or the merged model's metadata).
-pub fn model_tasks(source: ModelSource<'_>) -> Result<Vec<TaskInfo>, ModelLabelsError> {
-    match source {
-        ModelSource::Run(dir) => {
-            let rc = run::read_config(dir)?;
-            Ok(rc.model.tasks.iter().map(|t| t.info()).collect())
-        }
-        ModelSource::Merged(path) => {
-            let io = |e| OnnxError::io(path, e);
-            let len = std::fs::metadata(path).map_err(io)?.len();
-            if len > MAX_MODEL_BYTES {
-                return Err(OnnxError::Source {
-                    path: PathBuf::from(path),
-                    message: format!("{len} bytes, over protobuf's 2 GiB limit"),
-                }
-                .into());
-            }
-            let bytes = std::fs::read(path).map_err(io)?;
-            let model = decode_model(&bytes).map_err(|source| OnnxError::Decode {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            Ok(MergedMeta::read(&model, path)?.tasks)
-        }
+    /// Builder: declares a sentence-level task and its labels.
+    pub fn with_sentence_task(mut self, task: &str, labels: &[&str]) -> Self {
+        self.sentence.insert(
+            task.to_owned(),
+            labels.iter().map(|s| (*s).to_owned()).collect(),
+        );
+        self
+    }
+
+    /// Builder: declares a span task and its span types.
+    pub fn with_span_task(mut self, task: &str, kinds: &[&str]) -> Self {
+        self.span_types.insert(
+            task.to_owned(),
+            kinds.iter().map(|s| (*s).to_owned()).collect(),
+        );
+        self
     }
 }
 
-/// What a run or a merged model outputs, for [`Actions::validate`](super::Actions::validate).
-pub fn model_labels(source: ModelSource<'_>) -> Result<ModelLabels, ModelLabelsError> {
-    Ok(ModelLabels::from_tasks(&model_tasks(source)?))
-}
-
-impl Answer {
-    /// Reads `infer`'s JSON answer for a model with `tasks`: each sentence task's
-    /// `{"label", "prob"}`, and the spans of each span task (under `slots` for `tags`, else under
-    /// the task's name). Keys that are missing or malformed are left out (an error answer gives
-    /// an answer with only its text, which fires no rule).
-    pub fn from_json(value: &Value, tasks: &[TaskInfo]) -> Self {
-        let mut answer = Answer::new(value["text"].as_str().unwrap_or_default());
-        for task in tasks {
-            match task.kind {
-                TaskKind::Sentence => {
-                    let v = &value[&task.name];
-                    if let (Some(label), Some(prob)) = (v["label"].as_str(), v["prob"].as_f64()) {
-                        answer
-                            .labels
-                            .insert(task.name.clone(), (label.to_owned(), prob as f32));
-                    }
-                }
-                TaskKind::Spans => {
-                    let key = if task.name == TAGS {
-                        "slots"
-                    } else {
-                        task.name.as_str()
-                    };
-                    for span in value[key].as_array().into_iter().flatten() {
-                        if let (Some(kind), Some(text)) =
-                            (span["type"].as_str(), span["text"].as_str())
-                        {
-                            answer.spans.push(Span {
-                                task: task.name.clone(),
-                                kind: kind.to_owned(),
-                                text: text.to_owned(),
-                                prob: span["prob"].as_f64().unwrap_or(0.0) as f32,
-                            });
-                        }
-                    }
-                }
-                TaskKind::Tokens => {}
-            }
-        }
-        answer
-    }
+/// What a run or a merged model outputs, for [`Actions::check_labels`](super::Actions::check_labels),
+/// read without ONNX Runtime ([`ModelPath::tasks`]).
+pub fn model_labels(model: &ModelPath) -> Result<ModelLabels, PredictError> {
+    Ok(ModelLabels::from_tasks(&model.tasks()?))
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn tasks() -> Vec<TaskInfo> {
@@ -177,27 +111,6 @@ mod tests {
             ModelLabels::default()
                 .with_sentence_task("intent", &["turn_on", "turn_off"])
                 .with_span_task("tags", &["room", "value"])
-        );
-    }
-
-    #[test]
-    fn answer_from_infer_json() {
-        let v = json!({
-            "text": "turn on the living room",
-            "intent": {"label": "turn_on", "prob": 0.5},
-            "slots": [{"type": "room", "text": "living room", "start": 3, "end": 5, "prob": 0.25}],
-            "pos": ["VERB", "NOUN"],
-        });
-        let a = Answer::from_json(&v, &tasks());
-        assert_eq!(
-            a,
-            Answer::new("turn on the living room")
-                .with_intent("turn_on", 0.5)
-                .with_slot("room", "living room", 0.25)
-        );
-        assert_eq!(
-            Answer::from_json(&json!({"text": "x", "error": "empty input"}), &tasks()),
-            Answer::new("x")
         );
     }
 }

@@ -1,6 +1,12 @@
-//! Reading text lines from a stream (a file, stdin, a socket, a serial port) with a hard limit on
-//! a line's length: a line that is too long or not UTF-8 is one error item, and the stream goes
-//! on. Nothing is allocated beyond the limit, whatever the input.
+//! Reading text lines from a `std::io` stream (a file, stdin, a socket) with a hard limit on a
+//! line's length: a line that is too long or not UTF-8 is one error item, and the stream goes on.
+//! Nothing is allocated beyond the limit, whatever the input.
+//!
+//! The same rules as the serial line's reader (`crate::device::serial::SerialLineReader`, over
+//! `embedded_io` with read timeouts): a line ends at `\n`, one trailing `\r` is dropped and does
+//! not count against the limit, a longer line is one error item and is discarded up to its `\n`,
+//! a line that is not UTF-8 is one error item. This reader numbers the lines and also returns
+//! empty ones (they are requests that get an answer); the serial one skips them.
 
 use std::io::{self, BufRead};
 
@@ -10,22 +16,22 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// One line of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub enum StreamLine {
     /// The line's text, without its line break (`\n` or `\r\n`).
     Text(String),
     /// The line could not be used; the message says why (the stream continues after it).
     Bad(String),
 }
 
-/// Splits a byte stream into [`Line`]s, numbered from 1.
-pub struct LineReader<R> {
+/// Splits a byte stream into [`StreamLine`]s, numbered from 1.
+pub struct StreamLineReader<R> {
     inner: R,
     max: usize,
     number: usize,
     buf: Vec<u8>,
 }
 
-impl<R: BufRead> LineReader<R> {
+impl<R: BufRead> StreamLineReader<R> {
     /// Lines of at most `max` bytes.
     pub fn new(inner: R, max: usize) -> Self {
         Self {
@@ -37,7 +43,7 @@ impl<R: BufRead> LineReader<R> {
     }
 
     /// The next line and its number, `None` at the end of the stream.
-    pub fn next_line(&mut self) -> io::Result<Option<(usize, Line)>> {
+    pub fn next_line(&mut self) -> io::Result<Option<(usize, StreamLine)>> {
         self.buf.clear();
         let mut too_long = false;
         let mut any = false;
@@ -59,7 +65,8 @@ impl<R: BufRead> LineReader<R> {
                 None => (chunk.len(), false),
             };
             if !too_long {
-                if self.buf.len() + take > self.max {
+                // One byte over the limit for a trailing '\r', which is not part of the line.
+                if self.buf.len() + take > self.max.saturating_add(1) {
                     too_long = true;
                     self.buf.clear();
                 } else {
@@ -72,18 +79,18 @@ impl<R: BufRead> LineReader<R> {
             }
         }
         self.number += 1;
-        if too_long {
-            return Ok(Some((
-                self.number,
-                Line::Bad(format!("line longer than {} bytes", self.max)),
-            )));
-        }
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
+        if too_long || self.buf.len() > self.max {
+            return Ok(Some((
+                self.number,
+                StreamLine::Bad(format!("line longer than {} bytes", self.max)),
+            )));
+        }
         let line = match std::str::from_utf8(&self.buf) {
-            Ok(s) => Line::Text(s.to_string()),
-            Err(e) => Line::Bad(format!(
+            Ok(s) => StreamLine::Text(s.to_string()),
+            Err(e) => StreamLine::Bad(format!(
                 "not UTF-8 text (invalid byte at column {})",
                 e.valid_up_to() + 1
             )),
@@ -92,8 +99,8 @@ impl<R: BufRead> LineReader<R> {
     }
 }
 
-impl<R: BufRead> Iterator for LineReader<R> {
-    type Item = io::Result<(usize, Line)>;
+impl<R: BufRead> Iterator for StreamLineReader<R> {
+    type Item = io::Result<(usize, StreamLine)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_line().transpose()
@@ -104,8 +111,8 @@ impl<R: BufRead> Iterator for LineReader<R> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], max: usize) -> Vec<(usize, Line)> {
-        LineReader::new(io::BufReader::with_capacity(3, input), max)
+    fn lines(input: &[u8], max: usize) -> Vec<(usize, StreamLine)> {
+        StreamLineReader::new(io::BufReader::with_capacity(3, input), max)
             .map(|l| l.unwrap())
             .collect()
     }
@@ -116,16 +123,26 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (1, Line::Text("hello".into())),
+                (1, StreamLine::Text("hello".into())),
                 (
                     2,
-                    Line::Bad("not UTF-8 text (invalid byte at column 1)".into())
+                    StreamLine::Bad("not UTF-8 text (invalid byte at column 1)".into())
                 ),
-                (3, Line::Bad("line longer than 8 bytes".into())),
-                (4, Line::Text("ok".into())),
+                (3, StreamLine::Bad("line longer than 8 bytes".into())),
+                (4, StreamLine::Text("ok".into())),
             ]
         );
         assert_eq!(lines(b"", 8), vec![]);
-        assert_eq!(lines(b"\n", 8), vec![(1, Line::Text(String::new()))]);
+        assert_eq!(lines(b"\n", 8), vec![(1, StreamLine::Text(String::new()))]);
+        // A trailing '\r' does not count against the limit (as on the serial line); a line of
+        // the limit plus one byte is too long whether that byte is '\r' or not.
+        assert_eq!(
+            lines(b"12345678\r\n123456789\r\n12345678\r\r\n", 8),
+            vec![
+                (1, StreamLine::Text("12345678".into())),
+                (2, StreamLine::Bad("line longer than 8 bytes".into())),
+                (3, StreamLine::Bad("line longer than 8 bytes".into())),
+            ]
+        );
     }
 }

@@ -1,19 +1,20 @@
-//! Inference: from text lines to JSON answers, with a run (backbone + task model) or, in
-//! `crate::onnx::merged`, with a merged ONNX model.
+//! Answering text lines with a model: a run ([`RunPredictor`], feature `train`) or a merged model
+//! (`crate::onnx::merged::MergedModel`), chosen by [`ModelPath`].
 //!
-//! - [`predictor`]: a run loaded for inference;
-//! - [`answer`]: the JSON answer of one line (shared with merged models and `serve`);
-//! - [`lines`]: reading lines with a hard length limit;
+//! - [`model_path`]: the run-or-merged choice, opening it as a [`crate::predict::Predict`] and
+//!   reading its tasks;
+//! - [`predictor`]: a run loaded for inference (feature `train`);
+//! - [`lines`]: reading lines from a stream with a hard length limit;
 //! - [`latency`]: the utterances and quantiles latency measurements use.
 
-pub mod answer;
-pub mod error;
 pub mod latency;
 pub mod lines;
+pub mod model_path;
+#[cfg(feature = "train")]
 pub mod predictor;
 
-pub use answer::{answer, SlotSpan};
-pub use error::InferError;
 pub use latency::{percentile, BENCH_SENTENCES};
-pub use lines::{Line, LineReader, MAX_LINE_BYTES};
-pub use predictor::{decode_examples, RunPredictor, BATCH};
+pub use lines::{StreamLine, StreamLineReader, MAX_LINE_BYTES};
+pub use model_path::ModelPath;
+#[cfg(feature = "train")]
+pub use predictor::RunPredictor;

@@ -261,6 +261,8 @@ impl ModelConfig {
                 )));
             }
         }
+        let infos: Vec<_> = self.tasks.iter().map(|t| t.info()).collect();
+        crate::predict::check_answer_keys(&infos)?;
         let total: usize = (0..self.tasks.len()).map(|i| self.head_params(i)).sum();
         if total > MAX_HEAD_PARAMS {
             return Err(format!(

@@ -6,7 +6,7 @@
 //! - [`heads`]: the sentence head and the token head;
 //! - [`top`]: the unfrozen layers and how the heads read them;
 //! - [`task_model`]: the model and its forward pass;
-//! - [`decode`]: from logits to labels.
+//! - [`decode`]: the heads' outputs as decoded values (labels come from [`crate::predict`]).
 
 pub mod batch;
 pub mod config;
@@ -20,7 +20,10 @@ pub use config::{
     HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig, TokenHeadConfig, DEFAULT_DROPOUT,
     DEFAULT_GRU_UNITS, DEFAULT_MLP_WIDTH,
 };
-pub use decode::{argmax, bio_viterbi, decode_batch, to_labels, token_ids, Decoded, TaskOutput};
+pub use decode::{decode_batch, decode_examples, DecodeError};
+// The decoding the task model shares with merged models lives in `predict` (candle-free); these
+// names stay reachable here for the training code that reads them with the model.
+pub use crate::predict::{argmax, bio_viterbi, to_labels, token_ids, Decoded, TaskOutput};
 pub use heads::{Head, SentenceHead, TokenHead};
 pub use task_model::{TaskLogits, TaskModel};
 pub use top::{Unfrozen, LAYER_DROPOUT};

@@ -1,12 +1,18 @@
 //! Making ONNX models: importing Hugging Face checkpoints ([`import`]), quantizing them
 //! ([`quantize`]), exporting a run as one merged model ([`export`]) and running merged models
-//! ([`merged`]). The format itself (protobuf types, graph building) is [`crate::graph`].
+//! ([`merged`], the only part without the feature `train`). The format itself (protobuf types,
+//! graph building) is [`crate::graph`].
 
+#[cfg(feature = "train")]
 pub mod export;
+#[cfg(feature = "train")]
 pub mod import;
 pub mod merged;
+#[cfg(feature = "train")]
+#[allow(missing_docs)] // Items of its own still undocumented; the lint is on everywhere else.
 pub mod quantize;
 
+#[cfg(feature = "train")]
 impl From<crate::hf::HfError> for crate::graph::OnnxError {
     fn from(e: crate::hf::HfError) -> Self {
         match e {

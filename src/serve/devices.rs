@@ -10,14 +10,15 @@ use serde_json::{json, Value};
 use super::error::ServeError;
 use crate::data::TaskInfo;
 use crate::device::{
-    Actions, Answer, Clock, Executor, FeedbackButton, Fired, Hardware, LedState, ModelLabels,
-    Outcome, PinRole, PinSpec, ReservedPin, StatusLedThread,
+    Actions, Clock, Executor, FeedbackButton, Fired, Hardware, LedState, ModelLabels, Outcome,
+    PinRole, PinSpec, ReservedPin, StatusLedThread,
 };
+use crate::predict::Prediction;
 
 /// Runs an actions file's rules (an [`Executor`] over any backend).
 pub trait ActionSink: Send {
     /// Ends due pulses and fires every rule matching `answer`.
-    fn execute(&mut self, answer: &Answer) -> Vec<Fired>;
+    fn execute(&mut self, answer: &Prediction) -> Vec<Fired>;
     /// Ends due pulses.
     fn service(&mut self) -> Vec<Fired>;
     /// When the next pulse ends, if any.
@@ -32,7 +33,7 @@ where
     C: Clock,
     Executor<H, C>: Send,
 {
-    fn execute(&mut self, answer: &Answer) -> Vec<Fired> {
+    fn execute(&mut self, answer: &Prediction) -> Vec<Fired> {
         Executor::execute(self, answer)
     }
 
@@ -89,7 +90,7 @@ pub fn check_actions(
     led: Option<&PinSpec>,
     button: Option<&PinSpec>,
 ) -> Result<(), ServeError> {
-    actions.validate(&ModelLabels::from_tasks(tasks))?;
+    actions.check_labels(&ModelLabels::from_tasks(tasks))?;
     let mut reserved = Vec::new();
     if let Some(p) = led {
         reserved.push(ReservedPin {

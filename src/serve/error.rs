@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use crate::device::{ConfigError, OpenError, StartError};
-use crate::graph::OnnxError;
-use crate::infer::InferError;
+use crate::predict::PredictError;
 use crate::run::RunError;
 use crate::train::TrainError;
 
@@ -14,12 +13,9 @@ pub enum ServeError {
     /// The run could not be read.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// The run's model could not be loaded for inference.
+    /// The model could not be loaded, or could not answer.
     #[error(transparent)]
-    Infer(#[from] InferError),
-    /// The merged model could not be loaded or run.
-    #[error(transparent)]
-    Onnx(#[from] OnnxError),
+    Predict(#[from] PredictError),
     /// Retraining failed.
     #[error(transparent)]
     Train(#[from] TrainError),

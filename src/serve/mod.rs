@@ -6,7 +6,7 @@
 //! - [`protocol`]: requests and error replies; [`correction`]: corrections checked against the
 //!   model; [`journal`]: the fsynced corrections journal; [`layout`]: the service's folder in the
 //!   run and the pointer to the serving model;
-//! - [`engine`]: the serving model; [`retrain`]: the retrain thread and the swap decision;
+//! - [`engine`]: the serving model (a [`crate::predict::Predict`]); [`retrain`]: the retrain thread and the swap decision;
 //!   [`stats`]: counters and latency;
 //! - [`transport`]: streams, sockets, the serial line; [`devices`]: actions, status LED, button;
 //!   [`signals`], [`priority`];
@@ -30,5 +30,5 @@ pub mod transport;
 
 pub use devices::{DeviceHub, DeviceOptions};
 pub use error::ServeError;
-pub use options::{ModelChoice, ServeOptions};
+pub use options::ServeOptions;
 pub use service::Service;

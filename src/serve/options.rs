@@ -5,21 +5,13 @@ use std::path::PathBuf;
 
 use super::priority::Priority;
 use crate::backbone::Spinning;
-
-/// What the service answers with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelChoice {
-    /// A run folder: answers with its backbone and task model, and can learn from corrections.
-    Run(PathBuf),
-    /// A merged model (`edgetune export`'s output, tokenizer.json beside it): answers only.
-    Merged(PathBuf),
-}
+use crate::infer::ModelPath;
 
 /// Settings of `edgetune serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The model.
-    pub model: ModelChoice,
+    /// The model: a run answers and learns from corrections, a merged model answers only.
+    pub model: ModelPath,
     /// Backbone override for a run (must be the one it was trained on).
     pub backbone: Option<PathBuf>,
     /// Threads of every pool (ONNX Runtime's intra-op pool, candle/rayon), for answering and for
@@ -97,7 +89,7 @@ pub const DEFAULT_MAX_CLIENTS: usize = 64;
 
 impl ServeOptions {
     /// Options with every default for `model`, `threads` threads, reading standard input.
-    pub fn new(model: ModelChoice, threads: usize) -> Self {
+    pub fn new(model: ModelPath, threads: usize) -> Self {
         Self {
             model,
             backbone: None,

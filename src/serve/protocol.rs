@@ -11,8 +11,35 @@
 //! Every object may carry an `"id"` (any JSON value), echoed in its reply. A request that cannot be
 //! served gets `{"error": MESSAGE, "code": CODE, "line": N}` ([`ErrorCode`]); the connection and
 //! the service go on.
+//!
+//! An answer is the prediction's JSON (`crate::predict::json`: `text`, a key per task, ...) with
+//! the service's own keys added ([`REPLY_KEYS`]). Task names are keys of the same object, so the
+//! service refuses at start a model with a task named like one of them ([`check_reply_keys`]);
+//! the library and the other commands accept such names.
 
 use serde_json::{json, Map, Value};
+
+use crate::data::TaskInfo;
+
+/// The keys the service adds to a prediction's JSON in its answers: `actions` (the rules fired),
+/// `id` (the request's), `latency_ms`, `unknown` (below `--min-prob`), `version` (of the model).
+pub const REPLY_KEYS: &[&str] = &["actions", "id", "latency_ms", "unknown", "version"];
+
+/// Checks that no task of the model is named like a key the service adds to its answers
+/// ([`REPLY_KEYS`]): such an answer could not be told apart from the service's own key. On error,
+/// returns the reason, naming the task.
+pub fn check_reply_keys(tasks: &[TaskInfo]) -> Result<(), String> {
+    match tasks.iter().find(|t| REPLY_KEYS.contains(&t.name.as_str())) {
+        Some(t) => Err(format!(
+            "the model's task {:?} is named like a key serve adds to its answers ({}); serve \
+             cannot answer with it unambiguously: rename the task (train again) or answer with \
+             `edgetune infer`",
+            t.name,
+            REPLY_KEYS.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
 
 /// Why a request got an error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +330,20 @@ mod tests {
             parse(r#"{"forget": 3}"#).unwrap().request,
             Request::Forget(3)
         );
+    }
+
+    #[test]
+    fn task_names_that_are_reply_keys_are_refused() {
+        let task = |name: &str| TaskInfo {
+            name: name.into(),
+            kind: crate::data::TaskKind::Sentence,
+            labels: vec!["a".into()],
+        };
+        assert!(check_reply_keys(&[task("intent"), task("cmd"), task("correct")]).is_ok());
+        for key in REPLY_KEYS {
+            let e = check_reply_keys(&[task("intent"), task(key)]).unwrap_err();
+            assert!(e.contains(&format!("{key:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde_path_to_error::Segment;
 
-use super::super::answer::{INTENT_TASK, SLOT_TASK};
 use super::super::pin_spec::{normalize_chip, PinSpec, MAX_LINE};
 use super::error::{line_column, Problems};
 use super::raw::{OneOrMany, RawFile, RawGpio, RawI2c, RawPwm, RawRule};
@@ -14,6 +13,7 @@ use super::{
     PwmAction, PwmUnit, Rule, RuleRef, SpanCondition, MAX_I2C_BYTES, MAX_PERIOD_NS, MAX_PULSE_MS,
     MAX_PWM_INDEX,
 };
+use crate::data::{INTENT, TAGS};
 
 /// Parses TOML and applies the schema. Syntax errors and schema errors both carry a
 /// line/column; schema errors also name the rule and field when they are inside one.
@@ -141,7 +141,7 @@ fn build_rule(
 ) -> Option<Rule> {
     let mut labels = Vec::new();
     if let Some(intent) = raw.intent {
-        if raw.when.contains_key(INTENT_TASK) {
+        if raw.when.contains_key(INTENT) {
             problems.rule(
                 rule_ref,
                 "when.intent",
@@ -149,7 +149,7 @@ fn build_rule(
             );
         }
         labels.push(LabelCondition {
-            task: INTENT_TASK.to_owned(),
+            task: INTENT.to_owned(),
             labels: strings(rule_ref, "intent", intent, false, problems),
             field: "intent".to_owned(),
         });
@@ -171,7 +171,7 @@ fn build_rule(
     for (kind, values) in raw.slots {
         let field = format!("slots.{kind}");
         token_tasks
-            .entry(SLOT_TASK.to_owned())
+            .entry(TAGS.to_owned())
             .or_default()
             .insert(kind, (values, field));
     }

@@ -1,8 +1,9 @@
 //! Checking rule names of tasks, labels and span types against what a model can output.
 
-use super::super::answer::{ModelLabels, SLOT_TASK};
+use super::super::model::ModelLabels;
 use super::error::Problems;
 use super::{Action, Actions, ConfigError, DutySource, RuleRef};
+use crate::data::TAGS;
 
 /// How many known names an "unknown name" message lists before eliding the rest.
 const LIST_AT_MOST: usize = 12;
@@ -30,7 +31,7 @@ fn task_list<T>(map: &std::collections::BTreeMap<String, T>) -> Vec<String> {
 impl Actions {
     /// Checks every task, label and span type named by the rules against what the model
     /// outputs. Needs no hardware, so it can run offline (e.g. in a `check` command).
-    pub fn validate(&self, model: &ModelLabels) -> Result<(), ConfigError> {
+    pub fn check_labels(&self, model: &ModelLabels) -> Result<(), ConfigError> {
         let mut problems = Problems::default();
         for rule in &self.rules {
             let rule_ref = RuleRef {
@@ -74,7 +75,7 @@ impl Actions {
             }
             if let Action::Pwm(pwm) = &rule.action {
                 if let DutySource::Slot { kind, .. } = &pwm.duty {
-                    check_span_type(model, &rule_ref, "pwm.slot", SLOT_TASK, kind, &mut problems);
+                    check_span_type(model, &rule_ref, "pwm.slot", TAGS, kind, &mut problems);
                 }
             }
         }

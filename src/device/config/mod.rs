@@ -3,7 +3,7 @@
 //! Loading happens in three separate steps, so each can run where it makes sense:
 //! 1. [`Actions::parse`] / [`Actions::load`]: TOML syntax (with line/column), the schema
 //!    (unknown keys rejected), and every value check that needs nothing but the file;
-//! 2. [`Actions::validate`]: label, task and span-type names against a model's
+//! 2. [`Actions::check_labels`]: label, task and span-type names against a model's
 //!    [`ModelLabels`](super::ModelLabels) (can run offline, without hardware);
 //! 3. [`Actions::check_pins`]: GPIO lines also used as the status LED or feedback button.
 //!

@@ -21,7 +21,7 @@ pub const MAX_I2C_BYTES: usize = 256;
 /// Highest `pwm.chip` and `pwm.channel` number accepted.
 pub const MAX_PWM_INDEX: u32 = 1023;
 
-/// A validated actions file: rules in file order.
+/// A checked actions file: rules in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Actions {
     /// The file name used in messages (as given to [`Actions::parse`] / [`Actions::load`]).

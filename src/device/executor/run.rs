@@ -8,13 +8,13 @@ use embedded_hal::i2c::I2c;
 use embedded_hal::pwm::SetDutyCycle;
 use thiserror::Error;
 
-use super::super::answer::Answer;
 use super::super::clock::{Clock, SystemClock};
 use super::super::config::{Action, Actions, Level, Rule, RuleRef};
 use super::super::pin_spec::PinSpec;
 use super::fired::{Effect, Fired, Outcome};
 use super::hardware::{Hardware, OpenError};
 use super::pulse::{Pending, PulseQueue};
+use crate::predict::Prediction;
 
 /// How many times a failing pulse restore is tried before giving up.
 pub const RESTORE_ATTEMPTS: u32 = 3;
@@ -150,7 +150,7 @@ impl<H: Hardware, C: Clock> Executor<H, C> {
 
     /// Ends due pulses, then fires every rule matching `answer`, in file order. Returns one
     /// [`Fired`] per ended pulse and per fired rule, errors included.
-    pub fn execute(&mut self, answer: &Answer) -> Vec<Fired> {
+    pub fn execute(&mut self, answer: &Prediction) -> Vec<Fired> {
         let now = self.clock.now();
         let mut fired = self.service_at(now);
         for i in 0..self.rules.len() {
@@ -162,7 +162,7 @@ impl<H: Hardware, C: Clock> Executor<H, C> {
     }
 
     /// The rules that would fire for `answer`, without touching the hardware.
-    pub fn matching_rules<'a>(&'a self, answer: &'a Answer) -> impl Iterator<Item = &'a Rule> {
+    pub fn matching_rules<'a>(&'a self, answer: &'a Prediction) -> impl Iterator<Item = &'a Rule> {
         self.rules
             .iter()
             .map(|(r, _)| r)
@@ -251,7 +251,7 @@ impl<H: Hardware, C: Clock> Executor<H, C> {
         }
     }
 
-    fn fire(&mut self, i: usize, answer: &Answer, now: Instant) -> Fired {
+    fn fire(&mut self, i: usize, answer: &Prediction, now: Instant) -> Fired {
         let (rule, device) = &self.rules[i];
         let device = *device;
         let (effect, outcome) = match &rule.action {

@@ -1,4 +1,9 @@
-//! Splitting a byte stream into lines.
+//! Splitting a serial byte stream (`embedded_io`, with read timeouts) into lines.
+//!
+//! The same rules as `crate::infer::StreamLineReader` (over `std::io`): a line ends at `\n`, one
+//! trailing `\r` is dropped and does not count against the limit, a longer line is one error
+//! item and is discarded up to its `\n`, a line that is not UTF-8 is one error item. A read
+//! timeout loses nothing (a partial line is kept for the next call); empty lines are skipped.
 
 use std::time::Instant;
 
@@ -13,7 +18,7 @@ const CHUNK: usize = 256;
 
 /// One received line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub struct SerialLine {
     /// The text, without `\n` or a trailing `\r`.
     pub text: String,
     /// When the read that delivered the line's last byte returned (for latency figures).
@@ -57,7 +62,7 @@ impl<E: embedded_io::Error> LineError<E> {
 /// longer than the limit is discarded as a whole (up to its `\n`) and gives one
 /// [`LineError::TooLong`]; invalid UTF-8 gives [`LineError::NotUtf8`] for that line only.
 /// At end of stream, unterminated trailing text is returned as a last line, then `None`.
-pub struct LineReader<R: Read> {
+pub struct SerialLineReader<R: Read> {
     reader: R,
     max_len: usize,
     line: Vec<u8>,
@@ -70,7 +75,7 @@ pub struct LineReader<R: Read> {
     last_read_at: Option<Instant>,
 }
 
-impl<R: Read> LineReader<R> {
+impl<R: Read> SerialLineReader<R> {
     /// A reader of lines of at most `max_len` bytes (without the line ending).
     pub fn new(reader: R, max_len: usize) -> Self {
         Self {
@@ -97,7 +102,7 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The next line, an error for one bad line or a failed read, or `None` at end of stream.
-    pub fn next_line(&mut self) -> Option<Result<Line, LineError<R::Error>>> {
+    pub fn next_line(&mut self) -> Option<Result<SerialLine, LineError<R::Error>>> {
         loop {
             let pending = &self.chunk[self.start..self.end];
             if let Some(i) = pending.iter().position(|&b| b == b'\n') {
@@ -140,7 +145,7 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Ends the current line; `None` for an empty line (skipped).
-    fn finish_line(&mut self) -> Option<Result<Line, LineError<R::Error>>> {
+    fn finish_line(&mut self) -> Option<Result<SerialLine, LineError<R::Error>>> {
         let received_at = self.last_read_at.unwrap_or_else(Instant::now);
         if let Some(len) = self.overflow.take() {
             return Some(Err(LineError::TooLong {
@@ -162,7 +167,7 @@ impl<R: Read> LineReader<R> {
             return None;
         }
         Some(match String::from_utf8(bytes) {
-            Ok(text) => Ok(Line { text, received_at }),
+            Ok(text) => Ok(SerialLine { text, received_at }),
             Err(e) => Err(LineError::NotUtf8 {
                 valid_up_to: e.utf8_error().valid_up_to(),
             }),

@@ -16,7 +16,7 @@ use super::merge::{build_merged, MergeSpec};
 use super::splice::{build_top_layers, splice_top_layers, PREFIX};
 use super::verify::{agreement, verify, VerifyReport, CHECK_PASSES, SAMPLE_SENTENCES};
 use crate::backbone::raw::load_tokenizer;
-use crate::backbone::{open_session, Backbone, ModelSource, SessionOptions};
+use crate::backbone::{open_session, Backbone, SessionOptions, SessionSource};
 use crate::data::split_words;
 use crate::fsutil;
 use crate::graph::proto::ModelProto;
@@ -232,7 +232,7 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &opts.session)
         .map_err(|e| ExportError::Invalid(e.to_string()))?;
     let mut check = |bytes: &[u8], what: &str| -> Result<VerifyReport, ExportError> {
-        let mut session = open_session(ModelSource::Bytes(bytes, out), &opts.session)
+        let mut session = open_session(SessionSource::Bytes(bytes, out), &opts.session)
             .map_err(|e| ExportError::Invalid(e.to_string()))?;
         let mut progress = Progress::new(
             format!("self-check ({what})"),

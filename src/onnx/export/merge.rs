@@ -5,7 +5,7 @@
 //! backbone's own outputs are replaced by the heads' outputs (see [`crate::onnx::merged`] for the
 //! contract). Nodes that no output needs any more (a pooler, say) are pruned.
 //!
-//! The semantics are those of [`crate::infer::decode_examples`]: per-word features are the mean of
+//! The semantics are those of [`crate::model::decode_examples`]: per-word features are the mean of
 //! the word's sub-token vectors, the pooled embedding is the mean of the last hidden state over all
 //! real tokens, the layer mixes are linear (so they are applied to the token states before pooling,
 //! the same value up to rounding), and a token head's bidirectional GRU is ONNX's `GRU` with

@@ -17,9 +17,12 @@ use super::decide;
 use crate::backbone::SessionOptions;
 use crate::data::TaskInfo;
 use crate::features::{default_cache_dir, FeatureContext};
+use crate::model::TaskModel;
 use crate::onnx::export::{export_run, ExportOptions};
 use crate::run::{self, RunConfig};
-use crate::train::{self, fit_memory, head_states, plan_model, TrainJob, TrainSettings};
+use crate::train::{
+    self, fit_memory, head_states, plan_model, TrainError, TrainJob, TrainSettings,
+};
 
 /// Settings of a retrain (from [`super::super::ServeOptions`]).
 #[derive(Debug, Clone)]
@@ -149,10 +152,75 @@ fn settings_of(rc: &RunConfig, dir: &Path, epochs: usize) -> Result<TrainSetting
     Ok(settings)
 }
 
+/// What a retrain starts from: the journal's corrections, the serving run, its settings and the
+/// data with the corrections.
+struct Job {
+    /// The last journal entry taken.
+    through: u64,
+    /// The serving version (the candidate becomes `version + 1`).
+    version: u64,
+    rc: RunConfig,
+    old_model: TaskModel,
+    tasks: Vec<TaskInfo>,
+    settings: TrainSettings,
+    data: RetrainData,
+}
+
+/// A trained candidate: its run folder, written under a temporary name (removed when dropped,
+/// unless published) and loaded.
+struct Candidate {
+    temp: TempModel,
+    rc: RunConfig,
+    model: TaskModel,
+}
+
+/// A model folder being built; removed when dropped unless [`TempModel::keep`] was called.
+struct TempModel {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl TempModel {
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TempModel {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// `Ok(Ok(reason))`: swapped; `Ok(Err(reason))`: the candidate was refused.
 fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, ServeError> {
-    let s = &shared.settings;
     let mut t = Instant::now();
+    let mut job = prepare(shared, fig)?;
+    fig.phase("data", &mut t);
+    let mut ctx = extract(shared, &job)?;
+    fig.phase("features", &mut t);
+    let candidate = train_candidate(shared, &mut job, &mut ctx, fig)?;
+    fig.phase("train", &mut t);
+    let verdict = evaluate(shared, &job, &candidate, &mut ctx, fig)?;
+    fig.phase("evaluate", &mut t);
+    let reason = match verdict {
+        Ok(reason) => reason,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    if let Err(reason) = export_on_swap(shared, &candidate) {
+        return Ok(Err(reason));
+    }
+    publish(shared, &job, candidate)?;
+    fig.phase("publish", &mut t);
+    Ok(Ok(reason))
+}
+
+/// Takes the journal's live corrections (marking them retrained), loads the serving run and
+/// builds the retrain's data.
+fn prepare(shared: &Shared, fig: &mut Figures) -> Result<Job, ServeError> {
+    let s = &shared.settings;
     let (corrections, through) = {
         let mut j = lock(&shared.journal);
         j.mark_retrained();
@@ -161,110 +229,126 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
     fig.corrections = corrections.len();
     let (current, version) = {
         let e = lock(&shared.engine);
-        (e.path.clone(), e.version)
+        (e.model.path().to_path_buf(), e.version)
     };
     let (rc, old_model) = run::load_run(&current)?;
     let base = run::read_config(&shared.layout.run)?;
     let tasks: Vec<TaskInfo> = rc.model.tasks.iter().map(|t| t.info()).collect();
-    let mut settings = settings_of(&rc, &current, s.epochs)?;
+    let settings = settings_of(&rc, &current, s.epochs)?;
     let dir = data::data_dir(&base, &shared.layout.run, s.data.as_deref())?;
-    let journal_path = shared.layout.journal();
-    let data: RetrainData = data::build(
+    let data = data::build(
         &dir,
         &tasks,
         settings.seed,
         &corrections,
-        &journal_path,
+        &shared.layout.journal(),
         s.copies,
     )?;
     fig.overridden = data.overridden;
-    fig.phase("data", &mut t);
+    Ok(Job {
+        through,
+        version,
+        rc,
+        old_model,
+        tasks,
+        settings,
+        data,
+    })
+}
 
-    let files = run::backbone_files(&rc, s.backbone.as_deref())?;
+/// The feature context of the run's backbone, with the features of the training data plus the
+/// corrections and of the held-out split plus the corrections in the cache.
+fn extract(shared: &Shared, job: &Job) -> Result<FeatureContext, ServeError> {
+    let s = &shared.settings;
+    let files = run::backbone_files(&job.rc, s.backbone.as_deref())?;
     let mut ctx = FeatureContext::new(
         files,
-        Some(rc.backbone.max_tokens),
+        Some(job.rc.backbone.max_tokens),
         SessionOptions::with_threads(s.threads),
         s.cache_dir.clone().unwrap_or_else(default_cache_dir),
     )
-    .map_err(crate::train::TrainError::from)?;
+    .map_err(TrainError::from)?;
     ctx.progress = false;
-    let spec = rc.features.clone();
-    let compose = |ctx: &mut FeatureContext, parts: Vec<&crate::data::Split>| {
-        ctx.compose(&parts, &spec)
-            .map(drop)
-            .map_err(crate::train::TrainError::from)
-    };
+    let (spec, data) = (&job.rc.features, &job.data);
     // The corrections one at a time, as the service answers them: the int8 backbone's activation
     // scales depend on the batch, so the check that a correction is learned must see the features
     // the answer will be computed from.
     let batch_size = ctx.batch_size;
     ctx.batch_size = 1;
-    ctx.load_or_extract(&data.corrections, &spec)
-        .map_err(crate::train::TrainError::from)?;
+    ctx.load_or_extract(&data.corrections, spec)
+        .map_err(TrainError::from)?;
     ctx.batch_size = batch_size;
     let mut train_parts = vec![&data.base_train];
     train_parts.extend(std::iter::repeat_n(&data.corrections, data.copies));
-    compose(&mut ctx, train_parts)?;
-    compose(&mut ctx, vec![&data.held_out, &data.corrections])?;
-    fig.phase("features", &mut t);
+    for parts in [train_parts, vec![&data.held_out, &data.corrections]] {
+        ctx.compose(&parts, spec).map_err(TrainError::from)?;
+    }
+    Ok(ctx)
+}
 
-    if let Some(budget) = s.max_memory {
+/// Trains the candidate (within `--max-memory` when given) into a temporary model folder and
+/// loads it.
+fn train_candidate(
+    shared: &Shared,
+    job: &mut Job,
+    ctx: &mut FeatureContext,
+    fig: &mut Figures,
+) -> Result<Candidate, ServeError> {
+    if let Some(budget) = shared.settings.max_memory {
         let layers = ctx.layers();
-        let states = head_states(&settings, layers)?;
-        let mut start = plan_model(
-            &data.dataset.train.tasks(),
-            &settings,
-            &states,
-            layers,
-            layers,
-        )?;
+        let states = head_states(&job.settings, layers)?;
+        let tasks = job.data.dataset.train.tasks();
+        let mut start = plan_model(&tasks, &job.settings, &states, layers, layers)?;
         start.config.backbone_width = ctx.hidden();
         fig.memory = Some(fit_memory(
-            &data.dataset,
-            &mut ctx,
-            &mut settings,
+            &job.data.dataset,
+            ctx,
+            &mut job.settings,
             &start,
             &states,
             budget,
         )?);
     }
-    let next = version + 1;
-    let temp = shared.layout.temp_model(next);
-    if temp.exists() {
-        std::fs::remove_dir_all(&temp).map_err(ServeError::io(&temp))?;
+    let dir = shared.layout.temp_model(job.version + 1);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(ServeError::io(&dir))?;
     }
-    let outcome = train::train(TrainJob {
-        dataset: &data.dataset,
-        ctx: &mut ctx,
-        out: temp.clone(),
-        settings,
+    let temp = TempModel { dir, keep: false };
+    train::train(TrainJob {
+        dataset: &job.data.dataset,
+        ctx,
+        out: temp.dir.clone(),
+        settings: job.settings.clone(),
         verbose: false,
         resume: false,
         lock: None,
-    });
-    let remove_temp = || {
-        let _ = std::fs::remove_dir_all(&temp);
-    };
-    if let Err(e) = outcome {
-        remove_temp();
-        return Err(e.into());
-    }
-    let (new_rc, new_model) = run::load_run(&temp)?;
-    fig.phase("train", &mut t);
+    })?;
+    let (rc, model) = run::load_run(&temp.dir)?;
+    Ok(Candidate { temp, rc, model })
+}
 
+/// Scores the serving model and the candidate on the held-out split, and the candidate on the
+/// corrections; the swap decision.
+fn evaluate(
+    shared: &Shared,
+    job: &Job,
+    candidate: &Candidate,
+    ctx: &mut FeatureContext,
+    fig: &mut Figures,
+) -> Result<Result<String, String>, ServeError> {
+    let (spec, data) = (&job.rc.features, &job.data);
     let held = ctx
-        .load_or_extract(&data.held_out, &spec)
-        .map_err(crate::train::TrainError::from)?;
-    let (old_m, held) = decide::held_out(&old_model, &data.held_out, held, &tasks)?;
-    let (new_m, _) = decide::held_out(&new_model, &data.held_out, held, &tasks)?;
+        .load_or_extract(&data.held_out, spec)
+        .map_err(TrainError::from)?;
+    let (old_m, held) = decide::held_out(&job.old_model, &data.held_out, held, &job.tasks)?;
+    let (new_m, _) = decide::held_out(&candidate.model, &data.held_out, held, &job.tasks)?;
     fig.old_score = Some(old_m.score());
     fig.new_score = Some(new_m.score());
     fig.new_metrics = Some(new_m.clone());
     let corr = ctx
-        .load_or_extract(&data.corrections, &spec)
-        .map_err(crate::train::TrainError::from)?;
-    let ok = decide::fixed(&new_model, &data.corrections, &data.given, corr)?;
+        .load_or_extract(&data.corrections, spec)
+        .map_err(TrainError::from)?;
+    let ok = decide::fixed(&candidate.model, &data.corrections, &data.given, corr)?;
     fig.fixed = ok.iter().filter(|&&b| b).count();
     fig.unfixed = data
         .seqs
@@ -273,37 +357,42 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
         .filter(|(_, &b)| !b)
         .map(|(s, _)| *s)
         .collect();
-    fig.phase("evaluate", &mut t);
-    let verdict = decide::decide(old_m.score(), new_m.score(), s.swap_margin, &fig.unfixed);
-    let reason = match verdict {
-        Ok(reason) => reason,
-        Err(reason) => {
-            remove_temp();
-            return Ok(Err(reason));
-        }
+    let margin = shared.settings.swap_margin;
+    Ok(decide::decide(
+        old_m.score(),
+        new_m.score(),
+        margin,
+        &fig.unfixed,
+    ))
+}
+
+/// With `--export-on-swap`, exports the candidate as a merged model (self-checked); on failure,
+/// the reason the swap does not happen.
+fn export_on_swap(shared: &Shared, candidate: &Candidate) -> Result<(), String> {
+    let s = &shared.settings;
+    let Some(out) = &s.export_on_swap else {
+        return Ok(());
     };
-    if let Some(out) = &s.export_on_swap {
-        let export = export_run(&ExportOptions {
-            run: temp.clone(),
-            out: out.clone(),
-            backbone: s.backbone.clone(),
-            check_file: None,
-            fp32_layers: false,
-            force: true,
-            session: SessionOptions::with_threads(s.threads),
-            progress: false,
-        });
-        if let Err(e) = export {
-            remove_temp();
-            return Ok(Err(format!(
-                "the merged export to {} failed: {e}",
-                out.display()
-            )));
-        }
-    }
-    Layout::write_trained_through(&temp, through)?;
-    let dest = shared.layout.publish(&temp, next)?;
-    lock(&shared.engine).swap(new_rc, new_model, next, &dest);
-    fig.phase("publish", &mut t);
-    Ok(Ok(reason))
+    export_run(&ExportOptions {
+        run: candidate.temp.dir.clone(),
+        out: out.clone(),
+        backbone: s.backbone.clone(),
+        check_file: None,
+        fp32_layers: false,
+        force: true,
+        session: SessionOptions::with_threads(s.threads),
+        progress: false,
+    })
+    .map(drop)
+    .map_err(|e| format!("the merged export to {} failed: {e}", out.display()))
+}
+
+/// Publishes the candidate as the next version (folder, pointer) and swaps it in.
+fn publish(shared: &Shared, job: &Job, candidate: Candidate) -> Result<(), ServeError> {
+    let next = job.version + 1;
+    Layout::write_trained_through(&candidate.temp.dir, job.through)?;
+    let dest = shared.layout.publish(&candidate.temp.dir, next)?;
+    candidate.temp.keep();
+    lock(&shared.engine).swap(candidate.rc, candidate.model, next, &dest);
+    Ok(())
 }

@@ -8,14 +8,13 @@ use serde_json::{json, Map, Value};
 
 use super::super::correction::{self, Correction, Source};
 use super::super::devices::fired_json;
-use super::super::engine::{answer_labels, intent_task, runner_up};
+use super::super::engine::intent_task;
 use super::super::error::ServeError;
 use super::super::journal::Journal;
 use super::super::protocol::{self, Command, ErrorCode, Parsed, Request, RequestError};
 use super::super::sync::lock;
 use super::state::{internal, LastAnswer, Service};
 use crate::data::Labels;
-use crate::device::Answer;
 
 impl Service {
     /// The feedback button: journals "the last answer was wrong" (its intent's runner-up as the
@@ -30,18 +29,19 @@ impl Service {
             return None;
         };
         let intent = intent_task(&self.inner.tasks)?;
-        let (Some(right), Some(wrong)) = (
-            last.runner_up.get(&intent.name),
-            last.labels.sentence.get(&intent.name),
-        ) else {
+        let answered = last.prediction.task(&intent.name)?;
+        let (Some(right), Some((wrong, _))) =
+            (answered.runner_up(&intent.labels), answered.label())
+        else {
             return None;
         };
+        let (right, wrong) = (right.to_string(), wrong.to_string());
         let mut given = Labels::default();
         given.sentence.insert(intent.name.clone(), right.clone());
         let c = Correction {
-            text: last.text.clone(),
+            text: last.prediction.text.clone(),
             words: last.words.clone(),
-            labels: correction::complete(&given, &last.labels),
+            labels: correction::complete(&given, &last.prediction.labels()),
             given: vec![intent.name.clone()],
             source: Source::Button {
                 rejected: [(intent.name.clone(), wrong.clone())].into(),
@@ -51,7 +51,7 @@ impl Service {
             Ok(seq) => {
                 eprintln!(
                     "edgetune serve: feedback button: \"{}\" is not {wrong}; journalled as {right} (seq {seq})",
-                    last.text
+                    last.prediction.text
                 );
                 Some(seq)
             }
@@ -84,47 +84,36 @@ impl Service {
 
     fn answer(&self, text: &str, logits: bool) -> Result<Value, RequestError> {
         let t0 = Instant::now();
-        let (mut v, version) = {
+        let (prediction, version) = {
             let mut e = lock(&self.inner.engine);
-            let v = e.answer(text).map_err(internal)?;
-            (v, e.version)
+            (e.predict(text).map_err(internal)?, e.version)
         };
-        if let Some(why) = v.get("error").and_then(Value::as_str) {
+        if let Some(why) = prediction.error {
             return Err(RequestError::new(
                 ErrorCode::BadText,
                 format!("{why}: the text has no words"),
             ));
         }
-        let tasks = &self.inner.tasks;
-        let words = correction::words_of(text);
-        let runner = runner_up(&v, tasks);
-        let labels = answer_labels(&v, tasks, words.len());
-        if !logits {
-            if let Some(obj) = v.as_object_mut() {
-                for t in tasks {
-                    obj.remove(&format!("{}_logits", t.name));
-                }
-            }
-        }
-        let unknown = intent_task(tasks)
-            .and_then(|t| v[&t.name]["prob"].as_f64())
-            .is_some_and(|p| p < f64::from(self.inner.opts.min_prob));
+        // A non-finite probability (written as null) is not below the threshold.
+        let unknown = intent_task(&self.inner.tasks)
+            .and_then(|t| prediction.label(&t.name))
+            .is_some_and(|(_, p)| p.is_finite() && p < self.inner.opts.min_prob);
+        let fired = match lock(&self.inner.actions).as_mut() {
+            Some(a) if !unknown => a.execute(&prediction),
+            _ => Vec::new(),
+        };
+        let mut v = serde_json::to_value(prediction.json(logits)).map_err(internal)?;
         if unknown {
             v["unknown"] = json!(true);
-        } else if let Some(a) = lock(&self.inner.actions).as_mut() {
-            let fired = a.execute(&Answer::from_json(&v, tasks));
-            if !fired.is_empty() {
-                for f in &fired {
-                    eprintln!("edgetune serve: {f}");
-                }
-                v["actions"] = Value::Array(fired.iter().map(fired_json).collect());
+        } else if !fired.is_empty() {
+            for f in &fired {
+                eprintln!("edgetune serve: {f}");
             }
+            v["actions"] = Value::Array(fired.iter().map(fired_json).collect());
         }
         *lock(&self.inner.last) = Some(LastAnswer {
-            text: text.to_string(),
-            words,
-            labels,
-            runner_up: runner,
+            words: correction::words_of(text),
+            prediction,
         });
         v["version"] = json!(version);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -141,11 +130,10 @@ impl Service {
             ));
         };
         let (text, words, given) = correction::check(obj, &self.inner.tasks)?;
-        let predicted = {
-            let mut e = lock(&self.inner.engine);
-            let v = e.answer(&text).map_err(internal)?;
-            answer_labels(&v, &self.inner.tasks, words.len())
-        };
+        let predicted = lock(&self.inner.engine)
+            .predict(&text)
+            .map_err(internal)?
+            .labels();
         let c = Correction {
             text,
             words,
@@ -180,8 +168,8 @@ impl Service {
             let e = lock(&self.inner.engine);
             json!({
                 "version": e.version,
-                "path": e.path,
-                "kind": if e.is_run() { "run" } else { "merged" },
+                "path": e.model.path(),
+                "kind": e.model.kind(),
                 "tasks": e.tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
                 "metrics": e.metrics,
             })

@@ -10,15 +10,17 @@ use super::super::engine::Engine;
 use super::super::error::ServeError;
 use super::super::journal::Journal;
 use super::super::layout::Layout;
-use super::super::options::{ModelChoice, ServeOptions};
-use super::super::protocol::{ErrorCode, RequestError};
+use super::super::options::ServeOptions;
+use super::super::protocol::{check_reply_keys, ErrorCode, RequestError};
 use super::super::retrain::worker::Retrainer;
 use super::super::stats::Stats;
 use super::super::sync::lock;
 use super::super::transport::listen::{Conn, Listener};
 use crate::backbone::SessionOptions;
-use crate::data::{Labels, TaskInfo};
+use crate::data::TaskInfo;
 use crate::device::StatusLedThread;
+use crate::infer::ModelPath;
+use crate::predict::Prediction;
 
 /// How long a stopping service waits for the requests in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,10 +28,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The last answer given, for the feedback button.
 #[derive(Debug, Clone)]
 pub(super) struct LastAnswer {
-    pub(super) text: String,
     pub(super) words: Vec<String>,
-    pub(super) labels: Labels,
-    pub(super) runner_up: std::collections::BTreeMap<String, String>,
+    pub(super) prediction: Prediction,
 }
 
 pub(super) struct Inner {
@@ -78,14 +78,18 @@ impl Service {
         if let Some(addr) = opts.listen {
             super::super::transport::listen::check_loopback(addr)?;
         }
+        // Before anything is opened or written: the model's tasks (read without ONNX Runtime).
+        check_reply_keys(&opts.model.tasks()?)
+            .map_err(|m| ServeError::Config(format!("{}: {m}", opts.model.path().display())))?;
         let (engine, layout, journal) = match &opts.model {
-            ModelChoice::Merged(path) => (Engine::open_merged(path, &session)?, None, None),
-            ModelChoice::Run(run) => {
+            ModelPath::Merged(_) => (Engine::open(&opts.model, 0, None, &session)?, None, None),
+            ModelPath::Run(run) => {
                 let layout = Layout::new(run);
                 let dir_lock = layout.lock()?;
                 layout.prepare()?;
                 let (dir, version) = layout.current()?;
-                let engine = Engine::open_run(&dir, version, opts.backbone.as_deref(), &session)?;
+                let current = ModelPath::Run(dir.clone());
+                let engine = Engine::open(&current, version, opts.backbone.as_deref(), &session)?;
                 let (mut journal, warning) = Journal::open(&layout.journal())?;
                 if let Some(w) = warning {
                     eprintln!("edgetune serve: warning: {w}");

@@ -1,6 +1,6 @@
 //! The serial line: utterances in, one JSON answer line out per utterance, on the same port.
 //!
-//! Lines are framed by [`crate::device::serial::LineReader`] rather than `infer`'s reader: the
+//! Lines are framed by [`crate::device::serial::SerialLineReader`] rather than `infer`'s reader: the
 //! port's read timeout (the loop's tick, which lets the service stop) must not lose a line that
 //! is split across reads. Lines are limited to [`MAX_SERIAL_LINE`] bytes.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::super::error::ServeError;
 use super::super::protocol::{ErrorCode, RequestError};
 use super::stream::Handler;
-use crate::device::serial::{write_json_line, LineError, LineReader, SerialPort};
+use crate::device::serial::{write_json_line, LineError, SerialLineReader, SerialPort};
 
 /// Longest serial line, in bytes (an utterance is far shorter; a serial device's buffers are small).
 pub const MAX_SERIAL_LINE: usize = crate::device::serial::DEFAULT_MAX_LINE;
@@ -29,7 +29,7 @@ pub fn serve_serial(handler: &dyn Handler, port: SerialPort) -> Result<(), Serve
     let mut out = port
         .try_clone()
         .map_err(|e| ServeError::Config(e.to_string()))?;
-    let mut lines = LineReader::new(port, MAX_SERIAL_LINE);
+    let mut lines = SerialLineReader::new(port, MAX_SERIAL_LINE);
     let mut number = 0usize;
     let mut last_error: Option<String> = None;
     while !handler.stopping() {

@@ -1,5 +1,5 @@
 //! One client's stream of requests (standard input, a socket connection): lines read with
-//! [`crate::infer::LineReader`], each answered with one JSON line, in order.
+//! [`crate::infer::StreamLineReader`], each answered with one JSON line, in order.
 
 use std::cell::Cell;
 use std::io::{self, BufReader, Read, Write};
@@ -8,7 +8,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::super::protocol::{ErrorCode, RequestError};
-use crate::infer::{Line, LineReader, MAX_LINE_BYTES};
+use crate::infer::{StreamLine, StreamLineReader, MAX_LINE_BYTES};
 
 /// What a stream's requests are answered by.
 pub trait Handler {
@@ -83,7 +83,7 @@ pub fn serve_stream<R: Read, W: Write>(
         inner: reader,
         ends: Rc::clone(&ends),
     };
-    let mut lines = LineReader::new(BufReader::new(tracked), MAX_LINE_BYTES);
+    let mut lines = StreamLineReader::new(BufReader::new(tracked), MAX_LINE_BYTES);
     let strict_end = kind == StreamKind::Connection;
     let mut handled = 0;
     while kind == StreamKind::Connection || !handler.stopping() {
@@ -101,8 +101,8 @@ pub fn serve_stream<R: Read, W: Write>(
                 ),
                 number,
             ),
-            Line::Text(text) => handler.handle(&text, number),
-            Line::Bad(why) => {
+            StreamLine::Text(text) => handler.handle(&text, number),
+            StreamLine::Bad(why) => {
                 let code = if why.starts_with("line longer") {
                     ErrorCode::TooLong
                 } else {
