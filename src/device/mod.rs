@@ -55,20 +55,20 @@
 //! prediction rules read, the task-name constants of [`crate::data`], and in [`model`] (the bridge
 //! from edgetune's models) the model's tasks.
 
-pub mod button;
-pub mod clock;
+mod button;
+mod clock;
 pub mod config;
-pub mod dry_run;
-pub mod executor;
+mod dry_run;
+mod executor;
 #[cfg(feature = "linux")]
 pub mod linux;
-pub mod matching;
+mod matching;
 pub mod mock;
-pub mod model;
-pub mod number;
-pub mod pin_spec;
+mod model;
+mod number;
+mod pin_spec;
 pub mod serial;
-pub mod status_led;
+mod status_led;
 
 pub use button::{FeedbackButton, FeedbackEvent, DEFAULT_DEBOUNCE};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -76,7 +76,10 @@ pub use config::{
     Action, Actions, ConfigError, Level, PinRole, Problem, ReservedPin, Rule, RuleRef,
 };
 pub use dry_run::DryRunHardware;
-pub use executor::{Effect, Executor, Fired, Hardware, OpenError, Outcome, StartError};
+pub use executor::{
+    Effect, Executor, Fired, Hardware, OpenError, Outcome, StartError, RESTORE_ATTEMPTS,
+    RESTORE_RETRY,
+};
 #[cfg(feature = "linux")]
 pub use linux::LinuxHardware;
 pub use matching::Duty;

@@ -7,11 +7,11 @@
 //! - [`lines`]: reading lines from a stream with a hard length limit;
 //! - [`latency`]: the utterances and quantiles latency measurements use.
 
-pub mod latency;
-pub mod lines;
-pub mod model_path;
+mod latency;
+mod lines;
+mod model_path;
 #[cfg(feature = "train")]
-pub mod predictor;
+mod predictor;
 
 pub use latency::{percentile, BENCH_SENTENCES};
 pub use lines::{StreamLine, StreamLineReader, MAX_LINE_BYTES};

@@ -72,11 +72,6 @@ impl Engine {
         })
     }
 
-    /// Whether a run answers (and so can be retrained and swapped).
-    pub fn is_run(&self) -> bool {
-        self.model.is_run()
-    }
-
     /// The prediction of `text` (with each sentence task's logits, which the JSON answer writes
     /// on request).
     pub fn predict(&mut self, text: &str) -> Result<Prediction, ServeError> {

@@ -12,23 +12,23 @@
 //!   [`signals`], [`priority`];
 //! - [`service`]: all of it together.
 
-pub mod correction;
+pub(crate) mod correction;
 pub mod devices;
-pub mod engine;
-pub mod error;
-pub mod journal;
-pub mod layout;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod journal;
+pub(crate) mod layout;
 pub mod options;
 pub mod priority;
-pub mod protocol;
-pub mod retrain;
-pub mod service;
+pub(crate) mod protocol;
+pub(crate) mod retrain;
+pub(crate) mod service;
 pub mod signals;
-pub mod stats;
-pub mod sync;
-pub mod transport;
+pub(crate) mod stats;
+pub(crate) mod sync;
+pub(crate) mod transport;
 
 pub use devices::{DeviceHub, DeviceOptions};
 pub use error::ServeError;
 pub use options::ServeOptions;
-pub use service::Service;
+pub use service::{Service, DRAIN_TIMEOUT};

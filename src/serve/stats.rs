@@ -133,11 +133,6 @@ impl Stats {
         s.last = Some(report);
     }
 
-    /// The last retrain's report.
-    pub fn last_retrain(&self) -> Option<RetrainReport> {
-        self.lock().last.clone()
-    }
-
     /// The `stats` reply, with the serving model's description.
     pub fn to_json(&self, model: Value, journal: Value) -> Value {
         let s = self.lock();

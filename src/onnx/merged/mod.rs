@@ -1,6 +1,6 @@
 //! The merged model as a library: the contract of `edgetune export`'s output (inputs, outputs,
-//! metadata keys; [`contract`]), running its session on a batch ([`session`]) and [`MergedModel`],
-//! which answers with it (`infer --model`, `bench`, `serve`, embedders; [`model`]). The contract is
+//! metadata keys; `contract`), running its session on a batch (`session`) and [`MergedModel`],
+//! which answers with it (`infer --model`, `bench`, `serve`, embedders; `model`). The contract is
 //! written out for other languages in `docs/merged-model.md`, with a reference client in
 //! `examples/python/`.
 //!
@@ -28,9 +28,9 @@
 //! A dynamic-int8 backbone quantizes activations per batch, so results depend on the batching:
 //! [`MergedModel::decode`] runs length-sorted batches.
 
-pub mod contract;
-pub mod model;
-pub mod session;
+mod contract;
+mod model;
+mod session;
 
 pub use contract::{
     output_names, MergedMeta, FORMAT_VERSION, MAX_MODEL_BYTES, META_FORMAT, META_INTENTS,
