@@ -1,12 +1,16 @@
 //! The merged export end to end: train a tiny run on the demo data with the CLI, export it (the
 //! export checks itself, refuses to overwrite without `--force`), then compare `infer --model` with
-//! `infer --run`, the merged model in Python's onnxruntime with the training pipeline (every task's
-//! ids and logits, the format-1 `slot_*` aliases), and check that the self-check would catch a model
-//! that disagrees.
+//! `infer --run`, the library's predictions and `examples/embed.rs` with `infer --model` (to the
+//! byte), both answers with the format they had before predictions were typed, the merged model in
+//! Python's onnxruntime with the training pipeline (every task's ids and logits, the format-1
+//! `slot_*` aliases), and check that the self-check would catch a model that disagrees.
 
 #![cfg(feature = "real-model")]
 
 mod common;
+#[path = "../examples/embed.rs"]
+#[allow(dead_code)]
+mod embed_example;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +20,7 @@ use edgetune::model::{argmax, TaskOutput};
 use edgetune::onnx::export::{self, MergeSpec};
 use edgetune::onnx::merged::MergedInputs;
 use edgetune::tokenize::{Tokenized, WordTokenizer};
+use edgetune::{MergedModel, Predict};
 
 fn root() -> PathBuf {
     common::root()
@@ -78,6 +83,38 @@ fn compare(a: &serde_json::Value, b: &serde_json::Value, tol: f64, path: &str) -
             0.0
         }
     }
+}
+
+/// Checks that `out` (`infer`'s JSON lines) has the format of the answers before they were typed:
+/// each line a `serde_json::Value` object printed compactly (keys in byte order, so parsing and
+/// printing it again gives the same bytes), every float an f32 figure widened to f64
+/// (`0.8999999761581421`, not `0.9`).
+fn assert_untyped_format(out: &str, what: &str) {
+    fn floats(v: &serde_json::Value, path: &str, what: &str) {
+        use serde_json::Value as V;
+        match v {
+            V::Number(n) if n.is_f64() => {
+                let x = n.as_f64().unwrap();
+                assert_eq!(x, (x as f32) as f64, "{what} {path}: {x} is not an f32");
+            }
+            V::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| floats(x, &format!("{path}[{i}]"), what)),
+            V::Object(o) => o
+                .iter()
+                .for_each(|(k, x)| floats(x, &format!("{path}.{k}"), what)),
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    for (i, line) in out.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v.to_string(), line, "{what}, line {}", i + 1);
+        floats(&v, &format!("line {}", i + 1), what);
+        n += 1;
+    }
+    assert!(n > 40, "{what}: {n} lines");
 }
 
 /// Sentences of the demo test split, plus an empty line and one longer than the token limit.
@@ -194,15 +231,16 @@ fn export_matches_run_in_rust_and_python() {
     let input = tmp.path().join("input.txt");
     let lines = sentences();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let a = json_lines(
-        &edgetune(
+    let run_out = String::from_utf8(
+        edgetune(
             &["infer", "--run", run_s, input.to_str().unwrap(), "--logits"],
             &cache,
         )
         .stdout,
-    );
-    let b = json_lines(
-        &edgetune(
+    )
+    .unwrap();
+    let model_out = String::from_utf8(
+        edgetune(
             &[
                 "infer",
                 "--model",
@@ -213,6 +251,13 @@ fn export_matches_run_in_rust_and_python() {
             &cache,
         )
         .stdout,
+    )
+    .unwrap();
+    assert_untyped_format(&run_out, "infer --run");
+    assert_untyped_format(&model_out, "infer --model");
+    let (a, b) = (
+        json_lines(run_out.as_bytes()),
+        json_lines(model_out.as_bytes()),
     );
     assert_eq!(a.len(), lines.len());
     let d = compare(
@@ -230,8 +275,34 @@ fn export_matches_run_in_rust_and_python() {
         "the long line is truncated"
     );
 
-    // The training pipeline, in process.
     edgetune::backbone::init_runtime(None).unwrap();
+    // The library answers as `infer --model` does, to the byte: the same lines in one call (infer
+    // reads up to 64 lines of a file at a time and runs them in the same length-sorted batches).
+    let mut library = MergedModel::open(&merged, &SessionOptions::with_threads(1)).unwrap();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let predictions = library.predict_batch(&refs).unwrap();
+    assert_eq!(predictions.len(), lines.len());
+    for (p, line) in predictions.iter().zip(model_out.lines()) {
+        assert_eq!(serde_json::to_string(&p.json(true)).unwrap(), line);
+    }
+    assert!(predictions.iter().any(|p| !p.slots().is_empty()));
+    // `examples/embed.rs` on the merged model: its JSON line is `infer --model`'s for that line
+    // alone (a batch of one).
+    let line = "turn on the lights in the living room";
+    let one = tmp.path().join("one.txt");
+    std::fs::write(&one, format!("{line}\n")).unwrap();
+    let infer_one = edgetune(
+        &["infer", "--model", merged_s, one.to_str().unwrap()],
+        &cache,
+    );
+    let printed = embed_example::embed(merged_s, line).unwrap();
+    assert_eq!(
+        printed.lines().last().unwrap(),
+        String::from_utf8(infer_one.stdout).unwrap().trim_end()
+    );
+    assert!(printed.contains("slot room: \"living room\""), "{printed}");
+
+    // The training pipeline, in process.
     let (rc, model) = edgetune::run::load_run(&run).unwrap();
     let files = ModelFiles {
         onnx: rc.backbone.onnx.clone(),

@@ -1,5 +1,6 @@
 //! `edgetune serve` over real sockets: answers, commands, every kind of bad request (each gets a
-//! JSON error while another client keeps being answered), TCP, standard input, SIGTERM.
+//! JSON error while another client keeps being answered), TCP, standard input, SIGTERM, and a model
+//! whose task names collide with the service's own keys.
 #![cfg(feature = "real-model")]
 
 mod common;
@@ -285,4 +286,61 @@ fn sigint_exits_0_and_the_restart_has_the_journal() {
     let s = server.connect().request(r#"{"cmd": "stats"}"#);
     assert_eq!(s["journal"]["corrections"], 1, "{s}");
     assert_eq!(s["journal"]["since_retrain"], 1, "{s}");
+}
+
+/// Task names are keys of an answer, beside the keys the service adds: a model with a task named
+/// like one of those is refused at start, naming the task, before anything is opened or written.
+/// The restriction is the service's own: `actions check` reads the same model.
+#[test]
+fn a_task_named_like_a_reply_key_is_refused_at_start() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let config = run.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut renamed = 0;
+    for t in v["model"]["tasks"].as_array_mut().unwrap() {
+        if t["name"] == "urgency" {
+            t["name"] = "latency_ms".into();
+            renamed += 1;
+        }
+    }
+    assert_eq!(renamed, 1, "the demo run has a task `urgency`");
+    std::fs::write(&config, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let out = edgetune()
+        .args(["serve", "--run"])
+        .arg(&run)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("task \"latency_ms\"") && err.contains("serve adds to its answers"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !run.join("serve").exists(),
+        "nothing is written before the refusal"
+    );
+    // `actions check` reads the same tasks and has no such restriction.
+    let actions = dir.path().join("actions.toml");
+    std::fs::write(
+        &actions,
+        "[[rule]]\nname = \"r\"\nintent = \"turn_on\"\ngpio = { chip = \"gpiochip0\", line = 1, value = \"high\" }\n",
+    )
+    .unwrap();
+    let out = edgetune()
+        .args(["actions", "check"])
+        .arg(&actions)
+        .arg("--run")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -106,9 +106,24 @@ fn string_array(
 }
 
 fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError> {
+    let fields = parse_fields(path, line, raw)?;
+    let words = utterance(&fields, path, line)?;
+    let labels = labels_of(&fields, words.len(), path, line)?;
+    Ok(Example {
+        words,
+        labels,
+        origin: Origin {
+            file: path.to_path_buf(),
+            line,
+        },
+    })
+}
+
+/// The fields of a line, in order (an error names what is not a JSON object).
+fn parse_fields(path: &Path, line: usize, raw: &str) -> Result<Vec<(String, Value)>, DataError> {
     let parsed: Result<Fields, _> = serde_json::from_str(raw);
-    let fields = match parsed {
-        Ok(f) => f.0,
+    match parsed {
+        Ok(f) => Ok(f.0),
         Err(e) => {
             // A line that is valid JSON but not an object gets the type named.
             if let Ok(v) = serde_json::from_str::<Value>(raw) {
@@ -127,13 +142,21 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
                 .map_or(msg.as_str(), |(m, _)| m)
                 .to_string();
             let what = if e.is_data() { "" } else { "invalid JSON: " };
-            return Err(DataError::at(
+            Err(DataError::at(
                 path,
                 line,
                 format!("{what}{msg} (column {})", e.column()),
-            ));
+            ))
         }
-    };
+    }
+}
+
+/// The utterance's words: `text` split at whitespace, or `words`, or both when they agree.
+fn utterance(
+    fields: &[(String, Value)],
+    path: &Path,
+    line: usize,
+) -> Result<Vec<String>, DataError> {
     let get = |k: &str| {
         fields
             .iter()
@@ -155,7 +178,7 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
         }
         None => None,
     };
-    let words = match (get("words"), from_text) {
+    match (get("words"), from_text) {
         (Some(w), from_text) => {
             let words = string_array(w, "words", path, line)?;
             if words.is_empty() {
@@ -197,20 +220,27 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
                     ));
                 }
             }
-            words
+            Ok(words)
         }
-        (None, Some(t)) => t,
-        (None, None) => {
-            return Err(DataError::at(
-                path,
-                line,
-                "missing field \"text\" (or \"words\")",
-            ))
-        }
-    };
+        (None, Some(t)) => Ok(t),
+        (None, None) => Err(DataError::at(
+            path,
+            line,
+            "missing field \"text\" (or \"words\")",
+        )),
+    }
+}
 
+/// The labels of the fields that are tasks (`words` words per token task); `text`, `words`, `id`
+/// and fields of other types are not.
+fn labels_of(
+    fields: &[(String, Value)],
+    words: usize,
+    path: &Path,
+    line: usize,
+) -> Result<Labels, DataError> {
     let mut labels = Labels::default();
-    for (key, value) in &fields {
+    for (key, value) in fields {
         // `text`/`words` are the utterance; other reserved names (`id`, ...) are metadata.
         if RESERVED_TASK_NAMES.contains(&key.as_str()) {
             continue;
@@ -230,9 +260,9 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
                 check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
                 let tags = string_array(value, key, path, line)?;
                 if key == TAGS {
-                    check_tags(&tags, words.len(), path, line, &field)?;
+                    check_tags(&tags, words, path, line, &field)?;
                 } else {
-                    check_token_labels(&tags, words.len(), path, line, &field)?;
+                    check_token_labels(&tags, words, path, line, &field)?;
                 }
                 labels.token.insert(key.clone(), tags);
             }
@@ -264,12 +294,5 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
             "no labels: expected a task field such as \"intent\" (a string) or \"tags\" (one per word)",
         ));
     }
-    Ok(Example {
-        words,
-        labels,
-        origin: Origin {
-            file: path.to_path_buf(),
-            line,
-        },
-    })
+    Ok(labels)
 }

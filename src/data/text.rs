@@ -226,3 +226,29 @@ pub fn check_task_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_reserve_only_the_fields_of_a_json_line() {
+        for name in ["text", "words", "id"] {
+            let e = check_task_name(name).unwrap_err();
+            assert!(e.contains("reserved"), "{e}");
+        }
+        // Keys of the answers and of `serve`'s protocol are checked where they are defined.
+        for name in [
+            "cmd",
+            "correct",
+            "latency_ms",
+            "unknown",
+            "actions",
+            "slots",
+            "error",
+        ] {
+            assert_eq!(check_task_name(name), Ok(()), "{name}");
+        }
+        assert!(check_task_name("2x").is_err() && check_task_name("a b").is_err());
+    }
+}

@@ -85,54 +85,13 @@ pub fn check(
                 names()
             )));
         };
-        let known = |l: &str| task.labels.iter().any(|x| x == l);
         if task.kind.is_token() {
-            let Value::Array(items) = value else {
-                return Err(bad(format!(
-                    "\"{key}\" must be a list of labels, one per word of the text ({} words)",
-                    words.len()
-                )));
-            };
-            if items.len() != words.len() {
-                return Err(bad(format!(
-                    "\"{key}\" has {} labels but the text has {} words ({:?})",
-                    items.len(),
-                    words.len(),
-                    words
-                )));
-            }
-            let mut list = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let Some(l) = item.as_str() else {
-                    return Err(bad(format!("\"{key}\"[{i}] must be a string, got {item}")));
-                };
-                if !known(l) {
-                    return Err(bad(format!(
-                        "\"{key}\"[{i}] = \"{l}\" (word \"{}\") is not a label of task \"{key}\"",
-                        words[i]
-                    )));
-                }
-                list.push(l.to_string());
-            }
+            let list = token_labels(key, value, task, &words)?;
             labels.token.insert(key.clone(), list);
         } else {
-            let Some(l) = value.as_str() else {
-                return Err(bad(format!(
-                    "\"{key}\" must be a label (a string), got {value}"
-                )));
-            };
-            if !known(l) {
-                let mut shown: Vec<&str> =
-                    task.labels.iter().take(12).map(String::as_str).collect();
-                if task.labels.len() > 12 {
-                    shown.push("...");
-                }
-                return Err(bad(format!(
-                    "\"{l}\" is not a label of task \"{key}\" (its labels: {})",
-                    shown.join(", ")
-                )));
-            }
-            labels.sentence.insert(key.clone(), l.to_string());
+            labels
+                .sentence
+                .insert(key.clone(), sentence_label(key, value, task)?);
         }
     }
     if labels.is_empty() {
@@ -142,6 +101,63 @@ pub fn check(
         )));
     }
     Ok((text, words, labels))
+}
+
+/// The labels `value` gives the token task `task` (under `key`): one of its labels per word.
+fn token_labels(
+    key: &str,
+    value: &Value,
+    task: &TaskInfo,
+    words: &[String],
+) -> Result<Vec<String>, RequestError> {
+    let Value::Array(items) = value else {
+        return Err(bad(format!(
+            "\"{key}\" must be a list of labels, one per word of the text ({} words)",
+            words.len()
+        )));
+    };
+    if items.len() != words.len() {
+        return Err(bad(format!(
+            "\"{key}\" has {} labels but the text has {} words ({:?})",
+            items.len(),
+            words.len(),
+            words
+        )));
+    }
+    let mut list = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Some(l) = item.as_str() else {
+            return Err(bad(format!("\"{key}\"[{i}] must be a string, got {item}")));
+        };
+        if !task.labels.iter().any(|x| x == l) {
+            return Err(bad(format!(
+                "\"{key}\"[{i}] = \"{l}\" (word \"{}\") is not a label of task \"{key}\"",
+                words[i]
+            )));
+        }
+        list.push(l.to_string());
+    }
+    Ok(list)
+}
+
+/// The label `value` gives the sentence task `task` (under `key`): one of its labels.
+fn sentence_label(key: &str, value: &Value, task: &TaskInfo) -> Result<String, RequestError> {
+    let Some(l) = value.as_str() else {
+        return Err(bad(format!(
+            "\"{key}\" must be a label (a string), got {value}"
+        )));
+    };
+    if !task.labels.iter().any(|x| x == l) {
+        let mut shown: Vec<&str> = task.labels.iter().take(12).map(String::as_str).collect();
+        if task.labels.len() > 12 {
+            shown.push("...");
+        }
+        return Err(bad(format!(
+            "\"{l}\" is not a label of task \"{key}\" (its labels: {})",
+            shown.join(", ")
+        )));
+    }
+    Ok(l.to_string())
 }
 
 /// Completes `given` with the model's own labels (`predicted`) for the tasks it does not give:

@@ -139,9 +139,37 @@ fn build_rule(
     raw: RawRule,
     problems: &mut Problems,
 ) -> Option<Rule> {
+    let labels = label_conditions(rule_ref, raw.intent, raw.when, problems);
+    let spans = span_conditions(rule_ref, raw.slots, raw.spans, problems);
+    if labels.is_empty() && spans.is_empty() {
+        problems.general(
+            Some(rule_ref),
+            None,
+            "no condition: give intent, [rule.when], [rule.slots] or [rule.spans.TASK]",
+        );
+    }
+    let min_prob = min_prob(rule_ref, raw.min_prob, !labels.is_empty(), problems);
+    let action = build_action(rule_ref, raw.gpio, raw.pwm, raw.i2c, problems)?;
+    Some(Rule {
+        index: rule_ref.index,
+        name: name.to_owned(),
+        labels,
+        spans,
+        min_prob,
+        action,
+    })
+}
+
+/// The label conditions: `intent` (the task `intent`) and `[rule.when]` (any sentence task).
+fn label_conditions(
+    rule_ref: &RuleRef,
+    intent: Option<OneOrMany>,
+    when: BTreeMap<String, OneOrMany>,
+    problems: &mut Problems,
+) -> Vec<LabelCondition> {
     let mut labels = Vec::new();
-    if let Some(intent) = raw.intent {
-        if raw.when.contains_key(INTENT) {
+    if let Some(intent) = intent {
+        if when.contains_key(INTENT) {
             problems.rule(
                 rule_ref,
                 "when.intent",
@@ -154,7 +182,7 @@ fn build_rule(
             field: "intent".to_owned(),
         });
     }
-    for (task, values) in raw.when {
+    for (task, values) in when {
         let field = format!("when.{task}");
         if task.trim().is_empty() {
             problems.rule(rule_ref, &field, "task name must not be empty");
@@ -165,17 +193,25 @@ fn build_rule(
             field,
         });
     }
+    labels
+}
 
-    let mut spans = Vec::new();
+/// The span conditions: `[rule.slots]` (spans of the task `tags`) and `[rule.spans.TASK]`.
+fn span_conditions(
+    rule_ref: &RuleRef,
+    slots: BTreeMap<String, OneOrMany>,
+    spans_by_task: BTreeMap<String, BTreeMap<String, OneOrMany>>,
+    problems: &mut Problems,
+) -> Vec<SpanCondition> {
     let mut token_tasks: BTreeMap<String, BTreeMap<String, (OneOrMany, String)>> = BTreeMap::new();
-    for (kind, values) in raw.slots {
+    for (kind, values) in slots {
         let field = format!("slots.{kind}");
         token_tasks
             .entry(TAGS.to_owned())
             .or_default()
             .insert(kind, (values, field));
     }
-    for (task, kinds) in raw.spans {
+    for (task, kinds) in spans_by_task {
         for (kind, values) in kinds {
             let field = format!("spans.{task}.{kind}");
             let entry = token_tasks.entry(task.clone()).or_default();
@@ -186,6 +222,7 @@ fn build_rule(
             entry.insert(kind, (values, field));
         }
     }
+    let mut spans = Vec::new();
     for (task, kinds) in token_tasks {
         for (kind, (values, field)) in kinds {
             if task.trim().is_empty() || kind.trim().is_empty() {
@@ -203,19 +240,20 @@ fn build_rule(
             });
         }
     }
+    spans
+}
 
-    if labels.is_empty() && spans.is_empty() {
-        problems.general(
-            Some(rule_ref),
-            None,
-            "no condition: give intent, [rule.when], [rule.slots] or [rule.spans.TASK]",
-        );
-    }
-
-    let min_prob = match raw.min_prob {
+/// `min_prob`: within 0..=1, and only for a rule with label conditions.
+fn min_prob(
+    rule_ref: &RuleRef,
+    min_prob: Option<f64>,
+    has_labels: bool,
+    problems: &mut Problems,
+) -> Option<f32> {
+    match min_prob {
         None => None,
         Some(p) if (0.0..=1.0).contains(&p) => {
-            if labels.is_empty() {
+            if !has_labels {
                 problems.rule(
                     rule_ref,
                     "min_prob",
@@ -232,12 +270,21 @@ fn build_rule(
             );
             None
         }
-    };
+    }
+}
 
+/// The rule's one action.
+fn build_action(
+    rule_ref: &RuleRef,
+    gpio: Option<RawGpio>,
+    pwm: Option<RawPwm>,
+    i2c: Option<RawI2c>,
+    problems: &mut Problems,
+) -> Option<Action> {
     let given: Vec<&str> = [
-        raw.gpio.as_ref().map(|_| "gpio"),
-        raw.pwm.as_ref().map(|_| "pwm"),
-        raw.i2c.as_ref().map(|_| "i2c"),
+        gpio.as_ref().map(|_| "gpio"),
+        pwm.as_ref().map(|_| "pwm"),
+        i2c.as_ref().map(|_| "i2c"),
     ]
     .into_iter()
     .flatten()
@@ -253,11 +300,11 @@ fn build_rule(
         );
         return None;
     }
-    let action = if let Some(gpio) = raw.gpio {
+    if let Some(gpio) = gpio {
         build_gpio(rule_ref, gpio, problems).map(Action::Gpio)
-    } else if let Some(pwm) = raw.pwm {
+    } else if let Some(pwm) = pwm {
         build_pwm(rule_ref, pwm, problems).map(Action::Pwm)
-    } else if let Some(i2c) = raw.i2c {
+    } else if let Some(i2c) = i2c {
         build_i2c(rule_ref, i2c, problems).map(Action::I2c)
     } else {
         problems.general(
@@ -266,15 +313,7 @@ fn build_rule(
             "no action: give exactly one of [rule.gpio], [rule.pwm], [rule.i2c]",
         );
         None
-    }?;
-    Some(Rule {
-        index: rule_ref.index,
-        name: name.to_owned(),
-        labels,
-        spans,
-        min_prob,
-        action,
-    })
+    }
 }
 
 /// Checks a list of alternatives: not empty, no empty strings. Span texts are trimmed and
