@@ -117,9 +117,9 @@ pub fn bio_viterbi(probs: &[Vec<f32>], tags: &[String]) -> Vec<usize> {
         let mut next = vec![f64::NEG_INFINITY; n];
         let mut from = vec![0usize; n];
         for j in 0..n {
-            for i in 0..n {
-                if score[i] > f64::NEG_INFINITY && allowed(Some(i), j) && score[i] > next[j] {
-                    next[j] = score[i];
+            for (i, &s) in score.iter().enumerate() {
+                if s > f64::NEG_INFINITY && allowed(Some(i), j) && s > next[j] {
+                    next[j] = s;
                     from[j] = i;
                 }
             }

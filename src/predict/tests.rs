@@ -70,7 +70,7 @@ fn cases() -> Vec<(&'static str, Decoded, Vec<bool>, bool)> {
     };
     let two = Decoded {
         tasks: vec![
-            sentence(2, 0.123456789, vec![f32::MIN_POSITIVE, 0.0, -0.0]),
+            sentence(2, 0.123_456_79, vec![f32::MIN_POSITIVE, 0.0, -0.0]),
             token(vec![
                 vec![0.1, 0.1, 0.7, 0.1],
                 vec![0.1, 0.1, 0.7, 0.1],
@@ -114,8 +114,8 @@ const BEFORE: &[&str] = &[
     r#"{"intent":{"label":"turn_on","prob":0.8999999761581421},"intent_logits":[3.5,-1.25,0.10000000149011612],"mood":{"label":"pos","prob":0.3333333432674408},"mood_logits":[10000000000.0,-1.0000000116860974e-7],"ner":[{"char_end":8,"char_start":0,"end":2,"prob":0.5,"start":0,"text":"turn  on","type":"PER"},{"char_end":32,"char_start":22,"end":6,"prob":0.6499999761581421,"start":4,"text":"room café","type":"PER"}],"pos":["VERB","VERB","VERB","VERB","VERB","VERB"],"slots":[{"char_end":32,"char_start":13,"end":6,"prob":0.6833333969116211,"start":3,"text":"\"living\"\troom café","type":"room"}],"text":"turn  on the \"living\"\troom café"}"#,
     r#"{"intent":{"label":"play_music","prob":0.12345679104328156},"ner":[{"char_end":4,"char_start":0,"end":1,"prob":1.0,"start":0,"text":"play","type":"PER"},{"char_end":9,"char_start":5,"end":2,"prob":1.0,"start":1,"text":"jazz","type":"PER"},{"char_end":12,"char_start":10,"end":3,"prob":1.0,"start":2,"text":"in","type":"PER"}],"pos":["DET","DET","DET","NOUN","NOUN","NOUN"],"slots":[{"char_end":9,"char_start":0,"end":2,"prob":0.4000000059604645,"start":0,"text":"play jazz","type":"room"},{"char_end":12,"char_start":10,"end":3,"prob":0.699999988079071,"start":2,"text":"in","type":"room"}],"text":"play jazz in the kids room","truncated":true}"#,
     r#"{"intent":{"label":"play_music","prob":0.12345679104328156},"intent_logits":[1.1754943508222875e-38,0.0,-0.0],"ner":[{"char_end":4,"char_start":0,"end":1,"prob":1.0,"start":0,"text":"play","type":"PER"},{"char_end":9,"char_start":5,"end":2,"prob":1.0,"start":1,"text":"jazz","type":"PER"},{"char_end":12,"char_start":10,"end":3,"prob":1.0,"start":2,"text":"in","type":"PER"}],"pos":["DET","DET","DET","NOUN","NOUN","NOUN"],"slots":[{"char_end":9,"char_start":0,"end":2,"prob":0.4000000059604645,"start":0,"text":"play jazz","type":"room"},{"char_end":12,"char_start":10,"end":3,"prob":0.699999988079071,"start":2,"text":"in","type":"room"}],"text":"play jazz in the kids room","truncated":true}"#,
-    r#"{"mood":{"label":"neg","prob":null},"pos":["NOUN"],"slots":[{"char_end":4,"char_start":0,"end":1,"prob":1.0,"start":0,"text":"x​","type":"value"}],"text":"x​"}"#,
-    r#"{"mood":{"label":"neg","prob":null},"mood_logits":[null,null],"pos":["NOUN"],"slots":[{"char_end":4,"char_start":0,"end":1,"prob":1.0,"start":0,"text":"x​","type":"value"}],"text":"x​"}"#,
+    "{\"mood\":{\"label\":\"neg\",\"prob\":null},\"pos\":[\"NOUN\"],\"slots\":[{\"char_end\":4,\"char_start\":0,\"end\":1,\"prob\":1.0,\"start\":0,\"text\":\"x\u{200B}\",\"type\":\"value\"}],\"text\":\"x\u{200B}\"}",
+    "{\"mood\":{\"label\":\"neg\",\"prob\":null},\"mood_logits\":[null,null],\"pos\":[\"NOUN\"],\"slots\":[{\"char_end\":4,\"char_start\":0,\"end\":1,\"prob\":1.0,\"start\":0,\"text\":\"x\u{200B}\",\"type\":\"value\"}],\"text\":\"x\u{200B}\"}",
     r#"{"error":"empty input","text":" \t"}"#,
 ];
 
