@@ -52,7 +52,7 @@
 //!
 //! # Paths
 //! The layer's own files refer to each other by `super::` paths; `crate::` items are the
-//! prediction rules read, the task-name constants of [`crate::data`], and in [`model`] (the bridge
+//! prediction rules read, the task-name constants of [`crate::data`], and in `model` (the bridge
 //! from edgetune's models) the model's tasks.
 
 mod button;

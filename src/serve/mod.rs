@@ -3,14 +3,14 @@
 //! corrections, retrains the heads on them in the background and swaps the model in when it is
 //! not worse; fires device actions on answers.
 //!
-//! - [`protocol`]: requests and error replies; [`correction`]: corrections checked against the
-//!   model; [`journal`]: the fsynced corrections journal; [`layout`]: the service's folder in the
-//!   run and the pointer to the serving model;
-//! - [`engine`]: the serving model (a [`crate::predict::Predict`]); [`retrain`]: the retrain thread and the swap decision;
-//!   [`stats`]: counters and latency;
-//! - [`transport`]: streams, sockets, the serial line; [`devices`]: actions, status LED, button;
+//! - `protocol`: requests, error replies, the keys the service adds to an answer; `correction`:
+//!   corrections checked against the model; `journal`: the fsynced corrections journal; `layout`:
+//!   the service's folder in the run and the pointer to the serving model;
+//! - `engine`: the serving model (a [`crate::predict::Predict`]); `retrain`: the retrain thread
+//!   and the swap decision; `stats`: counters and latency;
+//! - `transport`: streams, sockets, the serial line; [`devices`]: actions, status LED, button;
 //!   [`signals`], [`priority`];
-//! - [`service`]: all of it together.
+//! - `service`: all of it together ([`Service`]).
 
 pub(crate) mod correction;
 pub mod devices;
