@@ -378,26 +378,16 @@ fn inspect_run(dir: &Path) -> Result<RunInfo, InspectError> {
     let rc: RunConfig = run::read_config(dir).map_err(|e| invalid(dir, e.to_string()))?;
     let wpath = dir.join(&rc.weights.file);
     let (parameters, parameters_by_part) = safetensors_params(&wpath)?;
-    let mut training = rc.training.clone();
-    let history = training
-        .as_object_mut()
-        .and_then(|o| o.remove("history"))
-        .unwrap_or(Value::Null);
-    let epochs = history
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| {
-                    let m: Metrics = serde_json::from_value(h.get("valid")?.clone()).ok()?;
-                    Some((
-                        h.get("epoch")?.as_u64()? as usize,
-                        h.get("loss")?.as_f64()?,
-                        m.score(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let epochs = rc
+        .training
+        .history
+        .iter()
+        .map(|h| (h.epoch, h.loss, h.valid.score()))
+        .collect();
+    let mut training = serde_json::to_value(&rc.training).unwrap_or(Value::Null);
+    if let Some(o) = training.as_object_mut() {
+        o.remove("history");
+    }
     let report = dir.join("report.html");
     Ok(RunInfo {
         path: dir.to_path_buf(),

@@ -73,7 +73,51 @@ pub struct Metrics {
     pub all_tasks_accuracy: Option<f64>,
 }
 
+/// `Err((field, message))` when a recorded fraction is not in `[0, 1]`.
+fn check_fraction(field: &str, v: Option<f64>) -> Result<(), (String, String)> {
+    match v {
+        Some(v) if !(0.0..=1.0).contains(&v) => Err((
+            field.to_string(),
+            format!("{v} is not a fraction in [0, 1]"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl TaskScore {
+    /// Checks a recorded score: fractions in `[0, 1]`, at most `examples` examples.
+    fn validate(&self, examples: usize) -> Result<(), (String, String)> {
+        if self.examples > examples {
+            return Err((
+                "examples".into(),
+                format!("{} is more than the split's {examples}", self.examples),
+            ));
+        }
+        check_fraction("accuracy", self.accuracy)?;
+        check_fraction("span_f1", self.span_f1)?;
+        check_fraction("precision", self.precision)?;
+        check_fraction("recall", self.recall)?;
+        check_fraction("token_accuracy", self.token_accuracy)
+    }
+}
+
 impl Metrics {
+    /// Checks metrics read from a file: every score a fraction in `[0, 1]`, no task with more
+    /// examples than the split. `Err((field, message))` names the field (`tasks.intent.accuracy`).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        check_fraction("intent_accuracy", self.intent_accuracy)?;
+        check_fraction("slot_precision", self.slot_precision)?;
+        check_fraction("slot_recall", self.slot_recall)?;
+        check_fraction("slot_f1", self.slot_f1)?;
+        check_fraction("sentence_accuracy", self.sentence_accuracy)?;
+        check_fraction("all_tasks_accuracy", self.all_tasks_accuracy)?;
+        for (name, t) in &self.tasks {
+            t.validate(self.examples)
+                .map_err(|(f, m)| (format!("tasks.{name}.{f}"), m))?;
+        }
+        Ok(())
+    }
+
     /// The validation score that early stopping maximises: the mean of the tasks' headline scores,
     /// and with two or more tasks the all-tasks accuracy too (for `intent` + `tags`: intent
     /// accuracy, slot F1 and sentence accuracy).
