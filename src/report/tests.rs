@@ -102,10 +102,12 @@ pub(crate) fn sample_curves(epochs: usize, best: usize, max: usize) -> TrainingC
                     };
                 scores.insert(name.to_string(), v.min(1.0));
             }
+            let selection_score = Some(scores.values().sum::<f64>() / scores.len() as f64);
             EpochPoint {
                 epoch: e,
                 loss: 1.9 * (-t / 3.0).exp() + 0.12 + rng.next() * 0.03,
                 scores,
+                selection_score,
             }
         })
         .collect();
@@ -320,10 +322,26 @@ fn curves_typical() {
     let texts = check_rendered(&r);
     assert!(texts.contains("kept epoch 9"), "{texts}");
     assert!(texts.contains("early stop · epoch 14"));
-    assert!(texts.contains("not run (early stop)"));
     assert!(texts.contains("intent accuracy"));
+    assert!(texts.contains(SELECTION), "{texts}");
+    // The epoch axis spans the 14 epochs run, not the 30 planned: its last tick is 14.
+    let ticks: Vec<&str> = texts
+        .lines()
+        .filter(|t| t.parse::<usize>().is_ok())
+        .collect();
+    assert!(ticks.contains(&"14") && !ticks.contains(&"30"), "{ticks:?}");
     assert_eq!(r.data.epochs, (1..=14).collect::<Vec<_>>());
     assert_eq!(r.data.series.len(), 4);
+    let selection = r.data.selection.as_ref().unwrap();
+    let best = selection.at_best.unwrap();
+    assert!(
+        selection
+            .percent
+            .iter()
+            .flatten()
+            .all(|&v| v <= best + 1e-9)
+            || best > 0.0
+    );
     let intent = r
         .data
         .series
