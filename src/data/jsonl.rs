@@ -106,155 +106,13 @@ fn string_array(
 }
 
 fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError> {
-    let parsed: Result<Fields, _> = serde_json::from_str(raw);
-    let fields = match parsed {
-        Ok(f) => f.0,
-        Err(e) => {
-            // A line that is valid JSON but not an object gets the type named.
-            if let Ok(v) = serde_json::from_str::<Value>(raw) {
-                if !v.is_object() {
-                    return Err(DataError::at(
-                        path,
-                        line,
-                        format!("expected a JSON object, found {}", type_name(&v)),
-                    ));
-                }
-            }
-            // serde_json's message ends in "at line 1 column N"; the line is ours, keep the column.
-            let msg = e.to_string();
-            let msg = msg
-                .rsplit_once(" at line ")
-                .map_or(msg.as_str(), |(m, _)| m)
-                .to_string();
-            let what = if e.is_data() { "" } else { "invalid JSON: " };
-            return Err(DataError::at(
-                path,
-                line,
-                format!("{what}{msg} (column {})", e.column()),
-            ));
-        }
-    };
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(n, v)| n == k && !v.is_null())
-            .map(|(_, v)| v)
-    };
-
-    let from_text = match get("text") {
-        Some(Value::String(t)) => Some(words_of(t, path, line, "field \"text\"")?),
-        Some(other) => {
-            return Err(DataError::at(
-                path,
-                line,
-                format!(
-                    "field \"text\": expected a string, found {}",
-                    type_name(other)
-                ),
-            ))
-        }
-        None => None,
-    };
-    let words = match (get("words"), from_text) {
-        (Some(w), from_text) => {
-            let words = string_array(w, "words", path, line)?;
-            if words.is_empty() {
-                return Err(DataError::at(
-                    path,
-                    line,
-                    "field \"words\": empty list of words",
-                ));
-            }
-            for (i, w) in words.iter().enumerate() {
-                if w.is_empty() {
-                    return Err(DataError::at(
-                        path,
-                        line,
-                        format!("field \"words\": word {} is empty", i + 1),
-                    ));
-                }
-                if w.chars().any(char::is_whitespace) {
-                    return Err(DataError::at(
-                        path,
-                        line,
-                        format!(
-                            "field \"words\": word {} ({w:?}) contains whitespace",
-                            i + 1
-                        ),
-                    ));
-                }
-            }
-            if let Some(t) = from_text {
-                if t != words {
-                    return Err(DataError::at(
-                        path,
-                        line,
-                        format!(
-                            "fields \"text\" and \"words\" disagree ({} words in the text, {} in \"words\"); give one of them",
-                            t.len(),
-                            words.len()
-                        ),
-                    ));
-                }
-            }
-            words
-        }
-        (None, Some(t)) => t,
-        (None, None) => {
-            return Err(DataError::at(
-                path,
-                line,
-                "missing field \"text\" (or \"words\")",
-            ))
-        }
-    };
-
+    let fields = parse_fields(path, line, raw)?;
+    let words = words_of_line(&fields, path, line)?;
     let mut labels = Labels::default();
     for (key, value) in &fields {
         // `text`/`words` are the utterance; other reserved names (`id`, ...) are metadata.
-        if RESERVED_TASK_NAMES.contains(&key.as_str()) {
-            continue;
-        }
-        let field = format!("field \"{key}\"");
-        match value {
-            Value::Null => {}
-            Value::String(s) if key != TAGS => {
-                check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
-                labels
-                    .sentence
-                    .insert(key.clone(), clean_label(s, path, line, &field)?);
-            }
-            Value::Array(items)
-                if key == TAGS || (key != INTENT && items.iter().all(Value::is_string)) =>
-            {
-                check_task_name(key).map_err(|m| DataError::at(path, line, m))?;
-                let tags = string_array(value, key, path, line)?;
-                if key == TAGS {
-                    check_tags(&tags, words.len(), path, line, &field)?;
-                } else {
-                    check_token_labels(&tags, words.len(), path, line, &field)?;
-                }
-                labels.token.insert(key.clone(), tags);
-            }
-            // `intent` and `tags` keep their strict types: a wrong one is a mistake, not metadata.
-            other if key == INTENT => {
-                return Err(DataError::at(
-                    path,
-                    line,
-                    format!("{field}: expected a string, found {}", type_name(other)),
-                ))
-            }
-            other if key == TAGS => {
-                return Err(DataError::at(
-                    path,
-                    line,
-                    format!(
-                        "{field}: expected an array of strings, found {}",
-                        type_name(other)
-                    ),
-                ))
-            }
-            _ => {}
+        if !RESERVED_TASK_NAMES.contains(&key.as_str()) {
+            add_label(&mut labels, key, value, words.len(), (path, line))?;
         }
     }
     if labels.is_empty() {
@@ -272,4 +130,127 @@ fn parse_line(path: &Path, line: usize, raw: &str) -> Result<Example, DataError>
             line,
         },
     })
+}
+
+/// The fields of one line, in order; a line that is not a JSON object is an error naming what it
+/// is (or where its JSON breaks).
+fn parse_fields(path: &Path, line: usize, raw: &str) -> Result<Vec<(String, Value)>, DataError> {
+    let e = match serde_json::from_str::<Fields>(raw) {
+        Ok(f) => return Ok(f.0),
+        Err(e) => e,
+    };
+    // A line that is valid JSON but not an object gets the type named.
+    if let Ok(v) = serde_json::from_str::<Value>(raw) {
+        if !v.is_object() {
+            let found = type_name(&v);
+            let msg = format!("expected a JSON object, found {found}");
+            return Err(DataError::at(path, line, msg));
+        }
+    }
+    // serde_json's message ends in "at line 1 column N"; the line is ours, keep the column.
+    let msg = e.to_string();
+    let msg = msg
+        .rsplit_once(" at line ")
+        .map_or(msg.as_str(), |(m, _)| m);
+    let what = if e.is_data() { "" } else { "invalid JSON: " };
+    let msg = format!("{what}{msg} (column {})", e.column());
+    Err(DataError::at(path, line, msg))
+}
+
+/// The words of a line: `words` (non-empty, no empty word, no whitespace inside a word) or the
+/// words of `text`; both given must agree.
+fn words_of_line(
+    fields: &[(String, Value)],
+    path: &Path,
+    line: usize,
+) -> Result<Vec<String>, DataError> {
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, v)| n == k && !v.is_null())
+            .map(|(_, v)| v)
+    };
+    let at = |msg: String| DataError::at(path, line, msg);
+    let from_text = match get("text") {
+        Some(Value::String(t)) => Some(words_of(t, path, line, "field \"text\"")?),
+        Some(other) => {
+            let found = type_name(other);
+            return Err(at(format!(
+                "field \"text\": expected a string, found {found}"
+            )));
+        }
+        None => None,
+    };
+    let Some(w) = get("words") else {
+        return from_text.ok_or_else(|| at("missing field \"text\" (or \"words\")".into()));
+    };
+    let words = string_array(w, "words", path, line)?;
+    if words.is_empty() {
+        return Err(at("field \"words\": empty list of words".into()));
+    }
+    for (i, w) in words.iter().enumerate() {
+        if w.is_empty() {
+            return Err(at(format!("field \"words\": word {} is empty", i + 1)));
+        }
+        if w.chars().any(char::is_whitespace) {
+            let msg = format!(
+                "field \"words\": word {} ({w:?}) contains whitespace",
+                i + 1
+            );
+            return Err(at(msg));
+        }
+    }
+    match from_text {
+        Some(t) if t != words => Err(at(format!(
+            "fields \"text\" and \"words\" disagree ({} words in the text, {} in \"words\"); give one of them",
+            t.len(),
+            words.len()
+        ))),
+        _ => Ok(words),
+    }
+}
+
+/// Field `key` as a task's label: a string is a sentence label, an array of strings one label
+/// per word (`tags`: BIO tags). `intent` and `tags` keep their strict types (a wrong one is a
+/// mistake, not metadata); other fields of other types are metadata and ignored.
+fn add_label(
+    labels: &mut Labels,
+    key: &str,
+    value: &Value,
+    words: usize,
+    (path, line): (&Path, usize),
+) -> Result<(), DataError> {
+    let field = format!("field \"{key}\"");
+    let task_name = || check_task_name(key).map_err(|m| DataError::at(path, line, m));
+    match value {
+        Value::Null => {}
+        Value::String(s) if key != TAGS => {
+            task_name()?;
+            let label = clean_label(s, path, line, &field)?;
+            labels.sentence.insert(key.to_string(), label);
+        }
+        Value::Array(items)
+            if key == TAGS || (key != INTENT && items.iter().all(Value::is_string)) =>
+        {
+            task_name()?;
+            let tags = string_array(value, key, path, line)?;
+            if key == TAGS {
+                check_tags(&tags, words, path, line, &field)?;
+            } else {
+                check_token_labels(&tags, words, path, line, &field)?;
+            }
+            labels.token.insert(key.to_string(), tags);
+        }
+        other if key == INTENT || key == TAGS => {
+            let want = match key == INTENT {
+                true => "a string",
+                false => "an array of strings",
+            };
+            let found = type_name(other);
+            let msg = format!("{field}: expected {want}, found {found}");
+            return Err(DataError::at(path, line, msg));
+        }
+        _ => {}
+    }
+    Ok(())
 }
