@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::error::ExportError;
 use super::merge::{build_merged, MergeSpec};
 use super::splice::{build_top_layers, splice_top_layers, PREFIX};
 use super::verify::{agreement, verify, VerifyReport, CHECK_PASSES, SAMPLE_SENTENCES};
@@ -25,10 +26,11 @@ use crate::hf::Weights;
 use crate::model::TaskModel;
 use crate::onnx::import::{Manifest, VERIFY_SENTENCES};
 use crate::onnx::quantize::{
-    activation_stats, quantize_model, QuantizeOptions, QuantizeSummary, DEFAULT_OUTLIER_RATIO,
+    activation_stats, quantize_model, QuantizeError, QuantizeOptions, QuantizeSummary,
+    DEFAULT_OUTLIER_RATIO,
 };
 use crate::progress::Progress;
-use crate::run::{self, RunError};
+use crate::run;
 use crate::tokenize::{Tokenized, WordTokenizer};
 
 /// Largest |logit difference| the self-check accepts (merged model, or fine-tuned layers in fp32).
@@ -38,23 +40,6 @@ pub const TOLERANCE: f32 = 1e-4;
 /// model with int8 fine-tuned layers must agree with the training pipeline (fp32 layers in
 /// candle). On the built-in sentences (about 70 ids) this allows one differing id.
 pub const INT8_MIN_AGREEMENT: f64 = 0.98;
-
-/// Errors of the export.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// The run could not be read or its backbone is not the one it was trained on.
-    #[error(transparent)]
-    Run(#[from] RunError),
-    /// Building, quantizing or running a graph failed.
-    #[error(transparent)]
-    Onnx(#[from] OnnxError),
-    /// The request does not fit the run or the target.
-    #[error("{0}")]
-    Invalid(String),
-    /// The merged model disagrees with the training pipeline; nothing was written.
-    #[error("self-check failed: {0}; nothing written")]
-    Check(String),
-}
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -295,23 +280,19 @@ impl<'a> Checker<'a> {
         model: &'a TaskModel,
         files: &ModelFiles,
     ) -> Result<Self, ExportError> {
-        let invalid = |e: &dyn std::fmt::Display| ExportError::Invalid(e.to_string());
-        let tokenizer = WordTokenizer::from_file(&files.tokenizer, Some(rc.backbone.max_tokens))
-            .map_err(|e| invalid(&e))?;
+        let tokenizer = WordTokenizer::from_file(&files.tokenizer, Some(rc.backbone.max_tokens))?;
         let sentences = check_sentences(opts.check_file.as_deref(), rc.backbone.max_tokens)?;
         let toks: Vec<Tokenized> = sentences
             .iter()
             .enumerate()
             .map(|(i, w)| tokenizer.encode_words(w, &|| format!("check sentence {}", i + 1)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| invalid(&e))?;
+            .collect::<Result<_, _>>()?;
         let mut states = rc.features.states.clone();
         if !states.contains(&rc.backbone.layers) {
             states.push(rc.backbone.layers);
         }
         let pad_id = tokenizer.pad_id();
-        let backbone =
-            Backbone::load(files, &states, pad_id, &opts.session).map_err(|e| invalid(&e))?;
+        let backbone = Backbone::load(files, &states, pad_id, &opts.session)?;
         let spec = MergeSpec {
             states: run::head_states(rc),
             tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
@@ -337,8 +318,7 @@ impl<'a> Checker<'a> {
     /// Runs the check on the merged model `bytes` (`what` names it in the progress line).
     fn run(&mut self, bytes: &[u8], what: &str) -> Result<VerifyReport, ExportError> {
         let opts = self.opts;
-        let mut session = open_session(ModelSource::Bytes(bytes, &opts.out), &opts.session)
-            .map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let mut session = open_session(ModelSource::Bytes(bytes, &opts.out), &opts.session)?;
         let mut progress = Progress::new(
             format!("self-check ({what})"),
             CHECK_PASSES * self.toks.len() as u64,
@@ -385,7 +365,7 @@ fn build(
         });
     };
     let wpath = opts.run.join(&rc.weights.file);
-    let weights = Weights::load(&wpath).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let weights = Weights::load(&wpath)?;
     let top = build_top_layers(&t.config, &weights, t.first)?;
     drop(weights);
     let count = rc.backbone.layers - t.first;
@@ -508,8 +488,7 @@ fn quantize_layers(
             tmp.path(),
             &splice_top_layers(backbone.clone(), top, first)?,
         )?;
-        let hf_tok =
-            load_tokenizer(&files.tokenizer).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let hf_tok = load_tokenizer(&files.tokenizer).map_err(QuantizeError::from)?;
         let mut stats = activation_stats(
             tmp.path(),
             &hf_tok,

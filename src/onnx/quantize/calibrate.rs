@@ -1,5 +1,6 @@
 //! Calibration: per-channel activation statistics from the fp32 model on sample sentences.
 
+use super::error::QuantizeError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
 use crate::graph;
 use crate::graph::proto::tensor_proto::DataType;
-use crate::graph::{load_model, save_model, OnnxError};
+use crate::graph::{load_model, save_model};
 use crate::progress::Progress;
 
 /// Calibration rows kept per activation for choosing the smoothing strength.
@@ -26,13 +27,13 @@ pub fn activation_stats(
     alpha: f32,
     threads: Option<usize>,
     progress: bool,
-) -> Result<ActivationStats, OnnxError> {
+) -> Result<ActivationStats, QuantizeError> {
     let mut model = load_model(fp32_path)?;
     let inputs: Vec<String> = {
         let g = model
             .graph
             .as_ref()
-            .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+            .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
         let mut v: Vec<String> = weight_matmuls(&model)
             .iter()
             .map(|&(ni, _)| g.node[ni].input[0].clone())

@@ -7,10 +7,11 @@
 //! each within half a step of its own scale. The word-embedding table of MiniLM (30,522 x 384) is
 //! three quarters of its fp32 weights.
 
+use super::error::QuantizeError;
 use std::collections::HashMap;
 
 use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto};
-use crate::graph::{attr_int, get_attr, tensor, tensor_to_f32, tensor_to_i64, OnnxError};
+use crate::graph::{attr_int, get_attr, tensor, tensor_to_f32, tensor_to_i64};
 
 /// Tables smaller than this many elements stay fp32 (the token-type table, 2 x 384, would save a
 /// few KiB for three extra nodes).
@@ -89,11 +90,11 @@ pub fn quantize_rows(t: &[f32], rows: usize, width: usize) -> (Vec<i8>, Vec<f32>
 pub fn quantize_embeddings(
     model: &mut ModelProto,
     min_elements: usize,
-) -> Result<Vec<String>, OnnxError> {
+) -> Result<Vec<String>, QuantizeError> {
     let g = model
         .graph
         .as_mut()
-        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
     let candidates: Vec<(usize, String)> = g
         .initializer
         .iter()

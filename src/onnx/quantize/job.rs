@@ -1,6 +1,7 @@
 //! `edgetune quantize`: a model directory's backbone into `backbone.int8.onnx`, checked and
 //! recorded in its manifest.
 
+use super::error::QuantizeError;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,7 @@ pub fn write_layer_chart(
     fp32: &std::path::Path,
     int8: &std::path::Path,
     sentences: usize,
-) -> Result<Vec<PathBuf>, OnnxError> {
+) -> Result<Vec<PathBuf>, QuantizeError> {
     let name = |p: &std::path::Path| {
         p.file_name()
             .unwrap_or_default()
@@ -118,21 +119,20 @@ pub fn write_layer_chart(
         cosine_threshold: None,
         max_abs_diff_threshold: None,
     };
-    let f = write_layer_fidelity(&dir.join(LAYER_FIDELITY_STEM), &chart)
-        .map_err(|e| OnnxError::Invalid(e.to_string()))?;
+    let f = write_layer_fidelity(&dir.join(LAYER_FIDELITY_STEM), &chart)?;
     Ok(vec![f.svg, f.png, f.json])
 }
 
 /// Quantizes a model directory's backbone, checks ORT's fusion, reports fidelity (and speed), and
 /// records the result in the manifest.
-pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxError> {
+pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, QuantizeError> {
     let src = opts.model_dir.join(BACKBONE_FILE);
     let out = opts
         .out
         .clone()
         .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
     if out.exists() && !opts.force {
-        return Err(OnnxError::Invalid(format!(
+        return Err(QuantizeError::Invalid(format!(
             "{} exists; pass --force to replace it",
             out.display()
         )));
@@ -141,12 +141,12 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
     let mut quant = opts.quant.clone();
     let alpha = opts.smooth_alpha.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&alpha) {
-        return Err(OnnxError::Invalid(format!(
+        return Err(QuantizeError::Invalid(format!(
             "smoothing alpha {alpha} must be in [0, 1]"
         )));
     }
     if quant.outlier_ratio.is_nan() || quant.outlier_ratio < 0.0 {
-        return Err(OnnxError::Invalid(format!(
+        return Err(QuantizeError::Invalid(format!(
             "outlier ratio {} must be >= 0",
             quant.outlier_ratio
         )));
@@ -169,10 +169,10 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
     let mut model = load_model(&src)?;
     let summary = quantize_model(&mut model, &quant)?;
     if summary.quantized.is_empty() {
-        return Err(OnnxError::Graph {
+        return Err(QuantizeError::Graph(OnnxError::Graph {
             path: src.display().to_string(),
             message: "no weight MatMul to quantize".into(),
-        });
+        }));
     }
     crate::graph::set_metadata(
         &mut model,
@@ -247,11 +247,11 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let sha = fsutil::sha256_file(&out).map_err(|e| OnnxError::io(&out, e))?;
+            let sha = fsutil::sha256_file(&out).map_err(|e| QuantizeError::io(&out, e))?;
             m.files.insert(name, sha);
             m.extra.insert(
                 "quantization".into(),
-                serde_json::to_value(&report).map_err(|e| OnnxError::Invalid(e.to_string()))?,
+                serde_json::to_value(&report).map_err(|e| QuantizeError::Invalid(e.to_string()))?,
             );
             m.save(&opts.model_dir)?;
         }

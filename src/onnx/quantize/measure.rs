@@ -1,6 +1,7 @@
 //! Measuring a quantized encoder: ONNX Runtime's fusions, fidelity to fp32, throughput, and which
 //! MatMuls are most sensitive.
 
+use super::error::QuantizeError;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -12,12 +13,12 @@ use super::rewrite::{node_label, quantize_model, weight_matmuls};
 use super::scratch::temp_dir;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
-use crate::graph::{count_layers, expose_hidden_states, load_model, save_model, OnnxError};
+use crate::graph::{count_layers, expose_hidden_states, load_model, save_model};
 use crate::progress::Progress;
 
 /// Counts the operator types of the graph ONNX Runtime actually runs after its optimizations
 /// (e.g. to check that `DynamicQuantizeMatMul` was fused). Writes the optimized model to a temp file.
-pub fn fused_op_counts(path: &Path) -> Result<BTreeMap<String, usize>, OnnxError> {
+pub fn fused_op_counts(path: &Path) -> Result<BTreeMap<String, usize>, QuantizeError> {
     let dir = temp_dir()?;
     let opt = dir.path().join("optimized.onnx");
     let opts = SessionOptions {
@@ -68,7 +69,7 @@ pub fn pooled_embeddings(
     batch_size: usize,
     max_len: usize,
     progress: &mut Progress,
-) -> Result<Vec<Vec<f32>>, OnnxError> {
+) -> Result<Vec<Vec<f32>>, QuantizeError> {
     let mut order: Vec<usize> = (0..texts.len()).collect();
     let lens = token_lengths(tokenizer, texts);
     order.sort_by_key(|&i| lens[i]);
@@ -96,7 +97,7 @@ pub fn fidelity(
     texts: &[&str],
     threads: Option<usize>,
     progress: bool,
-) -> Result<Fidelity, OnnxError> {
+) -> Result<Fidelity, QuantizeError> {
     let opts = SessionOptions::tooling(threads);
     let mut a = runtime::open_file(fp32, &opts)?;
     let mut b = runtime::open_file(int8, &opts)?;
@@ -151,7 +152,7 @@ pub fn layer_fidelity(
     texts: &[&str],
     threads: Option<usize>,
     progress: bool,
-) -> Result<Vec<LayerCosine>, OnnxError> {
+) -> Result<Vec<LayerCosine>, QuantizeError> {
     let opts = SessionOptions::tooling(threads);
     let dir = temp_dir()?;
     let mut sessions = Vec::new();
@@ -161,7 +162,7 @@ pub fn layer_fidelity(
         let layers = count_layers(&m)?;
         let n = expose_hidden_states(&mut m, &(0..=layers).collect::<Vec<_>>())?;
         if i > 0 && n != names {
-            return Err(OnnxError::Invalid(format!(
+            return Err(QuantizeError::Invalid(format!(
                 "{} has {} hidden states, {} has {}",
                 fp32.display(),
                 names.len(),
@@ -193,7 +194,7 @@ pub fn layer_fidelity(
                 || x.data.len() != b.attention_mask.len() * dim
                 || y.data.len() != x.data.len()
             {
-                return Err(OnnxError::Invalid(format!(
+                return Err(QuantizeError::Invalid(format!(
                     "hidden state {k}: outputs of shape {:?} and {:?} for a batch of {} x {} tokens",
                     x.shape, y.shape, b.batch, b.seq
                 )));
@@ -246,7 +247,7 @@ pub fn throughput(
     batch_size: usize,
     threads: usize,
     repeats: usize,
-) -> Result<Vec<f64>, OnnxError> {
+) -> Result<Vec<f64>, QuantizeError> {
     let opts = SessionOptions::tooling(Some(threads));
     let mut sessions = paths
         .iter()
@@ -295,7 +296,7 @@ pub fn sensitivity(
     base: &QuantizeOptions,
     threads: Option<usize>,
     progress: bool,
-) -> Result<(Fidelity, Vec<Sensitivity>), OnnxError> {
+) -> Result<(Fidelity, Vec<Sensitivity>), QuantizeError> {
     let model = load_model(fp32_path)?;
     let opts = SessionOptions::tooling(threads);
     let mut s = runtime::open_file(fp32_path, &opts)?;
@@ -304,7 +305,7 @@ pub fn sensitivity(
     drop(s);
     let dir = temp_dir()?;
     let tmp = dir.path().join("candidate.onnx");
-    let eval = |keep: Vec<String>| -> Result<Fidelity, OnnxError> {
+    let eval = |keep: Vec<String>| -> Result<Fidelity, QuantizeError> {
         let mut m = model.clone();
         let mut o = base.clone();
         o.keep_fp32.extend(keep);
@@ -321,7 +322,7 @@ pub fn sensitivity(
     let g = model
         .graph
         .as_ref()
-        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
     let mut rows = Vec::new();
     for (ni, _) in matmuls {
         let label = node_label(&g.node[ni]);

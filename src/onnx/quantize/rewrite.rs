@@ -1,12 +1,13 @@
 //! The graph rewrite: weight MatMuls into dynamic int8, with smoothing and the outlier split.
 
+use super::error::QuantizeError;
 use std::collections::HashMap;
 
 use super::embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
 use super::options::{pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary};
 use super::outliers::outlier_channels;
 use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto};
-use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder, OnnxError};
+use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder};
 
 /// The weight MatMuls of a graph: `MatMul` nodes whose second input is a 2-D float initializer.
 /// Returns (node index, weight initializer index).
@@ -83,12 +84,12 @@ pub fn quantize_weight(
 pub fn quantize_model(
     model: &mut ModelProto,
     opts: &QuantizeOptions,
-) -> Result<QuantizeSummary, OnnxError> {
+) -> Result<QuantizeSummary, QuantizeError> {
     let targets = weight_matmuls(model);
     let g = model
         .graph
         .take()
-        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
     let mut summary = QuantizeSummary::default();
     let plan = Plan::new(&g, targets, opts, &mut summary)?;
     let mut rw = Rewrite::new(GraphBuilder::from_graph(g));
@@ -102,14 +103,14 @@ pub fn quantize_model(
     model.graph = Some(rw.b.graph);
     // DynamicQuantizeLinear/MatMulInteger need opset 11; our graphs are 17.
     if graph::default_opset(model) < 11 {
-        return Err(OnnxError::graph(
+        return Err(QuantizeError::graph(
             "model opset < 11 cannot hold DynamicQuantizeLinear",
         ));
     }
     if opts.int8_embeddings {
         // `Unsqueeze` takes its axes as an input from opset 13 on.
         if graph::default_opset(model) < 13 {
-            return Err(OnnxError::Invalid(
+            return Err(QuantizeError::Invalid(
                 "int8 embeddings need opset 13 or later; pass --fp32-embeddings".into(),
             ));
         }
@@ -138,7 +139,7 @@ impl Plan {
         targets: Vec<(usize, usize)>,
         opts: &QuantizeOptions,
         summary: &mut QuantizeSummary,
-    ) -> Result<Self, OnnxError> {
+    ) -> Result<Self, QuantizeError> {
         let chosen = choose(g, targets, opts, summary);
         let mut weights = HashMap::new();
         for &(_, wi) in &chosen {
@@ -544,7 +545,7 @@ fn drop_unused(g: &mut GraphProto, mut dead: Vec<usize>) {
 fn add_outliers_after_bias(
     g: &mut GraphProto,
     adds: &[(String, String, String)],
-) -> Result<(), OnnxError> {
+) -> Result<(), QuantizeError> {
     if adds.is_empty() {
         return Ok(());
     }
