@@ -1,9 +1,9 @@
 //! Calibration: per-channel activation statistics from the fp32 model on sample sentences.
 
-use super::error::QuantizeError;
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::error::QuantizeError;
 use super::options::ActivationStats;
 use super::rewrite::weight_matmuls;
 use super::scratch::temp_dir;

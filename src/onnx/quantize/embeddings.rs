@@ -7,9 +7,9 @@
 //! each within half a step of its own scale. The word-embedding table of MiniLM (30,522 x 384) is
 //! three quarters of its fp32 weights.
 
-use super::error::QuantizeError;
 use std::collections::HashMap;
 
+use super::error::QuantizeError;
 use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto};
 use crate::graph::{attr_int, get_attr, tensor, tensor_to_f32, tensor_to_i64};
 

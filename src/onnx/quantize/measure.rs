@@ -1,13 +1,13 @@
 //! Measuring a quantized encoder: ONNX Runtime's fusions, fidelity to fp32, throughput, and which
 //! MatMuls are most sensitive.
 
-use super::error::QuantizeError;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::QuantizeError;
 use super::options::QuantizeOptions;
 use super::rewrite::{node_label, quantize_model, weight_matmuls};
 use super::scratch::temp_dir;

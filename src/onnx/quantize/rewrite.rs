@@ -1,9 +1,9 @@
 //! The graph rewrite: weight MatMuls into dynamic int8, with smoothing and the outlier split.
 
-use super::error::QuantizeError;
 use std::collections::HashMap;
 
 use super::embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
+use super::error::QuantizeError;
 use super::options::{pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary};
 use super::outliers::outlier_channels;
 use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto};
