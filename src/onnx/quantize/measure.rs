@@ -153,8 +153,43 @@ pub fn layer_fidelity(
     threads: Option<usize>,
     progress: bool,
 ) -> Result<Vec<LayerCosine>, QuantizeError> {
-    let opts = SessionOptions::tooling(threads);
     let dir = temp_dir()?;
+    let (mut sessions, names) = every_state_sessions(fp32, int8, dir.path(), threads)?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lens = token_lengths(tokenizer, texts);
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| lens[i]);
+    let mut acc = vec![StateAcc::default(); names.len()];
+    let mut bar = Progress::new("layer fidelity", texts.len() as u64, "sentences", progress);
+    for chunk in order.chunks(32) {
+        let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+        let b = EncoderBatch::tokenize(tokenizer, &t, 128)?;
+        let a = runtime::run_encoder(&mut sessions[0], &b, &refs)?;
+        let q = runtime::run_encoder(&mut sessions[1], &b, &refs)?;
+        for (k, (x, y)) in a.iter().zip(&q).enumerate() {
+            acc[k].add(k, x, y, &b)?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish();
+    drop(sessions);
+    drop(dir);
+    Ok(acc
+        .into_iter()
+        .enumerate()
+        .map(|(state, a)| a.finish(state))
+        .collect())
+}
+
+/// Sessions of `fp32` and `int8` with every hidden state `0..=L` exposed (saved into `dir`), and
+/// the states' output names (the same in both, else an error).
+fn every_state_sessions(
+    fp32: &Path,
+    int8: &Path,
+    dir: &Path,
+    threads: Option<usize>,
+) -> Result<(Vec<ort::session::Session>, Vec<String>), QuantizeError> {
+    let opts = SessionOptions::tooling(threads);
     let mut sessions = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for (i, path) in [fp32, int8].into_iter().enumerate() {
@@ -171,70 +206,79 @@ pub fn layer_fidelity(
             )));
         }
         names = n;
-        let tmp = dir.path().join(format!("layers-{i}.onnx"));
+        let tmp = dir.join(format!("layers-{i}.onnx"));
         save_model(&tmp, &m)?;
         drop(m);
         sessions.push(runtime::open_file(&tmp, &opts)?);
     }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let lens = token_lengths(tokenizer, texts);
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| lens[i]);
-    // Per state: sum of cosines, token count, min cosine, max |diff|.
-    let mut acc = vec![(0f64, 0usize, f32::INFINITY, 0f32); names.len()];
-    let mut bar = Progress::new("layer fidelity", texts.len() as u64, "sentences", progress);
-    for chunk in order.chunks(32) {
-        let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-        let b = EncoderBatch::tokenize(tokenizer, &t, 128)?;
-        let a = runtime::run_encoder(&mut sessions[0], &b, &refs)?;
-        let q = runtime::run_encoder(&mut sessions[1], &b, &refs)?;
-        for (k, (x, y)) in a.iter().zip(&q).enumerate() {
-            let dim = x.shape.last().copied().unwrap_or(0);
-            if dim == 0
-                || x.data.len() != b.attention_mask.len() * dim
-                || y.data.len() != x.data.len()
-            {
-                return Err(QuantizeError::Invalid(format!(
-                    "hidden state {k}: outputs of shape {:?} and {:?} for a batch of {} x {} tokens",
-                    x.shape, y.shape, b.batch, b.seq
-                )));
-            }
-            let e = &mut acc[k];
-            for (tok, &m) in b.attention_mask.iter().enumerate() {
-                if m != 0 {
-                    let r = tok * dim..(tok + 1) * dim;
-                    let c = runtime::cosine(&x.data[r.clone()], &y.data[r]);
-                    e.0 += f64::from(c);
-                    e.1 += 1;
-                    e.2 = e.2.min(c);
-                }
-            }
-            e.3 = e.3.max(runtime::max_abs_diff_masked(
-                &x.data,
-                &y.data,
-                &b.attention_mask,
-                dim,
-            ));
+    Ok((sessions, names))
+}
+
+/// One hidden state's comparison so far: the sum of per-token cosines, the tokens compared, the
+/// lowest cosine and the largest |diff|.
+#[derive(Clone)]
+struct StateAcc {
+    sum: f64,
+    tokens: usize,
+    min: f32,
+    diff: f32,
+}
+
+impl Default for StateAcc {
+    fn default() -> Self {
+        StateAcc {
+            sum: 0.0,
+            tokens: 0,
+            min: f32::INFINITY,
+            diff: 0.0,
         }
-        bar.inc(chunk.len() as u64);
     }
-    bar.finish();
-    drop(sessions);
-    drop(dir);
-    Ok(acc
-        .into_iter()
-        .enumerate()
-        .map(|(state, (sum, n, min, diff))| LayerCosine {
+}
+
+impl StateAcc {
+    /// Adds state `k` of one batch: `x` (fp32) against `y` (int8) at every real token.
+    fn add(
+        &mut self,
+        k: usize,
+        x: &runtime::FloatOutput,
+        y: &runtime::FloatOutput,
+        b: &EncoderBatch,
+    ) -> Result<(), QuantizeError> {
+        let dim = x.shape.last().copied().unwrap_or(0);
+        if dim == 0 || x.data.len() != b.attention_mask.len() * dim || y.data.len() != x.data.len()
+        {
+            return Err(QuantizeError::Invalid(format!(
+                "hidden state {k}: outputs of shape {:?} and {:?} for a batch of {} x {} tokens",
+                x.shape, y.shape, b.batch, b.seq
+            )));
+        }
+        for (tok, &m) in b.attention_mask.iter().enumerate() {
+            if m != 0 {
+                let r = tok * dim..(tok + 1) * dim;
+                let c = runtime::cosine(&x.data[r.clone()], &y.data[r]);
+                self.sum += f64::from(c);
+                self.tokens += 1;
+                self.min = self.min.min(c);
+            }
+        }
+        let diff = runtime::max_abs_diff_masked(&x.data, &y.data, &b.attention_mask, dim);
+        self.diff = self.diff.max(diff);
+        Ok(())
+    }
+
+    fn finish(self, state: usize) -> LayerCosine {
+        let none = self.tokens == 0;
+        LayerCosine {
             state,
-            mean_cosine: if n == 0 {
+            mean_cosine: if none {
                 f32::NAN
             } else {
-                (sum / n as f64) as f32
+                (self.sum / self.tokens as f64) as f32
             },
-            min_cosine: if n == 0 { f32::NAN } else { min },
-            max_abs_diff: diff,
-        })
-        .collect())
+            min_cosine: if none { f32::NAN } else { self.min },
+            max_abs_diff: self.diff,
+        }
+    }
 }
 
 /// Sentences per second of encoder files on `texts` (batches of `batch_size`, length-sorted,
