@@ -42,6 +42,13 @@ impl Profiler {
         }
     }
 
+    /// The time `what` took.
+    pub fn seconds(&self, what: &str, seconds: f64) {
+        if self.on {
+            eprintln!("  timing: {what} {seconds:.3} s");
+        }
+    }
+
     /// The process's resident and peak memory at `what`.
     pub fn memory(&self, what: &str) {
         if self.on {

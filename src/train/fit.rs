@@ -384,10 +384,12 @@ fn finish(mut s: Session) -> Result<TrainOutcome, TrainError> {
     let rc = run_config(&s, &valid, test.as_ref().map(|(m, _)| m));
     let mut warnings = Vec::new();
     // The pictures come before the run is marked finished (config.json is written last).
+    let t = std::time::Instant::now();
     let plots = match s.plots {
         true => draw_plots(&s, &rc, &valid_report, &test, &mut warnings),
         false => None,
     };
+    s.profiler.seconds("pictures", t.elapsed().as_secs_f64());
     let weights = run::weights_bytes(&s.model.params)?;
     let config = run::save_run(&s.out, rc, &weights)?;
     checkpoint::remove(&s.ckpt_dir);
