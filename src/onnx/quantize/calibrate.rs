@@ -107,8 +107,8 @@ fn add_batch(
         .entry(name.to_string())
         .or_insert_with(|| vec![0f32; k]);
     let smp = stats.samples.entry(name.to_string()).or_default();
-    let mut counter = token_counter;
-    for (t, _) in mask.iter().enumerate().filter(|(_, &m)| m != 0) {
+    let real = mask.iter().enumerate().filter(|(_, &m)| m != 0);
+    for (counter, (t, _)) in (token_counter..).zip(real) {
         let row = &o.data[t * k..(t + 1) * k];
         for (a, &v) in e.iter_mut().zip(row) {
             *a = a.max(v.abs());
@@ -116,6 +116,5 @@ fn add_batch(
         if counter.is_multiple_of(7) && smp.len() < SAMPLE_ROWS * k {
             smp.extend_from_slice(row);
         }
-        counter += 1;
     }
 }

@@ -11,7 +11,7 @@
 //! int16 saturation of u8*s8 products on AVX2 CPUs without VNNI.
 //!
 //! - [`options`]: what to do and what was done; [`outliers`]: which channels stay fp32;
-//! - [`error`]: [`QuantizeError`];
+//! - [`error`]: the errors of quantizing and measuring;
 //! - [`rewrite`]: the graph rewrite; [`calibrate`]: activation statistics;
 //! - [`measure`]: fusions, fidelity (pooled and per layer), speed, sensitivity; [`job`]: a model
 //!   directory end to end.

@@ -165,7 +165,7 @@ impl Plan {
     }
 
     /// The activation (first input) of node `ni`.
-    fn input<'g>(g: &'g GraphProto, ni: usize) -> &'g String {
+    fn input(g: &GraphProto, ni: usize) -> &String {
         &g.node[ni].input[0]
     }
 
