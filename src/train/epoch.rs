@@ -13,11 +13,12 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{self, EpochLog};
 use super::data::{targets, Input, SplitData, Target};
 use super::error::TrainError;
-use super::fit::{fmt_metrics, Session};
 use super::init::Start;
+use super::log::fmt_metrics;
 use super::optim::{AdamW, GroupSettings};
 use super::predict::predict_split;
 use super::schedule::{bucketed_batches, epoch_seed, layer_warmup, lr_factor};
+use super::session::Session;
 use crate::data::Example;
 use crate::metrics::{evaluate, Metrics};
 use crate::model::{TaskModel, LAYER_DROPOUT};
@@ -27,39 +28,6 @@ use crate::run::{self, TrainSettings};
 
 /// A padded batch with every task's targets.
 type Prepared = (Input, Vec<Option<Target>>);
-
-/// `EDGETUNE_PROFILE` set: memory after each phase and the time of each part of an epoch, on
-/// stderr.
-pub(crate) struct Profiler {
-    on: bool,
-}
-
-impl Profiler {
-    /// On when `EDGETUNE_PROFILE` is set.
-    pub fn from_env() -> Self {
-        Self {
-            on: std::env::var_os("EDGETUNE_PROFILE").is_some(),
-        }
-    }
-
-    /// The time `what` took.
-    pub fn seconds(&self, what: &str, seconds: f64) {
-        if self.on {
-            eprintln!("  timing: {what} {seconds:.3} s");
-        }
-    }
-
-    /// The process's resident and peak memory at `what`.
-    pub fn memory(&self, what: &str) {
-        if self.on {
-            eprintln!(
-                "  memory {what}: RSS {} MiB, peak {} MiB",
-                crate::sys::current_rss().unwrap_or(0) >> 20,
-                crate::sys::peak_rss().unwrap_or(0) >> 20
-            );
-        }
-    }
-}
 
 /// The parts of an optimizer step, timed by [`StepTimes`].
 #[derive(Clone, Copy)]

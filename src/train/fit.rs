@@ -8,23 +8,23 @@ use candle_core::Device;
 
 use super::checkpoint;
 use super::data::SplitData;
-use super::epoch::{run_epochs, Profiler};
+use super::epoch::run_epochs;
 use super::error::TrainError;
 use super::init::{
-    attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model, Snapshot,
-    Start,
+    attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model, Start,
 };
+use super::log::{stop_reason, Profiler};
 use super::optim::AdamW;
 use super::plots::{run_facts, write_run_plots, RunPlots, RunSummary};
 use super::predict::predict_split;
+use super::session::Session;
 use super::settings::{auto_epochs, default_states, SettingError, TrainSettings};
-use crate::data::{Dataset, Split, TaskInfo};
+use crate::data::{Dataset, Split};
 use crate::features::{FeatureContext, FeatureSpec, SplitFeatures, Unit};
 use crate::fsutil::DirLock;
 use crate::hf::BertConfig;
 use crate::metrics::{evaluate, EvalReport, Metrics};
 use crate::model::{TaskModel, Unfrozen};
-use crate::nn::Group;
 use crate::run::{self, BackboneRef, RunConfig, TrainingRecord, RUN_FORMAT};
 
 /// Everything `train` needs besides the settings.
@@ -108,47 +108,6 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
     finish(session)
 }
 
-/// A training run between [`prepare`] and [`finish`]: what the epochs read and update.
-pub(crate) struct Session<'a> {
-    pub dataset: &'a Dataset,
-    pub out: PathBuf,
-    pub verbose: bool,
-    pub plots: bool,
-    /// Held until the run is written: one writer per run folder.
-    _lock: DirLock,
-    /// Resolved: hidden states and epochs filled in, validated.
-    pub settings: TrainSettings,
-    /// Layers of the backbone.
-    pub layers: usize,
-    pub spec: FeatureSpec,
-    pub backbone: BackboneRef,
-    /// The architecture of the unfrozen layers' checkpoint.
-    pub hf_config: Option<BertConfig>,
-    pub start: Start,
-    pub model: TaskModel,
-    /// Per task: whether its loss is computed (its head or a head reading it trains).
-    pub training_tasks: Vec<bool>,
-    /// The model's tasks as the metrics score them.
-    pub model_tasks: Vec<TaskInfo>,
-    pub frozen_before: Snapshot,
-    pub train: SplitData<'a>,
-    pub valid: SplitData<'a>,
-    pub test: Option<SplitData<'a>>,
-    pub opt: AdamW,
-    pub state: checkpoint::State,
-    /// The best epoch's weights so far (safetensors bytes).
-    pub best_bytes: Vec<u8>,
-    pub ckpt_dir: PathBuf,
-    pub profiler: Profiler,
-}
-
-impl Session<'_> {
-    /// Whether parameters of `g` train.
-    pub fn trainable(&self, g: Group) -> bool {
-        self.start.trainable(&self.settings, g)
-    }
-}
-
 /// Everything before the first epoch: the run folder's lock, the settings resolved against the
 /// backbone, the features extracted, the model built, the optimizer (from the checkpoint when
 /// resuming).
@@ -196,7 +155,7 @@ fn prepare(job: TrainJob) -> Result<Session, TrainError> {
         dataset,
         verbose,
         plots,
-        _lock: lock,
+        lock,
         layers,
         backbone,
         hf_config,
@@ -393,6 +352,8 @@ fn finish(mut s: Session) -> Result<TrainOutcome, TrainError> {
     let weights = run::weights_bytes(&s.model.params)?;
     let config = run::save_run(&s.out, rc, &weights)?;
     checkpoint::remove(&s.ckpt_dir);
+    // The run is written: another writer may take the folder.
+    drop(s.lock);
     Ok(TrainOutcome {
         config,
         valid,
@@ -493,52 +454,4 @@ fn draw_plots(
     drawn
         .map_err(|e| warnings.push(format!("the run's pictures were not drawn: {e}")))
         .ok()
-}
-
-/// Why training ended and which epoch's weights are kept, in one line: early stopping (after which
-/// epoch, for want of a better valid score over how many epochs) or the planned epochs all run.
-pub fn stop_reason(state: &checkpoint::State, settings: &TrainSettings) -> String {
-    let kept = format!(
-        "keeping epoch {} (best valid score {:.2}%)",
-        state.best_epoch,
-        100.0 * state.best_score
-    );
-    if state.epoch < settings.epochs {
-        format!(
-            "early stop after epoch {} of {}: no better valid score for {} epochs (--patience {}); {kept}",
-            state.epoch, settings.epochs, state.bad_epochs, settings.patience
-        )
-    } else {
-        format!("all {} epochs run; {kept}", settings.epochs)
-    }
-}
-
-/// Headline metrics in one line, `%` for every score: the legacy intent / slot F1 / sentence
-/// figures where they apply, then the other tasks.
-pub fn fmt_metrics(m: &Metrics) -> String {
-    let mut parts = Vec::new();
-    if let Some(v) = m.intent_accuracy {
-        parts.push(format!("intent {:.2}%", v * 100.0));
-    }
-    if let Some(v) = m.slot_f1 {
-        parts.push(format!("slot F1 {:.2}%", v * 100.0));
-    }
-    for (name, s) in &m.tasks {
-        if name == crate::data::INTENT || (name == crate::data::TAGS && m.slot_f1.is_some()) {
-            continue;
-        }
-        if let Some(v) = s.accuracy {
-            parts.push(format!("{name} {:.2}%", v * 100.0));
-        } else if let Some(v) = s.span_f1 {
-            parts.push(format!("{name} F1 {:.2}%", v * 100.0));
-        } else if let Some(v) = s.token_accuracy {
-            parts.push(format!("{name} token {:.2}%", v * 100.0));
-        }
-    }
-    if let Some(v) = m.sentence_accuracy {
-        parts.push(format!("sentence {:.2}%", v * 100.0));
-    } else if let Some(v) = m.all_tasks_accuracy {
-        parts.push(format!("all tasks {:.2}%", v * 100.0));
-    }
-    parts.join(", ")
 }
