@@ -1,21 +1,27 @@
 //! File-system helpers: atomic writes, content hashes, an exclusive lock on a folder, and the
-//! fault-injection point the crash tests use.
+//! fault-injection point the crash tests use (a no-op unless the `fault-injection` feature is on,
+//! as it is only in test builds).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
 /// Environment variable of the crash tests: `EDGETUNE_FAULT_AFTER=N` aborts the process (as a power
 /// loss or `kill -9` would end it) right after the N-th file operation that passes [`fault_point`].
+/// Read only in builds with the `fault-injection` feature (test builds).
+#[cfg(feature = "fault-injection")]
 pub const FAULT_ENV: &str = "EDGETUNE_FAULT_AFTER";
 
+#[cfg(feature = "fault-injection")]
 static FS_OPS: AtomicU64 = AtomicU64::new(0);
 
 /// Marks the end of one file operation of a durable write (create, write, fsync, rename, remove).
-/// Without [`FAULT_ENV`] this only counts.
+/// With the `fault-injection` feature and [`FAULT_ENV`] set to N, the N-th call aborts the process.
+#[cfg(feature = "fault-injection")]
 pub fn fault_point() {
     let n = FS_OPS.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some(limit) = std::env::var(FAULT_ENV)
@@ -28,6 +34,12 @@ pub fn fault_point() {
         }
     }
 }
+
+/// Marks the end of one file operation of a durable write; without the `fault-injection` feature
+/// it does nothing (no environment variable can abort a process that embeds the library).
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn fault_point() {}
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename, fsync of the
 /// directory. A reader sees either the old file or the complete new one, never a partial write.

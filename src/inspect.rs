@@ -378,26 +378,16 @@ fn inspect_run(dir: &Path) -> Result<RunInfo, InspectError> {
     let rc: RunConfig = run::read_config(dir).map_err(|e| invalid(dir, e.to_string()))?;
     let wpath = dir.join(&rc.weights.file);
     let (parameters, parameters_by_part) = safetensors_params(&wpath)?;
-    let mut training = rc.training.clone();
-    let history = training
-        .as_object_mut()
-        .and_then(|o| o.remove("history"))
-        .unwrap_or(Value::Null);
-    let epochs = history
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| {
-                    let m: Metrics = serde_json::from_value(h.get("valid")?.clone()).ok()?;
-                    Some((
-                        h.get("epoch")?.as_u64()? as usize,
-                        h.get("loss")?.as_f64()?,
-                        m.score(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let epochs = rc
+        .training
+        .history
+        .iter()
+        .map(|h| (h.epoch, h.loss, h.valid.score()))
+        .collect();
+    let mut training = serde_json::to_value(&rc.training).unwrap_or(Value::Null);
+    if let Some(o) = training.as_object_mut() {
+        o.remove("history");
+    }
     let report = dir.join("report.html");
     Ok(RunInfo {
         path: dir.to_path_buf(),
@@ -607,162 +597,9 @@ impl Inspection {
     pub fn text(&self) -> String {
         let mut out = String::new();
         match self {
-            Inspection::Run(r) => {
-                let _ = writeln!(
-                    out,
-                    "run: {} (format {}, edgetune {})",
-                    r.path.display(),
-                    r.format,
-                    r.edgetune_version
-                );
-                push_tasks(&mut out, &r.tasks);
-                let b = &r.backbone;
-                let _ = writeln!(
-                    out,
-                    "backbone: {} ({} layers, width {}, max {} tokens)",
-                    b.onnx.display(),
-                    b.layers,
-                    b.hidden,
-                    b.max_tokens
-                );
-                let _ = writeln!(out, "  sha256: {}", b.onnx_sha256);
-                let _ = writeln!(
-                    out,
-                    "  tokenizer: {} (sha256 {})",
-                    b.tokenizer.display(),
-                    b.tokenizer_sha256
-                );
-                let _ = writeln!(out, "  heads read hidden states {:?}", r.head_states);
-                if let Some((first, l)) = r.top_layers {
-                    let _ = writeln!(
-                        out,
-                        "  fine-tuned layers {first}..{l} (in the weights file)"
-                    );
-                }
-                push_params(&mut out, "parameters", &r.parameters);
-                for (part, n) in &r.parameters_by_part {
-                    let _ = writeln!(out, "  {part}: {}", millions(*n));
-                }
-                let t = &r.training;
-                let get = |k: &str| match t.get(k) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                    None => "-".into(),
-                };
-                let _ = writeln!(
-                    out,
-                    "training: epochs {} (run {}, kept {}), patience {}, batch {}, lr {}, seed {}, data {}",
-                    get("epochs"),
-                    get("epochs_run"),
-                    get("best_epoch"),
-                    get("patience"),
-                    get("batch_size"),
-                    get("lr"),
-                    get("seed"),
-                    get("data")
-                );
-                for (e, l, s) in &r.epochs {
-                    let _ = writeln!(
-                        out,
-                        "  epoch {e:>3}: loss {l:.4}, valid score {:.2}%",
-                        100.0 * s
-                    );
-                }
-                for (split, m) in &r.metrics {
-                    let _ = writeln!(out, "metrics on {split} ({} examples):", m.examples);
-                    for (task, s) in &m.tasks {
-                        let mut parts = Vec::new();
-                        if s.accuracy.is_some() {
-                            parts.push(format!("accuracy {}", pct(s.accuracy)));
-                        }
-                        if s.span_f1.is_some() {
-                            parts.push(format!(
-                                "span F1 {} (precision {}, recall {})",
-                                pct(s.span_f1),
-                                pct(s.precision),
-                                pct(s.recall)
-                            ));
-                        }
-                        if s.token_accuracy.is_some() {
-                            parts.push(format!("token accuracy {}", pct(s.token_accuracy)));
-                        }
-                        let _ = writeln!(out, "  {task}: {}", parts.join(", "));
-                    }
-                    if m.all_tasks_accuracy.is_some() {
-                        let _ = writeln!(out, "  all tasks: {}", pct(m.all_tasks_accuracy));
-                    }
-                }
-                if let Some(p) = &r.report {
-                    let _ = writeln!(out, "report: {}", p.display());
-                }
-            }
-            Inspection::ModelDir(m) => {
-                let c = &m.manifest.config;
-                let _ = writeln!(
-                    out,
-                    "model folder: {} ({})",
-                    m.path.display(),
-                    m.manifest.format
-                );
-                let _ = writeln!(
-                    out,
-                    "architecture: {} layers, width {}, {} heads, vocabulary {}",
-                    m.manifest.num_layers,
-                    m.manifest.hidden_size,
-                    c.num_attention_heads,
-                    c.vocab_size
-                );
-                let _ = writeln!(out, "files (sha256, matches the manifest):");
-                for (name, ok) in &m.hashes_match {
-                    let sha = m
-                        .manifest
-                        .files
-                        .get(name)
-                        .map(String::as_str)
-                        .unwrap_or("(not in the manifest)");
-                    let mark = match ok {
-                        Some(true) => "ok",
-                        Some(false) => "DIFFERS",
-                        None => "-",
-                    };
-                    let _ = writeln!(out, "  {name}: {sha} [{mark}]");
-                }
-                if let Some(q) = m.manifest.extra.get("quantization") {
-                    let s = &q["summary"];
-                    let f = &q["fidelity"];
-                    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
-                    let _ = writeln!(
-                        out,
-                        "quantization (manifest): {} MatMuls int8, {} kept fp32, {} outlier channels; pooled cosine mean {}, min {} on {} sentences",
-                        count(&s["quantized"]),
-                        count(&s["kept_fp32"]),
-                        s["outlier_channels"],
-                        f["mean_cosine"],
-                        f["min_cosine"],
-                        f["sentences"]
-                    );
-                }
-                for g in &m.graphs {
-                    push_graph(&mut out, g, false);
-                }
-            }
-            Inspection::Merged(m) => {
-                let _ = writeln!(
-                    out,
-                    "merged model (format {}), max {} tokens, pad id {}",
-                    m.format,
-                    m.max_tokens,
-                    m.pad_id.map_or("-".into(), |p| p.to_string())
-                );
-                push_tasks(&mut out, &m.tasks);
-                let tok = match m.tokenizer_matches {
-                    Some(true) => "tokenizer.json beside it matches",
-                    Some(false) => "tokenizer.json beside it DIFFERS",
-                    None => "no tokenizer.json beside it",
-                };
-                let _ = writeln!(out, "tokenizer sha256: {} ({tok})", m.tokenizer_sha256);
-                push_graph(&mut out, &m.graph, true);
-            }
+            Inspection::Run(r) => run_text(&mut out, r),
+            Inspection::ModelDir(m) => model_dir_text(&mut out, m),
+            Inspection::Merged(m) => merged_text(&mut out, m),
             Inspection::Graph(g) => {
                 let _ = writeln!(out, "ONNX graph (not a merged model)");
                 push_graph(&mut out, g, true);
@@ -770,4 +607,168 @@ impl Inspection {
         }
         out
     }
+}
+
+/// A run: tasks, backbone, parameters, training and its epochs, metrics per split, the report.
+fn run_text(out: &mut String, r: &RunInfo) {
+    let _ = writeln!(
+        out,
+        "run: {} (format {}, edgetune {})",
+        r.path.display(),
+        r.format,
+        r.edgetune_version
+    );
+    push_tasks(out, &r.tasks);
+    let b = &r.backbone;
+    let _ = writeln!(
+        out,
+        "backbone: {} ({} layers, width {}, max {} tokens)",
+        b.onnx.display(),
+        b.layers,
+        b.hidden,
+        b.max_tokens
+    );
+    let _ = writeln!(out, "  sha256: {}", b.onnx_sha256);
+    let _ = writeln!(
+        out,
+        "  tokenizer: {} (sha256 {})",
+        b.tokenizer.display(),
+        b.tokenizer_sha256
+    );
+    let _ = writeln!(out, "  heads read hidden states {:?}", r.head_states);
+    if let Some((first, l)) = r.top_layers {
+        let _ = writeln!(
+            out,
+            "  fine-tuned layers {first}..{l} (in the weights file)"
+        );
+    }
+    push_params(out, "parameters", &r.parameters);
+    for (part, n) in &r.parameters_by_part {
+        let _ = writeln!(out, "  {part}: {}", millions(*n));
+    }
+    let t = &r.training;
+    let get = |k: &str| match t.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "-".into(),
+    };
+    let _ = writeln!(
+        out,
+        "training: epochs {} (run {}, kept {}), patience {}, batch {}, lr {}, seed {}, data {}",
+        get("epochs"),
+        get("epochs_run"),
+        get("best_epoch"),
+        get("patience"),
+        get("batch_size"),
+        get("lr"),
+        get("seed"),
+        get("data")
+    );
+    for (e, l, s) in &r.epochs {
+        let _ = writeln!(
+            out,
+            "  epoch {e:>3}: loss {l:.4}, valid score {:.2}%",
+            100.0 * s
+        );
+    }
+    for (split, m) in &r.metrics {
+        push_metrics(out, split, m);
+    }
+    if let Some(p) = &r.report {
+        let _ = writeln!(out, "report: {}", p.display());
+    }
+}
+
+/// A split's metrics: each task's scores, the all-tasks accuracy.
+fn push_metrics(out: &mut String, split: &str, m: &Metrics) {
+    let _ = writeln!(out, "metrics on {split} ({} examples):", m.examples);
+    for (task, s) in &m.tasks {
+        let mut parts = Vec::new();
+        if s.accuracy.is_some() {
+            parts.push(format!("accuracy {}", pct(s.accuracy)));
+        }
+        if s.span_f1.is_some() {
+            parts.push(format!(
+                "span F1 {} (precision {}, recall {})",
+                pct(s.span_f1),
+                pct(s.precision),
+                pct(s.recall)
+            ));
+        }
+        if s.token_accuracy.is_some() {
+            parts.push(format!("token accuracy {}", pct(s.token_accuracy)));
+        }
+        let _ = writeln!(out, "  {task}: {}", parts.join(", "));
+    }
+    if m.all_tasks_accuracy.is_some() {
+        let _ = writeln!(out, "  all tasks: {}", pct(m.all_tasks_accuracy));
+    }
+}
+
+/// A model folder: architecture, files against the manifest, quantization, graphs.
+fn model_dir_text(out: &mut String, m: &ModelDirInfo) {
+    let c = &m.manifest.config;
+    let _ = writeln!(
+        out,
+        "model folder: {} ({})",
+        m.path.display(),
+        m.manifest.format
+    );
+    let _ = writeln!(
+        out,
+        "architecture: {} layers, width {}, {} heads, vocabulary {}",
+        m.manifest.num_layers, m.manifest.hidden_size, c.num_attention_heads, c.vocab_size
+    );
+    let _ = writeln!(out, "files (sha256, matches the manifest):");
+    for (name, ok) in &m.hashes_match {
+        let sha = m
+            .manifest
+            .files
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or("(not in the manifest)");
+        let mark = match ok {
+            Some(true) => "ok",
+            Some(false) => "DIFFERS",
+            None => "-",
+        };
+        let _ = writeln!(out, "  {name}: {sha} [{mark}]");
+    }
+    if let Some(q) = m.manifest.extra.get("quantization") {
+        let s = &q["summary"];
+        let f = &q["fidelity"];
+        let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+        let _ = writeln!(
+                out,
+                "quantization (manifest): {} MatMuls int8, {} kept fp32, {} outlier channels; pooled cosine mean {}, min {} on {} sentences",
+                count(&s["quantized"]),
+                count(&s["kept_fp32"]),
+                s["outlier_channels"],
+                f["mean_cosine"],
+                f["min_cosine"],
+                f["sentences"]
+            );
+    }
+    for g in &m.graphs {
+        push_graph(out, g, false);
+    }
+}
+
+/// A merged model: format, tasks, tokenizer, graph.
+fn merged_text(out: &mut String, m: &MergedInfo) {
+    let _ = writeln!(
+        out,
+        "merged model (format {}), max {} tokens, pad id {}",
+        m.format,
+        m.max_tokens,
+        m.pad_id.map_or("-".into(), |p| p.to_string())
+    );
+    push_tasks(out, &m.tasks);
+    let tok = match m.tokenizer_matches {
+        Some(true) => "tokenizer.json beside it matches",
+        Some(false) => "tokenizer.json beside it DIFFERS",
+        None => "no tokenizer.json beside it",
+    };
+    let _ = writeln!(out, "tokenizer sha256: {} ({tok})", m.tokenizer_sha256);
+    push_graph(out, &m.graph, true);
 }

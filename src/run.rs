@@ -6,8 +6,18 @@
 //!   complete exactly when `config.json` exists and the weights match it;
 //! - `checkpoint/` while training (see `crate::train`).
 //!
-//! Everything read from a run is checked against itself before it is used: the architecture's sizes
-//! before allocation ([`ModelConfig::validate`]), the weights' hash, every tensor's shape.
+//! Everything read from a run is checked against itself before it is used: every size, count and
+//! rate of `config.json` against its range ([`validate_config`]: the architecture's sizes before
+//! allocation, the training record's settings), the weights' hash, every tensor's shape.
+//!
+//! - [`settings`]: the training settings a run records, their defaults and ranges;
+//! - [`record`]: the training record (settings, kept epoch, history).
+
+pub mod record;
+pub mod settings;
+
+pub use record::{EpochLog, TrainingRecord};
+pub use settings::{SettingError, TrainSettings};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +46,8 @@ pub const WEIGHTS_FILE: &str = "heads.safetensors";
 pub const RUN_FORMAT: u32 = 2;
 /// Largest `config.json` read (a run's is a few KiB).
 const MAX_CONFIG_BYTES: u64 = 64 << 20;
+/// Token limits a run may record (a backbone's truncation length).
+pub const TOKEN_LIMITS: std::ops::RangeInclusive<usize> = 3..=1 << 16;
 
 /// Errors reading or writing a run directory.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +109,10 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// The weights file and its hash.
     pub weights: WeightsRef,
-    /// Training settings as given (for the record; reproduces the run with the same data).
-    pub training: serde_json::Value,
+    /// How the run was trained: its settings (they reproduce the run with the same data) and the
+    /// course of training.
+    #[serde(serialize_with = "record::sorted")]
+    pub training: TrainingRecord,
     /// Metrics by split name (`valid`, `test`).
     pub metrics: BTreeMap<String, Metrics>,
 }
@@ -267,7 +281,8 @@ pub fn parse_config(bytes: &[u8], cpath: &Path) -> Result<RunConfig, RunError> {
         .map_err(|e| corrupt(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let format = value.get("format").and_then(serde_json::Value::as_u64);
     let config: RunConfig = match format {
-        Some(2) => serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?,
+        Some(2) => serde_path_to_error::deserialize(value)
+            .map_err(|e| corrupt(format!("field \"{}\": {}", e.path(), e.inner())))?,
         Some(1) => from_format1(value).map_err(corrupt)?,
         other => {
             return Err(corrupt(format!(
@@ -276,32 +291,153 @@ pub fn parse_config(bytes: &[u8], cpath: &Path) -> Result<RunConfig, RunError> {
             )))
         }
     };
+    validate_config(&config).map_err(|(field, m)| corrupt(format!("field \"{field}\": {m}")))?;
+    Ok(config)
+}
+
+/// `Err((field, message))` unless `v` is in `range`.
+fn field_in(
+    field: &str,
+    v: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<(), (String, String)> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        Err((
+            field.into(),
+            format!("{v} is not in {}..={}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// Hidden-state numbers: 1..=64 of them, each a state of a backbone of `layers` layers.
+fn states_in(field: &str, states: &[usize], layers: usize) -> Result<(), (String, String)> {
+    field_in(
+        field,
+        states.len(),
+        1..=crate::model::config::limits::MAX_MIXED_STATES,
+    )
+    .map_err(|(f, m)| (f, format!("{} states: {m}", states.len())))?;
+    for &s in states {
+        field_in(field, s, 0..=layers)?;
+    }
+    Ok(())
+}
+
+/// Checks every size, count and rate of a run's config against its range and against each other,
+/// before anything is allocated: the backbone's facts, the cached states, the fine-tuned layers,
+/// the architecture ([`ModelConfig::validate`]), the weights file's name, the training record
+/// ([`TrainingRecord::validate`]) and the metrics. `Err((field, message))` names the field as a
+/// JSON path (`training.batch_size`).
+pub fn validate_config(config: &RunConfig) -> Result<(), (String, String)> {
+    use crate::model::config::limits::MAX_WIDTH;
+    let b = &config.backbone;
+    field_in(
+        "backbone.layers",
+        b.layers,
+        1..=settings::limits::MAX_LAYERS,
+    )?;
+    field_in("backbone.hidden", b.hidden, 1..=MAX_WIDTH)?;
+    field_in("backbone.max_tokens", b.max_tokens, TOKEN_LIMITS)?;
+    states_in("features.states", &config.features.states, b.layers)?;
     config
         .model
         .validate()
-        .map_err(|m| corrupt(format!("field \"model\": {m}")))?;
+        .map_err(|m| ("model".to_string(), m))?;
+    if config.model.backbone_width != b.hidden {
+        return Err((
+            "model.backbone_width".into(),
+            format!(
+                "{}, but the backbone's width is {}",
+                config.model.backbone_width, b.hidden
+            ),
+        ));
+    }
     if let Some(t) = &config.top_layers {
-        t.config
-            .validate()
-            .map_err(|m| corrupt(format!("field \"top_layers.config\": {m}")))?;
+        validate_top_layers(t, b)?;
     }
     let k = match &config.top_layers {
         Some(t) => t.head_states.len(),
         None => config.features.states.len(),
     };
     if k != config.model.mixed_states {
-        return Err(corrupt(format!(
-            "the heads mix {} hidden states, but the features give {k}",
-            config.model.mixed_states
-        )));
+        return Err((
+            "model.mixed_states".into(),
+            format!(
+                "the heads mix {}, but the features give {k} hidden states",
+                config.model.mixed_states
+            ),
+        ));
     }
-    if config.model.backbone_width != config.backbone.hidden && config.backbone.hidden != 0 {
-        return Err(corrupt(format!(
-            "the heads read width {}, the backbone's is {}",
-            config.model.backbone_width, config.backbone.hidden
-        )));
+    if !is_plain_file_name(&config.weights.file) {
+        return Err((
+            "weights.file".into(),
+            format!(
+                "{:?} is not a file name inside the run",
+                config.weights.file
+            ),
+        ));
     }
-    Ok(config)
+    validate_training(&config.training, b.layers)?;
+    for (split, m) in &config.metrics {
+        m.validate()
+            .map_err(|(f, msg)| (format!("metrics.{split}.{f}"), msg))?;
+    }
+    Ok(())
+}
+
+/// The fine-tuned layers against the backbone: the same width and depth, states it has.
+fn validate_top_layers(t: &TopLayersRef, b: &BackboneRef) -> Result<(), (String, String)> {
+    let c = &t.config;
+    c.validate()
+        .map_err(|m| ("top_layers.config".to_string(), m))?;
+    field_in("top_layers.first", t.first, 0..=b.layers.saturating_sub(1))?;
+    states_in("top_layers.head_states", &t.head_states, b.layers)?;
+    let same = [
+        ("hidden_size", c.hidden_size, b.hidden),
+        ("num_hidden_layers", c.num_hidden_layers, b.layers),
+    ];
+    for (field, v, backbone) in same {
+        if v != backbone {
+            return Err((
+                format!("top_layers.config.{field}"),
+                format!("{v}, but the backbone's is {backbone}"),
+            ));
+        }
+    }
+    field_in(
+        "top_layers.config.intermediate_size",
+        c.intermediate_size,
+        1..=8 * crate::model::config::limits::MAX_WIDTH,
+    )?;
+    if !(c.layer_norm_eps.is_finite() && c.layer_norm_eps > 0.0 && c.layer_norm_eps < 1.0) {
+        return Err((
+            "top_layers.config.layer_norm_eps".into(),
+            format!("{} is not in (0, 1)", c.layer_norm_eps),
+        ));
+    }
+    Ok(())
+}
+
+/// The training record's ranges, and its states and unfrozen layers against the backbone's layers.
+fn validate_training(t: &TrainingRecord, layers: usize) -> Result<(), (String, String)> {
+    let field = |e: SettingError| (format!("training.{}", e.setting), e.message);
+    t.validate().map_err(field)?;
+    let s = &t.settings;
+    if let Some(&bad) = s.hidden_states.iter().find(|&&h| h > layers) {
+        return Err((
+            "training.hidden_states".into(),
+            format!("state {bad} does not exist in a backbone of {layers} layers"),
+        ));
+    }
+    field_in("training.unfreeze_top", s.unfreeze_top, 0..=layers)
+}
+
+/// A file name with no folder part (`heads.safetensors`), so a run never points outside itself.
+fn is_plain_file_name(name: &str) -> bool {
+    let p = Path::new(name);
+    matches!(p.components().collect::<Vec<_>>().as_slice(), [std::path::Component::Normal(n)] if *n == p.as_os_str())
 }
 
 /// The heads of a format-1 run (`heads`: intent and slot) as format 2's named tasks.

@@ -269,3 +269,295 @@ fn not_a_run() {
     let e = read_config(tmp.path()).unwrap_err().to_string();
     assert!(e.contains(CONFIG_FILE) && e.contains("line 1"), "{e}");
 }
+
+/// A valid format-2 `config.json` (a small intent + tags model on a 6-layer backbone), as `train`
+/// writes it.
+fn format2_config() -> serde_json::Value {
+    use edgetune::metrics::Metrics;
+    use edgetune::run::{EpochLog, TrainSettings, TrainingRecord};
+    let model = equivalent(16, 2, false).config;
+    let valid = Metrics {
+        examples: 80,
+        intent_accuracy: Some(0.95),
+        ..Metrics::default()
+    };
+    let training = TrainingRecord {
+        settings: TrainSettings {
+            epochs: 3,
+            hidden_states: vec![5, 6],
+            ..TrainSettings::default()
+        },
+        best_epoch: 2,
+        epochs_run: 3,
+        data: Some("data/train.jsonl".into()),
+        truncated_train_examples: 0,
+        history: (1..=3)
+            .map(|epoch| EpochLog {
+                epoch,
+                loss: 1.0 / epoch as f64,
+                valid: valid.clone(),
+                seconds: 0.5,
+            })
+            .collect(),
+    };
+    serde_json::json!({
+        "format": 2,
+        "edgetune_version": "0.1.0",
+        "backbone": {
+            "onnx": "/nonexistent/backbone.int8.onnx", "onnx_sha256": "00",
+            "tokenizer": "/nonexistent/tokenizer.json", "tokenizer_sha256": "00",
+            "layers": 6, "hidden": 16, "max_tokens": 128
+        },
+        "features": {"states": [5, 6], "unit": "words"},
+        "model": model,
+        "weights": {"file": WEIGHTS_FILE, "sha256": "00"},
+        "training": training,
+        "metrics": {"valid": valid, "test": valid}
+    })
+}
+
+/// Every size, count and rate of a run's `config.json`, at zero, huge or negative (where the
+/// field can hold it), is refused by `read_config` with an error naming `config.json` and the
+/// field: `"batch_size": 0` in a run used to divide by zero in training (reachable from `serve`'s
+/// retrain).
+#[test]
+fn every_numeric_field_of_a_run_config_is_range_checked() {
+    use serde_json::json;
+    let huge = json!(1u64 << 40);
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("/backbone/layers", json!(0), "backbone.layers"),
+        ("/backbone/layers", huge.clone(), "backbone.layers"),
+        ("/backbone/layers", json!(-1), "backbone.layers"),
+        ("/backbone/hidden", json!(0), "backbone.hidden"),
+        ("/backbone/hidden", huge.clone(), "backbone.hidden"),
+        ("/backbone/max_tokens", json!(0), "backbone.max_tokens"),
+        ("/backbone/max_tokens", huge.clone(), "backbone.max_tokens"),
+        ("/features/states", json!([]), "features.states"),
+        ("/features/states", json!([5, 99]), "features.states"),
+        ("/features/states/0", json!(-1), "features.states"),
+        ("/model/backbone_width", json!(0), "backbone_width"),
+        ("/model/backbone_width", huge.clone(), "backbone_width"),
+        ("/model/backbone_width", json!(8), "model.backbone_width"),
+        ("/model/mixed_states", json!(0), "mixed_states"),
+        ("/model/mixed_states", huge.clone(), "mixed_states"),
+        (
+            "/model/tasks/0/head/sentence/mlp_width",
+            json!(0),
+            "\"intent\": head width",
+        ),
+        (
+            "/model/tasks/0/head/sentence/mlp_width",
+            huge.clone(),
+            "\"intent\": head width",
+        ),
+        (
+            "/model/tasks/0/head/sentence/dropout",
+            json!(-0.5),
+            "\"intent\": dropout",
+        ),
+        (
+            "/model/tasks/0/head/sentence/dropout",
+            json!(1.5),
+            "\"intent\": dropout",
+        ),
+        (
+            "/model/tasks/1/head/token/gru_units",
+            json!(0),
+            "\"tags\": head width",
+        ),
+        (
+            "/model/tasks/1/head/token/gru_units",
+            json!(-3),
+            "model.tasks[1].head.token.gru_units",
+        ),
+        (
+            "/model/tasks/1/head/token/dropout",
+            json!(1.0),
+            "\"tags\": dropout",
+        ),
+        ("/model/tasks/0/labels", json!([]), "\"intent\": 0 labels"),
+        (
+            "/weights/file",
+            json!("../heads.safetensors"),
+            "weights.file",
+        ),
+        ("/training/epochs", huge.clone(), "training.epochs"),
+        ("/training/patience", json!(0), "training.patience"),
+        ("/training/patience", huge.clone(), "training.patience"),
+        ("/training/batch_size", json!(0), "training.batch_size"),
+        ("/training/batch_size", huge.clone(), "training.batch_size"),
+        ("/training/batch_size", json!(-1), "batch_size"),
+        ("/training/lr", json!(0.0), "training.lr"),
+        ("/training/lr", json!(-0.1), "training.lr"),
+        ("/training/lr", json!(1e300), "training.lr"),
+        (
+            "/training/weight_decay",
+            json!(-1.0),
+            "training.weight_decay",
+        ),
+        (
+            "/training/weight_decay",
+            json!(1e300),
+            "training.weight_decay",
+        ),
+        ("/training/seed", json!(-1), "seed"),
+        (
+            "/training/hidden_states",
+            json!([99]),
+            "training.hidden_states",
+        ),
+        (
+            "/training/hidden_states",
+            json!([5, 5]),
+            "training.hidden_states",
+        ),
+        (
+            "/training/sentence_head/mlp_width",
+            json!(0),
+            "training.sentence_head.mlp_width",
+        ),
+        (
+            "/training/sentence_head/mlp_width",
+            huge.clone(),
+            "training.sentence_head.mlp_width",
+        ),
+        (
+            "/training/sentence_head/dropout",
+            json!(1.0),
+            "training.sentence_head.dropout",
+        ),
+        (
+            "/training/token_head/gru_units",
+            json!(0),
+            "training.token_head.gru_units",
+        ),
+        (
+            "/training/token_head/dropout",
+            json!(-0.1),
+            "training.token_head.dropout",
+        ),
+        (
+            "/training/task_weights",
+            json!({"intent": -1.0}),
+            "training.task_weights.intent",
+        ),
+        (
+            "/training/task_weights",
+            json!({"intent": 1e300}),
+            "training.task_weights.intent",
+        ),
+        ("/training/unfreeze_top", json!(7), "training.unfreeze_top"),
+        (
+            "/training/unfreeze_top",
+            huge.clone(),
+            "training.unfreeze_top",
+        ),
+        ("/training/layer_lr", json!(0.0), "training.layer_lr"),
+        ("/training/layer_lr", json!(1e300), "training.layer_lr"),
+        (
+            "/training/layer_lr_decay",
+            json!(0.0),
+            "training.layer_lr_decay",
+        ),
+        (
+            "/training/layer_lr_decay",
+            json!(2.0),
+            "training.layer_lr_decay",
+        ),
+        ("/training/heads_first", json!(1), "training.heads_first"),
+        (
+            "/training/heads_first",
+            huge.clone(),
+            "training.heads_first",
+        ),
+        ("/training/best_epoch", json!(4), "training.best_epoch"),
+        ("/training/epochs_run", huge.clone(), "training.epochs_run"),
+        (
+            "/training/history/0/epoch",
+            json!(0),
+            "training.history[0].epoch",
+        ),
+        (
+            "/training/history/0/seconds",
+            json!(-1.0),
+            "training.history[0].seconds",
+        ),
+        (
+            "/training/history/1/valid/intent_accuracy",
+            json!(2.0),
+            "training.history[1].valid.intent_accuracy",
+        ),
+        (
+            "/metrics/valid/intent_accuracy",
+            json!(-0.1),
+            "metrics.valid.intent_accuracy",
+        ),
+        (
+            "/metrics/test/intent_accuracy",
+            json!(1.5),
+            "metrics.test.intent_accuracy",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join(CONFIG_FILE),
+        serde_json::to_vec(&format2_config()).unwrap(),
+    )
+    .unwrap();
+    read_config(tmp.path()).expect("the valid config loads");
+    let mut missed = Vec::new();
+    for (pointer, value, field) in cases {
+        let mut c = format2_config();
+        *c.pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{pointer}")) = value.clone();
+        std::fs::write(
+            tmp.path().join(CONFIG_FILE),
+            serde_json::to_vec(&c).unwrap(),
+        )
+        .unwrap();
+        match read_config(tmp.path()) {
+            Ok(_) => missed.push(format!("{pointer} = {value}: loaded")),
+            Err(e) => {
+                let e = e.to_string();
+                if !(e.contains(CONFIG_FILE) && e.contains(field)) {
+                    missed.push(format!(
+                        "{pointer} = {value}: {e:?} does not name {field:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+/// A training record keeps its keys sorted at every depth (the layout of every run written so
+/// far) and reads back to the same record; records of older runs that lack settings still load.
+#[test]
+fn the_training_record_is_written_sorted_and_reads_back() {
+    let c = format2_config();
+    let rc: edgetune::run::RunConfig = serde_json::from_value(c.clone()).unwrap();
+    let text = serde_json::to_string_pretty(&rc).unwrap();
+    let training = &text[text.find("\"training\"").unwrap()..text.find("\"metrics\": {").unwrap()];
+    let keys: Vec<&str> = training
+        .lines()
+        .filter(|l| l.starts_with("    \"") && l.contains("\":"))
+        .map(|l| l.trim().split('"').nth(1).unwrap())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+    assert!(
+        keys.contains(&"batch_size") && keys.contains(&"history"),
+        "{keys:?}"
+    );
+    let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(back["training"], c["training"]);
+    let mut old = c;
+    old["training"] = serde_json::json!({"data": "data/demo/train.jsonl"});
+    let rc: edgetune::run::RunConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        rc.training.settings,
+        edgetune::run::TrainSettings::default()
+    );
+    assert_eq!(rc.training.data.as_deref(), Some("data/demo/train.jsonl"));
+}

@@ -66,6 +66,7 @@ impl Setup {
             verbose: false,
             resume: false,
             lock: None,
+            plots: false,
         })
         .unwrap()
     }
@@ -79,6 +80,7 @@ impl Setup {
             verbose: false,
             resume: false,
             lock: None,
+            plots: false,
         }) {
             Ok(_) => panic!("training succeeded"),
             Err(e) => e.to_string(),

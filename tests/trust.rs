@@ -179,6 +179,7 @@ fn a_run_folder_has_one_writer() {
         verbose: false,
         resume: false,
         lock: None,
+        plots: false,
     }) {
         Ok(_) => panic!("a second writer trained into a locked run folder"),
         Err(e) => e.to_string(),
@@ -203,14 +204,17 @@ fn a_diverging_loss_stops_training() {
         ctx: &mut s.ctx,
         out: run.clone(),
         settings: TrainSettings {
-            lr: 1e30,
+            // Each step multiplies the weights by 1 - lr * weight_decay = -99.
+            lr: 10.0,
+            weight_decay: 10.0,
             ..small_settings(3)
         },
         verbose: false,
         resume: false,
         lock: None,
+        plots: false,
     }) {
-        Ok(_) => panic!("training with lr 1e30 finished"),
+        Ok(_) => panic!("training with lr 10 and weight decay 10 finished"),
         Err(e) => e.to_string(),
     };
     assert!(
@@ -373,6 +377,7 @@ fn crafted_run_configs_are_refused_before_allocation() {
         verbose: false,
         resume: false,
         lock: None,
+        plots: false,
     })
     .unwrap();
     let config: serde_json::Value =

@@ -86,16 +86,6 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     if let Some(p) = &g.ort_lib {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
     }
-    let read_lines = |p: &PathBuf| -> anyhow::Result<Vec<String>> {
-        let text =
-            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
-    };
     let sentences = a.sentences.as_ref().map(read_lines).transpose()?;
     let calibration = a
         .calibration
@@ -106,39 +96,17 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     let quant = QuantizeOptions {
         reduce_range: !a.full_range,
         per_channel: !a.per_tensor,
-        keep_fp32: a.keep_fp32,
+        keep_fp32: a.keep_fp32.clone(),
         calibration: None,
         outlier_ratio: a.outlier_ratio,
         int8_embeddings: a.embeddings == "int8",
     };
     if a.sensitivity {
-        let tok = edgetune::backbone::raw::load_tokenizer(
-            &a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE),
-        )?;
-        let texts: Vec<String> = sentences.clone().unwrap_or_else(|| {
-            edgetune::onnx::import::VERIFY_SENTENCES
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        });
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let fp32 = a.model_dir.join(edgetune::onnx::import::BACKBONE_FILE);
-        let (all, rows) =
-            edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, &quant, g.threads, true)?;
-        println!(
-            "sensitivity on {} sentences; all quantized: pooled cosine mean {:.5}, min {:.5}",
-            all.sentences, all.mean_cosine, all.min_cosine
-        );
-        for r in &rows {
-            println!(
-                "  keep fp32 {:<60} mean {:.5} min {:.5}",
-                r.node, r.fidelity.mean_cosine, r.fidelity.min_cosine
-            );
-        }
+        print_sensitivity(g, &a, sentences.as_deref(), &quant)?;
     }
     let opts = QuantizeDirOptions {
         model_dir: a.model_dir.clone(),
-        out: a.out,
+        out: a.out.clone(),
         quant,
         sentences,
         warn_cosine: a.warn_below,
@@ -152,22 +120,72 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
         plots: a.plots.clone(),
     };
     let r = quantize_dir(&opts)?;
+    print_report(&a, &r);
+    Ok(())
+}
+
+/// The non-empty lines of a file, trimmed.
+fn read_lines(p: &PathBuf) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// `--sensitivity`: the pooled fidelity with each MatMul kept fp32 in turn.
+fn print_sensitivity(
+    g: &super::common::Global,
+    a: &Args,
+    sentences: Option<&[String]>,
+    quant: &QuantizeOptions,
+) -> anyhow::Result<()> {
+    let tok = edgetune::backbone::raw::load_tokenizer(
+        &a.model_dir.join(edgetune::onnx::import::TOKENIZER_FILE),
+    )?;
+    let texts: Vec<String> = match sentences {
+        Some(s) => s.to_vec(),
+        None => edgetune::onnx::import::VERIFY_SENTENCES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let fp32 = a.model_dir.join(edgetune::onnx::import::BACKBONE_FILE);
+    let (all, rows) =
+        edgetune::onnx::quantize::sensitivity(&fp32, &tok, &refs, quant, g.threads, true)?;
+    println!(
+        "sensitivity on {} sentences; all quantized: pooled cosine mean {:.5}, min {:.5}",
+        all.sentences, all.mean_cosine, all.min_cosine
+    );
+    for r in &rows {
+        println!(
+            "  keep fp32 {:<60} mean {:.5} min {:.5}",
+            r.node, r.fidelity.mean_cosine, r.fidelity.min_cosine
+        );
+    }
+    Ok(())
+}
+
+/// What was written and measured.
+fn print_report(a: &Args, r: &edgetune::onnx::quantize::QuantizeReport) {
+    let s = &r.summary;
     println!(
         "wrote {}: {} MatMuls int8 ({} fp32 kept), {} DynamicQuantizeLinear, {} smoothed, {} outlier channels fp32; ORT fused {} (DynamicQuantizeMatMul/MatMulIntegerToFloat), {} unfused MatMulInteger",
         r.out.display(),
-        r.summary.quantized.len(),
-        r.summary.kept_fp32.len(),
-        r.summary.dynamic_quantize_nodes,
-        r.summary.smoothed_activations,
-        r.summary.outlier_channels,
+        s.quantized.len(),
+        s.kept_fp32.len(),
+        s.dynamic_quantize_nodes,
+        s.smoothed_activations,
+        s.outlier_channels,
         r.fused_nodes,
         r.unfused_nodes
     );
-    if !r.summary.int8_embeddings.is_empty() {
-        println!(
-            "embedding tables int8 with per-row scales: {}",
-            r.summary.int8_embeddings.join(", ")
-        );
+    if !s.int8_embeddings.is_empty() {
+        let tables = s.int8_embeddings.join(", ");
+        println!("embedding tables int8 with per-row scales: {tables}");
     }
     if a.report {
         println!("size {}", r.bytes);
@@ -182,19 +200,15 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
             .iter()
             .min_by(|x, y| x.mean_cosine.total_cmp(&y.mean_cosine))
             .map(|l| {
-                format!(
-                    "lowest mean cosine {:.5} at hidden state {}",
-                    l.mean_cosine, l.state
-                )
+                let (c, k) = (l.mean_cosine, l.state);
+                format!("lowest mean cosine {c:.5} at hidden state {k}")
             })
             .unwrap_or_default();
+        let dir = a.plots.as_deref().unwrap_or(std::path::Path::new("."));
+        let n = r.layers.len();
         println!(
-            "per-layer fidelity ({} hidden states, {worst}) drawn in {}",
-            r.layers.len(),
-            a.plots
-                .as_deref()
-                .unwrap_or(std::path::Path::new("."))
-                .display()
+            "per-layer fidelity ({n} hidden states, {worst}) drawn in {}",
+            dir.display()
         );
     }
     if let Some((f, q)) = r.speed {
@@ -206,5 +220,4 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     if let Some(w) = &r.warning {
         eprintln!("warning: {w}");
     }
-    Ok(())
 }

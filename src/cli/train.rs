@@ -9,7 +9,9 @@ use edgetune::backbone::{find_models_dir, ModelFiles, DEFAULT_HF_DIR};
 use edgetune::data::{self, check_task_name, Format, ReadOptions, INTENT, TAGS};
 use edgetune::model::{SentenceHeadConfig, TokenHeadConfig};
 use edgetune::train::checkpoint::{self, Job};
-use edgetune::train::{self, default_heads, fmt_metrics, TrainJob, TrainSettings};
+use edgetune::train::{
+    self, default_heads, fmt_metrics, SettingError, TrainError, TrainJob, TrainSettings,
+};
 
 use super::common;
 use super::common::Global;
@@ -149,6 +151,9 @@ pub struct Args {
     /// Print the final metrics as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Do not draw the run's pictures (`plots/` and `report.html`); the run is the same.
+    #[arg(long)]
+    pub no_plots: bool,
     /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
     /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
@@ -168,6 +173,7 @@ struct Options {
     max_memory: Option<usize>,
     json: bool,
     quiet: bool,
+    plots: bool,
 }
 
 fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -187,84 +193,47 @@ fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(out)
 }
 
-fn validate(a: Args) -> anyhow::Result<Options> {
-    let (out, resume) = match (&a.resume, &a.out) {
-        (Some(r), _) => (r.clone(), true),
-        (None, Some(o)) => (o.clone(), false),
-        (None, None) => bail!("--out RUN is required"),
-    };
-    if a.batch_size == 0 || a.epochs == Some(0) || a.patience == 0 {
-        bail!("--batch-size, --epochs and --patience must be at least 1");
+/// The command-line flag of a training setting (`batch_size` -> `--batch-size`).
+fn flag_of(setting: &str) -> String {
+    match setting.split_once('.') {
+        Some(("task_weights", task)) => format!("--task-weight {task}"),
+        Some((_, "mlp_width")) => "--mlp-width".into(),
+        Some((_, "gru_units")) => "--gru-units".into(),
+        Some((_, "dropout")) => "--dropout".into(),
+        _ if setting == "hidden_states" => "--layers".into(),
+        _ => format!("--{}", setting.replace('_', "-")),
     }
-    if a.batch_size > 1 << 16 || a.epochs.is_some_and(|e| e > 100_000) {
-        bail!("--batch-size (at most 65536) or --epochs (at most 100000) is out of range");
+}
+
+/// A setting's error with its flag in place of its name.
+fn flag_error(e: SettingError) -> anyhow::Error {
+    anyhow::anyhow!("{} {}", flag_of(&e.setting), e.message)
+}
+
+/// A training error, with settings named by their flags.
+fn train_error(e: TrainError) -> anyhow::Error {
+    match e {
+        TrainError::Setting(s) => flag_error(s),
+        e => e.into(),
+    }
+}
+
+/// The flags that are not training settings, and the values of settings flags the settings
+/// cannot express (`--epochs 0` would mean "automatic" there).
+fn check_flags(a: &Args) -> anyhow::Result<()> {
+    if a.epochs == Some(0) {
+        bail!("--epochs must be at least 1 (without it the number is chosen from the data)");
     }
     if !(a.holdout > 0.0 && a.holdout < 1.0) {
         bail!("--holdout must be in (0, 1)");
     }
-    if !(0.0..1.0).contains(&a.dropout) {
-        bail!("--dropout must be in [0, 1)");
-    }
-    if !(a.lr > 0.0 && a.lr.is_finite() && a.lr <= 10.0) {
-        bail!("--lr must be positive (and at most 10)");
-    }
-    if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
-        bail!("--weight-decay must be >= 0");
-    }
     if a.unfreeze_top == Some(0) {
         bail!("--unfreeze-top must be at least 1 (without it the backbone stays frozen)");
     }
-    if !(a.layer_lr > 0.0 && a.layer_lr.is_finite() && a.layer_lr <= 10.0) {
-        bail!("--layer-lr must be positive (and at most 10)");
-    }
-    if !(a.layer_lr_decay > 0.0 && a.layer_lr_decay <= 1.0) {
-        bail!("--layer-lr-decay must be in (0, 1]");
-    }
-    if a.gru_units.is_some_and(|n| n == 0 || n > 16_384)
-        || a.mlp_width.is_some_and(|n| n == 0 || n > 16_384)
-    {
-        bail!("--gru-units and --mlp-width must be in 1..=16384");
-    }
     if let Some(t) = &a.max_tokens {
-        if !(3..=1 << 16).contains(t) {
+        if !edgetune::run::TOKEN_LIMITS.contains(t) {
             bail!("--max-tokens must be in 3..=65536");
         }
-    }
-    for t in &a.tasks {
-        check_task_name(t).map_err(|m| anyhow::anyhow!("--tasks: {m}"))?;
-    }
-    let hf_weights = match (a.unfreeze_top, &a.hf_weights) {
-        (None, _) => None,
-        (Some(_), Some(d)) => Some(d.clone()),
-        (Some(_), None) => Some(find_models_dir(DEFAULT_HF_DIR).with_context(|| {
-            format!(
-                "--unfreeze-top needs the backbone's fp32 weights and no .models/{DEFAULT_HF_DIR} was found \
-                 (beside the executable or in the working directory and their parents); pass \
-                 --hf-weights DIR (a Hugging Face checkpoint with config.json and model.safetensors)"
-            )
-        })?),
-    };
-    let hf_weights = match hf_weights {
-        Some(d) => {
-            if !d.join("config.json").is_file() || !d.join("model.safetensors").is_file() {
-                bail!(
-                    "--hf-weights {}: expected a Hugging Face checkpoint directory with config.json and model.safetensors",
-                    d.display()
-                );
-            }
-            Some(std::fs::canonicalize(&d).unwrap_or(d))
-        }
-        None => None,
-    };
-    let mut freeze = a.freeze.clone();
-    if a.freeze_intent {
-        freeze.push(INTENT.to_string());
-    }
-    if a.freeze_slot {
-        freeze.push(TAGS.to_string());
-    }
-    for f in &freeze {
-        check_task_name(f).map_err(|m| anyhow::anyhow!("--freeze: {m}"))?;
     }
     if a.freeze_intent && a.freeze_slot && a.freeze.is_empty() {
         bail!(
@@ -272,16 +241,50 @@ fn validate(a: Args) -> anyhow::Result<Options> {
              training: use `edgetune eval`, `edgetune infer` or `edgetune export` on the run directly"
         );
     }
-    let (sentence_default, token_default, reads_default) =
-        default_heads(a.unfreeze_top.unwrap_or(0));
-    let mut settings = TrainSettings {
+    Ok(())
+}
+
+/// The fp32 checkpoint of the layers `--unfreeze-top` trains: `--hf-weights`, else set-up's.
+fn hf_weights(a: &Args) -> anyhow::Result<Option<PathBuf>> {
+    let dir = match (a.unfreeze_top, &a.hf_weights) {
+        (None, _) => return Ok(None),
+        (Some(_), Some(d)) => d.clone(),
+        (Some(_), None) => find_models_dir(DEFAULT_HF_DIR).with_context(|| {
+            format!(
+                "--unfreeze-top needs the backbone's fp32 weights and no .models/{DEFAULT_HF_DIR} was found \
+                 (beside the executable or in the working directory and their parents); pass \
+                 --hf-weights DIR (a Hugging Face checkpoint with config.json and model.safetensors)"
+            )
+        })?,
+    };
+    if !dir.join("config.json").is_file() || !dir.join("model.safetensors").is_file() {
+        bail!(
+            "--hf-weights {}: expected a Hugging Face checkpoint directory with config.json and model.safetensors",
+            dir.display()
+        );
+    }
+    Ok(Some(std::fs::canonicalize(&dir).unwrap_or(dir)))
+}
+
+/// The settings the flags give (not yet validated).
+fn settings_of(a: &Args) -> anyhow::Result<TrainSettings> {
+    let mut freeze = a.freeze.clone();
+    if a.freeze_intent {
+        freeze.push(INTENT.to_string());
+    }
+    if a.freeze_slot {
+        freeze.push(TAGS.to_string());
+    }
+    let unfreeze = a.unfreeze_top.unwrap_or(0);
+    let (sentence_default, token_default, reads_default) = default_heads(unfreeze);
+    Ok(TrainSettings {
         epochs: a.epochs.unwrap_or(0),
         patience: a.patience,
         batch_size: a.batch_size,
         lr: a.lr,
         weight_decay: a.weight_decay,
         seed: a.seed,
-        hidden_states: a.layers,
+        hidden_states: a.layers.clone(),
         sentence_head: SentenceHeadConfig {
             mlp_width: a.mlp_width.unwrap_or(sentence_default.mlp_width),
             dropout: a.dropout,
@@ -294,71 +297,92 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         sentence_reads_tokens: a.sentence_reads_tokens.unwrap_or(reads_default),
         freeze,
         task_weights: parse_weights(&a.task_weight)?,
-        tasks: a.tasks,
-        init_from: a.init_from,
-        unfreeze_top: a.unfreeze_top.unwrap_or(0),
+        tasks: a.tasks.clone(),
+        init_from: a.init_from.clone(),
+        unfreeze_top: unfreeze,
         layer_lr: a.layer_lr,
         layer_lr_decay: a.layer_lr_decay,
-        heads_first: if a.unfreeze_top.is_some() {
-            a.heads_first
-        } else {
-            0
-        },
-        hf_weights,
-    };
-    // `--train-only TASK` freezes every other head of the --init-from run (resolved once the run is
-    // known).
-    if let Some(only) = &a.train_only {
-        check_task_name(only).map_err(|m| anyhow::anyhow!("--train-only: {m}"))?;
-        let dir = settings
-            .init_from
-            .as_ref()
-            .context("--train-only needs --init-from")?;
-        let rc = edgetune::run::read_config(dir)?;
-        if rc.model.task(only).is_none()
-            && !settings.tasks.is_empty()
-            && !settings.tasks.contains(only)
-        {
-            bail!("--train-only {only}: neither the --init-from run nor --tasks has that task");
-        }
-        settings.freeze = rc
-            .model
-            .tasks
-            .iter()
-            .filter(|t| &t.name != only)
-            .map(|t| t.name.clone())
-            .collect();
-        settings.tasks = vec![only.clone()];
+        heads_first: if unfreeze > 0 { a.heads_first } else { 0 },
+        hf_weights: hf_weights(a)?,
+    })
+}
+
+/// `--train-only TASK`: every other head of the --init-from run frozen, only TASK trained.
+fn train_only(settings: &mut TrainSettings, only: &str) -> anyhow::Result<()> {
+    check_task_name(only).map_err(|m| anyhow::anyhow!("--train-only: {m}"))?;
+    let dir = settings
+        .init_from
+        .as_ref()
+        .context("--train-only needs --init-from")?;
+    let rc = edgetune::run::read_config(dir)?;
+    if rc.model.task(only).is_none()
+        && !settings.tasks.is_empty()
+        && !settings.tasks.iter().any(|t| t == only)
+    {
+        bail!("--train-only {only}: neither the --init-from run nor --tasks has that task");
     }
+    settings.freeze = rc
+        .model
+        .tasks
+        .iter()
+        .filter(|t| t.name != only)
+        .map(|t| t.name.clone())
+        .collect();
+    settings.tasks = vec![only.to_string()];
+    Ok(())
+}
+
+/// The job (data and how to read it) and the settings: from the checkpoint when resuming, else
+/// from the flags, refusing an --out that holds a finished or an interrupted run.
+fn job_of(
+    a: &Args,
+    out: &std::path::Path,
+    resume: bool,
+    settings: TrainSettings,
+) -> anyhow::Result<(Job, TrainSettings)> {
     let ckpt = out.join(checkpoint::DIR);
-    let job = if resume {
+    if resume {
         let job = checkpoint::load_job(&ckpt)?;
-        settings = checkpoint::read_settings(&ckpt)?;
-        Job {
-            data: a.data.clone().unwrap_or(job.data.clone()),
-            ..job
-        }
-    } else {
-        if out.join(edgetune::run::CONFIG_FILE).exists() {
-            bail!(
-                "{} already holds a finished run; choose another --out",
-                out.display()
-            );
-        }
-        if checkpoint::exists(&ckpt) && !a.force {
-            bail!(
-                "{} holds an interrupted run; continue it with `edgetune train --resume {}`, or pass --force to start over",
-                out.display(),
-                out.display()
-            );
-        }
-        Job {
-            data: a.data.clone().context("--data DIR is required")?,
-            format: a.format,
-            columns: a.columns.clone(),
-            holdout: a.holdout,
-        }
+        let settings = checkpoint::read_settings(&ckpt)?;
+        let data = a.data.clone().unwrap_or(job.data.clone());
+        return Ok((Job { data, ..job }, settings));
+    }
+    if out.join(edgetune::run::CONFIG_FILE).exists() {
+        bail!(
+            "{} already holds a finished run; choose another --out",
+            out.display()
+        );
+    }
+    if checkpoint::exists(&ckpt) && !a.force {
+        bail!(
+            "{} holds an interrupted run; continue it with `edgetune train --resume {}`, or pass --force to start over",
+            out.display(),
+            out.display()
+        );
+    }
+    let job = Job {
+        data: a.data.clone().context("--data DIR is required")?,
+        format: a.format,
+        columns: a.columns.clone(),
+        holdout: a.holdout,
     };
+    Ok((job, settings))
+}
+
+/// Checks the flags and turns them into the job and its validated settings before any work.
+fn validate(a: Args) -> anyhow::Result<Options> {
+    let (out, resume) = match (&a.resume, &a.out) {
+        (Some(r), _) => (r.clone(), true),
+        (None, Some(o)) => (o.clone(), false),
+        (None, None) => bail!("--out RUN is required"),
+    };
+    check_flags(&a)?;
+    let mut settings = settings_of(&a)?;
+    settings.validate().map_err(flag_error)?;
+    if let Some(only) = &a.train_only {
+        train_only(&mut settings, only)?;
+    }
+    let (job, settings) = job_of(&a, &out, resume, settings)?;
     Ok(Options {
         job,
         out,
@@ -371,6 +395,7 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         max_memory: a.max_memory,
         json: a.json,
         quiet: a.quiet,
+        plots: !a.no_plots,
     })
 }
 
@@ -378,6 +403,46 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let force = a.force;
     let mut o = validate(a)?;
     let threads = common::setup_threads(g)?;
+    let dataset = load_data(&o)?;
+    common::init_runtime(g)?;
+    let files = ModelFiles::from_arg(o.backbone.as_deref())?;
+    let mut ctx =
+        common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
+    if !o.quiet || o.dry_run {
+        eprintln!("{}", describe_data(&dataset, &ctx));
+    }
+    let plan = plan(&mut o, &dataset, &mut ctx)?;
+    if o.dry_run {
+        println!("{}", plan.text);
+        return Ok(());
+    }
+    let lock = train::lock_run(&o.out)?;
+    if !o.resume {
+        start_checkpoint(&o, force)?;
+    }
+    if !o.quiet {
+        eprintln!("{}", plan.text);
+    }
+    let outcome = train::train(TrainJob {
+        dataset: &dataset,
+        ctx: &mut ctx,
+        out: o.out.clone(),
+        settings: o.settings.clone(),
+        verbose: !o.quiet,
+        resume: o.resume,
+        lock: Some(lock),
+        plots: o.plots,
+    })
+    .map_err(train_error)?;
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    report_memory(&o);
+    print_outcome(&o, &outcome)
+}
+
+/// The dataset (only the tasks asked for), its warnings printed.
+fn load_data(o: &Options) -> anyhow::Result<data::Dataset> {
     let read = ReadOptions {
         format: o.job.format,
         columns: o.job.columns.clone(),
@@ -389,65 +454,64 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     for w in dataset.warnings() {
         eprintln!("warning: {w}");
     }
-    common::init_runtime(g)?;
-    let files = ModelFiles::from_arg(o.backbone.as_deref())?;
-    let mut ctx =
-        common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
-    if !o.quiet || o.dry_run {
-        eprintln!(
-            "data: {} train / {} valid{} / {} test examples; backbone {} ({} layers)",
-            dataset.train.examples.len(),
-            dataset.valid.examples.len(),
-            if dataset.valid_held_out {
-                " (held out of train)"
-            } else {
-                ""
-            },
-            dataset.test.as_ref().map_or(0, |t| t.examples.len()),
-            ctx.files.onnx.display(),
-            ctx.layers(),
-        );
-    }
+    Ok(dataset)
+}
+
+/// One line: the splits' sizes and the backbone.
+fn describe_data(dataset: &data::Dataset, ctx: &edgetune::features::FeatureContext) -> String {
+    format!(
+        "data: {} train / {} valid{} / {} test examples; backbone {} ({} layers)",
+        dataset.train.examples.len(),
+        dataset.valid.examples.len(),
+        if dataset.valid_held_out {
+            " (held out of train)"
+        } else {
+            ""
+        },
+        dataset.test.as_ref().map_or(0, |t| t.examples.len()),
+        ctx.files.onnx.display(),
+        ctx.layers(),
+    )
+}
+
+/// The plan of the run (trainable parameters, cache size, expected peak memory), after fitting
+/// the settings to `--max-memory`.
+fn plan(
+    o: &mut Options,
+    dataset: &data::Dataset,
+    ctx: &mut edgetune::features::FeatureContext,
+) -> anyhow::Result<train::Plan> {
     let layers = ctx.layers();
-    let states = train::head_states(&o.settings, layers)?;
+    let states = train::head_states(&o.settings, layers).map_err(train_error)?;
     let first = layers.saturating_sub(o.settings.unfreeze_top);
-    let mut start = train::plan_model(&dataset.train.tasks(), &o.settings, &states, first, layers)?;
+    let mut start = train::plan_model(&dataset.train.tasks(), &o.settings, &states, first, layers)
+        .map_err(train_error)?;
     start.config.backbone_width = ctx.hidden();
     if let Some(budget) = o.max_memory {
-        let fit = train::fit_memory(&dataset, &mut ctx, &mut o.settings, &start, &states, budget)?;
+        let fit = train::fit_memory(dataset, ctx, &mut o.settings, &start, &states, budget)?;
         if !o.quiet || o.dry_run {
             eprintln!("{fit}");
         }
     }
-    let plan = train::plan(&dataset, &ctx, &o.settings, &start, &states);
-    if o.dry_run {
-        println!("{}", plan.text);
-        return Ok(());
-    }
-    let lock = train::lock_run(&o.out)?;
+    Ok(train::plan(dataset, ctx, &o.settings, &start, &states))
+}
+
+/// Records the job in a new checkpoint folder (discarding an interrupted run's with --force).
+fn start_checkpoint(o: &Options, force: bool) -> anyhow::Result<()> {
     let ckpt = o.out.join(checkpoint::DIR);
-    if !o.resume {
-        if force && ckpt.exists() {
-            std::fs::remove_dir_all(&ckpt).with_context(|| ckpt.display().to_string())?;
-        }
-        let job = Job {
-            data: std::fs::canonicalize(&o.job.data).unwrap_or(o.job.data.clone()),
-            ..o.job.clone()
-        };
-        checkpoint::save_job(&ckpt, &job)?;
+    if force && ckpt.exists() {
+        std::fs::remove_dir_all(&ckpt).with_context(|| ckpt.display().to_string())?;
     }
-    if !o.quiet {
-        eprintln!("{}", plan.text);
-    }
-    let outcome = train::train(TrainJob {
-        dataset: &dataset,
-        ctx: &mut ctx,
-        out: o.out.clone(),
-        settings: o.settings,
-        verbose: !o.quiet,
-        resume: o.resume,
-        lock: Some(lock),
-    })?;
+    let job = Job {
+        data: std::fs::canonicalize(&o.job.data).unwrap_or(o.job.data.clone()),
+        ..o.job.clone()
+    };
+    checkpoint::save_job(&ckpt, &job)?;
+    Ok(())
+}
+
+/// The measured peak against `--max-memory`.
+fn report_memory(o: &Options) {
     if let (Some(budget), Some(peak)) = (o.max_memory, edgetune::sys::peak_rss()) {
         let msg = format!("peak RSS {} MiB (budget {} MiB)", peak >> 20, budget >> 20);
         if peak > budget {
@@ -456,23 +520,29 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             eprintln!("{msg}");
         }
     }
+}
+
+/// The final metrics: one JSON object with --json, else where the run and its report are.
+fn print_outcome(o: &Options, outcome: &train::TrainOutcome) -> anyhow::Result<()> {
     if o.json {
         let mut v = serde_json::json!({ "valid": outcome.valid });
         if let Some((m, _)) = &outcome.test {
             v["test"] = serde_json::to_value(m)?;
         }
         println!("{v}");
-    } else {
-        println!("run written to {}", o.out.display());
+        return Ok(());
+    }
+    println!("run written to {}", o.out.display());
+    if let Some(plots) = &outcome.plots {
         println!(
             "report: {} (pictures in {})",
-            outcome.plots.report.display(),
+            plots.report.display(),
             o.out.join(edgetune::train::plots::PLOTS_DIR).display()
         );
-        println!("valid: {}", fmt_metrics(&outcome.valid));
-        if let Some((m, _)) = &outcome.test {
-            println!("test:  {} ({} examples)", fmt_metrics(m), m.examples);
-        }
+    }
+    println!("valid: {}", fmt_metrics(&outcome.valid));
+    if let Some((m, _)) = &outcome.test {
+        println!("test:  {} ({} examples)", fmt_metrics(m), m.examples);
     }
     Ok(())
 }

@@ -1,39 +1,12 @@
 //! Evaluating a finished run on a split: features from the cache (extracted on a miss), the model's
 //! predictions, scores per task ([`crate::metrics`]) and a readable report.
+//!
+//! - [`run`]: [`evaluate_run`]; [`render`]: the aligned table of `eval`; [`error`]: [`EvalError`].
 
+pub mod error;
 mod render;
+pub mod run;
 
+pub use error::EvalError;
 pub use render::render_table;
-
-use crate::data::{Split, TaskInfo};
-use crate::features::FeatureContext;
-use crate::metrics::{evaluate, EvalReport};
-use crate::model::TaskModel;
-use crate::run::RunConfig;
-use crate::train::{predict_split, SplitData, TrainError};
-
-/// The result of [`evaluate_run`].
-pub struct RunEval {
-    /// Scores and details per task.
-    pub report: EvalReport,
-    /// Examples whose tokens were truncated at the run's token limit.
-    pub truncated: usize,
-}
-
-/// Evaluates a run's model on `split`: the tasks the split has are scored, the others left out.
-pub fn evaluate_run(
-    rc: &RunConfig,
-    model: &TaskModel,
-    split: &Split,
-    ctx: &mut FeatureContext,
-) -> Result<RunEval, TrainError> {
-    let feats = ctx.load_or_extract(split, &rc.features)?;
-    let truncated = feats.meta.truncated.len();
-    let data = SplitData { split, feats };
-    let preds = predict_split(model, &data, 128)?;
-    let tasks: Vec<TaskInfo> = model.config.tasks.iter().map(|t| t.info()).collect();
-    Ok(RunEval {
-        report: evaluate(&split.examples, &preds, &tasks),
-        truncated,
-    })
-}
+pub use run::{evaluate_run, RunEval};

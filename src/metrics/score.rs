@@ -5,7 +5,7 @@
 //! precision/recall/F1 come from the summed counts. Sentence tasks get accuracy, token tasks that
 //! are not BIO per-token accuracy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +73,51 @@ pub struct Metrics {
     pub all_tasks_accuracy: Option<f64>,
 }
 
+/// `Err((field, message))` when a recorded fraction is not in `[0, 1]`.
+fn check_fraction(field: &str, v: Option<f64>) -> Result<(), (String, String)> {
+    match v {
+        Some(v) if !(0.0..=1.0).contains(&v) => Err((
+            field.to_string(),
+            format!("{v} is not a fraction in [0, 1]"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl TaskScore {
+    /// Checks a recorded score: fractions in `[0, 1]`, at most `examples` examples.
+    fn validate(&self, examples: usize) -> Result<(), (String, String)> {
+        if self.examples > examples {
+            return Err((
+                "examples".into(),
+                format!("{} is more than the split's {examples}", self.examples),
+            ));
+        }
+        check_fraction("accuracy", self.accuracy)?;
+        check_fraction("span_f1", self.span_f1)?;
+        check_fraction("precision", self.precision)?;
+        check_fraction("recall", self.recall)?;
+        check_fraction("token_accuracy", self.token_accuracy)
+    }
+}
+
 impl Metrics {
+    /// Checks metrics read from a file: every score a fraction in `[0, 1]`, no task with more
+    /// examples than the split. `Err((field, message))` names the field (`tasks.intent.accuracy`).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        check_fraction("intent_accuracy", self.intent_accuracy)?;
+        check_fraction("slot_precision", self.slot_precision)?;
+        check_fraction("slot_recall", self.slot_recall)?;
+        check_fraction("slot_f1", self.slot_f1)?;
+        check_fraction("sentence_accuracy", self.sentence_accuracy)?;
+        check_fraction("all_tasks_accuracy", self.all_tasks_accuracy)?;
+        for (name, t) in &self.tasks {
+            t.validate(self.examples)
+                .map_err(|(f, m)| (format!("tasks.{name}.{f}"), m))?;
+        }
+        Ok(())
+    }
+
     /// The validation score that early stopping maximises: the mean of the tasks' headline scores,
     /// and with two or more tasks the all-tasks accuracy too (for `intent` + `tags`: intent
     /// accuracy, slot F1 and sentence accuracy).
@@ -164,14 +208,88 @@ pub const NO_PREDICTION: &str = "(none)";
 /// are exactly the gold chunks (so `I-X` and `B-X` opening a chunk are the same, as in conlleval).
 pub fn evaluate(gold: &[Example], pred: &[Labels], tasks: &[TaskInfo]) -> EvalReport {
     let none = Labels::default();
+    let pred_of = |i: usize| pred.get(i).unwrap_or(&none);
     let mut report = EvalReport::default();
     let mut scores: BTreeMap<String, TaskScore> = BTreeMap::new();
     // Per example: was each scored task right?
     let mut right: Vec<Vec<bool>> = vec![Vec::new(); gold.len()];
-    let mut legacy_sentence = (0usize, 0usize);
-
     for task in tasks {
-        let seen: std::collections::BTreeSet<&str> = match task.kind {
+        let mut tally = Tally::new(task);
+        for (i, g) in gold.iter().enumerate() {
+            if let Some(correct) = tally.example(&g.labels, pred_of(i)) {
+                right[i].push(correct);
+            }
+        }
+        if let Some((score, rep)) = tally.finish() {
+            scores.insert(task.name.clone(), score);
+            report.tasks.insert(task.name.clone(), rep);
+        }
+    }
+    let tags = report
+        .tasks
+        .get(TAGS)
+        .is_some_and(|t| t.kind == TaskKind::Spans);
+    let sentence = match report.tasks.contains_key(INTENT) && tags {
+        true => legacy_sentence_accuracy(gold, &pred_of),
+        false => None,
+    };
+    let all_tasks = (report.tasks.len() >= 2).then(|| {
+        let rows: Vec<&Vec<bool>> = right.iter().filter(|r| !r.is_empty()).collect();
+        let all = rows.iter().filter(|r| r.iter().all(|&b| b)).count();
+        ratio(all, rows.len())
+    });
+    let slot = scores.get(TAGS).filter(|_| tags);
+    report.metrics = Metrics {
+        examples: gold.len(),
+        intent_accuracy: scores.get(INTENT).and_then(|s| s.accuracy),
+        slot_precision: slot.and_then(|s| s.precision),
+        slot_recall: slot.and_then(|s| s.recall),
+        slot_f1: slot.and_then(|s| s.span_f1),
+        sentence_accuracy: sentence,
+        tasks: scores,
+        all_tasks_accuracy: all_tasks,
+    };
+    report
+}
+
+/// The legacy sentence accuracy: intent and every tags chunk right, over the examples that have
+/// both (`None` when none has).
+fn legacy_sentence_accuracy<'a>(
+    gold: &[Example],
+    pred_of: &dyn Fn(usize) -> &'a Labels,
+) -> Option<f64> {
+    let (mut total, mut ok) = (0usize, 0usize);
+    for (i, g) in gold.iter().enumerate() {
+        let (Some(gi), Some(gt)) = (g.intent(), g.tags()) else {
+            continue;
+        };
+        let p = pred_of(i);
+        total += 1;
+        let tags_ok = p.tags().is_some_and(|pt| spans(pt) == spans(gt));
+        ok += usize::from(p.intent() == Some(gi) && tags_ok);
+    }
+    (total > 0).then(|| ratio(ok, total))
+}
+
+/// The counts of one task over the gold examples that have it.
+struct Tally<'a> {
+    task: &'a TaskInfo,
+    /// The labels (span tasks: chunk types) training saw.
+    seen: BTreeSet<&'a str>,
+    rep: TaskReport,
+    /// Examples scored, and those with the task all right.
+    examples: usize,
+    right: usize,
+    /// Span tasks: chunk counts.
+    chunks: Prf,
+    /// Token tasks: words scored and words right.
+    words: usize,
+    words_right: usize,
+}
+
+impl<'a> Tally<'a> {
+    fn new(task: &'a TaskInfo) -> Self {
+        let seen = match task.kind {
             TaskKind::Spans => task
                 .labels
                 .iter()
@@ -182,177 +300,123 @@ pub fn evaluate(gold: &[Example], pred: &[Labels], tasks: &[TaskInfo]) -> EvalRe
                 .collect(),
             _ => task.labels.iter().map(String::as_str).collect(),
         };
-        let mut rep = TaskReport {
-            kind: task.kind,
-            labels: BTreeMap::new(),
-            counts: BTreeMap::new(),
-            unseen: BTreeMap::new(),
-        };
-        let (mut total, mut ok, mut chunks, mut words, mut words_ok) =
-            (0usize, 0usize, Prf::default(), 0usize, 0usize);
-        for (i, g) in gold.iter().enumerate() {
-            let p = pred.get(i).unwrap_or(&none);
-            let correct = match task.kind {
-                TaskKind::Sentence => {
-                    let Some(gl) = g.labels.sentence.get(&task.name) else {
-                        continue;
-                    };
-                    if !seen.contains(gl.as_str()) {
-                        *rep.unseen.entry(gl.clone()).or_default() += 1;
-                    }
-                    let pl = p.sentence.get(&task.name);
-                    let hit = pl == Some(gl);
-                    let entry = rep.labels.entry(gl.clone()).or_default();
-                    if hit {
-                        entry.tp += 1;
-                    } else {
-                        entry.fn_ += 1;
-                        if let Some(pl) = pl {
-                            rep.labels.entry(pl.clone()).or_default().fp += 1;
-                        }
-                    }
-                    let shown = pl.cloned().unwrap_or_else(|| NO_PREDICTION.to_string());
-                    *rep.counts
-                        .entry(gl.clone())
-                        .or_default()
-                        .entry(shown)
-                        .or_default() += 1;
-                    hit
-                }
-                TaskKind::Spans => {
-                    let Some(gt) = g.labels.token.get(&task.name) else {
-                        continue;
-                    };
-                    let gold_spans = spans(gt);
-                    let pt = p.token.get(&task.name);
-                    let pred_spans: Vec<Span> = pt.map(|t| spans(t)).unwrap_or_default();
-                    for s in &gold_spans {
-                        if !seen.contains(s.kind.as_str()) {
-                            *rep.unseen.entry(s.kind.clone()).or_default() += 1;
-                        }
-                        let hit = pred_spans.contains(s);
-                        let c = Prf {
-                            tp: hit as usize,
-                            fp: 0,
-                            fn_: (!hit) as usize,
-                        };
-                        rep.labels.entry(s.kind.clone()).or_default().add(c);
-                        chunks.add(c);
-                    }
-                    for s in pred_spans.iter().filter(|s| !gold_spans.contains(s)) {
-                        let c = Prf {
-                            tp: 0,
-                            fp: 1,
-                            fn_: 0,
-                        };
-                        rep.labels.entry(s.kind.clone()).or_default().add(c);
-                        chunks.add(c);
-                    }
-                    pt.is_some() && pred_spans == gold_spans
-                }
-                TaskKind::Tokens => {
-                    let Some(gt) = g.labels.token.get(&task.name) else {
-                        continue;
-                    };
-                    let pt = p.token.get(&task.name);
-                    let mut all = pt.is_some();
-                    for (w, gl) in gt.iter().enumerate() {
-                        if !seen.contains(gl.as_str()) {
-                            *rep.unseen.entry(gl.clone()).or_default() += 1;
-                        }
-                        let pl = pt.and_then(|t| t.get(w));
-                        let hit = pl == Some(gl);
-                        words += 1;
-                        words_ok += hit as usize;
-                        all &= hit;
-                        let entry = rep.labels.entry(gl.clone()).or_default();
-                        if hit {
-                            entry.tp += 1;
-                        } else {
-                            entry.fn_ += 1;
-                            if let Some(pl) = pl {
-                                rep.labels.entry(pl.clone()).or_default().fp += 1;
-                            }
-                        }
-                        let shown = pl.cloned().unwrap_or_else(|| NO_PREDICTION.to_string());
-                        *rep.counts
-                            .entry(gl.clone())
-                            .or_default()
-                            .entry(shown)
-                            .or_default() += 1;
-                    }
-                    all
-                }
-            };
-            total += 1;
-            ok += correct as usize;
-            right[i].push(correct);
+        Tally {
+            task,
+            seen,
+            rep: TaskReport {
+                kind: task.kind,
+                labels: BTreeMap::new(),
+                counts: BTreeMap::new(),
+                unseen: BTreeMap::new(),
+            },
+            examples: 0,
+            right: 0,
+            chunks: Prf::default(),
+            words: 0,
+            words_right: 0,
         }
-        if total == 0 {
-            continue;
+    }
+
+    /// Scores one example: `None` when its gold data lacks the task, else whether the task is all
+    /// right.
+    fn example(&mut self, gold: &Labels, pred: &Labels) -> Option<bool> {
+        let name = &self.task.name;
+        let correct = match self.task.kind {
+            TaskKind::Sentence => {
+                let gl = gold.sentence.get(name)?;
+                self.label(gl, pred.sentence.get(name))
+            }
+            TaskKind::Spans => self.spans(gold.token.get(name)?, pred.token.get(name)),
+            TaskKind::Tokens => {
+                let (gt, pt) = (gold.token.get(name)?, pred.token.get(name));
+                let mut all = pt.is_some();
+                for (w, gl) in gt.iter().enumerate() {
+                    let hit = self.label(gl, pt.and_then(|t| t.get(w)));
+                    self.words += 1;
+                    self.words_right += usize::from(hit);
+                    all &= hit;
+                }
+                all
+            }
+        };
+        self.examples += 1;
+        self.right += usize::from(correct);
+        Some(correct)
+    }
+
+    /// One gold label against its prediction (a sentence's, or a word's of a token task):
+    /// unseen labels, true/false positives and negatives per label, the confusion count.
+    fn label(&mut self, gold: &String, pred: Option<&String>) -> bool {
+        let rep = &mut self.rep;
+        if !self.seen.contains(gold.as_str()) {
+            *rep.unseen.entry(gold.clone()).or_default() += 1;
+        }
+        let hit = pred == Some(gold);
+        let entry = rep.labels.entry(gold.clone()).or_default();
+        if hit {
+            entry.tp += 1;
+        } else {
+            entry.fn_ += 1;
+            if let Some(p) = pred {
+                rep.labels.entry(p.clone()).or_default().fp += 1;
+            }
+        }
+        let shown = pred.cloned().unwrap_or_else(|| NO_PREDICTION.to_string());
+        let row = rep.counts.entry(gold.clone()).or_default();
+        *row.entry(shown).or_default() += 1;
+        hit
+    }
+
+    /// A span task's chunks: a gold chunk is found when a predicted chunk has its type, start and
+    /// end; every other predicted chunk is a false positive. All right: the same chunks.
+    fn spans(&mut self, gold: &[String], pred: Option<&Vec<String>>) -> bool {
+        let gold_spans = spans(gold);
+        let pred_spans: Vec<Span> = pred.map(|t| spans(t)).unwrap_or_default();
+        for s in &gold_spans {
+            if !self.seen.contains(s.kind.as_str()) {
+                *self.rep.unseen.entry(s.kind.clone()).or_default() += 1;
+            }
+            let hit = pred_spans.contains(s);
+            self.chunk(&s.kind, usize::from(hit), 0, usize::from(!hit));
+        }
+        for s in pred_spans.iter().filter(|s| !gold_spans.contains(s)) {
+            self.chunk(&s.kind, 0, 1, 0);
+        }
+        pred.is_some() && pred_spans == gold_spans
+    }
+
+    fn chunk(&mut self, kind: &str, tp: usize, fp: usize, fn_: usize) {
+        let c = Prf { tp, fp, fn_ };
+        self.rep.labels.entry(kind.to_string()).or_default().add(c);
+        self.chunks.add(c);
+    }
+
+    /// The task's score and report (`None` when no gold example has the task).
+    fn finish(self) -> Option<(TaskScore, TaskReport)> {
+        if self.examples == 0 {
+            return None;
         }
         let fraction = |r: usize, t: usize| (t > 0).then(|| ratio(r, t));
-        let score = match task.kind {
+        let examples = self.examples;
+        let score = match self.task.kind {
             TaskKind::Sentence => TaskScore {
-                examples: total,
-                accuracy: fraction(ok, total),
+                examples,
+                accuracy: fraction(self.right, examples),
                 ..TaskScore::default()
             },
             TaskKind::Spans => TaskScore {
-                examples: total,
-                span_f1: Some(chunks.f1()),
-                precision: Some(chunks.precision()),
-                recall: Some(chunks.recall()),
+                examples,
+                span_f1: Some(self.chunks.f1()),
+                precision: Some(self.chunks.precision()),
+                recall: Some(self.chunks.recall()),
                 ..TaskScore::default()
             },
             TaskKind::Tokens => TaskScore {
-                examples: total,
-                token_accuracy: fraction(words_ok, words),
+                examples,
+                token_accuracy: fraction(self.words_right, self.words),
                 ..TaskScore::default()
             },
         };
-        scores.insert(task.name.clone(), score);
-        report.tasks.insert(task.name.clone(), rep);
+        Some((score, self.rep))
     }
-
-    // The legacy sentence accuracy: intent and tags both right, where both apply.
-    let intent = report.tasks.contains_key(INTENT);
-    let tags = report
-        .tasks
-        .get(TAGS)
-        .is_some_and(|t| t.kind == TaskKind::Spans);
-    if intent && tags {
-        for (i, g) in gold.iter().enumerate() {
-            let (Some(gi), Some(gt)) = (g.intent(), g.tags()) else {
-                continue;
-            };
-            let p = pred.get(i).unwrap_or(&none);
-            legacy_sentence.0 += 1;
-            let tags_ok = p.tags().is_some_and(|pt| spans(pt) == spans(gt));
-            if p.intent() == Some(gi) && tags_ok {
-                legacy_sentence.1 += 1;
-            }
-        }
-    }
-    let scored = report.tasks.len();
-    let all_tasks = (scored >= 2).then(|| {
-        let rows: Vec<&Vec<bool>> = right.iter().filter(|r| !r.is_empty()).collect();
-        ratio(
-            rows.iter().filter(|r| r.iter().all(|&b| b)).count(),
-            rows.len(),
-        )
-    });
-    let slot = scores.get(TAGS).filter(|_| tags);
-    report.metrics = Metrics {
-        examples: gold.len(),
-        intent_accuracy: scores.get(INTENT).and_then(|s| s.accuracy),
-        slot_precision: slot.and_then(|s| s.precision),
-        slot_recall: slot.and_then(|s| s.recall),
-        slot_f1: slot.and_then(|s| s.span_f1),
-        sentence_accuracy: (legacy_sentence.0 > 0)
-            .then(|| ratio(legacy_sentence.1, legacy_sentence.0)),
-        tasks: scores,
-        all_tasks_accuracy: all_tasks,
-    };
-    report
 }

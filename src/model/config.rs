@@ -177,6 +177,55 @@ impl ModelConfig {
         }
     }
 
+    /// One task: its name, labels (1..=[`limits::MAX_LABELS`], unique, non-empty), a head of its
+    /// kind with dropout in `[0, 1)` and a width within [`limits::MAX_HEAD_WIDTH`], and a sentence
+    /// head reading a token task.
+    fn validate_task(&self, t: &TaskConfig) -> Result<(), String> {
+        use limits::*;
+        check_task_name(&t.name)?;
+        if t.labels.is_empty() || t.labels.len() > MAX_LABELS {
+            return Err(format!(
+                "{} labels (1..={MAX_LABELS} expected)",
+                t.labels.len()
+            ));
+        }
+        let mut sorted: Vec<&String> = t.labels.iter().collect();
+        sorted.sort();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("label {:?} appears twice", w[0]));
+        }
+        if let Some(l) = t.labels.iter().find(|l| l.is_empty()) {
+            return Err(format!("an empty label ({l:?})"));
+        }
+        let (width, dropout) = match (&t.head, t.kind.is_token()) {
+            (HeadConfig::Sentence(c), false) => {
+                if let Some(r) = &c.reads {
+                    match self.task(r) {
+                        Some(j) if self.tasks[j].kind.is_token() => {}
+                        _ => return Err(format!("reads {r:?}, which is not a token task")),
+                    }
+                }
+                (c.mlp_width, c.dropout)
+            }
+            (HeadConfig::Token(c), true) => (c.gru_units, c.dropout),
+            _ => {
+                let need = if t.kind.is_token() {
+                    "token"
+                } else {
+                    "sentence"
+                };
+                return Err(format!("a {} task needs a {need} head", t.kind.name()));
+            }
+        };
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(format!("dropout {dropout} is not in [0, 1)"));
+        }
+        if width == 0 || width > MAX_HEAD_WIDTH {
+            return Err(format!("head width {width} is not in 1..={MAX_HEAD_WIDTH}"));
+        }
+        Ok(())
+    }
+
     /// Checks the architecture before anything is built: names, label lists (non-empty, unique),
     /// head kinds and sizes within [`limits`]. The message names the task and field.
     pub fn validate(&self) -> Result<(), String> {
@@ -202,64 +251,14 @@ impl ModelConfig {
         let mut seen_token = false;
         for (i, t) in self.tasks.iter().enumerate() {
             let at = |m: String| format!("task {:?}: {m}", t.name);
-            check_task_name(&t.name).map_err(at)?;
             if self.tasks[..i].iter().any(|o| o.name == t.name) {
                 return Err(at("the name appears twice".into()));
             }
-            if t.labels.is_empty() || t.labels.len() > MAX_LABELS {
-                return Err(at(format!(
-                    "{} labels (1..={MAX_LABELS} expected)",
-                    t.labels.len()
-                )));
+            if seen_token && !t.kind.is_token() {
+                return Err(at("sentence tasks must come before token tasks".into()));
             }
-            let mut sorted: Vec<&String> = t.labels.iter().collect();
-            sorted.sort();
-            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                return Err(at(format!("label {:?} appears twice", w[0])));
-            }
-            if let Some(l) = t.labels.iter().find(|l| l.is_empty()) {
-                return Err(at(format!("an empty label ({l:?})")));
-            }
-            let width = match (&t.head, t.kind.is_token()) {
-                (HeadConfig::Sentence(c), false) => {
-                    if seen_token {
-                        return Err(at("sentence tasks must come before token tasks".into()));
-                    }
-                    if !(0.0..1.0).contains(&c.dropout) {
-                        return Err(at(format!("dropout {} is not in [0, 1)", c.dropout)));
-                    }
-                    if let Some(r) = &c.reads {
-                        match self.task(r) {
-                            Some(j) if self.tasks[j].kind.is_token() => {}
-                            _ => return Err(at(format!("reads {r:?}, which is not a token task"))),
-                        }
-                    }
-                    c.mlp_width
-                }
-                (HeadConfig::Token(c), true) => {
-                    seen_token = true;
-                    if !(0.0..1.0).contains(&c.dropout) {
-                        return Err(at(format!("dropout {} is not in [0, 1)", c.dropout)));
-                    }
-                    c.gru_units
-                }
-                _ => {
-                    return Err(at(format!(
-                        "a {} task needs a {} head",
-                        t.kind.name(),
-                        if t.kind.is_token() {
-                            "token"
-                        } else {
-                            "sentence"
-                        }
-                    )))
-                }
-            };
-            if width == 0 || width > MAX_HEAD_WIDTH {
-                return Err(at(format!(
-                    "head width {width} is not in 1..={MAX_HEAD_WIDTH}"
-                )));
-            }
+            seen_token |= t.kind.is_token();
+            self.validate_task(t).map_err(at)?;
         }
         let infos: Vec<_> = self.tasks.iter().map(|t| t.info()).collect();
         crate::predict::check_answer_keys(&infos)?;

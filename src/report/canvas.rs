@@ -94,6 +94,10 @@ impl Font {
             vertical: false,
         }
     }
+    /// [`Font::new`] anchored at (`h`, `v`).
+    pub(crate) fn at(em: f64, color: Rgba, h: HAlign, v: VAlign) -> Font {
+        Font::new(em, color).align(h, v)
+    }
     pub(crate) fn bold(mut self) -> Font {
         self.bold = true;
         self
@@ -122,34 +126,33 @@ pub(crate) enum Marker {
     Diamond,
 }
 
+/// How a shape is drawn: colour, filled or outlined, outline width.
+#[derive(Clone, Copy, Debug)]
+struct Paint {
+    color: Rgba,
+    fill: bool,
+    width: f64,
+}
+
+impl Paint {
+    /// plotters' style at scale `s`.
+    fn style(self, s: f64) -> ShapeStyle {
+        ShapeStyle {
+            color: self.color.plotters(),
+            filled: self.fill,
+            stroke_width: (self.width * s).round().max(1.0) as u32,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Prim {
-    Rect {
-        x0: f64,
-        y0: f64,
-        x1: f64,
-        y1: f64,
-        color: Rgba,
-        fill: bool,
-        width: f64,
-    },
-    Path {
-        pts: Vec<(f64, f64)>,
-        color: Rgba,
-        width: f64,
-    },
-    Circle {
-        cx: f64,
-        cy: f64,
-        r: f64,
-        color: Rgba,
-        fill: bool,
-        width: f64,
-    },
-    Polygon {
-        pts: Vec<(f64, f64)>,
-        color: Rgba,
-    },
+    /// Corners (x0, y0, x1, y1).
+    Rect([f64; 4], Paint),
+    Path(Vec<(f64, f64)>, Paint),
+    /// Centre and radius.
+    Circle([f64; 3], Paint),
+    Polygon(Vec<(f64, f64)>, Paint),
     Text {
         text: String,
         x: f64,
@@ -208,31 +211,25 @@ impl Canvas {
 
     /// Filled rectangle.
     pub(crate) fn rect(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, color: Rgba) {
-        if [x0, y0, x1, y1].iter().all(|v| finite(*v)) {
-            self.prims.push(Prim::Rect {
-                x0,
-                y0,
-                x1,
-                y1,
+        self.rect_with(
+            [x0, y0, x1, y1],
+            Paint {
                 color,
                 fill: true,
                 width: 1.0,
-            });
-        }
+            },
+        );
     }
 
     /// Rectangle outline.
     pub(crate) fn frame(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, color: Rgba, width: f64) {
-        if [x0, y0, x1, y1].iter().all(|v| finite(*v)) {
-            self.prims.push(Prim::Rect {
-                x0,
-                y0,
-                x1,
-                y1,
-                color,
-                fill: false,
-                width,
-            });
+        let fill = false;
+        self.rect_with([x0, y0, x1, y1], Paint { color, fill, width });
+    }
+
+    fn rect_with(&mut self, corners: [f64; 4], paint: Paint) {
+        if corners.iter().all(|v| finite(*v)) {
+            self.prims.push(Prim::Rect(corners, paint));
         }
     }
 
@@ -243,7 +240,9 @@ impl Canvas {
             .filter(|(x, y)| finite(*x) && finite(*y))
             .collect();
         if pts.len() >= 2 {
-            self.prims.push(Prim::Path { pts, color, width });
+            let fill = false;
+            self.prims
+                .push(Prim::Path(pts, Paint { color, fill, width }));
         }
     }
 
@@ -280,21 +279,17 @@ impl Canvas {
     /// Circle, filled or outlined.
     pub(crate) fn circle(&mut self, cx: f64, cy: f64, r: f64, color: Rgba, fill: bool, width: f64) {
         if [cx, cy, r].iter().all(|v| finite(*v)) && r > 0.0 {
-            self.prims.push(Prim::Circle {
-                cx,
-                cy,
-                r,
-                color,
-                fill,
-                width,
-            });
+            let paint = Paint { color, fill, width };
+            self.prims.push(Prim::Circle([cx, cy, r], paint));
         }
     }
 
     /// Filled polygon.
     pub(crate) fn polygon(&mut self, pts: Vec<(f64, f64)>, color: Rgba) {
         if pts.len() >= 3 && pts.iter().all(|(x, y)| finite(*x) && finite(*y)) {
-            self.prims.push(Prim::Polygon { pts, color });
+            let (fill, width) = (true, 1.0);
+            self.prims
+                .push(Prim::Polygon(pts, Paint { color, fill, width }));
         }
     }
 
@@ -391,7 +386,6 @@ impl Canvas {
         svg: bool,
     ) -> std::result::Result<(), String> {
         let p = |x: f64, y: f64| ((x * s).round() as i32, (y * s).round() as i32);
-        let sw = |w: f64| ((w * s).round().max(1.0)) as u32;
         if svg {
             // White background (the bitmap buffer starts out white).
             let (w, h) = (self.w as f64, self.h as f64);
@@ -405,72 +399,33 @@ impl Canvas {
         }
         for prim in &self.prims {
             match prim {
-                Prim::Rect {
-                    x0,
-                    y0,
-                    x1,
-                    y1,
-                    color,
-                    fill,
-                    width,
-                } => {
-                    let style = ShapeStyle {
-                        color: color.plotters(),
-                        filled: *fill,
-                        stroke_width: sw(*width),
-                    };
+                Prim::Rect([x0, y0, x1, y1], paint) => {
                     let (a, b) = (p(x0.min(*x1), y0.min(*y1)), p(x0.max(*x1), y0.max(*y1)));
-                    if *fill {
-                        // plotters' bitmap rect is inclusive of the far edge.
-                        let b = if svg { b } else { (b.0 - 1, b.1 - 1) };
-                        if b.0 >= a.0 && b.1 >= a.1 {
-                            db.draw_rect(a, b, &style, true).map_err(e2s)?;
-                        }
-                    } else {
-                        db.draw_rect(a, b, &style, false).map_err(e2s)?;
+                    // plotters' bitmap rect is inclusive of the far edge.
+                    let b = match paint.fill && !svg {
+                        true => (b.0 - 1, b.1 - 1),
+                        false => b,
+                    };
+                    if !paint.fill || (b.0 >= a.0 && b.1 >= a.1) {
+                        db.draw_rect(a, b, &paint.style(s), paint.fill)
+                            .map_err(e2s)?;
                     }
                 }
-                Prim::Path { pts, color, width } => {
-                    let style = ShapeStyle {
-                        color: color.plotters(),
-                        filled: false,
-                        stroke_width: sw(*width),
-                    };
+                Prim::Path(pts, paint) => {
                     let pts: Vec<_> = pts.iter().map(|(x, y)| p(*x, *y)).collect();
-                    db.draw_path(pts, &style).map_err(e2s)?;
+                    db.draw_path(pts, &paint.style(s)).map_err(e2s)?;
                 }
-                Prim::Circle {
-                    cx,
-                    cy,
-                    r,
-                    color,
-                    fill,
-                    width,
-                } => {
-                    let style = ShapeStyle {
-                        color: color.plotters(),
-                        filled: *fill,
-                        stroke_width: sw(*width),
-                    };
+                Prim::Circle([cx, cy, r], paint) => {
                     let r = (r * s).round().max(1.0) as u32;
-                    db.draw_circle(p(*cx, *cy), r, &style, *fill).map_err(e2s)?;
+                    db.draw_circle(p(*cx, *cy), r, &paint.style(s), paint.fill)
+                        .map_err(e2s)?;
                 }
-                Prim::Polygon { pts, color } => {
-                    let style = ShapeStyle {
-                        color: color.plotters(),
-                        filled: true,
-                        stroke_width: 1,
-                    };
+                Prim::Polygon(pts, paint) => {
                     let pts: Vec<_> = pts.iter().map(|(x, y)| p(*x, *y)).collect();
-                    db.fill_polygon(pts, &style).map_err(e2s)?;
+                    db.fill_polygon(pts, &paint.style(s)).map_err(e2s)?;
                 }
-                Prim::Text { text, x, y, font } => {
-                    if svg {
-                        svg_text(db, text, *x, *y, font)?;
-                    } else {
-                        png_text(db, text, *x, *y, font, s)?;
-                    }
-                }
+                Prim::Text { text, x, y, font } if svg => svg_text(db, text, *x, *y, font)?,
+                Prim::Text { text, x, y, font } => png_text(db, text, *x, *y, font, s)?,
             }
         }
         db.present().map_err(e2s)?;

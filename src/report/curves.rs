@@ -1,6 +1,6 @@
-//! Training curves: validation scores per task (top panel) and training
-//! loss (bottom panel) per epoch, with the kept epoch and the early-stopping
-//! point marked.
+//! Training curves: validation scores per task and the score that picks the
+//! kept epoch (top panel) and training loss (bottom panel) per epoch run,
+//! with the kept epoch and the early-stopping point marked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::canvas::{Canvas, Font, HAlign, Rgba};
 use crate::report::chart::{ChartFiles, Rendered};
 use crate::report::error::Result;
+use crate::report::layout::{self, Key};
 use crate::report::scale::{nice_step, tick_labels, Scale};
 use crate::report::text::{self, VAlign};
 use crate::report::theme::*;
@@ -24,6 +25,10 @@ pub struct EpochPoint {
     /// Validation scores as fractions in 0..=1, keyed by a display name such
     /// as `intent accuracy` or `tags span F1`.
     pub scores: BTreeMap<String, f64>,
+    /// The validation score that picks the kept epoch (a fraction; drawn as its own dashed
+    /// series, first in the legend), when the run has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection_score: Option<f64>,
 }
 
 /// Input of [`render_training_curves`] / [`write_training_curves`].
@@ -38,10 +43,16 @@ pub struct TrainingCurves {
     /// The epoch after which early stopping ended training (None when the
     /// run used all its epochs).
     pub early_stop_epoch: Option<usize>,
-    /// Planned number of epochs; epochs after the last trained one are
-    /// shaded as "not run".
+    /// Planned number of epochs (named in the subtitle; the x axis spans the
+    /// epochs that ran).
     pub max_epochs: Option<usize>,
 }
+
+/// Name of the series of [`EpochPoint::selection_score`].
+pub const SELECTION: &str = "selection score";
+/// Its tooltip in the legend.
+const SELECTION_TIP: &str = "selection score: the validation score that picks the kept epoch \
+    (the mean of the tasks' headline scores and, with two or more tasks, the all-tasks accuracy)";
 
 /// One validation-score series as drawn.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +80,9 @@ pub struct CurvesData {
     pub nonfinite_loss_epochs: Vec<usize>,
     /// Validation-score series, sorted by name.
     pub series: Vec<SeriesData>,
+    /// The score that picks the kept epoch ([`EpochPoint::selection_score`]), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SeriesData>,
     /// See [`TrainingCurves::best_epoch`].
     pub best_epoch: Option<usize>,
     /// See [`TrainingCurves::early_stop_epoch`].
@@ -88,33 +102,28 @@ impl TrainingCurves {
             Some(b) => pts.iter().position(|p| p.epoch == b),
             None => pts.len().checked_sub(1),
         };
+        let series_of = |name: &str, value: &dyn Fn(&EpochPoint) -> Option<f64>| {
+            let percent: Vec<Option<f64>> = pts
+                .iter()
+                .map(|p| value(p).filter(|v| v.is_finite()).map(|v| v * 100.0))
+                .collect();
+            let at_best = ref_idx.and_then(|i| percent.get(i).copied().flatten());
+            SeriesData {
+                name: name.to_string(),
+                percent,
+                at_best,
+            }
+        };
         let series = names
             .into_iter()
-            .map(|name| {
-                let percent: Vec<Option<f64>> = pts
-                    .iter()
-                    .map(|p| {
-                        p.scores
-                            .get(name)
-                            .copied()
-                            .filter(|v| v.is_finite())
-                            .map(|v| v * 100.0)
-                    })
-                    .collect();
-                let at_best = ref_idx.and_then(|i| percent.get(i).copied().flatten());
-                SeriesData {
-                    name: name.clone(),
-                    percent,
-                    at_best,
-                }
-            })
+            .map(|name| series_of(name, &|p| p.scores.get(name).copied()))
             .collect();
+        let selection = pts
+            .iter()
+            .any(|p| p.selection_score.is_some())
+            .then(|| series_of(SELECTION, &|p| p.selection_score));
         CurvesData {
-            title: if self.title.trim().is_empty() {
-                "Training curves".into()
-            } else {
-                self.title.clone()
-            },
+            title: layout::title_or(&self.title, "Training curves"),
             loss: pts
                 .iter()
                 .map(|p| Some(p.loss).filter(|v| v.is_finite()))
@@ -126,6 +135,7 @@ impl TrainingCurves {
                 .collect(),
             epochs,
             series,
+            selection,
             best_epoch: self.best_epoch,
             early_stop_epoch: self.early_stop_epoch,
             max_epochs: self.max_epochs,
@@ -154,79 +164,95 @@ const W: f64 = 980.0;
 const LEFT: f64 = 84.0;
 const LEGEND_W: f64 = 250.0;
 const ROW: f64 = 21.0;
+const PLOT_R: f64 = W - LEGEND_W - 36.0;
+const LEGEND_X: f64 = PLOT_R + 26.0;
+const LOSS: Rgba = Rgba::hex(0x444444);
+/// The selection score's dashes.
+const SELECTION_KEY: Key = Key::Dash(INK, 2.0, 6.0, 3.0);
 
-pub(crate) fn draw(d: &CurvesData) -> Canvas {
-    let plot_r = W - LEGEND_W - 36.0;
-    let legend_x = plot_r + 26.0;
-    let top0 = 96.0;
-    let n_series = d.series.len();
-    let legend_need = 30.0 + n_series as f64 * ROW;
-    let top_h = legend_need.clamp(290.0, 760.0);
-    let top1 = top0 + top_h;
-    let loss0 = top1 + 30.0;
-    let loss1 = loss0 + 170.0;
-    let h = loss1 + 58.0;
-    let mut c = Canvas::new(W, h, &d.title);
+/// Where things go: the score panel on top, the loss panel under it, the legends on the right.
+struct Frame {
+    x: Scale,
+    xticks: Vec<f64>,
+    score: Scale,
+    loss: Scale,
+    /// Top and bottom of the score panel and of the loss panel.
+    top: (f64, f64),
+    bottom: (f64, f64),
+    /// Rows of the score legend.
+    rows: usize,
+}
 
-    // Title and subtitle.
-    c.text(
-        &text::fit(&d.title, W - 48.0, TITLE_EM, true),
-        24.0,
-        20.0,
-        Font::new(TITLE_EM, INK)
-            .bold()
-            .align(HAlign::Left, VAlign::Top),
-    );
-    let mut sub = vec![format!(
-        "{} epoch{}",
-        d.epochs.len(),
-        if d.epochs.len() == 1 { "" } else { "s" }
-    )];
-    if let Some(b) = d.best_epoch {
-        sub.push(format!("kept epoch {b}"));
-    }
-    if let Some(s) = d.early_stop_epoch {
-        sub.push(format!("early stop after epoch {s}"));
-    }
-    if let Some(m) = d.max_epochs {
-        sub.push(format!("max {m} epochs"));
-    }
-    c.text(
-        &sub.join("  ·  "),
-        24.0,
-        48.0,
-        Font::new(SUB_EM, MUTED).align(HAlign::Left, VAlign::Top),
-    );
-
-    // X range over everything that has to be visible.
-    let mut xs: Vec<usize> = d.epochs.clone();
-    xs.extend(d.best_epoch);
-    xs.extend(d.early_stop_epoch);
-    xs.extend(d.max_epochs);
-    let (e_lo, e_hi) = match (xs.iter().min(), xs.iter().max()) {
-        (Some(&a), Some(&b)) => (a as f64, b as f64),
-        _ => (1.0, 1.0),
-    };
-    let xsc = Scale::linear(e_lo - 0.5, e_hi + 0.5, LEFT, plot_r);
-    let step = match nice_step((e_hi - e_lo) / 8.0).max(1.0) {
-        s if s.fract() != 0.0 => (s * 2.0).round(), // 2.5 -> 5, 25 -> 50
-        s => s,
-    };
-    let mut xticks = Vec::new();
-    if !xs.is_empty() {
-        let mut t = (e_lo / step).ceil() * step;
-        while t <= e_hi && xticks.len() < 100 {
-            xticks.push(t);
-            t += step;
+impl Frame {
+    fn new(d: &CurvesData) -> Self {
+        let rows = d.series.len() + usize::from(d.selection.is_some());
+        let top0 = 96.0;
+        let top1 = top0 + (30.0 + rows as f64 * ROW).clamp(290.0, 760.0);
+        let loss0 = top1 + 30.0;
+        let (x, xticks) = epoch_axis(&d.epochs);
+        let scores: Vec<f64> = d
+            .series
+            .iter()
+            .chain(&d.selection)
+            .flat_map(|s| s.percent.iter().flatten().copied())
+            .collect();
+        let losses: Vec<f64> = d.loss.iter().flatten().copied().collect();
+        let ((s0, s1), (l0, l1)) = (score_range(&scores), loss_range(&losses));
+        Frame {
+            x,
+            xticks,
+            score: Scale::linear(s0, s1, top1, top0),
+            loss: Scale::linear(l0, l1, loss0 + 170.0, loss0),
+            top: (top0, top1),
+            bottom: (loss0, loss0 + 170.0),
+            rows,
         }
     }
 
-    // Y ranges.
-    let vals: Vec<f64> = d
-        .series
-        .iter()
-        .flat_map(|s| s.percent.iter().flatten().copied())
-        .collect();
+    fn height(&self) -> f64 {
+        self.bottom.1 + 58.0
+    }
+
+    /// Pixel poly-lines of a series on `y`, split where values are missing.
+    fn segments(&self, epochs: &[usize], vals: &[Option<f64>], y: &Scale) -> Vec<Vec<(f64, f64)>> {
+        let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+        let mut cur = Vec::new();
+        for (e, v) in epochs.iter().zip(vals) {
+            match v {
+                Some(v) => cur.push((self.x.map(*e as f64), y.map(*v))),
+                None if !cur.is_empty() => out.push(std::mem::take(&mut cur)),
+                None => {}
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+}
+
+/// The x axis over the epochs that ran, with at most about eight whole-number ticks.
+fn epoch_axis(epochs: &[usize]) -> (Scale, Vec<f64>) {
+    let (lo, hi) = match (epochs.first(), epochs.last()) {
+        (Some(&a), Some(&b)) => (a as f64, b as f64),
+        _ => (1.0, 1.0),
+    };
+    let step = match nice_step((hi - lo) / 8.0).max(1.0) {
+        s if s.fract() != 0.0 => (s * 2.0).round(), // 2.5 -> 5, 25 -> 50
+        s => s,
+    };
+    let mut ticks = Vec::new();
+    let mut t = (lo / step).ceil() * step;
+    while !epochs.is_empty() && t <= hi && ticks.len() < 100 {
+        ticks.push(t);
+        t += step;
+    }
+    (Scale::linear(lo - 0.5, hi + 0.5, LEFT, PLOT_R), ticks)
+}
+
+/// Percent range of the scores: 2 points of air, whole fives, at least 10 wide, snapped to the
+/// tick grid so that the top and bottom are labelled.
+fn score_range(vals: &[f64]) -> (f64, f64) {
     let (mut lo, mut hi) = if vals.is_empty() {
         (0.0, 100.0)
     } else {
@@ -246,341 +272,271 @@ pub(crate) fn draw(d: &CurvesData) -> Canvas {
             hi = lo + 10.0;
         }
     }
-    // Snap both ends to the tick grid so that the top and bottom are labelled.
     let step = nice_step((hi - lo) / 5.0);
-    let (lo, hi) = ((lo / step).floor() * step, (hi / step).ceil() * step);
-    let ysc = Scale::linear(lo, hi, top1, top0);
+    ((lo / step).floor() * step, (hi / step).ceil() * step)
+}
 
-    let losses: Vec<f64> = d.loss.iter().flatten().copied().collect();
-    let (l_lo, l_hi) = if losses.is_empty() {
-        (0.0, 1.0)
-    } else {
-        let mn = losses.iter().copied().fold(f64::INFINITY, f64::min);
-        let mx = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let lo = if mn >= 0.0 { 0.0 } else { mn };
-        let hi = if mx > lo { mx } else { lo + 1.0 };
-        let step = nice_step((hi - lo) / 4.0);
-        (lo, (hi / step).ceil() * step)
-    };
-    let lsc = Scale::linear(l_lo, l_hi, loss1, loss0);
-
-    // "Not run" area after the last trained epoch.
-    let mut not_run = None;
-    if let (Some(&last), Some(max)) = (d.epochs.last(), d.max_epochs) {
-        if max > last {
-            let (a, b) = (xsc.map(last as f64 + 0.5), xsc.map(max as f64 + 0.5));
-            for (y0, y1) in [(top0, top1), (loss0, loss1)] {
-                c.rect(a, y0, b, y1, SHADE);
-            }
-            not_run = Some((a, b));
-        }
+/// Loss range: from 0 (or the lowest negative loss) to a tick above the highest.
+fn loss_range(losses: &[f64]) -> (f64, f64) {
+    if losses.is_empty() {
+        return (0.0, 1.0);
     }
+    let mn = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    let mx = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lo = if mn >= 0.0 { 0.0 } else { mn };
+    let hi = if mx > lo { mx } else { lo + 1.0 };
+    let step = nice_step((hi - lo) / 4.0);
+    (lo, (hi / step).ceil() * step)
+}
 
-    panel(
-        &mut c,
-        &xsc,
-        &xticks,
-        top0,
-        top1,
-        &ysc,
-        "validation score (%)",
-    );
-    panel(&mut c, &xsc, &xticks, loss0, loss1, &lsc, "training loss");
-    if let Some((a, b)) = not_run {
-        let label = if d.early_stop_epoch.is_some() {
-            "not run (early stop)"
-        } else {
-            "not run"
-        };
-        let f = Font::new(TICK_EM, FAINT).align(HAlign::Center, VAlign::Bottom);
-        let w = f.width(label);
-        if w + 8.0 < b - a {
-            c.rect(
-                (a + b - w) / 2.0 - 3.0,
-                top1 - 24.0,
-                (a + b + w) / 2.0 + 3.0,
-                top1 - 4.0,
-                SHADE,
-            );
-            c.text(label, (a + b) / 2.0, top1 - 8.0, f);
-        }
-    }
-
-    // X tick labels and axis title (shared, under the loss panel).
-    let tf = Font::new(TICK_EM, MUTED).align(HAlign::Center, VAlign::Top);
-    let labels = tick_labels(&xticks);
-    for (t, l) in xticks.iter().zip(&labels) {
-        c.text(l, xsc.map(*t), loss1 + 6.0, tf);
-    }
-    c.text(
-        "epoch",
-        (LEFT + plot_r) / 2.0,
-        loss1 + 28.0,
-        Font::new(LABEL_EM, TEXT).align(HAlign::Center, VAlign::Top),
-    );
-
+pub(crate) fn draw(d: &CurvesData) -> Canvas {
+    let f = Frame::new(d);
+    let mut c = Canvas::new(W, f.height(), &d.title);
+    layout::header(&mut c, &d.title, W, &[subtitle(d)]);
+    panels(&mut c, &f);
     if d.epochs.is_empty() {
-        let f = Font::new(LABEL_EM + 1.0, FAINT).align(HAlign::Center, VAlign::Middle);
-        c.text(
-            "no epochs recorded",
-            (LEFT + plot_r) / 2.0,
-            (top0 + top1) / 2.0,
-            f,
-        );
-        c.text(
-            "no epochs recorded",
-            (LEFT + plot_r) / 2.0,
-            (loss0 + loss1) / 2.0,
-            f,
-        );
+        let x = (LEFT + PLOT_R) / 2.0;
+        for (y0, y1) in [f.top, f.bottom] {
+            layout::empty_note(
+                &mut c,
+                "no epochs recorded",
+                x,
+                (y0 + y1) / 2.0,
+                LABEL_EM + 1.0,
+            );
+        }
+        return c;
     }
+    markers(&mut c, d, &f);
+    series(&mut c, d, &f);
+    loss(&mut c, d, &f);
+    score_legend(&mut c, d, &f);
+    loss_legend(&mut c, d, &f);
+    c
+}
 
-    let show_markers = d.epochs.len() <= 40;
-    let best_idx = d
-        .best_epoch
-        .and_then(|b| d.epochs.iter().position(|&e| e == b));
+/// `14 epochs · kept epoch 9 · early stop after epoch 14 · max 30 epochs`.
+fn subtitle(d: &CurvesData) -> String {
+    let n = d.epochs.len();
+    let mut sub = vec![format!("{n} epoch{}", if n == 1 { "" } else { "s" })];
+    sub.extend(d.best_epoch.map(|b| format!("kept epoch {b}")));
+    sub.extend(
+        d.early_stop_epoch
+            .map(|s| format!("early stop after epoch {s}")),
+    );
+    sub.extend(d.max_epochs.map(|m| format!("max {m} epochs")));
+    sub.join("  ·  ")
+}
 
-    // Early-stop line (under the data).
+/// Both panels' grids and axes, their titles, and the shared epoch axis under the loss panel.
+fn panels(c: &mut Canvas, f: &Frame) {
+    let title = Font::new(LABEL_EM, TEXT);
+    for ((y0, y1), scale, name) in [
+        (f.top, &f.score, "validation score (%)"),
+        (f.bottom, &f.loss, "training loss"),
+    ] {
+        layout::y_grid(c, scale, LEFT, PLOT_R);
+        let labels = vec![String::new(); f.xticks.len()];
+        layout::x_grid(c, &f.x, &f.xticks, &labels, (y0, y1), (false, false));
+        c.line(vec![(LEFT, y0), (LEFT, y1), (PLOT_R, y1)], AXIS, 1.0);
+        layout::y_title(c, name, 18.0, (y0, y1), title);
+    }
+    let loss1 = f.bottom.1;
+    let tf = Font::at(TICK_EM, MUTED, HAlign::Center, VAlign::Top);
+    for (t, l) in f.xticks.iter().zip(tick_labels(&f.xticks)) {
+        c.text(&l, f.x.map(*t), loss1 + 6.0, tf);
+    }
+    let af = title.align(HAlign::Center, VAlign::Top);
+    c.text("epoch", (LEFT + PLOT_R) / 2.0, loss1 + 28.0, af);
+}
+
+/// The early-stop line (dashed) and the kept epoch's line through both panels, labelled.
+fn markers(c: &mut Canvas, d: &CurvesData, f: &Frame) {
+    let (span, top0, loss1) = ((LEFT, PLOT_R), f.top.0, f.bottom.1);
     if let Some(s) = d.early_stop_epoch {
-        let x = xsc.map(s as f64);
+        let x = f.x.map(s as f64);
         c.dashed((x, top0), (x, loss1), MUTED, 1.5, 6.0, 4.0);
-        marker_label(
-            &mut c,
-            &format!("early stop · epoch {s}"),
-            x,
-            top1 + 4.0,
-            LEFT,
-            plot_r,
-            MUTED,
-            false,
-        );
+        let label = format!("early stop · epoch {s}");
+        layout::flag(c, &label, x, f.top.1 + 4.0, span, MUTED, false);
     }
-    // Best-epoch line.
     if let Some(b) = d.best_epoch {
-        let x = xsc.map(b as f64);
+        let x = f.x.map(b as f64);
         c.line(vec![(x, top0), (x, loss1)], INK.alpha(0.55), 1.5);
-        marker_label(
-            &mut c,
+        layout::flag(
+            c,
             &format!("★ kept epoch {b}"),
             x,
             top0 - 22.0,
-            LEFT,
-            plot_r,
+            span,
             INK,
             true,
         );
     }
+}
 
-    // Score series.
+/// The index of the kept epoch among the epochs drawn.
+fn best_index(d: &CurvesData) -> Option<usize> {
+    d.best_epoch
+        .and_then(|b| d.epochs.iter().position(|&e| e == b))
+}
+
+/// Every task's score line with its markers (all of them up to 40 epochs), the selection score
+/// dashed over them, and a ring on each at the kept epoch.
+fn series(c: &mut Canvas, d: &CurvesData, f: &Frame) {
+    let show_markers = d.epochs.len() <= 40;
+    let ring = |c: &mut Canvas, s: &SeriesData, color| {
+        if let Some(v) = best_index(d).and_then(|bi| s.percent.get(bi).copied().flatten()) {
+            let x = f.x.map(d.best_epoch.unwrap_or_default() as f64);
+            c.circle(x, f.score.map(v), 7.5, color, false, 2.0);
+        }
+    };
     for (i, s) in d.series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let shape = MARKERS[i % MARKERS.len()];
-        let segs = segments(&d.epochs, &s.percent, &xsc, &ysc);
-        for seg in &segs {
+        let (color, shape) = (PALETTE[i % PALETTE.len()], MARKERS[i % MARKERS.len()]);
+        for seg in f.segments(&d.epochs, &s.percent, &f.score) {
             c.line(seg.clone(), color, 2.0);
             if show_markers || seg.len() == 1 {
                 for (x, y) in seg {
-                    c.marker(shape, *x, *y, 3.6, color);
+                    c.marker(shape, x, y, 3.6, color);
                 }
             }
         }
-        if let Some(v) = best_idx.and_then(|bi| s.percent.get(bi).copied().flatten()) {
-            let x = xsc.map(d.best_epoch.unwrap_or_default() as f64);
-            c.circle(x, ysc.map(v), 7.5, color, false, 2.0);
-        }
+        ring(c, s, color);
     }
+    if let Some(s) = &d.selection {
+        for seg in f.segments(&d.epochs, &s.percent, &f.score) {
+            for w in seg.windows(2) {
+                c.dashed(w[0], w[1], INK, 2.0, 6.0, 3.0);
+            }
+            for (x, y) in seg {
+                c.circle(x, y, 2.8, INK, true, 1.0);
+            }
+        }
+        ring(c, s, INK);
+    }
+}
 
-    // Loss line.
-    let loss_color = Rgba::hex(0x444444);
-    for seg in segments(&d.epochs, &d.loss, &xsc, &lsc) {
-        c.line(seg.clone(), loss_color, 2.0);
+/// The loss line, its ring at the kept epoch, and a red cross at each NaN/∞ loss.
+fn loss(c: &mut Canvas, d: &CurvesData, f: &Frame) {
+    let show_markers = d.epochs.len() <= 40;
+    for seg in f.segments(&d.epochs, &d.loss, &f.loss) {
+        c.line(seg.clone(), LOSS, 2.0);
         if show_markers || seg.len() == 1 {
             for (x, y) in &seg {
-                c.circle(*x, *y, 2.8, loss_color, true, 1.0);
+                c.circle(*x, *y, 2.8, LOSS, true, 1.0);
             }
         }
     }
-    if let Some(bi) = best_idx {
+    if let Some(bi) = best_index(d) {
         if let Some(v) = d.loss.get(bi).copied().flatten() {
-            c.circle(
-                xsc.map(d.epochs[bi] as f64),
-                lsc.map(v),
-                6.5,
-                loss_color,
-                false,
-                2.0,
-            );
+            let x = f.x.map(d.epochs[bi] as f64);
+            c.circle(x, f.loss.map(v), 6.5, LOSS, false, 2.0);
         }
     }
     for e in &d.nonfinite_loss_epochs {
-        let (x, y) = (xsc.map(*e as f64), loss0 + 12.0);
-        c.line(vec![(x - 5.0, y - 5.0), (x + 5.0, y + 5.0)], BAD, 2.0);
-        c.line(vec![(x - 5.0, y + 5.0), (x + 5.0, y - 5.0)], BAD, 2.0);
+        cross(c, f.x.map(*e as f64), f.bottom.0 + 12.0);
     }
+}
 
-    // Legends.
-    let ref_label = match (d.best_epoch, d.epochs.last()) {
+/// A red cross (a NaN/∞ loss).
+fn cross(c: &mut Canvas, x: f64, y: f64) {
+    c.line(vec![(x - 5.0, y - 5.0), (x + 5.0, y + 5.0)], BAD, 2.0);
+    c.line(vec![(x - 5.0, y + 5.0), (x + 5.0, y - 5.0)], BAD, 2.0);
+}
+
+/// One legend row: key, name (fitted) and value at the kept epoch, with the full name as tooltip.
+fn legend_entry(c: &mut Canvas, key: Key, (name, tip): (&str, &str), value: String, y: f64) {
+    let nf = Font::at(LABEL_EM, TEXT, HAlign::Left, VAlign::Middle);
+    let vf = Font::new(LABEL_EM, INK)
+        .bold()
+        .align(HAlign::Right, VAlign::Middle);
+    key.draw(c, LEGEND_X, y);
+    let room = LEGEND_W - 34.0 - vf.width(&value) - 10.0;
+    c.text(
+        &text::fit(&text::clean(name), room, LABEL_EM, false),
+        LEGEND_X + 32.0,
+        y,
+        nf,
+    );
+    c.text(&value, LEGEND_X + LEGEND_W - 4.0, y, vf);
+    c.tip(LEGEND_X, y - ROW / 2.0, LEGEND_W, ROW, tip.to_string());
+}
+
+/// The score legend: the selection score, then every series, with its value at the kept (or
+/// last) epoch; rows that do not fit are summed up in a last row.
+fn score_legend(c: &mut Canvas, d: &CurvesData, f: &Frame) {
+    let top0 = f.top.0;
+    let reference = match (d.best_epoch, d.epochs.last()) {
         (Some(b), _) => format!("at kept epoch {b}"),
         (None, Some(l)) => format!("at last epoch {l}"),
         (None, None) => String::new(),
     };
-    let hf = Font::new(TICK_EM, FAINT).align(HAlign::Right, VAlign::Middle);
-    c.text(&ref_label, legend_x + LEGEND_W - 4.0, top0 + 8.0, hf);
-    let max_rows = ((top_h - 30.0) / ROW).floor().max(1.0) as usize;
-    let nf = Font::new(LABEL_EM, TEXT).align(HAlign::Left, VAlign::Middle);
-    let vf = Font::new(LABEL_EM, INK)
-        .bold()
-        .align(HAlign::Right, VAlign::Middle);
-    for (i, s) in d.series.iter().enumerate() {
+    let hf = Font::at(TICK_EM, FAINT, HAlign::Right, VAlign::Middle);
+    c.text(&reference, LEGEND_X + LEGEND_W - 4.0, top0 + 8.0, hf);
+    let keyed =
+        d.selection
+            .iter()
+            .map(|s| (SELECTION_KEY, s))
+            .chain(d.series.iter().enumerate().map(|(i, s)| {
+                (
+                    Key::Series(PALETTE[i % PALETTE.len()], MARKERS[i % MARKERS.len()]),
+                    s,
+                )
+            }));
+    let max_rows = ((f.top.1 - top0 - 30.0) / ROW).floor().max(1.0) as usize;
+    for (i, (key, s)) in keyed.enumerate() {
         let y = top0 + 30.0 + i as f64 * ROW;
-        if i + 1 == max_rows && n_series > max_rows {
-            let more = format!("+ {} more series (see JSON)", n_series - i);
-            c.text(
-                &more,
-                legend_x,
-                y,
-                Font::new(TICK_EM, MUTED).align(HAlign::Left, VAlign::Middle),
-            );
+        if i + 1 == max_rows && f.rows > max_rows {
+            let more = format!("+ {} more series (see JSON)", f.rows - i);
+            let mf = Font::at(TICK_EM, MUTED, HAlign::Left, VAlign::Middle);
+            c.text(&more, LEGEND_X, y, mf);
             break;
         }
-        let color = PALETTE[i % PALETTE.len()];
-        c.line(vec![(legend_x, y), (legend_x + 24.0, y)], color, 2.0);
-        c.marker(MARKERS[i % MARKERS.len()], legend_x + 12.0, y, 3.6, color);
-        let value = s
-            .at_best
-            .map(|v| format!("{v:.1}%"))
-            .unwrap_or_else(|| "–".into());
-        let vw = vf.width(&value);
-        let name = text::fit(
-            &text::clean(&s.name),
-            LEGEND_W - 34.0 - vw - 10.0,
-            LABEL_EM,
-            false,
-        );
-        c.text(&name, legend_x + 32.0, y, nf);
-        c.text(&value, legend_x + LEGEND_W - 4.0, y, vf);
-        c.tip(legend_x, y - ROW / 2.0, LEGEND_W, ROW, s.name.clone());
-    }
-    if n_series == 0 && !d.epochs.is_empty() {
-        c.text(
-            "no validation scores",
-            legend_x,
-            top0 + 30.0,
-            Font::new(LABEL_EM, FAINT).align(HAlign::Left, VAlign::Middle),
+        let value = s.at_best.map(|v| format!("{v:.1}%"));
+        let tip = if i == 0 && d.selection.is_some() {
+            SELECTION_TIP
+        } else {
+            &s.name
+        };
+        legend_entry(
+            c,
+            key,
+            (&s.name, tip),
+            value.unwrap_or_else(|| "–".into()),
+            y,
         );
     }
-    if d.epochs.is_empty() {
-        return c;
+    if f.rows == 0 {
+        let nf = Font::at(LABEL_EM, FAINT, HAlign::Left, VAlign::Middle);
+        c.text("no validation scores", LEGEND_X, top0 + 30.0, nf);
     }
-    let y = loss0 + 30.0;
-    c.line(vec![(legend_x, y), (legend_x + 24.0, y)], loss_color, 2.0);
-    c.circle(legend_x + 12.0, y, 2.8, loss_color, true, 1.0);
-    let lv = best_idx
+}
+
+/// The loss legend with its value at the kept (or last) epoch, and the epochs of NaN/∞ losses.
+fn loss_legend(c: &mut Canvas, d: &CurvesData, f: &Frame) {
+    let y = f.bottom.0 + 30.0;
+    let value = best_index(d)
         .or(d.epochs.len().checked_sub(1))
         .and_then(|i| d.loss.get(i).copied().flatten())
         .map(text::num)
         .unwrap_or_else(|| "–".into());
-    c.text("training loss", legend_x + 32.0, y, nf);
-    c.text(&lv, legend_x + LEGEND_W - 4.0, y, vf);
-    if !d.nonfinite_loss_epochs.is_empty() {
-        let mut list: Vec<String> = d
-            .nonfinite_loss_epochs
-            .iter()
-            .take(6)
-            .map(|e| e.to_string())
-            .collect();
-        if d.nonfinite_loss_epochs.len() > 6 {
-            list.push("…".into());
-        }
-        let y = y + ROW + 4.0;
-        let (x0, yy) = (legend_x + 12.0, y);
-        c.line(vec![(x0 - 5.0, yy - 5.0), (x0 + 5.0, yy + 5.0)], BAD, 2.0);
-        c.line(vec![(x0 - 5.0, yy + 5.0), (x0 + 5.0, yy - 5.0)], BAD, 2.0);
-        let msg = format!("NaN/∞ loss: epoch {}", list.join(", "));
-        let msg = text::fit(&msg, LEGEND_W - 34.0, TICK_EM, false);
-        c.text(
-            &msg,
-            legend_x + 32.0,
-            y,
-            Font::new(TICK_EM, BAD).align(HAlign::Left, VAlign::Middle),
-        );
+    let name = "training loss";
+    legend_entry(c, Key::Dot(LOSS), (name, name), value, y);
+    if d.nonfinite_loss_epochs.is_empty() {
+        return;
     }
-    c
-}
-
-/// Pixel poly-lines of a series, split where values are missing.
-fn segments(
-    epochs: &[usize],
-    vals: &[Option<f64>],
-    xs: &Scale,
-    ys: &Scale,
-) -> Vec<Vec<(f64, f64)>> {
-    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut cur = Vec::new();
-    for (e, v) in epochs.iter().zip(vals) {
-        match v {
-            Some(v) => cur.push((xs.map(*e as f64), ys.map(*v))),
-            None if !cur.is_empty() => out.push(std::mem::take(&mut cur)),
-            None => {}
-        }
+    let mut list: Vec<String> = d
+        .nonfinite_loss_epochs
+        .iter()
+        .take(6)
+        .map(|e| e.to_string())
+        .collect();
+    if d.nonfinite_loss_epochs.len() > 6 {
+        list.push("…".into());
     }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// Grid, axes and y tick labels of one panel.
-fn panel(c: &mut Canvas, xsc: &Scale, xticks: &[f64], y0: f64, y1: f64, ysc: &Scale, title: &str) {
-    let (x0, x1) = (LEFT, W - LEGEND_W - 36.0);
-    let yt = ysc.ticks(5);
-    let labels = tick_labels(&yt);
-    let tf = Font::new(TICK_EM, MUTED).align(HAlign::Right, VAlign::Middle);
-    for (v, l) in yt.iter().zip(&labels) {
-        let y = ysc.map(*v).round();
-        c.line(vec![(x0, y), (x1, y)], GRID, 1.0);
-        c.text(l, x0 - 8.0, y, tf);
-    }
-    for t in xticks {
-        let x = xsc.map(*t).round();
-        c.line(vec![(x, y0), (x, y1)], GRID, 1.0);
-    }
-    c.line(vec![(x0, y0), (x0, y1), (x1, y1)], AXIS, 1.0);
-    let f = Font::new(LABEL_EM, TEXT)
-        .align(HAlign::Center, VAlign::Top)
-        .vertical();
-    let t = text::fit(title, y1 - y0, LABEL_EM, false);
-    c.text(&t, 18.0, (y0 + y1) / 2.0, f);
-}
-
-/// A label next to a vertical marker line, on the side with more room, on a
-/// white backing so grid lines do not run through it.
-/// With `center`, the label is centred on the line when that fits.
-#[allow(clippy::too_many_arguments)]
-fn marker_label(
-    c: &mut Canvas,
-    label: &str,
-    x: f64,
-    y: f64,
-    left: f64,
-    right: f64,
-    color: Rgba,
-    center: bool,
-) {
-    let f = Font::new(TICK_EM, color).bold();
-    let w = f.width(label);
-    let (tx, h) = if center && x - w / 2.0 >= left - 40.0 && x + w / 2.0 <= right + 40.0 {
-        (x, HAlign::Center)
-    } else if x + 6.0 + w <= right || x - left < right - x {
-        (x + 6.0, HAlign::Left)
-    } else {
-        (x - 6.0, HAlign::Right)
-    };
-    let bx = match h {
-        HAlign::Left => tx - 2.0,
-        HAlign::Center => tx - w / 2.0 - 2.0,
-        HAlign::Right => tx - w - 2.0,
-    };
-    c.rect(bx, y, bx + w + 4.0, y + TICK_EM + 6.0, WHITE.alpha(0.85));
-    c.text(label, tx, y + 3.0, f.align(h, VAlign::Top));
+    let y = y + ROW + 4.0;
+    cross(c, LEGEND_X + 12.0, y);
+    let msg = format!("NaN/∞ loss: epoch {}", list.join(", "));
+    let msg = text::fit(&msg, LEGEND_W - 34.0, TICK_EM, false);
+    let bf = Font::at(TICK_EM, BAD, HAlign::Left, VAlign::Middle);
+    c.text(&msg, LEGEND_X + 32.0, y, bf);
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::canvas::{Canvas, Font, HAlign, Rgba};
 use crate::report::chart::{ChartFiles, Rendered};
 use crate::report::error::Result;
+use crate::report::layout::{self, Rows};
 use crate::report::scale::{nice_step, tick_labels, Scale};
 use crate::report::text::{self, VAlign};
 use crate::report::theme::*;
@@ -92,11 +93,7 @@ impl FidelityChart {
             })
             .collect();
         FidelityData {
-            title: if self.title.trim().is_empty() {
-                "Quantization fidelity per layer".into()
-            } else {
-                self.title.clone()
-            },
+            title: layout::title_or(&self.title, "Quantization fidelity per layer"),
             cosine_failures: layers
                 .iter()
                 .filter(|l| l.cosine_ok == Some(false))
@@ -181,253 +178,224 @@ fn diff_scale(d: &FidelityData, x0: f64, x1: f64) -> Scale {
 /// Most rows drawn; the rest are summarised in a note (all are in the data).
 const MAX_ROWS: usize = 300;
 
+fn failing(l: &LayerFidelityRow) -> bool {
+    l.cosine_ok == Some(false) || l.max_abs_diff_ok == Some(false)
+}
+
+/// One value panel: cosine or max |diff|, on its scale.
+struct Panel {
+    cosine: bool,
+    scale: Scale,
+    x0: f64,
+    x1: f64,
+}
+
+impl Panel {
+    fn title(&self) -> &'static str {
+        match (self.cosine, self.scale.is_log()) {
+            (true, _) => "cosine similarity  (higher is better)",
+            (false, true) => "max |diff|  (lower is better, log scale)",
+            (false, false) => "max |diff|  (lower is better)",
+        }
+    }
+
+    /// A layer's value in this panel and whether it passed.
+    fn value(&self, l: &LayerFidelityRow) -> (Option<f64>, Option<bool>) {
+        match self.cosine {
+            true => (l.cosine, l.cosine_ok),
+            false => (l.max_abs_diff, l.max_abs_diff_ok),
+        }
+    }
+
+    fn threshold(&self, d: &FidelityData) -> Option<f64> {
+        match self.cosine {
+            true => d.cosine_threshold,
+            false => d.max_abs_diff_threshold,
+        }
+    }
+}
+
+/// The rows (layers in model order, at most [`MAX_ROWS`]), their names, and the panels to the
+/// right of the names.
+struct Frame {
+    n: usize,
+    rows: Rows,
+    names: Vec<String>,
+    label_w: f64,
+    panels: Vec<Panel>,
+    /// The right end of the last panel (plus its gap).
+    right: f64,
+}
+
+impl Frame {
+    fn new(d: &FidelityData, input: &FidelityChart) -> Self {
+        let n = d.layers.len().min(MAX_ROWS);
+        let rows = Rows::new(n, 140.0, (11.0, 21.0), (8.0, 12.0));
+        let names: Vec<String> = d.layers[..n].iter().map(|l| text::clean(&l.name)).collect();
+        let named = names
+            .iter()
+            .zip(&d.layers)
+            .map(|(s, l)| (s.as_str(), failing(l)));
+        let label_w = layout::label_width(named, rows.em, 60.0, 320.0);
+        let mut x = layout::MARGIN + label_w + 14.0;
+        let mut panels = Vec::new();
+        for (cosine, on) in [
+            (true, input.layers.iter().any(|l| l.cosine.is_some())),
+            (false, input.layers.iter().any(|l| l.max_abs_diff.is_some())),
+        ] {
+            if on {
+                let (x0, x1) = (x, x + PANEL_W);
+                let scale = match cosine {
+                    true => cosine_scale(d, x0, x1),
+                    false => diff_scale(d, x0, x1),
+                };
+                panels.push(Panel {
+                    cosine,
+                    scale,
+                    x0,
+                    x1,
+                });
+                x += PANEL_W + 46.0;
+            }
+        }
+        Frame {
+            n,
+            rows,
+            names,
+            label_w,
+            panels,
+            right: x,
+        }
+    }
+}
+
 pub(crate) fn draw(d: &FidelityData, input: &FidelityChart) -> Canvas {
+    let f = Frame::new(d, input);
     let n_all = d.layers.len();
-    let n = n_all.min(MAX_ROWS);
-    let row_h = if n <= 40 {
-        21.0
-    } else {
-        (2600.0 / n as f64).clamp(11.0, 21.0)
-    };
-    let em = (row_h * 0.6).clamp(8.0, 12.0);
-    let names: Vec<String> = d
-        .layers
-        .iter()
-        .take(n)
-        .map(|l| text::clean(&l.name))
-        .collect();
-    let failing =
-        |l: &LayerFidelityRow| l.cosine_ok == Some(false) || l.max_abs_diff_ok == Some(false);
-    let label_w = names
-        .iter()
-        .zip(&d.layers)
-        .map(|(name, l)| text::width(name, em, failing(l)))
-        .fold(60.0, f64::max)
-        .min(320.0);
-    let has_cos = input.layers.iter().any(|l| l.cosine.is_some());
-    let has_diff = input.layers.iter().any(|l| l.max_abs_diff.is_some());
-
-    let px0 = 24.0 + label_w + 14.0;
-    let mut panels: Vec<(bool, f64)> = Vec::new(); // (is_cosine, left x)
-    let mut x = px0;
-    if has_cos {
-        panels.push((true, x));
-        x += PANEL_W + 46.0;
-    }
-    if has_diff {
-        panels.push((false, x));
-        x += PANEL_W + 46.0;
-    }
-    let width = (x + 10.0).max(760.0);
-    let gy0 = 140.0;
-    let gy1 = gy0 + n.max(1) as f64 * row_h;
-    let height = gy1 + 40.0 + if n_all > n { 24.0 } else { 0.0 };
+    let width = (f.right + 10.0).max(760.0);
+    let height = f.rows.y1() + 40.0 + if n_all > f.n { 24.0 } else { 0.0 };
     let mut c = Canvas::new(width, height, &d.title);
-
-    c.text(
-        &text::fit(&d.title, width - 48.0, TITLE_EM, true),
-        24.0,
-        20.0,
-        Font::new(TITLE_EM, INK)
-            .bold()
-            .align(HAlign::Left, VAlign::Top),
-    );
-    let mut sub = vec![format!("{n_all} layers")];
-    if let Some((i, v)) = d
-        .layers
-        .iter()
-        .take(n)
-        .enumerate()
-        .filter_map(|(i, l)| l.cosine.map(|v| (i, v)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-    {
-        sub.push(format!(
-            "lowest cosine {} ({})",
-            text::num(v),
-            text::fit_middle(&names[i], 340.0, SUB_EM, false)
-        ));
-    }
-    if let Some(t) = d.cosine_threshold {
-        sub.push(format!(
-            "{} below cosine {}",
-            d.cosine_failures.len(),
-            text::num(t)
-        ));
-    }
-    if let Some(t) = d.max_abs_diff_threshold {
-        sub.push(format!(
-            "{} above max |diff| {}",
-            d.max_abs_diff_failures.len(),
-            text::num(t)
-        ));
-    }
-    let sub = text::fit(&sub.join("  ·  "), width - 48.0, SUB_EM, false);
-    c.text(
-        &sub,
-        24.0,
-        48.0,
-        Font::new(SUB_EM, MUTED).align(HAlign::Left, VAlign::Top),
-    );
-
-    if n == 0 || panels.is_empty() {
-        let msg = if n == 0 {
+    layout::header(&mut c, &d.title, width, &[subtitle(d, &f)]);
+    if f.n == 0 || f.panels.is_empty() {
+        let msg = if f.n == 0 {
             "no layers"
         } else {
             "no fidelity values"
         };
-        c.text(
-            msg,
-            width / 2.0,
-            gy0 + row_h / 2.0,
-            Font::new(LABEL_EM, FAINT).align(HAlign::Center, VAlign::Middle),
-        );
+        layout::empty_note(&mut c, msg, width / 2.0, f.rows.center(0), LABEL_EM);
         return c;
     }
-
-    for i in (1..n).step_by(2) {
-        let y = gy0 + i as f64 * row_h;
-        c.rect(24.0, y, x - 30.0, y + row_h, Rgba::hex(0xf6f7f9));
-    }
-    // Layer names (model order), red when any check fails.
-    let rf = Font::new(em, TEXT).align(HAlign::Right, VAlign::Middle);
-    if n_all > n {
+    f.rows.zebra(&mut c, layout::MARGIN, f.right - 30.0);
+    if n_all > f.n {
         let note = format!(
             "+ {} more layers not shown ({} of them failing; all are in the JSON sidecar)",
-            n_all - n,
-            d.layers[n..].iter().filter(|l| failing(l)).count()
+            n_all - f.n,
+            d.layers[f.n..].iter().filter(|l| failing(l)).count()
         );
-        c.text(
-            &note,
-            24.0,
-            gy1 + 34.0,
-            Font::new(TICK_EM, MUTED).align(HAlign::Left, VAlign::Top),
-        );
+        let nf = Font::at(TICK_EM, MUTED, HAlign::Left, VAlign::Top);
+        c.text(&note, layout::MARGIN, f.rows.y1() + 34.0, nf);
     }
-    for (i, l) in d.layers.iter().take(n).enumerate() {
-        let yc = gy0 + (i as f64 + 0.5) * row_h;
-        let f = if failing(l) {
-            Font { color: BAD, ..rf }.bold()
-        } else {
-            rf
-        };
-        let shown = text::fit_middle(&names[i], label_w, em, f.bold);
-        c.text(&shown, px0 - 10.0, yc, f);
-        let mut tip = l.name.clone();
-        if let Some(v) = l.cosine {
-            tip.push_str(&format!("\ncosine {v:.6}"));
-        } else if l.cosine_ok == Some(false) {
-            tip.push_str("\ncosine not finite");
-        }
-        if let Some(v) = l.max_abs_diff {
-            tip.push_str(&format!("\nmax |diff| {}", text::num(v)));
-        } else if l.max_abs_diff_ok == Some(false) {
-            tip.push_str("\nmax |diff| not finite");
-        }
-        c.tip(24.0, yc - row_h / 2.0, x - 54.0, row_h, tip);
-    }
-
-    for (is_cos, left) in panels {
-        let (x0, x1) = (left, left + PANEL_W);
-        let sc = if is_cos {
-            cosine_scale(d, x0, x1)
-        } else {
-            diff_scale(d, x0, x1)
-        };
-        let title = match (is_cos, sc.is_log()) {
-            (true, _) => "cosine similarity  (higher is better)",
-            (false, true) => "max |diff|  (lower is better, log scale)",
-            (false, false) => "max |diff|  (lower is better)",
-        };
-        c.text(
-            title,
-            x0,
-            82.0,
-            Font::new(LABEL_EM, INK)
-                .bold()
-                .align(HAlign::Left, VAlign::Middle),
-        );
-        let ticks = sc.ticks(if sc.is_log() { 6 } else { 4 });
-        let labels: Vec<String> = if sc.is_log() {
-            ticks.iter().map(|t| pow10_label(*t)).collect()
-        } else {
-            tick_labels(&ticks)
-        };
-        let tf = Font::new(TICK_EM, MUTED).align(HAlign::Center, VAlign::Bottom);
-        let bf = Font::new(TICK_EM, MUTED).align(HAlign::Center, VAlign::Top);
-        for (t, l) in ticks.iter().zip(&labels) {
-            let xx = sc.map(*t).round();
-            c.line(vec![(xx, gy0), (xx, gy1)], GRID, 1.0);
-            c.text(l, xx, gy0 - 6.0, tf);
-            if n > 25 {
-                c.text(l, xx, gy1 + 6.0, bf);
-            }
-        }
-        c.frame(x0, gy0, x1, gy1, Rgba::hex(0xc8c8c8), 1.0);
-        let thr = if is_cos {
-            d.cosine_threshold
-        } else {
-            d.max_abs_diff_threshold
-        };
-        if let Some(t) = thr {
-            if sc.contains(t) {
-                let xx = sc.map(t);
-                c.dashed((xx, gy0), (xx, gy1), BAD, 1.5, 6.0, 4.0);
-                let label = format!("threshold {}", text::num(t));
-                let f = Font::new(TICK_EM, BAD).bold();
-                let w = f.width(&label);
-                let (tx, h) = if xx + 5.0 + w <= x1 + 40.0 {
-                    (xx + 5.0, HAlign::Left)
-                } else {
-                    (xx - 5.0, HAlign::Right)
-                };
-                c.rect(
-                    if h == HAlign::Left {
-                        tx - 2.0
-                    } else {
-                        tx - w - 2.0
-                    },
-                    gy0 - 40.0,
-                    tx + w + 2.0,
-                    gy0 - 22.0,
-                    WHITE,
-                );
-                c.text(&label, tx, gy0 - 31.0, f.align(h, VAlign::Middle));
-            }
-        }
-        let base = if is_cos { x1 } else { x0 };
-        for (i, l) in d.layers.iter().take(n).enumerate() {
-            let yc = gy0 + (i as f64 + 0.5) * row_h;
-            let (v, ok) = if is_cos {
-                (l.cosine, l.cosine_ok)
-            } else {
-                (l.max_abs_diff, l.max_abs_diff_ok)
-            };
-            let color = if ok == Some(false) { BAD } else { OK };
-            match v {
-                Some(v) => {
-                    let xx = if !is_cos && sc.is_log() && v <= 0.0 {
-                        x0
-                    } else {
-                        sc.map(v)
-                    };
-                    c.line(vec![(base, yc), (xx, yc)], color.alpha(0.45), 2.0);
-                    c.circle(xx, yc, (row_h * 0.2).clamp(2.5, 4.0), color, true, 1.0);
-                }
-                None if ok == Some(false) => {
-                    c.text(
-                        "NaN",
-                        x0 + 4.0,
-                        yc,
-                        Font::new(em, BAD)
-                            .bold()
-                            .align(HAlign::Left, VAlign::Middle),
-                    );
-                }
-                None => {}
-            }
-        }
+    layer_names(&mut c, d, &f);
+    for p in &f.panels {
+        panel(&mut c, d, &f, p);
     }
     c
+}
+
+/// `32 layers · lowest cosine 0.9862 (name) · 2 below cosine 0.99 · 2 above max |diff| 0.1`.
+fn subtitle(d: &FidelityData, f: &Frame) -> String {
+    let mut sub = vec![format!("{} layers", d.layers.len())];
+    let lowest = d.layers[..f.n]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.cosine.map(|v| (i, v)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((i, v)) = lowest {
+        let name = text::fit_middle(&f.names[i], 340.0, SUB_EM, false);
+        sub.push(format!("lowest cosine {} ({name})", text::num(v)));
+    }
+    if let Some(t) = d.cosine_threshold {
+        let n = d.cosine_failures.len();
+        sub.push(format!("{n} below cosine {}", text::num(t)));
+    }
+    if let Some(t) = d.max_abs_diff_threshold {
+        let n = d.max_abs_diff_failures.len();
+        sub.push(format!("{n} above max |diff| {}", text::num(t)));
+    }
+    sub.join("  ·  ")
+}
+
+/// The layer names in model order (bold red when a check fails), each row's tooltip with its
+/// values.
+fn layer_names(c: &mut Canvas, d: &FidelityData, f: &Frame) {
+    let x0 = layout::MARGIN + f.label_w + 14.0;
+    for (i, l) in d.layers[..f.n].iter().enumerate() {
+        let rf = Font::at(f.rows.em, TEXT, HAlign::Right, VAlign::Middle);
+        let font = match failing(l) {
+            true => Font { color: BAD, ..rf }.bold(),
+            false => rf,
+        };
+        let shown = text::fit_middle(&f.names[i], f.label_w, f.rows.em, font.bold);
+        c.text(&shown, x0 - 10.0, f.rows.center(i), font);
+        let mut tip = l.name.clone();
+        match (l.cosine, l.cosine_ok) {
+            (Some(v), _) => tip.push_str(&format!("\ncosine {v:.6}")),
+            (None, Some(false)) => tip.push_str("\ncosine not finite"),
+            _ => {}
+        }
+        match (l.max_abs_diff, l.max_abs_diff_ok) {
+            (Some(v), _) => tip.push_str(&format!("\nmax |diff| {}", text::num(v))),
+            (None, Some(false)) => tip.push_str("\nmax |diff| not finite"),
+            _ => {}
+        }
+        f.rows.tip(c, i, layout::MARGIN, f.right - 54.0, tip);
+    }
+}
+
+/// One panel: its title, grid (labelled above, and below for long lists), frame, threshold and a
+/// lollipop per layer from the good end (red when it fails; `NaN` where the value is not finite).
+fn panel(c: &mut Canvas, d: &FidelityData, f: &Frame, p: &Panel) {
+    let (sc, (y0, y1)) = (&p.scale, (f.rows.y0, f.rows.y1()));
+    let tf = Font::new(LABEL_EM, INK)
+        .bold()
+        .align(HAlign::Left, VAlign::Middle);
+    c.text(p.title(), p.x0, 82.0, tf);
+    let ticks = sc.ticks(if sc.is_log() { 6 } else { 4 });
+    let labels: Vec<String> = match sc.is_log() {
+        true => ticks.iter().map(|t| pow10_label(*t)).collect(),
+        false => tick_labels(&ticks),
+    };
+    layout::x_grid(c, sc, &ticks, &labels, (y0, y1), (true, f.n > 25));
+    c.frame(p.x0, y0, p.x1, y1, Rgba::hex(0xc8c8c8), 1.0);
+    if let Some(t) = p.threshold(d).filter(|t| sc.contains(*t)) {
+        let x = sc.map(t);
+        c.dashed((x, y0), (x, y1), BAD, 1.5, 6.0, 4.0);
+        let label = format!("threshold {}", text::num(t));
+        layout::flag(c, &label, x, y0 - 40.0, (p.x0, p.x1 + 40.0), BAD, false);
+    }
+    let base = if p.cosine { p.x1 } else { p.x0 };
+    for (i, l) in d.layers[..f.n].iter().enumerate() {
+        let yc = f.rows.center(i);
+        let (v, ok) = p.value(l);
+        let color = if ok == Some(false) { BAD } else { OK };
+        match v {
+            Some(v) => {
+                let x = match !p.cosine && sc.is_log() && v <= 0.0 {
+                    true => p.x0,
+                    false => sc.map(v),
+                };
+                c.line(vec![(base, yc), (x, yc)], color.alpha(0.45), 2.0);
+                c.circle(x, yc, (f.rows.h * 0.2).clamp(2.5, 4.0), color, true, 1.0);
+            }
+            None if ok == Some(false) => {
+                let nf = Font::new(f.rows.em, BAD)
+                    .bold()
+                    .align(HAlign::Left, VAlign::Middle);
+                c.text("NaN", p.x0 + 4.0, yc, nf);
+            }
+            None => {}
+        }
+    }
 }
 
 /// `1e-4` -> `10⁻⁴`, `1` -> `1`, `10` -> `10`.

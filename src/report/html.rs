@@ -162,101 +162,100 @@ ul{margin:0;padding-left:20px}\
 .muted{color:#666}";
 
 fn build(r: &HtmlReport, base: Option<&Path>) -> Result<String> {
-    let e = |s: &str| xml_escape(s);
-    let title = if r.title.trim().is_empty() {
-        "Training report"
-    } else {
-        r.title.as_str()
+    let title = match r.title.trim() {
+        "" => "Training report",
+        _ => r.title.as_str(),
     };
-    let mut h = String::new();
-    let _ = write!(
-        h,
+    let t = xml_escape(title);
+    let mut h = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n\
-         <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n<h1>{}</h1>\n",
-        e(title),
-        e(title)
+         <title>{t}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n<h1>{t}</h1>\n"
     );
     if !r.facts.is_empty() {
         h.push_str("<section>\n<table class=\"facts\">\n");
         for (k, v) in &r.facts {
-            let _ = writeln!(
-                h,
-                "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
-                e(k),
-                e(v)
-            );
+            let (k, v) = (xml_escape(k), xml_escape(v));
+            let _ = writeln!(h, "<tr><th scope=\"row\">{k}</th><td>{v}</td></tr>");
         }
         h.push_str("</table>\n</section>\n");
     }
     if !r.metrics.is_empty() {
-        h.push_str("<h2>Metrics</h2>\n<section>\n<table class=\"metrics\">\n<thead><tr><th>task</th><th>metric</th><th class=\"num\">valid</th><th class=\"num\">test</th></tr></thead>\n<tbody>\n");
-        let mut i = 0;
-        while i < r.metrics.len() {
-            let task = &r.metrics[i].task;
-            let span = r.metrics[i..]
-                .iter()
-                .take_while(|m| &m.task == task)
-                .count();
-            for (k, m) in r.metrics[i..i + span].iter().enumerate() {
-                h.push_str("<tr>");
-                if k == 0 {
-                    let _ = write!(h, "<td class=\"task\" rowspan=\"{span}\">{}</td>", e(task));
-                }
-                let _ = writeln!(
-                    h,
-                    "<td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                    e(&m.metric),
-                    e(&fmt_value(m.valid, m.format)),
-                    e(&fmt_value(m.test, m.format))
-                );
-            }
-            i += span;
-        }
-        h.push_str("</tbody>\n</table>\n</section>\n");
+        metrics_table(&mut h, &r.metrics);
     }
     if !r.figures.is_empty() {
         h.push_str("<h2>Figures</h2>\n");
         for f in &r.figures {
-            let (svg, links) = match &f.source {
-                FigureSource::Svg(s) => (svg_element(s, "inline figure")?, String::new()),
-                FigureSource::SvgFile(p) => {
-                    let s = fs::read_to_string(p).map_err(|err| ReportError::io("read", p, err))?;
-                    let mut links = String::new();
-                    if let Some(rel) = relative_to(p, base) {
-                        if let Some(name) = rel.to_str() {
-                            let _ = write!(links, "<a href=\"{}\">SVG</a>", e(&percent_path(name)));
-                            if let Some(stem) = name.strip_suffix(".svg") {
-                                let png = format!("{stem}.png");
-                                if p.with_extension("png").is_file() {
-                                    let _ = write!(
-                                        links,
-                                        "<a href=\"{}\">PNG</a>",
-                                        e(&percent_path(&png))
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    (svg_element(&s, &p.display().to_string())?, links)
-                }
-            };
-            let _ = write!(
-                h,
-                "<figure>\n<figcaption>{}{links}</figcaption>\n{svg}\n</figure>\n",
-                e(&f.caption)
-            );
+            figure(&mut h, f, base)?;
         }
     }
     if !r.notes.is_empty() {
         h.push_str("<h2>Notes</h2>\n<section>\n<ul>\n");
         for n in &r.notes {
-            let _ = writeln!(h, "<li>{}</li>", e(n));
+            let _ = writeln!(h, "<li>{}</li>", xml_escape(n));
         }
         h.push_str("</ul>\n</section>\n");
     }
     h.push_str("<p class=\"muted\">Hover chart cells and labels for full names and exact values.</p>\n</main>\n</body>\n</html>\n");
     Ok(h)
+}
+
+/// The metrics table: one row per metric, the task's name spanning its rows.
+fn metrics_table(h: &mut String, metrics: &[MetricRow]) {
+    h.push_str("<h2>Metrics</h2>\n<section>\n<table class=\"metrics\">\n<thead><tr><th>task</th><th>metric</th><th class=\"num\">valid</th><th class=\"num\">test</th></tr></thead>\n<tbody>\n");
+    for group in metrics.chunk_by(|a, b| a.task == b.task) {
+        for (k, m) in group.iter().enumerate() {
+            h.push_str("<tr>");
+            if k == 0 {
+                let (span, task) = (group.len(), xml_escape(&m.task));
+                let _ = write!(h, "<td class=\"task\" rowspan=\"{span}\">{task}</td>");
+            }
+            let _ = writeln!(
+                h,
+                "<td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                xml_escape(&m.metric),
+                xml_escape(&fmt_value(m.valid, m.format)),
+                xml_escape(&fmt_value(m.test, m.format))
+            );
+        }
+    }
+    h.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+/// One figure: its SVG inlined under the caption, with links to the SVG and PNG files when the
+/// figure comes from a file below the page's folder.
+fn figure(h: &mut String, f: &Figure, base: Option<&Path>) -> Result<()> {
+    let (svg, links) = match &f.source {
+        FigureSource::Svg(s) => (svg_element(s, "inline figure")?, String::new()),
+        FigureSource::SvgFile(p) => {
+            let s = fs::read_to_string(p).map_err(|err| ReportError::io("read", p, err))?;
+            (
+                svg_element(&s, &p.display().to_string())?,
+                file_links(p, base),
+            )
+        }
+    };
+    let caption = xml_escape(&f.caption);
+    let _ = write!(
+        h,
+        "<figure>\n<figcaption>{caption}{links}</figcaption>\n{svg}\n</figure>\n"
+    );
+    Ok(())
+}
+
+/// `<a>` links to the chart's SVG and (when it exists) PNG, relative to `base`.
+fn file_links(svg: &Path, base: Option<&Path>) -> String {
+    let Some(name) = relative_to(svg, base).and_then(|r| r.to_str().map(str::to_string)) else {
+        return String::new();
+    };
+    let mut links = format!("<a href=\"{}\">SVG</a>", xml_escape(&percent_path(&name)));
+    if let Some(stem) = name.strip_suffix(".svg") {
+        if svg.with_extension("png").is_file() {
+            let png = percent_path(&format!("{stem}.png"));
+            let _ = write!(links, "<a href=\"{}\">PNG</a>", xml_escape(&png));
+        }
+    }
+    links
 }
 
 /// Percent-encodes a relative path (`/`-separated) for use in a URL.

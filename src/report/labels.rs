@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::canvas::{Canvas, Font, HAlign, Rgba};
 use crate::report::chart::{ChartFiles, Rendered};
 use crate::report::error::Result;
+use crate::report::layout::{self, Key, Rows};
 use crate::report::scale::{tick_labels, Scale};
 use crate::report::text::{self, VAlign};
 use crate::report::theme::*;
@@ -120,11 +121,7 @@ impl LabelF1Chart {
             .filter_map(|r| r.f1)
             .collect();
         LabelF1Data {
-            title: if self.title.trim().is_empty() {
-                "F1 per label".into()
-            } else {
-                self.title.clone()
-            },
+            title: layout::title_or(&self.title, "F1 per label"),
             macro_f1: (!used.is_empty()).then(|| used.iter().sum::<f64>() / used.len() as f64),
             micro_f1: self.micro_f1.and_then(fin),
             total_support: rows.iter().fold(0usize, |a, r| a.saturating_add(r.support)),
@@ -151,262 +148,252 @@ pub fn write_label_f1(stem: &Path, chart: &LabelF1Chart) -> Result<ChartFiles<La
 /// are drawn with a gap row between them (all rows are in the data).
 const MAX_ROWS: usize = 300;
 
-pub(crate) fn draw(d: &LabelF1Data, low_support: usize) -> Canvas {
-    let n_all = d.rows.len();
-    let hidden = n_all.saturating_sub(MAX_ROWS);
-    let entries: Vec<Option<&LabelF1Row>> = if hidden == 0 {
-        d.rows.iter().map(Some).collect()
-    } else {
-        let half = MAX_ROWS / 2;
-        let mut v: Vec<Option<&LabelF1Row>> = d.rows[..half].iter().map(Some).collect();
-        v.push(None);
-        v.extend(d.rows[n_all - half..].iter().map(Some));
-        v
-    };
-    let n = entries.len();
-    let row_h = if n <= 40 {
-        22.0
-    } else {
-        (2600.0 / n as f64).clamp(12.0, 22.0)
-    };
-    let em = (row_h * 0.6).clamp(8.5, 12.5);
-    let labels: Vec<String> = entries
-        .iter()
-        .map(|r| r.map(|r| text::clean(&r.label)).unwrap_or_default())
-        .collect();
-    let label_w = labels
-        .iter()
-        .map(|l| text::width(l, em, false))
-        .fold(60.0, f64::max)
-        .min(260.0);
-    let has_p = d.rows.iter().any(|r| r.precision.is_some());
-    let has_r = d.rows.iter().any(|r| r.recall.is_some());
+const MICRO: Rgba = Rgba::hex(0xd55e00);
 
-    let x0 = 24.0 + label_w + 12.0;
-    let bar_w = 440.0;
-    let x1 = x0 + bar_w;
-    // Numeric columns: right edges.
-    let mut cols: Vec<(&str, f64)> = Vec::new();
-    let mut cx = x1 + 16.0;
-    for (name, w, on) in [
-        ("F1 %", 52.0, true),
-        ("support", 72.0, true),
-        ("P %", 52.0, has_p),
-        ("R %", 52.0, has_r),
-    ] {
-        if on {
-            cx += w;
-            cols.push((name, cx));
-        }
-    }
-    let width = (cx + 24.0).max(760.0);
-    let gy0 = 124.0;
-    let gy1 = gy0 + n.max(1) as f64 * row_h;
-    let height = gy1 + 60.0;
-    let mut c = Canvas::new(width, height, &d.title);
+/// The rows drawn (`None`: the gap row between the best and the worst of a long list), the bar
+/// area and the numeric columns.
+struct Frame<'a> {
+    entries: Vec<Option<&'a LabelF1Row>>,
+    hidden: usize,
+    rows: Rows,
+    labels: Vec<String>,
+    label_w: f64,
+    bars: Scale,
+    /// Column name, right edge and which of a row's numbers (F1, support, P, R) it shows: F1 %,
+    /// support, and P % / R % when any row has them.
+    cols: Vec<(&'static str, f64, usize)>,
+    /// The right end of the table.
+    right: f64,
+}
 
-    c.text(
-        &text::fit(&d.title, width - 48.0, TITLE_EM, true),
-        24.0,
-        20.0,
-        Font::new(TITLE_EM, INK)
-            .bold()
-            .align(HAlign::Left, VAlign::Top),
-    );
-    let mut sub = vec![
-        format!("{} labels", n_all),
-        format!("support {}", text::count(d.total_support)),
-    ];
-    if let Some(m) = d.macro_f1 {
-        sub.push(format!("macro F1 {}%", text::pct(m)));
-    }
-    if let Some(m) = d.micro_f1 {
-        sub.push(format!("micro F1 {}%", text::pct(m)));
-    }
-    c.text(
-        &sub.join("  ·  "),
-        24.0,
-        48.0,
-        Font::new(SUB_EM, MUTED).align(HAlign::Left, VAlign::Top),
-    );
-
-    // Legend.
-    let lf = Font::new(TICK_EM, TEXT).align(HAlign::Left, VAlign::Middle);
-    let ly = 82.0;
-    let mut lx = 24.0;
-    let swatch = |c: &mut Canvas, lx: &mut f64, color: Rgba, label: &str| {
-        c.rect(*lx, ly - 6.0, *lx + 18.0, ly + 6.0, color);
-        *lx += 24.0 + c.text(label, *lx + 24.0, ly, lf) + 20.0;
-    };
-    if low_support > 0 {
-        swatch(
-            &mut c,
-            &mut lx,
-            BAR,
-            &format!("F1 (support ≥ {low_support})"),
-        );
-        swatch(
-            &mut c,
-            &mut lx,
-            BAR_LIGHT,
-            &format!("support < {low_support}: unreliable"),
-        );
-    } else {
-        swatch(&mut c, &mut lx, BAR, "F1");
-    }
-    if d.macro_f1.is_some() {
-        c.dashed((lx, ly), (lx + 24.0, ly), INK, 1.5, 5.0, 3.0);
-        lx += 30.0 + c.text("macro F1", lx + 30.0, ly, lf) + 20.0;
-    }
-    if d.micro_f1.is_some() {
-        c.dashed(
-            (lx, ly),
-            (lx + 24.0, ly),
-            Rgba::hex(0xd55e00),
-            2.0,
-            2.0,
-            3.0,
-        );
-        c.text("micro F1", lx + 30.0, ly, lf);
-    }
-
-    let xs = Scale::linear(0.0, 100.0, x0, x1);
-    // Column headers.
-    let hf = Font::new(TICK_EM, MUTED).align(HAlign::Right, VAlign::Bottom);
-    for (name, right) in &cols {
-        c.text(name, *right, gy0 - 6.0, hf);
-    }
-    if n == 0 {
-        c.text(
-            "no labels",
-            (x0 + x1) / 2.0,
-            gy0 + row_h / 2.0,
-            Font::new(LABEL_EM, FAINT).align(HAlign::Center, VAlign::Middle),
-        );
-    }
-    // Zebra stripes, grid.
-    for i in (1..n).step_by(2) {
-        let y = gy0 + i as f64 * row_h;
-        c.rect(24.0, y, cx + 4.0, y + row_h, Rgba::hex(0xf6f7f9));
-    }
-    let ticks = xs.ticks(5);
-    let tl = tick_labels(&ticks);
-    let tf = Font::new(TICK_EM, MUTED).align(HAlign::Center, VAlign::Top);
-    let tft = Font::new(TICK_EM, MUTED).align(HAlign::Center, VAlign::Bottom);
-    for (t, l) in ticks.iter().zip(&tl) {
-        let x = xs.map(*t).round();
-        c.line(vec![(x, gy0), (x, gy1)], GRID, 1.0);
-        c.text(l, x, gy1 + 6.0, tf);
-        if n > 25 {
-            c.text(l, x, gy0 - 6.0, tft);
-        }
-    }
-    c.text(
-        "F1 (%)",
-        (x0 + x1) / 2.0,
-        gy1 + 26.0,
-        Font::new(LABEL_EM, TEXT).align(HAlign::Center, VAlign::Top),
-    );
-
-    let bh = (row_h * 0.66).round();
-    let rf = Font::new(em, TEXT).align(HAlign::Right, VAlign::Middle);
-    let nf = Font::new(em, TEXT).align(HAlign::Right, VAlign::Middle);
-    let mut gap_y = None;
-    for (i, r) in entries.iter().enumerate() {
-        let yc = gy0 + (i as f64 + 0.5) * row_h;
-        let Some(r) = r else {
-            gap_y = Some(yc);
-            continue;
-        };
-        let color = if r.support == 0 || r.f1.is_none() {
-            FAINT
+impl<'a> Frame<'a> {
+    fn new(d: &'a LabelF1Data) -> Self {
+        let n_all = d.rows.len();
+        let hidden = n_all.saturating_sub(MAX_ROWS);
+        let entries: Vec<Option<&LabelF1Row>> = if hidden == 0 {
+            d.rows.iter().map(Some).collect()
         } else {
-            TEXT
+            let half = MAX_ROWS / 2;
+            let tail = d.rows[n_all - half..].iter().map(Some);
+            d.rows[..half]
+                .iter()
+                .map(Some)
+                .chain([None])
+                .chain(tail)
+                .collect()
         };
-        c.text(
-            &text::fit(&labels[i], label_w, em, false),
-            x0 - 8.0,
-            yc,
-            Font { color, ..rf },
+        let rows = Rows::new(entries.len(), 124.0, (12.0, 22.0), (8.5, 12.5));
+        let labels: Vec<String> = entries
+            .iter()
+            .map(|r| r.map(|r| text::clean(&r.label)).unwrap_or_default())
+            .collect();
+        let label_w = layout::label_width(
+            labels.iter().map(|l| (l.as_str(), false)),
+            rows.em,
+            60.0,
+            260.0,
         );
-        match r.f1 {
-            Some(f) => {
-                let fill = if r.low_support { BAR_LIGHT } else { BAR };
-                let xe = xs.map(f * 100.0);
-                c.rect(x0, yc - bh / 2.0, xe.max(x0 + 1.0), yc + bh / 2.0, fill);
-            }
-            None => {
-                c.text(
-                    "n/a",
-                    x0 + 6.0,
-                    yc,
-                    Font::new(em, FAINT).align(HAlign::Left, VAlign::Middle),
-                );
-            }
-        }
-        let vals = [
-            r.f1.map(text::pct).unwrap_or_else(|| "n/a".into()),
-            text::count(r.support),
-            r.precision.map(text::pct).unwrap_or_else(|| "–".into()),
-            r.recall.map(text::pct).unwrap_or_else(|| "–".into()),
-        ];
-        let shown = [true, true, has_p, has_r];
-        let mut k = 0;
-        for (v, on) in vals.iter().zip(shown) {
+        let x0 = layout::MARGIN + label_w + 12.0;
+        let x1 = x0 + 440.0;
+        let has_p = d.rows.iter().any(|r| r.precision.is_some());
+        let has_r = d.rows.iter().any(|r| r.recall.is_some());
+        let mut cols = Vec::new();
+        let mut cx = x1 + 16.0;
+        for (k, (name, w, on)) in [
+            ("F1 %", 52.0, true),
+            ("support", 72.0, true),
+            ("P %", 52.0, has_p),
+            ("R %", 52.0, has_r),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if on {
-                let f = if k == 0 {
-                    Font { color: INK, ..nf }.bold()
-                } else {
-                    Font { color, ..nf }
-                };
-                c.text(v, cols[k].1, yc, f);
-                k += 1;
+                cx += w;
+                cols.push((name, cx, k));
             }
         }
-        let tip = format!(
-            "{}\nF1 {}% · support {}{}{}",
-            r.label,
-            r.f1.map(text::pct).unwrap_or_else(|| "n/a".into()),
-            text::count(r.support),
-            r.precision
-                .map(|p| format!(" · precision {}%", text::pct(p)))
-                .unwrap_or_default(),
-            r.recall
-                .map(|p| format!(" · recall {}%", text::pct(p)))
-                .unwrap_or_default(),
-        );
-        c.tip(24.0, yc - row_h / 2.0, cx - 20.0, row_h, tip);
+        Frame {
+            entries,
+            hidden,
+            rows,
+            labels,
+            label_w,
+            bars: Scale::linear(0.0, 100.0, x0, x1),
+            cols,
+            right: cx,
+        }
     }
-    c.line(vec![(x0, gy0), (x0, gy1)], AXIS, 1.0);
-    if let Some(m) = d.macro_f1 {
-        let x = xs.map(m * 100.0);
-        c.dashed((x, gy0 - 2.0), (x, gy1 + 2.0), INK, 1.5, 5.0, 3.0);
+
+    fn x0(&self) -> f64 {
+        self.bars.map(0.0)
     }
-    if let Some(m) = d.micro_f1 {
-        let x = xs.map(m * 100.0);
-        c.dashed(
-            (x, gy0 - 2.0),
-            (x, gy1 + 2.0),
-            Rgba::hex(0xd55e00),
-            2.0,
-            2.0,
-            3.0,
-        );
+}
+
+pub(crate) fn draw(d: &LabelF1Data, low_support: usize) -> Canvas {
+    let f = Frame::new(d);
+    let width = (f.right + 24.0).max(760.0);
+    let mut c = Canvas::new(width, f.rows.y1() + 60.0, &d.title);
+    layout::header(&mut c, &d.title, width, &[subtitle(d)]);
+    legend(&mut c, d, low_support);
+    axes(&mut c, &f);
+    for (i, r) in f.entries.iter().enumerate() {
+        match r {
+            Some(r) => row(&mut c, &f, i, r),
+            None => gap(&mut c, &f, i),
+        }
     }
-    if let Some(yc) = gap_y {
-        c.rect(24.0, yc - row_h / 2.0, cx + 4.0, yc + row_h / 2.0, WHITE);
-        let note = format!(
-            "… {} labels between these not shown (all are in the JSON sidecar) …",
-            text::count(hidden)
-        );
-        c.text(
-            &note,
-            24.0,
-            yc,
-            Font::new(em, MUTED)
-                .bold()
-                .align(HAlign::Left, VAlign::Middle),
-        );
+    let (x0, (y0, y1)) = (f.x0(), (f.rows.y0, f.rows.y1()));
+    c.line(vec![(x0, y0), (x0, y1)], AXIS, 1.0);
+    for (m, key) in [(d.macro_f1, macro_key()), (d.micro_f1, micro_key())] {
+        if let (Some(m), Key::Dash(color, w, dash, gap)) = (m, key) {
+            let x = f.bars.map(m * 100.0);
+            c.dashed((x, y0 - 2.0), (x, y1 + 2.0), color, w, dash, gap);
+        }
     }
     c
+}
+
+fn macro_key() -> Key {
+    Key::Dash(INK, 1.5, 5.0, 3.0)
+}
+
+fn micro_key() -> Key {
+    Key::Dash(MICRO, 2.0, 2.0, 3.0)
+}
+
+/// `30 labels · support 5,445 · macro F1 72.3% · micro F1 87.4%`.
+fn subtitle(d: &LabelF1Data) -> String {
+    let mut sub = vec![
+        format!("{} labels", d.rows.len()),
+        format!("support {}", text::count(d.total_support)),
+    ];
+    sub.extend(d.macro_f1.map(|m| format!("macro F1 {}%", text::pct(m))));
+    sub.extend(d.micro_f1.map(|m| format!("micro F1 {}%", text::pct(m))));
+    sub.join("  ·  ")
+}
+
+fn legend(c: &mut Canvas, d: &LabelF1Data, low_support: usize) {
+    let mut keys = if low_support > 0 {
+        vec![
+            (Key::Swatch(BAR), format!("F1 (support ≥ {low_support})")),
+            (
+                Key::Swatch(BAR_LIGHT),
+                format!("support < {low_support}: unreliable"),
+            ),
+        ]
+    } else {
+        vec![(Key::Swatch(BAR), "F1".to_string())]
+    };
+    if d.macro_f1.is_some() {
+        keys.push((macro_key(), "macro F1".into()));
+    }
+    if d.micro_f1.is_some() {
+        keys.push((micro_key(), "micro F1".into()));
+    }
+    layout::legend_row(c, layout::MARGIN, 82.0, &keys);
+}
+
+/// Column headers, zebra stripes, the F1 grid (labelled below, and above for long lists) and
+/// its title.
+fn axes(c: &mut Canvas, f: &Frame) {
+    let (y0, y1) = (f.rows.y0, f.rows.y1());
+    let hf = Font::at(TICK_EM, MUTED, HAlign::Right, VAlign::Bottom);
+    for (name, right, _) in &f.cols {
+        c.text(name, *right, y0 - 6.0, hf);
+    }
+    let (x0, x1) = (f.x0(), f.bars.map(100.0));
+    if f.entries.is_empty() {
+        layout::empty_note(c, "no labels", (x0 + x1) / 2.0, f.rows.center(0), LABEL_EM);
+    }
+    f.rows.zebra(c, layout::MARGIN, f.right + 4.0);
+    let ticks = f.bars.ticks(5);
+    let both = f.entries.len() > 25;
+    layout::x_grid(
+        c,
+        &f.bars,
+        &ticks,
+        &tick_labels(&ticks),
+        (y0, y1),
+        (both, true),
+    );
+    let tf = Font::at(LABEL_EM, TEXT, HAlign::Center, VAlign::Top);
+    c.text("F1 (%)", (x0 + x1) / 2.0, y1 + 26.0, tf);
+}
+
+/// One label: its name, its bar (lighter for low support, `n/a` without an F1), its numbers and
+/// a tooltip with all of them.
+fn row(c: &mut Canvas, f: &Frame, i: usize, r: &LabelF1Row) {
+    let (yc, em) = (f.rows.center(i), f.rows.em);
+    let color = if r.support == 0 || r.f1.is_none() {
+        FAINT
+    } else {
+        TEXT
+    };
+    let rf = Font::at(em, color, HAlign::Right, VAlign::Middle);
+    let x0 = f.x0();
+    c.text(
+        &text::fit(&f.labels[i], f.label_w, em, false),
+        x0 - 8.0,
+        yc,
+        rf,
+    );
+    let bh = (f.rows.h * 0.66).round();
+    match r.f1 {
+        Some(v) => {
+            let fill = if r.low_support { BAR_LIGHT } else { BAR };
+            let xe = f.bars.map(v * 100.0).max(x0 + 1.0);
+            c.rect(x0, yc - bh / 2.0, xe, yc + bh / 2.0, fill);
+        }
+        None => {
+            let nf = Font::at(em, FAINT, HAlign::Left, VAlign::Middle);
+            c.text("n/a", x0 + 6.0, yc, nf);
+        }
+    }
+    let pct_or = |v: Option<f64>, none: &str| v.map(text::pct).unwrap_or_else(|| none.into());
+    let vals = [
+        pct_or(r.f1, "n/a"),
+        text::count(r.support),
+        pct_or(r.precision, "–"),
+        pct_or(r.recall, "–"),
+    ];
+    for &(_, right, k) in &f.cols {
+        let font = match k {
+            0 => Font { color: INK, ..rf }.bold(),
+            _ => rf,
+        };
+        c.text(&vals[k], right, yc, font);
+    }
+    let mut tip = format!(
+        "{}\nF1 {}% · support {}",
+        r.label,
+        pct_or(r.f1, "n/a"),
+        text::count(r.support)
+    );
+    for (name, v) in [("precision", r.precision), ("recall", r.recall)] {
+        if let Some(v) = v {
+            tip.push_str(&format!(" · {name} {}%", text::pct(v)));
+        }
+    }
+    f.rows.tip(c, i, layout::MARGIN, f.right - 20.0, tip);
+}
+
+/// The row between the best and the worst labels of a long list: how many are not shown.
+fn gap(c: &mut Canvas, f: &Frame, i: usize) {
+    let (yc, h) = (f.rows.center(i), f.rows.h);
+    c.rect(
+        layout::MARGIN,
+        yc - h / 2.0,
+        f.right + 4.0,
+        yc + h / 2.0,
+        WHITE,
+    );
+    let note = format!(
+        "… {} labels between these not shown (all are in the JSON sidecar) …",
+        text::count(f.hidden)
+    );
+    let nf = Font::new(f.rows.em, MUTED)
+        .bold()
+        .align(HAlign::Left, VAlign::Middle);
+    c.text(&note, layout::MARGIN, yc, nf);
 }

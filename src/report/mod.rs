@@ -31,6 +31,7 @@
 //!         epoch: e,
 //!         loss: 1.0 / e as f64,
 //!         scores: BTreeMap::from([("intent accuracy".to_string(), 0.8 + 0.02 * e as f64)]),
+//!         selection_score: None,
 //!     })
 //!     .collect();
 //! let curves = TrainingCurves { points, best_epoch: Some(5), ..TrainingCurves::default() };
@@ -51,6 +52,7 @@ mod fidelity;
 mod html;
 mod io;
 mod labels;
+mod layout;
 mod scale;
 mod text;
 mod theme;
@@ -64,7 +66,7 @@ pub use crate::report::confusion::{
 };
 pub use crate::report::curves::{
     render_training_curves, write_training_curves, CurvesData, EpochPoint, SeriesData,
-    TrainingCurves,
+    TrainingCurves, SELECTION,
 };
 pub use crate::report::error::{ReportError, Result};
 pub use crate::report::evaluation::{confusion_of, label_f1_of, write_eval_plots, EvalPlots};

@@ -102,10 +102,12 @@ pub(crate) fn sample_curves(epochs: usize, best: usize, max: usize) -> TrainingC
                     };
                 scores.insert(name.to_string(), v.min(1.0));
             }
+            let selection_score = Some(scores.values().sum::<f64>() / scores.len() as f64);
             EpochPoint {
                 epoch: e,
                 loss: 1.9 * (-t / 3.0).exp() + 0.12 + rng.next() * 0.03,
                 scores,
+                selection_score,
             }
         })
         .collect();
@@ -320,10 +322,26 @@ fn curves_typical() {
     let texts = check_rendered(&r);
     assert!(texts.contains("kept epoch 9"), "{texts}");
     assert!(texts.contains("early stop · epoch 14"));
-    assert!(texts.contains("not run (early stop)"));
     assert!(texts.contains("intent accuracy"));
+    assert!(texts.contains(SELECTION), "{texts}");
+    // The epoch axis spans the 14 epochs run, not the 30 planned: its last tick is 14.
+    let ticks: Vec<&str> = texts
+        .lines()
+        .filter(|t| t.parse::<usize>().is_ok())
+        .collect();
+    assert!(ticks.contains(&"14") && !ticks.contains(&"30"), "{ticks:?}");
     assert_eq!(r.data.epochs, (1..=14).collect::<Vec<_>>());
     assert_eq!(r.data.series.len(), 4);
+    let selection = r.data.selection.as_ref().unwrap();
+    let best = selection.at_best.unwrap();
+    assert!(
+        selection
+            .percent
+            .iter()
+            .flatten()
+            .all(|&v| v <= best + 1e-9)
+            || best > 0.0
+    );
     let intent = r
         .data
         .series
@@ -891,6 +909,22 @@ fn write_samples() {
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("edgetune-report-samples"));
     std::fs::create_dir_all(&dir).unwrap();
+    let curves = write_curve_samples(&dir);
+    let cm = write_confusion_samples(&dir);
+    let f1 = write_label_f1(&dir.join("slot_f1"), &sample_f1(30)).unwrap();
+    write_label_f1(&dir.join("slot_f1_100"), &sample_f1(100)).unwrap();
+    let fid = write_layer_fidelity(&dir.join("fidelity"), &sample_fidelity(6)).unwrap();
+    let figures = vec![
+        curves.figure("Training curves"),
+        cm.figure("Intent confusion matrix (test)"),
+        f1.figure("Slot F1 per type (test)"),
+        fid.figure("Quantization fidelity"),
+    ];
+    write_html_report(&dir.join("report.html"), &sample_report(figures)).unwrap();
+}
+
+/// Typical curves, one task with a NaN loss, a single epoch and none; returns the typical one.
+fn write_curve_samples(dir: &std::path::Path) -> ChartFiles<CurvesData> {
     let curves = write_training_curves(&dir.join("curves"), &sample_curves(14, 9, 30)).unwrap();
     let mut nan = sample_curves(8, 8, 8);
     nan.title = "Training curves — one task, NaN loss".into();
@@ -904,22 +938,23 @@ fn write_samples() {
     one.title = "Training curves — single epoch".into();
     write_training_curves(&dir.join("curves_one"), &one).unwrap();
     write_training_curves(&dir.join("curves_empty"), &TrainingCurves::default()).unwrap();
+    curves
+}
 
+/// Confusion matrices of 14, 60 and 120 labels and of odd label names; returns the first.
+fn write_confusion_samples(dir: &std::path::Path) -> ChartFiles<ConfusionData> {
     let cm = write_confusion_matrix(
         &dir.join("confusion"),
         &sample_confusion(intent_labels(), 1, true),
     )
     .unwrap();
-    write_confusion_matrix(
-        &dir.join("confusion_60"),
-        &sample_confusion(many_labels(60), 2, true),
-    )
-    .unwrap();
-    write_confusion_matrix(
-        &dir.join("confusion_120"),
-        &sample_confusion(many_labels(120), 3, false),
-    )
-    .unwrap();
+    for (name, n, seed, extra) in [
+        ("confusion_60", 60, 2, true),
+        ("confusion_120", 120, 3, false),
+    ] {
+        let c = sample_confusion(many_labels(n), seed, extra);
+        write_confusion_matrix(&dir.join(name), &c).unwrap();
+    }
     let odd = vec![
         "意図_予約_レストラン".to_string(),
         "🎉 party".to_string(),
@@ -932,10 +967,19 @@ fn write_samples() {
         &sample_confusion(odd, 4, false),
     )
     .unwrap();
-    let f1 = write_label_f1(&dir.join("slot_f1"), &sample_f1(30)).unwrap();
-    write_label_f1(&dir.join("slot_f1_100"), &sample_f1(100)).unwrap();
-    let fid = write_layer_fidelity(&dir.join("fidelity"), &sample_fidelity(6)).unwrap();
-    let report = HtmlReport {
+    cm
+}
+
+/// A report page with the sample figures, facts and metrics of four tasks.
+fn sample_report(figures: Vec<Figure>) -> HtmlReport {
+    let row = |task: &str, metric: &str, valid, test| MetricRow {
+        task: task.into(),
+        metric: metric.into(),
+        valid,
+        test,
+        ..Default::default()
+    };
+    HtmlReport {
         title: "minilm-intent-slots-2026-11-30".into(),
         facts: vec![
             ("run".into(), "minilm-intent-slots-2026-11-30".into()),
@@ -951,51 +995,18 @@ fn write_samples() {
             ("device".into(), "Raspberry Pi 4 (aarch64)".into()),
         ],
         metrics: vec![
+            row("intent", "accuracy", Some(0.9341), Some(0.9287)),
+            row("tags", "span F1", Some(0.861), Some(0.8522)),
+            row("sentiment", "accuracy", Some(0.889), Some(0.8811)),
+            row("pos", "token accuracy", Some(0.9655), Some(0.9641)),
             MetricRow {
-                task: "intent".into(),
-                metric: "accuracy".into(),
-                valid: Some(0.9341),
-                test: Some(0.9287),
-                ..Default::default()
-            },
-            MetricRow {
-                task: "tags".into(),
-                metric: "span F1".into(),
-                valid: Some(0.861),
-                test: Some(0.8522),
-                ..Default::default()
-            },
-            MetricRow {
-                task: "sentiment".into(),
-                metric: "accuracy".into(),
-                valid: Some(0.889),
-                test: Some(0.8811),
-                ..Default::default()
-            },
-            MetricRow {
-                task: "pos".into(),
-                metric: "token accuracy".into(),
-                valid: Some(0.9655),
-                test: Some(0.9641),
-                ..Default::default()
-            },
-            MetricRow {
-                task: "pos".into(),
-                metric: "loss".into(),
-                valid: Some(0.1432),
-                test: None,
                 format: MetricFormat::Number,
+                ..row("pos", "loss", Some(0.1432), None)
             },
         ],
-        figures: vec![
-            curves.figure("Training curves"),
-            cm.figure("Intent confusion matrix (test)"),
-            f1.figure("Slot F1 per type (test)"),
-            fid.figure("Quantization fidelity"),
-        ],
+        figures,
         notes: vec!["Weights of epoch 9 were kept.".into()],
-    };
-    write_html_report(&dir.join("report.html"), &report).unwrap();
+    }
 }
 
 /// Writes stress-size examples (400-label confusion matrix, 500 F1 rows) to

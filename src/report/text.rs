@@ -142,50 +142,45 @@ pub(crate) fn width(text: &str, em: f64, bold: bool) -> f64 {
 
 /// Shortens `text` with a trailing ellipsis so that it fits `max_w` pixels.
 pub(crate) fn fit(text: &str, max_w: f64, em: f64, bold: bool) -> String {
-    if width(text, em, bold) <= max_w {
-        return text.to_string();
-    }
-    let chars: Vec<char> = text.chars().collect();
-    // Largest prefix length n with width(prefix + "…") <= max_w.
-    let (mut lo, mut hi) = (0usize, chars.len());
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        let cand: String = chars[..mid].iter().collect::<String>();
-        let cand = format!("{}…", cand.trim_end());
-        if width(&cand, em, bold) <= max_w {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    let prefix: String = chars[..lo].iter().collect();
-    format!("{}…", prefix.trim_end())
+    shorten(text, max_w, em, bold, &|chars, keep| {
+        let prefix: String = chars[..keep].iter().collect();
+        format!("{}…", prefix.trim_end())
+    })
 }
 
 /// Shortens `text` with an ellipsis in the middle (keeps both ends, which
 /// suits dotted tensor names like `encoder.layer.11.attention.query.weight`).
 pub(crate) fn fit_middle(text: &str, max_w: f64, em: f64, bold: bool) -> String {
+    shorten(text, max_w, em, bold, &|chars, keep| {
+        let h: String = chars[..keep.div_ceil(2)].iter().collect();
+        let t: String = chars[chars.len() - keep / 2..].iter().collect();
+        format!("{h}…{t}")
+    })
+}
+
+/// `text` as is when it fits `max_w`, else `build(chars, n)` for the largest number `n` of kept
+/// characters whose result fits.
+fn shorten(
+    text: &str,
+    max_w: f64,
+    em: f64,
+    bold: bool,
+    build: &dyn Fn(&[char], usize) -> String,
+) -> String {
     if width(text, em, bold) <= max_w {
         return text.to_string();
     }
     let chars: Vec<char> = text.chars().collect();
-    let build = |keep: usize| -> String {
-        let head = keep.div_ceil(2);
-        let tail = keep / 2;
-        let h: String = chars[..head].iter().collect();
-        let t: String = chars[chars.len() - tail..].iter().collect();
-        format!("{h}…{t}")
-    };
     let (mut lo, mut hi) = (0usize, chars.len());
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if width(&build(mid), em, bold) <= max_w {
+        if width(&build(&chars, mid), em, bold) <= max_w {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
-    build(lo)
+    build(&chars, lo)
 }
 
 /// Vertical alignment of a text line relative to a y coordinate.

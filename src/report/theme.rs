@@ -12,7 +12,6 @@ pub(crate) const WHITE: Rgba = Rgba::hex(0xffffff);
 pub(crate) const BAD: Rgba = Rgba::hex(0xc62828);
 pub(crate) const BAR: Rgba = Rgba::hex(0x3b75af);
 pub(crate) const BAR_LIGHT: Rgba = Rgba::hex(0xa9c4e0);
-pub(crate) const SHADE: Rgba = Rgba::hex(0xf2f2f2);
 
 /// Okabe-Ito based palette: distinguishable with common colour-vision
 /// deficiencies (series also differ by marker shape).

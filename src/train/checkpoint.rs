@@ -18,25 +18,12 @@ use serde::{Deserialize, Serialize};
 use super::optim::AdamW;
 use super::settings::TrainSettings;
 use crate::fsutil;
-use crate::metrics::Metrics;
 use crate::nn::{Param, ParamSet};
+pub use crate::run::EpochLog;
 use crate::run::{self, RunError};
 
 /// Folder of the checkpoint inside the run directory.
 pub const DIR: &str = "checkpoint";
-
-/// One epoch's log line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochLog {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss.
-    pub loss: f64,
-    /// Validation metrics after the epoch.
-    pub valid: Metrics,
-    /// Wall time of the epoch.
-    pub seconds: f64,
-}
 
 /// Progress of a training run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,6 +203,10 @@ fn read_generation(gen: &Path) -> Result<(State, HashMap<&'static str, Vec<u8>>)
     let state: State = serde_json::from_slice(&bytes).map_err(|e| RunError::Corrupt {
         path: p.clone(),
         message: e.to_string(),
+    })?;
+    state.settings.validate().map_err(|e| RunError::Corrupt {
+        path: p.clone(),
+        message: format!("field \"settings.{}\": {}", e.setting, e.message),
     })?;
     let mut files = HashMap::new();
     for name in [

@@ -19,6 +19,9 @@ pub enum TrainError {
     /// A tensor computation failed.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// A setting outside its range, or not fitting the backbone (names the setting).
+    #[error("setting {0}")]
+    Setting(#[from] crate::run::SettingError),
     /// Settings that do not fit the data, the backbone or the `--init-from` run.
     #[error("{0}")]
     Config(String),

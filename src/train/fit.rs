@@ -1,31 +1,31 @@
-//! The training loop: epochs over the cached features, validation, early stopping, checkpoints,
-//! and the finished run.
+//! Training a run, top to bottom: [`train`] prepares (settings, features, model, optimizer), runs
+//! the epochs ([`super::epoch`]) and finishes (the kept weights, the final evaluation, the run's
+//! record, its pictures, the run on disk).
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use candle_core::Device;
 
 use super::checkpoint;
-use super::data::{targets, Input, SplitData, Target};
+use super::data::SplitData;
+use super::epoch::run_epochs;
 use super::error::TrainError;
 use super::init::{
-    attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model,
+    attach_top_layers, check_frozen, frozen_snapshot, load_hf, load_init, plan_model, Start,
 };
-use super::optim::{AdamW, GroupSettings};
+use super::log::{stop_reason, Profiler};
+use super::optim::AdamW;
 use super::plots::{run_facts, write_run_plots, RunPlots, RunSummary};
 use super::predict::predict_split;
-use super::schedule::{bucketed_batches, epoch_seed, layer_warmup, lr_factor};
-use super::settings::{auto_epochs, default_states, TrainSettings};
-use crate::data::{Dataset, Example, TaskInfo};
-use crate::features::{FeatureContext, FeatureSpec, Unit};
+use super::session::Session;
+use super::settings::{auto_epochs, default_states, SettingError, TrainSettings};
+use crate::data::{Dataset, Split};
+use crate::features::{FeatureContext, FeatureSpec, SplitFeatures, Unit};
+use crate::fsutil::DirLock;
+use crate::hf::BertConfig;
 use crate::metrics::{evaluate, EvalReport, Metrics};
-use crate::model::{TaskModel, Unfrozen, LAYER_DROPOUT};
-use crate::nn::Group;
-use crate::progress::Progress;
-use crate::run::{self, BackboneRef, RunConfig, RUN_FORMAT};
+use crate::model::{TaskModel, Unfrozen};
+use crate::run::{self, BackboneRef, RunConfig, TrainingRecord, RUN_FORMAT};
 
 /// Everything `train` needs besides the settings.
 pub struct TrainJob<'a> {
@@ -42,12 +42,16 @@ pub struct TrainJob<'a> {
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
     /// The lock of `out` when the caller already holds it (else `train` takes it).
-    pub lock: Option<crate::fsutil::DirLock>,
+    pub lock: Option<DirLock>,
+    /// Draw the run's pictures (`plots/`, `report.html`). The command line asks for them; a
+    /// retrain on the device does not. Drawing them never fails the run (see
+    /// [`TrainOutcome::warnings`]).
+    pub plots: bool,
 }
 
 /// Takes the lock of the run folder `out`: an error when another process writes it.
-pub fn lock_run(out: &std::path::Path) -> Result<crate::fsutil::DirLock, TrainError> {
-    crate::fsutil::DirLock::acquire(out).map_err(|e| {
+pub fn lock_run(out: &Path) -> Result<DirLock, TrainError> {
+    DirLock::acquire(out).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             TrainError::Config(format!(
                 "{} is being written by another edgetune process; wait for it or choose another --out",
@@ -72,8 +76,10 @@ pub struct TrainOutcome {
     pub valid_report: EvalReport,
     /// Metrics and the full report on the test split, when the dataset has one.
     pub test: Option<(Metrics, EvalReport)>,
-    /// The pictures and `report.html` written into the run.
-    pub plots: RunPlots,
+    /// The pictures and `report.html` written into the run, when asked for and drawn.
+    pub plots: Option<RunPlots>,
+    /// What went wrong without failing the run (pictures that could not be drawn).
+    pub warnings: Vec<String>,
 }
 
 /// The hidden states the heads read under `settings` for a backbone of `layers` layers, checked.
@@ -84,29 +90,28 @@ pub fn head_states(settings: &TrainSettings, layers: usize) -> Result<Vec<usize>
         settings.hidden_states.clone()
     };
     if let Some(bad) = states.iter().find(|&&s| s > layers) {
-        return Err(TrainError::Config(format!(
-            "hidden state {bad} does not exist: the backbone has {layers} layers (0..={layers})"
-        )));
+        return Err(SettingError {
+            setting: "hidden_states".into(),
+            message: format!(
+                "{bad} does not exist: the backbone has {layers} layers (0..={layers})"
+            ),
+        }
+        .into());
     }
     Ok(states)
 }
 
-/// The loss of one task on its targets.
-fn task_loss(logits: &Tensor, target: &Target, classes: usize) -> Result<Tensor, TrainError> {
-    Ok(match target {
-        Target::Sentence(ids) => candle_nn::loss::cross_entropy(logits, ids)?,
-        Target::Token(idx, ids) => {
-            let flat = logits.reshape(((), classes))?.index_select(idx, 0)?;
-            candle_nn::loss::cross_entropy(&flat, ids)?
-        }
-    })
-}
-
-/// A padded batch with every task's targets.
-type Prepared = (Input, Vec<Option<Target>>);
-
 /// Trains, validates every epoch, keeps the best weights, writes the run and evaluates on test.
 pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
+    let mut session = prepare(job)?;
+    run_epochs(&mut session)?;
+    finish(session)
+}
+
+/// Everything before the first epoch: the run folder's lock, the settings resolved against the
+/// backbone, the features extracted, the model built, the optimizer (from the checkpoint when
+/// resuming).
+fn prepare(job: TrainJob) -> Result<Session, TrainError> {
     let TrainJob {
         dataset,
         ctx,
@@ -115,10 +120,10 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         verbose,
         resume,
         lock,
+        plots,
     } = job;
-    let dev = Device::Cpu;
-    // One writer per run folder: a second `train` on the same folder stops here.
-    let _lock = match lock {
+    settings.validate()?;
+    let lock = match lock {
         Some(l) => l,
         None => lock_run(&out)?,
     };
@@ -129,468 +134,324 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome, TrainError> {
         )));
     }
     let layers = ctx.layers();
+    let (settings, states) = resolve_settings(settings, dataset, layers)?;
+    let first = layers - settings.unfreeze_top;
+    let spec = feature_spec(&states, settings.unfreeze_top, first);
+    // Load (and check) the checkpoint's layers before the long extraction.
+    let hf = match settings.unfreeze_top {
+        0 => None,
+        _ => Some(load_hf(&settings, layers, ctx.hidden())?),
+    };
+    let mut start = plan_model(&dataset.train.tasks(), &settings, &states, first, layers)?;
+    let profiler = Profiler::from_env();
+    let (train_f, valid_f, test_f) = extract(ctx, dataset, &spec, &profiler)?;
+    start.config.backbone_width = train_f.meta.hidden;
+    let backbone = backbone_ref(ctx, layers, train_f.meta.hidden);
+    let model = build_model(&start, &settings, hf.as_ref(), &spec, &states, first)?;
+    let hf_config = hf.map(|(c, _, _)| c);
+    profiler.memory("with the model built");
+    let split = |split, feats| SplitData { split, feats };
+    let mut session = Session {
+        dataset,
+        verbose,
+        plots,
+        lock,
+        layers,
+        backbone,
+        hf_config,
+        training_tasks: start.training_tasks(),
+        model_tasks: model.config.tasks.iter().map(|t| t.info()).collect(),
+        frozen_before: Vec::new(),
+        train: split(&dataset.train, train_f),
+        valid: split(&dataset.valid, valid_f),
+        test: dataset.test.as_ref().zip(test_f).map(|(s, f)| split(s, f)),
+        opt: AdamW::default(),
+        state: checkpoint::State::new(&settings),
+        best_bytes: Vec::new(),
+        ckpt_dir: out.join(checkpoint::DIR),
+        out,
+        spec,
+        start,
+        model,
+        settings,
+        profiler,
+    };
+    check_trainable(&mut session)?;
+    start_or_resume(&mut session, resume)?;
+    Ok(session)
+}
+
+/// The settings as trained: validated, the hidden states and the number of epochs filled in,
+/// the unfrozen layers within the backbone's. Returns them with the hidden states the heads read.
+fn resolve_settings(
+    mut settings: TrainSettings,
+    dataset: &Dataset,
+    layers: usize,
+) -> Result<(TrainSettings, Vec<usize>), TrainError> {
     let states = head_states(&settings, layers)?;
     let unfreeze = settings.unfreeze_top;
     if unfreeze > layers {
-        return Err(TrainError::Config(format!(
-            "--unfreeze-top {unfreeze}: the backbone has only {layers} layers (1..={layers})"
-        )));
+        return Err(SettingError {
+            setting: "unfreeze_top".into(),
+            message: format!("{unfreeze}: the backbone has only {layers} layers (1..={layers})"),
+        }
+        .into());
     }
-    let first = layers - unfreeze;
-    // Unfrozen layers read token-level states of layer `first` (and the heads the lower states
-    // they mix); a frozen backbone's heads read word-level states.
-    let spec = if unfreeze > 0 {
-        FeatureSpec {
-            states: Unfrozen::cached_states(&states, first),
-            unit: Unit::Tokens,
-        }
-    } else {
-        FeatureSpec {
-            states: states.clone(),
-            unit: Unit::Words,
-        }
-    };
-    // Load (and check) the checkpoint's layers before the long extraction.
-    let hf = if unfreeze > 0 {
-        Some(load_hf(&settings, layers, ctx.hidden())?)
-    } else {
-        None
-    };
-    let data_tasks: Vec<TaskInfo> = dataset.train.tasks();
-    let mut settings = settings;
     settings.hidden_states = states.clone();
     if settings.epochs == 0 {
         settings.epochs = auto_epochs(dataset.train.examples.len(), settings.batch_size);
     }
-    if settings.unfreeze_top > 0 && settings.heads_first >= settings.epochs {
-        return Err(TrainError::Config(format!(
-            "--heads-first {} leaves no epoch of {} for the unfrozen layers",
-            settings.heads_first, settings.epochs
-        )));
-    }
-    let mut start = plan_model(&data_tasks, &settings, &states, first, layers)?;
+    settings.validate()?;
+    Ok((settings, states))
+}
 
-    let train_f = ctx.load_or_extract(&dataset.train, &spec)?;
-    let valid_f = ctx.load_or_extract(&dataset.valid, &spec)?;
-    let test_f = match &dataset.test {
-        Some(t) => Some(ctx.load_or_extract(t, &spec)?),
-        None => None,
-    };
-    let profile = std::env::var_os("EDGETUNE_PROFILE").is_some();
-    let mem = |what: &str| {
-        if profile {
-            eprintln!(
-                "  memory {what}: RSS {} MiB, peak {} MiB",
-                crate::sys::current_rss().unwrap_or(0) >> 20,
-                crate::sys::peak_rss().unwrap_or(0) >> 20
-            );
+/// What the cache holds: with unfrozen layers the token-level states of layer `first` (and the
+/// lower states the heads mix), else the word-level states the heads read.
+fn feature_spec(states: &[usize], unfreeze: usize, first: usize) -> FeatureSpec {
+    if unfreeze > 0 {
+        FeatureSpec {
+            states: Unfrozen::cached_states(states, first),
+            unit: Unit::Tokens,
         }
-    };
-    mem("after extraction");
-    // Training reads only the cache: the backbone's memory is not needed any more.
+    } else {
+        FeatureSpec {
+            states: states.to_vec(),
+            unit: Unit::Words,
+        }
+    }
+}
+
+/// The features of the train, valid and test splits (extracted once, then read from the cache);
+/// the backbone's memory is released afterwards, as training reads only the cache.
+fn extract(
+    ctx: &mut FeatureContext,
+    dataset: &Dataset,
+    spec: &FeatureSpec,
+    profiler: &Profiler,
+) -> Result<(SplitFeatures, SplitFeatures, Option<SplitFeatures>), TrainError> {
+    let mut load = |split: &Split| ctx.load_or_extract(split, spec);
+    let train = load(&dataset.train)?;
+    let valid = load(&dataset.valid)?;
+    let test = dataset.test.as_ref().map(&mut load).transpose()?;
+    profiler.memory("after extraction");
     ctx.release_backbone();
-    mem("after releasing the backbone");
-    let width = train_f.meta.hidden;
-    start.config.backbone_width = width;
-    let hf_config = hf.as_ref().map(|(c, _, _)| c.clone());
-    let mut model = TaskModel::new(start.config.clone(), settings.seed, &dev)?;
-    if let Some((bert, weights, _)) = &hf {
+    profiler.memory("after releasing the backbone");
+    Ok((train, valid, test))
+}
+
+/// The backbone as the run records it (paths resolved, hashes, layers, width, token limit).
+fn backbone_ref(ctx: &FeatureContext, layers: usize, hidden: usize) -> BackboneRef {
+    let resolved = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or(p.clone());
+    BackboneRef {
+        onnx: resolved(&ctx.files.onnx),
+        onnx_sha256: ctx.model_sha().to_string(),
+        tokenizer: resolved(&ctx.files.tokenizer),
+        tokenizer_sha256: ctx.tokenizer_sha().to_string(),
+        layers,
+        hidden,
+        max_tokens: ctx.tokenizer.max_tokens(),
+    }
+}
+
+/// The model training starts from: new heads (seeded), the checkpoint's top layers when some are
+/// unfrozen, the `--init-from` run's heads where it has them.
+fn build_model(
+    start: &Start,
+    settings: &TrainSettings,
+    hf: Option<&(BertConfig, crate::hf::Weights, PathBuf)>,
+    spec: &FeatureSpec,
+    states: &[usize],
+    first: usize,
+) -> Result<TaskModel, TrainError> {
+    let mut model = TaskModel::new(start.config.clone(), settings.seed, &Device::Cpu)?;
+    if let Some((bert, weights, _)) = hf {
         attach_top_layers(
             &mut model,
             bert,
             weights,
             first,
             spec.states.clone(),
-            states.clone(),
+            states.to_vec(),
         )?;
     }
-    drop(hf);
     if let Some((dir, _)) = &start.init {
         load_init(&model, dir)?;
     }
-    mem("with the model built");
-    let train_d = SplitData {
-        split: &dataset.train,
-        feats: train_f,
-    };
-    let valid_d = SplitData {
-        split: &dataset.valid,
-        feats: valid_f,
-    };
-    let trainable = |g: Group| start.trainable(&settings, g);
-    let frozen = |g: Group| !trainable(g);
-    let frozen_before = frozen_snapshot(&model, &frozen)?;
-    if model.params.count(&trainable) == 0 {
+    Ok(model)
+}
+
+/// Something must train; the frozen tensors are recorded to be checked byte-identical at the end.
+fn check_trainable(s: &mut Session) -> Result<(), TrainError> {
+    s.frozen_before = frozen_snapshot(&s.model, &|g| !s.trainable(g))?;
+    if s.model.params.count(&|g| s.trainable(g)) == 0 {
         return Err(TrainError::Config(
             "nothing to train: every head is frozen".into(),
         ));
     }
-    let training_tasks = start.training_tasks();
+    if s.verbose {
+        note_coupled_heads(&s.model, &s.training_tasks);
+    }
+    Ok(())
+}
 
-    // The layers' own warm-up factor when they start after --heads-first epochs (set per step).
-    let layer_warm = std::cell::Cell::new(1.0f64);
-    let group_settings = |g: Group| -> Option<GroupSettings> {
-        trainable(g).then_some(match g {
-            // Layer-wise decay: the top layer at --layer-lr, each layer below a factor smaller.
-            Group::Layer(i) => GroupSettings {
-                lr: settings.layer_lr
-                    * settings.layer_lr_decay.powi((layers - 1 - i) as i32)
-                    * layer_warm.get(),
-                weight_decay: settings.weight_decay,
-            },
-            Group::Head(_) => GroupSettings {
-                lr: settings.lr,
-                weight_decay: settings.weight_decay,
-            },
-        })
-    };
-    if verbose {
-        for (i, t) in model.config.tasks.iter().enumerate() {
-            if let Some(r) = model.config.reads(i) {
-                if !training_tasks[i] && training_tasks[r] {
-                    eprintln!(
-                        "note: the frozen {} head reads the {} head's states; its tensors stay byte-identical, \
-                         but its predictions follow the retrained {} head",
-                        t.name, model.config.tasks[r].name, model.config.tasks[r].name
-                    );
-                }
-            }
+/// A frozen head that reads a retrained head's states keeps its tensors but not its predictions.
+fn note_coupled_heads(model: &TaskModel, training: &[bool]) {
+    let tasks = &model.config.tasks;
+    for (i, t) in tasks.iter().enumerate() {
+        match model.config.reads(i) {
+            Some(r) if !training[i] && training[r] => eprintln!(
+                "note: the frozen {} head reads the {} head's states; its tensors stay byte-identical, \
+                 but its predictions follow the retrained {} head",
+                t.name, tasks[r].name, tasks[r].name
+            ),
+            _ => {}
         }
     }
-    let mut opt = AdamW::default();
-    let mut state = checkpoint::State::new(&settings);
-    let ckpt_dir = out.join(checkpoint::DIR);
+}
+
+/// The optimizer and the early-stopping state: fresh, or from the checkpoint when resuming.
+fn start_or_resume(s: &mut Session, resume: bool) -> Result<(), TrainError> {
     if resume {
-        state = checkpoint::load(&ckpt_dir, &model.params, &mut opt)?;
-        if verbose {
+        s.state = checkpoint::load(&s.ckpt_dir, &s.model.params, &mut s.opt)?;
+        if s.verbose {
             eprintln!(
                 "resuming at epoch {} of {}",
-                state.epoch + 1,
-                settings.epochs
+                s.state.epoch + 1,
+                s.settings.epochs
             );
         }
     }
-    let mut best_bytes = match &state.best_weights {
+    s.best_bytes = match &s.state.best_weights {
         Some(b) => b.clone(),
-        None => run::weights_bytes(&model.params)?,
+        None => run::weights_bytes(&s.model.params)?,
     };
-    let model_tasks: Vec<TaskInfo> = model.config.tasks.iter().map(|t| t.info()).collect();
-    let train_ex: Vec<&Example> = dataset.train.examples.iter().collect();
-    let steps_per_epoch = train_ex.len().div_ceil(settings.batch_size);
-    let total_steps = (steps_per_epoch * settings.epochs).max(1);
-    while state.epoch < settings.epochs && state.bad_epochs < settings.patience {
-        let t0 = Instant::now();
-        let epoch = state.epoch;
-        let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(settings.seed, epoch));
-        let batches = bucketed_batches(&train_d.feats.meta.rows, settings.batch_size, &mut rng);
-        let mut loss_sum = 0f64;
-        let mut bar = Progress::new(
-            format!("epoch {}/{}", epoch + 1, settings.epochs),
-            batches.len() as u64,
-            "steps",
-            verbose,
-        );
-        let mut prof = [0f64; 5];
-        let mut tick = Instant::now();
-        let mut lap = |i: usize, prof: &mut [f64; 5]| {
-            prof[i] += tick.elapsed().as_secs_f64();
-            tick = Instant::now();
-        };
-        // Batches are read from the cache and padded on a second thread, one or two steps ahead.
-        std::thread::scope(|scope| -> Result<(), TrainError> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, TrainError>>(2);
-            let (batches, model, train_d, train_ex, training_tasks, bar) = (
-                &batches,
-                &model,
-                &train_d,
-                &train_ex,
-                &training_tasks,
-                &mut bar,
-            );
-            scope.spawn(move || {
-                let mut scratch = Vec::new();
-                for chunk in batches {
-                    let prepared = (|| -> Result<Prepared, TrainError> {
-                        let (b, words, _) = train_d.batch(chunk, &mut scratch, &Device::Cpu)?;
-                        let ex: Vec<&Example> = chunk.iter().map(|&i| train_ex[i]).collect();
-                        let t =
-                            targets(model, training_tasks, &ex, &words, b.width(), &Device::Cpu)?;
-                        Ok((b, t))
-                    })();
-                    let failed = prepared.is_err();
-                    // A closed channel means the consumer stopped (on an error of its own).
-                    if tx.send(prepared).is_err() || failed {
-                        break;
-                    }
-                }
-            });
-            for (step, prepared) in rx.iter().enumerate() {
-                let (b, tgt) = prepared?;
-                lap(0, &mut prof);
-                let mut b = b.heads_input(model, Some((LAYER_DROPOUT, &mut rng)))?;
-                if epoch < settings.heads_first {
-                    // Heads only: no gradient flows back into the layers.
-                    b.words = b.words.detach();
-                    b.pooled = b.pooled.detach();
-                }
-                lap(4, &mut prof);
-                let want: Vec<bool> = tgt.iter().map(Option::is_some).collect();
-                let out = model.forward(&b, &want, Some(&mut rng))?;
-                let mut loss: Option<Tensor> = None;
-                for ((task, logits), target) in model.config.tasks.iter().zip(&out.logits).zip(&tgt)
-                {
-                    let (Some(logits), Some(target)) = (logits, target) else {
-                        continue;
-                    };
-                    let mut l = task_loss(logits, target, task.labels.len())?;
-                    let w = settings.task_weight(&task.name);
-                    if w != 1.0 {
-                        l = (l * w)?;
-                    }
-                    loss = Some(match loss {
-                        Some(x) => (x + l)?,
-                        None => l,
-                    });
-                }
-                lap(1, &mut prof);
-                let Some(loss) = loss else { continue };
-                let value = loss.to_scalar::<f32>()?;
-                if !value.is_finite() {
-                    return Err(TrainError::Diverged(format!(
-                        "the loss is {value} at epoch {}, step {} of {steps_per_epoch}: training diverged \
-                         (try a smaller --lr); the last good checkpoint is kept in {}",
-                        epoch + 1,
-                        step + 1,
-                        ckpt_dir.display()
-                    )));
-                }
-                loss_sum += value as f64;
-                let grads = loss.backward()?;
-                lap(2, &mut prof);
-                let done = epoch * steps_per_epoch + step;
-                layer_warm.set(layer_warmup(done, steps_per_epoch, settings.heads_first));
-                opt.step(
-                    &model.params,
-                    &grads,
-                    &group_settings,
-                    lr_factor(done, steps_per_epoch, total_steps),
-                )?;
-                lap(3, &mut prof);
-                bar.inc(1);
-            }
-            Ok(())
-        })?;
-        bar.clear();
-        let t_train = t0.elapsed().as_secs_f64();
-        check_finite(&model, epoch)?;
-        let preds = predict_split(&model, &valid_d, 128)?;
-        let m = evaluate(&valid_d.split.examples, &preds, &model_tasks).metrics;
-        let s = m.score();
-        let improved = s > state.best_score;
-        if improved {
-            state.best_score = s;
-            state.best_epoch = epoch + 1;
-            state.bad_epochs = 0;
-            best_bytes = run::weights_bytes(&model.params)?;
-        } else {
-            state.bad_epochs += 1;
-        }
-        state.epoch += 1;
-        state.history.push(checkpoint::EpochLog {
-            epoch: epoch + 1,
-            loss: loss_sum / steps_per_epoch.max(1) as f64,
-            valid: m.clone(),
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-        let t_valid = t0.elapsed().as_secs_f64();
-        checkpoint::save(&ckpt_dir, &state, &model.params, &opt, &best_bytes)?;
-        mem(&format!("after epoch {}", epoch + 1));
-        if profile {
-            eprintln!(
-                "  timing: batches {:.2} s, layers fwd {:.2} s, heads fwd + loss {:.2} s, backward {:.2} s, \
-                 optimizer {:.2} s",
-                prof[0], prof[4], prof[1], prof[2], prof[3]
-            );
-            eprintln!(
-                "  timing: train {t_train:.2} s, valid {:.2} s, checkpoint {:.2} s",
-                t_valid - t_train,
-                t0.elapsed().as_secs_f64() - t_valid
-            );
-        }
-        if verbose {
-            eprintln!(
-                "epoch {:>2}/{}: loss {:.4}  valid {}{}  ({:.1} s)",
-                epoch + 1,
-                settings.epochs,
-                loss_sum / steps_per_epoch.max(1) as f64,
-                fmt_metrics(&m),
-                if improved { "  *best" } else { "" },
-                t0.elapsed().as_secs_f64()
-            );
-        }
+    Ok(())
+}
+
+/// After the last epoch: the kept weights (checked: frozen tensors unchanged), their scores on
+/// valid and test, the run's record, its pictures when asked for, the run written (`config.json`
+/// last) and the checkpoint removed.
+fn finish(mut s: Session) -> Result<TrainOutcome, TrainError> {
+    if s.verbose {
+        eprintln!("{}", stop_reason(&s.state, &s.settings));
     }
-    if verbose {
-        eprintln!("{}", stop_reason(&state, &settings));
-    }
-    run::load_weights(&best_bytes, &model.params, &ckpt_dir)?;
-    check_frozen(&model, &frozen, &frozen_before)?;
-    if verbose && !frozen_before.is_empty() {
-        let names: Vec<&str> = frozen_before.iter().map(|(n, _)| n.as_str()).collect();
+    keep_best(&mut s)?;
+    let valid_report = evaluate_split(&s, &s.valid)?;
+    let test = s.test.as_ref().map(|t| evaluate_split(&s, t)).transpose()?;
+    let valid = valid_report.metrics.clone();
+    let test = test.map(|r| (r.metrics.clone(), r));
+    let rc = run_config(&s, &valid, test.as_ref().map(|(m, _)| m));
+    let mut warnings = Vec::new();
+    // The pictures come before the run is marked finished (config.json is written last).
+    let t = std::time::Instant::now();
+    let plots = match s.plots {
+        true => draw_plots(&s, &rc, &valid_report, &test, &mut warnings),
+        false => None,
+    };
+    s.profiler.seconds("pictures", t.elapsed().as_secs_f64());
+    let weights = run::weights_bytes(&s.model.params)?;
+    let config = run::save_run(&s.out, rc, &weights)?;
+    checkpoint::remove(&s.ckpt_dir);
+    // The run is written: another writer may take the folder.
+    drop(s.lock);
+    Ok(TrainOutcome {
+        config,
+        valid,
+        valid_report,
+        test,
+        plots,
+        warnings,
+    })
+}
+
+/// Loads the best epoch's weights and checks that the frozen tensors are byte-identical.
+fn keep_best(s: &mut Session) -> Result<(), TrainError> {
+    run::load_weights(&s.best_bytes, &s.model.params, &s.ckpt_dir)?;
+    check_frozen(&s.model, &|g| !s.trainable(g), &s.frozen_before)?;
+    if s.verbose && !s.frozen_before.is_empty() {
+        let names: Vec<&str> = s.frozen_before.iter().map(|(n, _)| n.as_str()).collect();
         eprintln!(
             "frozen: {} tensors verified byte-identical after training ({})",
             names.len(),
             names.join(", ")
         );
     }
+    Ok(())
+}
 
-    let valid_preds = predict_split(&model, &valid_d, 128)?;
-    let valid_report = evaluate(&valid_d.split.examples, &valid_preds, &model_tasks);
-    let valid_m = valid_report.metrics.clone();
-    let mut test = None;
-    if let (Some(ts), Some(tf)) = (&dataset.test, test_f) {
-        let td = SplitData {
-            split: ts,
-            feats: tf,
-        };
-        let preds = predict_split(&model, &td, 128)?;
-        let report = evaluate(&ts.examples, &preds, &model_tasks);
-        test = Some((report.metrics.clone(), report));
-    }
-    let mut metrics = std::collections::BTreeMap::new();
-    metrics.insert("valid".to_string(), valid_m.clone());
-    if let Some((m, _)) = &test {
-        metrics.insert("test".to_string(), m.clone());
-    }
-    let mut training = serde_json::to_value(&settings)
-        .map_err(|e| TrainError::Config(format!("settings do not serialize: {e}")))?;
-    training["best_epoch"] = state.best_epoch.into();
-    training["epochs_run"] = state.epoch.into();
-    training["data"] = dataset.train.source.display().to_string().into();
-    training["truncated_train_examples"] = train_d.feats.meta.truncated.len().into();
-    training["history"] = serde_json::to_value(&state.history)
-        .map_err(|e| TrainError::Config(format!("history does not serialize: {e}")))?;
-    let rc = RunConfig {
+/// The full report of the model on one split.
+fn evaluate_split(s: &Session, d: &SplitData) -> Result<EvalReport, TrainError> {
+    let preds = predict_split(&s.model, d, 128)?;
+    Ok(evaluate(&d.split.examples, &preds, &s.model_tasks))
+}
+
+/// The run's `config.json` (its weights' hash is filled in when they are written).
+fn run_config(s: &Session, valid: &Metrics, test: Option<&Metrics>) -> RunConfig {
+    let metrics = std::iter::once(("valid", valid))
+        .chain(test.map(|m| ("test", m)))
+        .map(|(k, m)| (k.to_string(), m.clone()))
+        .collect();
+    let top_layers = match (&s.model.top, &s.hf_config) {
+        (Some(u), Some(config)) => Some(run::TopLayersRef {
+            first: u.top.first,
+            head_states: u.head_states.clone(),
+            config: config.clone(),
+            hf_weights: s.settings.hf_weights.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    RunConfig {
         format: RUN_FORMAT,
         edgetune_version: env!("CARGO_PKG_VERSION").to_string(),
-        backbone: BackboneRef {
-            onnx: std::fs::canonicalize(&ctx.files.onnx).unwrap_or(ctx.files.onnx.clone()),
-            onnx_sha256: ctx.model_sha().to_string(),
-            tokenizer: std::fs::canonicalize(&ctx.files.tokenizer)
-                .unwrap_or(ctx.files.tokenizer.clone()),
-            tokenizer_sha256: ctx.tokenizer_sha().to_string(),
-            layers,
-            hidden: width,
-            max_tokens: ctx.tokenizer.max_tokens(),
-        },
-        features: spec,
-        top_layers: match (&model.top, hf_config) {
-            (Some(u), Some(config)) => Some(run::TopLayersRef {
-                first: u.top.first,
-                head_states: u.head_states.clone(),
-                config,
-                hf_weights: settings.hf_weights.clone().unwrap_or_default(),
-            }),
-            _ => None,
-        },
-        model: model.config.clone(),
+        backbone: s.backbone.clone(),
+        features: s.spec.clone(),
+        top_layers,
+        model: s.model.config.clone(),
         weights: run::WeightsRef {
             file: run::WEIGHTS_FILE.into(),
             sha256: String::new(),
         },
-        training,
+        training: TrainingRecord {
+            settings: s.settings.clone(),
+            best_epoch: s.state.best_epoch,
+            epochs_run: s.state.epoch,
+            data: Some(s.dataset.train.source.display().to_string()),
+            truncated_train_examples: s.train.feats.meta.truncated.len(),
+            history: s.state.history.clone(),
+        },
         metrics,
-    };
-    // The pictures come before the run is marked finished (config.json is written last).
+    }
+}
+
+/// Draws the run's pictures and `report.html`; a failure becomes a warning, never a failed run.
+fn draw_plots(
+    s: &Session,
+    rc: &RunConfig,
+    valid: &EvalReport,
+    test: &Option<(Metrics, EvalReport)>,
+    warnings: &mut Vec<String>,
+) -> Option<RunPlots> {
     let summary = RunSummary {
-        history: &state.history,
-        best_epoch: state.best_epoch,
-        planned_epochs: settings.epochs,
-        stop: stop_reason(&state, &settings),
-        facts: run_facts(&rc, &settings, &dataset.train.source),
+        history: &s.state.history,
+        best_epoch: s.state.best_epoch,
+        planned_epochs: s.settings.epochs,
+        stop: stop_reason(&s.state, &s.settings),
+        facts: run_facts(rc, &s.settings, &s.dataset.train.source),
     };
-    let (split, eval_report) = match &test {
+    let eval = match test {
         Some((_, r)) => ("test", r),
-        None => ("valid", &valid_report),
+        None => ("valid", valid),
     };
-    let plots = write_run_plots(
-        &out,
-        &model.config,
+    let test_metrics = test.as_ref().map(|(m, _)| m);
+    let drawn = write_run_plots(
+        &s.out,
+        &s.model.config,
         &summary,
-        (split, eval_report),
-        &valid_m,
-        test.as_ref().map(|(m, _)| m),
-    )?;
-    let weights = run::weights_bytes(&model.params)?;
-    let rc = run::save_run(&out, rc, &weights)?;
-    checkpoint::remove(&ckpt_dir);
-    Ok(TrainOutcome {
-        config: rc,
-        valid: valid_m,
-        valid_report,
-        test,
-        plots,
-    })
-}
-
-/// Why training ended and which epoch's weights are kept, in one line: early stopping (after which
-/// epoch, for want of a better valid score over how many epochs) or the planned epochs all run.
-pub fn stop_reason(state: &checkpoint::State, settings: &TrainSettings) -> String {
-    let kept = format!(
-        "keeping epoch {} (best valid score {:.2}%)",
-        state.best_epoch,
-        100.0 * state.best_score
+        eval,
+        &valid.metrics,
+        test_metrics,
     );
-    if state.epoch < settings.epochs {
-        format!(
-            "early stop after epoch {} of {}: no better valid score for {} epochs (--patience {}); {kept}",
-            state.epoch, settings.epochs, state.bad_epochs, settings.patience
-        )
-    } else {
-        format!("all {} epochs run; {kept}", settings.epochs)
-    }
-}
-
-/// An error when a trainable tensor holds NaN or infinity (after an epoch).
-fn check_finite(model: &TaskModel, epoch: usize) -> Result<(), TrainError> {
-    for p in &model.params.params {
-        let s = p.var.as_tensor().sum_all()?.to_scalar::<f32>()?;
-        if !s.is_finite() {
-            return Err(TrainError::Diverged(format!(
-                "tensor `{}` is no longer finite after epoch {}: training diverged (try a smaller --lr)",
-                p.name,
-                epoch + 1
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Headline metrics in one line, `%` for every score: the legacy intent / slot F1 / sentence
-/// figures where they apply, then the other tasks.
-pub fn fmt_metrics(m: &Metrics) -> String {
-    let mut parts = Vec::new();
-    if let Some(v) = m.intent_accuracy {
-        parts.push(format!("intent {:.2}%", v * 100.0));
-    }
-    if let Some(v) = m.slot_f1 {
-        parts.push(format!("slot F1 {:.2}%", v * 100.0));
-    }
-    for (name, s) in &m.tasks {
-        if name == crate::data::INTENT || (name == crate::data::TAGS && m.slot_f1.is_some()) {
-            continue;
-        }
-        if let Some(v) = s.accuracy {
-            parts.push(format!("{name} {:.2}%", v * 100.0));
-        } else if let Some(v) = s.span_f1 {
-            parts.push(format!("{name} F1 {:.2}%", v * 100.0));
-        } else if let Some(v) = s.token_accuracy {
-            parts.push(format!("{name} token {:.2}%", v * 100.0));
-        }
-    }
-    if let Some(v) = m.sentence_accuracy {
-        parts.push(format!("sentence {:.2}%", v * 100.0));
-    } else if let Some(v) = m.all_tasks_accuracy {
-        parts.push(format!("all tasks {:.2}%", v * 100.0));
-    }
-    parts.join(", ")
+    drawn
+        .map_err(|e| warnings.push(format!("the run's pictures were not drawn: {e}")))
+        .ok()
 }

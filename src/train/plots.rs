@@ -104,8 +104,9 @@ fn headline(s: &TaskScore) -> Option<(&'static str, f64)> {
         .or(s.token_accuracy.map(|v| ("token accuracy", v)))
 }
 
-/// The training curves of a history: the loss and every task's headline validation score per
-/// epoch, the kept epoch and, when training stopped before `planned_epochs`, the early stop.
+/// The training curves of a history: the loss, every task's headline validation score and the
+/// score that picks the kept epoch ([`Metrics::score`]) per epoch, the kept epoch and, when
+/// training stopped before `planned_epochs`, the early stop.
 pub fn curves_of(summary: &RunSummary) -> TrainingCurves {
     let run = summary.history.last().map_or(0, |h| h.epoch);
     TrainingCurves {
@@ -117,6 +118,7 @@ pub fn curves_of(summary: &RunSummary) -> TrainingCurves {
                 epoch: h.epoch,
                 loss: h.loss,
                 scores: epoch_scores(&h.valid),
+                selection_score: Some(h.valid.score()),
             })
             .collect(),
         best_epoch: (summary.best_epoch > 0).then_some(summary.best_epoch),

@@ -102,6 +102,11 @@ pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// `dst[m×n] (+)= lhs · rhs`, `dst` row-major, `lhs` and `rhs` given by their (row, column) strides.
+///
+/// # Panics
+/// When an operand does not fit its slice or a stride is negative ([`check_operands`], with a
+/// message naming the operand): the kernels compute their strides from shapes they checked, so this
+/// is a bug in the caller, never a read out of bounds.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -156,6 +161,64 @@ pub fn matmul_par(
     )
 }
 
+/// Elements a strided `rows x cols` operand addresses (the largest offset + 1), or a message when
+/// a stride is negative or the offset overflows.
+fn extent(rows: usize, cols: usize, (rs, cs): (isize, isize), what: &str) -> Result<usize> {
+    if rows == 0 || cols == 0 {
+        return Ok(0);
+    }
+    let fail = |why: &str| {
+        candle_core::Error::Msg(format!(
+            "matmul: {what} of {rows}x{cols} with strides ({rs}, {cs}) {why}"
+        ))
+    };
+    if rs < 0 || cs < 0 {
+        return Err(fail("has a negative stride"));
+    }
+    let last = |n: usize, s: isize| (n - 1).checked_mul(s as usize);
+    last(rows, rs)
+        .zip(last(cols, cs))
+        .and_then(|(a, b)| a.checked_add(b))
+        .and_then(|e| e.checked_add(1))
+        .ok_or_else(|| fail("addresses past usize::MAX"))
+}
+
+/// Checks that a product's operands lie inside their slices: `dst` holds `m*n` elements, `lhs`
+/// every element of its strided `m x k` view and `rhs` of its `k x n` view, all strides
+/// non-negative. This is what makes the `unsafe` call to `gemm` in [`matmul_with`] sound.
+#[allow(clippy::too_many_arguments)]
+pub fn check_operands(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: usize,
+    lhs: usize,
+    lhs_strides: (isize, isize),
+    rhs: usize,
+    rhs_strides: (isize, isize),
+) -> Result<()> {
+    let short = |what: &str, need: usize, have: usize| {
+        candle_core::Error::Msg(format!(
+            "matmul {m}x{k} by {k}x{n}: {what} addresses {need} elements but holds {have}"
+        ))
+    };
+    let out = m
+        .checked_mul(n)
+        .ok_or_else(|| candle_core::Error::Msg(format!("matmul: {m}x{n} overflows usize")))?;
+    if out > dst {
+        return Err(short("dst", out, dst));
+    }
+    let need = extent(m, k, lhs_strides, "lhs")?;
+    if need > lhs {
+        return Err(short("lhs", need, lhs));
+    }
+    let need = extent(k, n, rhs_strides, "rhs")?;
+    if need > rhs {
+        return Err(short("rhs", need, rhs));
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn matmul_with(
     m: usize,
@@ -172,18 +235,22 @@ fn matmul_with(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= m * n);
-    let extent = |rows: usize, cols: usize, (rs, cs): (isize, isize)| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows as isize - 1) * rs + (cols as isize - 1) * cs + 1
-        }
-    };
-    assert!(extent(m, k, lhs_strides) as usize <= lhs.len());
-    assert!(extent(k, n, rhs_strides) as usize <= rhs.len());
-    // SAFETY: the assertions above keep every addressed element inside its slice (all strides are
-    // non-negative); dst does not alias lhs or rhs (distinct borrows).
+    if let Err(e) = check_operands(
+        m,
+        n,
+        k,
+        dst.len(),
+        lhs.len(),
+        lhs_strides,
+        rhs.len(),
+        rhs_strides,
+    ) {
+        panic!("{e}");
+    }
+    // SAFETY: `check_operands` proved that every element gemm addresses (offsets
+    // `i*rs + j*cs` for i < rows, j < cols, all strides non-negative, no overflow) lies inside its
+    // slice, and `dst` holds m*n elements written with row stride n; dst does not alias lhs or rhs
+    // (a `&mut` and two `&` borrows).
     unsafe {
         gemm::gemm(
             m,
@@ -206,5 +273,47 @@ fn matmul_with(
             false,
             par,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(lhs_strides: (isize, isize), lhs_len: usize) -> Vec<f32> {
+        let lhs: Vec<f32> = (0..lhs_len).map(|v| v as f32).collect();
+        let rhs = vec![1f32; 4];
+        let mut dst = vec![0f32; 4];
+        matmul(2, 2, 2, &mut dst, false, &lhs, lhs_strides, &rhs, (2, 1));
+        dst
+    }
+
+    #[test]
+    fn row_major_and_transposed_operands_multiply() {
+        assert_eq!(product((2, 1), 4), vec![1.0, 1.0, 5.0, 5.0]);
+        assert_eq!(product((1, 2), 4), vec![2.0, 2.0, 4.0, 4.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "lhs addresses 4 elements but holds 3")]
+    fn a_short_operand_is_refused() {
+        product((2, 1), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "negative stride")]
+    fn a_negative_stride_is_refused() {
+        // Extent 1 + (-1) + 1 = 1 would pass a check that ignored the sign, reading lhs[-1].
+        product((-1, 1), 4);
+    }
+
+    #[test]
+    fn huge_strides_and_short_outputs_are_errors() {
+        let max = isize::MAX;
+        assert!(check_operands(2, 2, 2, 4, 4, (max, max), 4, (2, 1)).is_err());
+        let e = check_operands(2, 2, 2, 3, 4, (2, 1), 4, (2, 1)).unwrap_err();
+        assert!(e.to_string().contains("dst addresses 4"), "{e}");
+        assert!(check_operands(usize::MAX, 2, 0, 0, 0, (0, 0), 0, (0, 0)).is_err());
+        assert!(check_operands(2, 2, 0, 4, 0, (0, 0), 0, (0, 0)).is_ok());
     }
 }

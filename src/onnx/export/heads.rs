@@ -247,7 +247,8 @@ impl Ctx {
     }
 
     /// A token head's masked recurrent states `[batch, words, 2 * gru]` (node names prefixed by the
-    /// task `t`).
+    /// task `t`): the mixed word features projected, then ONNX's bidirectional `GRU` over each
+    /// sentence's own words.
     pub fn token_states(
         &mut self,
         t: &str,
@@ -258,19 +259,33 @@ impl Ctx {
     ) -> Result<String, OnnxError> {
         let c = self;
         let mixed = c.mix(&h.mix, states, &format!("{t}.mix"))?;
-        let x = c.op(
-            "MatMul",
-            &[word_pool, &mixed],
-            vec![],
-            &format!("{t}.words"),
-        );
+        let words = format!("{t}.words");
+        let x = c.op("MatMul", &[word_pool, &mixed], vec![], &words);
         let x = c.linear(&x, &h.proj, &format!("{t}.proj"))?;
-        let hid = h
-            .fwd
-            .w_hh
-            .dim(1)
-            .map_err(|e| OnnxError::graph(e.to_string()))?;
-        // Sentence length = one past the last word with features.
+        let len = c.sentence_lengths(t, word_mask);
+        let xt = c.op(
+            "Transpose",
+            &[&x],
+            vec![attr_ints("perm", &[1, 0, 2])],
+            &format!("{t}.gru_in"),
+        );
+        let gru = c.bigru(t, h, &xt, &len)?;
+        // Y: [W, 2, B, hid] -> [B, W, 2, hid] -> [B, W, 2*hid] (forward then backward, as concatenated in training).
+        let y = c.op(
+            "Transpose",
+            &[&gru],
+            vec![attr_ints("perm", &[2, 0, 1, 3])],
+            &format!("{t}.gru_t"),
+        );
+        let shp = c.i64s(&format!("head/{t}.shape"), &[0, 0, -1]);
+        let y = c.op("Reshape", &[&y, &shp], vec![], &format!("{t}.gru_out"));
+        let m = c.unsqueeze(word_mask, 2, &format!("{t}.mask3"));
+        Ok(c.op("Mul", &[&y, &m], vec![], &format!("{t}.masked")))
+    }
+
+    /// Each sentence's length in words `[batch]` (int32): one past the last word with features.
+    fn sentence_lengths(&mut self, t: &str, word_mask: &str) -> String {
+        let c = self;
         let shape = c.op("Shape", &[word_mask], vec![], &format!("{t}.mask_shape"));
         let idx1 = c.i64s(&format!("head/{t}.idx1"), &[1]);
         let w = c.op(
@@ -282,68 +297,45 @@ impl Ctx {
         let w = c.squeeze(&w, 0, &format!("{t}.width"));
         let one_i = c.b.initializer_i64(&format!("head/{t}.one_i"), &[], &[1]);
         let w1 = c.op("Add", &[&w, &one_i], vec![], &format!("{t}.width_plus1"));
-        let pos = c.op(
-            "Range",
-            &[&one_i, &w1, &one_i],
-            vec![],
-            &format!("{t}.positions"),
-        );
-        let pos = c.op(
-            "Cast",
-            &[&pos],
-            vec![attr_int("to", DataType::Float as i64)],
-            &format!("{t}.positions_f"),
-        );
+        let range = [one_i.as_str(), &w1, &one_i];
+        let pos = c.op("Range", &range, vec![], &format!("{t}.positions"));
+        let to_float = vec![attr_int("to", DataType::Float as i64)];
+        let pos = c.op("Cast", &[&pos], to_float, &format!("{t}.positions_f"));
         let mp = c.op("Mul", &[word_mask, &pos], vec![], &format!("{t}.mask_pos"));
+        let len_f = format!("{t}.len_f");
         let len = if c.opset >= 18 {
             let ax = c.i64s(&format!("head/{t}.len_axes"), &[1]);
             c.op(
                 "ReduceMax",
                 &[&mp, &ax],
                 vec![attr_int("keepdims", 0)],
-                &format!("{t}.len_f"),
+                &len_f,
             )
         } else {
-            c.op(
-                "ReduceMax",
-                &[&mp],
-                vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
-                &format!("{t}.len_f"),
-            )
+            let attrs = vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)];
+            c.op("ReduceMax", &[&mp], attrs, &len_f)
         };
-        let len = c.op(
-            "Cast",
-            &[&len],
-            vec![attr_int("to", DataType::Int32 as i64)],
-            &format!("{t}.lengths"),
-        );
-        let xt = c.op(
-            "Transpose",
-            &[&x],
-            vec![attr_ints("perm", &[1, 0, 2])],
-            &format!("{t}.gru_in"),
-        );
+        let to_int = vec![attr_int("to", DataType::Int32 as i64)];
+        c.op("Cast", &[&len], to_int, &format!("{t}.lengths"))
+    }
+
+    /// ONNX's bidirectional `GRU` (PyTorch's `linear_before_reset`) with the head's weights over
+    /// `xt` `[words, batch, in]` and `len`; returns its `Y`.
+    fn bigru(&mut self, t: &str, h: &TokenHead, xt: &str, len: &str) -> Result<String, OnnxError> {
+        let c = self;
+        let dim = |w: &candle_core::Tensor| w.dim(1).map_err(|e| OnnxError::graph(e.to_string()));
+        let (hid, inp) = (dim(&h.fwd.w_hh)?, dim(&h.fwd.w_ih)?);
         let (gw, gr, gb) = gru_weights(&[&h.fwd, &h.bwd], hid)?;
-        let inp = h
-            .fwd
-            .w_ih
-            .dim(1)
-            .map_err(|e| OnnxError::graph(e.to_string()))?;
-        let gw = c.b.initializer_f32(
-            &format!("head/{t}.gru.W"),
-            &[2, 3 * hid as i64, inp as i64],
-            &gw,
-        );
-        let gr = c.b.initializer_f32(
-            &format!("head/{t}.gru.R"),
-            &[2, 3 * hid as i64, hid as i64],
-            &gr,
-        );
+        let (h3, h6) = (3 * hid as i64, 6 * hid as i64);
+        let gw =
+            c.b.initializer_f32(&format!("head/{t}.gru.W"), &[2, h3, inp as i64], &gw);
+        let gr =
+            c.b.initializer_f32(&format!("head/{t}.gru.R"), &[2, h3, hid as i64], &gr);
         let gb =
-            c.b.initializer_f32(&format!("head/{t}.gru.B"), &[2, 6 * hid as i64], &gb);
+            c.b.initializer_f32(&format!("head/{t}.gru.B"), &[2, h6], &gb);
         let outs = c.b.op_multi(
             "GRU",
-            &[&xt, &gw, &gr, &gb, &len],
+            &[xt, &gw, &gr, &gb, len],
             1,
             vec![
                 attr_int("hidden_size", hid as i64),
@@ -352,17 +344,6 @@ impl Ctx {
             ],
             &format!("head/{t}.gru"),
         );
-        // Y: [W, 2, B, hid] -> [B, W, 2, hid] -> [B, W, 2*hid] (forward then backward, as concatenated in training).
-        let y = c.op(
-            "Transpose",
-            &[&outs[0]],
-            vec![attr_ints("perm", &[2, 0, 1, 3])],
-            &format!("{t}.gru_t"),
-        );
-        let shp = c.i64s(&format!("head/{t}.shape"), &[0, 0, -1]);
-        let y = c.op("Reshape", &[&y, &shp], vec![], &format!("{t}.gru_out"));
-        let m = c.unsqueeze(word_mask, 2, &format!("{t}.mask3"));
-        let y = c.op("Mul", &[&y, &m], vec![], &format!("{t}.masked"));
-        Ok(y)
+        Ok(outs[0].clone())
     }
 }

@@ -12,22 +12,25 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::error::ExportError;
 use super::merge::{build_merged, MergeSpec};
 use super::splice::{build_top_layers, splice_top_layers, PREFIX};
 use super::verify::{agreement, verify, VerifyReport, CHECK_PASSES, SAMPLE_SENTENCES};
 use crate::backbone::raw::load_tokenizer;
-use crate::backbone::{open_session, Backbone, SessionOptions, SessionSource};
+use crate::backbone::{open_session, Backbone, ModelFiles, SessionSource, SessionOptions};
 use crate::data::split_words;
 use crate::fsutil;
 use crate::graph::proto::ModelProto;
 use crate::graph::{encode_model, load_model, save_model, OnnxError};
 use crate::hf::Weights;
+use crate::model::TaskModel;
 use crate::onnx::import::{Manifest, VERIFY_SENTENCES};
 use crate::onnx::quantize::{
-    activation_stats, quantize_model, QuantizeOptions, DEFAULT_OUTLIER_RATIO,
+    activation_stats, quantize_model, QuantizeError, QuantizeOptions, QuantizeSummary,
+    DEFAULT_OUTLIER_RATIO,
 };
 use crate::progress::Progress;
-use crate::run::{self, RunError};
+use crate::run;
 use crate::tokenize::{Tokenized, WordTokenizer};
 
 /// Largest |logit difference| the self-check accepts (merged model, or fine-tuned layers in fp32).
@@ -37,23 +40,6 @@ pub const TOLERANCE: f32 = 1e-4;
 /// model with int8 fine-tuned layers must agree with the training pipeline (fp32 layers in
 /// candle). On the built-in sentences (about 70 ids) this allows one differing id.
 pub const INT8_MIN_AGREEMENT: f64 = 0.98;
-
-/// Errors of the export.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// The run could not be read or its backbone is not the one it was trained on.
-    #[error(transparent)]
-    Run(#[from] RunError),
-    /// Building, quantizing or running a graph failed.
-    #[error(transparent)]
-    Onnx(#[from] OnnxError),
-    /// The request does not fit the run or the target.
-    #[error("{0}")]
-    Invalid(String),
-    /// The merged model disagrees with the training pipeline; nothing was written.
-    #[error("self-check failed: {0}; nothing written")]
-    Check(String),
-}
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -177,153 +163,276 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
             opts.run.display()
         )));
     }
-    let out = &opts.out;
-    if out.is_dir() {
-        return Err(ExportError::Invalid(format!(
-            "{}: is a directory; --out names the .onnx file to write",
-            out.display()
-        )));
-    }
-    if out.exists() && !opts.force {
-        return Err(ExportError::Invalid(format!(
-            "{} exists; pass --force to replace it (and the tokenizer.json beside it)",
-            out.display()
-        )));
-    }
+    let target = Target::check(opts)?;
     let files = run::backbone_files(&rc, opts.backbone.as_deref())?;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let tok_out = dir.join("tokenizer.json");
-    let same_tokenizer =
-        std::fs::canonicalize(&tok_out).ok() == std::fs::canonicalize(&files.tokenizer).ok();
-    if tok_out.exists() && !same_tokenizer && !opts.force {
-        let theirs = fsutil::sha256_file(&tok_out).map_err(|e| OnnxError::io(&tok_out, e))?;
+    target.check_tokenizer(opts, &rc, &files)?;
+    let backbone_model = load_model(&files.onnx)?;
+    let mut checker = Checker::new(opts, &rc, &model, &files)?;
+    let mut notes = Vec::new();
+    let built = build(opts, &rc, &checker, backbone_model, &files, &mut notes)?;
+    let (bytes, mut report) = self_check(&mut checker, built, &mut notes)?;
+    target.write(&bytes, &files)?;
+    notes.push(format!(
+        "merged model written to {} ({:.1} MB), tokenizer.json beside it",
+        target.out.display(),
+        bytes.len() as f64 / 1e6
+    ));
+    report["out"] = json!(target.out.display().to_string());
+    report["bytes"] = json!(bytes.len());
+    Ok(ExportReport {
+        json: report,
+        notes,
+        bytes: bytes.len(),
+    })
+}
+
+/// Where the merged model and its tokenizer go.
+struct Target {
+    out: PathBuf,
+    dir: PathBuf,
+    tok_out: PathBuf,
+}
+
+impl Target {
+    /// `--out` names a file that may be written: not a folder, not an existing file without
+    /// `force`.
+    fn check(opts: &ExportOptions) -> Result<Self, ExportError> {
+        let out = opts.out.clone();
+        if out.is_dir() {
+            return Err(ExportError::Invalid(format!(
+                "{}: is a directory; --out names the .onnx file to write",
+                out.display()
+            )));
+        }
+        if out.exists() && !opts.force {
+            return Err(ExportError::Invalid(format!(
+                "{} exists; pass --force to replace it (and the tokenizer.json beside it)",
+                out.display()
+            )));
+        }
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let tok_out = dir.join("tokenizer.json");
+        Ok(Target { out, dir, tok_out })
+    }
+
+    /// Whether `tokenizer.json` beside the output is the backbone's own file.
+    fn same_tokenizer(&self, files: &ModelFiles) -> bool {
+        std::fs::canonicalize(&self.tok_out).ok() == std::fs::canonicalize(&files.tokenizer).ok()
+    }
+
+    /// Another tokenizer beside the output is not replaced without `force`.
+    fn check_tokenizer(
+        &self,
+        opts: &ExportOptions,
+        rc: &run::RunConfig,
+        files: &ModelFiles,
+    ) -> Result<(), ExportError> {
+        let tok = &self.tok_out;
+        if !tok.exists() || self.same_tokenizer(files) || opts.force {
+            return Ok(());
+        }
+        let theirs = fsutil::sha256_file(tok).map_err(|e| OnnxError::io(tok, e))?;
         if theirs != rc.backbone.tokenizer_sha256 {
             return Err(ExportError::Invalid(format!(
                 "{} exists and is another tokenizer; pass --force to replace it, or export into another folder",
-                tok_out.display()
+                tok.display()
             )));
         }
+        Ok(())
     }
 
-    let backbone_model = load_model(&files.onnx)?;
-    let tokenizer = WordTokenizer::from_file(&files.tokenizer, Some(rc.backbone.max_tokens))
-        .map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let spec = MergeSpec {
-        states: run::head_states(&rc),
-        tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
-        max_tokens: rc.backbone.max_tokens,
-        pad_id: tokenizer.pad_id(),
-    };
-    let sentences = check_sentences(opts.check_file.as_deref(), rc.backbone.max_tokens)?;
-    let toks: Vec<Tokenized> = sentences
-        .iter()
-        .enumerate()
-        .map(|(i, w)| tokenizer.encode_words(w, &|| format!("check sentence {}", i + 1)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let mut states = rc.features.states.clone();
-    if !states.contains(&rc.backbone.layers) {
-        states.push(rc.backbone.layers);
+    /// Writes the model and (unless it is already there) the tokenizer, each atomically.
+    fn write(&self, bytes: &[u8], files: &ModelFiles) -> Result<(), ExportError> {
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| OnnxError::io(&p, e)
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        fsutil::write_atomic(&self.out, bytes).map_err(io(&self.out))?;
+        if !self.same_tokenizer(files) {
+            let tok = std::fs::read(&files.tokenizer).map_err(io(&files.tokenizer))?;
+            fsutil::write_atomic(&self.tok_out, &tok).map_err(io(&self.tok_out))?;
+        }
+        Ok(())
     }
-    let mut backbone = Backbone::load(&files, &states, tokenizer.pad_id(), &opts.session)
-        .map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let mut check = |bytes: &[u8], what: &str| -> Result<VerifyReport, ExportError> {
-        let mut session = open_session(SessionSource::Bytes(bytes, out), &opts.session)
-            .map_err(|e| ExportError::Invalid(e.to_string()))?;
+}
+
+/// The self-check: the check sentences through a candidate merged model and through the training
+/// pipeline (the backbone, then the run's heads in candle).
+struct Checker<'a> {
+    opts: &'a ExportOptions,
+    rc: &'a run::RunConfig,
+    model: &'a TaskModel,
+    spec: MergeSpec,
+    toks: Vec<Tokenized>,
+    pad_id: u32,
+    backbone: Backbone,
+}
+
+impl<'a> Checker<'a> {
+    fn new(
+        opts: &'a ExportOptions,
+        rc: &'a run::RunConfig,
+        model: &'a TaskModel,
+        files: &ModelFiles,
+    ) -> Result<Self, ExportError> {
+        let tokenizer = WordTokenizer::from_file(&files.tokenizer, Some(rc.backbone.max_tokens))?;
+        let sentences = check_sentences(opts.check_file.as_deref(), rc.backbone.max_tokens)?;
+        let toks: Vec<Tokenized> = sentences
+            .iter()
+            .enumerate()
+            .map(|(i, w)| tokenizer.encode_words(w, &|| format!("check sentence {}", i + 1)))
+            .collect::<Result<_, _>>()?;
+        let mut states = rc.features.states.clone();
+        if !states.contains(&rc.backbone.layers) {
+            states.push(rc.backbone.layers);
+        }
+        let pad_id = tokenizer.pad_id();
+        let backbone = Backbone::load(files, &states, pad_id, &opts.session)?;
+        let spec = MergeSpec {
+            states: run::head_states(rc),
+            tokenizer_sha256: rc.backbone.tokenizer_sha256.clone(),
+            max_tokens: rc.backbone.max_tokens,
+            pad_id,
+        };
+        Ok(Checker {
+            opts,
+            rc,
+            model,
+            spec,
+            toks,
+            pad_id,
+            backbone,
+        })
+    }
+
+    /// The merged model of `backbone` and the run's heads.
+    fn merge(&self, backbone: ModelProto) -> Result<ModelProto, ExportError> {
+        Ok(build_merged(backbone, self.model, &self.spec)?)
+    }
+
+    /// Runs the check on the merged model `bytes` (`what` names it in the progress line).
+    fn run(&mut self, bytes: &[u8], what: &str) -> Result<VerifyReport, ExportError> {
+        let opts = self.opts;
+        let mut session = open_session(SessionSource::Bytes(bytes, &opts.out), &opts.session)?;
         let mut progress = Progress::new(
             format!("self-check ({what})"),
-            CHECK_PASSES * toks.len() as u64,
+            CHECK_PASSES * self.toks.len() as u64,
             "sentence runs",
             opts.progress,
         );
         let rep = verify(
             &mut session,
-            &mut backbone,
-            &model,
-            &rc.features.states,
-            &toks,
-            tokenizer.pad_id(),
+            &mut self.backbone,
+            self.model,
+            &self.rc.features.states,
+            &self.toks,
+            self.pad_id,
             &mut progress,
         )?;
         progress.finish();
         Ok(rep)
-    };
-    let mut notes = Vec::new();
+    }
+}
 
-    // The merged model with the backbone as trained (fine-tuned layers in fp32, if any): its logits
-    // must match the training pipeline.
-    let mut layers_json = serde_json::Value::Null;
-    let mut int8_layers: Option<ModelProto> = None;
-    let merged = match &rc.top_layers {
-        None => build_merged(backbone_model, &model, &spec)?,
-        Some(t) => {
-            if t.config.num_hidden_layers != rc.backbone.layers
-                || t.config.hidden_size != rc.backbone.hidden
-            {
-                return Err(ExportError::Invalid(format!(
-                    "{}: the fine-tuned layers ({} layers, width {}) do not fit the backbone ({} layers, width {})",
-                    opts.run.display(),
-                    t.config.num_hidden_layers,
-                    t.config.hidden_size,
-                    rc.backbone.layers,
-                    rc.backbone.hidden
-                )));
-            }
-            let wpath = opts.run.join(&rc.weights.file);
-            let weights = Weights::load(&wpath).map_err(|e| ExportError::Invalid(e.to_string()))?;
-            let top = build_top_layers(&t.config, &weights, t.first)?;
-            drop(weights);
-            let l = rc.backbone.layers;
-            if opts.fp32_layers {
-                layers_json = json!({"first": t.first, "count": l - t.first, "precision": "fp32"});
-            } else {
-                let (q, summary) = quantize_layers(
-                    &backbone_model,
-                    &top,
-                    t.first,
-                    &files,
-                    &rc,
-                    &opts.session,
-                    opts.progress,
-                )?;
-                notes.push(format!(
-                    "fine-tuned layers {}..{l}: {} MatMuls quantized to dynamic int8 (per-channel, {} outlier channels fp32){}",
-                    t.first,
-                    summary.quantized.len(),
-                    summary.outlier_channels,
-                    if summary.kept_fp32.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} kept fp32 as in the backbone", summary.kept_fp32.len())
-                    }
-                ));
-                layers_json = json!({
-                    "first": t.first,
-                    "count": l - t.first,
-                    "precision": "int8",
-                    "quantized_matmuls": summary.quantized.len(),
-                    "outlier_channels": summary.outlier_channels,
-                    "kept_fp32": summary.kept_fp32,
-                });
-                int8_layers = Some(splice_top_layers(backbone_model.clone(), &q, t.first)?);
-            }
-            let spliced = splice_top_layers(backbone_model, &top, t.first)?;
-            build_merged(spliced, &model, &spec)?
-        }
-    };
-    let mut bytes = encode_model(&merged);
-    drop(merged);
+/// The models to check: the merged model with the backbone as trained (fine-tuned layers in fp32,
+/// if any), and with the layers in int8 when they are to be quantized; the `layers` figures.
+struct Built {
+    merged: ModelProto,
+    int8_backbone: Option<ModelProto>,
+    layers_json: serde_json::Value,
+}
 
-    let what = if rc.top_layers.is_some() {
-        "merged model with fp32 fine-tuned layers"
+/// Builds the merged model of the run: the backbone and heads, with the fine-tuned layers spliced
+/// in (and quantized unless `fp32_layers`) for an `--unfreeze-top` run.
+fn build(
+    opts: &ExportOptions,
+    rc: &run::RunConfig,
+    checker: &Checker,
+    backbone: ModelProto,
+    files: &ModelFiles,
+    notes: &mut Vec<String>,
+) -> Result<Built, ExportError> {
+    let Some(t) = &rc.top_layers else {
+        return Ok(Built {
+            merged: checker.merge(backbone)?,
+            int8_backbone: None,
+            layers_json: serde_json::Value::Null,
+        });
+    };
+    let wpath = opts.run.join(&rc.weights.file);
+    let weights = Weights::load(&wpath)?;
+    let top = build_top_layers(&t.config, &weights, t.first)?;
+    drop(weights);
+    let count = rc.backbone.layers - t.first;
+    let (int8_backbone, layers_json) = if opts.fp32_layers {
+        let json = json!({"first": t.first, "count": count, "precision": "fp32"});
+        (None, json)
     } else {
-        "merged model"
+        let q = quantize_layers(
+            &backbone,
+            &top,
+            t.first,
+            files,
+            rc,
+            &opts.session,
+            opts.progress,
+        )?;
+        let (q, summary) = q;
+        notes.push(int8_note(t.first, rc.backbone.layers, &summary));
+        let json = json!({
+            "first": t.first,
+            "count": count,
+            "precision": "int8",
+            "quantized_matmuls": summary.quantized.len(),
+            "outlier_channels": summary.outlier_channels,
+            "kept_fp32": summary.kept_fp32,
+        });
+        (
+            Some(splice_top_layers(backbone.clone(), &q, t.first)?),
+            json,
+        )
     };
-    let rep = check(&bytes, what)?;
+    let spliced = splice_top_layers(backbone, &top, t.first)?;
+    Ok(Built {
+        merged: checker.merge(spliced)?,
+        int8_backbone,
+        layers_json,
+    })
+}
+
+/// What quantizing the fine-tuned layers did, in one line.
+fn int8_note(first: usize, layers: usize, summary: &QuantizeSummary) -> String {
+    let kept = match summary.kept_fp32.len() {
+        0 => String::new(),
+        n => format!(", {n} kept fp32 as in the backbone"),
+    };
+    format!(
+        "fine-tuned layers {first}..{layers}: {} MatMuls quantized to dynamic int8 (per-channel, {} outlier channels fp32){kept}",
+        summary.quantized.len(),
+        summary.outlier_channels,
+    )
+}
+
+/// Checks the built models: the graph (fp32 layers) must match the pipeline's logits within
+/// [`TOLERANCE`] with identical ids; int8 layers must agree on [`INT8_MIN_AGREEMENT`] of the ids.
+/// Returns the bytes to write and the `export --json` figures.
+fn self_check(
+    checker: &mut Checker,
+    built: Built,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<u8>, serde_json::Value), ExportError> {
+    let mut bytes = encode_model(&built.merged);
+    drop(built.merged);
+    let what = match checker.rc.top_layers {
+        Some(_) => "merged model with fp32 fine-tuned layers",
+        None => "merged model",
+    };
+    let rep = checker.run(&bytes, what)?;
     let figure = describe(&rep);
     if !(rep.max_diff() <= TOLERANCE) || rep.id_mismatches() > 0 {
         return Err(ExportError::Check(format!(
@@ -331,50 +440,29 @@ pub fn export_run(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         )));
     }
     notes.push(format!("self-check passed ({what}): {figure}"));
-    let mut report = json!({ "check": figures(&rep), "layers": layers_json });
-
-    if let Some(m) = int8_layers {
-        let merged = build_merged(m, &model, &spec)?;
-        bytes = encode_model(&merged);
-        drop(merged);
-        let rep8 = check(&bytes, "int8 fine-tuned layers")?;
-        let figure = describe(&rep8);
-        if rep8.id_agreement() < INT8_MIN_AGREEMENT {
-            return Err(ExportError::Check(format!(
-                "with int8 fine-tuned layers the merged model agrees with the training pipeline \
-                 on only {:.2}% of the predicted ids (threshold {:.0}%; {figure}). \
-                 `--fp32-layers` exports the layers unquantized",
-                100.0 * rep8.id_agreement(),
-                100.0 * INT8_MIN_AGREEMENT
-            )));
-        }
-        notes.push(format!(
-            "self-check passed (int8 fine-tuned layers, at least {:.0}% identical ids required): {figure}",
+    let mut report = json!({ "check": figures(&rep), "layers": built.layers_json });
+    let Some(m) = built.int8_backbone else {
+        return Ok((bytes, report));
+    };
+    bytes = encode_model(&checker.merge(m)?);
+    let rep8 = checker.run(&bytes, "int8 fine-tuned layers")?;
+    let figure = describe(&rep8);
+    if rep8.id_agreement() < INT8_MIN_AGREEMENT {
+        return Err(ExportError::Check(format!(
+            "with int8 fine-tuned layers the merged model agrees with the training pipeline \
+             on only {:.2}% of the predicted ids (threshold {:.0}%; {figure}). \
+             `--fp32-layers` exports the layers unquantized",
+            100.0 * rep8.id_agreement(),
             100.0 * INT8_MIN_AGREEMENT
-        ));
-        report["graph_check"] = report["check"].take();
-        report["check"] = figures(&rep8);
-    }
-
-    std::fs::create_dir_all(&dir).map_err(|e| OnnxError::io(&dir, e))?;
-    fsutil::write_atomic(out, &bytes).map_err(|e| OnnxError::io(out, e))?;
-    if !same_tokenizer {
-        let tok_bytes =
-            std::fs::read(&files.tokenizer).map_err(|e| OnnxError::io(&files.tokenizer, e))?;
-        fsutil::write_atomic(&tok_out, &tok_bytes).map_err(|e| OnnxError::io(&tok_out, e))?;
+        )));
     }
     notes.push(format!(
-        "merged model written to {} ({:.1} MB), tokenizer.json beside it",
-        out.display(),
-        bytes.len() as f64 / 1e6
+        "self-check passed (int8 fine-tuned layers, at least {:.0}% identical ids required): {figure}",
+        100.0 * INT8_MIN_AGREEMENT
     ));
-    report["out"] = json!(out.display().to_string());
-    report["bytes"] = json!(bytes.len());
-    Ok(ExportReport {
-        json: report,
-        notes,
-        bytes: bytes.len(),
-    })
+    report["graph_check"] = report["check"].take();
+    report["check"] = figures(&rep8);
+    Ok((bytes, report))
 }
 
 /// The fine-tuned layers `top` quantized to dynamic int8 with the outlier split, as for the
@@ -384,11 +472,11 @@ fn quantize_layers(
     backbone: &ModelProto,
     top: &ModelProto,
     first: usize,
-    files: &crate::backbone::ModelFiles,
-    rc: &crate::run::RunConfig,
+    files: &ModelFiles,
+    rc: &run::RunConfig,
     session: &SessionOptions,
     progress: bool,
-) -> Result<(ModelProto, crate::onnx::quantize::QuantizeSummary), ExportError> {
+) -> Result<(ModelProto, QuantizeSummary), ExportError> {
     let calib = {
         // A temporary model file, removed on every path (the guard's drop).
         let tmp = tempfile::Builder::new()
@@ -400,8 +488,7 @@ fn quantize_layers(
             tmp.path(),
             &splice_top_layers(backbone.clone(), top, first)?,
         )?;
-        let hf_tok =
-            load_tokenizer(&files.tokenizer).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let hf_tok = load_tokenizer(&files.tokenizer).map_err(QuantizeError::from)?;
         let mut stats = activation_stats(
             tmp.path(),
             &hf_tok,

@@ -14,11 +14,12 @@
 //! with its own word attention, as in training.
 
 use super::heads::Ctx;
+use crate::data::TaskInfo;
 use crate::data::TAGS;
 use crate::graph::hidden::hidden_state_tensors;
-use crate::graph::proto::{tensor_proto::DataType, ModelProto};
+use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto};
 use crate::graph::{self, count_layers, set_metadata, Dim, GraphBuilder, OnnxError};
-use crate::model::{Head, TaskModel};
+use crate::model::{Head, SentenceHead, TaskModel, TokenHead};
 use crate::onnx::merged::{
     output_names, FORMAT_VERSION, META_FORMAT, META_INTENTS, META_MAX_TOKENS, META_PAD_ID,
     META_STATES, META_TAGS, META_TASKS, META_TOKENIZER_SHA,
@@ -37,7 +38,10 @@ pub struct MergeSpec {
     pub pad_id: u32,
 }
 
-/// Builds the merged model from the backbone graph (as loaded from its file) and the trained model.
+/// Builds the merged model from the backbone graph (as loaded from its file) and the trained model:
+/// the backbone checked, the word-pooling inputs added, the heads appended (token heads' recurrent
+/// states first, as a sentence head may read them), the graph pruned and the contract's metadata
+/// set.
 pub fn build_merged(
     mut model: ModelProto,
     task_model: &TaskModel,
@@ -49,22 +53,82 @@ pub fn build_merged(
             "the backbone imports opset {opset}; the merged export needs opset 13 or later"
         )));
     }
-    let layers = count_layers(&model)?;
-    if let Some(bad) = spec.states.iter().find(|&&s| s > layers) {
-        return Err(OnnxError::Invalid(format!(
-            "hidden state {bad} requested, the backbone has 0..={layers}"
-        )));
-    }
-    let tensors = hidden_state_tensors(&model)?;
+    let states = StateNames::of(&model, spec)?;
     let g = model
         .graph
         .take()
         .ok_or_else(|| OnnxError::graph("model has no graph"))?;
-    if !g
+    check_backbone_io(&g)?;
+    let (batch, seq) = graph::input_ids_dims(&g);
+    let mut b = GraphBuilder::from_graph(g);
+    b.graph.output.clear();
+    let words = Dim::param("words");
+    let word_pool = b.input(
+        "word_pool",
+        DataType::Float,
+        &[batch.clone(), words.clone(), seq],
+    );
+    let word_mask = b.input(
+        "word_mask",
+        DataType::Float,
+        &[batch.clone(), words.clone()],
+    );
+    let mut heads = Heads {
+        c: Ctx { b, opset },
+        states: spec
+            .states
+            .iter()
+            .map(|&k| states.name(k))
+            .collect::<Result<_, _>>()?,
+        word_pool,
+        word_mask,
+        batch,
+        words,
+    };
+    heads.add(task_model, &states)?;
+    let mut g = heads.c.b.graph;
+    graph::prune(&mut g)?;
+    model.graph = Some(g);
+    set_contract(&mut model, task_model, spec)?;
+    Ok(model)
+}
+
+/// The backbone's tensor of each hidden state (0 = embeddings, `layers` = `last_hidden_state`).
+struct StateNames {
+    layers: usize,
+    tensors: Vec<String>,
+}
+
+impl StateNames {
+    fn of(model: &ModelProto, spec: &MergeSpec) -> Result<Self, OnnxError> {
+        let layers = count_layers(model)?;
+        if let Some(bad) = spec.states.iter().find(|&&s| s > layers) {
+            return Err(OnnxError::Invalid(format!(
+                "hidden state {bad} requested, the backbone has 0..={layers}"
+            )));
+        }
+        let tensors = hidden_state_tensors(model)?;
+        Ok(StateNames { layers, tensors })
+    }
+
+    fn name(&self, k: usize) -> Result<String, OnnxError> {
+        if k == self.layers {
+            return Ok("last_hidden_state".to_string());
+        }
+        self.tensors
+            .get(k)
+            .cloned()
+            .ok_or_else(|| OnnxError::graph(format!("the backbone does not name hidden state {k}")))
+    }
+}
+
+/// The backbone has the output and inputs the merge builds on.
+fn check_backbone_io(g: &GraphProto) -> Result<(), OnnxError> {
+    let has_last = g
         .output
         .iter()
-        .any(|o| o.name.as_deref() == Some("last_hidden_state"))
-    {
+        .any(|o| o.name.as_deref() == Some("last_hidden_state"));
+    if !has_last {
         return Err(OnnxError::graph(
             "backbone has no output `last_hidden_state`",
         ));
@@ -77,133 +141,131 @@ pub fn build_merged(
             )));
         }
     }
-    let (batch, seq) = graph::input_ids_dims(&g);
-    let words = Dim::param("words");
-    let state_name = |k: usize| -> Result<String, OnnxError> {
-        if k == layers {
-            Ok("last_hidden_state".to_string())
-        } else {
-            tensors.get(k).cloned().ok_or_else(|| {
-                OnnxError::graph(format!("the backbone does not name hidden state {k}"))
-            })
-        }
-    };
+    Ok(())
+}
 
-    let mut b = GraphBuilder::from_graph(g);
-    b.graph.output.clear();
-    let mut c = Ctx { b, opset };
-    let word_pool = c.b.input(
-        "word_pool",
-        DataType::Float,
-        &[batch.clone(), words.clone(), seq.clone()],
-    );
-    let word_mask = c.b.input(
-        "word_mask",
-        DataType::Float,
-        &[batch.clone(), words.clone()],
-    );
-    let states: Vec<String> = spec
-        .states
-        .iter()
-        .map(|&k| state_name(k))
-        .collect::<Result<_, _>>()?;
-    let cfg = &task_model.config;
-    let infos: Vec<_> = cfg.tasks.iter().map(|t| t.info()).collect();
+/// The heads being appended to the backbone graph, and what they read.
+struct Heads {
+    c: Ctx,
+    /// The hidden states the heads mix, as tensor names.
+    states: Vec<String>,
+    word_pool: String,
+    word_mask: String,
+    batch: Dim,
+    words: Dim,
+}
 
-    // Token heads' recurrent states first (a sentence head may read them), then the heads in task
-    // order, each with its three outputs.
-    let mut token_states: Vec<Option<String>> = vec![None; cfg.tasks.len()];
-    for (i, (t, h)) in cfg.tasks.iter().zip(&task_model.heads).enumerate() {
-        if let Head::Token(h) = h {
-            token_states[i] = Some(c.token_states(&t.name, h, &states, &word_pool, &word_mask)?);
-        }
-    }
-    let pooled = cfg
-        .tasks
-        .iter()
-        .any(|t| !t.kind.is_token())
-        .then(|| -> Result<String, OnnxError> {
-            let last = state_name(layers)?;
-            Ok(c.pooled(&last))
-        })
-        .transpose()?;
-    for (i, (t, h)) in cfg.tasks.iter().zip(&task_model.heads).enumerate() {
-        let (_, _, ids_name) = output_names(&infos[i], FORMAT_VERSION);
-        match h {
-            Head::Sentence(h) => {
-                let read = cfg.reads(i).and_then(|r| token_states[r].clone());
-                let pooled = pooled
-                    .as_deref()
-                    .ok_or_else(|| OnnxError::graph("no sentence embedding"))?;
-                let logits = c.sentence_head(
-                    &t.name,
-                    h,
-                    pooled,
-                    &states,
-                    &word_pool,
-                    &word_mask,
-                    read.as_deref(),
-                )?;
-                c.classifier_outputs(
-                    &logits,
-                    &t.name,
-                    &ids_name,
-                    std::slice::from_ref(&batch),
-                    t.labels.len(),
-                );
+impl Heads {
+    /// Every task's head with its three outputs, in task order.
+    fn add(&mut self, task_model: &TaskModel, names: &StateNames) -> Result<(), OnnxError> {
+        let cfg = &task_model.config;
+        let infos: Vec<_> = cfg.tasks.iter().map(|t| t.info()).collect();
+        let mut token_states: Vec<Option<String>> = vec![None; cfg.tasks.len()];
+        for (i, (t, h)) in cfg.tasks.iter().zip(&task_model.heads).enumerate() {
+            if let Head::Token(h) = h {
+                let (pool, mask) = (&self.word_pool, &self.word_mask);
+                let y = self.c.token_states(&t.name, h, &self.states, pool, mask)?;
+                token_states[i] = Some(y);
             }
-            Head::Token(h) => {
-                let y = token_states[i]
-                    .clone()
-                    .ok_or_else(|| OnnxError::graph("token states missing"))?;
-                let logits = c.linear(&y, &h.out, &format!("{}.out", t.name))?;
-                let lead = [batch.clone(), words.clone()];
-                c.classifier_outputs(&logits, &t.name, &ids_name, &lead, t.labels.len());
-                if t.name == TAGS {
-                    // The output names of format 1, for the clients written against it.
-                    let (l1, p1, i1) = output_names(&infos[i], 1);
-                    let (l2, p2, i2) = output_names(&infos[i], FORMAT_VERSION);
-                    let n = t.labels.len() as i64;
-                    let dims3 = [batch.clone(), words.clone(), Dim::Fixed(n)];
-                    for (from, to, ty, dims) in [
-                        (&l2, &l1, DataType::Float, &dims3[..]),
-                        (&p2, &p1, DataType::Float, &dims3[..]),
-                        (&i2, &i1, DataType::Int64, &lead[..]),
-                    ] {
-                        let v = c.op("Identity", &[from], vec![], &format!("{to}.alias"));
-                        c.b.output_as(&v, to, ty, dims);
-                    }
+        }
+        let pooled = match cfg.tasks.iter().any(|t| !t.kind.is_token()) {
+            true => Some(self.c.pooled(&names.name(names.layers)?)),
+            false => None,
+        };
+        for (i, (info, h)) in infos.iter().zip(&task_model.heads).enumerate() {
+            match h {
+                Head::Sentence(h) => {
+                    let read = cfg.reads(i).and_then(|r| token_states[r].clone());
+                    let pooled = pooled
+                        .as_deref()
+                        .ok_or_else(|| OnnxError::graph("no sentence embedding"))?;
+                    self.sentence(info, h, pooled, read.as_deref())?;
+                }
+                Head::Token(h) => {
+                    let y = token_states[i]
+                        .clone()
+                        .ok_or_else(|| OnnxError::graph("token states missing"))?;
+                    self.token(info, h, &y)?;
                 }
             }
         }
+        Ok(())
     }
-    let mut g = c.b.graph;
-    graph::prune(&mut g)?;
-    model.graph = Some(g);
+
+    fn sentence(
+        &mut self,
+        t: &TaskInfo,
+        h: &SentenceHead,
+        pooled: &str,
+        read: Option<&str>,
+    ) -> Result<(), OnnxError> {
+        let (pool, mask) = (&self.word_pool, &self.word_mask);
+        let logits = self
+            .c
+            .sentence_head(&t.name, h, pooled, &self.states, pool, mask, read)?;
+        let (_, _, ids_name) = output_names(t, FORMAT_VERSION);
+        let lead = std::slice::from_ref(&self.batch);
+        let n = t.labels.len();
+        self.c
+            .classifier_outputs(&logits, &t.name, &ids_name, lead, n);
+        Ok(())
+    }
+
+    /// A token head's outputs; the `tags` task also under the output names of format 1, for the
+    /// clients written against it.
+    fn token(&mut self, t: &TaskInfo, h: &TokenHead, y: &str) -> Result<(), OnnxError> {
+        let logits = self.c.linear(y, &h.out, &format!("{}.out", t.name))?;
+        let (_, _, ids_name) = output_names(t, FORMAT_VERSION);
+        let lead = [self.batch.clone(), self.words.clone()];
+        let n = t.labels.len();
+        self.c
+            .classifier_outputs(&logits, &t.name, &ids_name, &lead, n);
+        if t.name != TAGS {
+            return Ok(());
+        }
+        let (l1, p1, i1) = output_names(t, 1);
+        let (l2, p2, i2) = output_names(t, FORMAT_VERSION);
+        let dims3 = [lead[0].clone(), lead[1].clone(), Dim::Fixed(n as i64)];
+        for (from, to, ty, dims) in [
+            (&l2, &l1, DataType::Float, &dims3[..]),
+            (&p2, &p1, DataType::Float, &dims3[..]),
+            (&i2, &i1, DataType::Int64, &lead[..]),
+        ] {
+            let v = self
+                .c
+                .op("Identity", &[from], vec![], &format!("{to}.alias"));
+            self.c.b.output_as(&v, to, ty, dims);
+        }
+        Ok(())
+    }
+}
+
+/// The merged model's contract in its metadata: format, tasks, the legacy label lists, tokenizer
+/// hash, token limit, hidden states, padding id, and the doc string.
+fn set_contract(
+    model: &mut ModelProto,
+    task_model: &TaskModel,
+    spec: &MergeSpec,
+) -> Result<(), OnnxError> {
+    let cfg = &task_model.config;
+    let infos: Vec<_> = cfg.tasks.iter().map(|t| t.info()).collect();
     model.producer_name = Some("edgetune".into());
     model.producer_version = Some(env!("CARGO_PKG_VERSION").into());
     let json = |v: &serde_json::Value| v.to_string();
-    set_metadata(&mut model, META_FORMAT, &FORMAT_VERSION.to_string());
-    set_metadata(
-        &mut model,
-        META_TASKS,
-        &json(&serde_json::to_value(&infos).map_err(|e| OnnxError::Invalid(e.to_string()))?),
-    );
+    set_metadata(model, META_FORMAT, &FORMAT_VERSION.to_string());
+    let tasks = serde_json::to_value(&infos).map_err(|e| OnnxError::Invalid(e.to_string()))?;
+    set_metadata(model, META_TASKS, &json(&tasks));
     for (name, key) in [(crate::data::INTENT, META_INTENTS), (TAGS, META_TAGS)] {
         if let Some(t) = cfg.tasks.iter().find(|t| t.name == name) {
-            set_metadata(&mut model, key, &json(&serde_json::json!(t.labels)));
+            set_metadata(model, key, &json(&serde_json::json!(t.labels)));
         }
     }
-    set_metadata(&mut model, META_TOKENIZER_SHA, &spec.tokenizer_sha256);
-    set_metadata(&mut model, META_MAX_TOKENS, &spec.max_tokens.to_string());
-    set_metadata(
-        &mut model,
-        META_STATES,
-        &json(&serde_json::json!(spec.states)),
-    );
-    set_metadata(&mut model, META_PAD_ID, &spec.pad_id.to_string());
+    set_metadata(model, META_TOKENIZER_SHA, &spec.tokenizer_sha256);
+    set_metadata(model, META_MAX_TOKENS, &spec.max_tokens.to_string());
+    set_metadata(model, META_STATES, &json(&serde_json::json!(spec.states)));
+    set_metadata(model, META_PAD_ID, &spec.pad_id.to_string());
     model.doc_string = Some(DOC.into());
-    Ok(model)
+    Ok(())
 }
 
 /// The model's `doc_string`: its contract in short.

@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 
+use super::error::QuantizeError;
 use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto};
-use crate::graph::{attr_int, get_attr, tensor, tensor_to_f32, tensor_to_i64, OnnxError};
+use crate::graph::{attr_int, get_attr, tensor, tensor_to_f32, tensor_to_i64};
 
 /// Tables smaller than this many elements stay fp32 (the token-type table, 2 x 384, would save a
 /// few KiB for three extra nodes).
@@ -89,11 +90,11 @@ pub fn quantize_rows(t: &[f32], rows: usize, width: usize) -> (Vec<i8>, Vec<f32>
 pub fn quantize_embeddings(
     model: &mut ModelProto,
     min_elements: usize,
-) -> Result<Vec<String>, OnnxError> {
+) -> Result<Vec<String>, QuantizeError> {
     let g = model
         .graph
         .as_mut()
-        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
     let candidates: Vec<(usize, String)> = g
         .initializer
         .iter()
@@ -121,51 +122,14 @@ pub fn quantize_embeddings(
         let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
         let values = tensor_to_f32(t)?;
         let (q, scales) = quantize_rows(&values, rows, width);
-        let (qn, sn) = (format!("{name}.q"), format!("{name}.scale"));
-        let axes = format!("{name}.scale_axes");
+        let table = Table::new(&name);
         g.initializer
-            .push(tensor(&qn, &[rows as i64, width as i64], &q));
-        g.initializer.push(tensor(&sn, &[rows as i64], &scales));
-        g.initializer.push(tensor(&axes, &[1], &[-1i64]));
+            .push(tensor(&table.q, &[rows as i64, width as i64], &q));
+        g.initializer
+            .push(tensor(&table.scale, &[rows as i64], &scales));
+        g.initializer.push(tensor(&table.axes, &[1], &[-1i64]));
         for (k, ni) in rd.iter().enumerate() {
-            let node = &g.node[*ni];
-            let y = node.output.first().cloned().unwrap_or_default();
-            let base = format!("{name}.read{k}");
-            let with_input = |first: &str, out: &str, suffix: &str| {
-                let mut n = node.clone();
-                n.input[0] = first.to_string();
-                n.output = vec![out.to_string()];
-                n.name = Some(format!("{base}.{suffix}"));
-                n
-            };
-            let (yq, ys, yf, ys1) = (
-                format!("{base}.q"),
-                format!("{base}.scale"),
-                format!("{base}.float"),
-                format!("{base}.scale1"),
-            );
-            let op = |op: &str, inputs: &[&str], out: &str, suffix: &str, attrs| NodeProto {
-                op_type: Some(op.to_string()),
-                input: inputs.iter().map(|s| s.to_string()).collect(),
-                output: vec![out.to_string()],
-                name: Some(format!("{base}.{suffix}")),
-                attribute: attrs,
-                ..Default::default()
-            };
-            let nodes = vec![
-                with_input(&qn, &yq, "rows_q"),
-                with_input(&sn, &ys, "rows_scale"),
-                op(
-                    "Cast",
-                    &[&yq],
-                    &yf,
-                    "cast",
-                    vec![attr_int("to", DataType::Float as i64)],
-                ),
-                op("Unsqueeze", &[&ys, &axes], &ys1, "unsqueeze", vec![]),
-                op("Mul", &[&yf, &ys1], &y, "dequantize", vec![]),
-            ];
-            replace.insert(*ni, nodes);
+            replace.insert(*ni, table.read(&g.node[*ni], k));
         }
         dead.push(ti);
         done.push(name);
@@ -185,6 +149,57 @@ pub fn quantize_embeddings(
         g.initializer.remove(ti);
     }
     Ok(done)
+}
+
+/// The initializers of an int8 table: its rows, their scales, the axes that unsqueeze them.
+struct Table {
+    name: String,
+    q: String,
+    scale: String,
+    axes: String,
+}
+
+impl Table {
+    fn new(name: &str) -> Self {
+        Table {
+            name: name.to_string(),
+            q: format!("{name}.q"),
+            scale: format!("{name}.scale"),
+            axes: format!("{name}.scale_axes"),
+        }
+    }
+
+    /// The nodes replacing the `k`-th reader `node` of the float table: the same read on the
+    /// int8 rows and on their scales, then `Cast(rows) * Unsqueeze(scales)` into its output.
+    fn read(&self, node: &NodeProto, k: usize) -> Vec<NodeProto> {
+        let y = node.output.first().cloned().unwrap_or_default();
+        let base = format!("{}.read{k}", self.name);
+        let with_input = |first: &str, out: &str, suffix: &str| {
+            let mut n = node.clone();
+            n.input[0] = first.to_string();
+            n.output = vec![out.to_string()];
+            n.name = Some(format!("{base}.{suffix}"));
+            n
+        };
+        let op = |op: &str, inputs: &[&str], out: &str, suffix: &str, attrs| NodeProto {
+            op_type: Some(op.to_string()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.to_string()],
+            name: Some(format!("{base}.{suffix}")),
+            attribute: attrs,
+            ..Default::default()
+        };
+        let (yq, ys) = (format!("{base}.q"), format!("{base}.scale"));
+        let (yf, ys1) = (format!("{base}.float"), format!("{base}.scale1"));
+        let to_float = vec![attr_int("to", DataType::Float as i64)];
+        vec![
+            with_input(&self.q, &yq, "rows_q"),
+            with_input(&self.scale, &ys, "rows_scale"),
+            op("Cast", &[&yq], &yf, "cast", to_float),
+            op("Unsqueeze", &[&ys, &self.axes], &ys1, "unsqueeze", vec![]),
+            op("Mul", &[&yf, &ys1], &y, "dequantize", vec![]),
+        ]
+    }
 }
 
 #[cfg(test)]

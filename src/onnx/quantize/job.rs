@@ -1,11 +1,12 @@
 //! `edgetune quantize`: a model directory's backbone into `backbone.int8.onnx`, checked and
 //! recorded in its manifest.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::activation_stats;
+use super::error::QuantizeError;
 use super::measure::{
     fidelity, fused_op_counts, layer_fidelity, model_bytes, throughput, Fidelity, LayerCosine,
     ModelBytes,
@@ -90,7 +91,7 @@ pub fn write_layer_chart(
     fp32: &std::path::Path,
     int8: &std::path::Path,
     sentences: usize,
-) -> Result<Vec<PathBuf>, OnnxError> {
+) -> Result<Vec<PathBuf>, QuantizeError> {
     let name = |p: &std::path::Path| {
         p.file_name()
             .unwrap_or_default()
@@ -118,97 +119,122 @@ pub fn write_layer_chart(
         cosine_threshold: None,
         max_abs_diff_threshold: None,
     };
-    let f = write_layer_fidelity(&dir.join(LAYER_FIDELITY_STEM), &chart)
-        .map_err(|e| OnnxError::Invalid(e.to_string()))?;
+    let f = write_layer_fidelity(&dir.join(LAYER_FIDELITY_STEM), &chart)?;
     Ok(vec![f.svg, f.png, f.json])
 }
 
 /// Quantizes a model directory's backbone, checks ORT's fusion, reports fidelity (and speed), and
 /// records the result in the manifest.
-pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxError> {
+pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, QuantizeError> {
     let src = opts.model_dir.join(BACKBONE_FILE);
     let out = opts
         .out
         .clone()
         .unwrap_or_else(|| opts.model_dir.join(INT8_FILE));
     if out.exists() && !opts.force {
-        return Err(OnnxError::Invalid(format!(
+        return Err(QuantizeError::Invalid(format!(
             "{} exists; pass --force to replace it",
             out.display()
         )));
     }
     let tok = runtime::load_tokenizer(&opts.model_dir.join(TOKENIZER_FILE))?;
-    let mut quant = opts.quant.clone();
     let alpha = opts.smooth_alpha.unwrap_or(0.0);
+    let quant = calibrated(opts, &src, &tok, alpha)?;
+    let mut model = load_model(&src)?;
+    let summary = quantize_model(&mut model, &quant)?;
+    if summary.quantized.is_empty() {
+        return Err(QuantizeError::Graph(OnnxError::Graph {
+            path: src.display().to_string(),
+            message: "no weight MatMul to quantize".into(),
+        }));
+    }
+    let how = describe(opts, &summary, alpha);
+    crate::graph::set_metadata(&mut model, "edgetune.quantization", &how);
+    let bytes = model_bytes(&model);
+    save_model(&out, &model)?;
+    let report = measure(opts, &src, &out, &tok, summary, bytes)?;
+    record_in_manifest(opts, &out, &report)?;
+    Ok(report)
+}
+
+/// The quantization options with the calibration statistics (smoothing at `alpha`, outlier
+/// channels), when either is asked for.
+fn calibrated(
+    opts: &QuantizeDirOptions,
+    src: &Path,
+    tok: &tokenizers::Tokenizer,
+    alpha: f32,
+) -> Result<QuantizeOptions, QuantizeError> {
+    let mut quant = opts.quant.clone();
     if !(0.0..=1.0).contains(&alpha) {
-        return Err(OnnxError::Invalid(format!(
+        return Err(QuantizeError::Invalid(format!(
             "smoothing alpha {alpha} must be in [0, 1]"
         )));
     }
     if quant.outlier_ratio.is_nan() || quant.outlier_ratio < 0.0 {
-        return Err(OnnxError::Invalid(format!(
+        return Err(QuantizeError::Invalid(format!(
             "outlier ratio {} must be >= 0",
             quant.outlier_ratio
         )));
     }
     if alpha > 0.0 || quant.outlier_ratio > 0.0 {
-        let cal: Vec<String> = match &opts.calibration {
-            Some(c) if !c.is_empty() => c.clone(),
-            _ => crate::onnx::import::VERIFY_SENTENCES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        };
+        let cal = sentences_or_default(&opts.calibration);
         let refs: Vec<&str> = cal.iter().map(String::as_str).collect();
-        let mut stats = activation_stats(&src, &tok, &refs, alpha, opts.threads, opts.progress)?;
+        let mut stats = activation_stats(src, tok, &refs, alpha, opts.threads, opts.progress)?;
         if !opts.auto_alpha || alpha == 0.0 {
             stats.samples.clear();
         }
         quant.calibration = Some(stats);
     }
-    let mut model = load_model(&src)?;
-    let summary = quantize_model(&mut model, &quant)?;
-    if summary.quantized.is_empty() {
-        return Err(OnnxError::Graph {
-            path: src.display().to_string(),
-            message: "no weight MatMul to quantize".into(),
-        });
-    }
-    crate::graph::set_metadata(
-        &mut model,
-        "edgetune.quantization",
-        &format!(
-            "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}, {} outlier channels fp32",
-            if opts.quant.per_channel {
-                "per-channel"
-            } else {
-                "per-tensor"
-            },
-            if opts.quant.reduce_range { 7 } else { 8 },
-            summary.quantized.len(),
-            summary.kept_fp32.len(),
-            alpha,
-            summary.outlier_channels
-        ),
-    );
-    let bytes = model_bytes(&model);
-    save_model(&out, &model)?;
-    let counts = fused_op_counts(&out)?;
-    let fused = counts.get("DynamicQuantizeMatMul").copied().unwrap_or(0)
-        + counts.get("MatMulIntegerToFloat").copied().unwrap_or(0);
-    let unfused = counts.get("MatMulInteger").copied().unwrap_or(0);
-    let sentences: Vec<String> = match &opts.sentences {
+    Ok(quant)
+}
+
+/// `given` when it holds sentences, else the built-in verification sentences.
+fn sentences_or_default(given: &Option<Vec<String>>) -> Vec<String> {
+    match given {
         Some(s) if !s.is_empty() => s.clone(),
         _ => crate::onnx::import::VERIFY_SENTENCES
             .iter()
             .map(|s| s.to_string())
             .collect(),
-    };
+    }
+}
+
+/// The model's `edgetune.quantization` metadata: how it was quantized.
+fn describe(opts: &QuantizeDirOptions, summary: &QuantizeSummary, alpha: f32) -> String {
+    format!(
+        "dynamic int8, {} weights, {} bit, {} MatMuls int8, {} fp32, smoothing alpha {}, {} outlier channels fp32",
+        if opts.quant.per_channel {
+            "per-channel"
+        } else {
+            "per-tensor"
+        },
+        if opts.quant.reduce_range { 7 } else { 8 },
+        summary.quantized.len(),
+        summary.kept_fp32.len(),
+        alpha,
+        summary.outlier_channels
+    )
+}
+
+/// What the written model `out` does against `src`: ORT's fused int8 nodes, pooled fidelity,
+/// speed and per-layer fidelity (with its chart) when asked for.
+fn measure(
+    opts: &QuantizeDirOptions,
+    src: &Path,
+    out: &Path,
+    tok: &tokenizers::Tokenizer,
+    summary: QuantizeSummary,
+    bytes: ModelBytes,
+) -> Result<QuantizeReport, QuantizeError> {
+    let counts = fused_op_counts(out)?;
+    let count = |op: &str| counts.get(op).copied().unwrap_or(0);
+    let sentences = sentences_or_default(&opts.sentences);
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let fid = fidelity(&src, &out, &tok, &refs, opts.threads, opts.progress)?;
+    let fid = fidelity(src, out, tok, &refs, opts.threads, opts.progress)?;
     let speed = if opts.measure_speed {
         let t = opts.threads.unwrap_or(2);
-        let v = throughput(&[&src, &out], &tok, &refs, 32, t, 5)?;
+        let v = throughput(&[src, out], tok, &refs, 32, t, 5)?;
         Some((v[0], v[1]))
     } else {
         None
@@ -221,40 +247,48 @@ pub fn quantize_dir(opts: &QuantizeDirOptions) -> Result<QuantizeReport, OnnxErr
     });
     let (layers, plot_files) = match &opts.plots {
         Some(dir) => {
-            let layers = layer_fidelity(&src, &out, &tok, &refs, opts.threads, opts.progress)?;
-            let files = write_layer_chart(dir, &layers, &src, &out, refs.len())?;
+            let layers = layer_fidelity(src, out, tok, &refs, opts.threads, opts.progress)?;
+            let files = write_layer_chart(dir, &layers, src, out, refs.len())?;
             (layers, files)
         }
         None => (Vec::new(), Vec::new()),
     };
-    let report = QuantizeReport {
-        out: out.clone(),
+    Ok(QuantizeReport {
+        out: out.to_path_buf(),
         summary,
         fidelity: fid,
-        fused_nodes: fused,
-        unfused_nodes: unfused,
+        fused_nodes: count("DynamicQuantizeMatMul") + count("MatMulIntegerToFloat"),
+        unfused_nodes: count("MatMulInteger"),
         speed,
         warning,
         bytes,
         layers,
         plot_files,
+    })
+}
+
+/// Records the output's hash and the report in the model directory's manifest, when the output
+/// is inside that directory.
+fn record_in_manifest(
+    opts: &QuantizeDirOptions,
+    out: &Path,
+    report: &QuantizeReport,
+) -> Result<(), QuantizeError> {
+    let Ok(mut m) = Manifest::load(&opts.model_dir) else {
+        return Ok(());
     };
-    // Record in the manifest when the output is inside the model directory.
-    if let Ok(mut m) = Manifest::load(&opts.model_dir) {
-        if out.parent() == Some(opts.model_dir.as_path()) {
-            let name = out
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let sha = fsutil::sha256_file(&out).map_err(|e| OnnxError::io(&out, e))?;
-            m.files.insert(name, sha);
-            m.extra.insert(
-                "quantization".into(),
-                serde_json::to_value(&report).map_err(|e| OnnxError::Invalid(e.to_string()))?,
-            );
-            m.save(&opts.model_dir)?;
-        }
+    if out.parent() != Some(opts.model_dir.as_path()) {
+        return Ok(());
     }
-    Ok(report)
+    let name = out
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let sha = fsutil::sha256_file(out).map_err(|e| QuantizeError::io(out, e))?;
+    m.files.insert(name, sha);
+    let value = serde_json::to_value(report).map_err(|e| QuantizeError::Invalid(e.to_string()))?;
+    m.extra.insert("quantization".into(), value);
+    m.save(&opts.model_dir)?;
+    Ok(())
 }

@@ -7,17 +7,18 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::QuantizeError;
 use super::options::QuantizeOptions;
 use super::rewrite::{node_label, quantize_model, weight_matmuls};
 use super::scratch::temp_dir;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
-use crate::graph::{count_layers, expose_hidden_states, load_model, save_model, OnnxError};
+use crate::graph::{count_layers, expose_hidden_states, load_model, save_model};
 use crate::progress::Progress;
 
 /// Counts the operator types of the graph ONNX Runtime actually runs after its optimizations
 /// (e.g. to check that `DynamicQuantizeMatMul` was fused). Writes the optimized model to a temp file.
-pub fn fused_op_counts(path: &Path) -> Result<BTreeMap<String, usize>, OnnxError> {
+pub fn fused_op_counts(path: &Path) -> Result<BTreeMap<String, usize>, QuantizeError> {
     let dir = temp_dir()?;
     let opt = dir.path().join("optimized.onnx");
     let opts = SessionOptions {
@@ -68,7 +69,7 @@ pub fn pooled_embeddings(
     batch_size: usize,
     max_len: usize,
     progress: &mut Progress,
-) -> Result<Vec<Vec<f32>>, OnnxError> {
+) -> Result<Vec<Vec<f32>>, QuantizeError> {
     let mut order: Vec<usize> = (0..texts.len()).collect();
     let lens = token_lengths(tokenizer, texts);
     order.sort_by_key(|&i| lens[i]);
@@ -96,7 +97,7 @@ pub fn fidelity(
     texts: &[&str],
     threads: Option<usize>,
     progress: bool,
-) -> Result<Fidelity, OnnxError> {
+) -> Result<Fidelity, QuantizeError> {
     let opts = SessionOptions::tooling(threads);
     let mut a = runtime::open_file(fp32, &opts)?;
     let mut b = runtime::open_file(int8, &opts)?;
@@ -151,36 +152,14 @@ pub fn layer_fidelity(
     texts: &[&str],
     threads: Option<usize>,
     progress: bool,
-) -> Result<Vec<LayerCosine>, OnnxError> {
-    let opts = SessionOptions::tooling(threads);
+) -> Result<Vec<LayerCosine>, QuantizeError> {
     let dir = temp_dir()?;
-    let mut sessions = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, path) in [fp32, int8].into_iter().enumerate() {
-        let mut m = load_model(path)?;
-        let layers = count_layers(&m)?;
-        let n = expose_hidden_states(&mut m, &(0..=layers).collect::<Vec<_>>())?;
-        if i > 0 && n != names {
-            return Err(OnnxError::Invalid(format!(
-                "{} has {} hidden states, {} has {}",
-                fp32.display(),
-                names.len(),
-                int8.display(),
-                n.len()
-            )));
-        }
-        names = n;
-        let tmp = dir.path().join(format!("layers-{i}.onnx"));
-        save_model(&tmp, &m)?;
-        drop(m);
-        sessions.push(runtime::open_file(&tmp, &opts)?);
-    }
+    let (mut sessions, names) = every_state_sessions(fp32, int8, dir.path(), threads)?;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let lens = token_lengths(tokenizer, texts);
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| lens[i]);
-    // Per state: sum of cosines, token count, min cosine, max |diff|.
-    let mut acc = vec![(0f64, 0usize, f32::INFINITY, 0f32); names.len()];
+    let mut acc = vec![StateAcc::default(); names.len()];
     let mut bar = Progress::new("layer fidelity", texts.len() as u64, "sentences", progress);
     for chunk in order.chunks(32) {
         let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
@@ -188,32 +167,7 @@ pub fn layer_fidelity(
         let a = runtime::run_encoder(&mut sessions[0], &b, &refs)?;
         let q = runtime::run_encoder(&mut sessions[1], &b, &refs)?;
         for (k, (x, y)) in a.iter().zip(&q).enumerate() {
-            let dim = x.shape.last().copied().unwrap_or(0);
-            if dim == 0
-                || x.data.len() != b.attention_mask.len() * dim
-                || y.data.len() != x.data.len()
-            {
-                return Err(OnnxError::Invalid(format!(
-                    "hidden state {k}: outputs of shape {:?} and {:?} for a batch of {} x {} tokens",
-                    x.shape, y.shape, b.batch, b.seq
-                )));
-            }
-            let e = &mut acc[k];
-            for (tok, &m) in b.attention_mask.iter().enumerate() {
-                if m != 0 {
-                    let r = tok * dim..(tok + 1) * dim;
-                    let c = runtime::cosine(&x.data[r.clone()], &y.data[r]);
-                    e.0 += f64::from(c);
-                    e.1 += 1;
-                    e.2 = e.2.min(c);
-                }
-            }
-            e.3 = e.3.max(runtime::max_abs_diff_masked(
-                &x.data,
-                &y.data,
-                &b.attention_mask,
-                dim,
-            ));
+            acc[k].add(k, x, y, &b)?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -223,17 +177,108 @@ pub fn layer_fidelity(
     Ok(acc
         .into_iter()
         .enumerate()
-        .map(|(state, (sum, n, min, diff))| LayerCosine {
+        .map(|(state, a)| a.finish(state))
+        .collect())
+}
+
+/// Sessions of `fp32` and `int8` with every hidden state `0..=L` exposed (saved into `dir`), and
+/// the states' output names (the same in both, else an error).
+fn every_state_sessions(
+    fp32: &Path,
+    int8: &Path,
+    dir: &Path,
+    threads: Option<usize>,
+) -> Result<(Vec<ort::session::Session>, Vec<String>), QuantizeError> {
+    let opts = SessionOptions::tooling(threads);
+    let mut sessions = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, path) in [fp32, int8].into_iter().enumerate() {
+        let mut m = load_model(path)?;
+        let layers = count_layers(&m)?;
+        let n = expose_hidden_states(&mut m, &(0..=layers).collect::<Vec<_>>())?;
+        if i > 0 && n != names {
+            return Err(QuantizeError::Invalid(format!(
+                "{} has {} hidden states, {} has {}",
+                fp32.display(),
+                names.len(),
+                int8.display(),
+                n.len()
+            )));
+        }
+        names = n;
+        let tmp = dir.join(format!("layers-{i}.onnx"));
+        save_model(&tmp, &m)?;
+        drop(m);
+        sessions.push(runtime::open_file(&tmp, &opts)?);
+    }
+    Ok((sessions, names))
+}
+
+/// One hidden state's comparison so far: the sum of per-token cosines, the tokens compared, the
+/// lowest cosine and the largest |diff|.
+#[derive(Clone)]
+struct StateAcc {
+    sum: f64,
+    tokens: usize,
+    min: f32,
+    diff: f32,
+}
+
+impl Default for StateAcc {
+    fn default() -> Self {
+        StateAcc {
+            sum: 0.0,
+            tokens: 0,
+            min: f32::INFINITY,
+            diff: 0.0,
+        }
+    }
+}
+
+impl StateAcc {
+    /// Adds state `k` of one batch: `x` (fp32) against `y` (int8) at every real token.
+    fn add(
+        &mut self,
+        k: usize,
+        x: &runtime::FloatOutput,
+        y: &runtime::FloatOutput,
+        b: &EncoderBatch,
+    ) -> Result<(), QuantizeError> {
+        let dim = x.shape.last().copied().unwrap_or(0);
+        if dim == 0 || x.data.len() != b.attention_mask.len() * dim || y.data.len() != x.data.len()
+        {
+            return Err(QuantizeError::Invalid(format!(
+                "hidden state {k}: outputs of shape {:?} and {:?} for a batch of {} x {} tokens",
+                x.shape, y.shape, b.batch, b.seq
+            )));
+        }
+        for (tok, &m) in b.attention_mask.iter().enumerate() {
+            if m != 0 {
+                let r = tok * dim..(tok + 1) * dim;
+                let c = runtime::cosine(&x.data[r.clone()], &y.data[r]);
+                self.sum += f64::from(c);
+                self.tokens += 1;
+                self.min = self.min.min(c);
+            }
+        }
+        let diff = runtime::max_abs_diff_masked(&x.data, &y.data, &b.attention_mask, dim);
+        self.diff = self.diff.max(diff);
+        Ok(())
+    }
+
+    fn finish(self, state: usize) -> LayerCosine {
+        let none = self.tokens == 0;
+        LayerCosine {
             state,
-            mean_cosine: if n == 0 {
+            mean_cosine: if none {
                 f32::NAN
             } else {
-                (sum / n as f64) as f32
+                (self.sum / self.tokens as f64) as f32
             },
-            min_cosine: if n == 0 { f32::NAN } else { min },
-            max_abs_diff: diff,
-        })
-        .collect())
+            min_cosine: if none { f32::NAN } else { self.min },
+            max_abs_diff: self.diff,
+        }
+    }
 }
 
 /// Sentences per second of encoder files on `texts` (batches of `batch_size`, length-sorted,
@@ -246,7 +291,7 @@ pub fn throughput(
     batch_size: usize,
     threads: usize,
     repeats: usize,
-) -> Result<Vec<f64>, OnnxError> {
+) -> Result<Vec<f64>, QuantizeError> {
     let opts = SessionOptions::tooling(Some(threads));
     let mut sessions = paths
         .iter()
@@ -295,7 +340,7 @@ pub fn sensitivity(
     base: &QuantizeOptions,
     threads: Option<usize>,
     progress: bool,
-) -> Result<(Fidelity, Vec<Sensitivity>), OnnxError> {
+) -> Result<(Fidelity, Vec<Sensitivity>), QuantizeError> {
     let model = load_model(fp32_path)?;
     let opts = SessionOptions::tooling(threads);
     let mut s = runtime::open_file(fp32_path, &opts)?;
@@ -304,7 +349,7 @@ pub fn sensitivity(
     drop(s);
     let dir = temp_dir()?;
     let tmp = dir.path().join("candidate.onnx");
-    let eval = |keep: Vec<String>| -> Result<Fidelity, OnnxError> {
+    let eval = |keep: Vec<String>| -> Result<Fidelity, QuantizeError> {
         let mut m = model.clone();
         let mut o = base.clone();
         o.keep_fp32.extend(keep);
@@ -321,7 +366,7 @@ pub fn sensitivity(
     let g = model
         .graph
         .as_ref()
-        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
+        .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
     let mut rows = Vec::new();
     for (ni, _) in matmuls {
         let label = node_label(&g.node[ni]);

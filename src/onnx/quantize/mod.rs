@@ -11,12 +11,14 @@
 //! int16 saturation of u8*s8 products on AVX2 CPUs without VNNI.
 //!
 //! - [`options`]: what to do and what was done; [`outliers`]: which channels stay fp32;
+//! - [`error`]: the errors of quantizing and measuring;
 //! - [`rewrite`]: the graph rewrite; [`calibrate`]: activation statistics;
 //! - [`measure`]: fusions, fidelity (pooled and per layer), speed, sensitivity; [`job`]: a model
 //!   directory end to end.
 
 pub mod calibrate;
 pub mod embeddings;
+pub mod error;
 pub mod job;
 pub mod measure;
 pub mod options;
@@ -26,6 +28,7 @@ pub mod scratch;
 
 pub use calibrate::{activation_stats, SAMPLE_ROWS};
 pub use embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
+pub use error::QuantizeError;
 pub use job::{quantize_dir, QuantizeDirOptions, QuantizeReport};
 pub use measure::{
     fidelity, fidelity_of, fused_op_counts, layer_fidelity, pooled_embeddings, sensitivity,

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 
 use super::embeddings::{quantize_embeddings, MIN_TABLE_ELEMENTS};
-use super::options::{pattern_matches, QuantizeOptions, QuantizeSummary};
+use super::error::QuantizeError;
+use super::options::{pattern_matches, ActivationStats, QuantizeOptions, QuantizeSummary};
 use super::outliers::outlier_channels;
-use crate::graph::proto::{tensor_proto::DataType, ModelProto, NodeProto};
-use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder, OnnxError};
+use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto};
+use crate::graph::{self, attr_int, tensor, tensor_to_f32, GraphBuilder};
 
 /// The weight MatMuls of a graph: `MatMul` nodes whose second input is a 2-D float initializer.
 /// Returns (node index, weight initializer index).
@@ -76,21 +77,226 @@ pub fn quantize_weight(
     (q, scales)
 }
 
-/// Rewrites the weight MatMuls of `model` into the dynamic-int8 pattern (see module docs).
+/// Rewrites the weight MatMuls of `model` into the dynamic-int8 pattern (see module docs): the
+/// MatMuls to quantize are chosen, their outlier channels and smoothing factors planned from the
+/// calibration, each replaced in place by its int8 nodes, the fp32 weights no node reads any more
+/// dropped, and (when asked) the embedding tables stored as int8.
 pub fn quantize_model(
     model: &mut ModelProto,
     opts: &QuantizeOptions,
-) -> Result<QuantizeSummary, OnnxError> {
+) -> Result<QuantizeSummary, QuantizeError> {
     let targets = weight_matmuls(model);
     let g = model
         .graph
         .take()
-        .ok_or_else(|| OnnxError::graph("model has no graph"))?;
-    let qmax = if opts.reduce_range { 63 } else { 127 };
+        .ok_or_else(|| QuantizeError::graph("model has no graph"))?;
     let mut summary = QuantizeSummary::default();
+    let plan = Plan::new(&g, targets, opts, &mut summary)?;
+    let mut rw = Rewrite::new(GraphBuilder::from_graph(g));
+    for &(ni, wi) in &plan.chosen {
+        rw.matmul(ni, wi, &plan, &mut summary);
+    }
+    summary.smoothed_activations = plan.smooth.len();
+    rw.splice();
+    add_outliers_after_bias(&mut rw.b.graph, &rw.outlier_adds)?;
+    drop_unused(&mut rw.b.graph, rw.dead_inits);
+    model.graph = Some(rw.b.graph);
+    // DynamicQuantizeLinear/MatMulInteger need opset 11; our graphs are 17.
+    if graph::default_opset(model) < 11 {
+        return Err(QuantizeError::graph(
+            "model opset < 11 cannot hold DynamicQuantizeLinear",
+        ));
+    }
+    if opts.int8_embeddings {
+        // `Unsqueeze` takes its axes as an input from opset 13 on.
+        if graph::default_opset(model) < 13 {
+            return Err(QuantizeError::Invalid(
+                "int8 embeddings need opset 13 or later; pass --fp32-embeddings".into(),
+            ));
+        }
+        summary.int8_embeddings = quantize_embeddings(model, MIN_TABLE_ELEMENTS)?;
+    }
+    Ok(summary)
+}
 
-    // Decide which MatMuls are quantized, and group them by their activation input.
-    let mut chosen: Vec<(usize, usize)> = Vec::new();
+/// What the rewrite does to each quantized MatMul, decided before the graph changes.
+struct Plan {
+    /// (node, weight initializer) of every MatMul to quantize, in graph order.
+    chosen: Vec<(usize, usize)>,
+    /// Their fp32 weights by initializer index, with their `[k, n]` shape.
+    weights: HashMap<usize, (Vec<f32>, usize, usize)>,
+    /// Per activation: its input channels split off into fp32.
+    outliers: HashMap<String, Vec<usize>>,
+    /// Per activation: its smoothing factors `s` (X / s, W rows * s).
+    smooth: HashMap<String, Vec<f32>>,
+    qmax: i32,
+    per_channel: bool,
+}
+
+impl Plan {
+    fn new(
+        g: &GraphProto,
+        targets: Vec<(usize, usize)>,
+        opts: &QuantizeOptions,
+        summary: &mut QuantizeSummary,
+    ) -> Result<Self, QuantizeError> {
+        let chosen = choose(g, targets, opts, summary);
+        let mut weights = HashMap::new();
+        for &(_, wi) in &chosen {
+            let t = &g.initializer[wi];
+            let (k, n) = (t.dims[0].max(0) as usize, t.dims[1].max(0) as usize);
+            weights.insert(wi, (tensor_to_f32(t)?, k, n));
+        }
+        let mut plan = Plan {
+            chosen,
+            weights,
+            outliers: HashMap::new(),
+            smooth: HashMap::new(),
+            qmax: if opts.reduce_range { 63 } else { 127 },
+            per_channel: opts.per_channel,
+        };
+        if let Some(stats) = &opts.calibration {
+            if opts.outlier_ratio > 0.0 {
+                plan.outliers = plan.outlier_channels(g, stats, opts.outlier_ratio);
+            }
+            plan.smooth = plan.smoothing(g, stats);
+        }
+        Ok(plan)
+    }
+
+    /// The activation (first input) of node `ni`.
+    fn input(g: &GraphProto, ni: usize) -> &String {
+        &g.node[ni].input[0]
+    }
+
+    /// Outlier channels per activation, from the calibration maxima.
+    fn outlier_channels(
+        &self,
+        g: &GraphProto,
+        stats: &ActivationStats,
+        ratio: f32,
+    ) -> HashMap<String, Vec<usize>> {
+        let mut out = HashMap::new();
+        for &(ni, _) in &self.chosen {
+            let x = Self::input(g, ni);
+            if let Some(am) = stats.amax.get(x) {
+                let o = outlier_channels(am, ratio);
+                if !o.is_empty() {
+                    out.insert(x.clone(), o);
+                }
+            }
+        }
+        out
+    }
+
+    /// Activation smoothing: per input channel j, `s_j = amax(X_j)^a / amax(W_j,:)^(1-a)`; X is
+    /// multiplied by 1/s (one Mul) and the weight rows by s, which is exact in fp32. With
+    /// calibration samples the strength `a` is chosen per activation by simulating its MatMuls.
+    fn smoothing(&self, g: &GraphProto, stats: &ActivationStats) -> HashMap<String, Vec<f32>> {
+        let mut smooth = HashMap::new();
+        for (x, wm) in self.weight_row_max(g) {
+            let Some(am) = stats.amax.get(&x).filter(|a| a.len() == wm.len()) else {
+                continue;
+            };
+            // Split-off channels leave the int8 path: no factor for them, and the simulation
+            // sees them as zero (their fp32 product is exact).
+            let out_ch: &[usize] = self.outliers.get(&x).map(Vec::as_slice).unwrap_or(&[]);
+            let mut am = am.clone();
+            for &j in out_ch {
+                am[j] = 0.0;
+            }
+            let k = wm.len();
+            let f = match stats
+                .samples
+                .get(&x)
+                .filter(|s| !s.is_empty() && s.len() % k == 0)
+            {
+                Some(sample) => self.best_factors(g, &x, sample, &am, &wm, stats.alpha, out_ch),
+                None => factors(&am, &wm, stats.alpha),
+            };
+            if f.iter().any(|&v| v != 1.0) {
+                smooth.insert(x, f);
+            }
+        }
+        smooth
+    }
+
+    /// Per activation: the largest |w| of each row (input channel) over the weights it feeds.
+    fn weight_row_max(&self, g: &GraphProto) -> HashMap<String, Vec<f32>> {
+        let mut wmax: HashMap<String, Vec<f32>> = HashMap::new();
+        for &(ni, wi) in &self.chosen {
+            let (w, k, n) = &self.weights[&wi];
+            let e = wmax
+                .entry(Self::input(g, ni).clone())
+                .or_insert_with(|| vec![0f32; *k]);
+            if e.len() != *k {
+                continue;
+            }
+            for (r, m) in e.iter_mut().enumerate() {
+                for c in 0..*n {
+                    *m = m.max(w[r * n + c].abs());
+                }
+            }
+        }
+        wmax
+    }
+
+    /// The smoothing factors of activation `x` whose simulated int8 MatMuls (on the calibration
+    /// `sample`, outlier channels zeroed) err least, among strengths `{0, a/2, a, (1+a)/2}`.
+    #[allow(clippy::too_many_arguments)]
+    fn best_factors(
+        &self,
+        g: &GraphProto,
+        x: &str,
+        sample: &[f32],
+        am: &[f32],
+        wm: &[f32],
+        a: f32,
+        out_ch: &[usize],
+    ) -> Vec<f32> {
+        let k = wm.len();
+        let mut sample = sample.to_vec();
+        for row in sample.chunks_mut(k) {
+            for &j in out_ch {
+                row[j] = 0.0;
+            }
+        }
+        let stripped: Vec<(Vec<f32>, usize)> = self
+            .chosen
+            .iter()
+            .filter(|&&(ni, _)| Self::input(g, ni) == x)
+            .map(|&(_, wi)| {
+                let (w, _, n) = &self.weights[&wi];
+                let mut w = w.clone();
+                for &j in out_ch {
+                    w[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
+                }
+                (w, *n)
+            })
+            .collect();
+        let group: Vec<(&[f32], usize)> =
+            stripped.iter().map(|(w, n)| (w.as_slice(), *n)).collect();
+        let mut best: Option<(f64, Vec<f32>)> = None;
+        for cand in [0.0, a / 2.0, a, (1.0 + a) / 2.0] {
+            let f = factors(am, wm, cand);
+            let e = simulated_error(&sample, k, &group, &f, self.qmax, self.per_channel);
+            if best.as_ref().is_none_or(|(b, _)| e < *b) {
+                best = Some((e, f));
+            }
+        }
+        best.map(|(_, f)| f).unwrap_or_else(|| vec![1.0; k])
+    }
+}
+
+/// The weight MatMuls to quantize; those matching `--keep-fp32` patterns (by node, weight or
+/// output name) are recorded as kept.
+fn choose(
+    g: &GraphProto,
+    targets: Vec<(usize, usize)>,
+    opts: &QuantizeOptions,
+    summary: &mut QuantizeSummary,
+) -> Vec<(usize, usize)> {
+    let mut chosen = Vec::new();
     for (ni, wi) in targets {
         let node = &g.node[ni];
         let label = node_label(node);
@@ -106,297 +312,240 @@ pub fn quantize_model(
             chosen.push((ni, wi));
         }
     }
-    let mut weights: HashMap<usize, Vec<f32>> = HashMap::new();
-    for &(_, wi) in &chosen {
-        weights.insert(wi, tensor_to_f32(&g.initializer[wi])?);
-    }
-    // Outlier channels per activation (from the calibration maxima).
-    let mut outliers: HashMap<String, Vec<usize>> = HashMap::new();
-    if let Some(stats) = opts
-        .calibration
-        .as_ref()
-        .filter(|_| opts.outlier_ratio > 0.0)
-    {
-        for &(ni, _) in &chosen {
-            let x = &g.node[ni].input[0];
-            if let Some(am) = stats.amax.get(x) {
-                let o = outlier_channels(am, opts.outlier_ratio);
-                if !o.is_empty() {
-                    outliers.insert(x.clone(), o);
-                }
+    chosen
+}
+
+/// Smoothing factors at strength `alpha`, each within `1e-4..=1e4` (1 where a channel is silent).
+fn factors(am: &[f32], wm: &[f32], alpha: f32) -> Vec<f32> {
+    am.iter()
+        .zip(wm)
+        .map(|(&a, &w)| {
+            if alpha > 0.0 && a > 0.0 && w > 0.0 {
+                (a.powf(alpha) / w.powf(1.0 - alpha)).clamp(1e-4, 1e4)
+            } else {
+                1.0
             }
-        }
-    }
-    // Activation smoothing: per input channel j, s_j = amax(X_j)^a / amax(W_j,:)^(1-a); X is
-    // multiplied by 1/s (one Mul) and the weight rows by s, which is exact in fp32.
-    let mut smooth: HashMap<String, Vec<f32>> = HashMap::new();
-    if let Some(stats) = &opts.calibration {
-        let mut wmax: HashMap<String, Vec<f32>> = HashMap::new();
-        for &(ni, wi) in &chosen {
-            let x = &g.node[ni].input[0];
-            let t = &g.initializer[wi];
-            let (k, n) = (t.dims[0].max(0) as usize, t.dims[1].max(0) as usize);
-            let w = &weights[&wi];
-            let e = wmax.entry(x.clone()).or_insert_with(|| vec![0f32; k]);
-            if e.len() != k {
-                continue;
-            }
-            for r in 0..k {
-                for c in 0..n {
-                    e[r] = e[r].max(w[r * n + c].abs());
-                }
-            }
-        }
-        let factors = |am: &[f32], wm: &[f32], alpha: f32| -> Vec<f32> {
-            am.iter()
-                .zip(wm)
-                .map(|(&a, &w)| {
-                    if alpha > 0.0 && a > 0.0 && w > 0.0 {
-                        (a.powf(alpha) / w.powf(1.0 - alpha)).clamp(1e-4, 1e4)
-                    } else {
-                        1.0
-                    }
-                })
-                .collect()
-        };
-        for (x, wm) in wmax {
-            let Some(am) = stats.amax.get(&x).filter(|a| a.len() == wm.len()) else {
-                continue;
-            };
-            let k = wm.len();
-            // Split-off channels leave the int8 path: no factor for them, and the simulation
-            // sees them as zero (their fp32 product is exact).
-            let out_ch: &[usize] = outliers.get(&x).map(Vec::as_slice).unwrap_or(&[]);
-            let mut am = am.clone();
-            for &j in out_ch {
-                am[j] = 0.0;
-            }
-            let am = am.as_slice();
-            let f = match stats
-                .samples
-                .get(&x)
-                .filter(|s| !s.is_empty() && s.len() % k == 0)
-            {
-                Some(sample) => {
-                    let mut sample = sample.clone();
-                    for row in sample.chunks_mut(k) {
-                        for &j in out_ch {
-                            row[j] = 0.0;
-                        }
-                    }
-                    let sample = sample.as_slice();
-                    let stripped: Vec<(Vec<f32>, usize)> = chosen
-                        .iter()
-                        .filter(|&&(ni, _)| g.node[ni].input[0] == x)
-                        .map(|&(_, wi)| {
-                            let n = g.initializer[wi].dims[1].max(0) as usize;
-                            let mut w = weights[&wi].clone();
-                            for &j in out_ch {
-                                w[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
-                            }
-                            (w, n)
-                        })
-                        .collect();
-                    let group: Vec<(&[f32], usize)> =
-                        stripped.iter().map(|(w, n)| (w.as_slice(), *n)).collect();
-                    let a = stats.alpha;
-                    let mut best: Option<(f64, Vec<f32>)> = None;
-                    for cand in [0.0, a / 2.0, a, (1.0 + a) / 2.0] {
-                        let f = factors(am, &wm, cand);
-                        let e = simulated_error(sample, k, &group, &f, qmax, opts.per_channel);
-                        if best.as_ref().is_none_or(|(b, _)| e < *b) {
-                            best = Some((e, f));
-                        }
-                    }
-                    best.map(|(_, f)| f).unwrap_or_else(|| vec![1.0; k])
-                }
-                None => factors(am, &wm, stats.alpha),
-            };
-            if f.iter().any(|&v| v != 1.0) {
-                smooth.insert(x, f);
-            }
+        })
+        .collect()
+}
+
+/// The graph being rewritten and what is shared between the MatMuls of one activation.
+struct Rewrite {
+    b: GraphBuilder,
+    /// The replacement nodes of each quantized node.
+    replaced: HashMap<usize, Vec<NodeProto>>,
+    /// Per activation: its `DynamicQuantizeLinear` outputs (quantized, scale, zero point).
+    dql: HashMap<String, (String, String, String)>,
+    /// Per activation: its gathered outlier channels.
+    gathered: HashMap<String, String>,
+    /// (int8 result, fp32 outlier product, sum) of each split MatMul.
+    outlier_adds: Vec<(String, String, String)>,
+    /// The fp32 weights replaced (dropped unless another node reads them).
+    dead_inits: Vec<usize>,
+}
+
+impl Rewrite {
+    fn new(b: GraphBuilder) -> Self {
+        Rewrite {
+            b,
+            replaced: HashMap::new(),
+            dql: HashMap::new(),
+            gathered: HashMap::new(),
+            outlier_adds: Vec::new(),
+            dead_inits: Vec::new(),
         }
     }
 
-    let mut replaced: HashMap<usize, Vec<NodeProto>> = HashMap::new();
-    let mut dql: HashMap<String, (String, String, String)> = HashMap::new();
-    let mut gathered: HashMap<String, String> = HashMap::new();
-    // (int8 result, fp32 outlier product, sum) of each split MatMul.
-    let mut outlier_adds: Vec<(String, String, String)> = Vec::new();
-    let mut b = GraphBuilder::from_graph(g);
-    let mut dead_inits = Vec::new();
-    for (ni, wi) in chosen {
-        let node = b.graph.node[ni].clone();
-        let wt = b.graph.initializer[wi].clone();
-        let label = node_label(&node);
-        let wname = wt.name.clone().unwrap_or_default();
-        let (k, n) = (wt.dims[0].max(0) as usize, wt.dims[1].max(0) as usize);
-        let mut w = weights.remove(&wi).unwrap_or_default();
+    /// Replaces MatMul `ni` (weight `wi`) by its int8 nodes, plus the fp32 product of the split-off
+    /// channels when there are any.
+    fn matmul(&mut self, ni: usize, wi: usize, plan: &Plan, summary: &mut QuantizeSummary) {
+        let node = self.b.graph.node[ni].clone();
+        let wname = self.b.graph.initializer[wi]
+            .name
+            .clone()
+            .unwrap_or_default();
+        let (w, k, n) = plan.weights[&wi].clone();
         let x = node.input[0].clone();
-        let out_ch: Vec<usize> = outliers.get(&x).cloned().unwrap_or_default();
-        // The split-off rows, unscaled, for the fp32 product; zero in the int8 weight.
-        let mut w_out = Vec::with_capacity(out_ch.len() * n);
-        for &j in &out_ch {
-            w_out.extend_from_slice(&w[j * n..(j + 1) * n]);
-            w[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
-        }
-        if let Some(f) = smooth.get(&x) {
-            for r in 0..k {
-                for c in 0..n {
-                    w[r * n + c] *= f[r];
-                }
-            }
-        }
-        let (q, scales) = quantize_weight(&w, k, n, opts.per_channel, qmax);
+        let out_ch: Vec<usize> = plan.outliers.get(&x).cloned().unwrap_or_default();
+        let (w, w_out) = split_weight(w, n, &out_ch, plan.smooth.get(&x));
+        let (q, scales) = quantize_weight(&w, k, n, plan.per_channel, plan.qmax);
         let y = node.output.first().cloned().unwrap_or_default();
-        let mut new_nodes = Vec::new();
-        let before = b.graph.node.len();
-        let (xq, xs, xzp) = match dql.get(&x) {
-            Some(t) => t.clone(),
-            None => {
-                let input = if smooth.contains_key(&x) || !out_ch.is_empty() {
-                    let mut inv: Vec<f32> = match smooth.get(&x) {
-                        Some(f) => f.iter().map(|v| 1.0 / v).collect(),
-                        None => vec![1.0; k],
-                    };
-                    for &j in &out_ch {
-                        inv[j] = 0.0;
-                    }
-                    let c = b.initializer(tensor(&format!("{x}.smooth"), &[k as i64], &inv));
-                    b.op_as("Mul", &[&x, &c], vec![], &format!("{x}.smoothed"))
-                } else {
-                    x.clone()
-                };
-                let outs = b.op_multi(
-                    "DynamicQuantizeLinear",
-                    &[&input],
-                    3,
-                    vec![],
-                    &format!("{x}.dql"),
-                );
-                let t = (outs[0].clone(), outs[1].clone(), outs[2].clone());
-                summary.dynamic_quantize_nodes += 1;
-                dql.insert(x.clone(), t.clone());
-                t
-            }
-        };
+        let before = self.b.graph.node.len();
+        let (xq, xs, xzp) = self.quantized_input(&x, k, plan, &out_ch, summary);
+        let b = &mut self.b;
         let wq = b.initializer(tensor(&format!("{wname}.int8"), &[k as i64, n as i64], &q));
         let ws = b.initializer(tensor(&format!("{wname}.scale"), &[n as i64], &scales));
-        let wzp = b.initializer(tensor(
-            &format!("{wname}.zero_point"),
-            &[n as i64],
-            &vec![0i8; n],
-        ));
+        let zeros = vec![0i8; n];
+        let wzp = b.initializer(tensor(&format!("{wname}.zero_point"), &[n as i64], &zeros));
         let mmi = b.op_as(
             "MatMulInteger",
             &[&xq, &wq, &xzp, &wzp],
             vec![],
             &format!("{y}.int32"),
         );
-        let cast = b.op_as(
-            "Cast",
-            &[&mmi],
-            vec![attr_int("to", DataType::Float as i64)],
-            &format!("{y}.cast"),
-        );
+        let to_float = vec![attr_int("to", DataType::Float as i64)];
+        let cast = b.op_as("Cast", &[&mmi], to_float, &format!("{y}.cast"));
         let scale = b.op_as("Mul", &[&xs, &ws], vec![], &format!("{y}.scale"));
         if out_ch.is_empty() {
             b.node_named("Mul", &[&cast, &scale], &[&y], vec![]);
         } else {
-            let xo = match gathered.get(&x) {
-                Some(t) => t.clone(),
-                None => {
-                    let ids: Vec<i64> = out_ch.iter().map(|&j| j as i64).collect();
-                    let idx = b.initializer_i64(
-                        &format!("{x}.outlier_channels"),
-                        &[ids.len() as i64],
-                        &ids,
-                    );
-                    let t = b.op_as(
-                        "Gather",
-                        &[&x, &idx],
-                        vec![attr_int("axis", -1)],
-                        &format!("{x}.outliers"),
-                    );
-                    summary.outlier_channels += out_ch.len();
-                    gathered.insert(x.clone(), t.clone());
-                    t
-                }
+            let xo = self.gathered_outliers(&x, &out_ch, summary);
+            let yq = self
+                .b
+                .op_as("Mul", &[&cast, &scale], vec![], &format!("{y}.int8"));
+            self.add_outlier_product(&xo, (&wname, &w_out, n, out_ch.len()), yq, &y);
+        }
+        let new_nodes = self.b.graph.node.drain(before..).collect();
+        self.replaced.insert(ni, new_nodes);
+        self.dead_inits.push(wi);
+        summary.quantized.push(node_label(&node));
+    }
+
+    /// The `DynamicQuantizeLinear` of activation `x` (made by its first MatMul, shared by the
+    /// others): of `x` itself, or of `x / s` with outlier channels zeroed.
+    fn quantized_input(
+        &mut self,
+        x: &str,
+        k: usize,
+        plan: &Plan,
+        out_ch: &[usize],
+        summary: &mut QuantizeSummary,
+    ) -> (String, String, String) {
+        if let Some(t) = self.dql.get(x) {
+            return t.clone();
+        }
+        let b = &mut self.b;
+        let smooth = plan.smooth.get(x);
+        let input = if smooth.is_some() || !out_ch.is_empty() {
+            let mut inv: Vec<f32> = match smooth {
+                Some(f) => f.iter().map(|v| 1.0 / v).collect(),
+                None => vec![1.0; k],
             };
-            let yq = b.op_as("Mul", &[&cast, &scale], vec![], &format!("{y}.int8"));
-            let wo = b.initializer(tensor(
-                &format!("{wname}.outlier_rows"),
-                &[out_ch.len() as i64, n as i64],
-                &w_out,
-            ));
-            let yo = b.op_as("MatMul", &[&xo, &wo], vec![], &format!("{y}.outliers"));
-            b.node_named("Add", &[&yq, &yo], &[&y], vec![]);
-            outlier_adds.push((yq, yo, y.clone()));
-        }
-        new_nodes.extend(b.graph.node.drain(before..));
-        replaced.insert(ni, new_nodes);
-        dead_inits.push(wi);
-        summary.quantized.push(label);
+            for &j in out_ch {
+                inv[j] = 0.0;
+            }
+            let c = b.initializer(tensor(&format!("{x}.smooth"), &[k as i64], &inv));
+            b.op_as("Mul", &[x, &c], vec![], &format!("{x}.smoothed"))
+        } else {
+            x.to_string()
+        };
+        let outs = b.op_multi(
+            "DynamicQuantizeLinear",
+            &[&input],
+            3,
+            vec![],
+            &format!("{x}.dql"),
+        );
+        let t = (outs[0].clone(), outs[1].clone(), outs[2].clone());
+        summary.dynamic_quantize_nodes += 1;
+        self.dql.insert(x.to_string(), t.clone());
+        t
     }
-    summary.smoothed_activations = smooth.len();
-    // Splice the replacements in place of the original nodes (keeps a topological order as long
-    // as each DynamicQuantizeLinear is emitted before its first consumer, which holds because the
-    // first replaced MatMul of an activation carries it).
-    let old = std::mem::take(&mut b.graph.node);
-    for (i, n) in old.into_iter().enumerate() {
-        match replaced.remove(&i) {
-            Some(new) => b.graph.node.extend(new),
-            None => b.graph.node.push(n),
+
+    /// The outlier channels of activation `x`, gathered once per activation.
+    fn gathered_outliers(
+        &mut self,
+        x: &str,
+        out_ch: &[usize],
+        summary: &mut QuantizeSummary,
+    ) -> String {
+        if let Some(t) = self.gathered.get(x) {
+            return t.clone();
+        }
+        let ids: Vec<i64> = out_ch.iter().map(|&j| j as i64).collect();
+        let name = format!("{x}.outlier_channels");
+        let idx = self.b.initializer_i64(&name, &[ids.len() as i64], &ids);
+        let axis = vec![attr_int("axis", -1)];
+        let t = self
+            .b
+            .op_as("Gather", &[x, &idx], axis, &format!("{x}.outliers"));
+        summary.outlier_channels += out_ch.len();
+        self.gathered.insert(x.to_string(), t.clone());
+        t
+    }
+
+    /// `y = yq + xo · W_out`: the gathered outlier channels `xo` times their unscaled weight rows,
+    /// in fp32.
+    fn add_outlier_product(
+        &mut self,
+        xo: &str,
+        (wname, w_out, n, rows): (&str, &[f32], usize, usize),
+        yq: String,
+        y: &str,
+    ) {
+        let b = &mut self.b;
+        let dims = [rows as i64, n as i64];
+        let wo = b.initializer(tensor(&format!("{wname}.outlier_rows"), &dims, w_out));
+        let yo = b.op_as("MatMul", &[xo, &wo], vec![], &format!("{y}.outliers"));
+        b.node_named("Add", &[&yq, &yo], &[y], vec![]);
+        self.outlier_adds.push((yq, yo, y.to_string()));
+    }
+
+    /// Splices the replacements in place of the original nodes (keeps a topological order as long
+    /// as each DynamicQuantizeLinear is emitted before its first consumer, which holds because the
+    /// first replaced MatMul of an activation carries it).
+    fn splice(&mut self) {
+        let old = std::mem::take(&mut self.b.graph.node);
+        for (i, n) in old.into_iter().enumerate() {
+            match self.replaced.remove(&i) {
+                Some(new) => self.b.graph.node.extend(new),
+                None => self.b.graph.node.push(n),
+            }
         }
     }
-    add_outliers_after_bias(&mut b.graph, &outlier_adds)?;
-    // Drop the fp32 weights no node uses any more (a weight shared with a kept MatMul stays).
-    let used: std::collections::HashSet<&str> = b
-        .graph
+}
+
+/// The weight for the int8 product (outlier rows zeroed, rows scaled by the smoothing factors)
+/// and the outlier rows, unscaled, for the fp32 product.
+fn split_weight(
+    mut w: Vec<f32>,
+    n: usize,
+    out_ch: &[usize],
+    smooth: Option<&Vec<f32>>,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut w_out = Vec::with_capacity(out_ch.len() * n);
+    for &j in out_ch {
+        w_out.extend_from_slice(&w[j * n..(j + 1) * n]);
+        w[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
+    }
+    if let Some(f) = smooth {
+        for (r, row) in w.chunks_mut(n.max(1)).enumerate() {
+            row.iter_mut().for_each(|v| *v *= f[r]);
+        }
+    }
+    (w, w_out)
+}
+
+/// Drops the fp32 weights no node uses any more (a weight shared with a kept MatMul stays).
+fn drop_unused(g: &mut GraphProto, mut dead: Vec<usize>) {
+    let used: std::collections::HashSet<&str> = g
         .node
         .iter()
         .flat_map(|n| n.input.iter().map(String::as_str))
         .collect();
-    dead_inits.sort_unstable();
-    dead_inits.dedup();
-    let dead: Vec<usize> = dead_inits
+    dead.sort_unstable();
+    dead.dedup();
+    let dead: Vec<usize> = dead
         .into_iter()
         .filter(|&wi| {
-            !b.graph.initializer[wi]
+            !g.initializer[wi]
                 .name
                 .as_deref()
                 .is_some_and(|n| used.contains(n))
         })
         .collect();
     for wi in dead.into_iter().rev() {
-        b.graph.initializer.remove(wi);
+        g.initializer.remove(wi);
     }
-    model.graph = Some(b.graph);
-    // DynamicQuantizeLinear/MatMulInteger need opset 11; our graphs are 17.
-    if graph::default_opset(model) < 11 {
-        return Err(OnnxError::graph(
-            "model opset < 11 cannot hold DynamicQuantizeLinear",
-        ));
-    }
-    if opts.int8_embeddings {
-        // `Unsqueeze` takes its axes as an input from opset 13 on.
-        if graph::default_opset(model) < 13 {
-            return Err(OnnxError::Invalid(
-                "int8 embeddings need opset 13 or later; pass --fp32-embeddings".into(),
-            ));
-        }
-        summary.int8_embeddings = quantize_embeddings(model, MIN_TABLE_ELEMENTS)?;
-    }
-    Ok(summary)
 }
 
 /// Moves each outlier `Add(int8, fp32)` behind the MatMul's bias `Add` when the MatMul output has
 /// no other use: `(int8 + bias) + fp32` instead of `(int8 + fp32) + bias`, so that ONNX Runtime
 /// can fold the bias into its fused int8 MatMul. Restores a topological node order.
 fn add_outliers_after_bias(
-    g: &mut crate::graph::proto::GraphProto,
+    g: &mut GraphProto,
     adds: &[(String, String, String)],
-) -> Result<(), OnnxError> {
+) -> Result<(), QuantizeError> {
     if adds.is_empty() {
         return Ok(());
     }

@@ -49,7 +49,7 @@ pub fn data_dir(rc: &RunConfig, run: &Path, over: Option<&Path>) -> Result<PathB
     if let Some(d) = over {
         return Ok(d.to_path_buf());
     }
-    let recorded = rc.training["data"].as_str().ok_or_else(|| {
+    let recorded = rc.training.data.as_deref().ok_or_else(|| {
         ServeError::Config(format!(
             "{}: the run does not record its training data (training.data); pass --data DIR",
             run.join(crate::run::CONFIG_FILE).display()

@@ -131,11 +131,7 @@ pub fn retrain_once(shared: &Shared) -> RetrainReport {
 /// The settings of a retrain of the run `rc` (in `dir`): its own training settings, starting
 /// from its heads, for `epochs` epochs.
 fn settings_of(rc: &RunConfig, dir: &Path, epochs: usize) -> Result<TrainSettings, ServeError> {
-    let mut settings: TrainSettings =
-        serde_json::from_value(rc.training.clone()).map_err(|e| ServeError::Corrupt {
-            path: dir.join(run::CONFIG_FILE),
-            message: format!("field \"training\": {e}"),
-        })?;
+    let mut settings: TrainSettings = rc.training.settings.clone();
     if settings.unfreeze_top > 0 || rc.top_layers.is_some() {
         return Err(ServeError::Config(format!(
             "{}: the run fine-tuned backbone layers (--unfreeze-top); retraining on the device trains \
@@ -149,6 +145,9 @@ fn settings_of(rc: &RunConfig, dir: &Path, epochs: usize) -> Result<TrainSetting
     settings.freeze.clear();
     settings.tasks.clear();
     settings.hf_weights = None;
+    settings
+        .validate()
+        .map_err(crate::train::TrainError::from)?;
     Ok(settings)
 }
 
@@ -322,6 +321,7 @@ fn train_candidate(
         verbose: false,
         resume: false,
         lock: None,
+        plots: false,
     })?;
     let (rc, model) = run::load_run(&temp.dir)?;
     Ok(Candidate { temp, rc, model })
