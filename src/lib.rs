@@ -21,6 +21,7 @@ pub mod progress;
 pub mod sys;
 
 pub mod backbone;
+pub mod choose;
 pub mod data;
 pub mod device;
 pub mod eval;
