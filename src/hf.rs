@@ -269,7 +269,8 @@ pub fn relative_position_bucket(rel: i64, buckets: usize, max_distance: usize) -
     if n < max_exact {
         return (ret + n) as usize;
     }
-    let scaled = ((n as f32 / max_exact as f32).ln() / (max_distance as f32 / max_exact as f32).ln()
+    let scaled = ((n as f32 / max_exact as f32).ln()
+        / (max_distance as f32 / max_exact as f32).ln()
         * (half - max_exact) as f32) as i64;
     ret += (max_exact + scaled).min(half - 1);
     ret as usize
@@ -286,7 +287,14 @@ pub fn relative_bucket_table(n: usize, buckets: usize) -> Vec<i64> {
 
 /// The prefixes a checkpoint's tensor names may carry (a task model's encoder is under its
 /// family's name).
-pub const WEIGHT_PREFIXES: [&str; 6] = ["", "bert.", "roberta.", "mpnet.", "model.", "encoder_model."];
+pub const WEIGHT_PREFIXES: [&str; 6] = [
+    "",
+    "bert.",
+    "roberta.",
+    "mpnet.",
+    "model.",
+    "encoder_model.",
+];
 
 /// fp32 weights read from safetensors, with or without a `bert.` (or `{model_type}.`) prefix.
 pub struct Weights {

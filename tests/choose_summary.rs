@@ -49,7 +49,11 @@ fn best_score_within_the_limits_is_recommended() {
         .map(|x| x.name.as_str())
         .collect();
     assert_eq!(front, ["small", "cut", "big"]);
-    assert!(c.reason.contains("small is 8.0x faster for -5.00 points"), "{}", c.reason);
+    assert!(
+        c.reason.contains("small is 8.0x faster for -5.00 points"),
+        "{}",
+        c.reason
+    );
 
     // A latency limit rules the big one out and says so; the next best wins.
     let mut c = choice(Limits {
@@ -60,13 +64,24 @@ fn best_score_within_the_limits_is_recommended() {
     assert_eq!(c.recommended.as_deref(), Some("small"));
     let big = &c.candidates[2];
     assert_eq!(big.ruled_out, ["--max-latency 20 ms: p50 40.0 ms"]);
-    assert!(c.reason.contains("big is ruled out by --max-latency 20 ms: p50 40.0 ms"), "{}", c.reason);
+    assert!(
+        c.reason
+            .contains("big is ruled out by --max-latency 20 ms: p50 40.0 ms"),
+        "{}",
+        c.reason
+    );
     let t = table(&c);
-    assert!(t.contains("<- recommended") && t.contains("ruled out"), "{t}");
+    assert!(
+        t.contains("<- recommended") && t.contains("ruled out"),
+        "{t}"
+    );
     let ch = chart(&c);
     assert_eq!(ch.points.len(), 4);
     assert!(ch.points.iter().any(|p| p.recommended && p.name == "small"));
-    assert!(ch.points.iter().any(|p| p.ruled_out.is_some() && p.name == "big"));
+    assert!(ch
+        .points
+        .iter()
+        .any(|p| p.ruled_out.is_some() && p.name == "big"));
 }
 
 #[test]
@@ -92,7 +107,11 @@ fn memory_counts_training_and_size_counts_the_merged_model() {
     });
     decide(&mut all);
     assert!(all.recommended.is_none());
-    assert!(all.reason.starts_with("no candidate fits"), "{}", all.reason);
+    assert!(
+        all.reason.starts_with("no candidate fits"),
+        "{}",
+        all.reason
+    );
 }
 
 #[test]
@@ -145,20 +164,29 @@ fn candidates_are_backbones_times_unfrozen_layers() {
     std::fs::create_dir_all(&m).unwrap();
     std::fs::write(m.join("backbone.onnx"), b"x").unwrap();
     std::fs::write(m.join("tokenizer.json"), b"{}").unwrap();
-    let spec = vec![m.display().to_string(), format!("other={}", m.join("backbone.onnx").display())];
+    let spec = vec![
+        m.display().to_string(),
+        format!("other={}", m.join("backbone.onnx").display()),
+    ];
     let c = parse_backbones(&spec, &[], &[]).unwrap();
     let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["mini", "other"]);
     // Unfrozen layers need a checkpoint: none is recorded, none given.
-    let e = parse_backbones(&spec, &[0, 1], &[]).unwrap_err().to_string();
+    let e = parse_backbones(&spec, &[0, 1], &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--hf-weights"), "{e}");
     let c = parse_backbones(&spec, &[0, 2], &[tmp.path().into(), tmp.path().into()]).unwrap();
     let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["mini", "mini top-2", "other", "other top-2"]);
     // The same name twice is refused; a missing backbone names its path.
-    let e = parse_backbones(&[m.display().to_string(), m.display().to_string()], &[], &[])
-        .unwrap_err()
-        .to_string();
+    let e = parse_backbones(
+        &[m.display().to_string(), m.display().to_string()],
+        &[],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("NAME=PATH"), "{e}");
     let e = parse_backbones(&["/nonexistent/model".into()], &[], &[])
         .unwrap_err()

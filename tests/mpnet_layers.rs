@@ -93,9 +93,8 @@ fn trainable_layers_match_the_candle_reference() {
 fn inputs(h: usize) -> (Var, Tensor, Tensor) {
     let (b, t) = (2, 7);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut randn = |n: usize| -> Vec<f32> {
-        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
-    };
+    let mut randn =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect() };
     let x = Var::from_tensor(&Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap())
         .unwrap();
     let r = Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap();
@@ -129,7 +128,9 @@ fn every_tensor_of_the_mpnet_layers_gets_a_gradient() {
         let (ps, top, cfg) = load(&hf, first);
         let (x, mask, r) = inputs(cfg.hidden_size);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let out = top.forward(x.as_tensor(), &mask, Some((0.1, &mut rng))).unwrap();
+        let out = top
+            .forward(x.as_tensor(), &mask, Some((0.1, &mut rng)))
+            .unwrap();
         let grads = loss(&out, &mask, &r).backward().unwrap();
         assert_eq!(ps.params.len(), 16 * (3 - first) + 1);
         let by_name = ps.by_name();
@@ -140,9 +141,15 @@ fn every_tensor_of_the_mpnet_layers_gets_a_gradient() {
             let n = common::layers::norm(g);
             assert!(n.is_finite(), "`{}`: {n}", p.name);
             if p.name.ends_with("attention.attn.k.bias") {
-                let q = by_name[p.name.replace(".k.", ".q.").as_str()].var.as_tensor();
+                let q = by_name[p.name.replace(".k.", ".q.").as_str()]
+                    .var
+                    .as_tensor();
                 let qn = common::layers::norm(grads.get(q).unwrap());
-                assert!(n <= 1e-3 * qn, "`{}`: {n:.3e} vs query bias {qn:.3e}", p.name);
+                assert!(
+                    n <= 1e-3 * qn,
+                    "`{}`: {n:.3e} vs query bias {qn:.3e}",
+                    p.name
+                );
             } else {
                 assert!(n > 0.0, "`{}`: all-zero gradient", p.name);
             }
@@ -181,7 +188,10 @@ fn relative_position_bias_gradient_matches_finite_differences() {
             let at = |delta: f32| {
                 let mut t = base.clone();
                 t[bucket][head] += delta;
-                table.var.set(&Tensor::new(t, &Device::Cpu).unwrap()).unwrap();
+                table
+                    .var
+                    .set(&Tensor::new(t, &Device::Cpu).unwrap())
+                    .unwrap();
                 value(&top)
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * f64::from(eps));
@@ -194,10 +204,16 @@ fn relative_position_bias_gradient_matches_finite_differences() {
             checked += 1;
         }
     }
-    table.var.set(&Tensor::new(base, &Device::Cpu).unwrap()).unwrap();
+    table
+        .var
+        .set(&Tensor::new(base, &Device::Cpu).unwrap())
+        .unwrap();
     assert_eq!(checked, 24);
     let unused = relative_position_bucket(-100, 32, 128);
-    assert!(g[unused].iter().all(|&v| v == 0.0), "bucket {unused} is not used by 7 tokens");
+    assert!(
+        g[unused].iter().all(|&v| v == 0.0),
+        "bucket {unused} is not used by 7 tokens"
+    );
 }
 
 /// Heads over MPNet's top two layers: every tensor of the heads, the layers and the shared
@@ -213,14 +229,20 @@ fn heads_over_mpnet_layers_train_every_tensor() {
         .filter(|p| matches!(p.group, Group::Layer(_)))
         .count();
     assert_eq!(layer_params, 2 * 16 + 1);
-    let grads = common::layers::unfrozen_loss(&model, true).backward().unwrap();
+    let grads = common::layers::unfrozen_loss(&model, true)
+        .backward()
+        .unwrap();
     for p in &model.params.params {
         let g = grads
             .get(p.var.as_tensor())
             .unwrap_or_else(|| panic!("`{}` received no gradient", p.name));
         let n = common::layers::norm(g);
         let softmax_invariant = p.name == "intent.attn.bias" || p.name.ends_with("attn.k.bias");
-        assert!(n.is_finite() && (softmax_invariant || n > 0.0), "`{}`: {n}", p.name);
+        assert!(
+            n.is_finite() && (softmax_invariant || n > 0.0),
+            "`{}`: {n}",
+            p.name
+        );
     }
 }
 
@@ -229,12 +251,33 @@ fn heads_over_mpnet_layers_train_every_tensor() {
 #[test]
 fn relative_buckets_match_hugging_face() {
     let hf: Vec<(i64, usize)> = vec![
-        (0, 0), (1, 17), (-1, 1), (7, 23), (-7, 7), (8, 24), (-8, 8), (11, 24), (12, 25),
-        (16, 26), (-16, 10), (31, 27), (32, 28), (63, 29), (64, 30), (127, 31), (128, 31),
-        (-128, 15), (-500, 15), (500, 31),
+        (0, 0),
+        (1, 17),
+        (-1, 1),
+        (7, 23),
+        (-7, 7),
+        (8, 24),
+        (-8, 8),
+        (11, 24),
+        (12, 25),
+        (16, 26),
+        (-16, 10),
+        (31, 27),
+        (32, 28),
+        (63, 29),
+        (64, 30),
+        (127, 31),
+        (128, 31),
+        (-128, 15),
+        (-500, 15),
+        (500, 31),
     ];
     for (rel, bucket) in hf {
-        assert_eq!(relative_position_bucket(rel, 32, 128), bucket, "distance {rel}");
+        assert_eq!(
+            relative_position_bucket(rel, 32, 128),
+            bucket,
+            "distance {rel}"
+        );
     }
 }
 
@@ -255,10 +298,16 @@ fn mpnet_graph_and_spliced_top_layers() {
     let names: Vec<&str> = g.input.iter().filter_map(|i| i.name.as_deref()).collect();
     assert_eq!(names, ["input_ids", "attention_mask"]);
     let count = |g: &graph::proto::GraphProto, op: &str| {
-        g.node.iter().filter(|n| n.op_type.as_deref() == Some(op)).count()
+        g.node
+            .iter()
+            .filter(|n| n.op_type.as_deref() == Some(op))
+            .count()
     };
     assert_eq!((count(g, "Range"), count(g, "CumSum")), (1, 1));
-    assert!(g.initializer.iter().any(|t| t.name.as_deref() == Some(RELATIVE_BIAS)));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name.as_deref() == Some(RELATIVE_BIAS)));
     let mut q = m.clone();
     let s = edgetune::onnx::quantize::quantize_model(&mut q, &Default::default()).unwrap();
     assert_eq!(s.quantized.len(), 18);
@@ -292,9 +341,15 @@ fn layers_of_a_cut_backbone_load_from_the_whole_checkpoint() {
     let (cfg, w, _) = edgetune::train::init::load_hf(&settings, 2, 32).unwrap();
     assert_eq!(cfg.num_hidden_layers, 2);
     assert!(w.get(RELATIVE_BIAS, &[32, 4]).is_ok());
-    assert!(w.get("encoder.layer.1.attention.attn.q.weight", &[32, 32]).is_ok());
-    assert!(w.get("encoder.layer.2.attention.attn.q.weight", &[32, 32]).is_err());
-    assert!(w.get("encoder.layer.0.attention.attn.q.weight", &[32, 32]).is_err());
+    assert!(w
+        .get("encoder.layer.1.attention.attn.q.weight", &[32, 32])
+        .is_ok());
+    assert!(w
+        .get("encoder.layer.2.attention.attn.q.weight", &[32, 32])
+        .is_err());
+    assert!(w
+        .get("encoder.layer.0.attention.attn.q.weight", &[32, 32])
+        .is_err());
     // More layers than the checkpoint has is still an error.
     let e = match edgetune::train::init::load_hf(&settings, 4, 32) {
         Ok(_) => panic!("a 3-layer checkpoint loaded for a 4-layer backbone"),

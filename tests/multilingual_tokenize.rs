@@ -35,7 +35,16 @@ fn unigram_words_starting_with_a_lone_metaspace_keep_all_their_pieces() {
     let lone = SPACE.to_string();
     assert_eq!(
         pieces,
-        ["<s>", "▁weather", "▁in", lone.as_str(), "Kra", "ków", "▁tomorrow", "</s>"]
+        [
+            "<s>",
+            "▁weather",
+            "▁in",
+            lone.as_str(),
+            "Kra",
+            "ków",
+            "▁tomorrow",
+            "</s>"
+        ]
     );
     assert_eq!(t.word_tokens, vec![(1, 2), (2, 3), (3, 6), (6, 7)]);
     assert!(t.type_ids.iter().all(|&x| x == 0));
@@ -77,7 +86,9 @@ fn unigram_truncation_cuts_words_not_ranges() {
     tiny_checkpoints::write_unigram_tokenizer(&path, &tiny_checkpoints::unigram_pieces(300));
     let tok = WordTokenizer::from_file(&path, Some(8)).unwrap();
     let t = tok
-        .encode_words(&words("weather in Kraków Kraków tomorrow"), &|| "t".into())
+        .encode_words(&words("weather in Kraków Kraków tomorrow"), &|| {
+            "t".into()
+        })
         .unwrap();
     assert!(t.truncated);
     assert!(t.ids.len() <= 8);
@@ -135,7 +146,10 @@ fn xlm_r_graph_counts_positions_from_the_padding_id() {
 #[test]
 fn multilingual_bert_graph_keeps_absolute_positions() {
     let (_tmp, m) = import_tiny(Shape::MultilingualBert, 300);
-    assert_eq!(inputs(&m), ["input_ids", "attention_mask", "token_type_ids"]);
+    assert_eq!(
+        inputs(&m),
+        ["input_ids", "attention_mask", "token_type_ids"]
+    );
     assert_eq!(ops(&m, "CumSum"), 0);
 }
 

@@ -294,7 +294,10 @@ impl TopLayers {
         }
         let arch = cfg.architecture().map_err(LayersError::Architecture)?;
         let position = if arch == Architecture::MPNet && first < l {
-            Some(RelativeBias::load(&mut vb.in_group(Group::Layer(first)), cfg)?)
+            Some(RelativeBias::load(
+                &mut vb.in_group(Group::Layer(first)),
+                cfg,
+            )?)
         } else {
             None
         };

@@ -30,7 +30,13 @@ pub struct Candidate {
 pub fn slug(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_matches('-').to_string()
 }
@@ -41,7 +47,11 @@ fn default_name(arg: &Path, files: &ModelFiles) -> String {
     let dir = if arg.is_dir() {
         arg.to_path_buf()
     } else {
-        files.onnx.parent().map(Path::to_path_buf).unwrap_or_default()
+        files
+            .onnx
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     };
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let base = dir
@@ -74,7 +84,9 @@ pub fn parse_backbones(
     hf_weights: &[PathBuf],
 ) -> Result<Vec<Candidate>, ChooseError> {
     if specs.is_empty() {
-        return Err(ChooseError::Invalid("--backbones: give at least one backbone".into()));
+        return Err(ChooseError::Invalid(
+            "--backbones: give at least one backbone".into(),
+        ));
     }
     if !hf_weights.is_empty() && hf_weights.len() != specs.len() {
         return Err(ChooseError::Invalid(format!(
@@ -83,7 +95,11 @@ pub fn parse_backbones(
             specs.len()
         )));
     }
-    let unfreeze: Vec<usize> = if unfreeze.is_empty() { vec![0] } else { unfreeze.to_vec() };
+    let unfreeze: Vec<usize> = if unfreeze.is_empty() {
+        vec![0]
+    } else {
+        unfreeze.to_vec()
+    };
     let mut out: Vec<Candidate> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         let (name, path) = match spec.split_once('=') {
@@ -110,7 +126,11 @@ pub fn parse_backbones(
                     })?;
                 Some(dir)
             };
-            let full = if n == 0 { name.clone() } else { format!("{name} top-{n}") };
+            let full = if n == 0 {
+                name.clone()
+            } else {
+                format!("{name} top-{n}")
+            };
             if out.iter().any(|c| c.name == full) {
                 return Err(ChooseError::Invalid(format!(
                     "two candidates are named `{full}`; name them with NAME=PATH"

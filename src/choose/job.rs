@@ -90,7 +90,10 @@ pub fn choose(o: &ChooseOptions) -> Result<Choice, ChooseError> {
                 fmt_duration(start.elapsed().as_secs_f64())
             ),
         );
-        let dir = o.out.join("runs").join(format!("{:02}-{}", i + 1, slug(&c.name)));
+        let dir = o
+            .out
+            .join("runs")
+            .join(format!("{:02}-{}", i + 1, slug(&c.name)));
         let mut r = CandidateResult {
             name: c.name.clone(),
             backbone: c.backbone.clone(),
@@ -108,7 +111,10 @@ pub fn choose(o: &ChooseOptions) -> Result<Choice, ChooseError> {
     write_outputs(&o.out, &choice)?;
     note(
         o,
-        &format!("compared {n} candidates in {}", fmt_duration(start.elapsed().as_secs_f64())),
+        &format!(
+            "compared {n} candidates in {}",
+            fmt_duration(start.elapsed().as_secs_f64())
+        ),
     );
     Ok(choice)
 }
@@ -131,9 +137,14 @@ struct Sentences {
 /// wrote there (its `runs/` and `data/` folders and its files), nothing else.
 fn prepare_out(out: &Path, force: bool) -> Result<(), ChooseError> {
     if out.exists() && !out.is_dir() {
-        return Err(ChooseError::Invalid(format!("--out {}: is a file", out.display())));
+        return Err(ChooseError::Invalid(format!(
+            "--out {}: is a file",
+            out.display()
+        )));
     }
-    let used = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let used = std::fs::read_dir(out)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if used && !force {
         return Err(ChooseError::Invalid(format!(
             "--out {}: the folder already holds files; pass --force to replace an earlier comparison there",
@@ -164,7 +175,10 @@ fn write_data(d: &Dataset, limit: Option<usize>, dir: &Path) -> Result<Sentences
         Some(n) if n > 0 => (Some(n), Some((n / 3).max(20))),
         _ => (None, None),
     };
-    let mut splits = vec![("train", cut(&d.train, n_train)), ("valid", cut(&d.valid, n_eval))];
+    let mut splits = vec![
+        ("train", cut(&d.train, n_train)),
+        ("valid", cut(&d.valid, n_eval)),
+    ];
     if let Some(t) = &d.test {
         splits.push(("test", cut(t, n_eval)));
     }
@@ -183,12 +197,18 @@ fn write_data(d: &Dataset, limit: Option<usize>, dir: &Path) -> Result<Sentences
     let answers = dir.join("answer-sentences.txt");
     let extraction = dir.join("extraction-sentences.txt");
     for (p, t) in [
-        (&answers, text(&d.valid, n_eval.unwrap_or(usize::MAX).min(200))),
+        (
+            &answers,
+            text(&d.valid, n_eval.unwrap_or(usize::MAX).min(200)),
+        ),
         (&extraction, text(&d.train, 256)),
     ] {
         fsutil::write_atomic(p, t.as_bytes()).map_err(|e| ChooseError::io(p, e))?;
     }
-    Ok(Sentences { answers, extraction })
+    Ok(Sentences {
+        answers,
+        extraction,
+    })
 }
 
 /// One example as a JSON line: `words` and every task's label(s).
@@ -249,7 +269,12 @@ fn candidate(
 
     let model = dir.join("merged").join("model.onnx");
     let mut export = child(o);
-    export.arg("export").arg("--run").arg(dir).arg("--out").arg(&model);
+    export
+        .arg("export")
+        .arg("--run")
+        .arg(dir)
+        .arg("--out")
+        .arg(&model);
     run_child(export, &prefix, o.progress)?;
     r.model_bytes = std::fs::metadata(&model).ok().map(|m| m.len());
     r.model = Some(model.clone());
@@ -277,6 +302,7 @@ fn candidate(
         .arg(&s.extraction);
     let x: ExtractionFigures = last_json(&run_child(extract, &prefix, o.progress)?)?;
     r.extraction_per_s = Some(x.per_s);
+    r.extraction_per_cpu_s = Some(x.per_cpu_s);
     Ok(())
 }
 
@@ -316,8 +342,8 @@ fn last_json<T: serde::de::DeserializeOwned>(run: &ChildRun) -> Result<T, Choose
 }
 
 fn write_outputs(out: &Path, choice: &Choice) -> Result<(), ChooseError> {
-    let json = serde_json::to_string_pretty(choice)
-        .map_err(|e| ChooseError::Invalid(e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(choice).map_err(|e| ChooseError::Invalid(e.to_string()))?;
     for (name, bytes) in [
         (CHOICE_JSON, json.into_bytes()),
         (CHOICE_TXT, table(choice).into_bytes()),

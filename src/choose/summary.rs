@@ -62,6 +62,8 @@ pub struct CandidateResult {
     pub backbone_bytes: Option<u64>,
     /// Feature extraction, sentences per second (batches of 32).
     pub extraction_per_s: Option<f64>,
+    /// Feature extraction, sentences per second of CPU time (steadier on a shared machine).
+    pub extraction_per_cpu_s: Option<f64>,
     /// Wall time of training (s).
     pub train_seconds: Option<f64>,
     /// On the Pareto front of score and p50 latency.
@@ -170,7 +172,9 @@ pub fn decide(choice: &mut Choice) {
     let ok: Vec<&CandidateResult> = choice
         .candidates
         .iter()
-        .filter(|c| c.error.is_none() && c.ruled_out.is_empty() && c.score.is_some() && c.p50_ms.is_some())
+        .filter(|c| {
+            c.error.is_none() && c.ruled_out.is_empty() && c.score.is_some() && c.p50_ms.is_some()
+        })
         .collect();
     let best = ok.iter().copied().max_by(|a, b| {
         let (sa, sb) = (a.score.unwrap_or(0.0), b.score.unwrap_or(0.0));
@@ -217,7 +221,12 @@ fn reason(choice: &Choice, best: Option<&CandidateResult>) -> String {
         }
     }
     for c in choice.candidates.iter().filter(|c| !c.ruled_out.is_empty()) {
-        let _ = write!(s, " {} is ruled out by {}.", c.name, c.ruled_out.join(" and "));
+        let _ = write!(
+            s,
+            " {} is ruled out by {}.",
+            c.name,
+            c.ruled_out.join(" and ")
+        );
     }
     for c in choice.candidates.iter().filter(|c| c.error.is_some()) {
         let _ = write!(s, " {} failed.", c.name);
@@ -240,15 +249,28 @@ pub fn table(choice: &Choice) -> String {
     let mut head: Vec<String> = vec!["candidate".into(), "score %".into()];
     head.extend(tasks.iter().map(|t| format!("{t} %")));
     head.extend(
-        ["p50 ms", "p99 ms", "cold ms", "RSS ans MiB", "RSS train MiB", "model MiB", "extract/s", ""]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "p50 ms",
+            "p99 ms",
+            "cold ms",
+            "RSS ans MiB",
+            "RSS train MiB",
+            "model MiB",
+            "extract/s",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
     let mut rows: Vec<Vec<String>> = vec![head];
     for c in &choice.candidates {
         let mut r = vec![c.name.clone(), f(c.score.map(|s| 100.0 * s), 2)];
-        r.extend(tasks.iter().map(|t| f(c.tasks.get(t).map(|s| 100.0 * s), 2)));
+        r.extend(
+            tasks
+                .iter()
+                .map(|t| f(c.tasks.get(t).map(|s| 100.0 * s), 2)),
+        );
         r.push(f(c.p50_ms, 1));
         r.push(f(c.p99_ms, 1));
         r.push(f(c.cold_start_ms, 0));
@@ -289,10 +311,19 @@ pub fn table(choice: &Choice) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
-    let _ = writeln!(out, "\nrecommended: {}", choice.recommended.as_deref().unwrap_or("none"));
+    let _ = writeln!(
+        out,
+        "\nrecommended: {}",
+        choice.recommended.as_deref().unwrap_or("none")
+    );
     let _ = writeln!(out, "{}", choice.reason);
     for c in choice.candidates.iter().filter(|c| c.error.is_some()) {
-        let _ = writeln!(out, "{} failed: {}", c.name, c.error.as_deref().unwrap_or(""));
+        let _ = writeln!(
+            out,
+            "{} failed: {}",
+            c.name,
+            c.error.as_deref().unwrap_or("")
+        );
     }
     out
 }

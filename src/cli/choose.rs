@@ -78,7 +78,12 @@ pub struct Args {
     #[arg(long, value_name = "MERGED.onnx", hide = true)]
     pub measure_model: Option<PathBuf>,
     /// (internal) Measure extraction throughput of this backbone and print it as JSON.
-    #[arg(long, value_name = "PATH", hide = true, conflicts_with = "measure_model")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        hide = true,
+        conflicts_with = "measure_model"
+    )]
     pub measure_backbone: Option<PathBuf>,
     /// (internal) Sentences of the measurements, one per line.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -136,7 +141,9 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             "files: {} (table), {} (JSON), {} (picture)",
             a.out.join(edgetune::choose::job::CHOICE_TXT).display(),
             a.out.join(edgetune::choose::job::CHOICE_JSON).display(),
-            a.out.join(format!("{}.svg", edgetune::choose::job::PARETO_STEM)).display()
+            a.out
+                .join(format!("{}.svg", edgetune::choose::job::PARETO_STEM))
+                .display()
         );
     }
     Ok(())
@@ -146,7 +153,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
 fn measure(g: &Global, a: &Args, threads: usize) -> anyhow::Result<()> {
     use std::io::Write as _;
     common::init_runtime(g)?;
-    let file = a.sentences.as_ref().context("--sentences FILE is required")?;
+    let file = a
+        .sentences
+        .as_ref()
+        .context("--sentences FILE is required")?;
     let sentences: Vec<String> = std::fs::read_to_string(file)
         .with_context(|| file.display().to_string())?
         .lines()
@@ -160,7 +170,13 @@ fn measure(g: &Global, a: &Args, threads: usize) -> anyhow::Result<()> {
             println!("ready");
             let _ = std::io::stdout().flush();
         };
-        serde_json::to_string(&measure_answers(m, &sentences, a.predictions, &opts, &mut ready)?)?
+        serde_json::to_string(&measure_answers(
+            m,
+            &sentences,
+            a.predictions,
+            &opts,
+            &mut ready,
+        )?)?
     } else {
         let b = a.measure_backbone.as_ref().context("nothing to measure")?;
         let files = ModelFiles::resolve(b)?;

@@ -77,9 +77,9 @@ pub use crate::report::html::{
     render_html_report, write_html_report, Figure, FigureSource, HtmlReport, MetricFormat,
     MetricRow,
 };
-pub use crate::report::pareto::{
-    on_front, render_pareto, write_pareto, ParetoChart, ParetoData, ParetoPoint, ParetoRow,
-};
 pub use crate::report::labels::{
     render_label_f1, write_label_f1, LabelF1Chart, LabelF1Data, LabelF1Row, LabelScore,
+};
+pub use crate::report::pareto::{
+    on_front, render_pareto, write_pareto, ParetoChart, ParetoData, ParetoPoint, ParetoRow,
 };

@@ -128,7 +128,9 @@ fn scales(rows: &[&ParetoRow], x0: f64, x1: f64, y0: f64, y1: f64) -> (Scale, Sc
     let scores: Vec<f64> = rows.iter().map(|r| r.point.score * 100.0).collect();
     let (smin, smax) = scores
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let span = (smax - smin).max(2.0);
     let step = nice_step(span * 1.4 / 5.0);
     let lo = ((smin - span * 0.2) / step).floor() * step;
@@ -148,7 +150,11 @@ fn draw(d: &ParetoData, subtitle: &str) -> Canvas {
     );
     let legend = "bubble area = peak memory answering  ·  hollow = ruled out by a limit  ·  \
                   ringed = recommended  ·  line = Pareto front";
-    for (i, s) in [subtitle, legend].iter().filter(|s| !s.is_empty()).enumerate() {
+    for (i, s) in [subtitle, legend]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
         c.text(
             &text::fit(s, W - 48.0, SUB_EM, false),
             24.0,
@@ -270,7 +276,14 @@ fn bubble(
         }
         Some(_) => {
             c.circle(x, y, rad, FAINT, false, 1.5);
-            c.dashed((x - rad * 0.7, y + rad * 0.7), (x + rad * 0.7, y - rad * 0.7), BAD, 1.5, 4.0, 3.0);
+            c.dashed(
+                (x - rad * 0.7, y + rad * 0.7),
+                (x + rad * 0.7, y - rad * 0.7),
+                BAD,
+                1.5,
+                4.0,
+                3.0,
+            );
         }
     }
     if p.recommended {

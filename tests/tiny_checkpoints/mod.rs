@@ -38,10 +38,49 @@ pub const SPACE: char = '\u{2581}';
 
 /// Words whose `▁word` piece exists (so they are one token).
 pub const WORDS: &[&str] = &[
-    "play", "some", "jazz", "music", "by", "miles", "davis", "turn", "on", "off", "the", "lights",
-    "in", "kitchen", "bedroom", "set", "a", "timer", "for", "minutes", "weather", "lisbon",
-    "tomorrow", "spiel", "musik", "von", "licht", "küche", "encienda", "la", "luz", "en", "cocina",
-    "włącz", "światło", "w", "kuchni", "pogoda", "jutro", "5", "10", "please", "now",
+    "play",
+    "some",
+    "jazz",
+    "music",
+    "by",
+    "miles",
+    "davis",
+    "turn",
+    "on",
+    "off",
+    "the",
+    "lights",
+    "in",
+    "kitchen",
+    "bedroom",
+    "set",
+    "a",
+    "timer",
+    "for",
+    "minutes",
+    "weather",
+    "lisbon",
+    "tomorrow",
+    "spiel",
+    "musik",
+    "von",
+    "licht",
+    "küche",
+    "encienda",
+    "la",
+    "luz",
+    "en",
+    "cocina",
+    "włącz",
+    "światło",
+    "w",
+    "kuchni",
+    "pogoda",
+    "jutro",
+    "5",
+    "10",
+    "please",
+    "now",
 ];
 
 /// Words without a `▁word` piece: SentencePiece writes a lone `▁` and then pieces without one
@@ -219,24 +258,58 @@ fn random_tensors(shape: Shape, layers: usize, v: usize, types: usize, seed: u64
         t.insert(name.to_string(), (shape, data));
     };
     add("embeddings.word_embeddings.weight", vec![v, h], 1.0, 0.0);
-    add("embeddings.position_embeddings.weight", vec![MAX_POS, h], 0.5, 0.0);
+    add(
+        "embeddings.position_embeddings.weight",
+        vec![MAX_POS, h],
+        0.5,
+        0.0,
+    );
     if types > 0 {
-        add("embeddings.token_type_embeddings.weight", vec![types, h], 0.5, 0.0);
+        add(
+            "embeddings.token_type_embeddings.weight",
+            vec![types, h],
+            0.5,
+            0.0,
+        );
     }
     add("embeddings.LayerNorm.weight", vec![h], 0.2, 1.0);
     add("embeddings.LayerNorm.bias", vec![h], 0.1, 0.0);
     let mpnet = shape == Shape::MPNet;
     if mpnet {
-        add("encoder.relative_attention_bias.weight", vec![32, HEADS], 1.0, 0.0);
+        add(
+            "encoder.relative_attention_bias.weight",
+            vec![32, HEADS],
+            1.0,
+            0.0,
+        );
     }
     let (q, k, vv, o, ln) = if mpnet {
-        ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm")
+        (
+            "attention.attn.q",
+            "attention.attn.k",
+            "attention.attn.v",
+            "attention.attn.o",
+            "attention.LayerNorm",
+        )
     } else {
-        ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "attention.output.LayerNorm")
+        (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "attention.output.LayerNorm",
+        )
     };
     for i in 0..layers {
         let p = format!("encoder.layer.{i}");
-        for (n, out, inn) in [(q, h, h), (k, h, h), (vv, h, h), (o, h, h), ("intermediate.dense", inter, h), ("output.dense", h, inter)] {
+        for (n, out, inn) in [
+            (q, h, h),
+            (k, h, h),
+            (vv, h, h),
+            (o, h, h),
+            ("intermediate.dense", inter, h),
+            ("output.dense", h, inter),
+        ] {
             add(&format!("{p}.{n}.weight"), vec![out, inn], 0.3, 0.0);
             add(&format!("{p}.{n}.bias"), vec![out], 0.1, 0.0);
         }
@@ -251,7 +324,12 @@ fn random_tensors(shape: Shape, layers: usize, v: usize, types: usize, seed: u64
 fn write_safetensors(path: &Path, prefix: &str, tensors: Tensors) {
     let bytes: BTreeMap<String, (Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
-        .map(|(k, (s, d))| (format!("{prefix}{k}"), (s, bytemuck::cast_slice(&d).to_vec())))
+        .map(|(k, (s, d))| {
+            (
+                format!("{prefix}{k}"),
+                (s, bytemuck::cast_slice(&d).to_vec()),
+            )
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
@@ -275,16 +353,32 @@ pub fn write_dataset(dir: &Path, n: usize, seed: u64) {
         let (words, tags, intent): (Vec<&str>, Vec<&str>, &str) = match rng.random_range(0..3) {
             0 => {
                 let c = cities[rng.random_range(0..cities.len())];
-                (vec!["weather", "in", c, "tomorrow"], vec!["O", "O", "B-city", "B-date"], "weather")
+                (
+                    vec!["weather", "in", c, "tomorrow"],
+                    vec!["O", "O", "B-city", "B-date"],
+                    "weather",
+                )
             }
             1 => {
                 let r = rooms[rng.random_range(0..rooms.len())];
                 let on = ["turn", "on", "the", "lights", "in", r];
-                (on.to_vec(), vec!["O", "O", "O", "O", "O", "B-room"], "lights")
+                (
+                    on.to_vec(),
+                    vec!["O", "O", "O", "O", "O", "B-room"],
+                    "lights",
+                )
             }
             _ => {
-                let who = if rng.random_bool(0.5) { ["miles", "davis"] } else { ["München", "jazz"] };
-                (vec!["play", "music", "by", who[0], who[1]], vec!["O", "O", "O", "B-artist", "I-artist"], "music")
+                let who = if rng.random_bool(0.5) {
+                    ["miles", "davis"]
+                } else {
+                    ["München", "jazz"]
+                };
+                (
+                    vec!["play", "music", "by", who[0], who[1]],
+                    vec!["O", "O", "O", "B-artist", "I-artist"],
+                    "music",
+                )
             }
         };
         json!({"words": words, "tags": tags, "intent": intent}).to_string()

@@ -151,7 +151,8 @@ fn remove_layers_above(
     {
         return Err(OnnxError::graph("backbone has no input `attention_mask`"));
     }
-    let is_state = |o: &ValueInfoProto, k: usize| o.name.as_deref() == Some(hidden_state_name(k).as_str());
+    let is_state =
+        |o: &ValueInfoProto, k: usize| o.name.as_deref() == Some(hidden_state_name(k).as_str());
     let exposed_above: Vec<usize> = (first + 1..=l)
         .filter(|&k| g.output.iter().any(|o| is_state(o, k)))
         .collect();

@@ -121,10 +121,7 @@ fn padding_positions(b: &mut GraphBuilder, c: &BertConfig, pos: &str) -> String 
 fn token_types(b: &mut GraphBuilder, c: &BertConfig, w: &Weights) -> Result<String, OnnxError> {
     let (h, hi) = (c.hidden_size, c.hidden_size as i64);
     let rows = c.type_vocab_size;
-    let table = w.get(
-        "embeddings.token_type_embeddings.weight",
-        &[rows, h],
-    )?;
+    let table = w.get("embeddings.token_type_embeddings.weight", &[rows, h])?;
     if has_token_type_input(c) {
         b.input(
             "token_type_ids",

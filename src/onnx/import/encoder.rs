@@ -1,12 +1,10 @@
 //! Emitting a BERT-family encoder (BERT, RoBERTa/XLM-R, MPNet) as an ONNX graph of standard
 //! operators, layer by layer (shared with the export of fine-tuned top layers).
 
+use super::ops::{layer_norm, transpose};
 use crate::graph::hidden::{META_HIDDEN_SIZE, META_HIDDEN_TENSOR, META_NUM_LAYERS};
 use crate::graph::proto::{tensor_proto::DataType, ModelProto};
-use crate::graph::{
-    attr_int, attr_ints, set_metadata, tensor, Dim, GraphBuilder, OnnxError,
-};
-use super::ops::{layer_norm, transpose};
+use crate::graph::{attr_int, attr_ints, set_metadata, tensor, Dim, GraphBuilder, OnnxError};
 use crate::hf::{Architecture, BertConfig, Weights};
 
 /// Builds the fp32 encoder graph of `c`'s [`crate::hf::Architecture`] from weights: the
@@ -140,7 +138,10 @@ pub fn encoder_layer(
     let h = c.hidden_size;
     let eps = c.layer_norm_eps as f32;
     let p = format!("encoder.layer.{i}");
-    let names = c.architecture().map_err(OnnxError::Invalid)?.attention_names();
+    let names = c
+        .architecture()
+        .map_err(OnnxError::Invalid)?
+        .attention_names();
     let lin = |b: &mut GraphBuilder,
                x: &str,
                name: &str,

@@ -26,8 +26,7 @@ pub fn candle_reference(
     };
     let dev = Device::Cpu;
     let bytes = std::fs::read(safetensors_path).map_err(|e| OnnxError::io(safetensors_path, e))?;
-    let vb =
-        VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).map_err(err)?;
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).map_err(err)?;
     let vb = match ["bert", "roberta", "mpnet", "model"]
         .iter()
         .find(|p| vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")))
@@ -43,8 +42,10 @@ pub fn candle_reference(
     let out = match arch {
         Architecture::Bert => bert(c, vb, &ids, &tt, &mask),
         Architecture::Roberta => xlm_roberta(c, vb, &ids, &tt, &mask),
-        Architecture::MPNet => mpnet_hidden_states(c, vb, &ids, &mask)
-            .and_then(|mut s| s.pop().ok_or_else(|| candle_core::Error::Msg("no layers".into()))),
+        Architecture::MPNet => mpnet_hidden_states(c, vb, &ids, &mask).and_then(|mut s| {
+            s.pop()
+                .ok_or_else(|| candle_core::Error::Msg("no layers".into()))
+        }),
     }
     .map_err(err)?;
     out.flatten_all()
@@ -135,7 +136,9 @@ pub fn mpnet_hidden_states(
     )?;
     let buckets: Vec<u32> = (0..t as i64)
         .flat_map(|i| (0..t as i64).map(move |j| (i, j)))
-        .map(|(i, j)| relative_position_bucket(j - i, c.relative_buckets(), MPNET_MAX_DISTANCE) as u32)
+        .map(|(i, j)| {
+            relative_position_bucket(j - i, c.relative_buckets(), MPNET_MAX_DISTANCE) as u32
+        })
         .collect();
     let buckets = Tensor::from_vec(buckets, t * t, ids.device())?;
     let position = table
@@ -143,8 +146,8 @@ pub fn mpnet_hidden_states(
         .reshape((t, t, heads))?
         .permute((2, 0, 1))?
         .unsqueeze(0)?;
-    let mask_add = ((1.0 - mask.to_dtype(DType::F32)?)? * f64::from(f32::MIN))?
-        .reshape((b, 1, 1, t))?;
+    let mask_add =
+        ((1.0 - mask.to_dtype(DType::F32)?)? * f64::from(f32::MIN))?.reshape((b, 1, 1, t))?;
     let bias = position.broadcast_add(&mask_add)?;
     let mut states = vec![x.clone()];
     for i in 0..c.num_hidden_layers {

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::reference::candle_reference;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
 use crate::graph::OnnxError;
-use super::reference::candle_reference;
 use crate::hf::{Architecture, BertConfig};
 
 /// The candle model an architecture's import is verified against (named in reports).
