@@ -357,3 +357,24 @@ fn layers_of_a_cut_backbone_load_from_the_whole_checkpoint() {
     };
     assert!(e.contains("3 layers"), "{e}");
 }
+
+/// MPNet's tokenizer shape (WordPiece, lower-casing, `RobertaProcessing`): `<s>` and `</s>`
+/// around the words and belonging to none, `<pad>` (id 1, the id RoBERTa-style positions skip)
+/// for padding.
+#[test]
+fn mpnet_tokenizer_wraps_words_in_s_and_pads_with_id_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    let vocab = tiny_checkpoints::write_mpnet_tokenizer(&path);
+    let tok = edgetune::tokenize::WordTokenizer::from_file(&path, None).unwrap();
+    assert_eq!(tok.pad_id(), 1);
+    let words: Vec<String> = ["Play", "some", "jazz"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let t = tok.encode_words(&words, &|| "t".into()).unwrap();
+    let pieces: Vec<&str> = t.ids.iter().map(|&i| vocab[i as usize].as_str()).collect();
+    assert_eq!(pieces, ["<s>", "play", "some", "jazz", "</s>"]);
+    assert_eq!(t.word_tokens, vec![(1, 2), (2, 3), (3, 4)]);
+    assert!(t.type_ids.iter().all(|&x| x == 0));
+}
