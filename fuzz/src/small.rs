@@ -48,5 +48,7 @@ pub fn small_bert_config() -> BertConfig {
         hidden_act: "gelu".into(),
         position_embedding_type: None,
         model_type: Some("bert".into()),
+        pad_token_id: None,
+        relative_attention_num_buckets: None,
     }
 }

@@ -64,11 +64,18 @@ impl EncoderBatch {
         texts: &[&str],
         max_len: usize,
     ) -> Result<Self, RawError> {
-        // tokenizer.json may pad every sequence to a fixed length: pad ourselves, to the batch's longest.
+        // tokenizer.json may pad every sequence to a fixed length: pad ourselves, to the batch's
+        // longest, with its pad id (else the vocabulary's `[PAD]` or `<pad>`: RoBERTa-style
+        // positions count the tokens that are not padding).
         let pad = tokenizer
             .get_padding()
-            .map(|p| i64::from(p.pad_id))
-            .unwrap_or(0);
+            .map(|p| p.pad_id)
+            .or_else(|| {
+                ["[PAD]", "<pad>"]
+                    .iter()
+                    .find_map(|t| tokenizer.token_to_id(t))
+            })
+            .map_or(0, i64::from);
         let mut tk = tokenizer.clone();
         tk.with_padding(None);
         let mut rows = Vec::with_capacity(texts.len());

@@ -16,6 +16,10 @@ pub struct Args {
     /// Hidden states exposed as outputs hidden_state_K: `all` (default), `none`, or a list `0,3,6`.
     #[arg(long, value_name = "LIST", default_value = "all")]
     pub hidden_states: String,
+    /// Keep only the first K transformer layers (a shallower, faster variant of the checkpoint);
+    /// default: all.
+    #[arg(long, value_name = "K")]
+    pub layers: Option<usize>,
     /// Skip the self-verification against candle (not recommended).
     #[arg(long)]
     pub no_verify: bool,
@@ -31,14 +35,20 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     }
     let mut opts = ImportOptions::new(&a.hf_dir, &a.out);
     opts.hidden_states = parse_hidden_states(&a.hidden_states)?;
+    opts.layers = a.layers;
     opts.verify = !a.no_verify;
     opts.threads = g.threads;
     opts.force = a.force;
     let r = import(&opts)?;
     println!(
-        "imported {} ({} layers, hidden {}, {} heads) -> {}",
+        "imported {} ({}, {} layers{}, hidden {}, {} heads) -> {}",
         a.hf_dir.display(),
+        r.config.model_type.as_deref().unwrap_or("bert"),
         r.config.num_hidden_layers,
+        match r.source_layers {
+            Some(n) => format!(" of {n}"),
+            None => String::new(),
+        },
         r.config.hidden_size,
         r.config.num_attention_heads,
         r.backbone.display()
@@ -46,7 +56,8 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     println!("outputs: last_hidden_state {}", r.hidden_outputs.join(" "));
     match r.verification {
         Some(v) => println!(
-            "verified vs candle BertModel on {} sentences: max |diff| last_hidden_state {:.3e}, mean-pooled {:.3e} (tolerance {:.0e})",
+            "verified vs {} on {} sentences: max |diff| last_hidden_state {:.3e}, mean-pooled {:.3e} (tolerance {:.0e})",
+            edgetune::onnx::import::reference_name(&r.config),
             v.sentences,
             v.max_abs_diff_hidden,
             v.max_abs_diff_pooled,

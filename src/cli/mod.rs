@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod actions;
 mod bench;
+mod choose;
 mod common;
 mod eval;
 mod export;
@@ -56,6 +57,9 @@ enum Command {
     /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
     /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
     Inspect(inspect::Args),
+    /// Compare backbones (and unfrozen layers) on this device: train, export and measure each
+    /// (scores, latency, cold start, memory, bytes), then recommend one within the limits.
+    Choose(choose::Args),
 }
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
@@ -72,6 +76,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Actions(a) => actions::run(&cli.global, a),
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Inspect(a) => inspect::run(&cli.global, a),
+        Command::Choose(a) => choose::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

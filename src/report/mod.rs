@@ -53,6 +53,7 @@ mod html;
 mod io;
 mod labels;
 mod layout;
+mod pareto;
 mod scale;
 mod text;
 mod theme;
@@ -80,4 +81,7 @@ pub use crate::report::html::{
 };
 pub use crate::report::labels::{
     render_label_f1, write_label_f1, LabelF1Chart, LabelF1Data, LabelF1Row, LabelScore,
+};
+pub use crate::report::pareto::{
+    on_front, render_pareto, write_pareto, ParetoChart, ParetoData, ParetoPoint, ParetoRow,
 };

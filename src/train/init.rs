@@ -9,7 +9,7 @@ use candle_core::Device;
 use super::error::TrainError;
 use super::settings::TrainSettings;
 use crate::data::{TaskInfo, TaskKind};
-use crate::hf::{BertConfig, Weights};
+use crate::hf::{BertConfig, Weights, RELATIVE_BIAS};
 use crate::model::{HeadConfig, ModelConfig, SentenceHeadConfig, TaskConfig, TaskModel};
 use crate::nn::Group;
 use crate::run::{self, RunConfig};
@@ -272,8 +272,10 @@ pub fn check_frozen(
 }
 
 /// Loads the layers `first..layers` of the Hugging Face checkpoint of `settings.hf_weights` (only
-/// those: the embeddings and frozen layers are not read) and checks that the checkpoint matches the
-/// backbone (`layers` layers of width `width`; `width` 0 = not declared by the graph).
+/// those, and MPNet's shared relative position bias: the embeddings and frozen layers are not
+/// read) and checks that the checkpoint matches the backbone (`layers` layers of width `width`;
+/// `width` 0 = not declared by the graph). A checkpoint with more layers serves a backbone
+/// imported from its first `layers` layers (`edgetune import --layers K`): its config is cut to them.
 pub fn load_hf(
     settings: &TrainSettings,
     layers: usize,
@@ -287,8 +289,8 @@ pub fn load_hf(
         )
     })?;
     let bad = |m: String| TrainError::Config(format!("--hf-weights {}: {m}", dir.display()));
-    let cfg = BertConfig::load(&dir.join("config.json")).map_err(|e| bad(e.to_string()))?;
-    if cfg.num_hidden_layers != layers || (width != 0 && cfg.hidden_size != width) {
+    let mut cfg = BertConfig::load(&dir.join("config.json")).map_err(|e| bad(e.to_string()))?;
+    if cfg.num_hidden_layers < layers || (width != 0 && cfg.hidden_size != width) {
         return Err(bad(format!(
             "the checkpoint has {} layers of width {}, the backbone {layers} layers of width {}; \
              pass the checkpoint the backbone was made from",
@@ -301,13 +303,16 @@ pub fn load_hf(
             }
         )));
     }
+    cfg.num_hidden_layers = layers;
     let first = layers.saturating_sub(settings.unfreeze_top);
     let wanted = |name: &str| {
-        name.split("encoder.layer.")
-            .nth(1)
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|i| i.parse::<usize>().ok())
-            .is_some_and(|i| i >= first)
+        name.ends_with(RELATIVE_BIAS)
+            || name
+                .split("encoder.layer.")
+                .nth(1)
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i >= first && i < layers)
     };
     let weights = Weights::load_filtered(&dir.join("model.safetensors"), &wanted)
         .map_err(|e| bad(e.to_string()))?;

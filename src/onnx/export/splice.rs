@@ -2,7 +2,7 @@
 //!
 //! [`build_top_layers`] writes layers `first..L` as a small standalone graph (inputs `hidden_in`, the
 //! hidden state `first`, and `attention_mask`; outputs the hidden states `first+1..=L`), with the same
-//! per-layer builder as the importer ([`crate::onnx::import::bert_layer`]) and the same additive attention
+//! per-layer builder as the importer ([`crate::onnx::import::encoder_layer`]) and the same additive attention
 //! mask (`(1 - mask) * f32::MIN`, as [`crate::backbone::layers::TopLayers::attention_bias`] uses in
 //! training). It can be quantized on its own ([`crate::onnx::quantize::quantize_model`] then touches only
 //! the new layers' MatMuls). [`splice_top_layers`] then replaces the backbone's layers `first..L` by
@@ -17,12 +17,12 @@ use std::collections::HashMap;
 use crate::graph::hidden::{
     hidden_state_name, hidden_state_tensors, META_HIDDEN_SIZE, META_HIDDEN_TENSOR, META_NUM_LAYERS,
 };
-use crate::graph::proto::{tensor_proto::DataType, ModelProto};
+use crate::graph::proto::{tensor_proto::DataType, GraphProto, ModelProto, ValueInfoProto};
 use crate::graph::{
     self, set_metadata, value_info, value_info_shape, Dim, GraphBuilder, OnnxError,
 };
 use crate::hf::{BertConfig, Weights};
-use crate::onnx::import::{bert_layer, LayerConstants};
+use crate::onnx::import::{encoder_layer, LayerConstants};
 
 /// Input of the standalone top-layer graph: hidden state `first`, float `[batch, sequence, hidden]`.
 pub const TOP_INPUT: &str = "hidden_in";
@@ -31,8 +31,8 @@ pub const META_FINE_TUNED_FROM: &str = "edgetune.fine_tuned_from_layer";
 /// Prefix of the value, initializer and node names of the spliced layers.
 pub const PREFIX: &str = "top/";
 
-/// Builds layers `first..c.num_hidden_layers` (weights `encoder.layer.{i}.*` of `w`, fp32) as a
-/// standalone graph: inputs `attention_mask` (int64 `[batch, sequence]`) and [`TOP_INPUT`]; outputs
+/// Builds layers `first..c.num_hidden_layers` (weights `encoder.layer.{i}.*` of `w`, fp32, and for
+/// MPNet the relative position bias the layers share) as a standalone graph: inputs `attention_mask` (int64 `[batch, sequence]`) and [`TOP_INPUT`]; outputs
 /// `hidden.{k}` for `k` in `first+1..=L`, in that order.
 pub fn build_top_layers(
     c: &BertConfig,
@@ -50,10 +50,10 @@ pub fn build_top_layers(
     let states = [batch.clone(), seq.clone(), Dim::Fixed(c.hidden_size as i64)];
     b.input("attention_mask", DataType::Int64, &[batch, seq]);
     b.input(TOP_INPUT, DataType::Float, &states);
-    let consts = LayerConstants::new(&mut b, c, "attention_mask");
+    let consts = LayerConstants::new(&mut b, c, w, "attention_mask")?;
     let mut x = TOP_INPUT.to_string();
     for i in first..l {
-        x = bert_layer(&mut b, c, w, &consts, i, &x, &format!("hidden.{}", i + 1))?;
+        x = encoder_layer(&mut b, c, w, &consts, i, &x, &format!("hidden.{}", i + 1))?;
         b.output(&x, DataType::Float, &states);
     }
     Ok(b.into_model("edgetune"))
@@ -98,10 +98,52 @@ pub fn splice_top_layers(
             _ => None,
         })
         .ok_or_else(|| OnnxError::graph(format!("top-layer graph has no input {TOP_INPUT}")))?;
-    let mut g = backbone
+    let g = backbone
         .graph
         .take()
         .ok_or_else(|| OnnxError::graph("backbone has no graph"))?;
+    let (batch, seq) = graph::input_ids_dims(&g);
+    let (g, exposed_above) = remove_layers_above(g, &tensors, first)?;
+
+    let mut b = GraphBuilder::from_graph(g);
+    let new_tensors = append_top_graph(&mut b, tg, &tensors[..=first], l)?;
+    b.output(
+        "last_hidden_state",
+        DataType::Float,
+        &[batch, seq, Dim::Fixed(hidden)],
+    );
+    backbone.graph = Some(b.graph);
+    // Opsets the new nodes need (the default domain was checked above).
+    for o in &top.opset_import {
+        let d = o.domain.as_deref().unwrap_or("");
+        if !backbone
+            .opset_import
+            .iter()
+            .any(|b| b.domain.as_deref().unwrap_or("") == d)
+        {
+            backbone.opset_import.push(o.clone());
+        }
+    }
+    set_metadata(&mut backbone, META_NUM_LAYERS, &l.to_string());
+    set_metadata(&mut backbone, META_HIDDEN_SIZE, &hidden.to_string());
+    for (k, t) in new_tensors.iter().enumerate() {
+        set_metadata(&mut backbone, &format!("{META_HIDDEN_TENSOR}{k}"), t);
+    }
+    set_metadata(&mut backbone, META_FINE_TUNED_FROM, &first.to_string());
+    crate::graph::expose_hidden_states(&mut backbone, &exposed_above)?;
+    Ok(backbone)
+}
+
+/// Removes the layers above hidden state `first` (tensors of the states `0..=L` in `tensors`)
+/// from the backbone graph `g`: only what states `0..=first` and their exposed outputs need is
+/// kept. Returns the graph and the states above `first` that were exposed as outputs (recreated
+/// from the new layers by the caller).
+fn remove_layers_above(
+    mut g: GraphProto,
+    tensors: &[String],
+    first: usize,
+) -> Result<(GraphProto, Vec<usize>), OnnxError> {
+    let l = tensors.len() - 1;
     if !g
         .input
         .iter()
@@ -109,23 +151,17 @@ pub fn splice_top_layers(
     {
         return Err(OnnxError::graph("backbone has no input `attention_mask`"));
     }
-    let (batch, seq) = graph::input_ids_dims(&g);
-
-    // The hidden-state outputs above `first` are recreated from the new layers at the end.
+    let is_state =
+        |o: &ValueInfoProto, k: usize| o.name.as_deref() == Some(hidden_state_name(k).as_str());
     let exposed_above: Vec<usize> = (first + 1..=l)
-        .filter(|&k| {
-            g.output
-                .iter()
-                .any(|o| o.name.as_deref() == Some(hidden_state_name(k).as_str()))
-        })
+        .filter(|&k| g.output.iter().any(|o| is_state(o, k)))
         .collect();
     let kept_outputs: Vec<_> = g
         .output
         .iter()
-        .filter(|o| (0..=first).any(|k| o.name.as_deref() == Some(hidden_state_name(k).as_str())))
+        .filter(|o| (0..=first).any(|k| is_state(o, k)))
         .cloned()
         .collect();
-    // Remove the old top layers: keep only what hidden states 0..=first need.
     g.output = tensors[..=first]
         .iter()
         .map(|t| value_info(t, DataType::Float, &[]))
@@ -141,12 +177,24 @@ pub fn splice_top_layers(
             "the backbone's old top layers could not be removed (a graph with control flow?)",
         ));
     }
+    Ok((g, exposed_above))
+}
 
-    let mut b = GraphBuilder::from_graph(g);
+/// Copies the nodes, initializers and value infos of the top-layer graph `tg` into `b` (names
+/// prefixed [`PREFIX`]), its input [`TOP_INPUT`] reading `below[first]` and its `attention_mask`
+/// the backbone's; its last output becomes `last_hidden_state`. Returns the tensors of hidden
+/// states `0..=l` (`below` followed by the new layers' outputs).
+fn append_top_graph(
+    b: &mut GraphBuilder,
+    tg: &GraphProto,
+    below: &[String],
+    l: usize,
+) -> Result<Vec<String>, OnnxError> {
+    let first = below.len() - 1;
     let mut map: HashMap<String, String> = HashMap::new();
-    map.insert(TOP_INPUT.to_string(), tensors[first].clone());
+    map.insert(TOP_INPUT.to_string(), below[first].clone());
     map.insert("attention_mask".to_string(), "attention_mask".to_string());
-    let mut new_tensors = tensors[..=first].to_vec();
+    let mut new_tensors = below.to_vec();
     for (j, o) in tg.output.iter().enumerate() {
         let k = first + 1 + j;
         let name = o
@@ -204,29 +252,5 @@ pub fn splice_top_layers(
             b.graph.value_info.push(v);
         }
     }
-    b.output(
-        "last_hidden_state",
-        DataType::Float,
-        &[batch, seq, Dim::Fixed(hidden)],
-    );
-    backbone.graph = Some(b.graph);
-    // Opsets the new nodes need (the default domain was checked above).
-    for o in &top.opset_import {
-        let d = o.domain.as_deref().unwrap_or("");
-        if !backbone
-            .opset_import
-            .iter()
-            .any(|b| b.domain.as_deref().unwrap_or("") == d)
-        {
-            backbone.opset_import.push(o.clone());
-        }
-    }
-    set_metadata(&mut backbone, META_NUM_LAYERS, &l.to_string());
-    set_metadata(&mut backbone, META_HIDDEN_SIZE, &hidden.to_string());
-    for (k, t) in new_tensors.iter().enumerate() {
-        set_metadata(&mut backbone, &format!("{META_HIDDEN_TENSOR}{k}"), t);
-    }
-    set_metadata(&mut backbone, META_FINE_TUNED_FROM, &first.to_string());
-    crate::graph::expose_hidden_states(&mut backbone, &exposed_above)?;
-    Ok(backbone)
+    Ok(new_tensors)
 }

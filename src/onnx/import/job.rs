@@ -1,9 +1,10 @@
-//! `edgetune import`: a Hugging Face checkpoint into a model directory, self-verified.
+//! `edgetune import`: a Hugging Face checkpoint into a model directory (whole, or its first K
+//! layers), self-verified.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::bert::build_bert_graph;
+use super::encoder::build_encoder_graph;
 use super::manifest::{Manifest, BACKBONE_FILE, MANIFEST_FILE, TOKENIZER_FILE};
 use super::verify::{verify_against_candle, Verification, VERIFY_SENTENCES, VERIFY_TOLERANCE};
 use crate::backbone::raw as runtime;
@@ -21,6 +22,8 @@ pub struct ImportOptions {
     pub out_dir: PathBuf,
     /// Hidden states exposed as `hidden_state_{k}` outputs; `None` = all `0..=L`.
     pub hidden_states: Option<Vec<usize>>,
+    /// Keep only the first K transformer layers (`--layers K`, a shallower variant); `None` = all.
+    pub layers: Option<usize>,
     /// Run the self-verification against candle (default true).
     pub verify: bool,
     /// Threads for ONNX Runtime during verification (`None` = default).
@@ -36,6 +39,7 @@ impl ImportOptions {
             hf_dir: hf_dir.into(),
             out_dir: out_dir.into(),
             hidden_states: None,
+            layers: None,
             verify: true,
             threads: None,
             force: false,
@@ -50,8 +54,10 @@ pub struct ImportReport {
     pub backbone: PathBuf,
     /// The written manifest.
     pub manifest: PathBuf,
-    /// Parsed config.
+    /// Parsed config (`num_hidden_layers` = the layers kept).
     pub config: BertConfig,
+    /// The checkpoint's layer count when only the first layers were kept.
+    pub source_layers: Option<usize>,
     /// Exposed hidden-state outputs.
     pub hidden_outputs: Vec<String>,
     /// Verification figures (when run).
@@ -77,7 +83,7 @@ pub fn parse_hidden_states(s: &str) -> Result<Option<Vec<usize>>, OnnxError> {
         .map(Some)
 }
 
-/// Imports a Hugging Face BERT-family checkpoint: writes `backbone.onnx`, `tokenizer.json` and
+/// Imports a Hugging Face BERT-family checkpoint (its first `opts.layers` layers when set): writes `backbone.onnx`, `tokenizer.json` and
 /// `manifest.json` into `opts.out_dir`, verifying the graph against candle (max |diff| <=
 /// [`VERIFY_TOLERANCE`]) unless `opts.verify` is false.
 ///
@@ -137,7 +143,16 @@ fn import_into(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
     let cfg_path = opts.hf_dir.join("config.json");
     let st_path = opts.hf_dir.join("model.safetensors");
     let tok_path = opts.hf_dir.join(TOKENIZER_FILE);
-    let c = BertConfig::load(&cfg_path)?;
+    let mut c = BertConfig::load(&cfg_path)?;
+    let source_layers = c.num_hidden_layers;
+    if let Some(k) = opts.layers {
+        if k == 0 || k > source_layers {
+            return Err(OnnxError::Invalid(format!(
+                "--layers {k}: the checkpoint has {source_layers} layers (keep 1..={source_layers})"
+            )));
+        }
+        c.num_hidden_layers = k;
+    }
     for p in [&st_path, &tok_path] {
         if !p.is_file() {
             return Err(OnnxError::Source {
@@ -157,8 +172,16 @@ fn import_into(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
             "hidden state {bad} requested, the model has 0..={l}"
         )));
     }
-    let weights = Weights::load(&st_path)?;
-    let model = build_bert_graph(&c, &weights, &states)?;
+    // Only the kept layers' tensors are read (a cut keeps layers 0..l).
+    let kept = |name: &str| {
+        name.split("encoder.layer.")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_none_or(|i| i < l)
+    };
+    let weights = Weights::load_filtered(&st_path, &kept)?;
+    let model = build_encoder_graph(&c, &weights, &states)?;
     drop(weights);
 
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| OnnxError::io(&opts.out_dir, e))?;
@@ -231,6 +254,7 @@ fn import_into(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
         inputs: g.input.iter().filter_map(|i| i.name.clone()).collect(),
         outputs: g.output.iter().filter_map(|o| o.name.clone()).collect(),
         source_dir: opts.hf_dir.display().to_string(),
+        source_layers: (l < source_layers).then_some(source_layers),
         files,
         source_files,
         verification,
@@ -241,6 +265,7 @@ fn import_into(opts: &ImportOptions) -> Result<ImportReport, OnnxError> {
         backbone,
         manifest: opts.out_dir.join(MANIFEST_FILE),
         config: c,
+        source_layers: (l < source_layers).then_some(source_layers),
         hidden_outputs,
         verification,
     })

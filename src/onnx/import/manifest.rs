@@ -34,6 +34,9 @@ pub struct Manifest {
     pub outputs: Vec<String>,
     /// Source directory as given.
     pub source_dir: String,
+    /// The checkpoint's layer count when the import kept only its first `num_layers` layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_layers: Option<usize>,
     /// sha256 of files in the model directory (backbone.onnx, tokenizer.json, later backbone.int8.onnx).
     pub files: BTreeMap<String, String>,
     /// sha256 of the source files.

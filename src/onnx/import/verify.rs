@@ -1,14 +1,24 @@
-//! The importer's self-check: the ONNX graph against candle-transformers' `BertModel` on the same
-//! weights.
+//! The importer's self-check: the ONNX graph against an independent candle implementation of the
+//! same architecture on the same weights ([`super::reference`]).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::reference::candle_reference;
 use crate::backbone::raw::{self as runtime, EncoderBatch};
 use crate::backbone::SessionOptions;
 use crate::graph::OnnxError;
-use crate::hf::BertConfig;
+use crate::hf::{Architecture, BertConfig};
+
+/// The candle model an architecture's import is verified against (named in reports).
+pub fn reference_name(c: &BertConfig) -> &'static str {
+    match c.architecture() {
+        Ok(Architecture::Bert) | Err(_) => "candle-transformers BertModel",
+        Ok(Architecture::Roberta) => "candle-transformers XLMRobertaModel",
+        Ok(Architecture::MPNet) => "edgetune's candle MPNet",
+    }
+}
 
 /// Tolerance of the self-verification (max |diff| of last_hidden_state and of pooled embeddings).
 pub const VERIFY_TOLERANCE: f32 = 1e-4;
@@ -34,52 +44,8 @@ pub struct Verification {
     pub max_abs_diff_pooled: f32,
 }
 
-/// Runs candle-transformers' `BertModel` on a batch; returns last_hidden_state `[batch*seq*hidden]`.
-pub fn candle_reference(
-    c: &BertConfig,
-    safetensors_path: &Path,
-    batch: &EncoderBatch,
-) -> Result<Vec<f32>, OnnxError> {
-    use candle_core::{DType, Device, Tensor};
-    use candle_transformers::models::bert::{BertModel, Config, HiddenAct, PositionEmbeddingType};
-    let err = |e: candle_core::Error| OnnxError::Source {
-        path: safetensors_path.to_path_buf(),
-        message: format!("candle: {e}"),
-    };
-    let cfg = Config {
-        vocab_size: c.vocab_size,
-        hidden_size: c.hidden_size,
-        num_hidden_layers: c.num_hidden_layers,
-        num_attention_heads: c.num_attention_heads,
-        intermediate_size: c.intermediate_size,
-        hidden_act: HiddenAct::Gelu,
-        hidden_dropout_prob: 0.0,
-        max_position_embeddings: c.max_position_embeddings,
-        type_vocab_size: c.type_vocab_size,
-        initializer_range: 0.02,
-        layer_norm_eps: c.layer_norm_eps,
-        pad_token_id: 0,
-        position_embedding_type: PositionEmbeddingType::Absolute,
-        use_cache: false,
-        classifier_dropout: None,
-        model_type: c.model_type.clone(),
-    };
-    let dev = Device::Cpu;
-    let bytes = std::fs::read(safetensors_path).map_err(|e| OnnxError::io(safetensors_path, e))?;
-    let vb =
-        candle_nn::VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).map_err(err)?;
-    let model = BertModel::load(vb, &cfg).map_err(err)?;
-    let shape = (batch.batch, batch.seq);
-    let ids = Tensor::from_vec(batch.input_ids.clone(), shape, &dev).map_err(err)?;
-    let tt = Tensor::from_vec(batch.token_type_ids.clone(), shape, &dev).map_err(err)?;
-    let mask = Tensor::from_vec(batch.attention_mask.clone(), shape, &dev).map_err(err)?;
-    let out = model.forward(&ids, &tt, Some(&mask)).map_err(err)?;
-    out.flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(err)
-}
-
-/// Compares an encoder ONNX file with candle's `BertModel` on `sentences`.
+/// Compares an encoder ONNX file with the candle reference of `c`'s architecture on `sentences`
+/// ([`reference_name`]).
 pub fn verify_against_candle(
     onnx_path: &Path,
     c: &BertConfig,

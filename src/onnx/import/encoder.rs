@@ -1,111 +1,46 @@
-//! Emitting a BERT-family encoder as an ONNX graph of standard operators, layer by layer (shared
-//! with the export of fine-tuned top layers).
+//! Emitting a BERT-family encoder (BERT, RoBERTa/XLM-R, MPNet) as an ONNX graph of standard
+//! operators, layer by layer (shared with the export of fine-tuned top layers).
 
+use super::ops::{layer_norm, transpose};
 use crate::graph::hidden::{META_HIDDEN_SIZE, META_HIDDEN_TENSOR, META_NUM_LAYERS};
 use crate::graph::proto::{tensor_proto::DataType, ModelProto};
-use crate::graph::{
-    attr_float, attr_int, attr_ints, set_metadata, tensor, Dim, GraphBuilder, OnnxError,
-};
-use crate::hf::{BertConfig, Weights};
+use crate::graph::{attr_int, attr_ints, set_metadata, tensor, Dim, GraphBuilder, OnnxError};
+use crate::hf::{Architecture, BertConfig, Weights};
 
-/// Transposes a row-major `[rows, cols]` matrix into `[cols, rows]`.
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; w.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = w[r * cols + c];
-        }
-    }
-    t
-}
-
-/// Builds the fp32 encoder graph from weights. Value names: `hidden.{k}` are the hidden states
-/// (`hidden.{L}` is emitted as `last_hidden_state`); recorded in metadata for [`super::hidden`].
-pub fn build_bert_graph(
+/// Builds the fp32 encoder graph of `c`'s [`crate::hf::Architecture`] from weights: the
+/// embeddings ([`super::embeddings`]), then the layers. Value names: `hidden.{k}` are the hidden
+/// states (`hidden.{L}` is emitted as `last_hidden_state`); recorded in metadata for
+/// [`crate::graph::hidden`]. `hidden_states` are exposed as `hidden_state_{k}` outputs.
+pub fn build_encoder_graph(
     c: &BertConfig,
     w: &Weights,
     hidden_states: &[usize],
 ) -> Result<ModelProto, OnnxError> {
     let h = c.hidden_size;
     let l = c.num_hidden_layers;
-    let hi = h as i64;
-    let eps = c.layer_norm_eps as f32;
-    let mut b = GraphBuilder::new("edgetune_bert");
-    let io = [Dim::param("batch"), Dim::param("sequence")];
-    b.input("input_ids", DataType::Int64, &io);
-    b.input("attention_mask", DataType::Int64, &io);
-    b.input("token_type_ids", DataType::Int64, &io);
-
-    // Embeddings: word + position (rows 0..seq) + token type, then LayerNorm.
-    let word = b.initializer_f32(
-        "embeddings.word_embeddings.weight",
-        &[c.vocab_size as i64, hi],
-        w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
-    );
-    let pos = b.initializer_f32(
-        "embeddings.position_embeddings.weight",
-        &[c.max_position_embeddings as i64, hi],
-        w.get(
-            "embeddings.position_embeddings.weight",
-            &[c.max_position_embeddings, h],
-        )?,
-    );
-    let typ = b.initializer_f32(
-        "embeddings.token_type_embeddings.weight",
-        &[c.type_vocab_size as i64, hi],
-        w.get(
-            "embeddings.token_type_embeddings.weight",
-            &[c.type_vocab_size, h],
-        )?,
-    );
-    let zero = b.initializer_i64("const.zero_1d", &[1], &[0]);
-    let one = b.initializer_i64("const.one_1d", &[1], &[1]);
-    let two = b.initializer_i64("const.two_1d", &[1], &[2]);
-    let e_word = b.op_as(
-        "Gather",
-        &[&word, "input_ids"],
-        vec![attr_int("axis", 0)],
-        "embeddings.word",
-    );
-    let shape = b.op_as("Shape", &["input_ids"], vec![], "embeddings.ids_shape");
-    let seq_len = b.op_as(
-        "Slice",
-        &[&shape, &one, &two, &zero],
-        vec![],
-        "embeddings.seq_len",
-    );
-    let e_pos = b.op_as(
-        "Slice",
-        &[&pos, &zero, &seq_len, &zero],
-        vec![],
-        "embeddings.position",
-    );
-    let e_typ = b.op_as(
-        "Gather",
-        &[&typ, "token_type_ids"],
-        vec![attr_int("axis", 0)],
-        "embeddings.token_type",
-    );
-    let s1 = b.op_as("Add", &[&e_word, &e_typ], vec![], "embeddings.sum");
-    let s2 = b.op_as("Add", &[&s1, &e_pos], vec![], "embeddings.sum");
-    let mut x = layer_norm(&mut b, w, &s2, "embeddings.LayerNorm", h, eps, "hidden.0")?;
+    let mut b = GraphBuilder::new("edgetune_encoder");
+    let mut x = super::embeddings::embeddings(&mut b, c, w)?;
     let mut hidden_tensors = vec![x.clone()];
-
-    let consts = LayerConstants::new(&mut b, c, "attention_mask");
+    let consts = LayerConstants::new(&mut b, c, w, "attention_mask")?;
     for i in 0..l {
         let out_name = if i + 1 == l {
             "last_hidden_state".to_string()
         } else {
             format!("hidden.{}", i + 1)
         };
-        x = bert_layer(&mut b, c, w, &consts, i, &x, &out_name)?;
+        x = encoder_layer(&mut b, c, w, &consts, i, &x, &out_name)?;
         hidden_tensors.push(x.clone());
     }
-    let out_dims = [Dim::param("batch"), Dim::param("sequence"), Dim::Fixed(hi)];
+    let out_dims = [
+        Dim::param("batch"),
+        Dim::param("sequence"),
+        Dim::Fixed(h as i64),
+    ];
     b.output("last_hidden_state", DataType::Float, &out_dims);
     let mut model = b.into_model("edgetune");
     model.doc_string = Some(format!(
-        "BERT-family encoder imported by edgetune {}",
+        "{} encoder imported by edgetune {}",
+        c.model_type.as_deref().unwrap_or("bert"),
         env!("CARGO_PKG_VERSION")
     ));
     set_metadata(&mut model, META_NUM_LAYERS, &l.to_string());
@@ -117,11 +52,13 @@ pub fn build_bert_graph(
     Ok(model)
 }
 
-/// Names of the values every transformer layer of [`bert_layer`] shares: the additive attention mask
-/// and a few constants.
+/// Names of the values every transformer layer of [`encoder_layer`] shares: the additive attention
+/// mask, MPNet's relative position bias, and a few constants.
 pub struct LayerConstants {
     /// Additive attention mask `[batch, 1, 1, seq]`: `(1 - mask) * f32::MIN`.
     mask_add: String,
+    /// MPNet: the relative position bias `[1, heads, seq, seq]` ([`super::relative`]).
+    position_bias: Option<String>,
     heads_shape: String,
     merge_shape: String,
     scale: String,
@@ -132,9 +69,14 @@ pub struct LayerConstants {
 
 impl LayerConstants {
     /// Adds the additive attention mask computed from the int64 input `attention_mask` (`(1 - mask)
-    /// * f32::MIN`, as candle/transformers and [`crate::backbone::layers::TopLayers`] do) and the
-    /// layers' constants to `b`.
-    pub fn new(b: &mut GraphBuilder, c: &BertConfig, attention_mask: &str) -> Self {
+    /// * f32::MIN`, as candle/transformers and [`crate::backbone::layers::TopLayers`] do), MPNet's
+    /// relative position bias (from `w`) and the layers' constants to `b`.
+    pub fn new(
+        b: &mut GraphBuilder,
+        c: &BertConfig,
+        w: &Weights,
+        attention_mask: &str,
+    ) -> Result<Self, OnnxError> {
         let nh = c.num_attention_heads;
         let hd = c.hidden_size / nh;
         let hi = c.hidden_size as i64;
@@ -163,22 +105,28 @@ impl LayerConstants {
         let scale = b.initializer(tensor("const.sqrt_head_dim", &[], &[(hd as f32).sqrt()]));
         let half_f = b.initializer(tensor("const.half", &[], &[0.5f32]));
         let sqrt2 = b.initializer(tensor("const.sqrt2", &[], &[std::f32::consts::SQRT_2]));
-        LayerConstants {
+        let position_bias = match c.architecture().map_err(OnnxError::Invalid)? {
+            Architecture::MPNet => Some(super::relative::relative_bias(b, c, w, attention_mask)?),
+            _ => None,
+        };
+        Ok(LayerConstants {
             mask_add,
+            position_bias,
             heads_shape,
             merge_shape,
             scale,
             one: onef,
             half: half_f,
             sqrt2,
-        }
+        })
     }
 }
 
 /// Appends transformer layer `i` (`encoder.layer.{i}.*` of `w`) to `b`: input hidden state `x`,
-/// output hidden state `i + 1` named `out_name` (made unique). Post-LN BERT: self-attention with
-/// the additive mask of `cs`, residual, LayerNorm, exact-GELU FFN, residual, LayerNorm.
-pub fn bert_layer(
+/// output hidden state `i + 1` named `out_name` (made unique). Post-LN: self-attention with the
+/// additive mask (and MPNet's position bias) of `cs`, residual, LayerNorm, exact-GELU FFN,
+/// residual, LayerNorm; the attention tensors named as `c`'s architecture names them.
+pub fn encoder_layer(
     b: &mut GraphBuilder,
     c: &BertConfig,
     w: &Weights,
@@ -190,6 +138,10 @@ pub fn bert_layer(
     let h = c.hidden_size;
     let eps = c.layer_norm_eps as f32;
     let p = format!("encoder.layer.{i}");
+    let names = c
+        .architecture()
+        .map_err(OnnxError::Invalid)?
+        .attention_names();
     let lin = |b: &mut GraphBuilder,
                x: &str,
                name: &str,
@@ -207,9 +159,9 @@ pub fn bert_layer(
             &format!("{p}.{name}"),
         ))
     };
-    let q = lin(b, x, "attention.self.query", h, h)?;
-    let k = lin(b, x, "attention.self.key", h, h)?;
-    let v = lin(b, x, "attention.self.value", h, h)?;
+    let q = lin(b, x, names.query, h, h)?;
+    let k = lin(b, x, names.key, h, h)?;
+    let v = lin(b, x, names.value, h, h)?;
     let split = |b: &mut GraphBuilder, t: &str, perm: &[i64], n: &str| {
         let r = b.op_as(
             "Reshape",
@@ -239,6 +191,15 @@ pub fn bert_layer(
         vec![],
         &format!("{p}.attention.scaled"),
     );
+    let sc = match &cs.position_bias {
+        Some(bias) => b.op_as(
+            "Add",
+            &[&sc, bias],
+            vec![],
+            &format!("{p}.attention.position_biased"),
+        ),
+        None => sc,
+    };
     let sc = b.op_as(
         "Add",
         &[&sc, &cs.mask_add],
@@ -269,13 +230,13 @@ pub fn bert_layer(
         vec![],
         &format!("{p}.attention.context_merged"),
     );
-    let ao = lin(b, &ctx, "attention.output.dense", h, h)?;
+    let ao = lin(b, &ctx, names.output, h, h)?;
     let res = b.op_as("Add", &[&ao, x], vec![], &format!("{p}.attention.residual"));
     let x1 = layer_norm(
         b,
         w,
         &res,
-        &format!("{p}.attention.output.LayerNorm"),
+        &format!("{p}.{}", names.layer_norm),
         h,
         eps,
         &format!("{p}.attention.out"),
@@ -298,38 +259,4 @@ pub fn bert_layer(
         eps,
         out_name,
     )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn layer_norm(
-    b: &mut GraphBuilder,
-    w: &Weights,
-    x: &str,
-    name: &str,
-    h: usize,
-    eps: f32,
-    out: &str,
-) -> Result<String, OnnxError> {
-    let g = b.initializer_f32(
-        &format!("{name}.weight"),
-        &[h as i64],
-        w.get(&format!("{name}.weight"), &[h])?,
-    );
-    let be = b.initializer_f32(
-        &format!("{name}.bias"),
-        &[h as i64],
-        w.get(&format!("{name}.bias"), &[h])?,
-    );
-    let out = b.unique(out);
-    b.node_named(
-        "LayerNormalization",
-        &[x, &g, &be],
-        &[&out],
-        vec![
-            attr_int("axis", -1),
-            attr_float("epsilon", eps),
-            attr_int("stash_type", 1),
-        ],
-    );
-    Ok(out)
 }
