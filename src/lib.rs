@@ -7,7 +7,8 @@
 //! (content-addressed cache) -> [`model`] (heads and unfrozen layers in candle) -> [`run`] (a trained
 //! run on disk) -> [`train`] -> [`eval`] / [`infer`] -> [`onnx`] (import, quantize, merged export and
 //! runtime) -> [`inspect`] (what a run, a model folder or a merged model holds) -> [`device`]
-//! (actions on GPIO, PWM and I2C, the serial line) -> [`serve`] (the long-running service).
+//! (actions on GPIO, PWM and I2C, the serial line) -> [`serve`] (the long-running service) ->
+//! [`fleet`] (federated rounds on Flower).
 //!
 //! Under the stages, used by any of them: [`fsutil`] (atomic files, hashes), [`sys`] (process
 //! facts), [`progress`] (progress bars and log lines of long steps), [`graph`] (the ONNX format),
@@ -25,6 +26,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod features;
+pub mod fleet;
 pub mod infer;
 pub mod inspect;
 pub mod metrics;
