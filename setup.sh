@@ -46,6 +46,8 @@ case "$mode" in
   test)
     step "Python onnxruntime, tokenizers, numpy (the merged-model parity test and the reference client in examples/python load the export in Python too)"
     python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy tokenizers
+    step "fleet: the pinned Flower (flwr[rest]==1.18.0) in .venv-fleet/, the coordinator's side of the fleet tests"
+    bash fleet/setup-venv.sh
     step "build and test"
     cargo build --locked --bin edgetune
     bash models/prepare.sh "$tdir/debug/edgetune"
