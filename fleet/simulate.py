@@ -49,6 +49,8 @@ def parse():
     p.add_argument("--no-baselines", action="store_true", help="skip the centralized and local-only runs")
     p.add_argument("--bin", type=Path, required=True, help="the edgetune binary")
     p.add_argument("--threads", type=int, default=1, help="threads per device process")
+    p.add_argument("--ping-interval", type=float, default=10.0,
+                   help="seconds a device promises to ping within (a killed one is dropped after twice that)")
     p.add_argument("--port", type=int, default=0, help="first of three ports (default: free ones)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     return p.parse_args()
@@ -279,7 +281,8 @@ def federated(args, env, mem):
             p = subprocess.Popen(
                 [str(args.bin), "--threads", str(args.threads), "fleet", "join",
                  "--superlink", f"127.0.0.1:{fleet_port}", "--run", str(d / "run"),
-                 "--data", str(d / "data"), "--report", str(d / "session.json"), "--poll-ms", "500"],
+                 "--data", str(d / "data"), "--report", str(d / "session.json"), "--poll-ms", "500",
+                 "--ping-interval", str(args.ping_interval)],
                 stdout=open(logs / f"device-{i:03d}.log", "w"), stderr=subprocess.STDOUT, env=denv)
             devices.append(p)
             mem.roots.add(p.pid)
@@ -389,6 +392,11 @@ def main():
     result["rounds_completed"] = len(fit_rounds)
     result["replies_per_round"] = [r["replies"] for r in fit_rounds]
     result["dropped_non_finite"] = sum(r["dropped_non_finite"] for r in fit_rounds)
+    ratios = [max(r["update_norms"]) / max(statistics.median(r["update_norms"]), 1e-12)
+              for r in fit_rounds if r["update_norms"]]
+    result["max_update_norm_ratio"] = round(max(ratios), 1) if ratios else None
+    steps = [r["global_step_norm"] for r in fit_rounds if "global_step_norm" in r]
+    result["max_global_step_norm"] = round(max(steps), 3) if steps else None
     result["federation_wall_seconds"] = round(wall, 1)
     result["peak_rss_mib"] = round(mem.peak / 2**20, 1)
     result["total_seconds"] = round(time.time() - t_all, 1)

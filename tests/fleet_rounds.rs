@@ -57,6 +57,7 @@ fn wait_port(port: u16, child: &mut Child) {
 struct SuperLink {
     child: Child,
     fleet: u16,
+    appio: u16,
     exec: u16,
     home: PathBuf,
 }
@@ -66,18 +67,9 @@ impl SuperLink {
         let (fleet, appio, exec) = (free_port(), free_port(), free_port());
         let home = dir.join("flwr-home");
         let log = std::fs::File::create(dir.join("superlink.log")).unwrap();
-        let mut child = Command::new(venv().join("bin/flower-superlink"))
-            .args(["--insecure", "--fleet-api-type", "rest"])
-            .arg("--fleet-api-address")
-            .arg(format!("127.0.0.1:{fleet}"))
-            .arg("--serverappio-api-address")
-            .arg(format!("127.0.0.1:{appio}"))
-            .arg("--exec-api-address")
-            .arg(format!("127.0.0.1:{exec}"))
-            .env("FLWR_HOME", &home)
+        let mut child = superlink_command(fleet, appio, exec, &home)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .process_group(0)
             .spawn()
             .unwrap();
         wait_port(fleet, &mut child);
@@ -85,41 +77,89 @@ impl SuperLink {
         Self {
             child,
             fleet,
+            appio,
             exec,
             home,
         }
     }
 
-    /// `flwr run` of the edgetune ServerApp with `config` overrides; waits for the run to end.
+    /// `flwr run` of the edgetune ServerApp with `config` overrides; waits (at most 5 minutes)
+    /// for the run to end.
     fn run(&self, dir: &Path, config: &str) {
         let app = dir.join("app");
-        copy_dir(&common::root().join("fleet/app"), &app);
-        let out = Command::new(venv().join("bin/flwr"))
+        if !app.exists() {
+            copy_dir(&common::root().join("fleet/app"), &app);
+        }
+        let log = dir.join("flwr-run.log");
+        let mut child = Command::new(venv().join("bin/flwr"))
             .arg("run")
             .arg(&app)
             .args(["local", "--stream", "--run-config", config])
             .arg("--federation-config")
             .arg(format!("address='127.0.0.1:{}'", self.exec))
             .env("FLWR_HOME", &self.home)
-            .output()
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
             .unwrap();
+        let until = Instant::now() + Duration::from_secs(300);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(
-            out.status.success(),
-            "flwr run failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            status.is_some_and(|s| s.success()),
+            "flwr run failed or did not end in 5 minutes:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
+
+    /// Kills the SuperLink (its process group) and starts a new one on the same ports.
+    fn restart(&mut self, dir: &Path) {
+        kill_group(&mut self.child);
+        let log = std::fs::File::create(dir.join("superlink-2.log")).unwrap();
+        self.child = superlink_command(self.fleet, self.appio, self.exec, &self.home)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_port(self.fleet, &mut self.child);
+        wait_port(self.exec, &mut self.child);
+    }
+}
+
+fn superlink_command(fleet: u16, appio: u16, exec: u16, home: &Path) -> Command {
+    let mut c = Command::new(venv().join("bin/flower-superlink"));
+    c.args(["--insecure", "--fleet-api-type", "rest"])
+        .arg("--fleet-api-address")
+        .arg(format!("127.0.0.1:{fleet}"))
+        .arg("--serverappio-api-address")
+        .arg(format!("127.0.0.1:{appio}"))
+        .arg("--exec-api-address")
+        .arg(format!("127.0.0.1:{exec}"))
+        .env("FLWR_HOME", home)
+        .process_group(0);
+    c
+}
+
+fn kill_group(child: &mut Child) {
+    let pg = -(child.id() as i32);
+    // SAFETY: kill(2) on the process group of a SuperLink this test started.
+    unsafe {
+        libc::kill(pg, libc::SIGKILL);
+    }
+    let _ = child.wait();
 }
 
 impl Drop for SuperLink {
     fn drop(&mut self) {
-        let pg = -(self.child.id() as i32);
-        // SAFETY: kill(2) on the SuperLink's own process group (it and its ServerApp processes).
-        unsafe {
-            libc::kill(pg, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
@@ -216,6 +256,7 @@ fn device(dir: &Path, seed: &Path, name: &str, lines: &[&str]) -> PathBuf {
 fn join(cache: &Path, superlink: String, d: &Path) -> Child {
     let mut c = common::edgetune(cache);
     c.args(["--threads", "1", "fleet", "join", "--superlink", &superlink, "--run"])
+        .args(["--ping-interval", "5"])
         .arg(d.join("run"))
         .arg("--data")
         .arg(d.join("data"))
@@ -223,7 +264,13 @@ fn join(cache: &Path, superlink: String, d: &Path) -> Child {
         .arg(d.join("session.json"))
         .args(["--poll-ms", "300"])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("join.log")).unwrap());
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(d.join("join.log"))
+                .unwrap(),
+        );
     c.spawn().unwrap()
 }
 
@@ -235,25 +282,29 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
-/// Every word of every example and every label of `lines` (JSON lines of data/demo).
+/// The text (words joined) of every example of `lines` (JSON lines of data/demo) and every label
+/// of four characters or more (shorter strings occur by chance in kilobytes of float32 values).
 fn private_strings(lines: &[&str]) -> (Vec<String>, BTreeSet<String>) {
     let mut texts = Vec::new();
     let mut labels = BTreeSet::new();
     for l in lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         for (k, x) in v.as_object().unwrap() {
-            match x {
-                serde_json::Value::String(s) if k == "text" => texts.push(s.clone()),
-                serde_json::Value::String(s) => {
-                    labels.insert(s.clone());
+            let strings: Vec<String> = match x {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(a) => {
+                    a.iter().filter_map(|t| t.as_str().map(String::from)).collect()
                 }
-                serde_json::Value::Array(a) => labels.extend(
-                    a.iter().filter_map(|t| t.as_str()).filter(|t| *t != "O").map(String::from),
-                ),
-                _ => {}
+                _ => Vec::new(),
+            };
+            if k == "words" || k == "text" {
+                texts.push(strings.join(" "));
+            } else {
+                labels.extend(strings.into_iter().filter(|s| s.len() >= 4));
             }
         }
     }
+    assert!(texts.len() == lines.len() && labels.len() > 10, "{texts:?} {labels:?}");
     (texts, labels)
 }
 
@@ -453,4 +504,94 @@ fn a_device_with_another_label_set_is_refused() {
         "{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+}
+
+fn report(d: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(d.join("session.json")).unwrap()).unwrap()
+}
+
+fn trained_rounds(r: &serde_json::Value) -> usize {
+    r["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["message_type"] == "train")
+        .count()
+}
+
+#[test]
+fn a_device_that_reconnects_takes_part_again() {
+    common::require_setup();
+    venv();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let seed = seed_run(dir.path(), &cache);
+    let text = std::fs::read_to_string(common::root().join("data/demo/train.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let d0 = device(dir.path(), &seed, "d0", a);
+    let d1 = device(dir.path(), &seed, "d1", b);
+    let link = SuperLink::start(dir.path());
+    let addr = format!("127.0.0.1:{}", link.fleet);
+    let j0 = join(&cache, addr.clone(), &d0);
+    let mut j1 = join(&cache, addr.clone(), &d1);
+    // Device 1 dies (as on a power loss) and comes back: a new process on the same run.
+    std::thread::sleep(Duration::from_secs(3));
+    j1.kill().unwrap();
+    j1.wait().unwrap();
+    let j1 = join(&cache, addr, &d1);
+    // Its old node stops pinging and is dropped (after twice the ping interval); the rounds wait
+    // for two live devices.
+    std::thread::sleep(Duration::from_secs(11));
+    let server = dir.path().join("server");
+    link.run(
+        dir.path(),
+        &format!(
+            "seed-run='{}' out='{}' num-rounds=2 sampled=2 min-available=2 round-timeout=60.0",
+            seed.display(),
+            server.display()
+        ),
+    );
+    assert!(stop(j0).success());
+    assert!(stop(j1).success());
+    let rounds = std::fs::read_to_string(server.join("rounds.jsonl")).unwrap();
+    for l in rounds.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(r["replies"], 2, "{rounds}");
+    }
+    assert_eq!(trained_rounds(&report(&d1)), 2, "{}", report(&d1));
+}
+
+#[test]
+fn a_superlink_restart_is_survived() {
+    common::require_setup();
+    venv();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let seed = seed_run(dir.path(), &cache);
+    let text = std::fs::read_to_string(common::root().join("data/demo/train.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let d0 = device(dir.path(), &seed, "d0", &lines[..200]);
+    let mut link = SuperLink::start(dir.path());
+    let j0 = join(&cache, format!("127.0.0.1:{}", link.fleet), &d0);
+    std::thread::sleep(Duration::from_secs(3));
+    // The SuperLink goes away and comes back without its state (in-memory): the device retries
+    // while it is away and registers again when the new one does not know its node.
+    link.restart(dir.path());
+    std::thread::sleep(Duration::from_secs(8));
+    let server = dir.path().join("server");
+    link.run(
+        dir.path(),
+        &format!(
+            "seed-run='{}' out='{}' num-rounds=1 sampled=1 min-available=1 round-timeout=60.0",
+            seed.display(),
+            server.display()
+        ),
+    );
+    assert!(stop(j0).success());
+    let r = report(&d0);
+    assert_eq!(r["node_ids"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(trained_rounds(&r), 1, "{r}");
+    let m = std::fs::read_to_string(server.join("rounds.jsonl")).unwrap();
+    assert!(m.contains("\"replies\": 1"), "{m}");
 }

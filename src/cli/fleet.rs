@@ -62,6 +62,10 @@ pub struct JoinArgs {
     /// Pause between pulls while idle, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     poll_ms: u64,
+    /// Seconds the node promises the SuperLink to ping within (pings go every third of it); a
+    /// node silent longer is dropped from the rounds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    ping_interval: f64,
     /// Bound of connecting and of each read and write, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
@@ -88,6 +92,9 @@ pub fn run(g: &Global, args: Args) -> anyhow::Result<()> {
 fn join(g: &Global, a: JoinArgs) -> anyhow::Result<()> {
     if a.superlink.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
         bail!("--superlink {}: expected HOST:PORT", a.superlink);
+    }
+    if !(a.ping_interval >= 1.0 && a.ping_interval <= 3600.0) {
+        bail!("--ping-interval {}: expected 1 to 3600 seconds", a.ping_interval);
     }
     if a.rounds == Some(0) {
         bail!("--rounds must be at least 1");
@@ -135,7 +142,7 @@ fn join(g: &Global, a: JoinArgs) -> anyhow::Result<()> {
             tls: None,
             timeout: Duration::from_secs(a.timeout.max(1)),
             poll: Duration::from_millis(a.poll_ms.max(10)),
-            ping_interval: 30.0,
+            ping_interval: a.ping_interval,
             max_rounds: a.rounds,
             give_up_after: Duration::from_secs(a.give_up_after),
             idle_exit: a.idle_exit.map(Duration::from_secs),

@@ -158,7 +158,7 @@ impl Participant {
             },
             corrections: Part {
                 split: data.corrections,
-                feats: Some(corr),
+                feats: corr,
             },
             given: data.given,
             seqs: data.seqs,
@@ -371,13 +371,20 @@ fn features(
     opts: &ParticipantOptions,
     rc: &RunConfig,
     data: &RetrainData,
-) -> Result<(SplitFeatures, SplitFeatures, SplitFeatures), FleetError> {
+) -> Result<(SplitFeatures, SplitFeatures, Option<SplitFeatures>), FleetError> {
     let mut ctx = context(opts, rc)?;
     let spec: &FeatureSpec = &rc.features;
-    let batch = ctx.batch_size;
-    ctx.batch_size = 1;
-    let corr = ctx.load_or_extract(&data.corrections, spec)?;
-    ctx.batch_size = batch;
+    // No corrections: nothing to extract (and no cache entry that every device without
+    // corrections would share and write at once).
+    let corr = if data.corrections.examples.is_empty() {
+        None
+    } else {
+        let batch = ctx.batch_size;
+        ctx.batch_size = 1;
+        let f = ctx.load_or_extract(&data.corrections, spec)?;
+        ctx.batch_size = batch;
+        Some(f)
+    };
     let train = ctx.load_or_extract(&data.dataset.train, spec)?;
     let held = ctx.load_or_extract(&data.held_out, spec)?;
     Ok((train, held, corr))
