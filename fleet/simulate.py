@@ -38,7 +38,7 @@ def parse():
     p.add_argument("--strategy", default="fedavg", choices=["fedavg", "trimmed-mean", "krum", "median"])
     p.add_argument("--dp-noise", type=float, default=0.0, help="server-side DP noise multiplier (0 = off)")
     p.add_argument("--dp-clip", type=float, default=1.0, help="server-side DP clipping norm")
-    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--local-epochs", type=int, default=3, help="local epochs per round (also the local-only runs: rounds x this)")
     p.add_argument("--local-lr", type=float, default=0.003)
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of the shards")
     p.add_argument("--seed", type=int, default=7)
@@ -383,7 +383,9 @@ def main():
         local = []
         for i in range(args.devices):
             d = args.out / "devices" / f"d{i:03d}"
-            run_quiet([args.bin, "--threads", "2", "train", "--data", d / "data", "--out", d / "local"], args.out / "logs" / f"local-{i:03d}.log", env)
+            # The same local work as in the federation: rounds x local epochs over its own shard.
+            run_quiet([args.bin, "--threads", "2", "train", "--data", d / "data", "--out", d / "local",
+                       "--epochs", str(args.rounds * args.local_epochs)], args.out / "logs" / f"local-{i:03d}.log", env)
             local.append(headline(eval_json(args, d / "local", env, args.out / "logs" / f"eval-local-{i:03d}.log")))
         result["local_only"] = mean_of(local)
     result.update(summarize_traffic(args))

@@ -78,7 +78,7 @@ pub struct RoundLog {
 pub struct SessionReport {
     /// The node ids the SuperLink gave (more than one after a re-registration).
     pub node_ids: Vec<u64>,
-    /// Every call, in order.
+    /// Every call: the main loop's in order, then the pings.
     pub calls: Vec<SentJson>,
     /// Every answered instruction.
     pub rounds: Vec<RoundLog>,
@@ -120,10 +120,7 @@ struct Pinger {
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
     node: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
-    calls: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<(Traffic, Vec<Sent>)>>,
 }
 
 impl Pinger {
@@ -131,17 +128,7 @@ impl Pinger {
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let node = Arc::new(AtomicU64::new(node));
-        let sent = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(AtomicU64::new(0));
-        let calls = Arc::new(AtomicU64::new(0));
-        let (s, l, n, tx, rx, c) = (
-            stop.clone(),
-            lost.clone(),
-            node.clone(),
-            sent.clone(),
-            received.clone(),
-            calls.clone(),
-        );
+        let (s, l, n) = (stop.clone(), lost.clone(), node.clone());
         let thread = std::thread::Builder::new()
             .name("fleet-ping".into())
             .spawn(move || {
@@ -156,36 +143,25 @@ impl Pinger {
                     if let Ok(false) = link.ping(n.load(Ordering::SeqCst), interval) {
                         l.store(true, Ordering::SeqCst);
                     }
-                    let t = link.traffic();
-                    tx.store(t.sent, Ordering::SeqCst);
-                    rx.store(t.received, Ordering::SeqCst);
-                    c.store(link.log.len() as u64, Ordering::SeqCst);
                 }
+                (link.traffic(), link.log)
             })
             .ok();
         Self {
             stop,
             lost,
             node,
-            sent,
-            received,
-            calls,
             thread,
         }
     }
 
-    fn finish(mut self) -> (Traffic, u64) {
+    /// Stops the pings; their bytes and calls.
+    fn finish(mut self) -> (Traffic, Vec<Sent>) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        (
-            Traffic {
-                sent: self.sent.load(Ordering::SeqCst),
-                received: self.received.load(Ordering::SeqCst),
-            },
-            self.calls.load(Ordering::SeqCst),
-        )
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -288,10 +264,7 @@ impl FleetClient {
         let (ping_traffic, pings) = pinger.finish();
         self.report.bytes_sent += ping_traffic.sent;
         self.report.bytes_received += ping_traffic.received;
-        self.report.calls.extend((0..pings).map(|_| SentJson {
-            call: "ping",
-            bytes: 0,
-        }));
+        self.report.calls.extend(pings.iter().map(SentJson::from));
         if self.link.delete_node(node).is_err() {
             eprintln!("edgetune fleet: could not unregister node {node} (the SuperLink will drop it)");
         }

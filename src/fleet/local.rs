@@ -17,7 +17,7 @@ use crate::model::{TaskModel, LAYER_DROPOUT};
 use crate::nn::Group;
 use crate::train::data::{targets, Target};
 use crate::train::optim::{AdamW, GroupSettings};
-use crate::train::schedule::{bucketed_batches, epoch_seed, lr_factor};
+use crate::train::schedule::{bucketed_batches, epoch_seed};
 use crate::train::{predict_split, SplitData, TrainError};
 
 /// The local work of one round (sent by the server with each round, defaults here).
@@ -25,7 +25,8 @@ use crate::train::{predict_split, SplitData, TrainError};
 pub struct LocalFit {
     /// Epochs over the local data per round.
     pub epochs: usize,
-    /// Peak learning rate (AdamW; warm-up over the first epoch, cosine decay to a tenth).
+    /// Learning rate (AdamW, constant within a round: a round is too short for a warm-up and a
+    /// decay, and the server's rounds are the schedule).
     pub lr: f64,
     /// Examples per step.
     pub batch_size: usize,
@@ -68,8 +69,6 @@ pub fn fit_local(model: &TaskModel, data: &SplitData, fit: &LocalFit) -> Result<
     }
     let all: Vec<bool> = vec![true; model.config.tasks.len()];
     let ex: Vec<&Example> = data.split.examples.iter().collect();
-    let steps_per_epoch = n.div_ceil(fit.batch_size.max(1));
-    let total = (steps_per_epoch * fit.epochs).max(1);
     let settings = |g: Group| -> Option<GroupSettings> {
         matches!(g, Group::Head(_)).then_some(GroupSettings {
             lr: fit.lr,
@@ -111,13 +110,7 @@ pub fn fit_local(model: &TaskModel, data: &SplitData, fit: &LocalFit) -> Result<
             }
             sum += value as f64;
             let grads = loss.backward()?;
-            let done = epoch * steps_per_epoch + step;
-            opt.step(
-                &model.params,
-                &grads,
-                &settings,
-                lr_factor(done, steps_per_epoch, total),
-            )?;
+            opt.step(&model.params, &grads, &settings, 1.0)?;
         }
         last = sum / batches.len().max(1) as f64;
     }
