@@ -9,7 +9,14 @@ use std::path::PathBuf;
 
 /// The Flower schema files the fleet client compiles (`fleet.proto` and what it imports).
 const FLOWER: [&str; 8] = [
-    "fleet", "message", "node", "recorddict", "error", "run", "fab", "transport",
+    "fleet",
+    "message",
+    "node",
+    "recorddict",
+    "error",
+    "run",
+    "fab",
+    "transport",
 ];
 
 fn main() {

@@ -23,7 +23,15 @@ fn simulate(name: &str, extra: &[&str]) -> serde_json::Value {
     c.env("EDGETUNE_BIN", env!("CARGO_BIN_EXE_edgetune"))
         .env("EDGETUNE_CACHE", &cache)
         .env_remove("EDGETUNE_MODEL")
-        .args(["--data", "data/demo", "--split-by", "intent", "--no-baselines", "--json", "--force"])
+        .args([
+            "--data",
+            "data/demo",
+            "--split-by",
+            "intent",
+            "--no-baselines",
+            "--json",
+            "--force",
+        ])
         .args(["--ping-interval", "5"])
         .arg("--out")
         .arg(&out)
@@ -64,7 +72,14 @@ fn a_1000x_update_is_neutralised_by_the_trimmed_mean() {
     let v = simulate(
         "scale",
         &[
-            "--devices", "4", "--rounds", "2", "--strategy", "trimmed-mean", "--hostile", "3:scale:1000",
+            "--devices",
+            "4",
+            "--rounds",
+            "2",
+            "--strategy",
+            "trimmed-mean",
+            "--hostile",
+            "3:scale:1000",
         ],
     );
     assert_eq!(v["rounds_completed"], 2, "{v}");

@@ -10,8 +10,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -292,9 +292,10 @@ fn private_strings(lines: &[&str]) -> (Vec<String>, BTreeSet<String>) {
         for (k, x) in v.as_object().unwrap() {
             let strings: Vec<String> = match x {
                 serde_json::Value::String(s) => vec![s.clone()],
-                serde_json::Value::Array(a) => {
-                    a.iter().filter_map(|t| t.as_str().map(String::from)).collect()
-                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect(),
                 _ => Vec::new(),
             };
             if k == "words" || k == "text" {
@@ -304,7 +305,10 @@ fn private_strings(lines: &[&str]) -> (Vec<String>, BTreeSet<String>) {
             }
         }
     }
-    assert!(texts.len() == lines.len() && labels.len() > 10, "{texts:?} {labels:?}");
+    assert!(
+        texts.len() == lines.len() && labels.len() > 10,
+        "{texts:?} {labels:?}"
+    );
     (texts, labels)
 }
 
@@ -353,8 +357,16 @@ fn a_recorded_session_sends_only_heads_counts_and_scores() {
         assert_eq!(r["failures"], 0, "{r}");
     }
     let mut c = common::edgetune(&cache);
-    c.args(["eval", "--data", "data/demo", "--split", "test", "--json", "--run"])
-        .arg(server.join("global"));
+    c.args([
+        "eval",
+        "--data",
+        "data/demo",
+        "--split",
+        "test",
+        "--json",
+        "--run",
+    ])
+    .arg(server.join("global"));
     let m: serde_json::Value = serde_json::from_str(common::ok(c).trim()).unwrap();
     assert!(m["intent_accuracy"].as_f64().unwrap() > 0.5, "{m}");
 
@@ -376,7 +388,10 @@ fn a_recorded_session_sends_only_heads_counts_and_scores() {
     let mut pushes = 0;
     for bytes in &sessions {
         let (path, body) = parse_request(bytes);
-        let call = path.strip_prefix("/api/v0/fleet/").expect("a Fleet API path").to_string();
+        let call = path
+            .strip_prefix("/api/v0/fleet/")
+            .expect("a Fleet API path")
+            .to_string();
         let e = calls.entry(call.clone()).or_default();
         e.0 += 1;
         e.1 += body.len();
@@ -435,8 +450,17 @@ fn check_reply(body: &[u8], shapes: &[Vec<usize>]) {
         assert!(msg.error.is_none(), "an error reply: {:?}", msg.error);
         let c = msg.content.unwrap();
         let kind = msg.metadata.unwrap().message_type;
-        let prefix = if kind == "train" { "fitres" } else { "evaluateres" };
-        for k in c.arrays.keys().chain(c.metrics.keys()).chain(c.configs.keys()) {
+        let prefix = if kind == "train" {
+            "fitres"
+        } else {
+            "evaluateres"
+        };
+        for k in c
+            .arrays
+            .keys()
+            .chain(c.metrics.keys())
+            .chain(c.configs.keys())
+        {
             assert!(k.starts_with(prefix), "record {k} in a {kind} reply");
         }
         if kind == "train" {

@@ -90,11 +90,17 @@ pub fn run(g: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 fn join(g: &Global, a: JoinArgs) -> anyhow::Result<()> {
-    if a.superlink.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+    if a.superlink
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
         bail!("--superlink {}: expected HOST:PORT", a.superlink);
     }
     if !(a.ping_interval >= 1.0 && a.ping_interval <= 3600.0) {
-        bail!("--ping-interval {}: expected 1 to 3600 seconds", a.ping_interval);
+        bail!(
+            "--ping-interval {}: expected 1 to 3600 seconds",
+            a.ping_interval
+        );
     }
     if a.rounds == Some(0) {
         bail!("--rounds must be at least 1");
@@ -103,7 +109,10 @@ fn join(g: &Global, a: JoinArgs) -> anyhow::Result<()> {
     common::init_runtime(g)?;
     let layout = Layout::new(&a.run);
     if !a.run.join(edgetune::run::CONFIG_FILE).is_file() {
-        bail!("--run {}: not a finished edgetune run (no config.json)", a.run.display());
+        bail!(
+            "--run {}: not a finished edgetune run (no config.json)",
+            a.run.display()
+        );
     }
     layout.prepare()?;
     // One writer of the run's versions: a `serve` on this run takes part with `--fleet` instead.

@@ -202,7 +202,10 @@ impl FleetClient {
                     if since.elapsed() > self.opts.give_up_after {
                         return Err(e);
                     }
-                    eprintln!("edgetune fleet: {e}; retrying in {:.1} s", pause.as_secs_f64());
+                    eprintln!(
+                        "edgetune fleet: {e}; retrying in {:.1} s",
+                        pause.as_secs_f64()
+                    );
                 }
                 Err(e) => return Err(e),
             }
@@ -266,7 +269,9 @@ impl FleetClient {
         self.report.bytes_received += ping_traffic.received;
         self.report.calls.extend(pings.iter().map(SentJson::from));
         if self.link.delete_node(node).is_err() {
-            eprintln!("edgetune fleet: could not unregister node {node} (the SuperLink will drop it)");
+            eprintln!(
+                "edgetune fleet: could not unregister node {node} (the SuperLink will drop it)"
+            );
         }
         result
     }
@@ -285,7 +290,9 @@ impl FleetClient {
                 return Ok(());
             }
             if pinger.lost.swap(false, Ordering::SeqCst) {
-                eprintln!("edgetune fleet: the SuperLink no longer knows node {node}; registering again");
+                eprintln!(
+                    "edgetune fleet: the SuperLink no longer knows node {node}; registering again"
+                );
                 match self.register(stop)? {
                     Some(id) => {
                         *node = id;
@@ -315,7 +322,10 @@ impl FleetClient {
                 continue;
             };
             last_instruction = Some(Instant::now());
-            let is_train = msg.metadata.as_ref().is_some_and(|m| m.message_type == "train");
+            let is_train = msg
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.message_type == "train");
             self.answer(id, msg, before)?;
             trained += usize::from(is_train);
             if self.opts.max_rounds.is_some_and(|m| trained >= m) {
@@ -327,7 +337,12 @@ impl FleetClient {
 
     /// Answers one instruction. A spec mismatch is answered with an error reply and ends the
     /// session (returned); other failures are answered with an error reply and logged.
-    fn answer(&mut self, node: u64, msg: proto::Message, before: Traffic) -> Result<(), FleetError> {
+    fn answer(
+        &mut self,
+        node: u64,
+        msg: proto::Message,
+        before: Traffic,
+    ) -> Result<(), FleetError> {
         let t0 = Instant::now();
         let meta = msg.metadata.clone().unwrap_or_default();
         let server_round = meta.group_id.parse::<i64>().unwrap_or(0);
@@ -345,14 +360,20 @@ impl FleetClient {
             Ok((content, log)) => (Ok(content), Some(log), None),
             Err(e @ FleetError::Spec { .. }) => (Err(e.to_string()), None, Some(e)),
             Err(e) => {
-                eprintln!("edgetune fleet: {} {}: {e}", meta.message_type, meta.message_id);
+                eprintln!(
+                    "edgetune fleet: {} {}: {e}",
+                    meta.message_type, meta.message_id
+                );
                 (Err(e.to_string()), None, None)
             }
         };
         let reply = make_reply(node, &meta, reply);
         match self.link.push(node, reply) {
             Ok(()) => {}
-            Err(e) => eprintln!("edgetune fleet: the reply to {} was not stored: {e}", meta.message_id),
+            Err(e) => eprintln!(
+                "edgetune fleet: the reply to {} was not stored: {e}",
+                meta.message_id
+            ),
         }
         if let Some(mut log) = log {
             let after = self.link.traffic();
@@ -415,7 +436,8 @@ impl FleetClient {
                 "getparametersres.parameters".into(),
                 record_from_tensors(&self.participant.serving_tensors()?),
             );
-            out.configs.insert("getparametersres.status".into(), ok_status());
+            out.configs
+                .insert("getparametersres.status".into(), ok_status());
             return Ok((out, log));
         }
         let prefix = match kind {
@@ -466,7 +488,8 @@ impl FleetClient {
             let mut m = adoption_metrics(&r.adoption);
             m.push(("train_loss", Value::Float(r.loss)));
             m.push(("local_score", Value::Float(r.held_out.score())));
-            out.configs.insert("fitres.metrics".into(), config_record(&m));
+            out.configs
+                .insert("fitres.metrics".into(), config_record(&m));
             out.configs.insert("fitres.status".into(), ok_status());
         } else {
             let (metrics, adoption) = self.participant.evaluate_round(&global, run_id, round)?;
@@ -481,7 +504,8 @@ impl FleetClient {
                 metric_int("num_examples", metrics.examples as i64),
             );
             let m = adoption_metrics(&adoption);
-            out.configs.insert("evaluateres.metrics".into(), config_record(&m));
+            out.configs
+                .insert("evaluateres.metrics".into(), config_record(&m));
             out.configs.insert("evaluateres.status".into(), ok_status());
         }
         Ok((out, log))
@@ -500,7 +524,10 @@ fn adoption_metrics(a: &Adoption) -> Vec<(&'static str, Value)> {
         ("global_score", Value::Float(a.new_score)),
         ("served_score", Value::Float(a.old_score)),
         ("adopted", Value::Int(i64::from(a.adopted))),
-        ("broken_corrections", Value::Int(a.broken_corrections as i64)),
+        (
+            "broken_corrections",
+            Value::Int(a.broken_corrections as i64),
+        ),
         ("version", Value::Int(a.version as i64)),
     ]
 }

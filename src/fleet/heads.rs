@@ -52,7 +52,9 @@ pub fn load_tensors(model: &TaskModel, tensors: &[Tensor32]) -> Result<(), Strin
     for (p, t) in params.iter().zip(tensors) {
         let v = Tensor::from_vec(t.values.clone(), t.shape.as_slice(), &Device::Cpu)
             .map_err(|e| e.to_string())?;
-        p.var.set(&v).map_err(|e| format!("tensor `{}`: {e}", p.name))?;
+        p.var
+            .set(&v)
+            .map_err(|e| format!("tensor `{}`: {e}", p.name))?;
     }
     Ok(())
 }

@@ -58,7 +58,10 @@ impl Part {
     fn with<R>(&mut self, f: impl FnOnce(&SplitData) -> R) -> R {
         let data = SplitData {
             split: &self.split,
-            feats: self.feats.take().expect("features are put back after each use"),
+            feats: self
+                .feats
+                .take()
+                .expect("features are put back after each use"),
         };
         let r = f(&data);
         self.feats = Some(data.feats);
@@ -283,11 +286,13 @@ impl Participant {
             .zip(&preds)
             .zip(given)
             .map(|((ex, pred), tasks)| {
-                tasks.iter().all(|t| match (ex.labels.sentence.get(t), ex.labels.token.get(t)) {
-                    (Some(g), _) => pred.sentence.get(t) == Some(g),
-                    (None, Some(g)) => pred.token.get(t) == Some(g),
-                    (None, None) => true,
-                })
+                tasks.iter().all(
+                    |t| match (ex.labels.sentence.get(t), ex.labels.token.get(t)) {
+                        (Some(g), _) => pred.sentence.get(t) == Some(g),
+                        (None, Some(g)) => pred.token.get(t) == Some(g),
+                        (None, None) => true,
+                    },
+                )
             })
             .collect())
     }
@@ -344,7 +349,10 @@ fn hostile(global: &[Tensor32], tensors: &mut [Tensor32]) {
         if let Some(v) = tensors.first_mut().and_then(|t| t.values.first_mut()) {
             *v = f32::NAN;
         }
-    } else if let Some(k) = mode.strip_prefix("scale:").and_then(|k| k.parse::<f32>().ok()) {
+    } else if let Some(k) = mode
+        .strip_prefix("scale:")
+        .and_then(|k| k.parse::<f32>().ok())
+    {
         for (t, g) in tensors.iter_mut().zip(global) {
             for (v, g) in t.values.iter_mut().zip(&g.values) {
                 *v = g + k * (*v - g);

@@ -8,8 +8,8 @@
 //! `"numpy.ndarray"`, empty `dtype` and `shape`.
 
 use super::proto::{
-    config_record_value, metric_record_value, Array, ArrayRecord, ConfigRecord,
-    ConfigRecordValue, MetricRecord, MetricRecordValue,
+    config_record_value, metric_record_value, Array, ArrayRecord, ConfigRecord, ConfigRecordValue,
+    MetricRecord, MetricRecordValue,
 };
 
 /// The `stype` of arrays in Flower's legacy parameters.
@@ -93,7 +93,10 @@ pub fn npy_decode(bytes: &[u8]) -> Result<Tensor32, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension {s:?}"))
+        })
         .collect::<Result<_, _>>()?;
     let count = shape
         .iter()
@@ -269,7 +272,9 @@ mod tests {
         b.pop();
         assert!(npy_decode(&b).unwrap_err().contains("data bytes"));
         let s = String::from_utf8_lossy(&b).replace("<f4", ">i2");
-        assert!(npy_decode(s.as_bytes()).unwrap_err().contains("not supported"));
+        assert!(npy_decode(s.as_bytes())
+            .unwrap_err()
+            .contains("not supported"));
     }
 
     #[test]

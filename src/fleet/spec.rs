@@ -115,7 +115,12 @@ pub fn check(server: &str, own: &Value) -> Result<(), String> {
             names(ot)
         ));
     }
-    for (s, o) in st.as_array().into_iter().flatten().zip(ot.as_array().into_iter().flatten()) {
+    for (s, o) in st
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(ot.as_array().into_iter().flatten())
+    {
         let name = s["name"].as_str().unwrap_or("?");
         for field in ["kind", "labels", "head"] {
             if s[field] != o[field] {
@@ -167,7 +172,10 @@ mod tests {
         let own = spec(&["a", "b"], &"1".repeat(64));
         assert!(check(&own.to_string(), &own).is_ok());
         let e = check(&spec(&["a", "c"], &"1".repeat(64)).to_string(), &own).unwrap_err();
-        assert!(e.contains("task `intent`: labels is [\"a\",\"c\"] on the server"), "{e}");
+        assert!(
+            e.contains("task `intent`: labels is [\"a\",\"c\"] on the server"),
+            "{e}"
+        );
         let e = check(&spec(&["a", "b"], &"2".repeat(64)).to_string(), &own).unwrap_err();
         assert!(
             e.contains("backbone.onnx_sha256 is 222222222222 on the server, 111111111111"),
@@ -180,6 +188,9 @@ mod tests {
     fn dropout_is_not_part_of_the_spec() {
         let mut v = json!({"tasks": [{"head": {"sentence": {"mlp_width": 8, "dropout": 0.1}}}]});
         strip_dropout(&mut v);
-        assert_eq!(v, json!({"tasks": [{"head": {"sentence": {"mlp_width": 8}}}]}));
+        assert_eq!(
+            v,
+            json!({"tasks": [{"head": {"sentence": {"mlp_width": 8}}}]})
+        );
     }
 }

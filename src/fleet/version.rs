@@ -48,10 +48,12 @@ pub fn publish_version(
     }
     let weights = run::weights_bytes(&model.params)?;
     let mut config = rc.clone();
-    config
-        .training
-        .as_object_mut()
-        .map(|t| t.insert("fleet".into(), serde_json::to_value(provenance).unwrap_or_default()));
+    config.training.as_object_mut().map(|t| {
+        t.insert(
+            "fleet".into(),
+            serde_json::to_value(provenance).unwrap_or_default(),
+        )
+    });
     run::save_run(&temp, config, &weights)?;
     let path = temp.join(FLEET_FILE);
     let json = serde_json::to_vec_pretty(provenance).unwrap_or_default();
