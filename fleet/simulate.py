@@ -36,6 +36,9 @@ def parse():
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print one JSON line of results")
     p.add_argument("--strategy", default="fedavg", choices=["fedavg", "trimmed-mean", "krum", "median"])
+    p.add_argument("--trim-beta", type=float, default=0.2,
+                   help="trimmed-mean: fraction cut at each end (int(beta x replies) updates each)")
+    p.add_argument("--krum-malicious", type=int, default=1, help="krum: hostile devices assumed")
     p.add_argument("--dp-noise", type=float, default=0.0, help="server-side DP noise multiplier (0 = off)")
     p.add_argument("--dp-clip", type=float, default=1.0, help="server-side DP clipping norm")
     p.add_argument("--local-epochs", type=int, default=3, help="local epochs per round (also the local-only runs: rounds x this)")
@@ -289,7 +292,8 @@ def federated(args, env, mem):
         sampled = args.sampled or args.devices
         overrides = " ".join([
             f"seed-run='{args.out / 'seed'}'", f"out='{args.out / 'server'}'", f"num-rounds={args.rounds}",
-            f"strategy='{args.strategy}'", f"sampled={sampled}", f"min-available={args.devices}",
+            f"strategy='{args.strategy}'", f"trim-beta={args.trim_beta}",
+            f"krum-malicious={args.krum_malicious}", f"sampled={sampled}", f"min-available={args.devices}",
             f"round-timeout={args.round_timeout}", f"dp-noise={args.dp_noise}", f"dp-clip={args.dp_clip}",
             f"local-epochs={args.local_epochs}", f"local-lr={args.local_lr}",
         ])
