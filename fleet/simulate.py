@@ -49,6 +49,8 @@ def parse():
     p.add_argument("--hostile", action="append", default=[], metavar="I:MODE",
                    help="device I sends hostile updates: I:nan or I:scale:K (test hook)")
     p.add_argument("--kill", metavar="I:R", help="kill device I (SIGKILL) once round R has started")
+    p.add_argument("--min-available", type=int, help="devices connected before a round starts (default: all)")
+    p.add_argument("--run-timeout", type=float, default=7200.0, help="seconds the federated run may take")
     p.add_argument("--no-baselines", action="store_true", help="skip the centralized and local-only runs")
     p.add_argument("--bin", type=Path, required=True, help="the edgetune binary")
     p.add_argument("--threads", type=int, default=1, help="threads per device process")
@@ -194,9 +196,12 @@ class Memory(threading.Thread):
         return rss
 
 
-def run_quiet(cmd, log: Path, env=None):
+def run_quiet(cmd, log: Path, env=None, timeout=None):
     with open(log, "w") as f:
-        r = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env)
+        try:
+            r = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{' '.join(map(str, cmd))} did not end in {timeout} s; see {log}")
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed (exit {r.returncode}); see {log}")
 
@@ -293,7 +298,7 @@ def federated(args, env, mem):
         overrides = " ".join([
             f"seed-run='{args.out / 'seed'}'", f"out='{args.out / 'server'}'", f"num-rounds={args.rounds}",
             f"strategy='{args.strategy}'", f"trim-beta={args.trim_beta}",
-            f"krum-malicious={args.krum_malicious}", f"sampled={sampled}", f"min-available={args.devices}",
+            f"krum-malicious={args.krum_malicious}", f"sampled={sampled}", f"min-available={args.min_available or args.devices}",
             f"round-timeout={args.round_timeout}", f"dp-noise={args.dp_noise}", f"dp-clip={args.dp_clip}",
             f"local-epochs={args.local_epochs}", f"local-lr={args.local_lr}",
         ])
@@ -306,7 +311,8 @@ def federated(args, env, mem):
             killer = threading.Thread(target=kill_at_round, args=(args.out, devices[i], r), daemon=True)
             killer.start()
         run_quiet([venv_bin / "flwr", "run", app, "local", "--stream", "--run-config", overrides,
-                   "--federation-config", f"address='127.0.0.1:{exec_port}'"], logs / "flwr-run.log", fenv)
+                   "--federation-config", f"address='127.0.0.1:{exec_port}'"], logs / "flwr-run.log", fenv,
+                  timeout=args.run_timeout)
         wall = time.time() - t0
     finally:
         for p in devices:

@@ -32,7 +32,7 @@ fn simulate(name: &str, extra: &[&str]) -> serde_json::Value {
             "--json",
             "--force",
         ])
-        .args(["--ping-interval", "5"])
+        .args(["--ping-interval", "5", "--run-timeout", "900"])
         .arg("--out")
         .arg(&out)
         .args(extra)
@@ -78,6 +78,8 @@ fn a_1000x_update_is_neutralised_by_the_trimmed_mean() {
             "2",
             "--strategy",
             "trimmed-mean",
+            "--trim-beta",
+            "0.25",
             "--hostile",
             "3:scale:1000",
         ],
@@ -91,13 +93,16 @@ fn a_1000x_update_is_neutralised_by_the_trimmed_mean() {
 
 #[test]
 fn a_device_killed_mid_round_leaves_the_round_to_the_others() {
+    // Device 2 is killed (SIGKILL) once round 2 has started: the SuperLink answers its
+    // instruction with an error when its pings stop, and the round aggregates the other two.
     let v = simulate(
         "kill",
-        &["--rounds", "3", "--round-timeout", "40", "--kill", "2:2"],
+        &[
+            "--rounds", "2", "--round-timeout", "60", "--kill", "2:2",
+        ],
     );
-    assert_eq!(v["rounds_completed"], 3, "{v}");
+    assert_eq!(v["rounds_completed"], 2, "{v}");
     let replies: Vec<u64> = serde_json::from_value(v["replies_per_round"].clone()).unwrap();
-    assert_eq!(replies[0], 3, "{v}");
-    assert!(replies[1] <= 2 && replies[2] == 2, "{v}");
+    assert_eq!(replies, [3, 2], "{v}");
     assert!(intent(&v, "federated") >= intent(&v, "seed") - 0.02, "{v}");
 }
