@@ -18,7 +18,8 @@ fn simulate(name: &str, extra: &[&str]) -> serde_json::Value {
         "the fleet tests need the pinned Flower in .venv-fleet; run ./setup.sh test"
     );
     let out = std::env::temp_dir().join(format!("edgetune-fleet-{name}-{}", std::process::id()));
-    let cache = std::env::temp_dir().join(format!("edgetune-fleet-cache-{}", std::process::id()));
+    // A cache per test: the tests run at once, and two processes must not write one cache entry.
+    let cache = out.with_extension("cache");
     let mut c = Command::new(root.join("fleet/simulate.sh"));
     c.env("EDGETUNE_BIN", env!("CARGO_BIN_EXE_edgetune"))
         .env("EDGETUNE_CACHE", &cache)
@@ -52,6 +53,7 @@ fn simulate(name: &str, extra: &[&str]) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap()).unwrap();
     eprintln!("{name}: {v}");
     let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&cache);
     v
 }
 
