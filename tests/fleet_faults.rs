@@ -99,9 +99,7 @@ fn a_device_killed_mid_round_leaves_the_round_to_the_others() {
     // instruction with an error when its pings stop, and the round aggregates the other two.
     let v = simulate(
         "kill",
-        &[
-            "--rounds", "2", "--round-timeout", "60", "--kill", "2:2",
-        ],
+        &["--rounds", "2", "--round-timeout", "60", "--kill", "2:2"],
     );
     assert_eq!(v["rounds_completed"], 2, "{v}");
     let replies: Vec<u64> = serde_json::from_value(v["replies_per_round"].clone()).unwrap();
