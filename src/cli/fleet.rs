@@ -155,6 +155,12 @@ fn join(g: &Global, a: JoinArgs) -> anyhow::Result<()> {
             max_rounds: a.rounds,
             give_up_after: Duration::from_secs(a.give_up_after),
             idle_exit: a.idle_exit.map(Duration::from_secs),
+            on_version: Some(Box::new(|v, dir| {
+                eprintln!(
+                    "edgetune fleet: version {v} is served now ({})",
+                    dir.display()
+                )
+            })),
         },
         participant,
     );

@@ -46,7 +46,13 @@ pub struct JoinOptions {
     pub give_up_after: Duration,
     /// Leave after this long without an instruction (after the first one).
     pub idle_exit: Option<Duration>,
+    /// Called with the version and its folder each time a round's global heads become the
+    /// version served (a serving device swaps its model in here).
+    pub on_version: Option<VersionHook>,
 }
+
+/// See [`JoinOptions::on_version`].
+pub type VersionHook = Box<dyn Fn(u64, &std::path::Path) + Send>;
 
 /// One answered instruction, as the session report lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +178,8 @@ pub struct FleetClient {
     participant: Participant,
     fit: LocalFit,
     report: SessionReport,
+    /// The last version passed to [`JoinOptions::on_version`].
+    announced: u64,
 }
 
 impl FleetClient {
@@ -179,6 +187,7 @@ impl FleetClient {
     pub fn new(opts: JoinOptions, participant: Participant) -> Self {
         let http = HttpClient::new(&opts.superlink, opts.timeout, opts.tls.clone());
         Self {
+            announced: participant.version(),
             link: FleetLink::new(http),
             participant,
             fit: LocalFit::default(),
@@ -376,6 +385,11 @@ impl FleetClient {
             ),
         }
         if let Some(mut log) = log {
+            let newer = log.adopted && log.version > self.announced;
+            if let (true, Some(hook)) = (newer, &self.opts.on_version) {
+                self.announced = log.version;
+                hook(log.version, &self.participant.version_dir());
+            }
             let after = self.link.traffic();
             log.seconds = t0.elapsed().as_secs_f64();
             log.bytes_sent = after.sent - before.sent;

@@ -182,6 +182,14 @@ impl Participant {
         self.version
     }
 
+    /// The folder of the version served (the run itself for version 0).
+    pub fn version_dir(&self) -> PathBuf {
+        self.layout
+            .current()
+            .map(|(dir, _)| dir)
+            .unwrap_or_else(|_| self.opts.run.clone())
+    }
+
     /// Local training examples (corrections counted once) and held-out examples.
     pub fn sizes(&self) -> (usize, usize) {
         let copies = self.opts.correction_copies.saturating_sub(1);
