@@ -316,14 +316,38 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-#[test]
-fn a_recorded_session_sends_only_heads_counts_and_scores() {
+/// A temporary folder with a feature cache, the seed run (3 epochs on data/demo) and the demo's
+/// training lines.
+struct Fixture {
+    dir: tempfile::TempDir,
+    cache: PathBuf,
+    seed: PathBuf,
+    text: String,
+}
+
+fn fixture() -> Fixture {
     common::require_setup();
     venv();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let seed = seed_run(dir.path(), &cache);
     let text = std::fs::read_to_string(common::root().join("data/demo/train.jsonl")).unwrap();
+    Fixture {
+        dir,
+        cache,
+        seed,
+        text,
+    }
+}
+
+#[test]
+fn a_recorded_session_sends_only_heads_counts_and_scores() {
+    let Fixture {
+        dir,
+        cache,
+        seed,
+        text,
+    } = fixture();
     let lines: Vec<&str> = text.lines().collect();
     let (a, b) = lines.split_at(lines.len() / 2);
     let d0 = device(dir.path(), &seed, "d0", a);
@@ -487,12 +511,12 @@ fn check_reply(body: &[u8], shapes: &[Vec<usize>]) {
 
 #[test]
 fn a_device_with_another_label_set_is_refused() {
-    common::require_setup();
-    venv();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let seed = seed_run(dir.path(), &cache);
-    let text = std::fs::read_to_string(common::root().join("data/demo/train.jsonl")).unwrap();
+    let Fixture {
+        dir,
+        cache,
+        seed,
+        text,
+    } = fixture();
     let lines: Vec<&str> = text.lines().collect();
     let d = device(dir.path(), &seed, "other", &lines[..100]);
     // The same heads, but one intent named differently: the fleet's labels are not this device's.
@@ -546,12 +570,12 @@ fn trained_rounds(r: &serde_json::Value) -> usize {
 
 #[test]
 fn a_device_that_reconnects_takes_part_again() {
-    common::require_setup();
-    venv();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let seed = seed_run(dir.path(), &cache);
-    let text = std::fs::read_to_string(common::root().join("data/demo/train.jsonl")).unwrap();
+    let Fixture {
+        dir,
+        cache,
+        seed,
+        text,
+    } = fixture();
     let lines: Vec<&str> = text.lines().collect();
     let (a, b) = lines.split_at(lines.len() / 2);
     let d0 = device(dir.path(), &seed, "d0", a);
@@ -589,12 +613,12 @@ fn a_device_that_reconnects_takes_part_again() {
 
 #[test]
 fn a_superlink_restart_is_survived() {
-    common::require_setup();
-    venv();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let seed = seed_run(dir.path(), &cache);
-    let text = std::fs::read_to_string(common::root().join("data/demo/train.jsonl")).unwrap();
+    let Fixture {
+        dir,
+        cache,
+        seed,
+        text,
+    } = fixture();
     let lines: Vec<&str> = text.lines().collect();
     let d0 = device(dir.path(), &seed, "d0", &lines[..200]);
     let mut link = SuperLink::start(dir.path());
