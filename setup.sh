@@ -53,6 +53,8 @@ case "$mode" in
     cargo build --locked --lib --no-default-features
     heavy="$(cargo tree --locked --no-default-features -e normal --prefix none | grep -E '^(candle-|plotters|clap|embedded-hal)' | sort -u || true)"
     [ -z "$heavy" ] || { echo "setup: the library without default features depends on: $heavy" >&2; exit 1; }
+    step "fleet: the pinned Flower (flwr[rest]==1.18.0) in .venv-fleet/, the coordinator's side of the fleet tests"
+    bash fleet/setup-venv.sh
     step "build and test"
     cargo build --locked --bin edgetune
     bash models/prepare.sh "$tdir/debug/edgetune"

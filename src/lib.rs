@@ -38,7 +38,7 @@
 //! model) -> [`infer`] (answering lines with a run or a merged model) -> `inspect` (what a run, a
 //! model folder or a merged model holds) -> `choose` (backbones compared by measurement on this
 //! device) -> `device` (actions on GPIO, PWM and I2C, the serial
-//! line) -> `serve` (the long-running service).
+//! line) -> `serve` (the long-running service) -> `fleet` (federated rounds on Flower).
 //!
 //! Under the stages, used by any of them: [`fsutil`] (atomic files, hashes), [`sys`] (process
 //! facts), `progress` (progress bars and log lines of long steps), [`graph`] (the ONNX format),
@@ -73,6 +73,8 @@ pub mod eval;
 #[cfg(feature = "train")]
 #[allow(missing_docs)] // Items of its own still undocumented; the lint is on everywhere else.
 pub mod features;
+#[cfg(feature = "serve")]
+pub mod fleet;
 pub mod infer;
 #[cfg(feature = "train")]
 pub mod inspect;

@@ -299,6 +299,7 @@ fn format2_config() -> serde_json::Value {
                 seconds: 0.5,
             })
             .collect(),
+        fleet: None,
     };
     serde_json::json!({
         "format": 2,

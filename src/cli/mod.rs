@@ -8,6 +8,7 @@ mod choose;
 mod common;
 mod eval;
 mod export;
+mod fleet;
 mod import;
 mod infer;
 mod inspect;
@@ -54,6 +55,9 @@ enum Command {
     /// A long-running service: JSON-line requests on stdin, a Unix socket, TCP and a serial line;
     /// learns from corrections (background retrain, safe swap); fires device actions.
     Serve(serve::Args),
+    /// Fleet learning on Flower: `fleet join` takes part in federated rounds (Flower 1.18
+    /// SuperLink, REST Fleet API); only the updated heads, example counts and scores leave.
+    Fleet(fleet::Args),
     /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
     /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
     Inspect(inspect::Args),
@@ -77,6 +81,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Inspect(a) => inspect::run(&cli.global, a),
         Command::Choose(a) => choose::run(&cli.global, a),
+        Command::Fleet(a) => fleet::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -42,6 +42,10 @@ pub struct TrainingRecord {
     /// One line per epoch run.
     #[serde(default)]
     pub history: Vec<EpochLog>,
+    /// The fleet round a version of the run came from (`fleet::version::Provenance`, written by
+    /// the fleet client; the run module does not read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<serde_json::Value>,
 }
 
 impl TrainingRecord {

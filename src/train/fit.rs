@@ -418,6 +418,7 @@ fn run_config(s: &Session, valid: &Metrics, test: Option<&Metrics>) -> RunConfig
             data: Some(s.dataset.train.source.display().to_string()),
             truncated_train_examples: s.train.feats.meta.truncated.len(),
             history: s.state.history.clone(),
+            fleet: None,
         },
         metrics,
     }
