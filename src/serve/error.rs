@@ -49,6 +49,15 @@ pub enum ServeError {
         /// What is wrong.
         message: String,
     },
+    /// An entry could not be journalled: the disk or the journal's cap is full. Nothing was
+    /// acknowledged, and the journal holds only complete entries.
+    #[error("{path}: {message}")]
+    Full {
+        /// The journal.
+        path: PathBuf,
+        /// What is full.
+        message: String,
+    },
     /// Options that do not fit the model or each other.
     #[error("{0}")]
     Config(String),
