@@ -58,6 +58,9 @@ pub enum ServeError {
         /// What is full.
         message: String,
     },
+    /// A correction that cannot be learned as given (the service's correction check).
+    #[error("{0}")]
+    Rejected(String),
     /// Options that do not fit the model or each other.
     #[error("{0}")]
     Config(String),

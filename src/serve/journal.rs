@@ -58,6 +58,9 @@ pub struct Journal {
     pending: usize,
     /// Bytes of complete entries: where the file ends when no write is in flight.
     len: u64,
+    /// Lines of the file (complete entries), and the line of each live correction.
+    lines: usize,
+    line_of: std::collections::HashMap<u64, usize>,
     /// A failed write could not be cut back: cut to `len` before the next write.
     torn: bool,
     /// Corrections are refused once `len` reaches this.
@@ -93,6 +96,7 @@ impl Journal {
         )
         .map_err(ServeError::io(path))?;
         let mut live: Vec<(u64, Correction)> = Vec::new();
+        let mut line_of = std::collections::HashMap::new();
         let mut next_seq = 1;
         let mut good_end = 0usize;
         let mut warning = None;
@@ -116,7 +120,10 @@ impl Journal {
                 (Ok(entry), Some(e)) => {
                     next_seq = next_seq.max(entry.seq + 1);
                     match (entry.correct, entry.forget) {
-                        (Some(c), _) => live.push((entry.seq, c)),
+                        (Some(c), _) => {
+                            line_of.insert(entry.seq, number);
+                            live.push((entry.seq, c))
+                        }
                         (None, Some(seq)) => live.retain(|(s, _)| *s != seq),
                         (None, None) => {}
                     }
@@ -158,6 +165,8 @@ impl Journal {
                 live,
                 pending: 0,
                 len: good_end as u64,
+                lines: bytes[..good_end].iter().filter(|&&b| b == b'\n').count(),
+                line_of,
                 torn: false,
                 max_bytes,
             },
@@ -210,6 +219,7 @@ impl Journal {
             });
         }
         self.len += line.len() as u64;
+        self.lines += 1;
         Ok(())
     }
 
@@ -256,6 +266,7 @@ impl Journal {
             forget: None,
         })?;
         self.live.push((seq, correction));
+        self.line_of.insert(seq, self.lines);
         self.pending += 1;
         Ok(seq)
     }
@@ -273,6 +284,11 @@ impl Journal {
         })?;
         self.live.retain(|(s, _)| *s != seq);
         Ok(true)
+    }
+
+    /// The journal line (1-based) of live correction `seq`.
+    pub fn line_of(&self, seq: u64) -> Option<usize> {
+        self.line_of.get(&seq).copied()
     }
 
     /// The live corrections (not withdrawn), oldest first, with their numbers.
