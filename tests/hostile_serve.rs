@@ -5,16 +5,18 @@
 #![cfg(feature = "real-model")]
 
 mod common;
+mod hostile_support;
 mod serve_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use hostile_support::Tmpfs;
 use serde_json::Value;
 use serve_support::{edgetune, fresh_run, wait_stats, Server};
 
@@ -138,31 +140,6 @@ fn special_files_in_a_run_fail_start_up_at_once() {
                 "{name}: {e}"
             );
         }
-    }
-}
-
-/// A tmpfs of `size` mounted on `dir`, unmounted when dropped (the tests run as root).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "mounting a tmpfs needs root (the disk-full test makes a small disk)"
-        );
-        Self(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
 

@@ -64,6 +64,11 @@ pub fn open_regular(path: &Path, links: Links) -> io::Result<File> {
         .custom_flags(flags)
         .open(path)
         .map_err(link_refused)?;
+    regular_blocking(file)
+}
+
+/// `file` if it is a regular file, back in blocking mode.
+fn regular_blocking(file: File) -> io::Result<File> {
     let ft = file.metadata()?.file_type();
     if !ft.is_file() {
         return Err(refused(format!(
@@ -169,15 +174,7 @@ pub fn open_append(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(path)
         .map_err(link_refused)?;
-    let ft = file.metadata()?.file_type();
-    if !ft.is_file() {
-        return Err(refused(format!(
-            "is {}, not a regular file; refused",
-            kind_name(&ft)
-        )));
-    }
-    set_blocking(&file)?;
-    Ok(file)
+    regular_blocking(file)
 }
 
 /// Creates a new file at `path` for writing: a leftover file or link of that name is removed

@@ -330,7 +330,7 @@ mod tests {
     use crate::serve::correction::Source;
     use std::fs::OpenOptions;
 
-    fn correction(text: &str) -> Correction {
+    pub(super) fn correction(text: &str) -> Correction {
         let mut labels = Labels::default();
         labels.sentence.insert("intent".into(), "turn_on".into());
         Correction {
@@ -390,9 +390,8 @@ mod tests {
 /// The disk-full tests: a small tmpfs (needs root, as the test machines run).
 #[cfg(test)]
 mod full_disk {
+    use super::tests::correction;
     use super::*;
-    use crate::data::Labels;
-    use crate::serve::correction::Source;
 
     /// A tmpfs of `size` mounted on a fresh folder, unmounted when dropped.
     struct Tmpfs(tempfile::TempDir);
@@ -418,18 +417,6 @@ mod full_disk {
             let _ = std::process::Command::new("umount")
                 .arg(self.0.path())
                 .status();
-        }
-    }
-
-    fn correction(text: &str) -> Correction {
-        let mut labels = Labels::default();
-        labels.sentence.insert("intent".into(), "turn_on".into());
-        Correction {
-            text: text.into(),
-            words: text.split(' ').map(str::to_string).collect(),
-            labels,
-            given: vec!["intent".into()],
-            source: Source::Client,
         }
     }
 

@@ -221,12 +221,26 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
 
 /// `Some(reason)` when the journal has no entry (correction or withdrawal) after the last one the
 /// serving model was trained with: its corrections are exactly the serving model's, and the
-/// retrain is skipped (a new version would only repeat it).
+/// retrain is skipped (a new version would only repeat it), unless `--data` names other training
+/// data than the serving model's.
 fn nothing_new(shared: &Shared) -> Result<Option<String>, ServeError> {
     let (current, version) = {
         let e = lock(&shared.engine);
         (e.model.path().to_path_buf(), e.version)
     };
+    // Other training data (`--data`) than the serving model's is something new.
+    if let Some(over) = &shared.settings.data {
+        let rc = run::read_config(&current)?;
+        let same = |p: &Path| p.canonicalize().ok();
+        let trained_on = data::data_dir(&rc, &current, None).ok();
+        if trained_on
+            .as_deref()
+            .and_then(same)
+            .is_none_or(|t| Some(t) != same(over))
+        {
+            return Ok(None);
+        }
+    }
     let trained = if version == 0 {
         0
     } else {
