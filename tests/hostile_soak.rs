@@ -53,9 +53,9 @@ fn client(server: &Server, k: usize, stop: &AtomicBool, seen: &Mutex<Seen>) {
     let mut i = 0usize;
     while !stop.load(Ordering::SeqCst) {
         i += 1;
-        let line = if i % 97 == 0 {
+        let line = if i.is_multiple_of(97) {
             r#"{"cmd": "retrain"}"#.to_string()
-        } else if i % 10 == 0 {
+        } else if i.is_multiple_of(10) {
             format!(r#"{{"correct": {{"text": "lamp {k} number {i} on", "intent": "turn_on"}}}}"#)
         } else {
             texts[i % texts.len()].to_string()

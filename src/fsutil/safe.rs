@@ -256,7 +256,7 @@ mod tests {
         remove_nofollow(&ld).unwrap();
         assert!(o.exists());
         // A planted link at a fresh file's name is replaced, not written through.
-        symlink(&o, &lo.with_extension("n")).unwrap();
+        symlink(&o, lo.with_extension("n")).unwrap();
         drop(create_fresh(&lo.with_extension("n")).unwrap());
         assert_eq!(fs::read(&o).unwrap(), b"x");
         assert!(open_append(&lo).is_err());

@@ -79,8 +79,7 @@ impl Service {
         let (seq, pending) = {
             let mut j = lock(journal);
             // Judged under the journal's lock: two conflicting corrections cannot both pass.
-            correction::validate(&c, &self.inner.tasks, j.live())
-                .map_err(|m| ServeError::Rejected(m))?;
+            correction::validate(&c, &self.inner.tasks, j.live()).map_err(ServeError::Rejected)?;
             let seq = j.add(c)?;
             (seq, j.pending())
         };
