@@ -2,14 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context};
 
 use edgetune::backbone::Spinning;
 use edgetune::device::PinSpec;
+use edgetune::serve::journal::DEFAULT_MAX_JOURNAL_BYTES;
 use edgetune::serve::options::{
-    DEFAULT_CORRECTION_COPIES, DEFAULT_MAX_CLIENTS, DEFAULT_MIN_PROB, DEFAULT_RETRAIN_EPOCHS,
-    DEFAULT_SPINNING, DEFAULT_SWAP_MARGIN,
+    DEFAULT_CORRECTION_COPIES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MIN_PROB,
+    DEFAULT_RETRAIN_EPOCHS, DEFAULT_SPINNING, DEFAULT_SWAP_MARGIN,
 };
 use edgetune::serve::priority::Priority;
 use edgetune::serve::signals::catch_termination;
@@ -39,9 +41,23 @@ pub struct Args {
     /// `"unknown": true` and fire no action.
     #[arg(long, value_name = "P", default_value_t = DEFAULT_MIN_PROB)]
     pub min_prob: f32,
-    /// Most clients connected at once over the socket and TCP.
+    /// Most clients connected at once over the socket and TCP (with --socket, one slot is kept
+    /// for the socket).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS)]
     pub max_clients: usize,
+    /// Close a connection that sends nothing for SECS seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout: u64,
+    /// Make the --socket file 0660 and owned by this group (default: 0600, its owner only).
+    #[arg(long, value_name = "GROUP", requires = "socket")]
+    pub socket_group: Option<String>,
+    /// TCP clients must first send {"token": SECRET}, SECRET being this file's first line (mode
+    /// 0600, at least 16 characters).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub token_file: Option<PathBuf>,
+    /// Refuse corrections (code "full") once the journal holds SIZE bytes, e.g. 64M.
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size, requires = "run")]
+    pub max_journal_bytes: Option<usize>,
     /// Retrain automatically after every N new corrections (also on `{"cmd": "retrain"}`).
     #[arg(long, value_name = "N", requires = "run")]
     pub retrain_every: Option<usize>,
@@ -147,6 +163,12 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
         export_on_swap: a.export_on_swap.clone(),
         spinning: a.spinning,
         retrain_priority: a.retrain_priority,
+        idle_timeout: (a.idle_timeout > 0).then(|| std::time::Duration::from_secs(a.idle_timeout)),
+        socket_group: a.socket_group.clone(),
+        token_file: a.token_file.clone(),
+        max_journal_bytes: a
+            .max_journal_bytes
+            .map_or(DEFAULT_MAX_JOURNAL_BYTES, |b| b as u64),
         ..ServeOptions::new(model, threads)
     };
     let devices = DeviceOptions {
@@ -163,14 +185,24 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
     let (opts, dev) = validate(&a, threads)?;
     common::init_runtime(g)?;
+    // A signal while starting ends the process at once (nothing is acknowledged yet); once
+    // serving, it finishes the requests in flight.
+    let started: Arc<OnceLock<Service>> = Arc::default();
+    let on = Arc::clone(&started);
+    signals.on_signal(move |sig| match on.get() {
+        Some(svc) => {
+            eprintln!("edgetune serve: signal {sig}: finishing the requests in flight");
+            svc.stop();
+        }
+        None => {
+            eprintln!("edgetune serve: signal {sig} while starting: exiting");
+            std::process::exit(128 + sig);
+        }
+    })?;
     let service = Service::load(opts)?;
     let hub = devices::open(&dev, service.tasks())?;
     service.start(hub)?;
-    let svc = service.clone();
-    signals.on_signal(move |sig| {
-        eprintln!("edgetune serve: signal {sig}: finishing the requests in flight");
-        svc.stop();
-    })?;
+    let _ = started.set(service.clone());
     eprintln!("edgetune serve: ready (version {})", service.version());
     service.wait();
     let left = service.finish();
