@@ -32,9 +32,6 @@ pub struct Args {
     /// with the run on at least 98% of the check sentences' predicted ids).
     #[arg(long)]
     pub fp32_layers: bool,
-    /// Print the self-check figures as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -48,13 +45,29 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         fp32_layers: a.fp32_layers,
         force: a.force,
         session: SessionOptions::with_threads(threads),
-        progress: true,
+        progress: !g.quiet && !g.json,
     })?;
-    for n in &report.notes {
-        eprintln!("{n}");
+    if !g.quiet && !g.json {
+        for n in &report.notes {
+            eprintln!("{n}");
+        }
     }
-    if a.json {
-        println!("{}", report.json);
+    if g.json {
+        common::print_json(&only_present_tasks(report.json))?;
     }
     Ok(())
+}
+
+/// The self-check figures without the legacy `intent_*` / `slot_*` keys of a task the model does
+/// not have (they would report the other sentence or token tasks under a name it lacks).
+fn only_present_tasks(mut v: serde_json::Value) -> serde_json::Value {
+    let has = |t: &str| v["tasks"].get(t).is_some();
+    let (intent, tags) = (has("intent"), has("tags"));
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|k, _| {
+            !((k.starts_with("intent_") || k == "max_diff_intent_logit") && !intent
+                || (k.starts_with("slot_") || k == "max_diff_slot_logit") && !tags)
+        });
+    }
+    v
 }

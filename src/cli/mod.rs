@@ -68,7 +68,20 @@ enum Command {
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let json_wanted = args.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e, json_wanted),
+    };
+    if !cli.global.quiet && !cli.global.json {
+        for note in common::deprecation_notes(&args) {
+            eprintln!("{note}");
+        }
+    }
+    let json = cli.global.json;
     let result = match cli.command {
         Command::Train(a) => train::run(&cli.global, a),
         Command::Bench(a) => bench::run(&cli.global, a),
@@ -85,9 +98,43 @@ pub fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("edgetune: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => fatal(&common::error_text(&e), json, 1),
     }
+}
+
+/// A flag clap refused (or `--help` / `--version`, which are not errors).
+fn parse_error(e: clap::Error, json: bool) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && !informational {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        fatal(first, true, e.exit_code());
+    }
+    let _ = e.print();
+    std::process::ExitCode::from(e.exit_code() as u8)
+}
+
+/// Prints a fatal error (also as `{"error": MESSAGE}` on stdout with `--json`) and ends the
+/// process while holding stderr, so that no other thread prints after it.
+fn fatal(message: &str, json: bool, code: i32) -> ! {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    if json {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", serde_json::json!({ "error": message }));
+        let _ = out.flush();
+    }
+    let _ = writeln!(err, "edgetune: error: {message}");
+    let _ = err.flush();
+    std::process::exit(code)
 }
