@@ -34,6 +34,9 @@ pub struct Args {
     /// CoNLL column names (see `train --columns`).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// TSV/CSV: the name of the text column in the header row (see `train --text-column`).
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
     /// Backbone override for --run (must be the one the run was trained on).
     #[arg(long, value_name = "PATH", requires = "run")]
     pub backbone: Option<PathBuf>,
@@ -62,6 +65,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let read = ReadOptions {
         format: a.format,
         columns: a.columns.clone(),
+        text_column: a.text_column.clone(),
     };
     let split = data::load_eval_split(&a.data, &a.split, &read)?;
     let model_tasks = source.tasks()?;

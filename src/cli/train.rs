@@ -49,6 +49,11 @@ pub struct Args {
     /// a column, every other column is a token task (default: words first, `tags` last).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// TSV/CSV: the name of the text column in the header row (default: a column named `text`,
+    /// `sentence` or `utterance`, anywhere in the row; without such a header row the file is
+    /// `label<TAB>text`). Not recorded for --resume: give it again.
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
     /// Train only these tasks of the data, comma-separated (default: every task found).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub tasks: Vec<String>,
@@ -174,6 +179,7 @@ struct Options {
     force: bool,
     train_only: Option<String>,
     task_weights: Vec<String>,
+    text_column: Option<String>,
 }
 
 fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -418,6 +424,7 @@ fn validate(g: &Global, a: Args) -> anyhow::Result<Options> {
         force: a.force,
         train_only: a.train_only,
         task_weights: a.task_weight,
+        text_column: a.text_column,
     })
 }
 
@@ -476,6 +483,7 @@ fn load_data(o: &Options) -> anyhow::Result<data::Dataset> {
     let read = ReadOptions {
         format: o.job.format,
         columns: o.job.columns.clone(),
+        text_column: o.text_column.clone(),
     };
     let mut dataset = data::load_dataset(&o.job.data, &read, o.job.holdout, o.settings.seed)?;
     let names: Vec<String> = dataset.train.tasks().into_iter().map(|t| t.name).collect();
