@@ -166,6 +166,10 @@ fn wrong_kind(flag: &str, takes: &str, path: &Path, kind: PathKind, accepted: &[
 pub fn check_run(path: &Path, accepted: &[&str]) -> anyhow::Result<()> {
     match PathKind::of(path) {
         PathKind::Run | PathKind::OtherDir => Ok(()),
+        PathKind::Missing => bail!(
+            "--run {}: not a finished edgetune run (no such folder)",
+            path.display()
+        ),
         kind => bail!(wrong_kind("--run", "a run folder", path, kind, accepted)),
     }
 }

@@ -113,12 +113,15 @@ fn parse_error(e: clap::Error, json: bool) -> std::process::ExitCode {
     );
     if json && !informational {
         let text = e.render().to_string();
-        let first = text
-            .lines()
+        let message = text
+            .split("\n\n")
             .next()
             .unwrap_or("")
-            .trim_start_matches("error: ");
-        fatal(first, true, e.exit_code());
+            .trim_start_matches("error: ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        fatal(&message, true, e.exit_code());
     }
     let _ = e.print();
     std::process::ExitCode::from(e.exit_code() as u8)
