@@ -58,16 +58,24 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The self-check figures without the legacy `intent_*` / `slot_*` keys of a task the model does
-/// not have (they would report the other sentence or token tasks under a name it lacks).
+/// The self-check figures with the legacy `intent_*` / `slot_*` keys taken from the tasks `intent`
+/// and `tags` themselves (the library sums every sentence task under `intent_*` and every token
+/// task under `slot_*`), and left out when the model lacks that task.
 fn only_present_tasks(mut v: serde_json::Value) -> serde_json::Value {
-    let has = |t: &str| v["tasks"].get(t).is_some();
-    let (intent, tags) = (has("intent"), has("tags"));
-    if let Some(obj) = v.as_object_mut() {
-        obj.retain(|k, _| {
-            !((k.starts_with("intent_") || k == "max_diff_intent_logit") && !intent
-                || (k.starts_with("slot_") || k == "max_diff_slot_logit") && !tags)
-        });
+    let Some(check) = v.get_mut("check").and_then(|c| c.as_object_mut()) else {
+        return v;
+    };
+    let tasks = check.get("tasks").cloned().unwrap_or_default();
+    for (task, prefix, diff) in [
+        ("intent", "intent_", "max_diff_intent_logit"),
+        ("tags", "slot_", "max_diff_slot_logit"),
+    ] {
+        check.retain(|k, _| !(k.starts_with(prefix) || k == diff));
+        if let Some(t) = tasks.get(task) {
+            check.insert(format!("{prefix}ids"), t["ids"].clone());
+            check.insert(format!("{prefix}agreement"), t["agreement"].clone());
+            check.insert(diff.to_string(), t["max_diff_logit"].clone());
+        }
     }
     v
 }
