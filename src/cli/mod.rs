@@ -4,8 +4,10 @@ use clap::{Parser, Subcommand};
 
 mod actions;
 mod bench;
+mod cache;
 mod choose;
 mod common;
+mod data;
 mod eval;
 mod export;
 mod fleet;
@@ -61,6 +63,11 @@ enum Command {
     /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
     /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
     Inspect(inspect::Args),
+    /// Check a dataset: label counts per task, duplicates, conflicting labels, empty and overlong
+    /// lines, one-label tasks and labels of valid/test that train lacks.
+    Data(data::Args),
+    /// The feature cache: list its entries, prune them by age or to a size, or clear it.
+    Cache(cache::Args),
     /// Compare backbones (and unfrozen layers) on this device: train, export and measure each
     /// (scores, latency, cold start, memory, bytes), then recommend one within the limits.
     Choose(choose::Args),
@@ -95,6 +102,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Inspect(a) => inspect::run(&cli.global, a),
         Command::Choose(a) => choose::run(&cli.global, a),
         Command::Fleet(a) => fleet::run(&cli.global, a),
+        Command::Data(a) => data::run(&cli.global, a),
+        Command::Cache(a) => cache::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -67,6 +67,10 @@ pub struct Args {
     /// Feature cache directory (default: $EDGETUNE_CACHE, else ~/.cache/edgetune).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Keep the feature cache under SIZE (e.g. 500M): least recently used entries are removed
+    /// before training and after it (this run's own entries last; see `edgetune cache`).
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size)]
+    pub max_cache: Option<usize>,
     /// Hidden states the heads read, comma-separated (0 = embeddings, L = last layer; default: the top four).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub layers: Vec<usize>,
@@ -180,6 +184,7 @@ struct Options {
     train_only: Option<String>,
     task_weights: Vec<String>,
     text_column: Option<String>,
+    max_cache: Option<usize>,
 }
 
 fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -425,6 +430,7 @@ fn validate(g: &Global, a: Args) -> anyhow::Result<Options> {
         train_only: a.train_only,
         task_weights: a.task_weight,
         text_column: a.text_column,
+        max_cache: a.max_cache,
     })
 }
 
@@ -443,6 +449,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     if o.dry_run {
         return print_dry_run(&o, &dataset, &plan);
     }
+    let started = std::time::SystemTime::now();
+    bound_cache(&o, &ctx, None)?;
     let aside = if o.resume { None } else { move_aside(&o)? };
     let lock = train::lock_run(&o.out)?;
     if !o.resume {
@@ -474,6 +482,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
+    bound_cache(&o, &ctx, Some(started))?;
     report_memory(&o);
     print_outcome(&o, &outcome)
 }
@@ -643,6 +652,47 @@ fn print_dry_run(o: &Options, dataset: &data::Dataset, plan: &train::Plan) -> an
         "plan": plan.text,
         "expected_peak_bytes": plan.peak,
     }))
+}
+
+/// `--max-cache`: removes least recently used cache entries until the cache fits, keeping the
+/// entries used since `since` (this run's) unless nothing else is left to remove.
+fn bound_cache(
+    o: &Options,
+    ctx: &edgetune::features::FeatureContext,
+    since: Option<std::time::SystemTime>,
+) -> anyhow::Result<()> {
+    use edgetune::features::manage::{list, prune};
+    let Some(budget) = o.max_cache else {
+        return Ok(());
+    };
+    let dir = &ctx.cache_dir;
+    let since = since.map_or(u64::MAX, |t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let keep: Vec<String> = list(dir)
+        .with_context(|| format!("feature cache {}", dir.display()))?
+        .into_iter()
+        .filter(|e| e.last_used >= since)
+        .map(|e| e.key)
+        .collect();
+    let r = prune(dir, None, Some(budget as u64), &keep)
+        .with_context(|| format!("feature cache {}", dir.display()))?;
+    if !r.keys.is_empty() && !o.quiet {
+        eprintln!(
+            "--max-cache: removed {} cache entries ({} bytes); {} bytes left",
+            r.keys.len(),
+            r.bytes,
+            r.left_bytes
+        );
+    }
+    if r.left_bytes > budget as u64 {
+        eprintln!(
+            "warning: --max-cache: this run's features alone take {} bytes, over the budget",
+            r.left_bytes
+        );
+    }
+    Ok(())
 }
 
 /// The measured peak against `--max-memory`.

@@ -603,6 +603,7 @@ fn process_alive(pid: i32) -> bool {
 
 fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     let dir = cache_dir.join(key);
+    super::manage::touch(&dir);
     let corrupt = |message: String| FeatureError::Corrupt {
         path: dir.clone(),
         message,
