@@ -307,8 +307,13 @@ pub fn error_text(e: &anyhow::Error) -> String {
 
 /// Prints `value` as the command's one JSON object on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
+    use std::io::Write;
+    let line = serde_json::to_string(value)?;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        // A reader that stopped reading (`| head`) is not an error of ours.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Applies `--threads` to every pool (ONNX Runtime's is set per session): rayon (tokenizer, candle)

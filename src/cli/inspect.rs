@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     let found = edgetune::inspect::inspect(&a.path)?;
     if g.json {
-        println!("{}", serde_json::to_string(&found)?);
+        super::common::print_json(&found)?;
     } else {
         print!("{}", found.text());
     }

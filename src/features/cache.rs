@@ -601,9 +601,16 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Marks the entry `dir` as used now (its folder's modification time: `cache list` shows it and
+/// `cache prune` removes the least recently used first); failures are ignored (a read-only cache
+/// still reads).
+fn touch(dir: &Path) {
+    let _ = fs::File::open(dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+}
+
 fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     let dir = cache_dir.join(key);
-    super::manage::touch(&dir);
+    touch(&dir);
     let corrupt = |message: String| FeatureError::Corrupt {
         path: dir.clone(),
         message,

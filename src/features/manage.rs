@@ -17,8 +17,8 @@ pub struct EntryInfo {
     pub key: String,
     /// Bytes of its files.
     pub bytes: u64,
-    /// When it was last opened or written (the folder's modification time), in seconds since the
-    /// Unix epoch.
+    /// When it was last opened or written (the folder's modification time, set on each open), in
+    /// seconds since the Unix epoch.
     pub last_used: u64,
     /// Examples it holds (for a composed entry: those of its parts).
     pub examples: usize,
@@ -35,12 +35,6 @@ pub struct Removed {
     pub bytes: u64,
     /// Bytes left in the cache.
     pub left_bytes: u64,
-}
-
-/// Marks the entry `dir` as used now (its folder's modification time); failures are ignored (a
-/// read-only cache still reads).
-pub fn touch(dir: &Path) {
-    let _ = fs::File::open(dir).and_then(|f| f.set_modified(SystemTime::now()));
 }
 
 /// The entries of the cache `dir` (none if it does not exist), least recently used first.
