@@ -69,7 +69,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     };
     let split = data::load_eval_split(&a.data, &a.split, &read)?;
     let model_tasks = source.tasks()?;
-    check_shared_tasks(&split, &source.to_string(), &model_tasks)?;
+    let what = match &source {
+        ModelPath::Run(p) => format!("run {}", p.display()),
+        ModelPath::Merged(p) => format!("merged model {}", p.display()),
+    };
+    check_shared_tasks(&split, &what, &model_tasks)?;
     if let Some(dir) = &a.plots {
         common::check_output_dir(dir, a.force, "--plots", &plot_names(&split, &model_tasks))?;
     }

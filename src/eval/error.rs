@@ -16,7 +16,7 @@ pub enum EvalError {
     #[error(transparent)]
     Answer(#[from] crate::predict::PredictError),
     /// The data has none of the model's tasks.
-    #[error("{data}: the data's tasks ({data_tasks}) and the {model}'s tasks ({model_tasks}) have none in common; nothing to score")]
+    #[error("{data}: the data's tasks ({data_tasks}) and the tasks of the {model} ({model_tasks}) have none in common; nothing to score")]
     NoSharedTask {
         /// The data file or folder.
         data: String,
