@@ -28,6 +28,9 @@ use super::common::Global;
 pub struct Args {
     #[command(flatten)]
     pub source: common::ModelArgs,
+    /// Backbone override for --run (must be the one the run was trained on).
+    #[arg(long, value_name = "PATH", requires = "run")]
+    pub backbone: Option<PathBuf>,
     /// Listen on a Unix socket at PATH.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -87,8 +90,10 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// When ONNX Runtime's intra-op threads spin while waiting for work: `in-run` (within a
-    /// prediction, stopping at its end), `true` (also after it) or `false`.
-    #[arg(long, value_name = "WHEN", default_value_t = DEFAULT_SPINNING)]
+    /// prediction, stopping at its end; the default), `true` (also after it; also the flag
+    /// alone) or `false`.
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_value_t = DEFAULT_SPINNING,
+          default_missing_value = "true")]
     pub spinning: Spinning,
     /// Priority of the retrain thread: nice (nice 19), idle (SCHED_IDLE: only on otherwise idle
     /// cores; another busy program can stall it) or normal.
@@ -145,8 +150,21 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
         bail!("--no-stdin leaves nothing to answer: give --socket, --listen or --serial");
     }
     let model = a.source.model_path()?;
+    if let Some(b) = &a.backbone {
+        common::check_backbone(b, &["--run", "--model", "--backbone"])?;
+    }
+    if let Some(s) = &a.socket {
+        let parent = s.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+            bail!(
+                "--socket {}: the folder {} does not exist",
+                s.display(),
+                dir.display()
+            );
+        }
+    }
     let opts = ServeOptions {
-        backbone: a.source.backbone.clone(),
+        backbone: a.backbone.clone(),
         min_prob: a.min_prob,
         stdin: !a.no_stdin,
         socket: a.socket.clone(),
