@@ -14,7 +14,7 @@ mod tiny_checkpoints;
 use std::path::Path;
 use std::process::Command;
 
-use edgetune::backbone::{open_session, SessionSource, SessionOptions};
+use edgetune::backbone::{open_session, SessionOptions, SessionSource};
 use edgetune::onnx::merged::{run_merged, MergedInputs, TaskArrays};
 use edgetune::tokenize::{Tokenized, WordTokenizer};
 use tiny_checkpoints::Shape;
@@ -137,8 +137,11 @@ fn python_parity(merged: &Path, run: &Path, tmp: &Path) {
     let x = MergedInputs::new(&refs, tok.pad_id());
     let rc = edgetune::run::read_config(run).unwrap();
     let tasks: Vec<_> = rc.model.tasks.iter().map(|t| t.info()).collect();
-    let mut session =
-        open_session(SessionSource::File(merged), &SessionOptions::with_threads(1)).unwrap();
+    let mut session = open_session(
+        SessionSource::File(merged),
+        &SessionOptions::with_threads(1),
+    )
+    .unwrap();
     let rust = run_merged(&mut session, &x, &tasks, 2).unwrap();
     let spec = |shape: &[usize], dtype: &str, data: serde_json::Value| serde_json::json!({"shape": shape, "dtype": dtype, "data": data});
     let inputs = serde_json::json!({

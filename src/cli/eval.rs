@@ -16,9 +16,10 @@ pub struct Args {
     #[arg(long, value_name = "RUN")]
     pub run: PathBuf,
     /// A dataset directory (with --split) or a single data file / JointBERT folder. The tasks it has
-    /// are scored; the run's other tasks are left out.
+    /// are scored; the run's other tasks are left out. Default: the run's own data (kept in the
+    /// run, read with its format and --columns), split --split (valid when it has no test split).
     #[arg(long, value_name = "PATH")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Which split of the dataset directory to evaluate.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -46,6 +47,9 @@ pub struct Args {
     /// Write into a --plots DIR that already holds files.
     #[arg(long)]
     pub force: bool,
+    /// Which version of the run (`edgetune history RUN`; default: the current one).
+    #[arg(long = "version", value_name = "N")]
+    pub run_version: Option<u64>,
     /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
     /// $EDGETUNE_PROGRESS_SECS sets the interval).
     #[arg(long, short)]
@@ -57,12 +61,18 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         common::check_output_dir(dir, a.force, "--plots")?;
     }
     let threads = common::setup_threads(g)?;
-    let (rc, model) = edgetune::run::load_run(&a.run)?;
-    let read = ReadOptions {
-        format: a.format,
-        columns: a.columns.clone(),
+    let (_, dir) = edgetune::run::versions::resolve(&a.run, a.run_version)?;
+    let (rc, model) = edgetune::run::load_run(&dir)?;
+    let split = match &a.data {
+        Some(path) => {
+            let read = ReadOptions {
+                format: a.format,
+                columns: a.columns.clone(),
+            };
+            data::load_eval_split(path, &a.split, &read)?
+        }
+        None => own_split(&a, rc.training.settings.seed)?,
     };
-    let split = data::load_eval_split(&a.data, &a.split, &read)?;
     common::init_runtime(g)?;
     let files = edgetune::run::backbone_files(&rc, a.backbone.as_deref())?;
     let mut ctx = common::feature_context(
@@ -102,7 +112,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             "{} ({} examples, run {})",
             split.source.display(),
             split.examples.len(),
-            a.run.display()
+            dir.display()
         );
         if ev.truncated > 0 {
             println!(
@@ -113,4 +123,36 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         print!("{}", render_table(&report));
     }
     Ok(())
+}
+
+/// The split `--split` of the run's own data (`valid` when it has no such split), read as
+/// `train` read it.
+fn own_split(a: &Args, seed: u64) -> anyhow::Result<data::Split> {
+    use anyhow::Context;
+    use edgetune::run::snapshot::{data_folder, DataSource};
+    let root = edgetune::run::versions::root_of(&a.run);
+    let folder = data_folder(&root);
+    let source = DataSource::read(&folder)?.with_context(|| {
+        format!(
+            "{} does not keep its training data (trained before runs did); pass --data PATH",
+            root.display()
+        )
+    })?;
+    anyhow::ensure!(
+        a.format.is_none() && a.columns.is_none(),
+        "--format and --columns apply to --data; the run's own data is read as it was at training"
+    );
+    let dataset = source.load(&folder, seed)?;
+    match a.split.as_str() {
+        "test" => match dataset.test {
+            Some(t) => Ok(t),
+            None => {
+                eprintln!("note: the run's data has no test split; evaluating valid");
+                Ok(dataset.valid)
+            }
+        },
+        "valid" => Ok(dataset.valid),
+        "train" => Ok(dataset.train),
+        other => anyhow::bail!("--split {other}: the run's own data has train, valid and test"),
+    }
 }

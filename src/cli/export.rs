@@ -35,13 +35,24 @@ pub struct Args {
     /// Print the self-check figures as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Which version of the run (`edgetune history RUN` lists them; default: the current one).
+    #[arg(long = "version", value_name = "N")]
+    pub run_version: Option<u64>,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
     common::init_runtime(g)?;
+    let (version, run) = edgetune::run::versions::resolve(&a.run, a.run_version)?;
+    if version > 0 {
+        eprintln!(
+            "exporting version {version} of {} ({})",
+            a.run.display(),
+            run.display()
+        );
+    }
     let report = export_run(&ExportOptions {
-        run: a.run,
+        run,
         out: a.out,
         backbone: a.backbone,
         check_file: a.check_file,

@@ -9,10 +9,12 @@ mod common;
 mod eval;
 mod export;
 mod fleet;
+mod history;
 mod import;
 mod infer;
 mod inspect;
 mod quantize;
+mod rollback;
 mod serve;
 mod train;
 
@@ -61,6 +63,12 @@ enum Command {
     /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
     /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
     Inspect(inspect::Args),
+    /// List the versions of a run: what made each (train, retrain, rollback, fleet), when and
+    /// why, the corrections it was trained with, its metrics, whether it was swapped in and why.
+    History(history::Args),
+    /// Make an earlier version of a run current again (a running `serve` answers with it from its
+    /// next request).
+    Rollback(rollback::Args),
     /// Compare backbones (and unfrozen layers) on this device: train, export and measure each
     /// (scores, latency, cold start, memory, bytes), then recommend one within the limits.
     Choose(choose::Args),
@@ -82,6 +90,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Inspect(a) => inspect::run(&cli.global, a),
         Command::Choose(a) => choose::run(&cli.global, a),
         Command::Fleet(a) => fleet::run(&cli.global, a),
+        Command::History(a) => history::run(a),
+        Command::Rollback(a) => rollback::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -151,6 +151,11 @@ pub struct Args {
     /// Print the final metrics as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Copy the training data into the run (`RUN/data/`, so that it retrains anywhere) when its
+    /// files total at most SIZE (e.g. `64M`, the default); larger data is recorded by its absolute
+    /// path and content hash instead, and a retrain refuses it once it changed.
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size)]
+    pub snapshot_limit: Option<usize>,
     /// Do not draw the run's pictures (`plots/` and `report.html`); the run is the same.
     #[arg(long)]
     pub no_plots: bool,
@@ -174,6 +179,7 @@ struct Options {
     json: bool,
     quiet: bool,
     plots: bool,
+    snapshot_limit: u64,
 }
 
 fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -396,6 +402,11 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         json: a.json,
         quiet: a.quiet,
         plots: !a.no_plots,
+        snapshot_limit: a
+            .snapshot_limit
+            .map_or(edgetune::run::snapshot::DEFAULT_SNAPSHOT_LIMIT, |s| {
+                s as u64
+            }),
     })
 }
 
@@ -419,6 +430,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let lock = train::lock_run(&o.out)?;
     if !o.resume {
         start_checkpoint(&o, force)?;
+        record_data(&o, &dataset)?;
     }
     if !o.quiet {
         eprintln!("{}", plan.text);
@@ -507,6 +519,37 @@ fn start_checkpoint(o: &Options, force: bool) -> anyhow::Result<()> {
         ..o.job.clone()
     };
     checkpoint::save_job(&ckpt, &job)?;
+    Ok(())
+}
+
+/// Keeps the training data with the run (and its `--init-from` lineage), so that it can be
+/// trained again from anywhere ([`edgetune::run::snapshot`]).
+fn record_data(o: &Options, dataset: &data::Dataset) -> anyhow::Result<()> {
+    use edgetune::run::snapshot;
+    let flags = snapshot::DataFlags {
+        format: o.job.format,
+        columns: o.job.columns.clone(),
+        holdout: o.job.holdout,
+        tasks: o.settings.tasks.clone(),
+    };
+    let source = snapshot::record_data(&o.out, &o.job.data, dataset, &flags, o.snapshot_limit)?;
+    if let snapshot::Stored::External { path } = &source.stored {
+        eprintln!(
+            "note: the training data ({} MiB) is over --snapshot-limit: the run records {} and its              hash, not a copy",
+            source.bytes >> 20,
+            path.display()
+        );
+    }
+    if let Some(parent) = &o.settings.init_from {
+        let rc = edgetune::run::read_config(parent)?;
+        let frozen = if rc.training.frozen.is_empty() {
+            rc.training.settings.freeze.clone()
+        } else {
+            rc.training.frozen.clone()
+        };
+        let tasks = rc.model.tasks.iter().map(|t| t.name.clone()).collect();
+        snapshot::record_lineage(&o.out, parent, tasks, frozen)?;
+    }
     Ok(())
 }
 

@@ -53,6 +53,9 @@ pub struct ServeOptions {
     pub spinning: Spinning,
     /// The retrain thread's priority. See [`DEFAULT_RETRAIN_PRIORITY`].
     pub retrain_priority: Priority,
+    /// Versions of the run kept on disk besides version 0 (`--keep`); the oldest are deleted
+    /// after each retrain, never the current one. `None`: every version is kept.
+    pub keep: Option<usize>,
 }
 
 /// Default of `--min-prob`: 0.8, the highest threshold at which the answers it rejects on the
@@ -110,6 +113,7 @@ impl ServeOptions {
             export_on_swap: None,
             spinning: DEFAULT_SPINNING,
             retrain_priority: DEFAULT_RETRAIN_PRIORITY,
+            keep: None,
         }
     }
 }

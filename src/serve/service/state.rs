@@ -89,7 +89,9 @@ impl Service {
                 layout.prepare()?;
                 let (dir, version) = layout.current()?;
                 let current = ModelPath::Run(dir.clone());
-                let engine = Engine::open(&current, version, opts.backbone.as_deref(), &session)?;
+                let mut engine =
+                    Engine::open(&current, version, opts.backbone.as_deref(), &session)?;
+                engine.follow(run);
                 let (mut journal, warning) = Journal::open(&layout.journal())?;
                 if let Some(w) = warning {
                     eprintln!("edgetune serve: warning: {w}");

@@ -41,6 +41,7 @@ impl Service {
                     epochs: o.retrain_epochs,
                     copies: o.correction_copies,
                     export_on_swap: o.export_on_swap.clone(),
+                    keep: o.keep,
                 },
             };
             // A weak handle: `finish` drops the LED (which turns it off) whatever the thread holds.
