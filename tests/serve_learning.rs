@@ -71,10 +71,7 @@ fn a_corrected_sentence_is_answered_right_after_retrain_and_after_a_restart() {
     assert_eq!(s["retrain"]["swaps"], 1);
     assert_eq!(s["journal"]["corrections"], 1);
     assert!(
-        s["model"]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("serve/models/gen-000001"),
+        s["model"]["path"].as_str().unwrap().ends_with("versions/1"),
         "{s}"
     );
     drop(c);
@@ -288,7 +285,8 @@ fn a_retrain_that_cannot_fit_max_memory_keeps_the_serving_model() {
     );
     assert_eq!(report["version"], 0);
     assert_eq!(c.request("kill the music")["version"], 0);
-    assert!(!run.join("serve/models/gen-000001").exists());
+    // A refused candidate may be kept as a version, never made current.
+    assert!(!run.join("versions/current").exists());
 }
 
 /// Training data that teaches the wrong intents (every train label moved to another intent; the
@@ -366,12 +364,17 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
         after["intent"], before["intent"],
         "the serving model is unchanged"
     );
-    assert!(!run.join("serve/models/gen-000001").exists());
+    // A refused candidate may be kept as a version, never made current.
+    assert!(!run.join("versions/current").exists());
+    let refused: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("versions/1/version.json")).unwrap())
+            .unwrap();
+    assert_eq!(refused["swapped"], false, "{refused}");
     assert!(
-        std::fs::read_dir(run.join("serve/models"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-            == 0,
-        "the refused candidate is removed"
+        refused["decision"]
+            .as_str()
+            .unwrap()
+            .contains("held-out score fell"),
+        "{refused}"
     );
 }

@@ -57,13 +57,13 @@ impl Layout {
         if root == dir {
             return Ok(0);
         }
-        let v = Versions::new(&root);
-        let n = v
-            .numbers()
-            .into_iter()
-            .find(|&n| v.find(n).as_deref() == Some(dir))
+        // `versions/N` or an old run's `serve/models/gen-NNNNNN`.
+        let n = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.trim_start_matches("gen-").parse::<u64>().ok())
             .unwrap_or(0);
-        Ok(v.record(n, dir)?.journal_seq)
+        Ok(Versions::new(&root).record(n, dir)?.journal_seq)
     }
 
     /// Takes the service's lock of the folder: an error when another `serve` runs on this run.
