@@ -115,6 +115,11 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
     if a.retrain_epochs > 1000 || a.correction_copies > 1000 {
         bail!("--retrain-epochs and --correction-copies are at most 1000");
     }
+    if a.retrain_every.is_some() && a.source.model.is_some() {
+        bail!(
+            "--retrain-every needs --run RUN: a merged model (--model) answers but cannot retrain"
+        );
+    }
     if a.keep == Some(0) {
         bail!("--keep must be at least 1 (the current version is always kept)");
     }

@@ -61,6 +61,8 @@ pub enum ErrorCode {
     /// The request needs something this service does not have (e.g. a correction while serving a
     /// merged model, which cannot be retrained).
     Unavailable,
+    /// A correction this run could never learn (see `serve::learnable`); the message says why.
+    NotLearnable,
     /// Too many clients are connected.
     Busy,
     /// The model or a file failed; the message says which.
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Incomplete => "incomplete",
             ErrorCode::BadCorrection => "bad_correction",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotLearnable => "not_learnable",
             ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
         }

@@ -10,6 +10,7 @@ use super::super::engine::Engine;
 use super::super::error::ServeError;
 use super::super::journal::Journal;
 use super::super::layout::Layout;
+use super::super::learnable::Learnability;
 use super::super::options::ServeOptions;
 use super::super::protocol::{check_reply_keys, ErrorCode, RequestError};
 use super::super::retrain::worker::Retrainer;
@@ -40,6 +41,8 @@ pub(super) struct Inner {
     /// The lock of the run's serve folder, held while the service lives.
     _dir_lock: Option<crate::fsutil::DirLock>,
     pub(super) journal: Option<Arc<Mutex<Journal>>>,
+    /// What the served run can learn (`None` for a merged model).
+    pub(super) learnable: Option<Learnability>,
     pub(super) stats: Arc<Stats>,
     pub(super) retrainer: OnceLock<Retrainer>,
     pub(super) actions: Mutex<Option<Box<dyn ActionSink>>>,
@@ -110,6 +113,15 @@ impl Service {
             ));
         }
         let tasks = engine.tasks.clone();
+        let learnable = match (&opts.model, &engine.model) {
+            (ModelPath::Run(root), ModelPath::Run(dir)) => {
+                let rc = crate::run::read_config(dir)?;
+                let l = Learnability::assess(root, &rc, opts.data.as_deref());
+                eprintln!("edgetune serve: {}", l.describe());
+                Some(l)
+            }
+            _ => None,
+        };
         let (layout, dir_lock) = layout.unzip();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -119,6 +131,7 @@ impl Service {
                 layout,
                 _dir_lock: dir_lock,
                 journal,
+                learnable,
                 stats: Arc::new(Stats::default()),
                 retrainer: OnceLock::new(),
                 actions: Mutex::new(None),
