@@ -378,3 +378,33 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
         "{refused}"
     );
 }
+
+/// A retrain that was due when the service stopped (enough corrections after the serving
+/// version's) starts at the next start, without waiting for one more correction.
+#[test]
+fn a_retrain_due_before_a_restart_starts_at_the_restart() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let server = Server::start(&run, dir.path(), &[]);
+    let mut c = server.connect();
+    for (text, intent) in [
+        ("kill the music", "turn_off"),
+        ("i am freezing in here", "set_temperature"),
+    ] {
+        let ack = c.request(&format!(
+            r#"{{"correct": {{"text": "{text}", "intent": "{intent}"}}}}"#
+        ));
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    drop(c);
+    let (status, log) = server.term();
+    assert!(status.success(), "{log}");
+    let server = Server::start(&run, dir.path(), &["--retrain-every", "2"]);
+    let mut c = server.connect();
+    let s = wait_stats(&mut c, |s| s["retrain"]["last"].is_object());
+    assert_eq!(s["retrain"]["last"]["corrections"], 2, "{s}");
+    assert!(server
+        .log()
+        .contains("2 corrections since the serving version"));
+}

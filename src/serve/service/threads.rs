@@ -54,6 +54,15 @@ impl Service {
                 }) as Box<dyn Fn(bool) + Send>
             });
             let r = Retrainer::spawn(shared, Arc::clone(&inner.stats), busy)?;
+            // A retrain due before a restart (enough corrections after the serving version's) is
+            // started now, not when one more correction arrives.
+            let due = lock(journal).pending();
+            if inner.opts.retrain_every.is_some_and(|every| due >= every) {
+                eprintln!(
+                    "edgetune serve: {due} corrections since the serving version: retraining"
+                );
+                drop(r.request());
+            }
             let _ = inner.retrainer.set(r);
         }
         self.spawn_device_thread(devices.button)?;
