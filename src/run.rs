@@ -11,10 +11,14 @@
 //! allocation, the training record's settings), the weights' hash, every tensor's shape.
 //!
 //! - [`settings`]: the training settings a run records, their defaults and ranges;
-//! - [`record`]: the training record (settings, kept epoch, history).
+//! - [`record`]: the training record (settings, kept epoch, history, the real freeze list);
+//! - [`snapshot`]: the training data kept with the run (`RUN/data/`), its `--init-from` lineage;
+//! - [`versions`]: the models a run has served (`RUN/versions/`), the current one, history.
 
 pub mod record;
 pub mod settings;
+pub mod snapshot;
+pub mod versions;
 
 pub use record::{EpochLog, TrainingRecord};
 pub use settings::{SettingError, TrainSettings};

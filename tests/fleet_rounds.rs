@@ -461,8 +461,12 @@ fn a_recorded_session_sends_only_heads_counts_and_scores() {
         .filter(|r| r["adopted"] == true)
         .map(|r| r["version"].as_u64().unwrap())
         .collect();
-    let versions = std::fs::read_dir(d0.join("run/serve/models"))
-        .map(|d| d.count())
+    let versions = std::fs::read_dir(d0.join("run/versions"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u64>().is_ok())
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(versions, adopted.len(), "{report}");
 }

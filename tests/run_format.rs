@@ -290,6 +290,7 @@ fn format2_config() -> serde_json::Value {
         best_epoch: 2,
         epochs_run: 3,
         data: Some("data/train.jsonl".into()),
+        frozen: Vec::new(),
         truncated_train_examples: 0,
         history: (1..=3)
             .map(|epoch| EpochLog {

@@ -22,6 +22,18 @@ fn journal(run: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The version folders being written (`RUN/versions/.tmp-*`).
+fn temp_versions(run: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(run.join("versions"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether `checkpoint` holds a generation folder with its `state.json` (written last).
 fn has_complete_generation(checkpoint: &Path) -> bool {
     std::fs::read_dir(checkpoint)
@@ -54,10 +66,13 @@ fn killed_during_a_retrain_the_restart_serves_the_last_good_model() {
     ));
     assert_eq!(ack["seq"], 2);
     assert_eq!(c.request(r#"{"cmd": "retrain"}"#)["retrain"], "requested");
-    // Kill once the candidate is being trained (a checkpoint generation of it is complete).
-    let checkpoint = run.join("serve/models/.tmp-gen-000002/checkpoint");
+    // Kill once the candidate is being trained (a checkpoint generation of it is complete, in
+    // the version folder being written, `versions/.tmp-*`).
     let t0 = Instant::now();
-    while !has_complete_generation(&checkpoint) {
+    while !temp_versions(&run)
+        .iter()
+        .any(|t| has_complete_generation(&t.join("checkpoint")))
+    {
         assert!(
             t0.elapsed() < Duration::from_secs(300),
             "the retrain never started:\n{}",
@@ -77,7 +92,7 @@ fn killed_during_a_retrain_the_restart_serves_the_last_good_model() {
         "the killed retrain's model is not served"
     );
     assert!(
-        !run.join("serve/models/.tmp-gen-000002").exists(),
+        temp_versions(&run).is_empty(),
         "the half-written model is removed"
     );
     let s = c.request(r#"{"cmd": "stats"}"#);

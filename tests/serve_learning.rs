@@ -71,10 +71,7 @@ fn a_corrected_sentence_is_answered_right_after_retrain_and_after_a_restart() {
     assert_eq!(s["retrain"]["swaps"], 1);
     assert_eq!(s["journal"]["corrections"], 1);
     assert!(
-        s["model"]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("serve/models/gen-000001"),
+        s["model"]["path"].as_str().unwrap().ends_with("versions/1"),
         "{s}"
     );
     drop(c);
@@ -288,7 +285,8 @@ fn a_retrain_that_cannot_fit_max_memory_keeps_the_serving_model() {
     );
     assert_eq!(report["version"], 0);
     assert_eq!(c.request("kill the music")["version"], 0);
-    assert!(!run.join("serve/models/gen-000001").exists());
+    // A refused candidate may be kept as a version, never made current.
+    assert!(!run.join("versions/current").exists());
 }
 
 /// Training data that teaches the wrong intents (every train label moved to another intent; the
@@ -366,12 +364,47 @@ fn a_model_worse_on_the_held_out_split_is_not_swapped_and_stats_says_why() {
         after["intent"], before["intent"],
         "the serving model is unchanged"
     );
-    assert!(!run.join("serve/models/gen-000001").exists());
+    // A refused candidate may be kept as a version, never made current.
+    assert!(!run.join("versions/current").exists());
+    let refused: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("versions/1/version.json")).unwrap())
+            .unwrap();
+    assert_eq!(refused["swapped"], false, "{refused}");
     assert!(
-        std::fs::read_dir(run.join("serve/models"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-            == 0,
-        "the refused candidate is removed"
+        refused["decision"]
+            .as_str()
+            .unwrap()
+            .contains("held-out score fell"),
+        "{refused}"
     );
+}
+
+/// A retrain that was due when the service stopped (enough corrections after the serving
+/// version's) starts at the next start, without waiting for one more correction.
+#[test]
+fn a_retrain_due_before_a_restart_starts_at_the_restart() {
+    common::require_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let run = fresh_run(dir.path());
+    let server = Server::start(&run, dir.path(), &[]);
+    let mut c = server.connect();
+    for (text, intent) in [
+        ("kill the music", "turn_off"),
+        ("i am freezing in here", "set_temperature"),
+    ] {
+        let ack = c.request(&format!(
+            r#"{{"correct": {{"text": "{text}", "intent": "{intent}"}}}}"#
+        ));
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    drop(c);
+    let (status, log) = server.term();
+    assert!(status.success(), "{log}");
+    let server = Server::start(&run, dir.path(), &["--retrain-every", "2"]);
+    let mut c = server.connect();
+    let s = wait_stats(&mut c, |s| s["retrain"]["last"].is_object());
+    assert_eq!(s["retrain"]["last"]["corrections"], 2, "{s}");
+    assert!(server
+        .log()
+        .contains("2 corrections since the serving version"));
 }

@@ -14,7 +14,7 @@ use super::common::Global;
 /// Flags of `edgetune eval`.
 #[derive(Debug, clap::Args)]
 #[command(
-    override_usage = "edgetune eval --run RUN --data PATH [OPTIONS]\n       edgetune eval --model MERGED.onnx --data PATH [OPTIONS]"
+    override_usage = "edgetune eval --run RUN [--data PATH] [OPTIONS]\n       edgetune eval --model MERGED.onnx --data PATH [OPTIONS]"
 )]
 pub struct Args {
     /// What to score: a run (its backbone and heads, features from the cache) or the merged model
@@ -22,9 +22,14 @@ pub struct Args {
     #[command(flatten)]
     pub source: common::ModelArgs,
     /// A dataset directory (with --split) or a single data file / JointBERT folder. The tasks it
-    /// shares with the model are scored (an error if there are none).
+    /// shares with the model are scored (an error if there are none). Default with --run: the
+    /// run's own data (kept in the run, read with its format and --columns), split --split (valid
+    /// when it has no test split).
     #[arg(long, value_name = "PATH")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// With --run: which version of the run (`edgetune history RUN`; default: the current one).
+    #[arg(long = "version", value_name = "N", requires = "run")]
+    pub run_version: Option<u64>,
     /// Which split of the dataset directory to evaluate.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -54,20 +59,31 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let source = a.source.model_path()?;
+    let source = match a.source.model_path()? {
+        ModelPath::Run(root) => ModelPath::Run(
+            edgetune::run::versions::resolve(&root, a.run_version)?.1,
+        ),
+        merged => merged,
+    };
     if let Some(b) = &a.backbone {
         common::check_backbone(b, &["--run", "--model", "--backbone"])?;
     }
-    if !a.data.exists() {
-        anyhow::bail!("--data {}: no such file or folder", a.data.display());
-    }
     let threads = common::setup_threads(g)?;
-    let read = ReadOptions {
-        format: a.format,
-        columns: a.columns.clone(),
-        text_column: a.text_column.clone(),
+    let split = match (&a.data, &source) {
+        (Some(path), _) => {
+            if !path.exists() {
+                anyhow::bail!("--data {}: no such file or folder", path.display());
+            }
+            let read = ReadOptions {
+                format: a.format,
+                columns: a.columns.clone(),
+                text_column: a.text_column.clone(),
+            };
+            data::load_eval_split(path, &a.split, &read)?
+        }
+        (None, ModelPath::Run(dir)) => own_split(&a, dir)?,
+        (None, ModelPath::Merged(_)) => anyhow::bail!("--data is required with --model"),
     };
-    let split = data::load_eval_split(&a.data, &a.split, &read)?;
     let model_tasks = source.tasks()?;
     let what = match &source {
         ModelPath::Run(p) => format!("run {}", p.display()),
@@ -188,4 +204,37 @@ fn eval_json(ev: &RunEval, unknown: &[String]) -> anyhow::Result<serde_json::Val
         v["unknown_labels"] = serde_json::to_value(unknown)?;
     }
     Ok(v)
+}
+
+/// The split `--split` of the run's own data (`valid` when it has no such split), read as
+/// `train` read it.
+fn own_split(a: &Args, dir: &std::path::Path) -> anyhow::Result<Split> {
+    use anyhow::Context;
+    use edgetune::run::snapshot::{data_folder, DataSource};
+    let (rc, _) = edgetune::run::load_run(dir)?;
+    let root = edgetune::run::versions::root_of(dir);
+    let folder = data_folder(&root);
+    let source = DataSource::read(&folder)?.with_context(|| {
+        format!(
+            "{} does not keep its training data (trained before runs did); pass --data PATH",
+            root.display()
+        )
+    })?;
+    anyhow::ensure!(
+        a.format.is_none() && a.columns.is_none() && a.text_column.is_none(),
+        "--format, --columns and --text-column apply to --data; the run's own data is read as it was at training"
+    );
+    let dataset = source.load(&folder, rc.training.settings.seed)?;
+    match a.split.as_str() {
+        "test" => match dataset.test {
+            Some(t) => Ok(t),
+            None => {
+                eprintln!("note: the run's data has no test split; evaluating valid");
+                Ok(dataset.valid)
+            }
+        },
+        "valid" => Ok(dataset.valid),
+        "train" => Ok(dataset.train),
+        other => anyhow::bail!("--split {other}: the run's own data has train, valid and test"),
+    }
 }

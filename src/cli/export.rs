@@ -37,8 +37,16 @@ pub struct Args {
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
     common::init_runtime(g)?;
+    let (version, run) = edgetune::run::versions::resolve(&a.run, a.run_version)?;
+    if version > 0 {
+        eprintln!(
+            "exporting version {version} of {} ({})",
+            a.run.display(),
+            run.display()
+        );
+    }
     let report = export_run(&ExportOptions {
-        run: a.run,
+        run,
         out: a.out,
         backbone: a.backbone,
         check_file: a.check_file,

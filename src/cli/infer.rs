@@ -27,6 +27,9 @@ pub struct Args {
     /// Also print each sentence task's logits (`NAME_logits`).
     #[arg(long)]
     pub logits: bool,
+    /// Which version of the run (`edgetune history RUN` lists them; default: the current one).
+    #[arg(long = "version", value_name = "N")]
+    pub run_version: Option<u64>,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -48,7 +51,20 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     }
     let library = t0.elapsed();
     let opts = SessionOptions::with_threads(threads);
-    let mut predictor: Box<dyn Predict> = match source {
+    let path = match source {
+        ModelPath::Run(run) => {
+            let (_, dir) = edgetune::run::versions::resolve(&run, a.run_version)?;
+            ModelPath::Run(dir)
+        }
+        merged => {
+            anyhow::ensure!(
+                a.run_version.is_none(),
+                "--version needs --run (a merged model has no versions)"
+            );
+            merged
+        }
+    };
+    let mut predictor: Box<dyn Predict> = match path {
         ModelPath::Merged(m) if profile => {
             let (model, t) = MergedModel::open_timed(&m, &opts)?;
             eprintln!(

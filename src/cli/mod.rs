@@ -11,10 +11,12 @@ mod data;
 mod eval;
 mod export;
 mod fleet;
+mod history;
 mod import;
 mod infer;
 mod inspect;
 mod quantize;
+mod rollback;
 mod serve;
 mod train;
 
@@ -68,6 +70,12 @@ enum Command {
     Data(data::Args),
     /// The feature cache: list its entries, prune them by age or to a size, or clear it.
     Cache(cache::Args),
+    /// List the versions of a run: what made each (train, retrain, rollback, fleet), when and
+    /// why, the corrections it was trained with, its metrics, whether it was swapped in and why.
+    History(history::Args),
+    /// Make an earlier version of a run current again (a running `serve` answers with it from its
+    /// next request).
+    Rollback(rollback::Args),
     /// Compare backbones (and unfrozen layers) on this device: train, export and measure each
     /// (scores, latency, cold start, memory, bytes), then recommend one within the limits.
     Choose(choose::Args),
@@ -104,6 +112,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Fleet(a) => fleet::run(&cli.global, a),
         Command::Data(a) => data::run(&cli.global, a),
         Command::Cache(a) => cache::run(&cli.global, a),
+        Command::History(a) => history::run(&cli.global, a),
+        Command::Rollback(a) => rollback::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -86,6 +86,10 @@ pub struct Args {
     /// After each swap, also write the new model as a merged ONNX model here (self-checked).
     #[arg(long, value_name = "PATH", requires = "run")]
     pub export_on_swap: Option<PathBuf>,
+    /// Keep at most N versions of the run on disk besides version 0 (the oldest are deleted after
+    /// a retrain; never the current one nor version 0). Default: keep all.
+    #[arg(long, value_name = "N", requires = "run")]
+    pub keep: Option<usize>,
     /// Let --export-on-swap replace an existing file at start.
     #[arg(long)]
     pub force: bool,
@@ -131,6 +135,14 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
     }
     if a.retrain_epochs > 1000 || a.correction_copies > 1000 {
         bail!("--retrain-epochs and --correction-copies are at most 1000");
+    }
+    if a.retrain_every.is_some() && a.source.model.is_some() {
+        bail!(
+            "--retrain-every needs --run RUN: a merged model (--model) answers but cannot retrain"
+        );
+    }
+    if a.keep == Some(0) {
+        bail!("--keep must be at least 1 (the current version is always kept)");
     }
     if a.max_clients == 0 {
         bail!("--max-clients must be at least 1");
@@ -187,6 +199,7 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
         max_journal_bytes: a
             .max_journal_bytes
             .map_or(DEFAULT_MAX_JOURNAL_BYTES, |b| b as u64),
+        keep: a.keep,
         ..ServeOptions::new(model, threads)
     };
     let devices = DeviceOptions {

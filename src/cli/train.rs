@@ -161,6 +161,11 @@ pub struct Args {
     /// the plan (trainable parameters, cache size, expected peak memory), and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Copy the training data into the run (`RUN/data/`, so that it retrains anywhere) when its
+    /// files total at most SIZE (e.g. `64M`, the default); larger data is recorded by its absolute
+    /// path and content hash instead, and a retrain refuses it once it changed.
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size)]
+    pub snapshot_limit: Option<usize>,
     /// Do not draw the run's pictures (`plots/` and `report.html`); the run is the same.
     #[arg(long)]
     pub no_plots: bool,
@@ -185,6 +190,7 @@ struct Options {
     task_weights: Vec<String>,
     text_column: Option<String>,
     max_cache: Option<usize>,
+    snapshot_limit: u64,
 }
 
 fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -431,6 +437,11 @@ fn validate(g: &Global, a: Args) -> anyhow::Result<Options> {
         task_weights: a.task_weight,
         text_column: a.text_column,
         max_cache: a.max_cache,
+        snapshot_limit: a
+            .snapshot_limit
+            .map_or(edgetune::run::snapshot::DEFAULT_SNAPSHOT_LIMIT, |s| {
+                s as u64
+            }),
     })
 }
 
@@ -455,6 +466,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let lock = train::lock_run(&o.out)?;
     if !o.resume {
         start_checkpoint(&o)?;
+        record_data(&o, &dataset)?;
     }
     if !o.quiet {
         eprintln!("{}", plan.text);
@@ -691,6 +703,37 @@ fn bound_cache(
             "warning: --max-cache: this run's features alone take {} bytes, over the budget",
             r.left_bytes
         );
+    }
+    Ok(())
+}
+
+/// Keeps the training data with the run (and its `--init-from` lineage), so that it can be
+/// trained again from anywhere ([`edgetune::run::snapshot`]).
+fn record_data(o: &Options, dataset: &data::Dataset) -> anyhow::Result<()> {
+    use edgetune::run::snapshot;
+    let flags = snapshot::DataFlags {
+        format: o.job.format,
+        columns: o.job.columns.clone(),
+        holdout: o.job.holdout,
+        tasks: o.settings.tasks.clone(),
+    };
+    let source = snapshot::record_data(&o.out, &o.job.data, dataset, &flags, o.snapshot_limit)?;
+    if let snapshot::Stored::External { path } = &source.stored {
+        eprintln!(
+            "note: the training data ({} MiB) is over --snapshot-limit: the run records {} and its hash, not a copy",
+            source.bytes >> 20,
+            path.display()
+        );
+    }
+    if let Some(parent) = &o.settings.init_from {
+        let rc = edgetune::run::read_config(parent)?;
+        let frozen = if rc.training.frozen.is_empty() {
+            rc.training.settings.freeze.clone()
+        } else {
+            rc.training.frozen.clone()
+        };
+        let tasks = rc.model.tasks.iter().map(|t| t.name.clone()).collect();
+        snapshot::record_lineage(&o.out, parent, tasks, frozen)?;
     }
     Ok(())
 }

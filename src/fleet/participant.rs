@@ -136,9 +136,9 @@ impl Participant {
         })?;
         let base = run::read_config(&opts.run)?;
         let tasks: Vec<TaskInfo> = rc.model.tasks.iter().map(|t| t.info()).collect();
-        let dir = retrain_data::data_dir(&base, &opts.run, opts.data.as_deref())?;
+        let place = retrain_data::data_dir(&base, &opts.run, opts.data.as_deref())?;
         let data = retrain_data::build(
-            &dir,
+            &place,
             &tasks,
             13,
             corrections,

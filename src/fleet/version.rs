@@ -1,9 +1,9 @@
 //! A round's result becoming a new version of the device's run.
 //!
-//! Until the run keeps versions of its own, a version is what `serve` stores for a retrained
-//! model: `RUN/serve/models/gen-N` (a complete run folder, written under a temporary name and
-//! renamed), then `RUN/serve/current` pointed at it ([`Layout::publish`]), so a restarted `serve`
-//! answers with it. Everything that makes a version goes through [`publish_version`].
+//! A version is a complete run folder inside the run (`RUN/versions/N`, see
+//! [`crate::run::versions`]); [`publish_version`] adds the round's model as one, made by `fleet`,
+//! through [`Versions::add_run`], the one call that adds a version and swaps it in, so a
+//! restarted `serve` answers with it (and a running one picks it up at its next request).
 
 use std::path::PathBuf;
 
@@ -11,13 +11,14 @@ use serde::Serialize;
 
 use super::error::FleetError;
 use crate::model::TaskModel;
+use crate::run::versions::{MadeBy, VersionRecord};
 use crate::run::{self, RunConfig};
 use crate::serve::layout::Layout;
 
 /// File in a version folder recording the fleet round it came from.
 pub const FLEET_FILE: &str = "fleet.json";
 
-/// Where a version came from (written as [`FLEET_FILE`]).
+/// Where a version came from (in the version's `config.json`, `training.fleet`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Provenance {
     /// The Flower run id.
@@ -32,8 +33,9 @@ pub struct Provenance {
     pub journal_seq: u64,
 }
 
-/// Stores `model` (heads of the run `rc`) as version `after + 1` of the run in `layout` and makes
-/// it the one `serve` answers with. Returns the version and its folder.
+/// Stores `model` (heads of the run `rc`) as the next version of the run in `layout` (its
+/// parent: version `after`) and makes it the one `serve` answers with (the caller has applied
+/// the safe-swap rule). Returns the version and its folder.
 pub fn publish_version(
     layout: &Layout,
     rc: &RunConfig,
@@ -41,19 +43,27 @@ pub fn publish_version(
     after: u64,
     provenance: &Provenance,
 ) -> Result<(u64, PathBuf), FleetError> {
-    let next = after + 1;
-    let temp = layout.temp_model(next);
-    if temp.exists() {
-        std::fs::remove_dir_all(&temp).map_err(FleetError::io(&temp))?;
-    }
     let weights = run::weights_bytes(&model.params)?;
     let mut config = rc.clone();
     config.training.fleet = Some(serde_json::to_value(provenance).unwrap_or_default());
-    run::save_run(&temp, config, &weights)?;
-    let path = temp.join(FLEET_FILE);
+    let mut record = VersionRecord::new(
+        MadeBy::Fleet,
+        format!(
+            "fleet round {} of Flower run {}",
+            provenance.server_round, provenance.flower_run
+        ),
+    );
+    record.parent = Some(after);
+    record.journal_seq = provenance.journal_seq;
+    record.old_score = Some(provenance.old_score);
+    record.new_score = Some(provenance.new_score);
+    record.decision = format!(
+        "adopted: held-out score {:.4} -> {:.4}",
+        provenance.old_score, provenance.new_score
+    );
+    let (n, dir, _) = layout.versions().add_run(config, &weights, record, None)?;
+    let path = dir.join(FLEET_FILE);
     let json = serde_json::to_vec_pretty(provenance).unwrap_or_default();
     crate::fsutil::write_atomic(&path, &json).map_err(FleetError::io(&path))?;
-    Layout::write_trained_through(&temp, provenance.journal_seq)?;
-    let dest = layout.publish(&temp, next)?;
-    Ok((next, dest))
+    Ok((n, dir))
 }

@@ -36,6 +36,10 @@ pub struct TrainingRecord {
     /// The train split's file or folder, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// The heads kept exactly as loaded from `init_from`: those frozen by `--freeze` and the
+    /// tasks of the `--init-from` run the data lacks (the real freeze list; `freeze` is the flag).
+    #[serde(default)]
+    pub frozen: Vec<String>,
     /// Train examples cut at the token limit.
     #[serde(default)]
     pub truncated_train_examples: usize,

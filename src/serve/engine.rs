@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::error::ServeError;
 use crate::backbone::SessionOptions;
@@ -12,7 +13,25 @@ use crate::metrics::Metrics;
 use crate::model::TaskModel;
 use crate::onnx::merged::MergedModel;
 use crate::predict::{Predict, Prediction};
+use crate::run::versions::Versions;
 use crate::run::RunConfig;
+
+/// How often the service looks at the run's version pointer (one `stat`).
+pub const POINTER_CHECK: Duration = Duration::from_secs(1);
+
+/// The run's version pointer as last seen: a `rollback` (or any other writer) replacing it is
+/// noticed by its inode, size or modification time.
+struct Watch {
+    versions: Versions,
+    seen: Option<(u64, u64, std::time::SystemTime)>,
+    checked: Instant,
+}
+
+fn pointer_stamp(path: &Path) -> Option<(u64, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()?))
+}
 
 /// A predictor the service answers with: any [`Predict`]; a run's can take retrained heads.
 pub trait Served: Predict + Send {
@@ -45,6 +64,7 @@ pub struct Engine {
     pub metrics: BTreeMap<String, Metrics>,
     /// Its tasks, in output order.
     pub tasks: Vec<TaskInfo>,
+    watch: Option<Watch>,
 }
 
 impl Engine {
@@ -69,12 +89,56 @@ impl Engine {
             metrics,
             tasks: predictor.tasks().to_vec(),
             predictor,
+            watch: None,
         })
+    }
+
+    /// Follows the version pointer of the run `root` from now on: before a prediction, at most
+    /// once per [`POINTER_CHECK`], the pointer is looked at, and when it names another version
+    /// (`edgetune rollback`), that version is loaded and answers.
+    pub fn follow(&mut self, root: &Path) {
+        let versions = Versions::new(root);
+        let seen = pointer_stamp(&versions.pointer());
+        self.watch = Some(Watch {
+            versions,
+            seen,
+            checked: Instant::now(),
+        });
+    }
+
+    /// Swaps in the version the pointer names when it changed (see [`Self::follow`]).
+    fn check_pointer(&mut self) -> Result<(), ServeError> {
+        let Some(w) = &mut self.watch else {
+            return Ok(());
+        };
+        if w.checked.elapsed() < POINTER_CHECK {
+            return Ok(());
+        }
+        w.checked = Instant::now();
+        let stamp = pointer_stamp(&w.versions.pointer());
+        if stamp == w.seen {
+            return Ok(());
+        }
+        w.seen = stamp;
+        let (n, dir) = w.versions.current()?;
+        if n == self.version {
+            return Ok(());
+        }
+        let (rc, model) = crate::run::load_run(&dir)?;
+        eprintln!("edgetune serve: the run's current version is now {n} (its pointer changed); answering with it");
+        self.swap(rc, model, n, &dir);
+        Ok(())
     }
 
     /// The prediction of `text` (with each sentence task's logits, which the JSON answer writes
     /// on request).
     pub fn predict(&mut self, text: &str) -> Result<Prediction, ServeError> {
+        if let Err(e) = self.check_pointer() {
+            eprintln!(
+                "edgetune serve: warning: the version pointer: {e}; answering with version {}",
+                self.version
+            );
+        }
         Ok(self.predictor.predict(text)?)
     }
 

@@ -18,6 +18,7 @@ pub(crate) mod engine;
 pub(crate) mod error;
 pub mod journal;
 pub mod layout;
+pub(crate) mod learnable;
 pub mod options;
 pub mod priority;
 pub(crate) mod protocol;

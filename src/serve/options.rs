@@ -64,6 +64,9 @@ pub struct ServeOptions {
     pub socket_group: Option<String>,
     /// A file holding the shared secret a TCP client sends first (`{"token": "..."}`).
     pub token_file: Option<PathBuf>,
+    /// Versions of the run kept on disk besides version 0 (`--keep`); the oldest are deleted
+    /// after each retrain, never the current one. `None`: every version is kept.
+    pub keep: Option<usize>,
 }
 
 /// Default of `--idle-timeout`: 60 s. A client waits for answers, not for minutes of silence; a
@@ -130,6 +133,7 @@ impl ServeOptions {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             socket_group: None,
             token_file: None,
+            keep: None,
         }
     }
 }

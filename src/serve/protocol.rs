@@ -61,6 +61,8 @@ pub enum ErrorCode {
     /// The request needs something this service does not have (e.g. a correction while serving a
     /// merged model, which cannot be retrained).
     Unavailable,
+    /// A correction this run could never learn (see `serve::learnable`); the message says why.
+    NotLearnable,
     /// Too many clients are connected.
     Busy,
     /// The correction was not journalled: the disk is full, or the journal reached
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::Incomplete => "incomplete",
             ErrorCode::BadCorrection => "bad_correction",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotLearnable => "not_learnable",
             ErrorCode::Busy => "busy",
             ErrorCode::Full => "full",
             ErrorCode::Unauthorized => "unauthorized",

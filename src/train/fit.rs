@@ -416,6 +416,7 @@ fn run_config(s: &Session, valid: &Metrics, test: Option<&Metrics>) -> RunConfig
             best_epoch: s.state.best_epoch,
             epochs_run: s.state.epoch,
             data: Some(s.dataset.train.source.display().to_string()),
+            frozen: s.start.frozen.iter().cloned().collect(),
             truncated_train_examples: s.train.feats.meta.truncated.len(),
             history: s.state.history.clone(),
             fleet: None,

@@ -44,11 +44,40 @@ pub struct RetrainData {
     pub copies: usize,
 }
 
-/// The folder of the run's training data: `over` if given, else the folder of the recorded
-/// `training.data` (the train split's file or folder).
-pub fn data_dir(rc: &RunConfig, run: &Path, over: Option<&Path>) -> Result<PathBuf, ServeError> {
+/// Where a retrain's training data is and how it is read.
+#[derive(Debug, Clone)]
+pub struct TrainingData {
+    /// The dataset folder.
+    pub dir: PathBuf,
+    /// Its format and CoNLL columns, as `train` read it.
+    pub read: ReadOptions,
+    /// The hold-out fraction when it has no valid split.
+    pub holdout: f64,
+}
+
+/// The run's training data: `over` if given (read as detected), else the data the run `run`
+/// (version 0) keeps ([`crate::run::snapshot`]: the copy inside the run, or the recorded folder
+/// with its hash checked), else (runs written before runs kept their data) the folder of the
+/// recorded `training.data`.
+pub fn data_dir(
+    rc: &RunConfig,
+    run: &Path,
+    over: Option<&Path>,
+) -> Result<TrainingData, ServeError> {
     if let Some(d) = over {
-        return Ok(d.to_path_buf());
+        return Ok(TrainingData {
+            dir: d.to_path_buf(),
+            read: ReadOptions::default(),
+            holdout: HOLDOUT,
+        });
+    }
+    let folder = crate::run::snapshot::data_folder(run);
+    if let Some(source) = crate::run::snapshot::DataSource::read(&folder)? {
+        return Ok(TrainingData {
+            dir: source.locate(&folder)?,
+            read: source.read_options(),
+            holdout: source.holdout,
+        });
     }
     let recorded = rc.training.data.as_deref().ok_or_else(|| {
         ServeError::Config(format!(
@@ -69,7 +98,11 @@ pub fn data_dir(rc: &RunConfig, run: &Path, over: Option<&Path>) -> Result<PathB
             run.join(crate::run::CONFIG_FILE).display()
         )));
     }
-    Ok(dir)
+    Ok(TrainingData {
+        dir,
+        read: ReadOptions::default(),
+        holdout: HOLDOUT,
+    })
 }
 
 /// The corrections a retrain can take, in journal order: each is judged again
@@ -101,18 +134,25 @@ fn key(words: &[String]) -> Vec<String> {
     words.iter().map(|w| w.to_lowercase()).collect()
 }
 
-/// Loads the data in `dir` for a model with `tasks` and adds `corrections` (see the module docs).
+/// Loads the data in `data` for a model with `tasks` and adds `corrections` (see the module
+/// docs). The model's tasks the data lacks (carried over from an `--init-from` run) are not in
+/// the data: they stay as they are.
 pub fn build(
-    dir: &Path,
+    data: &TrainingData,
     tasks: &[TaskInfo],
     seed: u64,
     corrections: &[(u64, Correction)],
     journal: &Path,
     copies: usize,
 ) -> Result<RetrainData, ServeError> {
-    let mut dataset = load_dataset(dir, &ReadOptions::default(), HOLDOUT, seed)
+    let mut dataset = load_dataset(&data.dir, &data.read, data.holdout, seed)
         .map_err(|e| ServeError::Config(format!("the retrain's training data: {e}")))?;
-    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let have: Vec<String> = dataset.train.tasks().into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = tasks
+        .iter()
+        .map(|t| t.name.clone())
+        .filter(|n| have.contains(n))
+        .collect();
     dataset
         .select_tasks(&names)
         .map_err(|e| ServeError::Config(format!("the retrain's training data: {e}")))?;

@@ -9,7 +9,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::super::engine::Engine;
 use super::super::error::ServeError;
 use super::super::journal::Journal;
-use super::super::layout::Layout;
 use super::super::stats::RetrainReport;
 use super::super::sync::lock;
 use super::data::{self, RetrainData};
@@ -19,6 +18,7 @@ use crate::data::TaskInfo;
 use crate::features::{default_cache_dir, FeatureContext};
 use crate::model::TaskModel;
 use crate::onnx::export::{export_run, ExportOptions};
+use crate::run::versions::{MadeBy, VersionRecord};
 use crate::run::{self, RunConfig};
 use crate::train::{
     self, fit_memory, head_states, plan_model, TrainError, TrainJob, TrainSettings,
@@ -47,12 +47,14 @@ pub struct RetrainSettings {
     pub copies: usize,
     /// Where to export a merged model after a swap.
     pub export_on_swap: Option<PathBuf>,
+    /// Versions kept on disk besides version 0 (`--keep`; `None`: all).
+    pub keep: Option<usize>,
 }
 
 /// What a retrain works with, shared with the service.
 pub struct Shared {
     /// The run's serve folder.
-    pub layout: Layout,
+    pub layout: super::super::layout::Layout,
     /// The serving model.
     pub engine: Arc<Mutex<Engine>>,
     /// The corrections.
@@ -207,16 +209,10 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
     fig.phase("train", &mut t);
     let verdict = evaluate(shared, &job, &candidate, &mut ctx, fig)?;
     fig.phase("evaluate", &mut t);
-    let reason = match verdict {
-        Ok(reason) => reason,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    if let Err(reason) = export_on_swap(shared, &candidate) {
-        return Ok(Err(reason));
-    }
-    publish(shared, &job, candidate)?;
+    let verdict = verdict.and_then(|reason| export_on_swap(shared, &candidate).map(|()| reason));
+    publish(shared, &job, candidate, &verdict, fig)?;
     fig.phase("publish", &mut t);
-    Ok(Ok(reason))
+    Ok(verdict)
 }
 
 /// `Some(reason)` when the journal has no entry (correction or withdrawal) after the last one the
@@ -284,9 +280,9 @@ fn prepare(shared: &Shared, fig: &mut Figures) -> Result<Job, ServeError> {
     }
     fig.corrections = corrections.len();
     let settings = settings_of(&rc, &current, s.epochs)?;
-    let dir = data::data_dir(&base, &shared.layout.run, s.data.as_deref())?;
+    let place = data::data_dir(&base, &shared.layout.run, s.data.as_deref())?;
     let data = data::build(
-        &dir,
+        &place,
         &tasks,
         settings.seed,
         &corrections,
@@ -358,8 +354,7 @@ fn train_candidate(
             budget,
         )?);
     }
-    let dir = shared.layout.temp_model(job.version + 1);
-    crate::fsutil::remove_nofollow(&dir).map_err(ServeError::io(&dir))?;
+    let dir = shared.layout.versions().temp_folder()?;
     let temp = TempModel { dir, keep: false };
     train::train(TrainJob {
         dataset: &job.data.dataset,
@@ -435,12 +430,37 @@ fn export_on_swap(shared: &Shared, candidate: &Candidate) -> Result<(), String> 
     .map_err(|e| format!("the merged export to {} failed: {e}", out.display()))
 }
 
-/// Publishes the candidate as the next version (folder, pointer) and swaps it in.
-fn publish(shared: &Shared, job: &Job, candidate: Candidate) -> Result<(), ServeError> {
-    let next = job.version + 1;
-    Layout::write_trained_through(&candidate.temp.dir, job.through)?;
-    let dest = shared.layout.publish(&candidate.temp.dir, next)?;
+/// Stores the candidate as the next version with the decision (`verdict`), and when it is
+/// accepted makes it current and swaps it in; then prunes to `--keep`.
+fn publish(
+    shared: &Shared,
+    job: &Job,
+    candidate: Candidate,
+    verdict: &Result<String, String>,
+    fig: &Figures,
+) -> Result<(), ServeError> {
+    let versions = shared.layout.versions();
+    let mut record = VersionRecord::new(
+        MadeBy::Retrain,
+        format!("retrain on {} correction(s)", job.data.seqs.len()),
+    );
+    record.parent = Some(job.version);
+    record.journal_seq = job.through;
+    record.corrections = job.data.seqs.clone();
+    record.swapped = verdict.is_ok();
+    record.decision = verdict.clone().unwrap_or_else(|e| e);
+    record.old_score = fig.old_score;
+    record.new_score = fig.new_score;
+    let (n, dest) = versions.add(&candidate.temp.dir, record)?;
     candidate.temp.keep();
-    lock(&shared.engine).swap(candidate.rc, candidate.model, next, &dest);
+    if verdict.is_ok() {
+        lock(&shared.engine).swap(candidate.rc, candidate.model, n, &dest);
+    }
+    if let Some(keep) = shared.settings.keep {
+        let deleted = versions.prune(keep)?;
+        if !deleted.is_empty() {
+            eprintln!("edgetune serve: --keep {keep}: deleted versions {deleted:?}");
+        }
+    }
     Ok(())
 }

@@ -141,6 +141,10 @@ impl Service {
             ));
         };
         let (text, words, given) = correction::check(obj, &self.inner.tasks)?;
+        if let Some(l) = &self.inner.learnable {
+            l.check(&correction::given_tasks(&given))
+                .map_err(|m| RequestError::new(ErrorCode::NotLearnable, m))?;
+        }
         let predicted = lock(&self.inner.engine)
             .predict(&text)
             .map_err(internal)?

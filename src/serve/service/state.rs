@@ -10,6 +10,7 @@ use super::super::engine::Engine;
 use super::super::error::ServeError;
 use super::super::journal::Journal;
 use super::super::layout::Layout;
+use super::super::learnable::Learnability;
 use super::super::options::ServeOptions;
 use super::super::protocol::{check_reply_keys, ErrorCode, RequestError};
 use super::super::retrain::worker::Retrainer;
@@ -40,6 +41,8 @@ pub(super) struct Inner {
     /// The lock of the run's serve folder, held while the service lives.
     _dir_lock: Option<crate::fsutil::DirLock>,
     pub(super) journal: Option<Arc<Mutex<Journal>>>,
+    /// What the served run can learn (`None` for a merged model).
+    pub(super) learnable: Option<Learnability>,
     pub(super) stats: Arc<Stats>,
     pub(super) retrainer: OnceLock<Retrainer>,
     pub(super) actions: Mutex<Option<Box<dyn ActionSink>>>,
@@ -119,7 +122,9 @@ impl Service {
                 layout.prepare()?;
                 let (dir, version) = layout.current()?;
                 let current = ModelPath::Run(dir.clone());
-                let engine = Engine::open(&current, version, opts.backbone.as_deref(), &session)?;
+                let mut engine =
+                    Engine::open(&current, version, opts.backbone.as_deref(), &session)?;
+                engine.follow(run);
                 let (mut journal, warning) =
                     Journal::open_capped(&layout.journal(), opts.max_journal_bytes)?;
                 if let Some(w) = warning {
@@ -139,6 +144,15 @@ impl Service {
             ));
         }
         let tasks = engine.tasks.clone();
+        let learnable = match (&opts.model, &engine.model) {
+            (ModelPath::Run(root), ModelPath::Run(dir)) => {
+                let rc = crate::run::read_config(dir)?;
+                let l = Learnability::assess(root, &rc, opts.data.as_deref());
+                eprintln!("edgetune serve: {}", l.describe());
+                Some(l)
+            }
+            _ => None,
+        };
         let (layout, dir_lock) = layout.unzip();
         let token = opts.token_file.as_deref().map(read_token).transpose()?;
         Ok(Self {
@@ -149,6 +163,7 @@ impl Service {
                 layout,
                 _dir_lock: dir_lock,
                 journal,
+                learnable,
                 stats: Arc::new(Stats::default()),
                 retrainer: OnceLock::new(),
                 actions: Mutex::new(None),

@@ -42,6 +42,7 @@ impl Service {
                     epochs: o.retrain_epochs,
                     copies: o.correction_copies,
                     export_on_swap: o.export_on_swap.clone(),
+                    keep: o.keep,
                 },
             };
             // A weak handle: `finish` drops the LED (which turns it off) whatever the thread holds.
@@ -54,6 +55,15 @@ impl Service {
                 }) as Box<dyn Fn(bool) + Send>
             });
             let r = Retrainer::spawn(shared, Arc::clone(&inner.stats), busy)?;
+            // A retrain due before a restart (enough corrections after the serving version's) is
+            // started now, not when one more correction arrives.
+            let due = lock(journal).pending();
+            if inner.opts.retrain_every.is_some_and(|every| due >= every) {
+                eprintln!(
+                    "edgetune serve: {due} corrections since the serving version: retraining"
+                );
+                drop(r.request());
+            }
             let _ = inner.retrainer.set(r);
         }
         self.spawn_device_thread(devices.button)?;
