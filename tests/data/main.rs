@@ -1,0 +1,15 @@
+//! Reading data: formats, task discovery, tokenization, the fuzz regressions and the feature cache.
+//!
+//! One test binary for this stage of the flow (see `tests/README.md`): each module is a former
+//! `tests/NAME.rs` binary, its tests named `NAME::test`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod data_formats;
+mod feature_cache;
+mod features_compose;
+mod fuzz_regressions;
+mod multilingual_tokenize;
+mod task_discovery;
+mod tokenize;
