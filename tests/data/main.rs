@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cache_writer;
 mod data_formats;
 mod feature_cache;
 mod features_compose;

@@ -11,11 +11,12 @@ use crate::support::tiny_checkpoints;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
+use common::layers::{inputs, loss};
 use edgetune::backbone::layers::TopLayers;
 use edgetune::hf::{relative_position_bucket, BertConfig, Weights, RELATIVE_BIAS};
 use edgetune::nn::{Group, ParamBuilder, ParamSet};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tiny_checkpoints::Shape;
 
@@ -88,34 +89,6 @@ fn trainable_layers_match_the_candle_reference() {
         );
         assert!(d < 1e-5, "from layer {first}: max |diff| {d:.3e}");
     }
-}
-
-fn inputs(h: usize) -> (Var, Tensor, Tensor) {
-    let (b, t) = (2, 7);
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut randn =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect() };
-    let x = Var::from_tensor(&Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap())
-        .unwrap();
-    let r = Tensor::from_vec(randn(b * t * h), (b, t, h), &Device::Cpu).unwrap();
-    let mask = Tensor::from_vec(
-        vec![1f32, 1., 1., 1., 1., 1., 1., 1., 1., 1., 1., 0., 0., 0.],
-        (b, t),
-        &Device::Cpu,
-    )
-    .unwrap();
-    (x, mask, r)
-}
-
-fn loss(out: &Tensor, mask: &Tensor, r: &Tensor) -> Tensor {
-    out.broadcast_mul(&mask.unsqueeze(2).unwrap())
-        .unwrap()
-        .mul(r)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
 }
 
 /// Every tensor of every loaded layer, and the shared relative position bias, gets a gradient;
