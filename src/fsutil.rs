@@ -1,6 +1,7 @@
 //! File-system helpers: atomic writes, content hashes, an exclusive lock on a folder, and the
 //! fault-injection point the crash tests use (a no-op unless the `fault-injection` feature is on,
-//! as it is only in test builds).
+//! as it is only in test builds). [`safe`]: bounded reads of regular files, confined paths, and
+//! writes and deletes that never follow a symbolic link.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -9,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+
+pub mod safe;
+pub use safe::{
+    check_char_device, confined, create_fresh, open_append, open_regular, read_bounded,
+    read_bounded_text, read_limited, real_dir, remove_nofollow, Links,
+};
 
 /// Environment variable of the crash tests: `EDGETUNE_FAULT_AFTER=N` aborts the process (as a power
 /// loss or `kill -9` would end it) right after the N-th file operation that passes [`fault_point`].
@@ -54,7 +61,8 @@ pub fn write_atomic_with(
 ) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
-        let file = File::create(&tmp)?;
+        // Exclusive create after removing a leftover: never writes through a planted link.
+        let file = safe::create_fresh(&tmp)?;
         fault_point();
         {
             let mut w = io::BufWriter::new(&file);
@@ -110,12 +118,14 @@ impl DirLock {
     /// Takes the lock of `dir` (created if missing); `Err` with `ErrorKind::WouldBlock` when another
     /// process holds it.
     pub fn acquire(dir: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
         fs::create_dir_all(dir)?;
         let path = dir.join(".lock");
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
         #[cfg(unix)]
         {
@@ -140,9 +150,10 @@ impl DirLock {
     }
 }
 
-/// Hex SHA-256 of a file's content, streamed.
+/// Hex SHA-256 of a regular file's content, streamed (a FIFO or device is refused: it could
+/// stream for ever).
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
+    let mut f = safe::open_regular(path, safe::Links::Follow)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -246,27 +246,15 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
             message: "no such directory".into(),
         });
     }
-    let len = std::fs::metadata(&cpath)
-        .map_err(|_| RunError::NotARun {
+    if std::fs::symlink_metadata(&cpath).is_err() {
+        return Err(RunError::NotARun {
             path: dir.to_path_buf(),
             message: format!(
                 "no {CONFIG_FILE}; an interrupted `train` can be continued with --resume"
             ),
-        })?
-        .len();
-    let corrupt = |message: String| RunError::Corrupt {
-        path: cpath.clone(),
-        message,
-    };
-    if len > MAX_CONFIG_BYTES {
-        return Err(corrupt(format!(
-            "{len} bytes; a run's config is a few KiB (limit {MAX_CONFIG_BYTES})"
-        )));
+        });
     }
-    let bytes = std::fs::read(&cpath).map_err(|source| RunError::Io {
-        path: cpath.clone(),
-        source,
-    })?;
+    let bytes = read_run_file(&cpath, MAX_CONFIG_BYTES)?;
     parse_config(&bytes, &cpath)
 }
 
@@ -512,14 +500,33 @@ fn stored_name(format: u32) -> impl Fn(&str) -> String {
     }
 }
 
+/// Largest weights file read (the heads are a few MiB; fine-tuned top layers some hundreds).
+const MAX_WEIGHTS_BYTES: u64 = 2 << 30;
+
+/// Reads a file of a run: a regular file (a FIFO or device is refused without blocking), at most
+/// `limit` bytes actually read.
+fn read_run_file(path: &Path, limit: u64) -> Result<Vec<u8>, RunError> {
+    fsutil::read_bounded(path, limit, fsutil::Links::Follow).map_err(|source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a file a run names ([`read_run_file`]), which must stay inside the run `dir` once every
+/// link is resolved.
+fn read_confined(dir: &Path, path: &Path, limit: u64) -> Result<Vec<u8>, RunError> {
+    let real = fsutil::confined(dir, path).map_err(|source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_run_file(&real, limit)
+}
+
 /// Loads a finished run: its config and the model with its trained weights (hash-checked).
 pub fn load_run(dir: &Path) -> Result<(RunConfig, TaskModel), RunError> {
     let config = read_config(dir)?;
     let wpath = dir.join(&config.weights.file);
-    let bytes = std::fs::read(&wpath).map_err(|source| RunError::Io {
-        path: wpath.clone(),
-        source,
-    })?;
+    let bytes = read_confined(dir, &wpath, MAX_WEIGHTS_BYTES)?;
     let sha = fsutil::sha256_bytes(&bytes);
     if sha != config.weights.sha256 {
         return Err(RunError::Corrupt {

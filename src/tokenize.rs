@@ -75,6 +75,9 @@ pub struct WordTokenizer {
     max_tokens: usize,
 }
 
+/// Largest `tokenizer.json` read: 256 MiB (XLM-R's, with a 250k vocabulary, is 17 MB).
+pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 impl WordTokenizer {
     /// Default token limit when neither `tokenizer.json` nor the caller sets one (BERT's position limit).
     pub const DEFAULT_MAX_TOKENS: usize = 512;
@@ -85,7 +88,11 @@ impl WordTokenizer {
             path: path.to_path_buf(),
             message,
         };
-        let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        // A regular file only, read with a bound (a link to /dev/zero or a FIFO is refused).
+        let bytes =
+            crate::fsutil::read_bounded(path, MAX_TOKENIZER_BYTES, crate::fsutil::Links::Follow)
+                .map_err(|e| err(e.to_string()))?;
+        let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| err(e.to_string()))?;
         let max_tokens = max_tokens
             .or_else(|| inner.get_truncation().map(|t| t.max_length))
             .unwrap_or(Self::DEFAULT_MAX_TOKENS);

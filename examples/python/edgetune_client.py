@@ -207,8 +207,11 @@ class MergedModel:
                     "text": raw[cs:ce].decode("utf-8"),
                     "start": s,
                     "end": e,
-                    "char_start": cs,
-                    "char_end": ce,
+                    # Characters (what str slicing counts) and UTF-8 bytes of the line.
+                    "char_start": len(raw[:cs].decode("utf-8")),
+                    "char_end": len(raw[:ce].decode("utf-8")),
+                    "byte_start": cs,
+                    "byte_end": ce,
                     "prob": f32(total / np.float32(e - s)),
                 })
             v["slots" if task["name"] == "tags" else task["name"]] = found

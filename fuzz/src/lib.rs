@@ -153,6 +153,7 @@ pub fn data_conll(bytes: &[u8]) {
     let opts = ReadOptions {
         format: Some(Format::Conll),
         columns,
+        text_column: None,
     };
     check_examples(
         parse_text(Path::new("fuzz/train.conll"), Format::Conll, body, &opts),

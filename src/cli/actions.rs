@@ -28,30 +28,32 @@ pub enum Command {
 pub struct CheckArgs {
     /// The actions file (e.g. examples/actions.toml).
     pub file: PathBuf,
-    /// A merged model exported by `edgetune export` (its labels are read from its metadata).
-    #[arg(
-        long,
-        value_name = "MERGED.onnx",
-        required_unless_present = "run",
-        conflicts_with = "run"
-    )]
-    pub model: Option<PathBuf>,
-    /// A finished run directory (its labels are read from its config.json).
-    #[arg(long, value_name = "RUN")]
-    pub run: Option<PathBuf>,
+    /// The model whose labels the file is checked against: a run (its config.json) or a merged
+    /// model (its metadata).
+    #[command(flatten)]
+    pub source: common::ModelArgs,
 }
 
-pub fn run(_g: &Global, a: Args) -> anyhow::Result<()> {
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     match a.command {
-        Command::Check(c) => check(c),
+        Command::Check(c) => check(g, c),
     }
 }
 
-fn check(a: CheckArgs) -> anyhow::Result<()> {
-    let model = common::model_path(a.run.as_ref(), a.model.as_ref())?;
+fn check(g: &Global, a: CheckArgs) -> anyhow::Result<()> {
+    let model = a.source.model_path()?;
     let labels = model_labels(&model)?;
     let actions = Actions::load(&a.file)?;
     actions.check_labels(&labels)?;
+    if g.json {
+        let rules: Vec<String> = actions.rules.iter().map(|r| r.to_string()).collect();
+        return common::print_json(&serde_json::json!({
+            "file": a.file,
+            "model": model.path(),
+            "valid": true,
+            "rules": rules,
+        }));
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -68,12 +68,6 @@ pub struct Args {
     /// Feature cache directory (default: $EDGETUNE_CACHE, else ~/.cache/edgetune).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Print choose.json on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress on stderr.
-    #[arg(long, short)]
-    pub quiet: bool,
     /// (internal) Measure batch-1 answers of this merged model and print them as JSON.
     #[arg(long, value_name = "MERGED.onnx", hide = true)]
     pub measure_model: Option<PathBuf>,
@@ -130,10 +124,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         seed: a.seed,
         cache_dir: a.cache_dir.clone(),
         threads,
-        progress: !a.quiet,
+        progress: !g.quiet,
     };
     let choice = choose(&opts)?;
-    if a.json {
+    if g.json {
         println!("{}", serde_json::to_string_pretty(&choice)?);
     } else {
         print!("{}", edgetune::choose::summary::table(&choice));

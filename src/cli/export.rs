@@ -32,9 +32,6 @@ pub struct Args {
     /// with the run on at least 98% of the check sentences' predicted ids).
     #[arg(long)]
     pub fp32_layers: bool,
-    /// Print the self-check figures as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -48,13 +45,37 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         fp32_layers: a.fp32_layers,
         force: a.force,
         session: SessionOptions::with_threads(threads),
-        progress: true,
+        progress: !g.quiet && !g.json,
     })?;
-    for n in &report.notes {
-        eprintln!("{n}");
+    if !g.quiet && !g.json {
+        for n in &report.notes {
+            eprintln!("{n}");
+        }
     }
-    if a.json {
-        println!("{}", report.json);
+    if g.json {
+        common::print_json(&only_present_tasks(report.json))?;
     }
     Ok(())
+}
+
+/// The self-check figures with the legacy `intent_*` / `slot_*` keys taken from the tasks `intent`
+/// and `tags` themselves (the library sums every sentence task under `intent_*` and every token
+/// task under `slot_*`), and left out when the model lacks that task.
+fn only_present_tasks(mut v: serde_json::Value) -> serde_json::Value {
+    let Some(check) = v.get_mut("check").and_then(|c| c.as_object_mut()) else {
+        return v;
+    };
+    let tasks = check.get("tasks").cloned().unwrap_or_default();
+    for (task, prefix, diff) in [
+        ("intent", "intent_", "max_diff_intent_logit"),
+        ("tags", "slot_", "max_diff_slot_logit"),
+    ] {
+        check.retain(|k, _| !(k.starts_with(prefix) || k == diff));
+        if let Some(t) = tasks.get(task) {
+            check.insert(format!("{prefix}ids"), t["ids"].clone());
+            check.insert(format!("{prefix}agreement"), t["agreement"].clone());
+            check.insert(diff.to_string(), t["max_diff_logit"].clone());
+        }
+    }
+    v
 }

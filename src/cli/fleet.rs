@@ -165,6 +165,9 @@ fn join(g: &Global, a: JoinArgs) -> anyhow::Result<()> {
         participant,
     );
     let (report, result) = client.run(&stop);
+    if g.json {
+        common::print_json(&report)?;
+    }
     eprintln!(
         "edgetune fleet: left ({}): {} rounds answered, {} B sent, {} B received",
         report.ended,

@@ -40,6 +40,20 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     opts.threads = g.threads;
     opts.force = a.force;
     let r = import(&opts)?;
+    if g.json {
+        return super::common::print_json(&serde_json::json!({
+            "source": a.hf_dir,
+            "backbone": r.backbone,
+            "manifest": r.manifest,
+            "model_type": r.config.model_type.as_deref().unwrap_or("bert"),
+            "layers": r.config.num_hidden_layers,
+            "source_layers": r.source_layers,
+            "hidden_size": r.config.hidden_size,
+            "attention_heads": r.config.num_attention_heads,
+            "outputs": r.hidden_outputs,
+            "verification": r.verification,
+        }));
+    }
     println!(
         "imported {} ({}, {} layers{}, hidden {}, {} heads) -> {}",
         a.hf_dir.display(),

@@ -19,6 +19,9 @@ use super::common::Global;
 pub struct Args {
     #[command(flatten)]
     pub source: common::ModelArgs,
+    /// Backbone override for --run (must be the one the run was trained on).
+    #[arg(long, value_name = "PATH", requires = "run")]
+    pub backbone: Option<PathBuf>,
     /// Input text file, one utterance per line (default: standard input, answered line by line).
     pub input: Option<PathBuf>,
     /// Also print each sentence task's logits (`NAME_logits`).
@@ -27,6 +30,13 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    let source = a.source.model_path()?;
+    if let Some(b) = &a.backbone {
+        common::check_backbone(b, &["--run", "--model", "--backbone"])?;
+    }
+    if let Some(p) = a.input.as_deref().filter(|p| !p.exists()) {
+        anyhow::bail!("input file {}: no such file", p.display());
+    }
     let threads = common::setup_threads(g)?;
     // EDGETUNE_PROFILE: the start-up phases and the first answer's time on stderr.
     let profile = std::env::var_os("EDGETUNE_PROFILE").is_some();
@@ -38,7 +48,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     }
     let library = t0.elapsed();
     let opts = SessionOptions::with_threads(threads);
-    let mut predictor: Box<dyn Predict> = match a.source.model_path()? {
+    let mut predictor: Box<dyn Predict> = match source {
         ModelPath::Merged(m) if profile => {
             let (model, t) = MergedModel::open_timed(&m, &opts)?;
             eprintln!(
@@ -47,7 +57,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             );
             Box::new(model)
         }
-        path => path.open(a.source.backbone.as_deref(), &opts)?,
+        path => path.open(a.backbone.as_deref(), &opts)?,
     };
     let mut first = profile;
     stream_lines(a.input.as_deref(), a.logits, |texts| {

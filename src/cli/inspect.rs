@@ -9,15 +9,12 @@ pub struct Args {
     /// A run folder, a model folder (with manifest.json) or a merged model (.onnx).
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
-    /// Print one JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub fn run(_g: &super::common::Global, a: Args) -> anyhow::Result<()> {
+pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     let found = edgetune::inspect::inspect(&a.path)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&found)?);
+    if g.json {
+        super::common::print_json(&found)?;
     } else {
         print!("{}", found.text());
     }

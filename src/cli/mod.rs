@@ -4,8 +4,10 @@ use clap::{Parser, Subcommand};
 
 mod actions;
 mod bench;
+mod cache;
 mod choose;
 mod common;
+mod data;
 mod eval;
 mod export;
 mod fleet;
@@ -61,6 +63,11 @@ enum Command {
     /// Describe a run folder, a model folder or a merged model: tasks and labels, backbone and
     /// hashes, quantization, parameter counts, training settings and metrics, inputs and outputs.
     Inspect(inspect::Args),
+    /// Check a dataset: label counts per task, duplicates, conflicting labels, empty and overlong
+    /// lines, one-label tasks and labels of valid/test that train lacks.
+    Data(data::Args),
+    /// The feature cache: list its entries, prune them by age or to a size, or clear it.
+    Cache(cache::Args),
     /// Compare backbones (and unfrozen layers) on this device: train, export and measure each
     /// (scores, latency, cold start, memory, bytes), then recommend one within the limits.
     Choose(choose::Args),
@@ -68,7 +75,20 @@ enum Command {
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let json_wanted = args.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e, json_wanted),
+    };
+    if !cli.global.quiet && !cli.global.json {
+        for note in common::deprecation_notes(&args) {
+            eprintln!("{note}");
+        }
+    }
+    let json = cli.global.json;
     let result = match cli.command {
         Command::Train(a) => train::run(&cli.global, a),
         Command::Bench(a) => bench::run(&cli.global, a),
@@ -82,12 +102,51 @@ pub fn main() -> std::process::ExitCode {
         Command::Inspect(a) => inspect::run(&cli.global, a),
         Command::Choose(a) => choose::run(&cli.global, a),
         Command::Fleet(a) => fleet::run(&cli.global, a),
+        Command::Data(a) => data::run(&cli.global, a),
+        Command::Cache(a) => cache::run(&cli.global, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("edgetune: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => fatal(&common::error_text(&e), json, 1),
     }
+}
+
+/// A flag clap refused (or `--help` / `--version`, which are not errors).
+fn parse_error(e: clap::Error, json: bool) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && !informational {
+        let text = e.render().to_string();
+        let message = text
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        fatal(&message, true, e.exit_code());
+    }
+    let _ = e.print();
+    std::process::ExitCode::from(e.exit_code() as u8)
+}
+
+/// Prints a fatal error (also as `{"error": MESSAGE}` on stdout with `--json`) and ends the
+/// process while holding stderr, so that no other thread prints after it.
+fn fatal(message: &str, json: bool, code: i32) -> ! {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    if json {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", serde_json::json!({ "error": message }));
+        let _ = out.flush();
+    }
+    let _ = writeln!(err, "edgetune: error: {message}");
+    let _ = err.flush();
+    std::process::exit(code)
 }

@@ -81,7 +81,8 @@ pub struct Args {
 /// Runs `edgetune quantize`.
 pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     if let Some(dir) = &a.plots {
-        super::common::check_output_dir(dir, a.force, "--plots")?;
+        let names = ["svg", "png", "json"].map(|e| format!("layer_fidelity.{e}"));
+        super::common::check_output_dir(dir, a.force, "--plots", &names)?;
     }
     if let Some(p) = &g.ort_lib {
         edgetune::backbone::init_runtime(Some(p.as_path()))?;
@@ -101,6 +102,9 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
         outlier_ratio: a.outlier_ratio,
         int8_embeddings: a.embeddings == "int8",
     };
+    if a.sensitivity && g.json {
+        anyhow::bail!("--sensitivity prints a table; run it without --json");
+    }
     if a.sensitivity {
         print_sensitivity(g, &a, sentences.as_deref(), &quant)?;
     }
@@ -116,10 +120,16 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
         calibration,
         auto_alpha: a.auto_smooth,
         force: a.force,
-        progress: true,
+        progress: !g.quiet && !g.json,
         plots: a.plots.clone(),
     };
     let r = quantize_dir(&opts)?;
+    if g.json {
+        if let Some(w) = &r.warning {
+            eprintln!("warning: {w}");
+        }
+        return super::common::print_json(&r);
+    }
     print_report(&a, &r);
     Ok(())
 }

@@ -2,14 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context};
 
 use edgetune::backbone::Spinning;
 use edgetune::device::PinSpec;
+use edgetune::serve::journal::DEFAULT_MAX_JOURNAL_BYTES;
 use edgetune::serve::options::{
-    DEFAULT_CORRECTION_COPIES, DEFAULT_MAX_CLIENTS, DEFAULT_MIN_PROB, DEFAULT_RETRAIN_EPOCHS,
-    DEFAULT_SPINNING, DEFAULT_SWAP_MARGIN,
+    DEFAULT_CORRECTION_COPIES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MIN_PROB,
+    DEFAULT_RETRAIN_EPOCHS, DEFAULT_SPINNING, DEFAULT_SWAP_MARGIN,
 };
 use edgetune::serve::priority::Priority;
 use edgetune::serve::signals::catch_termination;
@@ -26,6 +28,9 @@ use super::common::Global;
 pub struct Args {
     #[command(flatten)]
     pub source: common::ModelArgs,
+    /// Backbone override for --run (must be the one the run was trained on).
+    #[arg(long, value_name = "PATH", requires = "run")]
+    pub backbone: Option<PathBuf>,
     /// Listen on a Unix socket at PATH.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -39,9 +44,23 @@ pub struct Args {
     /// `"unknown": true` and fire no action.
     #[arg(long, value_name = "P", default_value_t = DEFAULT_MIN_PROB)]
     pub min_prob: f32,
-    /// Most clients connected at once over the socket and TCP.
+    /// Most clients connected at once over the socket and TCP (with --socket, one slot is kept
+    /// for the socket).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS)]
     pub max_clients: usize,
+    /// Close a connection that sends nothing for SECS seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout: u64,
+    /// Make the --socket file 0660 and owned by this group (default: 0600, its owner only).
+    #[arg(long, value_name = "GROUP", requires = "socket")]
+    pub socket_group: Option<String>,
+    /// TCP clients must first send {"token": SECRET}, SECRET being this file's first line (mode
+    /// 0600, at least 16 characters).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub token_file: Option<PathBuf>,
+    /// Refuse corrections (code "full") once the journal holds SIZE bytes, e.g. 64M.
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size, requires = "run")]
+    pub max_journal_bytes: Option<usize>,
     /// Retrain automatically after every N new corrections (also on `{"cmd": "retrain"}`).
     #[arg(long, value_name = "N", requires = "run")]
     pub retrain_every: Option<usize>,
@@ -71,8 +90,10 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// When ONNX Runtime's intra-op threads spin while waiting for work: `in-run` (within a
-    /// prediction, stopping at its end), `true` (also after it) or `false`.
-    #[arg(long, value_name = "WHEN", default_value_t = DEFAULT_SPINNING)]
+    /// prediction, stopping at its end; the default), `true` (also after it; also the flag
+    /// alone) or `false`.
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_value_t = DEFAULT_SPINNING,
+          default_missing_value = "true")]
     pub spinning: Spinning,
     /// Priority of the retrain thread: nice (nice 19), idle (SCHED_IDLE: only on otherwise idle
     /// cores; another busy program can stall it) or normal.
@@ -129,8 +150,21 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
         bail!("--no-stdin leaves nothing to answer: give --socket, --listen or --serial");
     }
     let model = a.source.model_path()?;
+    if let Some(b) = &a.backbone {
+        common::check_backbone(b, &["--run", "--model", "--backbone"])?;
+    }
+    if let Some(s) = &a.socket {
+        let parent = s.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+            bail!(
+                "--socket {}: the folder {} does not exist",
+                s.display(),
+                dir.display()
+            );
+        }
+    }
     let opts = ServeOptions {
-        backbone: a.source.backbone.clone(),
+        backbone: a.backbone.clone(),
         min_prob: a.min_prob,
         stdin: !a.no_stdin,
         socket: a.socket.clone(),
@@ -147,6 +181,12 @@ fn validate(a: &Args, threads: usize) -> anyhow::Result<(ServeOptions, DeviceOpt
         export_on_swap: a.export_on_swap.clone(),
         spinning: a.spinning,
         retrain_priority: a.retrain_priority,
+        idle_timeout: (a.idle_timeout > 0).then(|| std::time::Duration::from_secs(a.idle_timeout)),
+        socket_group: a.socket_group.clone(),
+        token_file: a.token_file.clone(),
+        max_journal_bytes: a
+            .max_journal_bytes
+            .map_or(DEFAULT_MAX_JOURNAL_BYTES, |b| b as u64),
         ..ServeOptions::new(model, threads)
     };
     let devices = DeviceOptions {
@@ -163,14 +203,24 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let threads = common::setup_threads(g)?;
     let (opts, dev) = validate(&a, threads)?;
     common::init_runtime(g)?;
+    // A signal while starting ends the process at once (nothing is acknowledged yet); once
+    // serving, it finishes the requests in flight.
+    let started: Arc<OnceLock<Service>> = Arc::default();
+    let on = Arc::clone(&started);
+    signals.on_signal(move |sig| match on.get() {
+        Some(svc) => {
+            eprintln!("edgetune serve: signal {sig}: finishing the requests in flight");
+            svc.stop();
+        }
+        None => {
+            eprintln!("edgetune serve: signal {sig} while starting: exiting");
+            std::process::exit(128 + sig);
+        }
+    })?;
     let service = Service::load(opts)?;
     let hub = devices::open(&dev, service.tasks())?;
     service.start(hub)?;
-    let svc = service.clone();
-    signals.on_signal(move |sig| {
-        eprintln!("edgetune serve: signal {sig}: finishing the requests in flight");
-        svc.stop();
-    })?;
+    let _ = started.set(service.clone());
     eprintln!("edgetune serve: ready (version {})", service.version());
     service.wait();
     let left = service.finish();

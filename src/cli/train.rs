@@ -24,6 +24,9 @@ use super::common::Global;
 /// gets a new head. `--unfreeze-top N` (transfer learning) also trains the backbone's top N layers,
 /// in candle, on the cached token states of the layer below them.
 #[derive(Debug, clap::Args)]
+#[command(
+    override_usage = "edgetune train --data DIR --out RUN [OPTIONS]\n       edgetune train --resume RUN [OPTIONS]"
+)]
 pub struct Args {
     /// Dataset directory: splits train, valid (optional) and test (optional), as JointBERT folders
     /// or train.jsonl / train.txt / train.conll / train.tsv / train.csv files.
@@ -35,7 +38,8 @@ pub struct Args {
     /// Continue an interrupted run from its checkpoint (same data and settings as it was started with).
     #[arg(long, value_name = "RUN", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
-    /// Start over in an --out that holds an interrupted run (its checkpoint is discarded).
+    /// Start over in an --out that holds an interrupted run (its checkpoint is discarded), or
+    /// replace a finished run there (the old run is kept aside until the new one is complete).
     #[arg(long)]
     pub force: bool,
     /// Dataset format (default: detected from file names).
@@ -45,12 +49,17 @@ pub struct Args {
     /// a column, every other column is a token task (default: words first, `tags` last).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// TSV/CSV: the name of the text column in the header row (default: a column named `text`,
+    /// `sentence` or `utterance`, anywhere in the row; without such a header row the file is
+    /// `label<TAB>text`). Not recorded for --resume: give it again.
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
     /// Train only these tasks of the data, comma-separated (default: every task found).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub tasks: Vec<String>,
     /// Backbone: a model directory or an .onnx file with tokenizer.json beside it (default:
     /// $EDGETUNE_MODEL, then set-up's .models/default).
-    #[arg(long, visible_alias = "model", value_name = "PATH")]
+    #[arg(long, alias = "model", value_name = "PATH")]
     pub backbone: Option<PathBuf>,
     /// Truncate inputs to this many tokens (default: the tokenizer's own limit).
     #[arg(long, value_name = "N")]
@@ -58,6 +67,10 @@ pub struct Args {
     /// Feature cache directory (default: $EDGETUNE_CACHE, else ~/.cache/edgetune).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Keep the feature cache under SIZE (e.g. 500M): least recently used entries are removed
+    /// before training and after it (this run's own entries last; see `edgetune cache`).
+    #[arg(long, value_name = "SIZE", value_parser = common::parse_size)]
+    pub max_cache: Option<usize>,
     /// Hidden states the heads read, comma-separated (0 = embeddings, L = last layer; default: the top four).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub layers: Vec<usize>,
@@ -85,15 +98,15 @@ pub struct Args {
     #[arg(long, default_value_t = 0.1)]
     pub holdout: f64,
     /// GRU units per direction of token heads (default: 128; 256 with --unfreeze-top).
-    #[arg(long, visible_alias = "slot-gru", value_name = "N")]
+    #[arg(long, alias = "slot-gru", value_name = "N")]
     pub gru_units: Option<usize>,
     /// Hidden width of sentence heads' MLP (default: 256; 512 with --unfreeze-top).
-    #[arg(long, visible_alias = "intent-hidden", value_name = "N")]
+    #[arg(long, alias = "intent-hidden", value_name = "N")]
     pub mlp_width: Option<usize>,
     /// Whether sentence heads also read a token task's recurrent states (the first span task),
     /// pooled with their own word attention and trained jointly (default: true with
     /// --unfreeze-top, false otherwise; off when the data lacks either kind of task).
-    #[arg(long, visible_alias = "intent-reads-slots", value_name = "BOOL")]
+    #[arg(long, alias = "intent-reads-slots", value_name = "BOOL")]
     pub sentence_reads_tokens: Option<bool>,
     /// Loss weight of a task, `NAME=W` (repeatable; default 1).
     #[arg(long, value_name = "NAME=W")]
@@ -119,11 +132,11 @@ pub struct Args {
         conflicts_with = "freeze"
     )]
     pub train_only: Option<String>,
-    /// Same as `--freeze intent`.
-    #[arg(long, requires = "init_from")]
+    /// Same as `--freeze intent` (deprecated).
+    #[arg(long, requires = "init_from", hide = true)]
     pub freeze_intent: bool,
-    /// Same as `--freeze tags`.
-    #[arg(long, requires = "init_from")]
+    /// Same as `--freeze tags` (deprecated).
+    #[arg(long, requires = "init_from", hide = true)]
     pub freeze_slot: bool,
     /// Transfer learning: train the top N transformer layers (1..=L) together with the heads. The
     /// frozen layers' output is cached per token; the top layers run in candle from the fp32 weights
@@ -144,20 +157,13 @@ pub struct Args {
     /// forward-only, which is about three times cheaper); the layers then warm up over one epoch.
     #[arg(long, value_name = "N", default_value_t = TrainSettings::default().heads_first, requires = "unfreeze_top")]
     pub heads_first: usize,
-    /// Print the tasks found and the plan (trainable parameters, cache size, expected peak memory)
-    /// and stop.
+    /// Run every check of the real run, print the tasks found with their number of labels and
+    /// the plan (trainable parameters, cache size, expected peak memory), and stop.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the final metrics as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
     /// Do not draw the run's pictures (`plots/` and `report.html`); the run is the same.
     #[arg(long)]
     pub no_plots: bool,
-    /// No progress output (else a bar on a terminal, a line every 5 s otherwise;
-    /// $EDGETUNE_PROGRESS_SECS sets the interval).
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// Validated options.
@@ -174,6 +180,11 @@ struct Options {
     json: bool,
     quiet: bool,
     plots: bool,
+    force: bool,
+    train_only: Option<String>,
+    task_weights: Vec<String>,
+    text_column: Option<String>,
+    max_cache: Option<usize>,
 }
 
 fn parse_weights(pairs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -347,9 +358,9 @@ fn job_of(
         let data = a.data.clone().unwrap_or(job.data.clone());
         return Ok((Job { data, ..job }, settings));
     }
-    if out.join(edgetune::run::CONFIG_FILE).exists() {
+    if out.join(edgetune::run::CONFIG_FILE).exists() && !a.force {
         bail!(
-            "{} already holds a finished run; choose another --out",
+            "--out {} already holds a finished run; choose another --out, or pass --force to replace it",
             out.display()
         );
     }
@@ -369,14 +380,33 @@ fn job_of(
     Ok((job, settings))
 }
 
+/// The paths the flags name: each of the kind its flag takes.
+fn check_paths(a: &Args) -> anyhow::Result<()> {
+    if let Some(d) = &a.data {
+        if !d.exists() {
+            bail!("--data {}: no such file or folder", d.display());
+        }
+    }
+    if let Some(b) = &a.backbone {
+        common::check_backbone(b, &["--backbone"])?;
+    }
+    if let Some(r) = &a.init_from {
+        if common::PathKind::of(r) != common::PathKind::Run {
+            bail!("--init-from {}: not a finished run folder", r.display());
+        }
+    }
+    Ok(())
+}
+
 /// Checks the flags and turns them into the job and its validated settings before any work.
-fn validate(a: Args) -> anyhow::Result<Options> {
+fn validate(g: &Global, a: Args) -> anyhow::Result<Options> {
     let (out, resume) = match (&a.resume, &a.out) {
         (Some(r), _) => (r.clone(), true),
         (None, Some(o)) => (o.clone(), false),
         (None, None) => bail!("--out RUN is required"),
     };
     check_flags(&a)?;
+    check_paths(&a)?;
     let mut settings = settings_of(&a)?;
     settings.validate().map_err(flag_error)?;
     if let Some(only) = &a.train_only {
@@ -393,37 +423,43 @@ fn validate(a: Args) -> anyhow::Result<Options> {
         settings,
         dry_run: a.dry_run,
         max_memory: a.max_memory,
-        json: a.json,
-        quiet: a.quiet,
+        json: g.json,
+        quiet: g.quiet || g.json,
         plots: !a.no_plots,
+        force: a.force,
+        train_only: a.train_only,
+        task_weights: a.task_weight,
+        text_column: a.text_column,
+        max_cache: a.max_cache,
     })
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let force = a.force;
-    let mut o = validate(a)?;
+    let mut o = validate(g, a)?;
     let threads = common::setup_threads(g)?;
     let dataset = load_data(&o)?;
     common::init_runtime(g)?;
     let files = ModelFiles::from_arg(o.backbone.as_deref())?;
     let mut ctx =
         common::feature_context(files, o.max_tokens, threads, o.cache_dir.clone(), !o.quiet)?;
-    if !o.quiet || o.dry_run {
+    if !o.quiet || (o.dry_run && !o.json) {
         eprintln!("{}", describe_data(&dataset, &ctx));
     }
     let plan = plan(&mut o, &dataset, &mut ctx)?;
     if o.dry_run {
-        println!("{}", plan.text);
-        return Ok(());
+        return print_dry_run(&o, &dataset, &plan);
     }
+    let started = std::time::SystemTime::now();
+    bound_cache(&o, &ctx, None)?;
+    let aside = if o.resume { None } else { move_aside(&o)? };
     let lock = train::lock_run(&o.out)?;
     if !o.resume {
-        start_checkpoint(&o, force)?;
+        start_checkpoint(&o)?;
     }
     if !o.quiet {
         eprintln!("{}", plan.text);
     }
-    let outcome = train::train(TrainJob {
+    let outcome = match train::train(TrainJob {
         dataset: &dataset,
         ctx: &mut ctx,
         out: o.out.clone(),
@@ -432,11 +468,21 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         resume: o.resume,
         lock: Some(lock),
         plots: o.plots,
-    })
-    .map_err(train_error)?;
+    }) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            put_back(aside.as_deref(), &o.out);
+            return Err(train_error(e));
+        }
+    };
+    if let Some(old) = aside {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("removing the replaced run kept at {}", old.display()))?;
+    }
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
+    bound_cache(&o, &ctx, Some(started))?;
     report_memory(&o);
     print_outcome(&o, &outcome)
 }
@@ -446,12 +492,36 @@ fn load_data(o: &Options) -> anyhow::Result<data::Dataset> {
     let read = ReadOptions {
         format: o.job.format,
         columns: o.job.columns.clone(),
+        text_column: o.text_column.clone(),
     };
     let mut dataset = data::load_dataset(&o.job.data, &read, o.job.holdout, o.settings.seed)?;
+    let names: Vec<String> = dataset.train.tasks().into_iter().map(|t| t.name).collect();
+    let unknown = |name: &str| !names.iter().any(|n| n == name);
+    if let Some(only) = o.train_only.as_deref().filter(|t| unknown(t)) {
+        bail!(
+            "--train-only {only}: the data has no task `{only}` (its tasks: {})",
+            names.join(", ")
+        );
+    }
+    if let Some(w) = o
+        .task_weights
+        .iter()
+        .find(|w| unknown(w.split('=').next().unwrap_or("")))
+    {
+        bail!(
+            "--task-weight {w}: the data has no task of that name (its tasks: {})",
+            names.join(", ")
+        );
+    }
     if !o.settings.tasks.is_empty() {
         dataset.select_tasks(&o.settings.tasks)?;
     }
-    for w in dataset.warnings() {
+    dataset.check_tasks()?;
+    for w in dataset
+        .warnings()
+        .into_iter()
+        .chain(dataset.unknown_labels())
+    {
         eprintln!("warning: {w}");
     }
     Ok(dataset)
@@ -486,6 +556,13 @@ fn plan(
     let first = layers.saturating_sub(o.settings.unfreeze_top);
     let mut start = train::plan_model(&dataset.train.tasks(), &o.settings, &states, first, layers)
         .map_err(train_error)?;
+    if o.settings.unfreeze_top == 0 && !start.training_tasks().contains(&true) {
+        bail!(
+            "nothing to train: every head is frozen ({}). A fully frozen model needs no training: \
+             use `edgetune eval`, `edgetune infer` or `edgetune export` on the --init-from run",
+            start.frozen.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     start.config.backbone_width = ctx.hidden();
     if let Some(budget) = o.max_memory {
         let fit = train::fit_memory(dataset, ctx, &mut o.settings, &start, &states, budget)?;
@@ -496,10 +573,43 @@ fn plan(
     Ok(train::plan(dataset, ctx, &o.settings, &start, &states))
 }
 
+/// With --force over a finished run: moves the old run aside in one rename (to
+/// `OUT.replaced-PID`, beside it), where it stays whole until the new run is complete; returns
+/// where it is kept.
+fn move_aside(o: &Options) -> anyhow::Result<Option<PathBuf>> {
+    if !(o.force && o.out.join(edgetune::run::CONFIG_FILE).exists()) {
+        return Ok(None);
+    }
+    let mut name = o.out.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".replaced-{}", std::process::id()));
+    let aside = o.out.with_file_name(name);
+    std::fs::rename(&o.out, &aside).with_context(|| {
+        format!(
+            "--out {}: moving the finished run aside to {}",
+            o.out.display(),
+            aside.display()
+        )
+    })?;
+    Ok(Some(aside))
+}
+
+/// A failed run that was to replace a finished one: the finished run is put back.
+fn put_back(aside: Option<&std::path::Path>, out: &std::path::Path) {
+    let Some(old) = aside else { return };
+    let restored = std::fs::remove_dir_all(out).and_then(|()| std::fs::rename(old, out));
+    if let Err(e) = restored {
+        eprintln!(
+            "warning: the replaced run is kept at {} (putting it back to {} failed: {e})",
+            old.display(),
+            out.display()
+        );
+    }
+}
+
 /// Records the job in a new checkpoint folder (discarding an interrupted run's with --force).
-fn start_checkpoint(o: &Options, force: bool) -> anyhow::Result<()> {
+fn start_checkpoint(o: &Options) -> anyhow::Result<()> {
     let ckpt = o.out.join(checkpoint::DIR);
-    if force && ckpt.exists() {
+    if o.force && ckpt.exists() {
         std::fs::remove_dir_all(&ckpt).with_context(|| ckpt.display().to_string())?;
     }
     let job = Job {
@@ -507,6 +617,81 @@ fn start_checkpoint(o: &Options, force: bool) -> anyhow::Result<()> {
         ..o.job.clone()
     };
     checkpoint::save_job(&ckpt, &job)?;
+    Ok(())
+}
+
+/// `--dry-run`: the plan as text, or with --json as one object (`dry_run`, `data`, `tasks`,
+/// `plan`, `expected_peak_bytes`).
+fn print_dry_run(o: &Options, dataset: &data::Dataset, plan: &train::Plan) -> anyhow::Result<()> {
+    if !o.json {
+        println!("{}", plan.text);
+        return Ok(());
+    }
+    let tasks: Vec<serde_json::Value> = dataset
+        .train
+        .tasks()
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "kind": t.kind.name(),
+                "labels": t.labels.len(),
+                "label_counts": dataset.train.label_counts(&t.name),
+            })
+        })
+        .collect();
+    common::print_json(&serde_json::json!({
+        "dry_run": true,
+        "data": {
+            "train": dataset.train.examples.len(),
+            "valid": dataset.valid.examples.len(),
+            "valid_held_out": dataset.valid_held_out,
+            "test": dataset.test.as_ref().map_or(0, |t| t.examples.len()),
+        },
+        "tasks": tasks,
+        "plan": plan.text,
+        "expected_peak_bytes": plan.peak,
+    }))
+}
+
+/// `--max-cache`: removes least recently used cache entries until the cache fits, keeping the
+/// entries used since `since` (this run's) unless nothing else is left to remove.
+fn bound_cache(
+    o: &Options,
+    ctx: &edgetune::features::FeatureContext,
+    since: Option<std::time::SystemTime>,
+) -> anyhow::Result<()> {
+    use edgetune::features::manage::{list, prune};
+    let Some(budget) = o.max_cache else {
+        return Ok(());
+    };
+    let dir = &ctx.cache_dir;
+    let since = since.map_or(u64::MAX, |t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let keep: Vec<String> = list(dir)
+        .with_context(|| format!("feature cache {}", dir.display()))?
+        .into_iter()
+        .filter(|e| e.last_used >= since)
+        .map(|e| e.key)
+        .collect();
+    let r = prune(dir, None, Some(budget as u64), &keep)
+        .with_context(|| format!("feature cache {}", dir.display()))?;
+    if !r.keys.is_empty() && !o.quiet {
+        eprintln!(
+            "--max-cache: removed {} cache entries ({} bytes); {} bytes left",
+            r.keys.len(),
+            r.bytes,
+            r.left_bytes
+        );
+    }
+    if r.left_bytes > budget as u64 {
+        eprintln!(
+            "warning: --max-cache: this run's features alone take {} bytes, over the budget",
+            r.left_bytes
+        );
+    }
     Ok(())
 }
 

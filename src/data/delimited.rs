@@ -1,7 +1,10 @@
 //! Sentence classification files: `label<TAB>text` (TSV) and `label,text` (CSV, RFC 4180 quoting),
-//! one task named `intent`. A header line whose last column is `text` names the columns instead:
-//! `intent<TAB>sentiment<TAB>text` gives two sentence tasks (a column named `label` is `intent`).
-//! Blank lines are skipped; in a TSV file the text (the last column) may contain tabs.
+//! one task named `intent`. A header row is found by the *name* of its text column: `text`,
+//! `sentence` or `utterance` (any case), or the name `--text-column` gives, anywhere in the
+//! row; every other column is a sentence task (a column named `label` is `intent`):
+//! `intent<TAB>sentiment<TAB>text` gives two tasks, `sentence,label` one. A first row that names
+//! a label column (`label`, `intent`) but no text column is an error listing its columns. Blank
+//! lines are skipped; in a TSV file whose text is the last column the text may contain tabs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,17 +13,94 @@ use super::error::DataError;
 use super::example::{Example, Labels, Origin, INTENT, TAGS};
 use super::text::{check_task_name, clean_label, numbered_lines, words_of};
 
-/// The task names of a header row (`text` last), or `None` when the row is data. A header whose
-/// names are not usable task names is an error.
-fn header(fields: &[&str], path: &Path, line: usize) -> Result<Option<Vec<String>>, DataError> {
-    let Some((last, tasks)) = fields.split_last() else {
+/// Names a text column is recognised by in a header row (compared without case).
+pub const TEXT_COLUMNS: &[&str] = &["text", "sentence", "utterance"];
+
+/// The columns of a file: the task of each label column and where the text is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Columns {
+    /// The task names of the label columns, in file order.
+    tasks: Vec<String>,
+    /// The index of the text column among all columns.
+    text: usize,
+}
+
+impl Columns {
+    /// `label<TAB>text`: one task, `intent`.
+    fn headerless() -> Self {
+        Self {
+            tasks: vec![INTENT.to_string()],
+            text: 1,
+        }
+    }
+
+    /// How many columns a row has.
+    fn len(&self) -> usize {
+        self.tasks.len() + 1
+    }
+
+    /// The columns' names for messages (`intent, text`).
+    fn names(&self) -> String {
+        let mut n: Vec<&str> = self.tasks.iter().map(String::as_str).collect();
+        n.insert(self.text, "text");
+        n.join(", ")
+    }
+
+    /// The label fields and the text of a row of `len()` fields.
+    fn split<'a>(&self, fields: &[&'a str]) -> (Vec<&'a str>, &'a str) {
+        let mut labels = fields.to_vec();
+        let text = labels.remove(self.text);
+        (labels, text)
+    }
+}
+
+/// The columns a header row names, or `None` when the row is data. `text_column`: the text
+/// column's name (`--text-column`), else any of [`TEXT_COLUMNS`]. A header whose names are not
+/// usable task names, or a row that names a label column but no text column, is an error.
+fn header(
+    fields: &[&str],
+    text_column: Option<&str>,
+    path: &Path,
+    line: usize,
+) -> Result<Option<Columns>, DataError> {
+    let is_text = |f: &str| match text_column {
+        Some(name) => f.trim() == name,
+        None => TEXT_COLUMNS
+            .iter()
+            .any(|t| f.trim().eq_ignore_ascii_case(t)),
+    };
+    let Some(text) = fields.iter().position(|f| is_text(f)) else {
+        let is_label = |f: &&str| {
+            ["label", INTENT]
+                .iter()
+                .any(|l| f.trim().eq_ignore_ascii_case(l))
+        };
+        if text_column.is_some() || fields.iter().any(is_label) {
+            let cols: Vec<&str> = fields.iter().map(|f| f.trim()).collect();
+            return Err(DataError::at(
+                path,
+                line,
+                format!(
+                    "header without a text column{}: its columns are {}; name the text column `text` or pass --text-column NAME",
+                    text_column.map_or(String::new(), |n| format!(" named `{n}`")),
+                    cols.join(", ")
+                ),
+            ));
+        }
         return Ok(None);
     };
-    if tasks.is_empty() || !last.trim().eq_ignore_ascii_case("text") {
-        return Ok(None);
+    if fields.len() < 2 {
+        return Err(DataError::at(
+            path,
+            line,
+            "header with a text column but no label column",
+        ));
     }
-    let mut names: Vec<String> = Vec::with_capacity(tasks.len());
-    for f in tasks {
+    let mut names: Vec<String> = Vec::with_capacity(fields.len() - 1);
+    for (i, f) in fields.iter().enumerate() {
+        if i == text {
+            continue;
+        }
         let f = f.trim();
         let name = if f.eq_ignore_ascii_case("label") || f.eq_ignore_ascii_case("intent") {
             INTENT.to_string()
@@ -44,7 +124,7 @@ fn header(fields: &[&str], path: &Path, line: usize) -> Result<Option<Vec<String
         }
         names.push(name);
     }
-    Ok(Some(names))
+    Ok(Some(Columns { tasks: names, text }))
 }
 
 /// One example from its label fields (named by `tasks`) and its text.
@@ -78,10 +158,14 @@ fn example(
     })
 }
 
-/// Parses the TSV `text` of the file `path`.
-pub(super) fn parse_tsv(path: &Path, text: &str) -> Result<Vec<Example>, DataError> {
+/// Parses the TSV `text` of the file `path` (`text_column`: see [`header`]).
+pub(super) fn parse_tsv(
+    path: &Path,
+    text: &str,
+    text_column: Option<&str>,
+) -> Result<Vec<Example>, DataError> {
     let mut examples = Vec::new();
-    let mut tasks: Option<Vec<String>> = None;
+    let mut columns: Option<Columns> = None;
     let mut first = true;
     for (line, raw) in numbered_lines(text) {
         if raw.trim().is_empty() {
@@ -89,30 +173,36 @@ pub(super) fn parse_tsv(path: &Path, text: &str) -> Result<Vec<Example>, DataErr
         }
         if std::mem::take(&mut first) {
             let fields: Vec<&str> = raw.split('\t').collect();
-            if let Some(names) = header(&fields, path, line)? {
-                tasks = Some(names);
+            if let Some(c) = header(&fields, text_column, path, line)? {
+                columns = Some(c);
                 continue;
             }
         }
-        let names = tasks.get_or_insert_with(|| vec![INTENT.to_string()]);
-        let n = names.len() + 1;
-        let fields: Vec<&str> = raw.splitn(n, '\t').collect();
+        let cols = columns.get_or_insert_with(Columns::headerless);
+        let n = cols.len();
+        // Tabs inside the text are kept when it is the last column.
+        let fields: Vec<&str> = if cols.text + 1 == n {
+            raw.splitn(n, '\t').collect()
+        } else {
+            raw.split('\t').collect()
+        };
         if fields.len() != n {
             return Err(DataError::at(
                 path,
                 line,
-                if n == 2 {
+                if n == 2 && cols.text == 1 {
                     "expected label<TAB>text, found no tab".to_string()
                 } else {
                     format!(
-                        "expected {n} tab-separated columns ({}, text), found {}",
-                        names.join(", "),
+                        "expected {n} tab-separated columns ({}), found {}",
+                        cols.names(),
                         fields.len()
                     )
                 },
             ));
         }
-        examples.push(example(path, line, names, &fields[..n - 1], fields[n - 1])?);
+        let (labels, text) = cols.split(&fields);
+        examples.push(example(path, line, &cols.tasks, &labels, text)?);
     }
     Ok(examples)
 }
@@ -212,10 +302,14 @@ fn records(path: &Path, text: &str) -> Result<Vec<Record>, DataError> {
 }
 
 /// Parses the CSV `text` of the file `path`: label fields and the text, as many per record as the
-/// header names (two without a header).
-pub(super) fn parse_csv(path: &Path, text: &str) -> Result<Vec<Example>, DataError> {
+/// header names (two without a header; `text_column`: see [`header`]).
+pub(super) fn parse_csv(
+    path: &Path,
+    text: &str,
+    text_column: Option<&str>,
+) -> Result<Vec<Example>, DataError> {
     let mut examples = Vec::new();
-    let mut tasks: Option<Vec<String>> = None;
+    let mut columns: Option<Columns> = None;
     let mut first = true;
     for Record { line, fields } in records(path, text)? {
         if fields.iter().all(|f| f.trim().is_empty()) && fields.len() == 1 {
@@ -223,32 +317,33 @@ pub(super) fn parse_csv(path: &Path, text: &str) -> Result<Vec<Example>, DataErr
         }
         let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
         if std::mem::take(&mut first) {
-            if let Some(names) = header(&refs, path, line)? {
-                tasks = Some(names);
+            if let Some(c) = header(&refs, text_column, path, line)? {
+                columns = Some(c);
                 continue;
             }
         }
-        let names = tasks.get_or_insert_with(|| vec![INTENT.to_string()]);
-        let n = names.len() + 1;
+        let cols = columns.get_or_insert_with(Columns::headerless);
+        let n = cols.len();
         if refs.len() != n {
             return Err(DataError::at(
                 path,
                 line,
-                if n == 2 {
+                if n == 2 && cols.text == 1 {
                     format!(
                         "expected 2 fields (label,text), found {}; quote the text if it contains commas",
                         refs.len()
                     )
                 } else {
                     format!(
-                        "expected {n} fields ({}, text), found {}; quote the text if it contains commas",
-                        names.join(", "),
+                        "expected {n} fields ({}), found {}; quote the text if it contains commas",
+                        cols.names(),
                         refs.len()
                     )
                 },
             ));
         }
-        examples.push(example(path, line, names, &refs[..n - 1], refs[n - 1])?);
+        let (labels, text) = cols.split(&refs);
+        examples.push(example(path, line, &cols.tasks, &labels, text)?);
     }
     Ok(examples)
 }
@@ -286,6 +381,62 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "x.csv:2: unterminated quoted field (a \" opened here is never closed)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    fn tasks_and_words(
+        text: &str,
+        col: Option<&str>,
+    ) -> Vec<(BTreeMap<String, String>, Vec<String>)> {
+        parse_tsv(Path::new("x.tsv"), text, col)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.labels.sentence, e.words))
+            .collect()
+    }
+
+    #[test]
+    fn header_found_by_the_text_column_name_anywhere() {
+        for text in [
+            "sentence\tlabel\ngreat phone\tpos\nbad one\tneg\n",
+            "label\tsentence\npos\tgreat phone\nneg\tbad one\n",
+            "Utterance\tintent\ngreat phone\tpos\nbad one\tneg\n",
+        ] {
+            let got = tasks_and_words(text, None);
+            assert_eq!(got.len(), 2, "{text}");
+            assert_eq!(
+                got[0].0.get(INTENT).map(String::as_str),
+                Some("pos"),
+                "{text}"
+            );
+            assert_eq!(got[0].1, vec!["great", "phone"], "{text}");
+        }
+        let got = tasks_and_words("mood\tbody\tsource\nhappy\tso good\tweb\n", Some("body"));
+        assert_eq!(got[0].1, vec!["so", "good"]);
+        assert_eq!(got[0].0.get("source").map(String::as_str), Some("web"));
+    }
+
+    #[test]
+    fn header_without_a_text_column_lists_the_columns() {
+        let err = parse_tsv(Path::new("x.tsv"), "label\tcomment\npos\tgood\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.tsv:1") && err.contains("label, comment"),
+            "{err}"
+        );
+        assert!(err.contains("--text-column"), "{err}");
+        let err = parse_csv(Path::new("x.csv"), "a,b\nx,y\n", Some("body"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("named `body`") && err.contains("a, b"),
+            "{err}"
         );
     }
 }

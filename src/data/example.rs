@@ -307,3 +307,65 @@ impl Dataset {
         out
     }
 }
+
+impl Split {
+    /// How many examples carry each label of task `name` (sentence tasks), or how many words
+    /// (token tasks); empty if the split lacks the task.
+    pub fn label_counts(&self, name: &str) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for e in &self.examples {
+            if let Some(l) = e.labels.sentence.get(name) {
+                *out.entry(l.clone()).or_default() += 1;
+            }
+            for l in e.labels.token.get(name).into_iter().flatten() {
+                *out.entry(l.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Dataset {
+    /// Refuses a task that cannot be learned: one with a single label in train (a sentence task
+    /// whose every example has the same label, a token task whose every word has the same tag).
+    pub fn check_tasks(&self) -> Result<(), super::error::DataError> {
+        for t in self.train.tasks() {
+            let counts = self.train.label_counts(&t.name);
+            if counts.len() <= 1 {
+                let only = counts.keys().next().map_or("", String::as_str);
+                return Err(super::error::DataError::file(
+                    &self.train.source,
+                    format!(
+                        "task `{}` has a single label ({only:?}) in every example: a head cannot learn anything from it; \
+                         add examples of other labels, or leave the task out with --tasks",
+                        t.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One line per label of valid or test that train never has, per task: the model cannot
+    /// predict it, so its examples count as wrong.
+    pub fn unknown_labels(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let train: Vec<TaskInfo> = self.train.tasks();
+        let others = [Some(&self.valid), self.test.as_ref()];
+        for split in others.into_iter().flatten() {
+            for t in &train {
+                for (label, n) in split.label_counts(&t.name) {
+                    if !t.labels.contains(&label) {
+                        out.push(format!(
+                            "{}: task `{}`: label `{label}` ({n} {}) is not in train; the model cannot predict it",
+                            split.source.display(),
+                            t.name,
+                            if t.kind.is_token() { "words" } else { "examples" }
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -19,6 +19,9 @@ pub struct ReadOptions {
     pub format: Option<Format>,
     /// CoNLL column names.
     pub columns: Option<Vec<String>>,
+    /// TSV/CSV: the name of the text column in the header row (`--text-column`; default: any of
+    /// `text`, `sentence`, `utterance`).
+    pub text_column: Option<String>,
 }
 
 impl ReadOptions {
@@ -26,7 +29,7 @@ impl ReadOptions {
     pub fn format(format: Option<Format>) -> Self {
         Self {
             format,
-            columns: None,
+            ..Self::default()
         }
     }
 }
@@ -42,8 +45,8 @@ pub fn parse_text(
     let examples = match format {
         Format::Jsonl => jsonl::parse(path, text)?,
         Format::Conll => conll::parse(path, text, opts.columns.as_deref())?,
-        Format::Tsv => delimited::parse_tsv(path, text)?,
-        Format::Csv => delimited::parse_csv(path, text)?,
+        Format::Tsv => delimited::parse_tsv(path, text, opts.text_column.as_deref())?,
+        Format::Csv => delimited::parse_csv(path, text, opts.text_column.as_deref())?,
         Format::JointBert => {
             return Err(DataError::file(
                 path,
@@ -303,11 +306,11 @@ fn read_named(path: &Path, name: &str, opts: &ReadOptions) -> Result<Split, Data
             path.to_path_buf(),
         ),
         Format::Tsv => (
-            delimited::parse_tsv(path, &read_text(path)?)?,
+            delimited::parse_tsv(path, &read_text(path)?, opts.text_column.as_deref())?,
             path.to_path_buf(),
         ),
         Format::Csv => (
-            delimited::parse_csv(path, &read_text(path)?)?,
+            delimited::parse_csv(path, &read_text(path)?, opts.text_column.as_deref())?,
             path.to_path_buf(),
         ),
     };

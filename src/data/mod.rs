@@ -7,6 +7,7 @@
 //! `NAME.txt`/`NAME.conll` (CoNLL) or `NAME.tsv`/`NAME.csv`. Every problem with the input is
 //! reported as a [`DataError`] naming the file and, when there is one, the 1-based line.
 
+pub mod check;
 mod conll;
 mod delimited;
 pub mod error;
@@ -17,6 +18,7 @@ mod jsonl;
 pub mod load;
 pub mod text;
 
+pub use check::{check_data, DataCheck};
 pub use error::DataError;
 pub use example::{Dataset, Example, Labels, Origin, Split, TaskInfo, TaskKind, INTENT, TAGS};
 pub use format::{Format, UnknownFormat};

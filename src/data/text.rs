@@ -1,6 +1,5 @@
 //! Text-level helpers shared by the format parsers: words, labels, lines, UTF-8.
 
-use std::fs;
 use std::path::Path;
 
 use super::error::DataError;
@@ -56,13 +55,40 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest line of a data file: 64 KiB, as `serve` and `infer` read a line (a sentence is far
+/// shorter; one huge line would cost many times its size once parsed).
+pub const MAX_DATA_LINE_BYTES: usize = 64 * 1024;
+
+/// Largest data file read: 4 GiB (the bound is on bytes read; a FIFO or device is refused).
+pub const MAX_DATA_FILE_BYTES: u64 = 4 << 30;
+
+/// An error naming `path:line` for the first line longer than [`MAX_DATA_LINE_BYTES`].
+fn check_line_lengths(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.len() > MAX_DATA_LINE_BYTES {
+            return Err(DataError::at(
+                path,
+                number + 1,
+                format!(
+                    "line of {} bytes, longer than the limit of {MAX_DATA_LINE_BYTES}",
+                    line.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads a whole file as UTF-8 (a leading byte-order mark is dropped). Invalid UTF-8 is reported
 /// with the line it is on.
 pub fn read_text(path: &Path) -> Result<String, DataError> {
-    let mut bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let mut bytes =
+        crate::fsutil::read_bounded(path, MAX_DATA_FILE_BYTES, crate::fsutil::Links::Follow)
+            .map_err(|e| DataError::io(path, e))?;
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         bytes.drain(..3);
     }
+    check_line_lengths(path, &bytes)?;
     String::from_utf8(bytes).map_err(|e| {
         let bytes = e.as_bytes();
         let valid = e.utf8_error().valid_up_to();

@@ -312,7 +312,13 @@ impl FeatureContext {
                 Ok(f) => return Ok(f),
                 Err(e) => {
                     eprintln!("warning: rebuilding damaged feature cache entry: {e}");
-                    fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+                    let aside = temp_entry(&self.cache_dir, &key);
+                    match fs::rename(&dir, &aside) {
+                        Ok(()) => fs::remove_dir_all(&aside).map_err(io_err(&aside))?,
+                        // Another writer moved it first.
+                        Err(_) if !dir.exists() => {}
+                        Err(err) => return Err(io_err(&dir)(err)),
+                    }
                 }
             }
         }
@@ -374,10 +380,7 @@ impl FeatureContext {
         }
         fs::create_dir_all(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
         remove_stale_temps(&self.cache_dir);
-        let tmp = self
-            .cache_dir
-            .join(format!(".{key}.{}.tmp", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
+        let tmp = temp_entry(&self.cache_dir, &key);
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         let meta_path = tmp.join("meta.json");
         fsutil::write_atomic(
@@ -385,10 +388,7 @@ impl FeatureContext {
             &serde_json::to_vec(&meta).expect("meta serializes"),
         )
         .map_err(io_err(&meta_path))?;
-        let dest = self.cache_dir.join(&key);
-        let _ = fs::remove_dir_all(&dest);
-        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-        fsutil::sync_dir(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
+        publish_entry(&self.cache_dir, &tmp, &key)?;
         open_entry(&self.cache_dir, &key)
     }
 
@@ -436,7 +436,7 @@ impl FeatureContext {
             offsets.push(acc);
             acc += *r as u64 * width;
         }
-        let tmp = temp_entry(&cache_dir, key)?;
+        let tmp = new_temp_entry(&cache_dir, key)?;
         let states_path = tmp.join("states.f16");
         let states_file = File::create(&states_path).map_err(io_err(&states_path))?;
         states_file.set_len(acc * 2).map_err(io_err(&states_path))?;
@@ -517,7 +517,7 @@ impl FeatureContext {
     ) -> Result<SplitFeatures, FeatureError> {
         let key = self.key(split, spec);
         let toks = self.tokenize(split)?;
-        let tmp = temp_entry(&self.cache_dir, &key)?;
+        let tmp = new_temp_entry(&self.cache_dir, &key)?;
         let states_path = tmp.join("states.f16");
         let mut states: Vec<f16> = Vec::new();
         let mut pooled: Vec<f32> = Vec::with_capacity(toks.len() * hidden);
@@ -569,12 +569,12 @@ pub struct ExampleFeatures {
     pub pooled: Vec<f32>,
 }
 
-/// A fresh temporary entry folder (`.{key}.{pid}.tmp`) in `cache_dir`, stale ones removed first.
-fn temp_entry(cache_dir: &Path, key: &str) -> Result<PathBuf, FeatureError> {
+/// A fresh, empty temporary entry folder ([`temp_entry`]) in `cache_dir`, stale ones removed
+/// first.
+fn new_temp_entry(cache_dir: &Path, key: &str) -> Result<PathBuf, FeatureError> {
     fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
     remove_stale_temps(cache_dir);
-    let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
+    let tmp = temp_entry(cache_dir, key);
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     Ok(tmp)
 }
@@ -614,7 +614,7 @@ fn entry_meta(
 }
 
 /// Writes `pooled.f32` and `meta.json` into the temporary entry `tmp` (its `states.f16` written)
-/// and renames it to the entry `meta.key`, replacing an older one.
+/// and publishes it as the entry `meta.key` ([`publish_entry`]).
 fn commit_entry(
     cache_dir: &Path,
     tmp: &Path,
@@ -630,14 +630,49 @@ fn commit_entry(
         &serde_json::to_vec(meta).expect("meta serializes"),
     )
     .map_err(io_err(&meta_path))?;
-    let dest = cache_dir.join(&meta.key);
-    let _ = fs::remove_dir_all(&dest);
-    fs::rename(tmp, &dest).map_err(io_err(&dest))?;
-    fsutil::sync_dir(&dest).map_err(io_err(&dest))?;
-    Ok(())
+    publish_entry(cache_dir, tmp, &meta.key)
 }
 
-/// Removes the temporary entries (`.{key}.{pid}.tmp`) of extractions whose process no longer runs
+/// A temporary folder in `cache_dir` for writing the entry `key`: `.{key}.{pid}-{n}.tmp`, unique
+/// to this process and call (two threads of one process may write the same key).
+fn temp_entry(cache_dir: &Path, key: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cache_dir.join(format!(".{key}.{}-{n}.tmp", std::process::id()))
+}
+
+/// Moves the complete entry written in `tmp` into place as `key` in one rename. When another
+/// writer got there first, its entry is kept if it opens (the contents of an entry depend only on
+/// its key) and this one is discarded; a damaged entry in the way is first renamed aside (so no
+/// reader ever sees a half-deleted entry) and then removed.
+fn publish_entry(cache_dir: &Path, tmp: &Path, key: &str) -> Result<(), FeatureError> {
+    let dest = cache_dir.join(key);
+    for _ in 0..3 {
+        if fs::rename(tmp, &dest).is_ok() {
+            return fsutil::sync_dir(cache_dir).map_err(io_err(cache_dir));
+        }
+        if !dest.exists() {
+            // The rename failed for another reason than a winner in place: report it.
+            return fs::rename(tmp, &dest)
+                .and_then(|()| fsutil::sync_dir(cache_dir))
+                .map_err(io_err(&dest));
+        }
+        if open_entry(cache_dir, key).is_ok() {
+            let _ = fs::remove_dir_all(tmp);
+            return Ok(());
+        }
+        let aside = temp_entry(cache_dir, key);
+        if fs::rename(&dest, &aside).is_ok() {
+            let _ = fs::remove_dir_all(&aside);
+        }
+    }
+    Err(FeatureError::Corrupt {
+        path: dest,
+        message: "another process keeps replacing this entry with a damaged one".into(),
+    })
+}
+
+/// Removes the temporary entries (`.{key}.{pid}-{n}.tmp`) of extractions whose process no longer runs
 /// (killed, or stopped by a full disk); an entry of a running process is left alone.
 pub fn remove_stale_temps(cache_dir: &Path) {
     let Ok(entries) = fs::read_dir(cache_dir) else {
@@ -649,7 +684,7 @@ pub fn remove_stale_temps(cache_dir: &Path) {
             .strip_prefix('.')
             .and_then(|n| n.strip_suffix(".tmp"))
             .and_then(|n| n.rsplit_once('.'))
-            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            .and_then(|(_, id)| id.split('-').next()?.parse::<i32>().ok())
         else {
             continue;
         };
@@ -669,8 +704,16 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Marks the entry `dir` as used now (its folder's modification time: `cache list` shows it and
+/// `cache prune` removes the least recently used first); failures are ignored (a read-only cache
+/// still reads).
+fn touch(dir: &Path) {
+    let _ = fs::File::open(dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+}
+
 fn open_entry(cache_dir: &Path, key: &str) -> Result<SplitFeatures, FeatureError> {
     let dir = cache_dir.join(key);
+    touch(&dir);
     let corrupt = |message: String| FeatureError::Corrupt {
         path: dir.clone(),
         message,

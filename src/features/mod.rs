@@ -6,6 +6,7 @@
 //! - [`rows`]: one example's features in memory.
 
 pub mod cache;
+pub mod manage;
 pub mod pool;
 pub mod rows;
 

@@ -172,7 +172,9 @@ impl Serialize for PredictionJson<'_> {
 
 impl Serialize for SlotSpan {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut m = serializer.serialize_map(Some(7))?;
+        let mut m = serializer.serialize_map(Some(9))?;
+        m.serialize_entry("byte_end", &self.byte_end)?;
+        m.serialize_entry("byte_start", &self.byte_start)?;
         m.serialize_entry("char_end", &self.char_end)?;
         m.serialize_entry("char_start", &self.char_start)?;
         m.serialize_entry("end", &self.end)?;

@@ -6,7 +6,8 @@ use crate::metrics::spans;
 
 use super::decode::{to_labels, Decoded, TaskOutput};
 
-/// A span a span task found in a line: its type, its text, its word range and its byte range.
+/// A span a span task found in a line: its type, its text, its word range, its character range
+/// (Unicode scalar values: what Python's `str` slicing counts) and its UTF-8 byte range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotSpan {
     /// The chunk type (`X` of `B-X`/`I-X`).
@@ -17,10 +18,15 @@ pub struct SlotSpan {
     pub start: usize,
     /// One past the last word.
     pub end: usize,
-    /// Byte offset of the first character in the line.
+    /// Character (Unicode scalar value) offset of the span's first character in the line.
     pub char_start: usize,
-    /// Byte offset one past the last character.
+    /// Character offset one past the span's last character.
     pub char_end: usize,
+    /// UTF-8 byte offset of the span's first character in the line (`&line[byte_start..byte_end]`
+    /// is `text`).
+    pub byte_start: usize,
+    /// UTF-8 byte offset one past the span's last character.
+    pub byte_end: usize,
     /// Mean probability of the span's tags.
     pub prob: f32,
 }
@@ -311,7 +317,7 @@ impl Prediction {
                 .find(|&e| self.text[words[s].0..words[e - 1].1] == *text)
                 .map(|e| (s, e))
         });
-        let (start, end, char_start, char_end) = match found {
+        let (start, end, byte_start, byte_end) = match found {
             Some((s, e)) => (s, e, words[s].0, words[e - 1].1),
             None => (0, 0, 0, 0),
         };
@@ -320,8 +326,10 @@ impl Prediction {
             text: text.to_owned(),
             start,
             end,
-            char_start,
-            char_end,
+            char_start: char_offset(&self.text, byte_start),
+            char_end: char_offset(&self.text, byte_end),
+            byte_start,
+            byte_end,
             prob,
         };
         let index = match self.tasks.iter().position(|t| t.task() == task) {
@@ -353,6 +361,12 @@ impl Prediction {
 
 /// The spans of a span task's `tags` over the line's `words`, with their text, byte range and mean
 /// tag probability.
+/// The character (Unicode scalar value) offset of the byte offset `byte` of `text` (a character
+/// boundary).
+pub fn char_offset(text: &str, byte: usize) -> usize {
+    text.get(..byte).map_or(0, |t| t.chars().count())
+}
+
 fn span_list(
     text: &str,
     words: &[(usize, usize)],
@@ -377,8 +391,10 @@ fn span_list(
                 text: text[cs..ce].to_string(),
                 start: s.start,
                 end: s.end,
-                char_start: cs,
-                char_end: ce,
+                char_start: char_offset(text, cs),
+                char_end: char_offset(text, ce),
+                byte_start: cs,
+                byte_end: ce,
                 prob,
             }
         })

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::protocol::{check_text, ErrorCode, RequestError};
-use crate::data::{split_words, Labels, TaskInfo};
+use crate::data::{split_words, Labels, TaskInfo, TaskKind};
 
 /// Where a correction came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,10 @@ pub struct Correction {
     pub source: Source,
 }
 
+/// Most words in a correction's text: 256 (an utterance has tens; every word costs memory in the
+/// journal's live list and features in every retrain).
+pub const MAX_CORRECTION_WORDS: usize = 256;
+
 fn bad(message: impl Into<String>) -> RequestError {
     RequestError::new(ErrorCode::BadCorrection, message)
 }
@@ -66,6 +70,12 @@ pub fn check(
     let words = words_of(&text);
     if words.is_empty() {
         return Err(bad("\"text\" has no words"));
+    }
+    if words.len() > MAX_CORRECTION_WORDS {
+        return Err(bad(format!(
+            "\"text\" has {} words; a correction has at most {MAX_CORRECTION_WORDS}",
+            words.len()
+        )));
     }
     let names = || {
         tasks
@@ -160,6 +170,92 @@ fn sentence_label(key: &str, value: &Value, task: &TaskInfo) -> Result<String, R
     Ok(l.to_string())
 }
 
+/// Checks a complete correction before it is journalled and again when a retrain replays it,
+/// against the model's `tasks` and the corrections kept before it (`earlier`): at most
+/// [`MAX_CORRECTION_WORDS`] words; every label one of its task's; a given spans task's tags a valid
+/// BIO sequence (an `I-X` follows `B-X` or `I-X`: the model's decoding can never answer otherwise,
+/// so the correction could never be learned); no earlier correction of the same words (case
+/// aside) giving one of its tasks another label. On error, the reason.
+///
+/// This is the one place a correction is judged; further checks belong here.
+pub fn validate(
+    c: &Correction,
+    tasks: &[TaskInfo],
+    earlier: &[(u64, Correction)],
+) -> Result<(), String> {
+    if c.words.is_empty() || c.words.len() > MAX_CORRECTION_WORDS {
+        return Err(format!(
+            "{} words (a correction has 1 to {MAX_CORRECTION_WORDS})",
+            c.words.len()
+        ));
+    }
+    for (name, label) in &c.labels.sentence {
+        let task = find_task(tasks, name)?;
+        if !task.labels.contains(label) {
+            return Err(format!("\"{label}\" is not a label of task \"{name}\""));
+        }
+    }
+    for (name, list) in &c.labels.token {
+        let task = find_task(tasks, name)?;
+        if list.len() != c.words.len() {
+            return Err(format!(
+                "\"{name}\" has {} labels for {} words",
+                list.len(),
+                c.words.len()
+            ));
+        }
+        if let Some(l) = list.iter().find(|l| !task.labels.contains(l)) {
+            return Err(format!("\"{l}\" is not a label of task \"{name}\""));
+        }
+        if task.kind == TaskKind::Spans && c.given.contains(name) {
+            check_bio(name, list, &c.words)?;
+        }
+    }
+    let key = |words: &[String]| words.iter().map(|w| w.to_lowercase()).collect::<Vec<_>>();
+    let mine = key(&c.words);
+    for (seq, e) in earlier.iter().filter(|(_, e)| key(&e.words) == mine) {
+        for task in c.given.iter().filter(|t| e.given.contains(t)) {
+            let differs = c.labels.sentence.get(task) != e.labels.sentence.get(task)
+                || c.labels.token.get(task) != e.labels.token.get(task);
+            if differs {
+                return Err(format!(
+                    "correction {seq} gives the same text another \"{task}\"; withdraw it first \
+                     ({{\"forget\": {seq}}})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_task<'t>(tasks: &'t [TaskInfo], name: &str) -> Result<&'t TaskInfo, String> {
+    tasks
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("\"{name}\" is not a task of the model"))
+}
+
+/// An `I-X` tag must follow `B-X` or `I-X`.
+fn check_bio(name: &str, tags: &[String], words: &[String]) -> Result<(), String> {
+    let mut prev: Option<&str> = None;
+    for (i, tag) in tags.iter().enumerate() {
+        if let Some(kind) = tag.strip_prefix("I-") {
+            let continues = prev.is_some_and(|p| {
+                p.strip_prefix("B-").or_else(|| p.strip_prefix("I-")) == Some(kind)
+            });
+            if !continues {
+                return Err(format!(
+                    "\"{name}\"[{i}] = \"{tag}\" (word \"{}\") does not continue a B-{kind} or I-{kind} \
+                     (invalid BIO: a slot begins with B-)",
+                    words[i]
+                ));
+            }
+        }
+        prev = Some(tag);
+    }
+    Ok(())
+}
+
 /// Completes `given` with the model's own labels (`predicted`) for the tasks it does not give:
 /// a training example needs every task.
 pub fn complete(given: &Labels, predicted: &Labels) -> Labels {
@@ -188,7 +284,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::data::TaskKind;
 
     fn tasks() -> Vec<TaskInfo> {
         vec![
@@ -231,6 +326,54 @@ mod tests {
         assert!(err(json!({"text": "a"})).contains("at least one task"));
         assert!(err(json!({"text": "  ", "intent": "turn_on"})).contains("no words"));
         assert!(err(json!({"intent": "turn_on"})).contains("needs \"text\""));
+    }
+
+    fn full(text: &str, intent: &str, tags: &[&str]) -> Correction {
+        let mut labels = Labels::default();
+        labels.sentence.insert("intent".into(), intent.into());
+        labels
+            .token
+            .insert("tags".into(), tags.iter().map(|t| t.to_string()).collect());
+        Correction {
+            text: text.into(),
+            words: words_of(text),
+            labels,
+            given: vec!["intent".into(), "tags".into()],
+            source: Source::Client,
+        }
+    }
+
+    #[test]
+    fn validates_bio_conflicts_labels_and_size() {
+        let ok = full("kitchen light off", "turn_off", &["B-room", "I-room", "O"]);
+        assert!(validate(&ok, &tasks(), &[]).is_ok());
+        let e = validate(
+            &full("kitchen off", "turn_off", &["I-room", "O"]),
+            &tasks(),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("invalid BIO"), "{e}");
+        let e = validate(
+            &full("Kitchen light OFF", "turn_on", &["B-room", "I-room", "O"]),
+            &tasks(),
+            &[(7, ok.clone())],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("correction 7") && e.contains("\"forget\": 7"),
+            "{e}"
+        );
+        let mut unknown = ok.clone();
+        unknown
+            .labels
+            .sentence
+            .insert("intent".into(), "dance".into());
+        assert!(validate(&unknown, &tasks(), &[])
+            .unwrap_err()
+            .contains("not a label"));
+        let long = "w ".repeat(MAX_CORRECTION_WORDS + 1);
+        assert!(err(json!({"text": long, "intent": "turn_on"})).contains("at most 256"));
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub enum ServeError {
         /// What is wrong.
         message: String,
     },
+    /// An entry could not be journalled: the disk or the journal's cap is full. Nothing was
+    /// acknowledged, and the journal holds only complete entries.
+    #[error("{path}: {message}")]
+    Full {
+        /// The journal.
+        path: PathBuf,
+        /// What is full.
+        message: String,
+    },
+    /// A correction that cannot be learned as given (the service's correction check).
+    #[error("{0}")]
+    Rejected(String),
     /// Options that do not fit the model or each other.
     #[error("{0}")]
     Config(String),

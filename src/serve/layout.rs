@@ -9,6 +9,11 @@
 //!   until the first swap (the run itself is then served, as version 0).
 //!
 //! A restart serves what `current` names, so the last swapped model survives any crash.
+//!
+//! Nothing here follows a symbolic link for writing or deleting: `serve/` and `serve/models/` must
+//! be real folders, half-written models are removed without following links, `current` and
+//! `trained.json` are read only as regular files (bounded) and the folder `current` names must be a
+//! real folder inside the run. Errors name the file, never echo its content.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,24 @@ pub const MODELS_DIR: &str = "models";
 pub const TRAINED_FILE: &str = "trained.json";
 /// Prefix of a model folder still being written.
 const TEMP_PREFIX: &str = ".tmp-";
+/// Largest `current` or `trained.json` read (each is one short line).
+const MAX_POINTER_BYTES: u64 = 4096;
+
+fn bad_file(path: &Path, message: impl Into<String>) -> ServeError {
+    ServeError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads a small file of the serve folder: regular, not a link, bounded; `None` when missing.
+fn read_small(path: &Path) -> Result<Option<String>, ServeError> {
+    match fsutil::read_bounded_text(path, MAX_POINTER_BYTES, fsutil::Links::Refuse) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ServeError::io(path)(e)),
+    }
+}
 
 /// The service's folder of a run.
 #[derive(Debug, Clone)]
@@ -48,14 +71,17 @@ impl Layout {
     }
 
     /// Creates the folders and removes model folders left half-written by a crash.
+    /// `serve/` and `serve/models/` must be real folders (a link there is refused, so nothing is
+    /// written or deleted where it points).
     pub fn prepare(&self) -> Result<(), ServeError> {
+        fsutil::real_dir(&self.dir).map_err(ServeError::io(&self.dir))?;
         let models = self.dir.join(MODELS_DIR);
-        fs::create_dir_all(&models).map_err(ServeError::io(&models))?;
+        fsutil::real_dir(&models).map_err(ServeError::io(&models))?;
         for entry in fs::read_dir(&models).map_err(ServeError::io(&models))? {
             let entry = entry.map_err(ServeError::io(&models))?;
             if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                 let p = entry.path();
-                fs::remove_dir_all(&p).map_err(ServeError::io(&p))?;
+                fsutil::remove_nofollow(&p).map_err(ServeError::io(&p))?;
             }
         }
         Ok(())
@@ -72,22 +98,18 @@ impl Layout {
     /// model folder without the record.
     pub fn trained_through(dir: &Path) -> Result<u64, ServeError> {
         let path = dir.join(TRAINED_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(ServeError::io(&path)(e)),
+        let Some(text) = read_small(&path)? else {
+            return Ok(0);
         };
         serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["journal_seq"].as_u64())
-            .ok_or_else(|| ServeError::Corrupt {
-                path,
-                message: "expected {\"journal_seq\": N}".into(),
-            })
+            .ok_or_else(|| bad_file(&path, "expected {\"journal_seq\": N}"))
     }
 
     /// Takes the service's lock of the folder: an error when another `serve` runs on this run.
     pub fn lock(&self) -> Result<fsutil::DirLock, ServeError> {
+        fsutil::real_dir(&self.dir).map_err(ServeError::io(&self.dir))?;
         fsutil::DirLock::acquire(&self.dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 ServeError::Config(format!(
@@ -109,27 +131,42 @@ impl Layout {
     /// The model to serve and its version: what `current` names, else the run (version 0).
     pub fn current(&self) -> Result<(PathBuf, u64), ServeError> {
         let path = self.dir.join(CURRENT_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((self.run.clone(), 0)),
-            Err(e) => return Err(ServeError::io(&path)(e)),
+        let Some(text) = read_small(&path)? else {
+            return Ok((self.run.clone(), 0));
         };
         let name = text.trim();
+        // The content is not echoed: `current` replaced by another file must not show it.
         let version = name
             .strip_prefix(&format!("{MODELS_DIR}/gen-"))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&v| v > 0)
-            .ok_or_else(|| ServeError::Corrupt {
-                path: path.clone(),
-                message: format!("expected \"{MODELS_DIR}/gen-N\", found {name:?}"),
+            .ok_or_else(|| {
+                bad_file(
+                    &path,
+                    format!(
+                        "expected one line \"{MODELS_DIR}/gen-N\" ({} bytes found)",
+                        text.len()
+                    ),
+                )
             })?;
-        let dir = self.dir.join(name);
-        if !dir.is_dir() {
-            return Err(ServeError::Corrupt {
-                path,
-                message: format!("names {}, which does not exist", dir.display()),
-            });
+        let dir = self.dir.join(Self::name(version));
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(bad_file(
+                    &path,
+                    format!("names {}, which is not a folder of the run", dir.display()),
+                ))
+            }
+            Err(_) => {
+                return Err(bad_file(
+                    &path,
+                    format!("names {}, which does not exist", dir.display()),
+                ))
+            }
         }
+        fsutil::confined(&self.run, &dir).map_err(ServeError::io(&dir))?;
         Ok((dir, version))
     }
 
@@ -148,9 +185,7 @@ impl Layout {
     /// Returns its final path.
     pub fn publish(&self, temp: &Path, version: u64) -> Result<PathBuf, ServeError> {
         let dest = self.dir.join(Self::name(version));
-        if dest.exists() {
-            fs::remove_dir_all(&dest).map_err(ServeError::io(&dest))?;
-        }
+        fsutil::remove_nofollow(&dest).map_err(ServeError::io(&dest))?;
         fs::rename(temp, &dest).map_err(ServeError::io(&dest))?;
         fsutil::sync_dir(&dest).map_err(ServeError::io(&dest))?;
         let pointer = self.dir.join(CURRENT_FILE);

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::priority::Priority;
 use crate::backbone::Spinning;
@@ -53,7 +54,21 @@ pub struct ServeOptions {
     pub spinning: Spinning,
     /// The retrain thread's priority. See [`DEFAULT_RETRAIN_PRIORITY`].
     pub retrain_priority: Priority,
+    /// Corrections are refused (`"code": "full"`) once the journal holds this many bytes. See
+    /// [`crate::serve::journal::DEFAULT_MAX_JOURNAL_BYTES`].
+    pub max_journal_bytes: u64,
+    /// A connection that sends nothing for this long is closed (`"code": "idle"`). See
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Option<Duration>,
+    /// The Unix socket is created mode 0600 (its owner only); with a group, 0660 and owned by it.
+    pub socket_group: Option<String>,
+    /// A file holding the shared secret a TCP client sends first (`{"token": "..."}`).
+    pub token_file: Option<PathBuf>,
 }
+
+/// Default of `--idle-timeout`: 60 s. A client waits for answers, not for minutes of silence; a
+/// connection held open and silent only keeps a slot from others.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default of `--min-prob`: 0.8, the highest threshold at which the answers it rejects on the
 /// valid splits measured are still mostly wrong ones (the table in docs/serve.md).
@@ -84,7 +99,8 @@ pub const DEFAULT_SPINNING: Spinning = Spinning::InRun;
 /// progress when anything else keeps the cores busy (docs/serve.md).
 pub const DEFAULT_RETRAIN_PRIORITY: Priority = Priority::Nice;
 
-/// Default of `--max-clients`.
+/// Default of `--max-clients`. With `--socket`, one of them is kept for the Unix socket: TCP
+/// clients alone never fill every slot.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
 
 impl ServeOptions {
@@ -110,6 +126,10 @@ impl ServeOptions {
             export_on_swap: None,
             spinning: DEFAULT_SPINNING,
             retrain_priority: DEFAULT_RETRAIN_PRIORITY,
+            max_journal_bytes: crate::serve::journal::DEFAULT_MAX_JOURNAL_BYTES,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            socket_group: None,
+            token_file: None,
         }
     }
 }

@@ -63,6 +63,13 @@ pub enum ErrorCode {
     Unavailable,
     /// Too many clients are connected.
     Busy,
+    /// The correction was not journalled: the disk is full, or the journal reached
+    /// `--max-journal-bytes`. Nothing was acknowledged.
+    Full,
+    /// A TCP connection's first line was not `{"token": ...}` with the `--token-file` secret.
+    Unauthorized,
+    /// The connection sent nothing for `--idle-timeout` seconds and is closed.
+    Idle,
     /// The model or a file failed; the message says which.
     Internal,
 }
@@ -80,6 +87,9 @@ impl ErrorCode {
             ErrorCode::BadCorrection => "bad_correction",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Busy => "busy",
+            ErrorCode::Full => "full",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Idle => "idle",
             ErrorCode::Internal => "internal",
         }
     }

@@ -6,8 +6,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli_cache;
+mod cli_conventions;
 mod cli_e2e;
 mod cli_errors;
+mod cli_json;
+mod hostile_files;
 mod multilingual_e2e;
 mod show_the_work;
 mod trust;

@@ -7,10 +7,14 @@
 mod support;
 
 mod cache_writer;
+mod data_check;
+mod data_checks;
 mod data_formats;
 mod feature_cache;
+mod feature_cache_race;
 mod features_compose;
 mod fuzz_regressions;
 mod multilingual_tokenize;
+mod offsets;
 mod task_discovery;
 mod tokenize;

@@ -319,6 +319,7 @@ fn conll_named_columns_are_token_tasks() {
     let opts = ReadOptions {
         format: None,
         columns: Some(strings("word pos chunk ner")),
+        text_column: None,
     };
     let split = load_with(tmp.path(), &opts).unwrap();
     assert_eq!(split.examples.len(), 2);
@@ -343,6 +344,7 @@ fn conll_named_columns_are_token_tasks() {
     let opts = ReadOptions {
         format: None,
         columns: Some(strings("token _ _ ner")),
+        text_column: None,
     };
     let split = load_with(tmp.path(), &opts).unwrap();
     assert_eq!(
@@ -373,6 +375,7 @@ fn conll_column_errors_name_the_line() {
     let opts = ReadOptions {
         format: None,
         columns: Some(strings("word pos chunk ner")),
+        text_column: None,
     };
     assert_contains(
         &err(tmp.path(), &opts),
@@ -388,6 +391,7 @@ fn conll_column_errors_name_the_line() {
         let opts = ReadOptions {
             format: None,
             columns: Some(cols.split(' ').map(str::to_string).collect()),
+            text_column: None,
         };
         assert_contains(
             &err(tmp.path(), &opts),
@@ -403,6 +407,7 @@ fn conll_column_errors_name_the_line() {
     let opts = ReadOptions {
         format: None,
         columns: Some(strings("word ner")),
+        text_column: None,
     };
     assert_contains(
         &err(&tmp.path().join("j"), &opts),

@@ -6,6 +6,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod hostile_serve;
+mod hostile_soak;
 mod serve_crash;
 mod serve_devices;
 mod serve_learning;

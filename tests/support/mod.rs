@@ -5,6 +5,7 @@
 //!
 //! - [`bench`]: the set-up of the `serve` benchmarks (a merged model of the demo run, `bench`'s
 //!   latency, a process's memory);
+//! - [`hostile`]: a small disk (tmpfs) for the hostile tests;
 //! - [`serve`]: a demo run trained once, a service process with its sockets, JSON-line clients;
 //! - [`tiny_checkpoints`]: tiny BERT / RoBERTa / XLM-R / MPNet checkpoints and tokenizers.
 
@@ -19,6 +20,7 @@ use edgetune::features::{ExampleFeatures, FeatureContext, FeatureSpec, Unit};
 use rand::{Rng, SeedableRng};
 
 pub mod bench;
+pub mod hostile;
 pub mod serve;
 pub mod tiny_checkpoints;
 

@@ -100,6 +100,7 @@ fn check_text(format: Format, text: &str, columns: Option<Vec<String>>) {
     let opts = ReadOptions {
         format: Some(format),
         columns,
+        text_column: None,
     };
     let got = parse_text(Path::new("seed"), format, text, &opts);
     assert!(

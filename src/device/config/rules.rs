@@ -177,15 +177,21 @@ pub struct I2cAction {
     pub bytes: Vec<u8>,
 }
 
+/// Largest actions file read: 16 MiB (100,000 rules take about 6 MiB).
+pub const MAX_ACTIONS_BYTES: u64 = 16 << 20;
+
 impl Actions {
     /// Reads and checks an actions file (steps: syntax, schema, values). The file name in
     /// messages is `path` as given.
     pub fn load(path: &Path) -> Result<Actions, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        // A regular file only, read with a bound (a FIFO or a device is refused without blocking).
+        let text =
+            crate::fsutil::read_bounded_text(path, MAX_ACTIONS_BYTES, crate::fsutil::Links::Follow)
+                .map_err(|source| ConfigError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
         Actions::parse(&text, &file)
     }
 

@@ -58,11 +58,20 @@ impl Hardware for LinuxHardware {
     }
 
     fn i2c(&mut self, bus: &str) -> Result<I2cdev, OpenError> {
+        device_node(bus)?;
         I2cdev::new(bus).map_err(|e| OpenError::new(e.to_string()))
     }
 }
 
+/// Refuses a device path that is not a character device (a FIFO there would block the open for
+/// ever; a regular file is no device), before anything opens it.
+fn device_node(path: &str) -> Result<(), OpenError> {
+    crate::fsutil::check_char_device(std::path::Path::new(path))
+        .map_err(|e| OpenError::new(format!("{path}: {e}")))
+}
+
 fn request(pin: &PinSpec, flags: LineRequestFlags, value: u8) -> Result<CdevPin, OpenError> {
+    device_node(&pin.chip)?;
     let mut chip = Chip::new(&pin.chip).map_err(|e| OpenError::new(e.to_string()))?;
     if pin.line >= chip.num_lines() {
         return Err(OpenError::new(format!(

@@ -17,7 +17,7 @@ use super::merge::{build_merged, MergeSpec};
 use super::splice::{build_top_layers, splice_top_layers, PREFIX};
 use super::verify::{agreement, verify, VerifyReport, CHECK_PASSES, SAMPLE_SENTENCES};
 use crate::backbone::raw::load_tokenizer;
-use crate::backbone::{open_session, Backbone, ModelFiles, SessionSource, SessionOptions};
+use crate::backbone::{open_session, Backbone, ModelFiles, SessionOptions, SessionSource};
 use crate::data::split_words;
 use crate::fsutil;
 use crate::graph::proto::ModelProto;

@@ -12,6 +12,7 @@
 //! Only the words of the train split's sentences matter to the feature cache, so relabelled
 //! sentences keep their cached features and only the corrections are extracted.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::data::{load_dataset, Dataset, Example, Origin, ReadOptions, Split, TaskInfo};
@@ -69,6 +70,31 @@ pub fn data_dir(rc: &RunConfig, run: &Path, over: Option<&Path>) -> Result<PathB
         )));
     }
     Ok(dir)
+}
+
+/// The corrections a retrain can take, in journal order: each is judged again
+/// ([`crate::serve::correction`]'s `validate`: labels of the model, valid BIO, no conflict with
+/// one kept before it). A correction that fails is skipped, never failing the retrain; the second
+/// value has one warning per skipped correction naming its journal line (`lines`: seq -> line).
+pub fn replayable(
+    corrections: &[(u64, Correction)],
+    tasks: &[TaskInfo],
+    journal: &Path,
+    lines: &HashMap<u64, usize>,
+) -> (Vec<(u64, Correction)>, Vec<String>) {
+    let mut kept: Vec<(u64, Correction)> = Vec::with_capacity(corrections.len());
+    let mut warnings = Vec::new();
+    for (seq, c) in corrections {
+        match super::super::correction::validate(c, tasks, &kept) {
+            Ok(()) => kept.push((*seq, c.clone())),
+            Err(why) => warnings.push(format!(
+                "{}:{}: correction {seq} skipped by this retrain: {why}",
+                journal.display(),
+                lines.get(seq).map_or("?".to_string(), |l| l.to_string())
+            )),
+        }
+    }
+    (kept, warnings)
 }
 
 fn key(words: &[String]) -> Vec<String> {

@@ -195,6 +195,9 @@ impl Drop for TempModel {
 
 /// `Ok(Ok(reason))`: swapped; `Ok(Err(reason))`: the candidate was refused.
 fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, ServeError> {
+    if let Some(reason) = nothing_new(shared)? {
+        return Ok(Err(reason));
+    }
     let mut t = Instant::now();
     let mut job = prepare(shared, fig)?;
     fig.phase("data", &mut t);
@@ -216,16 +219,57 @@ fn run(shared: &Shared, fig: &mut Figures) -> Result<Result<String, String>, Ser
     Ok(Ok(reason))
 }
 
+/// `Some(reason)` when the journal has no entry (correction or withdrawal) after the last one the
+/// serving model was trained with: its corrections are exactly the serving model's, and the
+/// retrain is skipped (a new version would only repeat it), unless `--data` names other training
+/// data than the serving model's.
+fn nothing_new(shared: &Shared) -> Result<Option<String>, ServeError> {
+    let (current, version) = {
+        let e = lock(&shared.engine);
+        (e.model.path().to_path_buf(), e.version)
+    };
+    // Other training data (`--data`) than the serving model's is something new.
+    if let Some(over) = &shared.settings.data {
+        let rc = run::read_config(&current)?;
+        let same = |p: &Path| p.canonicalize().ok();
+        let trained_on = data::data_dir(&rc, &current, None).ok();
+        if trained_on
+            .as_deref()
+            .and_then(same)
+            .is_none_or(|t| Some(t) != same(over))
+        {
+            return Ok(None);
+        }
+    }
+    let trained = if version == 0 {
+        0
+    } else {
+        Layout::trained_through(&current)?
+    };
+    let mut j = lock(&shared.journal);
+    if j.last_seq() > trained {
+        return Ok(None);
+    }
+    j.mark_retrained();
+    Ok(Some(format!(
+        "skipped: nothing new since version {version} was trained (journal entry {trained})"
+    )))
+}
+
 /// Takes the journal's live corrections (marking them retrained), loads the serving run and
 /// builds the retrain's data.
 fn prepare(shared: &Shared, fig: &mut Figures) -> Result<Job, ServeError> {
     let s = &shared.settings;
-    let (corrections, through) = {
+    let (corrections, through, lines) = {
         let mut j = lock(&shared.journal);
         j.mark_retrained();
-        (j.live().to_vec(), j.last_seq())
+        let lines: std::collections::HashMap<u64, usize> = j
+            .live()
+            .iter()
+            .filter_map(|(s, _)| j.line_of(*s).map(|l| (*s, l)))
+            .collect();
+        (j.live().to_vec(), j.last_seq(), lines)
     };
-    fig.corrections = corrections.len();
     let (current, version) = {
         let e = lock(&shared.engine);
         (e.model.path().to_path_buf(), e.version)
@@ -233,6 +277,12 @@ fn prepare(shared: &Shared, fig: &mut Figures) -> Result<Job, ServeError> {
     let (rc, old_model) = run::load_run(&current)?;
     let base = run::read_config(&shared.layout.run)?;
     let tasks: Vec<TaskInfo> = rc.model.tasks.iter().map(|t| t.info()).collect();
+    let (corrections, skipped) =
+        data::replayable(&corrections, &tasks, &shared.layout.journal(), &lines);
+    for w in &skipped {
+        eprintln!("edgetune serve: warning: {w}");
+    }
+    fig.corrections = corrections.len();
     let settings = settings_of(&rc, &current, s.epochs)?;
     let dir = data::data_dir(&base, &shared.layout.run, s.data.as_deref())?;
     let data = data::build(
@@ -309,9 +359,7 @@ fn train_candidate(
         )?);
     }
     let dir = shared.layout.temp_model(job.version + 1);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(ServeError::io(&dir))?;
-    }
+    crate::fsutil::remove_nofollow(&dir).map_err(ServeError::io(&dir))?;
     let temp = TempModel { dir, keep: false };
     train::train(TrainJob {
         dataset: &job.data.dataset,

@@ -10,8 +10,10 @@
 //! - [`state`]: the shared state and loading it;
 //! - [`requests`]: what each request does;
 //! - [`threads`]: starting the threads;
-//! - [`lifecycle`]: stopping and draining.
+//! - [`lifecycle`]: stopping and draining;
+//! - `gate`: the `--token-file` check of TCP connections.
 
+mod gate;
 pub mod lifecycle;
 pub mod requests;
 pub mod state;

@@ -16,6 +16,15 @@ use super::super::sync::lock;
 use super::state::{internal, LastAnswer, Service};
 use crate::data::Labels;
 
+/// The error answer of a journal write that failed: `full` (nothing acknowledged) or `internal`.
+fn journal_error(e: ServeError) -> RequestError {
+    match e {
+        ServeError::Full { .. } => RequestError::new(ErrorCode::Full, e.to_string()),
+        ServeError::Rejected(m) => RequestError::new(ErrorCode::BadCorrection, m),
+        e => internal(e),
+    }
+}
+
 impl Service {
     /// The feedback button: journals "the last answer was wrong" (its intent's runner-up as the
     /// right label). Returns the correction's number, if one was journalled.
@@ -69,6 +78,8 @@ impl Service {
     ) -> Result<u64, ServeError> {
         let (seq, pending) = {
             let mut j = lock(journal);
+            // Judged under the journal's lock: two conflicting corrections cannot both pass.
+            correction::validate(&c, &self.inner.tasks, j.live()).map_err(ServeError::Rejected)?;
             let seq = j.add(c)?;
             (seq, j.pending())
         };
@@ -141,7 +152,7 @@ impl Service {
             given: correction::given_tasks(&given),
             source: Source::Client,
         };
-        let seq = self.journal_correction(journal, c).map_err(internal)?;
+        let seq = self.journal_correction(journal, c).map_err(journal_error)?;
         let live = lock(journal).live().len();
         Ok(json!({ "ok": true, "seq": seq, "corrections": live }))
     }
@@ -153,7 +164,7 @@ impl Service {
                 "no journal: this service answers with a merged model",
             ));
         };
-        if lock(journal).forget(seq).map_err(internal)? {
+        if lock(journal).forget(seq).map_err(journal_error)? {
             Ok(json!({ "ok": true, "forgotten": seq }))
         } else {
             Err(RequestError::new(

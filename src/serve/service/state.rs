@@ -55,6 +55,8 @@ pub(super) struct Inner {
     pub(super) listeners: Mutex<Vec<Arc<Listener>>>,
     pub(super) clients: Mutex<Vec<(u64, Conn)>>,
     pub(super) next_client: AtomicUsize,
+    /// The secret of `--token-file` a TCP client must send first.
+    pub(super) token: Option<String>,
 }
 
 /// A running service (cheap to clone: every clone is the same service).
@@ -65,6 +67,34 @@ pub struct Service {
 
 pub(super) fn internal(e: impl std::fmt::Display) -> RequestError {
     RequestError::new(ErrorCode::Internal, e.to_string())
+}
+
+/// Largest `--token-file` read.
+const MAX_TOKEN_BYTES: u64 = 4096;
+
+/// Reads the shared secret of `--token-file`: a regular file readable by its owner only (a
+/// secret others can read is none), its first line, at least 16 characters.
+fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
+    use std::os::unix::fs::MetadataExt;
+    let what = |m: &str| ServeError::Config(format!("--token-file {}: {m}", path.display()));
+    let file = crate::fsutil::open_regular(path, crate::fsutil::Links::Follow)
+        .map_err(ServeError::io(path))?;
+    let mode = file.metadata().map_err(ServeError::io(path))?.mode();
+    if mode & 0o077 != 0 {
+        return Err(what(&format!(
+            "mode {:o} lets others read the secret; chmod 600 it",
+            mode & 0o777
+        )));
+    }
+    let bytes = crate::fsutil::read_limited(file, MAX_TOKEN_BYTES).map_err(ServeError::io(path))?;
+    let text = String::from_utf8(bytes).map_err(|_| what("not UTF-8 text"))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.chars().count() < 16 {
+        return Err(what(
+            "the secret (its first line) must have at least 16 characters",
+        ));
+    }
+    Ok(token)
 }
 
 impl Service {
@@ -90,7 +120,8 @@ impl Service {
                 let (dir, version) = layout.current()?;
                 let current = ModelPath::Run(dir.clone());
                 let engine = Engine::open(&current, version, opts.backbone.as_deref(), &session)?;
-                let (mut journal, warning) = Journal::open(&layout.journal())?;
+                let (mut journal, warning) =
+                    Journal::open_capped(&layout.journal(), opts.max_journal_bytes)?;
                 if let Some(w) = warning {
                     eprintln!("edgetune serve: warning: {w}");
                 }
@@ -109,6 +140,7 @@ impl Service {
         }
         let tasks = engine.tasks.clone();
         let (layout, dir_lock) = layout.unzip();
+        let token = opts.token_file.as_deref().map(read_token).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 opts,
@@ -131,6 +163,7 @@ impl Service {
                 listeners: Mutex::new(Vec::new()),
                 clients: Mutex::new(Vec::new()),
                 next_client: AtomicUsize::new(0),
+                token,
             }),
         })
     }

@@ -14,6 +14,7 @@ use super::super::retrain::worker::Retrainer;
 use super::super::sync::lock;
 use super::super::transport::listen::{Conn, Listener};
 use super::super::transport::stream::{serve_stream, StreamKind};
+use super::gate::Gate;
 use super::state::Service;
 
 impl Service {
@@ -57,7 +58,7 @@ impl Service {
         }
         self.spawn_device_thread(devices.button)?;
         if let Some(path) = &inner.opts.socket {
-            self.listen(Listener::unix(path)?)?;
+            self.listen(Listener::unix(path, inner.opts.socket_group.as_deref())?)?;
         }
         if let Some(addr) = inner.opts.listen {
             self.listen(Listener::tcp(addr)?)?;
@@ -145,12 +146,20 @@ impl Service {
         Ok(())
     }
 
+    /// Most connections of this kind: TCP leaves one slot to the Unix socket when both listen.
+    fn slots_for(&self, conn: &Conn) -> usize {
+        let o = &self.inner.opts;
+        let reserve = usize::from(!conn.is_local() && o.socket.is_some() && o.max_clients > 1);
+        o.max_clients - reserve
+    }
+
     /// Serves one connection on its own thread (or refuses it when too many are open).
     fn client(&self, conn: Conn) {
         let id = self.inner.next_client.fetch_add(1, Ordering::SeqCst) as u64;
+        let slots = self.slots_for(&conn);
         let registered = conn.try_clone().ok().and_then(|c| {
             let mut clients = lock(&self.inner.clients);
-            (clients.len() < self.inner.opts.max_clients).then(|| clients.push((id, c)))
+            (clients.len() < slots).then(|| clients.push((id, c)))
         });
         if registered.is_none() {
             let mut conn = conn;
@@ -172,13 +181,15 @@ impl Service {
             // Accepted as the service stopped: answer what it sent already, read nothing more.
             conn.shutdown_read();
         }
+        let _ = conn.set_read_timeout(self.inner.opts.idle_timeout);
         let svc = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("client-{id}"))
             .spawn(move || {
                 let result = conn.try_clone().and_then(|writer| {
+                    let gate = Gate::new(&svc, &conn)?;
                     serve_stream(
-                        &svc,
+                        &gate,
                         conn,
                         std::io::BufWriter::new(writer),
                         StreamKind::Connection,

@@ -25,6 +25,19 @@ impl Conn {
         })
     }
 
+    /// Whether the connection came over the Unix socket (the local, owner-only one).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Conn::Unix(_))
+    }
+
+    /// Sets the time a read waits before failing (`None`: for ever).
+    pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.set_read_timeout(t),
+            Conn::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+
     /// Ends the reading side: a read blocked on it returns the end of the stream (the client's
     /// requests in flight are still answered).
     pub fn shutdown_read(&self) {
@@ -69,9 +82,11 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Listens on a Unix socket at `path`. A socket file left by a service that is gone is
-    /// replaced; a live one (something answers on it) or another kind of file is an error.
-    pub fn unix(path: &Path) -> Result<Self, ServeError> {
+    /// Listens on a Unix socket at `path`, created mode 0600 (its owner only) or, with `group`,
+    /// 0660 and owned by that group. A socket file left by a service that is gone is replaced; a
+    /// live one (something answers on it) or another kind of file is an error.
+    pub fn unix(path: &Path, group: Option<&str>) -> Result<Self, ServeError> {
+        let gid = group.map(group_id).transpose()?;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(ServeError::Config(format!(
@@ -87,7 +102,24 @@ impl Listener {
             }
             std::fs::remove_file(path).map_err(ServeError::io(path))?;
         }
-        let l = UnixListener::bind(path).map_err(ServeError::io(path))?;
+        // Created under a umask that leaves the owner only, so no other account can connect in
+        // the moment between the bind and the chmod below.
+        // SAFETY: umask(2) only swaps the process's file-creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above, restoring the mask.
+        unsafe { libc::umask(old) };
+        let l = bound.map_err(ServeError::io(path))?;
+        let mode = match gid {
+            Some(gid) => {
+                std::os::unix::fs::lchown(path, None, Some(gid)).map_err(ServeError::io(path))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(ServeError::io(path))?;
         Ok(Listener::Unix(l, path.to_path_buf()))
     }
 
@@ -142,6 +174,31 @@ impl Listener {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// The id of the group named `name` (or a number), for `--socket-group`.
+pub fn group_id(name: &str) -> Result<u32, ServeError> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let unknown = || ServeError::Config(format!("--socket-group {name}: no such group"));
+    let cname = std::ffi::CString::new(name).map_err(|_| unknown())?;
+    let mut buf = vec![0 as libc::c_char; 1 << 16];
+    // SAFETY: getgrnam_r fills `grp` and `buf` (of the length given) and sets `out` to `&grp` on
+    // success; both outlive the call and only the gid is read.
+    let gid = unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut out: *mut libc::group = std::ptr::null_mut();
+        let r = libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        );
+        (r == 0 && !out.is_null()).then_some(grp.gr_gid)
+    };
+    gid.ok_or_else(unknown)
 }
 
 /// An error unless `addr` is a loopback address: the protocol has no authentication.

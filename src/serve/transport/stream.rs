@@ -87,7 +87,22 @@ pub fn serve_stream<R: Read, W: Write>(
     let strict_end = kind == StreamKind::Connection;
     let mut handled = 0;
     while kind == StreamKind::Connection || !handler.stopping() {
-        let Some((number, line)) = lines.next_line()? else {
+        let next = match lines.next_line() {
+            Ok(next) => next,
+            Err(e) if strict_end && is_timeout(&e) => {
+                let reply = handler.reject(
+                    RequestError::new(
+                        ErrorCode::Idle,
+                        "no request within the idle time-out (--idle-timeout); the connection is closed",
+                    ),
+                    0,
+                );
+                write_reply(&mut writer, &reply)?;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some((number, line)) = next else {
             break;
         };
         handler.begin();
@@ -112,10 +127,22 @@ pub fn serve_stream<R: Read, W: Write>(
             }
         };
         handled += 1;
-        let mut bytes = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
-        bytes.push(b'\n');
-        writer.write_all(&bytes)?;
-        writer.flush()?;
+        write_reply(&mut writer, &reply)?;
     }
     Ok(handled)
+}
+
+/// Whether a read failed because the connection's read time-out passed.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn write_reply<W: Write>(writer: &mut W, reply: &Value) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    writer.write_all(&bytes)?;
+    writer.flush()
 }
