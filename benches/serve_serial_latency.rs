@@ -10,8 +10,8 @@
 //! Run: `cargo bench --bench serve_serial_latency` (needs `.runtime/` and `.models/default`;
 //! utterances: `EDGETUNE_BENCH_REQUESTS`, default 1,000).
 
-#[path = "support/serve_setup.rs"]
-mod setup;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -22,7 +22,7 @@ use edgetune::device::mock::{IoEvent, MockHardware};
 use edgetune::device::{Actions, Executor};
 use edgetune::serve::{DeviceHub, ServeOptions, Service};
 use edgetune::ModelPath;
-use setup::{bench_latency, merged_model, quantile};
+use support::bench::{bench_latency, merged_model, quantile};
 
 const ACTIONS: &str = r#"
 [[rule]]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs an edgetune merged model in Python's onnxruntime (used by tests/onnx_export.rs).
+"""Runs an edgetune merged model in Python's onnxruntime (used by tests/onnx/onnx_export.rs).
 
 usage: export_parity.py MERGED.onnx INPUTS.json
 

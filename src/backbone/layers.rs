@@ -15,8 +15,8 @@
 //! stop at them), so layer norm is [`crate::nn::LayerNorm`], the attention core (scores,
 //! masked softmax, context) [`crate::nn::kernels::attention::AttentionOp`] (with MPNet's position
 //! bias, which the fused op does not take, candle primitives and [`crate::nn::softmax_last`]), and
-//! GELU the exact (erf) [`crate::nn::kernels::gelu::GeluErfOp`]. See `tests/top_layers.rs`,
-//! `tests/mpnet_layers.rs` and `tests/grad_tests.rs`.
+//! GELU the exact (erf) [`crate::nn::kernels::gelu::GeluErfOp`]. See `tests/train/top_layers.rs`,
+//! `tests/train/mpnet_layers.rs` and `tests/train/grad_tests.rs`.
 
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
@@ -136,7 +136,7 @@ impl BertAttention {
     /// `x`: `[B, T, H]`; `bias`: the additive key mask `[B, 1, 1, T]` from
     /// [`TopLayers::attention_bias`]. The attention core is the fused
     /// [`crate::nn::kernels::attention::AttentionOp`] (values and gradients equal to
-    /// [`crate::nn::kernels::attention::attention_reference`], `tests/grad_tests.rs`). Dropout (seeded) applies
+    /// [`crate::nn::kernels::attention::attention_reference`], `tests/train/grad_tests.rs`). Dropout (seeded) applies
     /// to the output projection, before the residual.
     pub fn forward(
         &self,

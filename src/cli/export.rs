@@ -32,6 +32,9 @@ pub struct Args {
     /// with the run on at least 98% of the check sentences' predicted ids).
     #[arg(long)]
     pub fp32_layers: bool,
+    /// Which version of the run (`edgetune history RUN` lists them; default: the current one).
+    #[arg(long = "version", value_name = "N")]
+    pub run_version: Option<u64>,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {

@@ -714,6 +714,7 @@ fn record_data(o: &Options, dataset: &data::Dataset) -> anyhow::Result<()> {
     let flags = snapshot::DataFlags {
         format: o.job.format,
         columns: o.job.columns.clone(),
+        text_column: o.text_column.clone(),
         holdout: o.job.holdout,
         tasks: o.settings.tasks.clone(),
     };

@@ -17,7 +17,7 @@
 //! # A serving loop
 //!
 //! Everything time-dependent is tick-driven, and the serial port's read timeout is the tick.
-//! (Not run as a doctest: it needs a serial port and GPIO lines; `tests/device_serial_pty.rs`
+//! (Not run as a doctest: it needs a serial port and GPIO lines; `tests/device/device_serial_pty.rs`
 //! runs the same loop over a real pseudo-terminal.)
 //!
 //! ```ignore

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneError, ModelFiles, SessionOptions};
-use crate::data::Split;
+use crate::data::{Example, Split};
 use crate::fsutil;
 use crate::progress::Progress;
 use crate::tokenize::{TokenizeError, Tokenized, WordTokenizer};
@@ -436,10 +436,7 @@ impl FeatureContext {
             offsets.push(acc);
             acc += *r as u64 * width;
         }
-        fs::create_dir_all(&cache_dir).map_err(io_err(&cache_dir))?;
-        remove_stale_temps(&cache_dir);
-        let tmp = temp_entry(&cache_dir, key);
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let tmp = new_temp_entry(&cache_dir, key)?;
         let states_path = tmp.join("states.f16");
         let states_file = File::create(&states_path).map_err(io_err(&states_path))?;
         states_file.set_len(acc * 2).map_err(io_err(&states_path))?;
@@ -497,37 +494,143 @@ impl FeatureContext {
         bar.finish();
         states_file.sync_all().map_err(io_err(&states_path))?;
         drop(states_file);
-        let pooled_path = tmp.join("pooled.f32");
-        fsutil::write_atomic(&pooled_path, bytemuck::cast_slice(&pooled))
-            .map_err(io_err(&pooled_path))?;
-        let meta = CacheMeta {
-            version: CACHE_VERSION,
-            key: key.to_string(),
-            examples: toks.len(),
-            hidden,
-            spec: spec.clone(),
-            max_tokens,
-            rows,
-            word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
-            truncated: toks
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.truncated)
-                .map(|(i, _)| i)
-                .collect(),
-            tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
-            checksums,
-            pooled_checksum: crc32fast::hash(bytemuck::cast_slice(&pooled)),
-            parts: Vec::new(),
-        };
-        let meta_path = tmp.join("meta.json");
-        fsutil::write_atomic(
-            &meta_path,
-            &serde_json::to_vec(&meta).expect("meta serializes"),
-        )
-        .map_err(io_err(&meta_path))?;
-        publish_entry(&cache_dir, &tmp, key)
+        let meta = entry_meta(
+            key, spec, hidden, max_tokens, &toks, rows, checksums, &pooled,
+        );
+        commit_entry(&cache_dir, &tmp, &pooled, &meta)
     }
+
+    /// Writes the cache entry of `split` under `spec` from features the caller computes instead
+    /// of the backbone (a stand-in backbone in tests, features made elsewhere), in the layout and
+    /// with the checksums extraction writes, under a temporary name renamed when complete.
+    /// `features(example, tokenized)` gives one example's [`ExampleFeatures`] of width `hidden`,
+    /// with as many rows as `spec.unit` asks of its tokenization
+    /// ([`Tokenized::feature_words`] words, or every token). A later
+    /// [`load_or_extract`](Self::load_or_extract) of the split opens the entry without running
+    /// the backbone. An example whose features have another size is an error naming it.
+    pub fn write_entry(
+        &self,
+        split: &Split,
+        spec: &FeatureSpec,
+        hidden: usize,
+        mut features: impl FnMut(&Example, &Tokenized) -> ExampleFeatures,
+    ) -> Result<SplitFeatures, FeatureError> {
+        let key = self.key(split, spec);
+        let toks = self.tokenize(split)?;
+        let tmp = new_temp_entry(&self.cache_dir, &key)?;
+        let states_path = tmp.join("states.f16");
+        let mut states: Vec<f16> = Vec::new();
+        let mut pooled: Vec<f32> = Vec::with_capacity(toks.len() * hidden);
+        let mut rows = Vec::with_capacity(toks.len());
+        let mut checksums = Vec::with_capacity(toks.len());
+        for (e, t) in split.examples.iter().zip(&toks) {
+            let f = features(e, t);
+            let n = match spec.unit {
+                Unit::Words => t.feature_words(),
+                Unit::Tokens => t.ids.len(),
+            };
+            let width = spec.states.len() * hidden;
+            if f.states.len() != n * width || f.pooled.len() != hidden {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(FeatureError::Corrupt {
+                    path: self.cache_dir.join(&key),
+                    message: format!(
+                        "{}:{}: {} state values and {} pooled, expected {n} rows of {width} and {hidden}",
+                        e.origin.file.display(),
+                        e.origin.line,
+                        f.states.len(),
+                        f.pooled.len()
+                    ),
+                });
+            }
+            let start = states.len();
+            states.extend(f.states.iter().map(|&v| f16::from_f32(v)));
+            checksums.push(crc32fast::hash(bytemuck::cast_slice(&states[start..])));
+            pooled.extend_from_slice(&f.pooled);
+            rows.push(n as u32);
+        }
+        fsutil::write_atomic(&states_path, bytemuck::cast_slice(&states))
+            .map_err(io_err(&states_path))?;
+        let max_tokens = self.tokenizer.max_tokens();
+        let meta = entry_meta(
+            &key, spec, hidden, max_tokens, &toks, rows, checksums, &pooled,
+        );
+        commit_entry(&self.cache_dir, &tmp, &pooled, &meta)?;
+        open_entry(&self.cache_dir, &key)
+    }
+}
+
+/// One example's features for [`FeatureContext::write_entry`].
+#[derive(Debug, Clone, Default)]
+pub struct ExampleFeatures {
+    /// `[rows, states, hidden]`, row-major: per row (word or token) the spec's states in order.
+    pub states: Vec<f32>,
+    /// The sentence vector (`hidden` values), stored in `pooled.f32`.
+    pub pooled: Vec<f32>,
+}
+
+/// A fresh, empty temporary entry folder ([`temp_entry`]) in `cache_dir`, stale ones removed
+/// first.
+fn new_temp_entry(cache_dir: &Path, key: &str) -> Result<PathBuf, FeatureError> {
+    fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
+    remove_stale_temps(cache_dir);
+    let tmp = temp_entry(cache_dir, key);
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
+/// The `meta.json` of a plain entry of `toks` (`rows` rows each, `checksums` of their states).
+#[allow(clippy::too_many_arguments)]
+fn entry_meta(
+    key: &str,
+    spec: &FeatureSpec,
+    hidden: usize,
+    max_tokens: usize,
+    toks: &[Tokenized],
+    rows: Vec<u32>,
+    checksums: Vec<u32>,
+    pooled: &[f32],
+) -> CacheMeta {
+    CacheMeta {
+        version: CACHE_VERSION,
+        key: key.to_string(),
+        examples: toks.len(),
+        hidden,
+        spec: spec.clone(),
+        max_tokens,
+        rows,
+        word_tokens: toks.iter().map(|t| t.word_tokens.clone()).collect(),
+        truncated: toks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.truncated)
+            .map(|(i, _)| i)
+            .collect(),
+        tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+        checksums,
+        pooled_checksum: crc32fast::hash(bytemuck::cast_slice(pooled)),
+        parts: Vec::new(),
+    }
+}
+
+/// Writes `pooled.f32` and `meta.json` into the temporary entry `tmp` (its `states.f16` written)
+/// and publishes it as the entry `meta.key` ([`publish_entry`]).
+fn commit_entry(
+    cache_dir: &Path,
+    tmp: &Path,
+    pooled: &[f32],
+    meta: &CacheMeta,
+) -> Result<(), FeatureError> {
+    let pooled_path = tmp.join("pooled.f32");
+    fsutil::write_atomic(&pooled_path, bytemuck::cast_slice(pooled))
+        .map_err(io_err(&pooled_path))?;
+    let meta_path = tmp.join("meta.json");
+    fsutil::write_atomic(
+        &meta_path,
+        &serde_json::to_vec(meta).expect("meta serializes"),
+    )
+    .map_err(io_err(&meta_path))?;
+    publish_entry(cache_dir, tmp, &meta.key)
 }
 
 /// A temporary folder in `cache_dir` for writing the entry `key`: `.{key}.{pid}-{n}.tmp`, unique

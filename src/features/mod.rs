@@ -11,8 +11,8 @@ pub mod pool;
 pub mod rows;
 
 pub use cache::{
-    default_cache_dir, CacheMeta, FeatureContext, FeatureError, FeatureSpec, SplitFeatures, Unit,
-    CACHE_VERSION,
+    default_cache_dir, CacheMeta, ExampleFeatures, FeatureContext, FeatureError, FeatureSpec,
+    SplitFeatures, Unit, CACHE_VERSION,
 };
 pub use pool::{example_rows, pooled_mean, token_rows, word_rows};
 pub use rows::{ExampleRows, TokenRows};

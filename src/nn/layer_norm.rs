@@ -28,7 +28,7 @@ impl LayerNorm {
 
     /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension (biased variance, as
     /// PyTorch and ONNX compute it): the fused [`LayerNormOp`], equal to
-    /// [`LayerNorm::forward_reference`] in values and gradients (`tests/grad_tests.rs`).
+    /// [`LayerNorm::forward_reference`] in values and gradients (`tests/train/grad_tests.rs`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let h = *dims

@@ -3,7 +3,7 @@
 //! dropout, and the fused kernels under [`kernels`].
 //!
 //! candle's fused `layer_norm`, `softmax_last_dim` and rotary kernels have no backward pass;
-//! nothing here uses them (every trainable tensor has a gradient test in `tests/grad_tests.rs`).
+//! nothing here uses them (every trainable tensor has a gradient test in `tests/train/grad_tests.rs`).
 
 pub mod functional;
 pub mod gru;

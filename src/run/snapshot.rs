@@ -65,6 +65,9 @@ pub struct DataSource {
     pub format: Option<Format>,
     /// CoNLL column names (`--columns`).
     pub columns: Option<Vec<String>>,
+    /// TSV/CSV: the text column's name in the header row (`--text-column`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
     /// The fraction of train held out when there is no valid split.
     pub holdout: f64,
     /// The tasks trained (`--tasks`; empty: every task of the data).
@@ -93,6 +96,8 @@ pub struct DataFlags {
     pub format: Option<Format>,
     /// `--columns`.
     pub columns: Option<Vec<String>>,
+    /// `--text-column`.
+    pub text_column: Option<String>,
     /// `--holdout`.
     pub holdout: f64,
     /// `--tasks`.
@@ -208,6 +213,7 @@ pub fn record_data(
         bytes,
         format: flags.format,
         columns: flags.columns.clone(),
+        text_column: flags.text_column.clone(),
         holdout: flags.holdout,
         tasks: flags.tasks.clone(),
         given: dir.display().to_string(),
@@ -363,6 +369,7 @@ impl DataSource {
         ReadOptions {
             format: self.format,
             columns: self.columns.clone(),
+            text_column: self.text_column.clone(),
         }
     }
 

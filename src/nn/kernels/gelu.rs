@@ -11,7 +11,7 @@ use super::simd::{dispatch, exp, slice, with_values};
 /// (`d/dx = (1 + erf(x / sqrt 2)) / 2 + x e^(-x^2 / 2) / sqrt(2 pi)`), on the rayon pool, in
 /// loops that vectorise ([`erf`] and `exp` branch-free; AVX2 when the CPU has it). candle's
 /// `gelu_erf` calls libm's scalar `erff` per element and builds the derivative from about a dozen
-/// batch-sized temporaries; values agree within 2e-6 absolute (`tests/grad_tests.rs`).
+/// batch-sized temporaries; values agree within 2e-6 absolute (`tests/train/grad_tests.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct GeluErfOp;
 

@@ -1,5 +1,5 @@
 //! Fused CPU kernels as candle custom ops, each with a hand-written backward pass and a test
-//! against the formulation from candle primitives (`tests/grad_tests.rs`), one file per operation
+//! against the formulation from candle primitives (`tests/train/grad_tests.rs`), one file per operation
 //! family; `simd` holds the numeric helpers they share.
 
 pub mod attention;

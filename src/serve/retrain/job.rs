@@ -18,7 +18,7 @@ use crate::data::TaskInfo;
 use crate::features::{default_cache_dir, FeatureContext};
 use crate::model::TaskModel;
 use crate::onnx::export::{export_run, ExportOptions};
-use crate::run::versions::{MadeBy, VersionRecord};
+use crate::run::versions::{self as versions, MadeBy, VersionRecord};
 use crate::run::{self, RunConfig};
 use crate::train::{
     self, fit_memory, head_states, plan_model, TrainError, TrainJob, TrainSettings,
@@ -228,10 +228,10 @@ fn nothing_new(shared: &Shared) -> Result<Option<String>, ServeError> {
     if let Some(over) = &shared.settings.data {
         let rc = run::read_config(&current)?;
         let same = |p: &Path| p.canonicalize().ok();
-        let trained_on = data::data_dir(&rc, &current, None).ok();
+        let trained_on = data::data_dir(&rc, &versions::root_of(&current), None).ok();
         if trained_on
-            .as_deref()
-            .and_then(same)
+            .as_ref()
+            .and_then(|t| same(&t.dir))
             .is_none_or(|t| Some(t) != same(over))
         {
             return Ok(None);
@@ -240,7 +240,7 @@ fn nothing_new(shared: &Shared) -> Result<Option<String>, ServeError> {
     let trained = if version == 0 {
         0
     } else {
-        Layout::trained_through(&current)?
+        crate::serve::layout::Layout::trained_through(&current)?
     };
     let mut j = lock(&shared.journal);
     if j.last_seq() > trained {

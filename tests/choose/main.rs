@@ -1,0 +1,10 @@
+//! `edgetune choose`: the decision and the real candidates.
+//!
+//! One test binary for this stage of the flow (see `tests/README.md`): each module is a former
+//! `tests/NAME.rs` binary, its tests named `NAME::test`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod choose;
+mod choose_summary;
