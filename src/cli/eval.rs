@@ -60,9 +60,9 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let source = match a.source.model_path()? {
-        ModelPath::Run(root) => ModelPath::Run(
-            edgetune::run::versions::resolve(&root, a.run_version)?.1,
-        ),
+        ModelPath::Run(root) => {
+            ModelPath::Run(edgetune::run::versions::resolve(&root, a.run_version)?.1)
+        }
         merged => merged,
     };
     if let Some(b) = &a.backbone {

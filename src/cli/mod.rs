@@ -7,6 +7,7 @@ mod bench;
 mod cache;
 mod choose;
 mod common;
+mod completions;
 mod data;
 mod eval;
 mod export;
@@ -79,6 +80,10 @@ enum Command {
     /// Compare backbones (and unfrozen layers) on this device: train, export and measure each
     /// (scores, latency, cold start, memory, bytes), then recommend one within the limits.
     Choose(choose::Args),
+    /// Print a shell completion script (bash, zsh, fish), generated from this binary's flags.
+    Completions(completions::Args),
+    /// Print the man page (roff), generated from this binary's flags: `edgetune man > edgetune.1`.
+    Man(completions::ManArgs),
 }
 
 /// Entry point: parse, run, and turn errors into a message and a non-zero exit code.
@@ -109,6 +114,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Inspect(a) => inspect::run(&cli.global, a),
         Command::Choose(a) => choose::run(&cli.global, a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => completions::run_man(a),
         Command::Fleet(a) => fleet::run(&cli.global, a),
         Command::Data(a) => data::run(&cli.global, a),
         Command::Cache(a) => cache::run(&cli.global, a),

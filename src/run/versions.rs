@@ -251,6 +251,19 @@ impl Versions {
             .find(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
     }
 
+    /// Why a pointer naming version `n` is refused: no such folder, or one that is not a folder of
+    /// the run (a link is never followed).
+    fn missing(&self, n: u64) -> String {
+        let there = [self.dir().join(n.to_string()), self.legacy_dir(n)]
+            .iter()
+            .any(|d| std::fs::symlink_metadata(d).is_ok());
+        if there {
+            format!("names version {n}, which is not a folder of the run (a link or a file)")
+        } else {
+            format!("names version {n}, which does not exist")
+        }
+    }
+
     /// The folder of version `n`, or an error listing the versions there are.
     pub fn folder(&self, n: u64) -> Result<PathBuf, RunError> {
         self.find(n).ok_or_else(|| RunError::NotARun {
@@ -306,12 +319,9 @@ impl Versions {
                     format!("expected a version number, found {:?}", text.trim()),
                 )
             })?;
-            let dir = self.find(n).ok_or_else(|| {
-                corrupt(
-                    pointer.clone(),
-                    format!("names version {n}, which does not exist"),
-                )
-            })?;
+            let dir = self
+                .find(n)
+                .ok_or_else(|| corrupt(pointer.clone(), self.missing(n)))?;
             return Ok((n, dir));
         }
         let legacy = self.root.join(LEGACY_POINTER);
@@ -330,12 +340,9 @@ impl Versions {
                     format!("expected \"models/gen-N\", found {:?}", text.trim()),
                 )
             })?;
-        let dir = self.find(n).ok_or_else(|| {
-            corrupt(
-                legacy.clone(),
-                format!("names version {n}, which does not exist"),
-            )
-        })?;
+        let dir = self
+            .find(n)
+            .ok_or_else(|| corrupt(legacy.clone(), self.missing(n)))?;
         Ok((n, dir))
     }
 
@@ -398,6 +405,7 @@ impl Versions {
     /// Takes the versions lock, waiting up to two minutes for another writer.
     pub fn lock(&self) -> Result<fsutil::DirLock, RunError> {
         let dir = self.dir();
+        fsutil::real_dir(&dir).map_err(io(&dir))?;
         let t0 = std::time::Instant::now();
         loop {
             match fsutil::DirLock::acquire(&dir) {
@@ -421,12 +429,7 @@ impl Versions {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                 let p = e.path();
-                let meta = std::fs::symlink_metadata(&p).map_err(io(&p))?;
-                if meta.is_dir() {
-                    std::fs::remove_dir_all(&p).map_err(io(&p))?;
-                } else {
-                    std::fs::remove_file(&p).map_err(io(&p))?;
-                }
+                fsutil::remove_nofollow(&p).map_err(io(&p))?;
             }
         }
         Ok(())
@@ -440,7 +443,7 @@ impl Versions {
     /// A fresh folder to write a version into (under a temporary name; see [`Self::add`]).
     pub fn temp_folder(&self) -> Result<PathBuf, RunError> {
         let dir = self.dir();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        fsutil::real_dir(&dir).map_err(io(&dir))?;
         let t = dir.join(format!(
             "{TEMP_PREFIX}{}-{}",
             std::process::id(),
@@ -514,6 +517,13 @@ impl Versions {
 
     /// Removes what killed writers left (holding the lock).
     pub fn prepare(&self) -> Result<(), RunError> {
+        // A link at `versions/` or an old run's `serve/models/` is refused: nothing is written
+        // or deleted where it points.
+        for d in [self.dir(), self.root.join(LEGACY_MODELS)] {
+            if std::fs::symlink_metadata(&d).is_ok() {
+                fsutil::real_dir(&d).map_err(io(&d))?;
+            }
+        }
         if !self.dir().is_dir() {
             return Ok(());
         }

@@ -11,6 +11,7 @@ mod cli_conventions;
 mod cli_e2e;
 mod cli_errors;
 mod cli_json;
+mod completions;
 mod hostile_files;
 mod multilingual_e2e;
 mod show_the_work;

@@ -89,6 +89,23 @@ fn no_link_in_the_serve_folder_is_followed_and_no_content_is_echoed() {
         "a file outside the run was deleted"
     );
 
+    // The versions folder as a link: refused, nothing deleted where it points.
+    let run = fresh_run(&dir.path().join("b2"));
+    symlink(&outside, run.join("versions")).unwrap();
+    let e = start_fails(&run);
+    assert!(e.contains("versions") && e.contains("symbolic link"), "{e}");
+    assert!(
+        outside.join(".tmp-gen-000001/keep").exists(),
+        "a file outside the run was deleted"
+    );
+    std::fs::create_dir(outside.join(".tmp-1-1")).unwrap();
+    let e = start_fails(&run);
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(
+        outside.join(".tmp-1-1").exists(),
+        "a folder outside the run was deleted"
+    );
+
     // `current` as a link to a secret: refused, and the secret is not in the message.
     let run = fresh_run(&dir.path().join("c"));
     std::fs::create_dir(run.join("serve")).unwrap();

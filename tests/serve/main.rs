@@ -8,12 +8,12 @@ mod support;
 
 mod hostile_serve;
 mod hostile_soak;
+mod self_contained;
 mod serve_crash;
 mod serve_devices;
 mod serve_learning;
 mod serve_requests;
 mod serve_serial;
 mod serve_swap_load;
-mod self_contained;
 mod versions_kill;
 mod versions_old_runs;
