@@ -196,10 +196,11 @@ class Memory(threading.Thread):
         return rss
 
 
-def run_quiet(cmd, log: Path, env=None, timeout=None):
+def run_quiet(cmd, log: Path, env=None, timeout=None, cwd=None):
     with open(log, "w") as f:
         try:
-            r = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+            r = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout,
+                               cwd=cwd)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"{' '.join(map(str, cmd))} did not end in {timeout} s; see {log}")
     if r.returncode != 0:
@@ -312,7 +313,8 @@ def federated(args, env, mem):
             killer.start()
         run_quiet([venv_bin / "flwr", "run", app, "local", "--stream", "--run-config", overrides,
                    "--federation-config", f"address='127.0.0.1:{exec_port}'"], logs / "flwr-run.log", fenv,
-                  timeout=args.run_timeout)
+                  timeout=args.run_timeout, cwd=args.out)  # `flwr run` writes its .fab in the working folder:
+        # one per simulation, so simulations running side by side (the tests) never share it.
         wall = time.time() - t0
     finally:
         for p in devices:
