@@ -5,33 +5,12 @@
 
 use crate::support as common;
 
-use std::path::PathBuf;
-
 use edgetune::backbone::{ModelFiles, SessionOptions};
-use edgetune::data::{Example, Format, Labels, Origin, Split};
+use edgetune::data::Split;
 use edgetune::features::{FeatureContext, FeatureSpec, Unit};
 
 fn split(texts: &[&str]) -> Split {
-    Split {
-        name: "t".into(),
-        source: PathBuf::from("mem"),
-        format: Format::Jsonl,
-        examples: texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Example {
-                words: t.split_whitespace().map(str::to_string).collect(),
-                labels: Labels {
-                    sentence: [("intent".to_string(), "x".to_string())].into(),
-                    ..Labels::default()
-                },
-                origin: Origin {
-                    file: "mem".into(),
-                    line: i + 1,
-                },
-            })
-            .collect(),
-    }
+    common::text_split("t", texts)
 }
 
 fn ctx(cache: &std::path::Path, max_tokens: Option<usize>) -> FeatureContext {

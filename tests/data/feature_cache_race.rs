@@ -7,40 +7,23 @@
 
 use crate::support as common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 
 use edgetune::backbone::{ModelFiles, SessionOptions};
-use edgetune::data::{Example, Format, Labels, Origin, Split};
+use edgetune::data::Split;
 use edgetune::features::{FeatureContext, FeatureSpec, Unit};
 
 fn split() -> Split {
-    let texts = [
-        "turn on the kitchen lights",
-        "play some jazz in the living room",
-        "set a timer for ten minutes",
-        "what is the weather in Zürich tomorrow",
-    ];
-    Split {
-        name: "race".into(),
-        source: PathBuf::from("mem"),
-        format: Format::Jsonl,
-        examples: texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Example {
-                words: t.split_whitespace().map(str::to_string).collect(),
-                labels: Labels {
-                    sentence: [("intent".to_string(), "x".to_string())].into(),
-                    ..Labels::default()
-                },
-                origin: Origin {
-                    file: "mem".into(),
-                    line: i + 1,
-                },
-            })
-            .collect(),
-    }
+    common::text_split(
+        "race",
+        &[
+            "turn on the kitchen lights",
+            "play some jazz in the living room",
+            "set a timer for ten minutes",
+            "what is the weather in Zürich tomorrow",
+        ],
+    )
 }
 
 fn ctx(cache: &Path) -> FeatureContext {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use edgetune::data::Split;
+use edgetune::data::{Example, Format, Labels, Origin, Split};
 use edgetune::features::{ExampleFeatures, FeatureContext, FeatureSpec, Unit};
 use rand::{Rng, SeedableRng};
 
@@ -25,6 +25,31 @@ pub mod serve;
 pub mod tiny_checkpoints;
 
 /// The repository root.
+/// A split named `name` of `texts` (words split at whitespace), each labelled `intent` = `x`:
+/// enough for the feature cache, which reads only the words.
+pub fn text_split(name: &str, texts: &[&str]) -> Split {
+    Split {
+        name: name.into(),
+        source: PathBuf::from("mem"),
+        format: Format::Jsonl,
+        examples: texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Example {
+                words: t.split_whitespace().map(str::to_string).collect(),
+                labels: Labels {
+                    sentence: [("intent".to_string(), "x".to_string())].into(),
+                    ..Labels::default()
+                },
+                origin: Origin {
+                    file: "mem".into(),
+                    line: i + 1,
+                },
+            })
+            .collect(),
+    }
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
