@@ -211,7 +211,7 @@ fn eval_json(ev: &RunEval, unknown: &[String]) -> anyhow::Result<serde_json::Val
 fn own_split(a: &Args, dir: &std::path::Path) -> anyhow::Result<Split> {
     use anyhow::Context;
     use edgetune::run::snapshot::{data_folder, DataSource};
-    let (rc, _) = edgetune::run::load_run(dir)?;
+    let rc = edgetune::run::read_config(dir)?;
     let root = edgetune::run::versions::root_of(dir);
     let folder = data_folder(&root);
     let source = DataSource::read(&folder)?.with_context(|| {

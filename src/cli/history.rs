@@ -20,13 +20,11 @@ pub fn run(g: &super::common::Global, a: Args) -> anyhow::Result<()> {
     let list = versions.list()?;
     let current = list.iter().find(|v| v.current).map_or(0, |v| v.version);
     if g.json {
-        let v = serde_json::json!({
+        return super::common::print_json(&serde_json::json!({
             "run": a.run,
             "current": current,
             "versions": list,
-        });
-        println!("{v}");
-        return Ok(());
+        }));
     }
     println!(
         "{} ({} versions, current {current})",
